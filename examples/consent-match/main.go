@@ -1,0 +1,57 @@
+// Command consent-match is the seed's Source Insert Function: it looks the
+// user's stored consent up, compares it with the event's
+// context.consent.categoryPreferences, and drops the event with "Consent
+// mismatch" when a category known to both differs.
+//
+// Settings:
+//
+//	{"missingRecord": "pass" | "drop"}          default "pass"
+//	{"missingConsent": "pass" | "drop"}         default "pass": an event without context.consent
+//	{"storeUnavailable": "retry" | "drop" | "pass"}  default "retry"
+package main
+
+import (
+	"errors"
+
+	"github.com/insertfn/insertfn/sdk"
+)
+
+func init() { sdk.Handle(Handlers) }
+
+func main() {}
+
+// Handlers check every event type.
+var Handlers = sdk.Handlers{Any: Check}
+
+// Check drops an event whose consent disagrees with the stored consent.
+func Check(e *sdk.Event) error {
+	diff, err := e.CompareConsent("")
+	switch {
+	case err == nil:
+		if diff.Mismatch() {
+			return sdk.DropEvent("Consent mismatch")
+		}
+		return nil
+	case errors.Is(err, sdk.ErrNoRecord), errors.Is(err, sdk.ErrNoID):
+		return policy(e, "missingRecord", "pass", "No stored consent")
+	case errors.Is(err, sdk.ErrNoEventConsent):
+		return policy(e, "missingConsent", "pass", "No consent in event")
+	default:
+		return policy(e, "storeUnavailable", "retry", "Consent store unavailable")
+	}
+}
+
+// policy applies the setting that decides a case: pass, drop or retry.
+func policy(e *sdk.Event, setting, def, reason string) error {
+	p := e.Settings().String(setting)
+	if p == "" {
+		p = def
+	}
+	switch p {
+	case "drop":
+		return sdk.DropEvent(reason)
+	case "retry":
+		return sdk.RetryError(reason)
+	}
+	return nil
+}

@@ -1,0 +1,34 @@
+// Package runtime runs consent functions compiled to WebAssembly in wazero
+// sandboxes.
+//
+// An [Engine] holds what functions share: the compilation cache (in memory,
+// and on disk when a directory is configured). [Engine.Load] compiles one
+// version of a function, checks it against the ABI (package abi of the SDK),
+// starts a first instance and returns a [Function]. A Function keeps a
+// bounded pool of instances; [Function.Invoke] borrows one for one event.
+//
+// # What a guest can do
+//
+// Only what package abi offers: read and change the host's copy of the event
+// (gjson and sjson run on the host), look stored consent up and compare it
+// with the event's, read its settings, log, and return a verdict. It has no
+// filesystem, no network, no environment variables and no arguments; its
+// stdout and stderr go to the event's logs; its clocks are real and its
+// random source is crypto/rand.
+//
+// # Limits and failures
+//
+// Each Function has [Limits]: memory pages, time per event, the event's size
+// after changes, log bytes per event, pool size and a memory high-water mark.
+// A trap, a timeout, memory exhaustion, a guest exit (a Go panic that the SDK
+// did not catch), an ABI violation (a bad pointer or length) or a broken
+// limit becomes an [*Error] for that event. The instance that failed is
+// thrown away and replaced on demand; other events and functions go on.
+//
+// # Hot path
+//
+// Invoke allocates nothing of its own for an event that is delivered
+// unchanged or dropped for a reason seen before (see the benchmarks in
+// bench/). wazero itself, when termination on timeout is enabled (it always
+// is here), starts a goroutine per call; see RATIONALE.md.
+package runtime

@@ -1,0 +1,197 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Config configures an Engine. The zero value is ready to use: an in-memory
+// compilation cache only.
+type Config struct {
+	// CacheDir keeps compiled code on disk so that the next start of the same
+	// wasm skips compilation. Empty: in memory only.
+	CacheDir string
+}
+
+// Engine compiles and runs functions. It is safe for concurrent use.
+type Engine struct {
+	cache wazero.CompilationCache
+}
+
+// NewEngine returns an Engine.
+//
+// # Parameters
+//   - cfg: the compilation cache to use; see [Config].
+//
+// # Results
+//   - the engine, to Close when no function of it is used any more;
+//   - an error when the cache directory cannot be created.
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.CacheDir == "" {
+		return &Engine{cache: wazero.NewCompilationCache()}, nil
+	}
+	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+	}
+	cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+	}
+	return &Engine{cache: cache}, nil
+}
+
+// Close releases the compilation cache. Close every Function first.
+func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
+
+// Options are what a Function needs besides its wasm.
+type Options struct {
+	// Name identifies the function in errors and logs.
+	Name string
+	// Settings is the function's settings, a JSON object (empty: {}).
+	Settings []byte
+	// Store is where consent lookups go (nil: no stored consent).
+	Store consent.Store
+	// Limits bound the function; zero fields take defaults.
+	Limits Limits
+}
+
+// Hash returns the identifier of a function version: the hex SHA-256 of its wasm.
+func Hash(wasm []byte) string {
+	sum := sha256.Sum256(wasm)
+	return hex.EncodeToString(sum[:])
+}
+
+// Load compiles one version of a function, checks it against the ABI and
+// starts its first instance, so that a module that cannot run is refused
+// here rather than on the first event.
+//
+// # Parameters
+//   - ctx: bounds compilation and start-up.
+//   - wasm: the module's bytes.
+//   - opts: name, settings, consent store and limits.
+//
+// # Results
+//   - the Function, to Close when it is no longer used;
+//   - an error that says why the module was refused: it does not compile,
+//     imports what the host does not offer, lacks an export the ABI needs,
+//     speaks another ABI version, or fails during start-up.
+func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function, error) {
+	name := opts.Name
+	if name == "" {
+		name = "function"
+	}
+	settings := opts.Settings
+	if len(settings) == 0 {
+		settings = []byte("{}")
+	}
+	if err := checkSettings(settings); err != nil {
+		return nil, fmt.Errorf("function %s: %w", name, err)
+	}
+	limits := opts.Limits.WithDefaults()
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(e.cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(limits.MemoryPages)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	fail := func(err error) (*Function, error) {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("function %s: %w", name, err)
+	}
+	if err := instantiateHost(ctx, rt); err != nil {
+		return fail(err)
+	}
+	compiled, err := rt.CompileModule(ctx, wasm)
+	if err != nil {
+		return fail(fmt.Errorf("compile: %w", err))
+	}
+	if err := checkModule(compiled); err != nil {
+		return fail(err)
+	}
+	f := &Function{
+		name:     name,
+		hash:     Hash(wasm),
+		rt:       rt,
+		compiled: compiled,
+		settings: settings,
+		store:    opts.Store,
+		limits:   limits,
+		idle:     make(chan *instance, limits.PoolSize),
+		slots:    make(chan struct{}, limits.PoolSize),
+		closed:   make(chan struct{}),
+	}
+	f.slots <- struct{}{}
+	inst, err := f.newInstance(ctx)
+	if err != nil {
+		<-f.slots
+		return fail(err)
+	}
+	f.idle <- inst
+	return f, nil
+}
+
+// checkModule checks a compiled module's imports and exports against the ABI.
+func checkModule(m wazero.CompiledModule) error {
+	known := make(map[string]hostFunc, len(hostFuncs))
+	for _, h := range hostFuncs {
+		known[h.name] = h
+	}
+	for _, imp := range m.ImportedFunctions() {
+		mod, name, _ := imp.Import()
+		switch mod {
+		case abi.ModuleName:
+			h, ok := known[name]
+			if !ok {
+				return fmt.Errorf("imports %s.%s, which this host (ABI version %d) does not offer", mod, name, abi.Version)
+			}
+			if !sameTypes(imp.ParamTypes(), h.params) || !sameTypes(imp.ResultTypes(), h.results) {
+				return fmt.Errorf("imports %s.%s with signature %v -> %v; the ABI says %v -> %v",
+					mod, name, imp.ParamTypes(), imp.ResultTypes(), h.params, h.results)
+			}
+		case wasiModule:
+		default:
+			return fmt.Errorf("imports %s.%s: only the %q and %q modules are available", mod, name, abi.ModuleName, wasiModule)
+		}
+	}
+	exports := m.ExportedFunctions()
+	need := []struct {
+		name            string
+		params, results []api.ValueType
+	}{
+		{abi.ExportABIVersion, nil, []api.ValueType{api.ValueTypeI32}},
+		{abi.ExportHandle, []api.ValueType{api.ValueTypeI32}, []api.ValueType{api.ValueTypeI32}},
+	}
+	for _, n := range need {
+		def, ok := exports[n.name]
+		if !ok {
+			return fmt.Errorf("does not export %s: is it built with the insertfn SDK (or does it follow docs/abi.md)?", n.name)
+		}
+		if !sameTypes(def.ParamTypes(), n.params) || !sameTypes(def.ResultTypes(), n.results) {
+			return fmt.Errorf("exports %s with signature %v -> %v; the ABI says %v -> %v",
+				n.name, def.ParamTypes(), def.ResultTypes(), n.params, n.results)
+		}
+	}
+	if _, ok := m.ExportedMemories()[abi.ExportMemory]; !ok {
+		return fmt.Errorf("does not export its memory as %q", abi.ExportMemory)
+	}
+	return nil
+}
+
+func sameTypes(a, b []api.ValueType) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

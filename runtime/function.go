@@ -1,0 +1,442 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/sdk/hostcall"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// Verdict is what became of an event.
+type Verdict uint8
+
+// Verdicts.
+const (
+	// Deliver: pass the event on (Result.Event, possibly changed).
+	Deliver Verdict = iota
+	// Drop: the function dropped the event on purpose (DropEvent).
+	Drop
+	// Fail: the function returned an error or the sandbox failed; Result.Kind says which.
+	Fail
+)
+
+// String returns "deliver", "drop" or "error".
+func (v Verdict) String() string {
+	switch v {
+	case Deliver:
+		return "deliver"
+	case Drop:
+		return "drop"
+	}
+	return "error"
+}
+
+// Result is what a function did with one event. A caller may reuse one
+// Result across calls to Invoke: its Logs slice is reused.
+type Result struct {
+	Verdict Verdict
+	// Kind says which error, when Verdict is Fail.
+	Kind ErrorKind
+	// Reason is the drop reason or the error message.
+	Reason string
+	// Event is the event to deliver: the caller's own bytes when the
+	// function did not change it (Modified false), else a new buffer the
+	// caller owns.
+	Event    []byte
+	Modified bool
+	// Logs are what the function logged, its stdout and stderr included.
+	Logs []hostcall.LogLine
+	// Duration is the time the guest call took.
+	Duration time.Duration
+}
+
+// Stats count what happened in a Function's pool.
+type Stats struct {
+	Invocations uint64 // events handled
+	Started     uint64 // instances started
+	Discarded   uint64 // instances thrown away after a failure
+	Recycled    uint64 // instances recycled past the memory high-water mark
+	Idle        int    // instances waiting for an event now
+}
+
+// Function is one loaded version of a function with its pool of instances.
+// It is safe for concurrent use; each instance serves one event at a time.
+type Function struct {
+	name     string
+	hash     string
+	rt       wazero.Runtime
+	compiled wazero.CompiledModule
+	settings []byte
+	store    consent.Store
+	limits   Limits
+
+	idle   chan *instance // instances ready for an event
+	slots  chan struct{}  // one token per live instance, capacity PoolSize
+	closed chan struct{}
+	once   sync.Once
+	busy   sync.WaitGroup
+
+	invocations, started, discarded, recycled atomic.Uint64
+}
+
+// Name returns the function's name.
+func (f *Function) Name() string { return f.name }
+
+// Hash returns the hex SHA-256 of the function's wasm, which identifies the version.
+func (f *Function) Hash() string { return f.hash }
+
+// Limits returns the limits in force, defaults filled in.
+func (f *Function) Limits() Limits { return f.limits }
+
+// Stats returns the pool's counters.
+func (f *Function) Stats() Stats {
+	return Stats{Invocations: f.invocations.Load(), Started: f.started.Load(),
+		Discarded: f.discarded.Load(), Recycled: f.recycled.Load(), Idle: len(f.idle)}
+}
+
+// Invoke runs the function on one event.
+//
+// # Parameters
+//   - ctx: bounds the wait for a free instance and the consent store's
+//     lookups; its deadline, when earlier than Limits.Timeout, also bounds
+//     the guest call.
+//   - event: the event's JSON. It is borrowed: do not change it until
+//     Invoke returns (and while res.Event still refers to it).
+//   - res: filled with the verdict, the event to deliver and the logs.
+//
+// # Results
+//   - nil when the function ran to a verdict, including a drop or an error
+//     the function returned itself (see res);
+//   - an [*Error] when the sandbox failed (res.Verdict is Fail and res.Kind
+//     says why); the instance is thrown away;
+//   - ctx's error or [ErrClosed] when no instance could be had.
+func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error {
+	inst, err := f.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer f.busy.Done()
+	res.Logs = res.Logs[:0]
+	res.Event, res.Modified, res.Reason, res.Kind = event, false, "", ""
+
+	c := &inst.call
+	c.Reset(ctx, event, f.store, f.settings, hostcall.Limits{MaxEventBytes: f.limits.MaxEventBytes, MaxLogBytes: f.limits.MaxLogBytes})
+	inst.stack[0] = uint64(uint32(c.Doc.Type()))
+	inst.stderr.b = inst.stderr.b[:0]
+
+	timeout := f.limits.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	start := time.Now()
+	inst.timer.Reset(timeout)
+	callErr := inst.handle.CallWithStack(inst.ctx, inst.stack[:])
+	fired := !inst.timer.Stop()
+	res.Duration = time.Since(start)
+	f.invocations.Add(1)
+
+	res.Logs = append(res.Logs, c.Logs()...)
+	if callErr == nil && c.Err() != nil { // a limit broken by stdout or stderr
+		callErr = &limitBroken{err: c.Err()}
+	}
+	if callErr != nil || fired {
+		ferr := f.classify(inst, callErr, fired)
+		res.Verdict, res.Kind, res.Reason = Fail, ferr.Kind, ferr.Message
+		f.discard(inst)
+		return ferr
+	}
+	result := abi.Result(int32(uint32(inst.stack[0])))
+	switch {
+	case result == abi.ResultDeliver:
+		res.Verdict = Deliver
+		res.Event, res.Modified = c.Doc.Bytes(), c.Doc.Modified()
+	case result == abi.ResultDrop:
+		res.Verdict, res.Reason = Drop, string(c.Reason())
+	case result.Valid():
+		res.Verdict, res.Kind, res.Reason = Fail, kindOfResult(result), string(c.Reason())
+	default:
+		res.Verdict, res.Kind = Fail, KindFunctionError
+		res.Reason = fmt.Sprintf("the function returned %d, which is not a result of ABI version %d", result, abi.Version)
+	}
+	c.Reset(nil, nil, nil, nil, hostcall.Limits{}) // do not keep the caller's event
+	f.release(inst)
+	return nil
+}
+
+// classify turns a failed guest call into an *Error.
+func (f *Function) classify(inst *instance, err error, fired bool) *Error {
+	e := &Error{Function: f.name, Err: err}
+	var exit *sys.ExitError
+	var bad *abiViolation
+	var lim *limitBroken
+	switch {
+	case errors.As(err, &bad):
+		e.Kind, e.Message = KindABIViolation, bad.Error()
+	case errors.As(err, &lim):
+		e.Kind, e.Message = KindLogLimit, fmt.Sprintf("logs exceed %d bytes", f.limits.MaxLogBytes)
+		if errors.Is(lim.err, hostcall.ErrTooLarge) {
+			e.Kind, e.Message = KindEventTooLarge, fmt.Sprintf("the changed event exceeds %d bytes", f.limits.MaxEventBytes)
+		}
+	case fired || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
+		e.Kind, e.Message = KindTimeout, fmt.Sprintf("the event took longer than %s", f.limits.Timeout)
+	case inst.outOfMemory(f.limits.MemoryPages):
+		e.Kind, e.Message = KindMemoryLimit, fmt.Sprintf("the guest ran out of its %d pages (%d MiB) of memory",
+			f.limits.MemoryPages, f.limits.MemoryPages/16)
+	case errors.As(err, &exit):
+		e.Kind = KindGuestExit
+		e.Message = fmt.Sprintf("the guest exited with code %d", exit.ExitCode())
+		if tail := inst.stderrTail(); tail != "" {
+			e.Message += ": " + tail
+		}
+	default:
+		e.Kind, e.Message = KindTrap, firstLine(err.Error())
+	}
+	return e
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// acquire returns an instance for one event, starting one when the pool has
+// room and none is idle, waiting otherwise. On success the caller holds
+// f.busy until it is done with the instance.
+func (f *Function) acquire(ctx context.Context) (*instance, error) {
+	f.busy.Add(1)
+	for {
+		select {
+		case <-f.closed:
+			f.busy.Done()
+			return nil, ErrClosed
+		default:
+		}
+		select {
+		case inst := <-f.idle:
+			return inst, nil
+		default:
+		}
+		select {
+		case inst := <-f.idle:
+			return inst, nil
+		case f.slots <- struct{}{}:
+			inst, err := f.newInstance(ctx)
+			if err != nil {
+				<-f.slots
+				f.busy.Done()
+				return nil, err
+			}
+			return inst, nil
+		case <-ctx.Done():
+			f.busy.Done()
+			return nil, ctx.Err()
+		case <-f.closed:
+			f.busy.Done()
+			return nil, ErrClosed
+		}
+	}
+}
+
+// release returns a healthy instance to the pool, unless it grew past the
+// high-water mark or the function is closing.
+func (f *Function) release(inst *instance) {
+	if inst.mem.Size() > f.limits.HighWaterPages*65536 {
+		f.recycled.Add(1)
+		f.drop(inst)
+		return
+	}
+	select {
+	case <-f.closed:
+		f.drop(inst)
+	default:
+		f.idle <- inst // never blocks: at most PoolSize instances exist
+	}
+}
+
+// discard throws a failed instance away.
+func (f *Function) discard(inst *instance) {
+	f.discarded.Add(1)
+	f.drop(inst)
+}
+
+func (f *Function) drop(inst *instance) {
+	inst.close()
+	<-f.slots
+}
+
+// Close stops the function: new calls get ErrClosed, calls in flight finish
+// first, then every instance and the compiled code are released.
+func (f *Function) Close(ctx context.Context) error {
+	f.once.Do(func() { close(f.closed) })
+	f.busy.Wait()
+	for {
+		select {
+		case inst := <-f.idle:
+			f.drop(inst)
+		default:
+			return f.rt.Close(ctx)
+		}
+	}
+}
+
+// instance is one instantiated guest with everything a call needs, made
+// once so that a call allocates nothing.
+type instance struct {
+	mod    api.Module
+	mem    api.Memory
+	handle api.Function
+	call   hostcall.Call
+	ctx    *instanceContext
+	stack  [1]uint64
+	timer  *time.Timer
+	stderr tailBuffer
+}
+
+// newInstance instantiates the module, runs its start-up and checks its ABI
+// version.
+func (f *Function) newInstance(ctx context.Context) (*instance, error) {
+	inst := &instance{}
+	inst.ctx = &instanceContext{inst: inst, done: make(chan struct{})}
+	inst.timer = time.AfterFunc(time.Hour, inst.ctx.expire)
+	inst.timer.Stop()
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions(). // _initialize runs below, under the start-up timeout
+		WithStdout(guestOutput{inst: inst, level: abi.LevelInfo}).
+		WithStderr(guestOutput{inst: inst, level: abi.LevelError}).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	// Start-up logs go nowhere but the stderr tail: no event is running.
+	inst.call.Reset(ctx, nil, nil, nil, hostcall.Limits{MaxLogBytes: f.limits.MaxLogBytes})
+	mod, err := f.rt.InstantiateModule(inst.ctx, f.compiled, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	inst.mod, inst.mem = mod, mod.Memory()
+	inst.handle = mod.ExportedFunction(abi.ExportHandle)
+	f.started.Add(1)
+	fail := func(what string, err error) (*instance, error) {
+		inst.close()
+		if tail := inst.stderrTail(); tail != "" {
+			err = fmt.Errorf("%w: %s", err, tail)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	inst.timer.Reset(f.limits.StartTimeout)
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		if err := init.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
+			inst.timer.Stop()
+			return fail("start-up ("+abi.ExportInitialize+")", err)
+		}
+	}
+	err = mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(inst.ctx, inst.stack[:])
+	if !inst.timer.Stop() {
+		return fail("start-up", fmt.Errorf("took longer than %s", f.limits.StartTimeout))
+	}
+	if err != nil {
+		return fail(abi.ExportABIVersion, err)
+	}
+	if v := uint32(inst.stack[0]); v != abi.Version {
+		return fail("ABI version check", fmt.Errorf("the module speaks ABI version %d; this host speaks %d", v, abi.Version))
+	}
+	return inst, nil
+}
+
+func (inst *instance) close() {
+	inst.timer.Stop()
+	if inst.mod != nil {
+		_ = inst.mod.Close(context.Background())
+	}
+}
+
+// outOfMemory reports whether a failure looks like memory exhaustion: the
+// Go runtime says so on stderr, or memory is within one grow of the cap.
+func (inst *instance) outOfMemory(limitPages uint32) bool {
+	if strings.Contains(inst.stderr.String(), "out of memory") {
+		return true
+	}
+	return inst.mem != nil && uint64(inst.mem.Size())+4<<20 >= uint64(limitPages)*65536
+}
+
+func (inst *instance) stderrTail() string {
+	s := strings.TrimSpace(inst.stderr.String())
+	if i := strings.LastIndex(s, "\ngoroutine "); i >= 0 { // keep the panic, not the stacks
+		s = strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+// instanceContext is the context every call into an instance runs under. It
+// carries the instance for the host functions, and its Done channel closes
+// when the instance's timer fires: wazero then stops the guest, even in an
+// endless loop. It is made once per instance, so a call allocates no context.
+type instanceContext struct {
+	inst     *instance
+	done     chan struct{}
+	expireMu sync.Once
+}
+
+func (c *instanceContext) expire()                     { c.expireMu.Do(func() { close(c.done) }) }
+func (c *instanceContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *instanceContext) Done() <-chan struct{}       { return c.done }
+func (c *instanceContext) Value(key any) any {
+	if key == (instanceKey{}) {
+		return c.inst
+	}
+	return nil
+}
+
+func (c *instanceContext) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+// guestOutput sends a guest's stdout or stderr to the event's logs; stderr
+// is also kept in a small ring for error messages.
+type guestOutput struct {
+	inst  *instance
+	level abi.Level
+}
+
+func (o guestOutput) Write(p []byte) (int, error) {
+	if o.level == abi.LevelError {
+		o.inst.stderr.Write(p)
+	}
+	o.inst.call.Log(o.level, strings.TrimRight(string(p), "\n"))
+	if o.inst.call.Err() != nil {
+		return 0, o.inst.call.Err()
+	}
+	return len(p), nil
+}
+
+// tailBuffer keeps the last bytes written to it.
+type tailBuffer struct{ b []byte }
+
+const tailMax = 2048
+
+func (t *tailBuffer) Write(p []byte) {
+	t.b = append(t.b, p...)
+	if len(t.b) > tailMax {
+		t.b = append(t.b[:0], t.b[len(t.b)-tailMax:]...)
+	}
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }

@@ -1,0 +1,151 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"unsafe"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tidwall/gjson"
+)
+
+const wasiModule = wasi_snapshot_preview1.ModuleName
+
+var (
+	i32 = api.ValueTypeI32
+	i64 = api.ValueTypeI64
+)
+
+// hostFunc is one host function of the ABI: its name (from package abi),
+// its WebAssembly signature and its Go body.
+type hostFunc struct {
+	name            string
+	params, results []api.ValueType
+	fn              func(inst *instance, stack []uint64)
+}
+
+// hostFuncs are the host side of every import in package abi. Each body
+// reads its arguments from the stack, checks every guest pointer (a bad one
+// panics with *abiViolation, which wazero turns into the call's error) and
+// calls the plain-Go implementation in package hostcall.
+var hostFuncs = []hostFunc{
+	{abi.FuncEventGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, func(inst *instance, s []uint64) {
+		path := inst.str(abi.FuncEventGet, "path", s[0], s[1])
+		buf := inst.buf(abi.FuncEventGet, s[2], s[3])
+		kind, n := inst.call.EventGet(path, buf)
+		s[0] = abi.Pack(uint32(kind), uint32(n))
+	}},
+	{abi.FuncEventSet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}, func(inst *instance, s []uint64) {
+		path := inst.str(abi.FuncEventSet, "path", s[0], s[1])
+		val := inst.buf(abi.FuncEventSet, s[2], s[3])
+		s[0] = uint64(uint32(inst.call.EventSet(path, val)))
+		inst.checkLimits()
+	}},
+	{abi.FuncEventDelete, []api.ValueType{i32, i32}, []api.ValueType{i32}, func(inst *instance, s []uint64) {
+		path := inst.str(abi.FuncEventDelete, "path", s[0], s[1])
+		s[0] = uint64(uint32(inst.call.EventDelete(path)))
+	}},
+	{abi.FuncEventRead, []api.ValueType{i32, i32}, []api.ValueType{i32}, func(inst *instance, s []uint64) {
+		buf := inst.buf(abi.FuncEventRead, s[0], s[1])
+		s[0] = uint64(uint32(inst.call.EventRead(buf)))
+	}},
+	{abi.FuncEventWrite, []api.ValueType{i32, i32}, []api.ValueType{i32}, func(inst *instance, s []uint64) {
+		ev := inst.buf(abi.FuncEventWrite, s[0], s[1])
+		s[0] = uint64(uint32(inst.call.EventWrite(ev)))
+		inst.checkLimits()
+	}},
+	{abi.FuncConsentLookup, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, func(inst *instance, s []uint64) {
+		id := inst.str(abi.FuncConsentLookup, "id", s[0], s[1])
+		buf := inst.buf(abi.FuncConsentLookup, s[2], s[3])
+		st, n := inst.call.ConsentLookup(id, buf)
+		s[0] = abi.Pack(uint32(st), uint32(n))
+	}},
+	{abi.FuncConsentCompare, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, func(inst *instance, s []uint64) {
+		id := inst.str(abi.FuncConsentCompare, "id", s[0], s[1])
+		buf := inst.buf(abi.FuncConsentCompare, s[2], s[3])
+		st, n := inst.call.ConsentCompare(id, buf)
+		s[0] = abi.Pack(uint32(st), uint32(n))
+	}},
+	{abi.FuncSettingsGet, []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i64}, func(inst *instance, s []uint64) {
+		path := inst.str(abi.FuncSettingsGet, "path", s[0], s[1])
+		buf := inst.buf(abi.FuncSettingsGet, s[2], s[3])
+		kind, n := inst.call.SettingsGet(path, buf)
+		s[0] = abi.Pack(uint32(kind), uint32(n))
+	}},
+	{abi.FuncLog, []api.ValueType{i32, i32, i32}, nil, func(inst *instance, s []uint64) {
+		msg := inst.str(abi.FuncLog, "message", s[1], s[2])
+		inst.call.Log(abi.Level(int32(uint32(s[0]))), msg)
+		inst.checkLimits()
+	}},
+	{abi.FuncSetReason, []api.ValueType{i32, i32}, nil, func(inst *instance, s []uint64) {
+		inst.call.SetReason(inst.str(abi.FuncSetReason, "reason", s[0], s[1]))
+	}},
+}
+
+// instanceKey finds the calling instance in the context wazero passes to
+// host functions (see instanceContext).
+type instanceKey struct{}
+
+// instantiateHost adds the insertfn host module and WASI to a runtime.
+func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
+	b := rt.NewHostModuleBuilder(abi.ModuleName)
+	for _, h := range hostFuncs {
+		fn := h.fn
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
+				fn(ctx.Value(instanceKey{}).(*instance), stack)
+			}), h.params, h.results).
+			Export(h.name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("host module: %w", err)
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	return nil
+}
+
+// buf returns the guest memory [ptr, ptr+n), or panics with an
+// *abiViolation when it is outside the guest's memory.
+func (inst *instance) buf(fn string, ptr, n uint64) []byte {
+	p, l := uint32(ptr), uint32(n)
+	if l == 0 {
+		return nil
+	}
+	b, ok := inst.mem.Read(p, l)
+	if !ok {
+		panic(&abiViolation{fn: fn, what: "buffer", ptr: p, n: l, size: inst.mem.Size()})
+	}
+	return b
+}
+
+// str is buf as a string view; host code must not keep it past the call.
+func (inst *instance) str(fn, what string, ptr, n uint64) string {
+	p, l := uint32(ptr), uint32(n)
+	if l == 0 {
+		return ""
+	}
+	b, ok := inst.mem.Read(p, l)
+	if !ok {
+		panic(&abiViolation{fn: fn, what: what, ptr: p, n: l, size: inst.mem.Size()})
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// checkLimits ends the call at once when the guest broke a limit.
+func (inst *instance) checkLimits() {
+	if err := inst.call.Err(); err != nil {
+		panic(&limitBroken{err: err})
+	}
+}
+
+func checkSettings(settings []byte) error {
+	if !gjson.ValidBytes(settings) || !gjson.ParseBytes(settings).IsObject() {
+		return fmt.Errorf("settings must be a JSON object, got %.64q", settings)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package runtime
+
+import (
+	stdruntime "runtime"
+	"time"
+)
+
+// Limits bound one function. The zero value of each field takes its default.
+type Limits struct {
+	// MemoryPages caps the guest's linear memory, in 64 KiB pages.
+	// Default 2048 (128 MiB).
+	MemoryPages uint32 `json:"memory_pages,omitempty" yaml:"memory_pages,omitempty"`
+	// HighWaterPages recycles an instance whose memory has grown past this
+	// many pages after an event (standard Go guests grow under load).
+	// Default: half of MemoryPages.
+	HighWaterPages uint32 `json:"high_water_pages,omitempty" yaml:"high_water_pages,omitempty"`
+	// Timeout is the time one event may take. Default 1s (Segment's is 5s).
+	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// StartTimeout is the time an instance's start-up (_initialize) may take.
+	// Default 10s.
+	StartTimeout time.Duration `json:"start_timeout,omitempty" yaml:"start_timeout,omitempty"`
+	// MaxEventBytes caps the event after the function's changes.
+	// Default 64 KiB (twice Segment's 32 KB per event).
+	MaxEventBytes int `json:"max_event_bytes,omitempty" yaml:"max_event_bytes,omitempty"`
+	// MaxLogBytes caps what one event may log. Default 4 KiB (Segment's cap
+	// on test-run logs).
+	MaxLogBytes int `json:"max_log_bytes,omitempty" yaml:"max_log_bytes,omitempty"`
+	// PoolSize is the most instances running at once. Default GOMAXPROCS.
+	PoolSize int `json:"pool_size,omitempty" yaml:"pool_size,omitempty"`
+}
+
+// Default limits.
+const (
+	DefaultMemoryPages   = 2048
+	DefaultTimeout       = time.Second
+	DefaultStartTimeout  = 10 * time.Second
+	DefaultMaxEventBytes = 64 << 10
+	DefaultMaxLogBytes   = 4 << 10
+)
+
+// WithDefaults returns l with every zero field set to its default.
+func (l Limits) WithDefaults() Limits {
+	if l.MemoryPages == 0 {
+		l.MemoryPages = DefaultMemoryPages
+	}
+	if l.MemoryPages > 65536 {
+		l.MemoryPages = 65536
+	}
+	if l.HighWaterPages == 0 || l.HighWaterPages > l.MemoryPages {
+		l.HighWaterPages = l.MemoryPages / 2
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = DefaultTimeout
+	}
+	if l.StartTimeout <= 0 {
+		l.StartTimeout = DefaultStartTimeout
+	}
+	if l.MaxEventBytes <= 0 {
+		l.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if l.MaxLogBytes <= 0 {
+		l.MaxLogBytes = DefaultMaxLogBytes
+	}
+	if l.PoolSize <= 0 {
+		l.PoolSize = stdruntime.GOMAXPROCS(0)
+	}
+	return l
+}

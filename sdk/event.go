@@ -1,0 +1,283 @@
+package sdk
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+)
+
+// Event is the event a handler works on. It lives on the host: every method
+// is a host call, so read only the fields you need. An Event is valid only
+// during the handler call it was given to.
+type Event struct {
+	host    Host
+	typ     abi.EventType
+	scratch []byte
+}
+
+// buffer returns a scratch buffer of at least n bytes.
+func (e *Event) buffer(n int) []byte {
+	if cap(e.scratch) < n {
+		e.scratch = make([]byte, max(n, 512))
+	}
+	return e.scratch[:cap(e.scratch)]
+}
+
+// fetch runs a host call under the buffer rule: once with the scratch
+// buffer, again with a bigger one only when the value did not fit.
+func (e *Event) fetch(call func(buf []byte) (uint32, int)) (uint32, []byte) {
+	buf := e.buffer(0)
+	status, n := call(buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		status, n = call(buf)
+		if n > len(buf) { // the value changed between the calls; give up on it
+			return status, nil
+		}
+	}
+	return status, buf[:n]
+}
+
+// Type returns the event's type ("track", "identify", ...).
+func (e *Event) Type() string {
+	if s := e.typ.String(); s != "" {
+		return s
+	}
+	return e.Get("type").String()
+}
+
+// Name returns the event's name: "event" for a track, "name" for a page or
+// screen, "" otherwise.
+func (e *Event) Name() string {
+	switch e.typ {
+	case abi.EventTrack:
+		return e.Get("event").String()
+	case abi.EventPage, abi.EventScreen:
+		return e.Get("name").String()
+	}
+	return ""
+}
+
+// UserID returns the event's userId, "" when it has none.
+func (e *Event) UserID() string { return e.Get("userId").String() }
+
+// AnonymousID returns the event's anonymousId, "" when it has none.
+func (e *Event) AnonymousID() string { return e.Get("anonymousId").String() }
+
+// MessageID returns the event's messageId.
+func (e *Event) MessageID() string { return e.Get("messageId").String() }
+
+// Get reads a field by gjson path ("properties.total", "context.ip",
+// "context.consent.categoryPreferences.Advertising").
+func (e *Event) Get(path string) Value {
+	kind, b := e.fetch(func(buf []byte) (uint32, int) {
+		k, n := e.host.EventGet(path, buf)
+		return uint32(k), n
+	})
+	return Value{Kind: abi.Kind(kind), raw: string(b)}
+}
+
+// Set sets a field by sjson path ("properties.consent_checked",
+// "context.consent.categoryPreferences.Advertising"). value is encoded as
+// JSON; a [RawJSON] value is used as is.
+func (e *Event) Set(path string, value any) error {
+	raw, err := encodeJSON(value)
+	if err != nil {
+		return fmt.Errorf("sdk: set %s: %w", path, err)
+	}
+	return statusError("set "+path, e.host.EventSet(path, raw))
+}
+
+// Delete removes a field by sjson path; a missing field is not an error.
+func (e *Event) Delete(path string) error {
+	return statusError("delete "+path, e.host.EventDelete(path))
+}
+
+// Bytes returns a copy of the whole event as JSON. Prefer Get for single
+// fields: it does not copy the event into the guest.
+func (e *Event) Bytes() []byte {
+	_, b := e.fetch(func(buf []byte) (uint32, int) { return 0, e.host.EventRead(buf) })
+	return append([]byte(nil), b...)
+}
+
+// Replace replaces the whole event with a JSON object.
+func (e *Event) Replace(event []byte) error {
+	return statusError("replace event", e.host.EventWrite(event))
+}
+
+// ConsentPreferences returns the event's context.consent.categoryPreferences
+// as booleans (nil when the event carries none).
+func (e *Event) ConsentPreferences() map[string]bool {
+	v := e.Get("context.consent.categoryPreferences")
+	if !v.Exists() {
+		v = e.Get("context.consent.categoryPreference")
+	}
+	if v.Kind != abi.KindJSON {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal([]byte(v.raw), &raw) != nil {
+		return nil
+	}
+	m := make(map[string]bool, len(raw))
+	for k, r := range raw {
+		m[k] = string(r) == "true"
+	}
+	return m
+}
+
+// Settings returns the function's settings.
+func (e *Event) Settings() Settings { return Settings{e: e} }
+
+// Log writes a line to the event's logs.
+func (e *Event) Log(level abi.Level, msg string) { e.host.Log(level, msg) }
+
+// Logf writes a formatted info line to the event's logs.
+func (e *Event) Logf(format string, args ...any) {
+	e.host.Log(abi.LevelInfo, fmt.Sprintf(format, args...))
+}
+
+// Settings are the function's settings, a JSON object from its manifest.
+type Settings struct{ e *Event }
+
+// Get reads a setting by gjson path.
+func (s Settings) Get(path string) Value {
+	kind, b := s.e.fetch(func(buf []byte) (uint32, int) {
+		k, n := s.e.host.SettingsGet(path, buf)
+		return uint32(k), n
+	})
+	return Value{Kind: abi.Kind(kind), raw: string(b)}
+}
+
+// String returns a setting as a string ("" when missing).
+func (s Settings) String(path string) string { return s.Get(path).String() }
+
+// Bool returns a boolean setting, or def when it is missing.
+func (s Settings) Bool(path string, def bool) bool {
+	v := s.Get(path)
+	if !v.Exists() {
+		return def
+	}
+	return v.Bool()
+}
+
+// Raw returns all settings as JSON.
+func (s Settings) Raw() []byte { return []byte(s.Get("").Raw()) }
+
+// Value is one JSON value read from the event or the settings.
+type Value struct {
+	Kind abi.Kind
+	raw  string // strings unescaped, numbers as text, objects and arrays as JSON
+}
+
+// Exists reports whether the field was there (null counts as there).
+func (v Value) Exists() bool { return v.Kind != abi.KindMissing }
+
+// String returns a string as is, a number or JSON as its text, a boolean as
+// "true"/"false", and "" for null and missing.
+func (v Value) String() string {
+	switch v.Kind {
+	case abi.KindTrue:
+		return "true"
+	case abi.KindFalse:
+		return "false"
+	}
+	return v.raw
+}
+
+// Bool returns true for JSON true, the strings "true" and "1", and non-zero
+// numbers.
+func (v Value) Bool() bool {
+	switch v.Kind {
+	case abi.KindTrue:
+		return true
+	case abi.KindString:
+		b, _ := strconv.ParseBool(v.raw)
+		return b
+	case abi.KindNumber:
+		f, _ := strconv.ParseFloat(v.raw, 64)
+		return f != 0
+	}
+	return false
+}
+
+// Float returns a number (or a numeric string) as float64, 0 otherwise.
+func (v Value) Float() float64 {
+	if v.Kind == abi.KindNumber || v.Kind == abi.KindString {
+		f, _ := strconv.ParseFloat(v.raw, 64)
+		return f
+	}
+	return 0
+}
+
+// Int returns a number (or a numeric string) as int64, truncated; 0 otherwise.
+func (v Value) Int() int64 {
+	if i, err := strconv.ParseInt(v.raw, 10, 64); err == nil {
+		return i
+	}
+	f := v.Float()
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return int64(f)
+}
+
+// Raw returns the value as JSON text ("" when missing).
+func (v Value) Raw() string {
+	switch v.Kind {
+	case abi.KindMissing:
+		return ""
+	case abi.KindNull:
+		return "null"
+	case abi.KindTrue:
+		return "true"
+	case abi.KindFalse:
+		return "false"
+	case abi.KindString:
+		b, _ := json.Marshal(v.raw)
+		return string(b)
+	}
+	return v.raw
+}
+
+// RawJSON is a value that [Event.Set] writes as is: it must be valid JSON.
+type RawJSON []byte
+
+func encodeJSON(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case RawJSON:
+		return x, nil
+	case string:
+		return json.Marshal(x)
+	case bool:
+		return strconv.AppendBool(nil, x), nil
+	case int:
+		return strconv.AppendInt(nil, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, x, 10), nil
+	case nil:
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
+}
+
+// ErrInvalidJSON is returned when the host refuses a value as JSON.
+var ErrInvalidJSON = fmt.Errorf("sdk: not valid JSON")
+
+// ErrInvalidPath is returned when the host refuses a path.
+var ErrInvalidPath = fmt.Errorf("sdk: invalid path")
+
+func statusError(op string, s abi.Status) error {
+	switch s {
+	case abi.StatusOK:
+		return nil
+	case abi.StatusInvalidJSON:
+		return fmt.Errorf("%s: %w", op, ErrInvalidJSON)
+	case abi.StatusInvalidPath:
+		return fmt.Errorf("%s: %w", op, ErrInvalidPath)
+	}
+	return fmt.Errorf("%s: host status %d", op, s)
+}

@@ -1,0 +1,226 @@
+package hostcall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unsafe"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/tidwall/gjson"
+)
+
+// ErrLogLimit is recorded when a call logs more than its limit.
+var ErrLogLimit = errors.New("logs exceed the per-event limit")
+
+// LogLine is one line a function logged for an event.
+type LogLine struct {
+	Level   abi.Level `json:"level"`
+	Message string    `json:"message"`
+}
+
+// Limits bound what one call may do.
+type Limits struct {
+	MaxEventBytes int // the event after changes; 0 means no limit
+	MaxLogBytes   int // log bytes per event; 0 means no limit
+}
+
+// Call is the host's state for one function call on one event: the event,
+// the consent store, the settings and what the function said. Its methods
+// are the host functions of package abi with Go slices for guest memory and
+// the same buffer rule; it implements sdk.Host. A Call is reused event after
+// event (Reset) and is not safe for concurrent use.
+//
+// A limit violation (event too large, too many log bytes) is recorded in
+// [Call.Err] and sticks until Reset; the runtime then traps the guest.
+type Call struct {
+	Doc Doc
+
+	ctx      context.Context
+	store    consent.Store
+	settings string
+	limits   Limits
+
+	logs     []LogLine
+	logBytes int
+	reason   []byte
+	err      error
+	scratch  []byte
+}
+
+// Reset prepares c for a new event. event and settings are borrowed until
+// the next Reset (see the package's lifetime rules); store may be nil (no
+// stored consent).
+func (c *Call) Reset(ctx context.Context, event []byte, store consent.Store, settings []byte, limits Limits) {
+	c.Doc.Reset(event, limits.MaxEventBytes)
+	c.ctx, c.store, c.limits = ctx, store, limits
+	c.settings = ""
+	if len(settings) > 0 {
+		c.settings = unsafe.String(&settings[0], len(settings))
+	}
+	clear(c.logs)
+	c.logs, c.logBytes, c.reason, c.err = c.logs[:0], 0, c.reason[:0], nil
+}
+
+// Err returns the limit violation recorded during the call, if any.
+func (c *Call) Err() error { return c.err }
+
+// Logs returns the lines logged during the call; valid until Reset.
+func (c *Call) Logs() []LogLine { return c.logs }
+
+// Reason returns the reason set during the call; valid until Reset.
+func (c *Call) Reason() []byte { return c.reason }
+
+// fill applies the buffer rule: copy v into buf when it fits; always return
+// v's length.
+func fill(buf, v []byte) int {
+	if len(v) <= len(buf) {
+		copy(buf, v)
+	}
+	return len(v)
+}
+
+// EventGet implements abi.FuncEventGet.
+func (c *Call) EventGet(path string, buf []byte) (abi.Kind, int) {
+	return c.getValue(c.Doc.Get(path), buf)
+}
+
+func (c *Call) getValue(r gjson.Result, buf []byte) (abi.Kind, int) {
+	// Strings without escapes and raw values are views into the document:
+	// copy them straight into the guest's buffer.
+	switch r.Type {
+	case gjson.String:
+		return abi.KindString, fill(buf, unsafe.Slice(unsafe.StringData(r.Str), len(r.Str)))
+	case gjson.Number, gjson.JSON:
+		kind := abi.KindNumber
+		if r.Type == gjson.JSON {
+			kind = abi.KindJSON
+		}
+		return kind, fill(buf, unsafe.Slice(unsafe.StringData(r.Raw), len(r.Raw)))
+	}
+	_, kind := AppendValue(nil, r)
+	return kind, 0
+}
+
+// EventSet implements abi.FuncEventSet.
+func (c *Call) EventSet(path string, raw []byte) abi.Status {
+	st, err := c.Doc.Set(path, raw)
+	if err != nil {
+		c.fail(err)
+	}
+	return st
+}
+
+// EventDelete implements abi.FuncEventDelete.
+func (c *Call) EventDelete(path string) abi.Status { return c.Doc.Delete(path) }
+
+// EventRead implements abi.FuncEventRead.
+func (c *Call) EventRead(buf []byte) int { return fill(buf, c.Doc.Bytes()) }
+
+// EventWrite implements abi.FuncEventWrite.
+func (c *Call) EventWrite(event []byte) abi.Status {
+	st, err := c.Doc.Replace(event)
+	if err != nil {
+		c.fail(err)
+	}
+	return st
+}
+
+// record finds the stored record of id, or of the event's own ids when id
+// is empty (userId first, then anonymousId).
+func (c *Call) record(id string) (*consent.Record, abi.ConsentStatus) {
+	if id != "" {
+		return c.get(id)
+	}
+	uid, aid := c.Doc.ConsentIDs()
+	if uid == "" && aid == "" {
+		return nil, abi.ConsentNoID
+	}
+	if uid != "" {
+		rec, st := c.get(uid)
+		if st != abi.ConsentNoRecord || aid == "" {
+			return rec, st
+		}
+	}
+	return c.get(aid)
+}
+
+func (c *Call) get(id string) (*consent.Record, abi.ConsentStatus) {
+	if c.store == nil {
+		return nil, abi.ConsentNoRecord
+	}
+	rec, err := c.store.Get(c.ctx, id)
+	switch {
+	case err == nil && rec != nil:
+		return rec, abi.ConsentFound
+	case err == nil || errors.Is(err, consent.ErrNotFound):
+		return nil, abi.ConsentNoRecord
+	}
+	c.hostLog(abi.LevelError, fmt.Sprintf("insertfn: consent lookup failed: %v", err))
+	return nil, abi.ConsentUnavailable
+}
+
+// ConsentLookup implements abi.FuncConsentLookup.
+func (c *Call) ConsentLookup(id string, buf []byte) (abi.ConsentStatus, int) {
+	rec, st := c.record(id)
+	if rec == nil {
+		return st, 0
+	}
+	c.scratch = AppendRecord(c.scratch[:0], rec)
+	return abi.ConsentFound, fill(buf, c.scratch)
+}
+
+// ConsentCompare implements abi.FuncConsentCompare.
+func (c *Call) ConsentCompare(id string, buf []byte) (abi.ConsentStatus, int) {
+	if !c.Doc.HasConsent() {
+		return abi.ConsentNoEventConsent, 0
+	}
+	rec, st := c.record(id)
+	if rec == nil {
+		return st, 0
+	}
+	c.scratch, st = c.Doc.CompareConsent(c.scratch[:0], rec)
+	return st, fill(buf, c.scratch)
+}
+
+// SettingsGet implements abi.FuncSettingsGet.
+func (c *Call) SettingsGet(path string, buf []byte) (abi.Kind, int) {
+	if path == "" {
+		if c.settings == "" {
+			return abi.KindJSON, fill(buf, []byte("{}"))
+		}
+		return abi.KindJSON, fill(buf, unsafe.Slice(unsafe.StringData(c.settings), len(c.settings)))
+	}
+	return c.getValue(gjson.Get(c.settings, path), buf)
+}
+
+// Log implements abi.FuncLog. Past the log limit, the line is cut to what
+// fits and the call records [ErrLogLimit].
+func (c *Call) Log(level abi.Level, msg string) {
+	if c.limits.MaxLogBytes > 0 && c.logBytes+len(msg) > c.limits.MaxLogBytes {
+		msg = msg[:max(0, c.limits.MaxLogBytes-c.logBytes)]
+		c.fail(ErrLogLimit)
+	}
+	c.hostLog(level, msg)
+}
+
+func (c *Call) hostLog(level abi.Level, msg string) {
+	if msg == "" && c.err != nil {
+		return
+	}
+	c.logBytes += len(msg)
+	c.logs = append(c.logs, LogLine{Level: level, Message: strings.Clone(msg)}) // msg may be a view into guest memory
+}
+
+// SetReason implements abi.FuncSetReason, keeping at most abi.MaxReasonLen bytes.
+func (c *Call) SetReason(reason string) {
+	c.reason = append(c.reason[:0], reason[:min(len(reason), abi.MaxReasonLen)]...)
+}
+
+func (c *Call) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}

@@ -1,0 +1,192 @@
+// Package hostcall is the host half of the ABI in plain Go: the host's own
+// copy of one event, read with gjson and changed with sjson under a size
+// limit, and the consent comparison between that event and a stored record.
+//
+// The wazero runtime wires these operations to the guest's imports; the
+// native test harness (sdktest) calls the very same code, so a function
+// behaves the same under `go test` as in the sandbox.
+//
+// # Lifetime
+//
+// [Doc.Reset] takes the caller's event bytes without copying them. The caller
+// must not change them until it is done with the Doc. Changes never write to
+// the caller's bytes: the first change makes a new buffer. Strings returned by
+// [Doc.ID] and results of [Doc.Get] are views into the current event and are
+// valid until the next change or Reset.
+package hostcall
+
+import (
+	"errors"
+	"unsafe"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+)
+
+// ErrTooLarge is returned by changes that would make the event larger than
+// the Doc's limit. The event is left as it was.
+var ErrTooLarge = errors.New("event exceeds the size limit after modification")
+
+// Doc is one event as the host holds it while a function runs. The zero
+// value is an empty Doc; call Reset before use. A Doc is not safe for
+// concurrent use.
+type Doc struct {
+	buf      []byte
+	maxBytes int
+	modified bool
+
+	scanned     bool
+	typ         abi.EventType
+	userID      string
+	anonymousID string
+	consent     gjson.Result // context.consent, Exists() false when absent
+}
+
+// Reset makes d hold event, with changes limited to maxBytes (0: no limit).
+func (d *Doc) Reset(event []byte, maxBytes int) {
+	*d = Doc{buf: event, maxBytes: maxBytes}
+}
+
+// Bytes returns the current event.
+func (d *Doc) Bytes() []byte { return d.buf }
+
+// Modified reports whether the event was changed since Reset.
+func (d *Doc) Modified() bool { return d.modified }
+
+func (d *Doc) str() string {
+	if len(d.buf) == 0 {
+		return ""
+	}
+	return unsafe.String(&d.buf[0], len(d.buf))
+}
+
+// scan reads the fields the host needs on every call in one pass over the
+// event's top level.
+func (d *Doc) scan() {
+	if d.scanned {
+		return
+	}
+	d.scanned = true
+	d.typ, d.userID, d.anonymousID, d.consent = abi.EventOther, "", "", gjson.Result{}
+	var ctx gjson.Result
+	gjson.Parse(d.str()).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "type":
+			d.typ = abi.ParseEventType(v.Str)
+		case "userId":
+			d.userID = idString(v)
+		case "anonymousId":
+			d.anonymousID = idString(v)
+		case "context":
+			ctx = v
+		}
+		return true
+	})
+	if ctx.IsObject() {
+		d.consent = ctx.Get("consent")
+	}
+}
+
+// idString returns an id field as a string; Segment accepts numbers as ids.
+func idString(v gjson.Result) string {
+	switch v.Type {
+	case gjson.String:
+		return v.Str
+	case gjson.Number:
+		return v.Raw
+	}
+	return ""
+}
+
+// Type returns the event's type.
+func (d *Doc) Type() abi.EventType { d.scan(); return d.typ }
+
+// UserID returns the event's userId ("" when absent).
+func (d *Doc) UserID() string { d.scan(); return d.userID }
+
+// AnonymousID returns the event's anonymousId ("" when absent).
+func (d *Doc) AnonymousID() string { d.scan(); return d.anonymousID }
+
+// Get reads a field by gjson path.
+func (d *Doc) Get(path string) gjson.Result { return gjson.Get(d.str(), path) }
+
+// Set sets a field by sjson path to raw JSON. It returns a negative status for
+// invalid JSON or an invalid path, and ErrTooLarge when the result would
+// exceed the limit.
+func (d *Doc) Set(path string, raw []byte) (abi.Status, error) {
+	if !gjson.ValidBytes(raw) {
+		return abi.StatusInvalidJSON, nil
+	}
+	if path == "" {
+		return abi.StatusInvalidPath, nil
+	}
+	out, err := sjson.SetRawBytes(d.own(), path, raw)
+	if err != nil {
+		return abi.StatusInvalidPath, nil
+	}
+	return d.commit(out)
+}
+
+// Delete removes a field by sjson path; deleting a missing field is fine.
+func (d *Doc) Delete(path string) abi.Status {
+	if path == "" {
+		return abi.StatusInvalidPath
+	}
+	if !gjson.Get(d.str(), path).Exists() {
+		return abi.StatusOK
+	}
+	out, err := sjson.DeleteBytes(d.own(), path)
+	if err != nil {
+		return abi.StatusInvalidPath
+	}
+	_, _ = d.commit(out) // deleting never grows the event
+	return abi.StatusOK
+}
+
+// Replace replaces the whole event with a JSON object.
+func (d *Doc) Replace(event []byte) (abi.Status, error) {
+	if !gjson.ValidBytes(event) || !gjson.ParseBytes(event).IsObject() {
+		return abi.StatusInvalidJSON, nil
+	}
+	return d.commit(append([]byte(nil), event...))
+}
+
+// own returns a buffer sjson may write into: never the caller's bytes.
+func (d *Doc) own() []byte {
+	if d.modified {
+		return d.buf
+	}
+	return append(make([]byte, 0, len(d.buf)+64), d.buf...)
+}
+
+func (d *Doc) commit(out []byte) (abi.Status, error) {
+	if d.maxBytes > 0 && len(out) > d.maxBytes {
+		return abi.StatusOK, ErrTooLarge
+	}
+	d.buf, d.modified, d.scanned = out, true, false
+	return abi.StatusOK, nil
+}
+
+// AppendValue appends the guest-facing bytes of a gjson result to dst and
+// returns its kind: strings unescaped, numbers as text, objects and arrays
+// raw, nothing for true, false, null and missing.
+func AppendValue(dst []byte, r gjson.Result) ([]byte, abi.Kind) {
+	switch r.Type {
+	case gjson.Null:
+		if !r.Exists() {
+			return dst, abi.KindMissing
+		}
+		return dst, abi.KindNull
+	case gjson.False:
+		return dst, abi.KindFalse
+	case gjson.True:
+		return dst, abi.KindTrue
+	case gjson.Number:
+		return append(dst, r.Raw...), abi.KindNumber
+	case gjson.String:
+		return append(dst, r.Str...), abi.KindString
+	default:
+		return append(dst, r.Raw...), abi.KindJSON
+	}
+}
