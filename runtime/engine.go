@@ -126,6 +126,14 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		idle:     make(chan *instance, limits.PoolSize),
 		slots:    make(chan struct{}, limits.PoolSize),
 		closed:   make(chan struct{}),
+		reasons:  make(map[string]string),
+	}
+	if def, ok := compiled.ExportedFunctions()[abi.ExportHandleBatch]; ok {
+		if !sameTypes(def.ParamTypes(), nil) || !sameTypes(def.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
+			return fail(fmt.Errorf("exports %s with signature %v -> %v; the ABI says [] -> [i32]",
+				abi.ExportHandleBatch, def.ParamTypes(), def.ResultTypes()))
+		}
+		f.handleBatch = def
 	}
 	f.slots <- struct{}{}
 	inst, err := f.newInstance(ctx)

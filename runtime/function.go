@@ -87,6 +87,11 @@ type Function struct {
 	once   sync.Once
 	busy   sync.WaitGroup
 
+	handleBatch api.FunctionDefinition // non-nil when the guest exports the batch entry
+
+	reasonsMu sync.RWMutex
+	reasons   map[string]string
+
 	invocations, started, discarded, recycled atomic.Uint64
 }
 
@@ -127,52 +132,217 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 		return err
 	}
 	defer f.busy.Done()
-	res.Logs = res.Logs[:0]
-	res.Event, res.Modified, res.Reason, res.Kind = event, false, "", ""
-
-	c := &inst.call
-	c.Reset(ctx, event, f.store, f.settings, hostcall.Limits{MaxEventBytes: f.limits.MaxEventBytes, MaxLogBytes: f.limits.MaxLogBytes})
+	timeout := f.timeout(ctx)
+	c := inst.begin(ctx, event, f)
 	inst.stack[0] = uint64(uint32(c.Doc.Type()))
-	inst.stderr.b = inst.stderr.b[:0]
-
-	timeout := f.limits.Timeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
-	}
 	start := time.Now()
 	inst.timer.Reset(timeout)
 	callErr := inst.handle.CallWithStack(inst.ctx, inst.stack[:])
 	fired := !inst.timer.Stop()
 	res.Duration = time.Since(start)
 	f.invocations.Add(1)
-
-	res.Logs = append(res.Logs, c.Logs()...)
 	if callErr == nil && c.Err() != nil { // a limit broken by stdout or stderr
 		callErr = &limitBroken{err: c.Err()}
 	}
 	if callErr != nil || fired {
 		ferr := f.classify(inst, callErr, fired)
-		res.Verdict, res.Kind, res.Reason = Fail, ferr.Kind, ferr.Message
+		res.fail(ferr, c)
 		f.discard(inst)
 		return ferr
 	}
-	result := abi.Result(int32(uint32(inst.stack[0])))
+	f.finish(res, c, abi.Result(int32(uint32(inst.stack[0]))))
+	inst.end()
+	f.release(inst)
+	return nil
+}
+
+// InvokeBatch runs the function on several events, one result per event,
+// in as few guest calls as it can: a guest that exports
+// insertfn_handle_batch (every SDK guest does) handles the whole batch in
+// one call, which spares the fixed cost of a call per event. Each event
+// still has its own time limit, logs and verdict. When the sandbox fails on
+// one event, that event's result says so and the rest of the batch goes on
+// in a fresh instance.
+//
+// # Parameters
+//   - ctx: as for Invoke.
+//   - events: the events' JSON, borrowed until InvokeBatch returns.
+//   - results: at least len(events) results, filled in order.
+//
+// # Results
+//   - nil, or the first [*Error] among the events (every result is filled
+//     all the same);
+//   - ctx's error or [ErrClosed] when no instance could be had (results from
+//     that event on are not filled).
+func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []Result) error {
+	if len(results) < len(events) {
+		return fmt.Errorf("runtime: InvokeBatch: %d results for %d events", len(results), len(events))
+	}
+	if f.handleBatch == nil {
+		var first error
+		for i, ev := range events {
+			if err := f.Invoke(ctx, ev, &results[i]); err != nil {
+				var ferr *Error
+				if !errors.As(err, &ferr) {
+					return err
+				}
+				first = cmpOr(first, err)
+			}
+		}
+		return first
+	}
+	var first error
+	for done := 0; done < len(events); {
+		inst, err := f.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		inst.batch, inst.results, inst.pos = events[done:], results[done:], -1
+		inst.batchCtx, inst.batchTimeout = ctx, f.timeout(ctx)
+		start := time.Now()
+		inst.timer.Reset(inst.batchTimeout) // batchNext re-arms it for each event
+		callErr := inst.handleBatch.CallWithStack(inst.ctx, inst.stack[:])
+		fired := !inst.timer.Stop()
+		elapsed := time.Since(start)
+		pos := inst.pos
+		inst.batch, inst.results, inst.batchCtx = nil, nil, nil
+		if callErr == nil && !fired && pos >= len(events)-done {
+			f.invocations.Add(uint64(len(events) - done))
+			spreadDuration(results[done:], elapsed)
+			inst.end()
+			f.release(inst)
+			f.busy.Done()
+			return first
+		}
+		// The guest failed on the event at pos (or returned early).
+		if pos < 0 {
+			pos = 0
+		}
+		if pos >= len(events)-done {
+			pos = len(events) - done - 1
+		}
+		ferr := f.classify(inst, cmpOr(callErr, error(fmt.Errorf("the guest returned before the end of the batch"))), fired)
+		if callErr == nil && !fired {
+			ferr.Kind = KindFunctionError
+		}
+		results[done+pos].fail(ferr, &inst.call)
+		results[done+pos].Duration = elapsed
+		f.invocations.Add(uint64(pos + 1))
+		f.discard(inst)
+		f.busy.Done()
+		first = cmpOr(first, error(ferr))
+		done += pos + 1
+	}
+	return first
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// spreadDuration gives each event of a batch an equal share of its time;
+// a batch call is timed as a whole.
+func spreadDuration(results []Result, d time.Duration) {
+	if len(results) == 0 {
+		return
+	}
+	each := d / time.Duration(len(results))
+	for i := range results {
+		results[i].Duration = each
+	}
+}
+
+// batchNext is the host side of abi.FuncBatchNext.
+func (inst *instance) batchNext(result abi.Result) int32 {
+	f := inst.fn
+	if inst.pos >= 0 && inst.pos < len(inst.batch) {
+		inst.checkLimits()
+		f.finish(&inst.results[inst.pos], &inst.call, result)
+	}
+	inst.pos++
+	if inst.pos >= len(inst.batch) {
+		return -1
+	}
+	c := inst.begin(inst.batchCtx, inst.batch[inst.pos], f)
+	inst.timer.Reset(inst.batchTimeout)
+	return int32(c.Doc.Type())
+}
+
+func (f *Function) timeout(ctx context.Context) time.Duration {
+	timeout := f.limits.Timeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	return timeout
+}
+
+// begin makes event the instance's current event.
+func (inst *instance) begin(ctx context.Context, event []byte, f *Function) *hostcall.Call {
+	c := &inst.call
+	c.Reset(ctx, event, f.store, f.settings, hostcall.Limits{MaxEventBytes: f.limits.MaxEventBytes, MaxLogBytes: f.limits.MaxLogBytes})
+	inst.stderr.b = inst.stderr.b[:0]
+	return c
+}
+
+// end lets go of the caller's event and context.
+func (inst *instance) end() {
+	inst.call.Reset(nil, nil, nil, nil, hostcall.Limits{})
+}
+
+// finish fills res from a guest's result for the current event.
+func (f *Function) finish(res *Result, c *hostcall.Call, result abi.Result) {
+	res.Logs = append(res.Logs[:0], c.Logs()...)
+	res.Event, res.Modified, res.Reason, res.Kind = c.Doc.Bytes(), c.Doc.Modified(), "", ""
 	switch {
 	case result == abi.ResultDeliver:
 		res.Verdict = Deliver
-		res.Event, res.Modified = c.Doc.Bytes(), c.Doc.Modified()
 	case result == abi.ResultDrop:
-		res.Verdict, res.Reason = Drop, string(c.Reason())
+		res.Verdict, res.Reason = Drop, f.reason(c.Reason())
 	case result.Valid():
-		res.Verdict, res.Kind, res.Reason = Fail, kindOfResult(result), string(c.Reason())
+		res.Verdict, res.Kind, res.Reason = Fail, kindOfResult(result), f.reason(c.Reason())
 	default:
 		res.Verdict, res.Kind = Fail, KindFunctionError
 		res.Reason = fmt.Sprintf("the function returned %d, which is not a result of ABI version %d", result, abi.Version)
 	}
-	c.Reset(nil, nil, nil, nil, hostcall.Limits{}) // do not keep the caller's event
-	f.release(inst)
-	return nil
+	if res.Verdict != Deliver {
+		res.Event, res.Modified = nil, false
+	}
 }
+
+// fail fills res for a sandbox failure.
+func (res *Result) fail(err *Error, c *hostcall.Call) {
+	res.Logs = append(res.Logs[:0], c.Logs()...)
+	res.Verdict, res.Kind, res.Reason = Fail, err.Kind, err.Message
+	res.Event, res.Modified = nil, false
+}
+
+// reason returns the reason as a string, without allocating for a reason
+// this function has given before (drops by reason are the common case).
+func (f *Function) reason(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	f.reasonsMu.RLock()
+	s, ok := f.reasons[string(b)]
+	f.reasonsMu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	f.reasonsMu.Lock()
+	if len(f.reasons) < maxInternedReasons {
+		f.reasons[s] = s
+	}
+	f.reasonsMu.Unlock()
+	return s
+}
+
+// maxInternedReasons bounds the reasons a function keeps, so that a function
+// that puts ids into its reasons cannot grow the host's memory.
+const maxInternedReasons = 256
 
 // classify turns a failed guest call into an *Error.
 func (f *Function) classify(inst *instance, err error, fired bool) *Error {
@@ -295,10 +465,20 @@ func (f *Function) Close(ctx context.Context) error {
 // instance is one instantiated guest with everything a call needs, made
 // once so that a call allocates nothing.
 type instance struct {
-	mod    api.Module
-	mem    api.Memory
-	handle api.Function
-	call   hostcall.Call
+	mod         api.Module
+	mem         api.Memory
+	handle      api.Function
+	handleBatch api.Function
+	call        hostcall.Call
+
+	// The batch in progress (InvokeBatch), driven by batchNext.
+	fn           *Function
+	batch        [][]byte
+	results      []Result
+	pos          int
+	batchCtx     context.Context
+	batchTimeout time.Duration
+
 	ctx    *instanceContext
 	stack  [1]uint64
 	timer  *time.Timer
@@ -308,7 +488,7 @@ type instance struct {
 // newInstance instantiates the module, runs its start-up and checks its ABI
 // version.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{}
+	inst := &instance{fn: f}
 	inst.ctx = &instanceContext{inst: inst, done: make(chan struct{})}
 	inst.timer = time.AfterFunc(time.Hour, inst.ctx.expire)
 	inst.timer.Stop()
@@ -328,6 +508,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	}
 	inst.mod, inst.mem = mod, mod.Memory()
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
+	inst.handleBatch = mod.ExportedFunction(abi.ExportHandleBatch)
 	f.started.Add(1)
 	fail := func(what string, err error) (*instance, error) {
 		inst.close()

@@ -83,6 +83,13 @@ var hostFuncs = []hostFunc{
 	{abi.FuncSetReason, []api.ValueType{i32, i32}, nil, func(inst *instance, s []uint64) {
 		inst.call.SetReason(inst.str(abi.FuncSetReason, "reason", s[0], s[1]))
 	}},
+	{abi.FuncBatchNext, []api.ValueType{i32}, []api.ValueType{i32}, func(inst *instance, s []uint64) {
+		if inst.batch == nil { // not inside InvokeBatch: there is no batch
+			s[0] = uint64(uint32(0xFFFFFFFF))
+			return
+		}
+		s[0] = uint64(uint32(inst.batchNext(abi.Result(int32(uint32(s[0]))))))
+	}},
 }
 
 // instanceKey finds the calling instance in the context wazero passes to

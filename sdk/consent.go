@@ -74,11 +74,8 @@ func (c *StoredConsent) CCPAOptedOut() (optedOut, ok bool) {
 // own ids (its userId, else its anonymousId). The errors are [ErrNoRecord],
 // [ErrNoID] and [ErrConsentUnavailable].
 func (e *Event) LookupConsent(id string) (*StoredConsent, error) {
-	status, b := e.fetch(func(buf []byte) (uint32, int) {
-		s, n := e.host.ConsentLookup(id, buf)
-		return uint32(s), n
-	})
-	if err := consentError(abi.ConsentStatus(status)); err != nil {
+	status, b := e.consentCall(false, id)
+	if err := consentError(status); err != nil {
 		return nil, err
 	}
 	c := &StoredConsent{Categories: make(map[string]bool)}
@@ -110,6 +107,10 @@ type ConsentDifference struct {
 	StoredAt        int64 // Unix milliseconds of the stored decision
 }
 
+// IsPurpose reports whether the difference is about a regulation purpose
+// (Regulation and Purpose set) rather than a category.
+func (d ConsentDifference) IsPurpose() bool { return d.Regulation != "" || d.Purpose != "" }
+
 // Conflict reports whether both sides know the entry and disagree.
 func (d ConsentDifference) Conflict() bool {
 	return d.InEvent && d.InStored && d.EventConsented != d.StoredConsented
@@ -135,11 +136,8 @@ func (d ConsentDiff) Mismatch() bool {
 // The errors are [ErrNoRecord], [ErrNoEventConsent], [ErrNoID] and
 // [ErrConsentUnavailable].
 func (e *Event) CompareConsent(id string) (ConsentDiff, error) {
-	status, b := e.fetch(func(buf []byte) (uint32, int) {
-		s, n := e.host.ConsentCompare(id, buf)
-		return uint32(s), n
-	})
-	if err := consentError(abi.ConsentStatus(status)); err != nil {
+	status, b := e.consentCall(true, id)
+	if err := consentError(status); err != nil {
 		return nil, err
 	}
 	if len(b) == 0 {

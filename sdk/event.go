@@ -13,7 +13,7 @@ import (
 // is a host call, so read only the fields you need. An Event is valid only
 // during the handler call it was given to.
 type Event struct {
-	host    Host
+	host    eventHost // the wasm imports in WebAssembly (static calls), a Host natively
 	typ     abi.EventType
 	scratch []byte
 }
@@ -26,19 +26,63 @@ func (e *Event) buffer(n int) []byte {
 	return e.scratch[:cap(e.scratch)]
 }
 
-// fetch runs a host call under the buffer rule: once with the scratch
-// buffer, again with a bigger one only when the value did not fit.
-func (e *Event) fetch(call func(buf []byte) (uint32, int)) (uint32, []byte) {
+// Each read below applies the buffer rule: one host call with the scratch
+// buffer, and a second one with a buffer of the announced size only when the
+// value did not fit.
+
+func (e *Event) eventGet(path string) (abi.Kind, []byte) {
 	buf := e.buffer(0)
-	status, n := call(buf)
+	k, n := e.host.EventGet(path, buf)
 	if n > len(buf) {
 		buf = e.buffer(n)
-		status, n = call(buf)
-		if n > len(buf) { // the value changed between the calls; give up on it
-			return status, nil
+		if k, n = e.host.EventGet(path, buf); n > len(buf) {
+			return k, nil
 		}
 	}
-	return status, buf[:n]
+	return k, buf[:n]
+}
+
+func (e *Event) settingsGet(path string) (abi.Kind, []byte) {
+	buf := e.buffer(0)
+	k, n := e.host.SettingsGet(path, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if k, n = e.host.SettingsGet(path, buf); n > len(buf) {
+			return k, nil
+		}
+	}
+	return k, buf[:n]
+}
+
+func (e *Event) eventRead() []byte {
+	buf := e.buffer(0)
+	n := e.host.EventRead(buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if n = e.host.EventRead(buf); n > len(buf) {
+			return nil
+		}
+	}
+	return buf[:n]
+}
+
+func (e *Event) consentCall(compare bool, id string) (abi.ConsentStatus, []byte) {
+	buf := e.buffer(0)
+	s, n := e.consentHost(compare, id, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if s, n = e.consentHost(compare, id, buf); n > len(buf) {
+			return abi.ConsentUnavailable, nil
+		}
+	}
+	return s, buf[:n]
+}
+
+func (e *Event) consentHost(compare bool, id string, buf []byte) (abi.ConsentStatus, int) {
+	if compare {
+		return e.host.ConsentCompare(id, buf)
+	}
+	return e.host.ConsentLookup(id, buf)
 }
 
 // Type returns the event's type ("track", "identify", ...).
@@ -73,11 +117,8 @@ func (e *Event) MessageID() string { return e.Get("messageId").String() }
 // Get reads a field by gjson path ("properties.total", "context.ip",
 // "context.consent.categoryPreferences.Advertising").
 func (e *Event) Get(path string) Value {
-	kind, b := e.fetch(func(buf []byte) (uint32, int) {
-		k, n := e.host.EventGet(path, buf)
-		return uint32(k), n
-	})
-	return Value{Kind: abi.Kind(kind), raw: string(b)}
+	kind, b := e.eventGet(path)
+	return Value{Kind: kind, raw: string(b)}
 }
 
 // Set sets a field by sjson path ("properties.consent_checked",
@@ -99,8 +140,7 @@ func (e *Event) Delete(path string) error {
 // Bytes returns a copy of the whole event as JSON. Prefer Get for single
 // fields: it does not copy the event into the guest.
 func (e *Event) Bytes() []byte {
-	_, b := e.fetch(func(buf []byte) (uint32, int) { return 0, e.host.EventRead(buf) })
-	return append([]byte(nil), b...)
+	return append([]byte(nil), e.eventRead()...)
 }
 
 // Replace replaces the whole event with a JSON object.
@@ -124,7 +164,9 @@ func (e *Event) ConsentPreferences() map[string]bool {
 	}
 	m := make(map[string]bool, len(raw))
 	for k, r := range raw {
-		m[k] = string(r) == "true"
+		// As the host reads them: true, or {"consented": true}.
+		var entry struct{ Consented bool }
+		m[k] = string(r) == "true" || (len(r) > 0 && r[0] == '{' && json.Unmarshal(r, &entry) == nil && entry.Consented)
 	}
 	return m
 }
@@ -145,11 +187,8 @@ type Settings struct{ e *Event }
 
 // Get reads a setting by gjson path.
 func (s Settings) Get(path string) Value {
-	kind, b := s.e.fetch(func(buf []byte) (uint32, int) {
-		k, n := s.e.host.SettingsGet(path, buf)
-		return uint32(k), n
-	})
-	return Value{Kind: abi.Kind(kind), raw: string(b)}
+	kind, b := s.e.settingsGet(path)
+	return Value{Kind: kind, raw: string(b)}
 }
 
 // String returns a setting as a string ("" when missing).

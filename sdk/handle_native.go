@@ -2,7 +2,26 @@
 
 package sdk
 
+import "github.com/insertfn/insertfn/sdk/abi"
+
+// eventHost is what an Event calls: natively, any Host (package sdktest
+// supplies one).
+type eventHost = Host
+
 // Handle registers the function's handlers. Call it from the function's
 // init. Outside WebAssembly it does nothing: native tests run handlers with
 // package sdktest.
 func Handle(h Handlers) {}
+
+// Serve runs the handler for one event on a host and returns the verdict and
+// its reason. Package sdktest calls it; function authors do not need it. It
+// exists only outside WebAssembly, where the SDK calls the real host itself.
+//
+// # Parameters
+//   - host: the host the event lives on.
+//   - t: the event's type.
+//
+// # Results
+//   - the verdict ([abi.ResultDeliver] when the handler returned nil);
+//   - the reason (DropEvent's reason or the error's message), "" to deliver.
+func (h *Handlers) Serve(host Host, t abi.EventType) (abi.Result, string) { return h.serve(host, t) }

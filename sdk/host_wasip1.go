@@ -41,12 +41,23 @@ func hostLog(level int32, ptr unsafe.Pointer, n uint32)
 //go:wasmimport insertfn set_reason
 func hostSetReason(ptr unsafe.Pointer, n uint32)
 
+//go:wasmimport insertfn batch_next
+func hostBatchNext(result int32) int32
+
 func sptr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
 
 func bptr(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
 
-// wasmHost is the Host of a guest running in the insertfn runtime.
+// wasmHost is the Host of a guest running in the insertfn runtime. Events
+// hold it as a concrete type, not as a Host, so that every host call is a
+// static, inlinable call: in WebAssembly each Go call level costs more than
+// the host call itself.
 type wasmHost struct{}
+
+// eventHost is what an Event calls.
+type eventHost = wasmHost
+
+var _ Host = wasmHost{}
 
 func unpack(v uint64) (uint32, int) { s, n := abi.Unpack(v); return s, int(n) }
 
@@ -104,11 +115,23 @@ func exportHandle(eventType int32) int32 {
 		hostSetReason(sptr(noHandlers), uint32(len(noHandlers)))
 		return int32(abi.ResultFunctionError)
 	}
-	result, reason := registered.Serve(wasmHost{}, abi.EventType(eventType))
+	result, reason := registered.serve(wasmHost{}, abi.EventType(eventType))
 	if result != abi.ResultDeliver && reason != "" {
 		hostSetReason(sptr(reason), uint32(len(reason)))
 	}
 	return int32(result)
+}
+
+//go:wasmexport insertfn_handle_batch
+func exportHandleBatch() int32 {
+	result := int32(-1) // no event yet
+	for {
+		t := hostBatchNext(result)
+		if t < 0 {
+			return 0
+		}
+		result = exportHandle(t)
+	}
 }
 
 const noHandlers = "no handlers: call sdk.Handle from the function's init"

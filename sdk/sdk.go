@@ -48,7 +48,7 @@ type Handlers struct {
 	// in Segment, instead of passing it through.
 	RejectUnhandled bool
 
-	scratch []byte // the guest's buffer for host calls, kept between events
+	event Event // reused for every event
 }
 
 func (h *Handlers) handler(t abi.EventType) Handler {
@@ -75,18 +75,9 @@ func (h *Handlers) handler(t abi.EventType) Handler {
 	return f
 }
 
-// Serve runs the handler for one event on a host and returns the verdict and
-// its reason. The WebAssembly export and package sdktest call it; function
-// authors do not need it.
-//
-// # Parameters
-//   - host: the host the event lives on.
-//   - t: the event's type.
-//
-// # Results
-//   - the verdict ([abi.ResultDeliver] when the handler returned nil);
-//   - the reason (DropEvent's reason or the error's message), "" to deliver.
-func (h *Handlers) Serve(host Host, t abi.EventType) (result abi.Result, reason string) {
+// serve runs the handler for one event and returns the verdict and its
+// reason ("" to deliver).
+func (h *Handlers) serve(host eventHost, t abi.EventType) (result abi.Result, reason string) {
 	f := h.handler(t)
 	if f == nil {
 		if h.RejectUnhandled {
@@ -94,17 +85,20 @@ func (h *Handlers) Serve(host Host, t abi.EventType) (result abi.Result, reason 
 		}
 		return abi.ResultDeliver, ""
 	}
-	e := Event{host: host, typ: t, scratch: h.scratch}
+	// The Event lives in h, not on the heap: a guest allocation costs far
+	// more than the whole call (see RATIONALE.md), so the hot path makes none.
+	e := &h.event
+	e.host, e.typ = host, t
 	defer func() {
-		h.scratch = e.scratch
+		*e = Event{scratch: e.scratch} // keep nothing of this event but the buffer
 		if r := recover(); r != nil {
 			result, reason = abi.ResultFunctionError, fmt.Sprintf("panic: %v", r)
 		}
 	}()
-	return Verdict(f(&e))
+	return Verdict(f(e))
 }
 
-func typeName(host Host, t abi.EventType) string {
+func typeName(host eventHost, t abi.EventType) string {
 	if s := t.String(); s != "" {
 		return s
 	}
@@ -174,6 +168,9 @@ func RetryError(message string) error { return &Error{Kind: abi.ResultRetry, Mes
 func Verdict(err error) (abi.Result, string) {
 	if err == nil {
 		return abi.ResultDeliver, ""
+	}
+	if e, ok := err.(*Error); ok && e.Kind.Valid() && e.Kind != abi.ResultDeliver {
+		return e.Kind, e.Message // the common case, without errors.As
 	}
 	var e *Error
 	if errors.As(err, &e) && e.Kind.Valid() && e.Kind != abi.ResultDeliver {

@@ -12,6 +12,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/insertfn/insertfn/sdk"
 )
@@ -19,6 +20,10 @@ import (
 func init() { sdk.Handle(Handlers) }
 
 func main() {}
+
+// errMismatch is made once: returning it costs nothing per event, where
+// sdk.DropEvent("...") in the handler would allocate on every drop.
+var errMismatch = sdk.DropEvent("Consent mismatch")
 
 // Handlers check every event type.
 var Handlers = sdk.Handlers{Any: Check}
@@ -29,7 +34,7 @@ func Check(e *sdk.Event) error {
 	switch {
 	case err == nil:
 		if diff.Mismatch() {
-			return sdk.DropEvent("Consent mismatch")
+			return errMismatch
 		}
 		return nil
 	case errors.Is(err, sdk.ErrNoRecord), errors.Is(err, sdk.ErrNoID):
@@ -48,10 +53,13 @@ func policy(e *sdk.Event, setting, def, reason string) error {
 		p = def
 	}
 	switch p {
+	case "pass":
+		return nil
 	case "drop":
 		return sdk.DropEvent(reason)
 	case "retry":
 		return sdk.RetryError(reason)
 	}
-	return nil
+	// A typo must not let events through: refuse it loudly.
+	return fmt.Errorf("setting %s: %q is not one of pass, drop, retry", setting, p)
 }

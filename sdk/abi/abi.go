@@ -140,6 +140,15 @@ const (
 	//
 	//	set_reason(ptr, len i32)
 	FuncSetReason = "set_reason"
+
+	// FuncBatchNext drives [ExportHandleBatch]: it records the result of the
+	// current event (ignored before the first event; pass -1), makes the next
+	// event of the batch current and returns its [EventType], or -1 when the
+	// batch is done. The reason of a non-deliver result is set with
+	// [FuncSetReason] before this call.
+	//
+	//	batch_next(result i32) -> i32
+	FuncBatchNext = "batch_next"
 )
 
 // Guest exports the host calls.
@@ -155,6 +164,14 @@ const (
 	//
 	// event_type is an [EventType]; the result is a [Result].
 	ExportHandle = "insertfn_handle"
+
+	// ExportHandleBatch handles a batch of events in one call, which spares
+	// the host's fixed cost of a call per event. Optional: a guest without it
+	// gets one [ExportHandle] call per event. The guest loops on
+	// [FuncBatchNext] until it returns -1, then returns 0.
+	//
+	//	insertfn_handle_batch() -> i32
+	ExportHandleBatch = "insertfn_handle_batch"
 
 	// ExportInitialize is the WASI reactor start-up function; the host calls
 	// it once per instance before anything else, when the module exports it.

@@ -60,6 +60,27 @@ func (r *Record) Category(name string) (Category, bool) {
 	return Category{}, false
 }
 
+// CategoryIndex returns the index of the category called name in
+// Categories, or -1.
+func (r *Record) CategoryIndex(name string) int {
+	for i := range r.Categories {
+		if r.Categories[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// PurposeIndex returns the index of a regulation's purpose in Purposes, or -1.
+func (r *Record) PurposeIndex(regulation, name string) int {
+	for i := range r.Purposes {
+		if r.Purposes[i].Regulation == regulation && r.Purposes[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 // Purpose returns the purpose entry of a regulation.
 func (r *Record) Purpose(regulation, name string) (Purpose, bool) {
 	for _, p := range r.Purposes {

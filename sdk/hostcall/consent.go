@@ -7,12 +7,12 @@ import (
 )
 
 // HasConsent reports whether the event carries context.consent at all.
-func (d *Doc) HasConsent() bool { d.scan(); return d.consent.Exists() }
+func (d *Doc) HasConsent() bool { d.scanConsent(); return d.consent.Exists() }
 
 // ConsentIDs returns the ids to look stored consent up by, in order: the
 // event's userId, then its anonymousId (either may be "").
 func (d *Doc) ConsentIDs() (userID, anonymousID string) {
-	d.scan()
+	d.scanIDs()
 	return d.userID, d.anonymousID
 }
 
@@ -26,11 +26,11 @@ func (d *Doc) categoryPreferences() gjson.Result {
 	return p
 }
 
-// consentedValue reads an event-side consent value: a boolean, or an
-// object with "consented" (mParticle style).
+// consentedValue reads an event-side consent value: true, or an object
+// with "consented": true (mParticle style). Anything else is not consent.
 func consentedValue(v gjson.Result) bool {
 	if v.IsObject() {
-		return v.Get("consented").Bool()
+		return v.Get("consented").Type == gjson.True
 	}
 	return v.Type == gjson.True
 }
@@ -45,45 +45,48 @@ func consentedValue(v gjson.Result) bool {
 // context.consent, [abi.ConsentSame] when nothing differs and
 // [abi.ConsentDiffers] otherwise.
 func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.ConsentStatus) {
-	d.scan()
+	d.scanConsent()
 	if !d.consent.Exists() {
 		return dst, abi.ConsentNoEventConsent
 	}
 	start := len(dst)
 	prefs := d.categoryPreferences()
-	matched := 0
-	prefs.ForEach(func(k, v gjson.Result) bool {
-		ev := consentedValue(v)
-		flags := abi.FlagInEvent
-		if ev {
-			flags |= abi.FlagEventConsented
-		}
-		c, ok := rec.Category(k.Str)
-		if !ok {
-			dst = abi.AppendEntry(dst, flags, k.Str, "", 0)
+	var seen bitset // stored categories the event carries, by index
+	if prefs.IsObject() {
+		prefs.ForEach(func(k, v gjson.Result) bool {
+			ev := consentedValue(v)
+			flags := abi.FlagInEvent
+			if ev {
+				flags |= abi.FlagEventConsented
+			}
+			i := rec.CategoryIndex(k.Str)
+			if i < 0 {
+				dst = abi.AppendEntry(dst, flags, k.Str, "", 0)
+				return true
+			}
+			if seen.has(i) { // a repeated key: the first one counts
+				return true
+			}
+			seen.add(i)
+			if c := rec.Categories[i]; c.Consented != ev {
+				flags |= abi.FlagInStored
+				if c.Consented {
+					flags |= abi.FlagStoredConsented
+				}
+				dst = abi.AppendEntry(dst, flags, k.Str, "", c.Timestamp)
+			}
 			return true
+		})
+	}
+	for i, c := range rec.Categories {
+		if seen.has(i) {
+			continue
 		}
-		matched++
-		if c.Consented != ev {
-			flags |= abi.FlagInStored
-			if c.Consented {
-				flags |= abi.FlagStoredConsented
-			}
-			dst = abi.AppendEntry(dst, flags, k.Str, "", c.Timestamp)
+		flags := abi.FlagInStored
+		if c.Consented {
+			flags |= abi.FlagStoredConsented
 		}
-		return true
-	})
-	if matched < len(rec.Categories) {
-		for _, c := range rec.Categories {
-			if prefs.IsObject() && hasKey(prefs, c.Name) {
-				continue
-			}
-			flags := abi.FlagInStored
-			if c.Consented {
-				flags |= abi.FlagStoredConsented
-			}
-			dst = abi.AppendEntry(dst, flags, c.Name, "", c.Timestamp)
-		}
+		dst = abi.AppendEntry(dst, flags, c.Name, "", c.Timestamp)
 	}
 	if state := d.consent.Get("consent_state"); state.IsObject() {
 		dst = comparePurposes(dst, state, rec)
@@ -94,22 +97,52 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	return dst, abi.ConsentDiffers
 }
 
+// bitset marks indexes of stored entries; it holds 64 without allocating.
+type bitset struct {
+	small uint64
+	large map[int]bool
+}
+
+func (b *bitset) has(i int) bool {
+	if i < 64 {
+		return b.small&(1<<i) != 0
+	}
+	return b.large[i]
+}
+
+func (b *bitset) add(i int) {
+	if i < 64 {
+		b.small |= 1 << i
+		return
+	}
+	if b.large == nil {
+		b.large = make(map[int]bool)
+	}
+	b.large[i] = true
+}
+
 func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte {
-	matched := 0
+	var seen bitset
 	state.ForEach(func(reg, purposes gjson.Result) bool {
+		if !purposes.IsObject() {
+			return true
+		}
 		purposes.ForEach(func(name, v gjson.Result) bool {
 			ev := consentedValue(v)
 			flags := abi.FlagPurpose | abi.FlagInEvent
 			if ev {
 				flags |= abi.FlagEventConsented
 			}
-			p, ok := rec.Purpose(reg.Str, name.Str)
-			if !ok {
+			i := rec.PurposeIndex(reg.Str, name.Str)
+			if i < 0 {
 				dst = abi.AppendEntry(dst, flags, reg.Str, name.Str, 0)
 				return true
 			}
-			matched++
-			if p.Consented != ev {
+			if seen.has(i) {
+				return true
+			}
+			seen.add(i)
+			if p := rec.Purposes[i]; p.Consented != ev {
 				flags |= abi.FlagInStored
 				if p.Consented {
 					flags |= abi.FlagStoredConsented
@@ -120,30 +153,17 @@ func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte
 		})
 		return true
 	})
-	if matched < len(rec.Purposes) {
-		for _, p := range rec.Purposes {
-			if regs := state.Get(gjson.Escape(p.Regulation)); regs.IsObject() && hasKey(regs, p.Name) {
-				continue
-			}
-			flags := abi.FlagPurpose | abi.FlagInStored
-			if p.Consented {
-				flags |= abi.FlagStoredConsented
-			}
-			dst = abi.AppendEntry(dst, flags, p.Regulation, p.Name, p.Timestamp)
+	for i, p := range rec.Purposes {
+		if seen.has(i) {
+			continue
 		}
+		flags := abi.FlagPurpose | abi.FlagInStored
+		if p.Consented {
+			flags |= abi.FlagStoredConsented
+		}
+		dst = abi.AppendEntry(dst, flags, p.Regulation, p.Name, p.Timestamp)
 	}
 	return dst
-}
-
-// hasKey reports whether obj has the key, comparing keys exactly (no path
-// syntax, so names with dots or wildcards are safe).
-func hasKey(obj gjson.Result, key string) bool {
-	found := false
-	obj.ForEach(func(k, _ gjson.Result) bool {
-		found = k.Str == key
-		return !found
-	})
-	return found
 }
 
 // AppendRecord appends the record's categories and purposes as [abi.Entry]

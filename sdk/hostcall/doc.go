@@ -36,7 +36,7 @@ type Doc struct {
 	maxBytes int
 	modified bool
 
-	scanned     bool
+	have        uint8 // which of the fields below are read (have* bits)
 	typ         abi.EventType
 	userID      string
 	anonymousID string
@@ -61,30 +61,37 @@ func (d *Doc) str() string {
 	return unsafe.String(&d.buf[0], len(d.buf))
 }
 
-// scan reads the fields the host needs on every call in one pass over the
-// event's top level.
-func (d *Doc) scan() {
-	if d.scanned {
-		return
+// The fields the host itself needs are read lazily, each with one gjson
+// lookup that stops at the field: "type" for every event (it usually comes
+// first), the ids and context.consent only when a consent helper asks.
+const (
+	haveType uint8 = 1 << iota
+	haveIDs
+	haveConsent
+)
+
+func (d *Doc) scanType() {
+	if d.have&haveType == 0 {
+		d.have |= haveType
+		d.typ = abi.ParseEventType(gjson.Get(d.str(), "type").Str)
 	}
-	d.scanned = true
-	d.typ, d.userID, d.anonymousID, d.consent = abi.EventOther, "", "", gjson.Result{}
-	var ctx gjson.Result
-	gjson.Parse(d.str()).ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "type":
-			d.typ = abi.ParseEventType(v.Str)
-		case "userId":
-			d.userID = idString(v)
-		case "anonymousId":
-			d.anonymousID = idString(v)
-		case "context":
-			ctx = v
+}
+
+func (d *Doc) scanIDs() {
+	if d.have&haveIDs == 0 {
+		d.have |= haveIDs
+		d.userID = idString(gjson.Get(d.str(), "userId"))
+		d.anonymousID = idString(gjson.Get(d.str(), "anonymousId"))
+	}
+}
+
+func (d *Doc) scanConsent() {
+	if d.have&haveConsent == 0 {
+		d.have |= haveConsent
+		d.consent = gjson.Get(d.str(), "context.consent")
+		if d.consent.Type == gjson.Null { // "consent": null is no consent object
+			d.consent = gjson.Result{}
 		}
-		return true
-	})
-	if ctx.IsObject() {
-		d.consent = ctx.Get("consent")
 	}
 }
 
@@ -100,13 +107,13 @@ func idString(v gjson.Result) string {
 }
 
 // Type returns the event's type.
-func (d *Doc) Type() abi.EventType { d.scan(); return d.typ }
+func (d *Doc) Type() abi.EventType { d.scanType(); return d.typ }
 
 // UserID returns the event's userId ("" when absent).
-func (d *Doc) UserID() string { d.scan(); return d.userID }
+func (d *Doc) UserID() string { d.scanIDs(); return d.userID }
 
 // AnonymousID returns the event's anonymousId ("" when absent).
-func (d *Doc) AnonymousID() string { d.scan(); return d.anonymousID }
+func (d *Doc) AnonymousID() string { d.scanIDs(); return d.anonymousID }
 
 // Get reads a field by gjson path.
 func (d *Doc) Get(path string) gjson.Result { return gjson.Get(d.str(), path) }
@@ -164,7 +171,7 @@ func (d *Doc) commit(out []byte) (abi.Status, error) {
 	if d.maxBytes > 0 && len(out) > d.maxBytes {
 		return abi.StatusOK, ErrTooLarge
 	}
-	d.buf, d.modified, d.scanned = out, true, false
+	d.buf, d.modified, d.have = out, true, 0
 	return abi.StatusOK, nil
 }
 

@@ -1,3 +1,5 @@
+//go:build !wasip1
+
 // Package sdktest runs a function's handlers natively, for plain `go test`:
 // no WebAssembly, no runtime. The event, the consent lookups and comparisons
 // and the settings go through the same host code the sandbox uses (package
