@@ -1,0 +1,71 @@
+// Package wasmbuild compiles Go packages to WebAssembly guests for tests and
+// benchmarks, from source, once per test binary.
+package wasmbuild
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// Builder builds guests into one temporary directory and remembers what it
+// built. The zero value is not usable; use New.
+type Builder struct {
+	dir   string
+	mu    sync.Mutex
+	built map[string][]byte
+}
+
+// New returns a Builder that writes into a new temporary directory; Close
+// removes it.
+func New() (*Builder, error) {
+	dir, err := os.MkdirTemp("", "insertfn-wasm-")
+	if err != nil {
+		return nil, fmt.Errorf("wasmbuild: %w", err)
+	}
+	return &Builder{dir: dir, built: make(map[string][]byte)}, nil
+}
+
+// Close removes the built files.
+func (b *Builder) Close() error { return os.RemoveAll(b.dir) }
+
+// Build compiles the Go package in dir (GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared) and returns the module's bytes. A package is built
+// once per Builder. It fails tb when the build fails, with the compiler's
+// output.
+func (b *Builder) Build(tb testing.TB, dir string) []byte {
+	tb.Helper()
+	wasm, err := b.build(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return wasm
+}
+
+func (b *Builder) build(dir string) ([]byte, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wasmbuild: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if wasm, ok := b.built[abs]; ok {
+		return wasm, nil
+	}
+	out := filepath.Join(b.dir, fmt.Sprintf("%d-%s.wasm", len(b.built), filepath.Base(abs)))
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Dir = abs
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("wasmbuild: build %s: %v\n%s", dir, err, msg)
+	}
+	wasm, err := os.ReadFile(out)
+	if err != nil {
+		return nil, fmt.Errorf("wasmbuild: %w", err)
+	}
+	b.built[abs] = wasm
+	return wasm, nil
+}
