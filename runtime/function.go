@@ -125,10 +125,14 @@ func (f *Function) Stats() Stats {
 //     the function returned itself (see res);
 //   - an [*Error] when the sandbox failed (res.Verdict is Fail and res.Kind
 //     says why); the instance is thrown away;
-//   - ctx's error or [ErrClosed] when no instance could be had.
+//   - ctx's error, [ErrClosed], or the error of starting a new instance,
+//     when no instance could be had; res then says Fail with KindFunctionError
+//     and the reason.
 func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error {
 	inst, err := f.acquire(ctx)
 	if err != nil {
+		res.Logs, res.Event, res.Modified, res.Duration = res.Logs[:0], nil, false, 0
+		res.Verdict, res.Kind, res.Reason = Fail, KindFunctionError, err.Error()
 		return err
 	}
 	defer f.busy.Done()

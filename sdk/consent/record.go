@@ -187,6 +187,7 @@ func (r *Record) Merge(u *Record) []Change {
 		r.Aliases = append(r.Aliases, u.ID)
 	}
 	r.Normalize()
+	r.UpdatedAt = max(r.UpdatedAt, u.UpdatedAt)
 	for _, c := range r.Categories {
 		r.UpdatedAt = max(r.UpdatedAt, c.Timestamp)
 	}
@@ -247,7 +248,7 @@ func (c *wireCategory) UnmarshalJSON(b []byte) error {
 	type plain wireCategory
 	var p plain
 	if err := json.Unmarshal(b, &p); err != nil {
-		return fmt.Errorf("category entry: want true, false or {\"consented\": bool, \"timestamp_unixtime_ms\": int}: %w", err)
+		return fmt.Errorf("category entry %.40s: want true, false or {\"consented\": bool, \"timestamp_unixtime_ms\": int}", b)
 	}
 	*c = wireCategory(p)
 	return nil

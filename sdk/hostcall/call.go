@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/insertfn/insertfn/sdk/abi"
@@ -200,7 +201,11 @@ func (c *Call) SettingsGet(path string, buf []byte) (abi.Kind, int) {
 // fits and the call records [ErrLogLimit].
 func (c *Call) Log(level abi.Level, msg string) {
 	if c.limits.MaxLogBytes > 0 && c.logBytes+len(msg) > c.limits.MaxLogBytes {
-		msg = msg[:max(0, c.limits.MaxLogBytes-c.logBytes)]
+		cut := max(0, c.limits.MaxLogBytes-c.logBytes)
+		for cut > 0 && cut < len(msg) && !utf8.RuneStart(msg[cut]) {
+			cut-- // do not split a character
+		}
+		msg = msg[:cut]
 		c.fail(ErrLogLimit)
 	}
 	c.hostLog(level, msg)
