@@ -1,0 +1,53 @@
+# insertfn: run `make help` for the targets.
+GO       ?= go
+BIN      := bin
+EXAMPLES := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/main.go))))
+WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm)
+GOFILES  := $(shell find . -name '*.go' -not -path './bin/*')
+
+.PHONY: all build examples test vet bench run clean help
+
+all: build examples
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+build: $(BIN)/insertfn ## build the insertfn binary into bin/
+
+$(BIN)/insertfn: $(GOFILES) go.mod go.sum
+	$(GO) build -o $@ ./cmd/insertfn
+
+examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
+
+$(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go)
+	@mkdir -p $(dir $@)
+	cd examples/$* && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(abspath $@) .
+
+vet: ## gofmt, go vet (both modules, native and wasm)
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./abi .
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./examples/...
+
+# The first go test run also fills the shared wazero compilation cache, so the
+# -race run (where compiling a Go guest is ~20x slower) mostly loads from it.
+test: vet examples ## vet, build the examples, run every test (plain, then -race)
+	cd sdk && $(GO) test -race ./...
+	$(GO) test ./...
+	$(GO) test -race ./...
+
+bench: ## run the benchmarks (sandbox vs native, empty call)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
+
+run: build examples ## run the consent-match example on two sample events
+	@echo '== an event whose consent matches the stored consent'
+	$(BIN)/insertfn test $(BIN)/examples/consent-match.wasm \
+		--event cmd/insertfn/testdata/event.json \
+		--consent cmd/insertfn/testdata/consent.ndjson
+	@echo '== an event carrying stale consent'
+	$(BIN)/insertfn test $(BIN)/examples/consent-match.wasm \
+		--event cmd/insertfn/testdata/event-mismatch.json \
+		--consent cmd/insertfn/testdata/consent.ndjson
+
+clean: ## remove bin/
+	rm -rf $(BIN)
