@@ -135,15 +135,18 @@ func (c *Call) record(id string) (*consent.Record, abi.ConsentStatus) {
 	if id != "" {
 		return c.get(id)
 	}
-	uid, aid := c.Doc.ConsentIDs()
-	if uid == "" && aid == "" {
-		return nil, abi.ConsentNoID
-	}
-	if uid != "" {
+	if uid := c.Doc.UserID(); uid != "" {
 		rec, st := c.get(uid)
-		if st != abi.ConsentNoRecord || aid == "" {
+		if st != abi.ConsentNoRecord {
 			return rec, st
 		}
+	}
+	aid := c.Doc.AnonymousID()
+	if aid == "" {
+		if c.Doc.UserID() == "" {
+			return nil, abi.ConsentNoID
+		}
+		return nil, abi.ConsentNoRecord
 	}
 	return c.get(aid)
 }

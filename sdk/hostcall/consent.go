@@ -9,21 +9,28 @@ import (
 // HasConsent reports whether the event carries context.consent at all.
 func (d *Doc) HasConsent() bool { d.scanConsent(); return d.consent.Exists() }
 
-// ConsentIDs returns the ids to look stored consent up by, in order: the
-// event's userId, then its anonymousId (either may be "").
-func (d *Doc) ConsentIDs() (userID, anonymousID string) {
-	d.scanIDs()
-	return d.userID, d.anonymousID
-}
-
-// categoryPreferences returns the event's category preferences object,
-// accepting the singular "categoryPreference" the Segment docs also use.
-func (d *Doc) categoryPreferences() gjson.Result {
-	p := d.consent.Get("categoryPreferences")
-	if !p.Exists() {
-		p = d.consent.Get("categoryPreference")
+// consentParts returns the event's category preferences (accepting the
+// singular "categoryPreference" the Segment docs also use) and its
+// consent_state, in one pass over context.consent.
+func (d *Doc) consentParts() (prefs, state gjson.Result) {
+	var singular gjson.Result
+	if d.consent.IsObject() {
+		d.consent.ForEach(func(k, v gjson.Result) bool {
+			switch k.Str {
+			case "categoryPreferences":
+				prefs = v
+			case "categoryPreference":
+				singular = v
+			case "consent_state":
+				state = v
+			}
+			return true
+		})
 	}
-	return p
+	if !prefs.Exists() {
+		prefs = singular
+	}
+	return prefs, state
 }
 
 // consentedValue reads an event-side consent value: true, or an object
@@ -50,7 +57,7 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 		return dst, abi.ConsentNoEventConsent
 	}
 	start := len(dst)
-	prefs := d.categoryPreferences()
+	prefs, state := d.consentParts()
 	var seen bitset // stored categories the event carries, by index
 	if prefs.IsObject() {
 		prefs.ForEach(func(k, v gjson.Result) bool {
@@ -88,7 +95,7 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 		}
 		dst = abi.AppendEntry(dst, flags, c.Name, "", c.Timestamp)
 	}
-	if state := d.consent.Get("consent_state"); state.IsObject() {
+	if state.IsObject() {
 		dst = comparePurposes(dst, state, rec)
 	}
 	if len(dst) == start {
@@ -185,3 +192,7 @@ func AppendRecord(dst []byte, rec *consent.Record) []byte {
 	}
 	return dst
 }
+
+// ConsentIDs returns the ids stored consent is looked up by, in order: the
+// event's userId, then its anonymousId (either may be "").
+func (d *Doc) ConsentIDs() (userID, anonymousID string) { return d.UserID(), d.AnonymousID() }

@@ -66,7 +66,8 @@ func (d *Doc) str() string {
 // first), the ids and context.consent only when a consent helper asks.
 const (
 	haveType uint8 = 1 << iota
-	haveIDs
+	haveUserID
+	haveAnonymousID
 	haveConsent
 )
 
@@ -77,10 +78,16 @@ func (d *Doc) scanType() {
 	}
 }
 
-func (d *Doc) scanIDs() {
-	if d.have&haveIDs == 0 {
-		d.have |= haveIDs
+func (d *Doc) scanUserID() {
+	if d.have&haveUserID == 0 {
+		d.have |= haveUserID
 		d.userID = idString(gjson.Get(d.str(), "userId"))
+	}
+}
+
+func (d *Doc) scanAnonymousID() {
+	if d.have&haveAnonymousID == 0 {
+		d.have |= haveAnonymousID
 		d.anonymousID = idString(gjson.Get(d.str(), "anonymousId"))
 	}
 }
@@ -110,10 +117,10 @@ func idString(v gjson.Result) string {
 func (d *Doc) Type() abi.EventType { d.scanType(); return d.typ }
 
 // UserID returns the event's userId ("" when absent).
-func (d *Doc) UserID() string { d.scanIDs(); return d.userID }
+func (d *Doc) UserID() string { d.scanUserID(); return d.userID }
 
 // AnonymousID returns the event's anonymousId ("" when absent).
-func (d *Doc) AnonymousID() string { d.scanIDs(); return d.anonymousID }
+func (d *Doc) AnonymousID() string { d.scanAnonymousID(); return d.anonymousID }
 
 // Get reads a field by gjson path.
 func (d *Doc) Get(path string) gjson.Result { return gjson.Get(d.str(), path) }
