@@ -74,7 +74,15 @@ func (c *StoredConsent) CCPAOptedOut() (optedOut, ok bool) {
 // own ids (its userId, else its anonymousId). The errors are [ErrNoRecord],
 // [ErrNoID] and [ErrConsentUnavailable].
 func (e *Event) LookupConsent(id string) (*StoredConsent, error) {
-	status, b := e.consentCall(false, id)
+	buf := e.buffer(0)
+	status, n := e.host.ConsentLookup(id, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if status, n = e.host.ConsentLookup(id, buf); n > len(buf) {
+			return nil, ErrConsentUnavailable
+		}
+	}
+	b := buf[:n]
 	if err := consentError(status); err != nil {
 		return nil, err
 	}
@@ -136,7 +144,17 @@ func (d ConsentDiff) Mismatch() bool {
 // The errors are [ErrNoRecord], [ErrNoEventConsent], [ErrNoID] and
 // [ErrConsentUnavailable].
 func (e *Event) CompareConsent(id string) (ConsentDiff, error) {
-	status, b := e.consentCall(true, id)
+	// Written out rather than shared with LookupConsent: in WebAssembly
+	// every call level costs, and this is the hot path of most functions.
+	buf := e.buffer(0)
+	status, n := e.host.ConsentCompare(id, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if status, n = e.host.ConsentCompare(id, buf); n > len(buf) {
+			return nil, ErrConsentUnavailable
+		}
+	}
+	b := buf[:n]
 	if err := consentError(status); err != nil {
 		return nil, err
 	}

@@ -66,25 +66,6 @@ func (e *Event) eventRead() []byte {
 	return buf[:n]
 }
 
-func (e *Event) consentCall(compare bool, id string) (abi.ConsentStatus, []byte) {
-	buf := e.buffer(0)
-	s, n := e.consentHost(compare, id, buf)
-	if n > len(buf) {
-		buf = e.buffer(n)
-		if s, n = e.consentHost(compare, id, buf); n > len(buf) {
-			return abi.ConsentUnavailable, nil
-		}
-	}
-	return s, buf[:n]
-}
-
-func (e *Event) consentHost(compare bool, id string, buf []byte) (abi.ConsentStatus, int) {
-	if compare {
-		return e.host.ConsentCompare(id, buf)
-	}
-	return e.host.ConsentLookup(id, buf)
-}
-
 // Type returns the event's type ("track", "identify", ...).
 func (e *Event) Type() string {
 	if s := e.typ.String(); s != "" {

@@ -81,13 +81,13 @@ func (wasmHost) EventWrite(event []byte) abi.Status {
 }
 
 func (wasmHost) ConsentLookup(id string, buf []byte) (abi.ConsentStatus, int) {
-	s, n := unpack(hostConsentLookup(sptr(id), uint32(len(id)), bptr(buf), uint32(len(buf))))
-	return abi.ConsentStatus(s), n
+	v := hostConsentLookup(unsafe.Pointer(unsafe.StringData(id)), uint32(len(id)), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+	return abi.ConsentStatus(v >> 32), int(v & 0xFFFFFFFF)
 }
 
 func (wasmHost) ConsentCompare(id string, buf []byte) (abi.ConsentStatus, int) {
-	s, n := unpack(hostConsentCompare(sptr(id), uint32(len(id)), bptr(buf), uint32(len(buf))))
-	return abi.ConsentStatus(s), n
+	v := hostConsentCompare(unsafe.Pointer(unsafe.StringData(id)), uint32(len(id)), unsafe.Pointer(unsafe.SliceData(buf)), uint32(len(buf)))
+	return abi.ConsentStatus(v >> 32), int(v & 0xFFFFFFFF)
 }
 
 func (wasmHost) SettingsGet(path string, buf []byte) (abi.Kind, int) {

@@ -121,25 +121,36 @@ func TestPackUnpack(t *testing.T) {
 
 // The worked examples of docs/abi.md, byte by byte.
 func TestEntryEncodingWorkedExamples(t *testing.T) {
-	cat := abi.AppendEntry(nil, abi.FlagInStored|abi.FlagStoredConsented, "Ads", "ignored for a category", 1700000000000)
+	// consent_compare: the event says Advertising false, the record stores
+	// true since 1700000000000.
+	cat := abi.AppendEntry(nil, abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, "Advertising", "ignored for a category", 1700000000000)
 	wantCat := []byte{
-		0x06,       // flags: InStored | StoredConsented
-		0x03, 0x00, // len("Ads") = 3, little-endian
-		'A', 'd', 's', // name
+		0x0E,       // flags: InStored | StoredConsented | InEvent
+		0x0B, 0x00, // len("Advertising") = 11, little-endian
+		'A', 'd', 'v', 'e', 'r', 't', 'i', 's', 'i', 'n', 'g',
 		0x00, 0x68, 0xE5, 0xCF, 0x8B, 0x01, 0x00, 0x00, // 1700000000000 = 0x0000018BCFE56800, little-endian
 	}
 	if !bytes.Equal(cat, wantCat) {
 		t.Errorf("category entry = % X\nwant             % X", cat, wantCat)
 	}
+	if len(cat) != 22 || abi.Pack(uint32(abi.ConsentDiffers), uint32(len(cat))) != 0x0000_0002_0000_0016 {
+		t.Errorf("consent_compare result for it = %#x", abi.Pack(uint32(abi.ConsentDiffers), uint32(len(cat))))
+	}
 
-	pur := abi.AppendEntry(nil, abi.FlagPurpose|abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, "gdpr", "location_collection", 1523039002083)
-	wantPur := []byte{0x0F, 0x04, 0x00}
+	// consent_lookup: a stored GDPR purpose.
+	pur := abi.AppendEntry(nil, abi.FlagPurpose|abi.FlagInStored|abi.FlagStoredConsented, "gdpr", "location_collection", 1523039002083)
+	wantPur := []byte{0x07, 0x04, 0x00}
 	wantPur = append(wantPur, "gdpr"...)
 	wantPur = append(wantPur, 0x13, 0x00)
 	wantPur = append(wantPur, "location_collection"...)
 	wantPur = append(wantPur, 0xE3, 0xDD, 0x32, 0x9C, 0x62, 0x01, 0x00, 0x00)
-	if !bytes.Equal(pur, wantPur) {
+	if !bytes.Equal(pur, wantPur) || len(pur) != 36 {
 		t.Errorf("purpose entry = % X\nwant            % X", pur, wantPur)
+	}
+
+	// event_get of the string "Order Completed" (the package doc's example).
+	if got := abi.Pack(uint32(abi.KindString), uint32(len("Order Completed"))); got != 0x0000_0005_0000_000F {
+		t.Errorf("event_get result = %#x", got)
 	}
 }
 
@@ -244,6 +255,13 @@ func TestAppendEntryCutsLongNames(t *testing.T) {
 	}
 	if string(e.Name) != name[:abi.MaxNameLen] || string(e.Purpose) != purpose[:abi.MaxNameLen] || e.Timestamp != 99 {
 		t.Errorf("decoded name %d bytes, purpose %d bytes, ts %d", len(e.Name), len(e.Purpose), e.Timestamp)
+	}
+
+	// One byte over: cut by one byte.
+	over := strings.Repeat("o", abi.MaxNameLen+1)
+	b = abi.AppendEntry(nil, abi.FlagPurpose, over, over, 6)
+	if _, ok := abi.DecodeEntry(b, &e); !ok || string(e.Name) != over[:abi.MaxNameLen] || string(e.Purpose) != over[:abi.MaxNameLen] || e.Timestamp != 6 {
+		t.Errorf("MaxNameLen+1: ok=%v name %d bytes purpose %d bytes ts %d", ok, len(e.Name), len(e.Purpose), e.Timestamp)
 	}
 
 	// A category cut the same way.
