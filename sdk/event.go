@@ -239,8 +239,13 @@ func (v Value) Int() int64 {
 		return i
 	}
 	f := v.Float()
-	if math.IsNaN(f) || math.IsInf(f, 0) {
+	switch {
+	case math.IsNaN(f):
 		return 0
+	case f >= math.MaxInt64:
+		return math.MaxInt64
+	case f <= math.MinInt64:
+		return math.MinInt64
 	}
 	return int64(f)
 }

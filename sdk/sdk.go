@@ -169,11 +169,11 @@ func Verdict(err error) (abi.Result, string) {
 	if err == nil {
 		return abi.ResultDeliver, ""
 	}
-	if e, ok := err.(*Error); ok && e.Kind.Valid() && e.Kind != abi.ResultDeliver {
+	if e, ok := err.(*Error); ok && e != nil && e.Kind.Valid() && e.Kind != abi.ResultDeliver {
 		return e.Kind, e.Message // the common case, without errors.As
 	}
 	var e *Error
-	if errors.As(err, &e) && e.Kind.Valid() && e.Kind != abi.ResultDeliver {
+	if errors.As(err, &e) && e != nil && e.Kind.Valid() && e.Kind != abi.ResultDeliver {
 		return e.Kind, e.Message
 	}
 	return abi.ResultFunctionError, err.Error()

@@ -162,7 +162,8 @@ func (c *Call) get(id string) (*consent.Record, abi.ConsentStatus) {
 	case err == nil || errors.Is(err, consent.ErrNotFound):
 		return nil, abi.ConsentNoRecord
 	}
-	c.hostLog(abi.LevelError, fmt.Sprintf("insertfn: consent lookup failed: %v", err))
+	// The host's own line does not count against the function's log budget.
+	c.logs = append(c.logs, LogLine{Level: abi.LevelError, Message: fmt.Sprintf("insertfn: consent lookup failed: %v", err)})
 	return nil, abi.ConsentUnavailable
 }
 
@@ -200,11 +201,15 @@ func (c *Call) SettingsGet(path string, buf []byte) (abi.Kind, int) {
 	return c.getValue(gjson.Get(c.settings, path), buf)
 }
 
-// Log implements abi.FuncLog. Past the log limit, the line is cut to what
+// Log implements abi.FuncLog. Each line counts its bytes plus one (so that
+// empty lines are not free). Past the log limit, the line is cut to what
 // fits and the call records [ErrLogLimit].
 func (c *Call) Log(level abi.Level, msg string) {
-	if c.limits.MaxLogBytes > 0 && c.logBytes+len(msg) > c.limits.MaxLogBytes {
-		cut := max(0, c.limits.MaxLogBytes-c.logBytes)
+	if c.err != nil {
+		return // over the limit already: keep nothing more
+	}
+	if c.limits.MaxLogBytes > 0 && c.logBytes+len(msg)+1 > c.limits.MaxLogBytes {
+		cut := max(0, c.limits.MaxLogBytes-c.logBytes-1)
 		for cut > 0 && cut < len(msg) && !utf8.RuneStart(msg[cut]) {
 			cut-- // do not split a character
 		}
@@ -218,13 +223,20 @@ func (c *Call) hostLog(level abi.Level, msg string) {
 	if msg == "" && c.err != nil {
 		return
 	}
-	c.logBytes += len(msg)
+	c.logBytes += len(msg) + 1
 	c.logs = append(c.logs, LogLine{Level: level, Message: strings.Clone(msg)}) // msg may be a view into guest memory
 }
 
 // SetReason implements abi.FuncSetReason, keeping at most abi.MaxReasonLen bytes.
 func (c *Call) SetReason(reason string) {
-	c.reason = append(c.reason[:0], reason[:min(len(reason), abi.MaxReasonLen)]...)
+	if len(reason) > abi.MaxReasonLen {
+		cut := abi.MaxReasonLen
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut-- // do not split a character
+		}
+		reason = reason[:cut]
+	}
+	c.reason = append(c.reason[:0], reason...)
 }
 
 func (c *Call) fail(err error) {

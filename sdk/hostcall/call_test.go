@@ -423,25 +423,26 @@ func TestSettingsGet(t *testing.T) {
 	}
 }
 
+// Each line counts its bytes plus one, as if it ended with a newline.
 func TestLogLimit(t *testing.T) {
 	c := newCall(`{}`, nil, "", hostcall.Limits{MaxLogBytes: 10})
-	c.Log(abi.LevelInfo, "12345")
-	c.Log(abi.LevelWarn, "")
+	c.Log(abi.LevelInfo, "12345") // 6
+	c.Log(abi.LevelWarn, "")      // 7
 	if c.Err() != nil {
 		t.Fatalf("Err = %v within the limit", c.Err())
 	}
-	c.Log(abi.LevelDebug, "67890ABCDE")
+	c.Log(abi.LevelDebug, "67890ABCDE") // only "67" fits (7 + 2 + 1 = 10)
 	if !errors.Is(c.Err(), hostcall.ErrLogLimit) {
 		t.Fatalf("Err = %v, want ErrLogLimit", c.Err())
 	}
 	c.Log(abi.LevelError, "more") // past the limit: nothing more is kept
-	want := []hostcall.LogLine{{Level: abi.LevelInfo, Message: "12345"}, {Level: abi.LevelWarn, Message: ""}, {Level: abi.LevelDebug, Message: "67890"}}
+	want := []hostcall.LogLine{{Level: abi.LevelInfo, Message: "12345"}, {Level: abi.LevelWarn, Message: ""}, {Level: abi.LevelDebug, Message: "67"}}
 	if !slices.Equal(c.Logs(), want) {
 		t.Errorf("logs = %+v, want %+v", c.Logs(), want)
 	}
 	total := 0
 	for _, l := range c.Logs() {
-		total += len(l.Message)
+		total += len(l.Message) + 1
 	}
 	if total > 10 {
 		t.Errorf("%d log bytes kept, limit 10", total)
@@ -449,7 +450,7 @@ func TestLogLimit(t *testing.T) {
 
 	// Exactly at the limit is fine.
 	c = newCall(`{}`, nil, "", hostcall.Limits{MaxLogBytes: 10})
-	c.Log(abi.LevelInfo, "0123456789")
+	c.Log(abi.LevelInfo, "012345678")
 	if c.Err() != nil || len(c.Logs()) != 1 {
 		t.Errorf("exactly at the limit: Err %v, logs %v", c.Err(), c.Logs())
 	}
@@ -563,5 +564,14 @@ func TestStoreErrorLineDoesNotUseGuestLogBudget(t *testing.T) {
 	}
 	if c.Err() != nil || len(c.Logs()) != 2 || c.Logs()[1].Message != "guest line" {
 		t.Errorf("Err %v, logs %+v", c.Err(), c.Logs())
+	}
+}
+
+// A line cut at the log limit is cut between characters, not inside one.
+func TestLogLimitCutsBetweenCharacters(t *testing.T) {
+	c := newCall(`{}`, nil, "", hostcall.Limits{MaxLogBytes: 5})
+	c.Log(abi.LevelInfo, "aé€z") // 1 + 2 + 3 + 1 bytes: "€" does not fit whole
+	if !errors.Is(c.Err(), hostcall.ErrLogLimit) || len(c.Logs()) != 1 || c.Logs()[0].Message != "aé" {
+		t.Errorf("Err %v, logs %+q, want [aé]", c.Err(), c.Logs())
 	}
 }

@@ -132,8 +132,11 @@ func (d *Doc) Set(path string, raw []byte) (abi.Status, error) {
 	if !gjson.ValidBytes(raw) {
 		return abi.StatusInvalidJSON, nil
 	}
-	if path == "" {
+	if !settablePath(path) {
 		return abi.StatusInvalidPath, nil
+	}
+	if arrayIndexTooLarge(path, d.maxBytes) {
+		return abi.StatusOK, ErrTooLarge
 	}
 	out, err := sjson.SetRawBytes(d.own(), path, raw)
 	if err != nil {
@@ -144,7 +147,7 @@ func (d *Doc) Set(path string, raw []byte) (abi.Status, error) {
 
 // Delete removes a field by sjson path; deleting a missing field is fine.
 func (d *Doc) Delete(path string) abi.Status {
-	if path == "" {
+	if !settablePath(path) {
 		return abi.StatusInvalidPath
 	}
 	if !gjson.Get(d.str(), path).Exists() {
@@ -154,7 +157,9 @@ func (d *Doc) Delete(path string) abi.Status {
 	if err != nil {
 		return abi.StatusInvalidPath
 	}
-	_, _ = d.commit(out) // deleting never grows the event
+	// Deleting never grows the event: no size check, even when the event
+	// was over the limit to begin with.
+	d.buf, d.modified, d.have = out, true, 0
 	return abi.StatusOK
 }
 
@@ -164,6 +169,63 @@ func (d *Doc) Replace(event []byte) (abi.Status, error) {
 		return abi.StatusInvalidJSON, nil
 	}
 	return d.commit(append([]byte(nil), event...))
+}
+
+// settablePath reports whether path is an sjson path: dot-separated names
+// and array indexes, with '\' escapes. gjson's query syntax (wildcards,
+// '#', '|', '@' modifiers, '(' queries) reads but cannot be written, and
+// sjson would quietly do nothing or write to the wrong field.
+func settablePath(path string) bool {
+	if path == "" {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		switch path[i] {
+		case '\\':
+			i++ // the next character is literal
+		case '*', '?', '#', '|', '@', '(', ')':
+			return false
+		}
+	}
+	return true
+}
+
+// arrayIndexTooLarge reports whether a path names an array index so large
+// that sjson would pad the array past the size limit: every missing element
+// becomes a null, so a path like "x.50000000" would cost the host gigabytes
+// before the limit is checked.
+func arrayIndexTooLarge(path string, maxBytes int) bool {
+	limit := maxBytes
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	n, digits := 0, false
+	for i := 0; i <= len(path); i++ {
+		if i == len(path) || path[i] == '.' {
+			if digits && n > limit/len("null,") {
+				return true
+			}
+			n, digits = 0, false
+			continue
+		}
+		c := path[i]
+		if c < '0' || c > '9' {
+			n, digits = 0, false
+			for i < len(path) && path[i] != '.' { // skip the rest of a name
+				if path[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			i--
+			continue
+		}
+		digits = true
+		if n <= limit { // stop growing once it is over: no overflow
+			n = n*10 + int(c-'0')
+		}
+	}
+	return false
 }
 
 // own returns a buffer sjson may write into: never the caller's bytes.
