@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 func newRegistry(t *testing.T) *functions.Registry {
 	t.Helper()
-	eng, err := runtime.NewEngine(runtime.Config{})
+	eng, err := runtime.NewEngine(runtime.Config{CacheDir: wasmbuild.CompilationCache()})
 	if err != nil {
 		t.Fatal(err)
 	}

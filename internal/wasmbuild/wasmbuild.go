@@ -29,6 +29,11 @@ func New() (*Builder, error) {
 	return &Builder{dir: dir, built: make(map[string][]byte)}, nil
 }
 
+// CompilationCache returns a directory for runtime.Config.CacheDir shared by
+// every test binary of this machine, so that each package's tests do not
+// compile the same guests again (compiling under -race is slow).
+func CompilationCache() string { return filepath.Join(os.TempDir(), "insertfn-test-compilation-cache") }
+
 // Close removes the built files.
 func (b *Builder) Close() error { return os.RemoveAll(b.dir) }
 
