@@ -503,6 +503,9 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		WithStderr(guestOutput{inst: inst, level: abi.LevelError}).
 		WithSysWalltime().
 		WithSysNanotime().
+		// No WithSysNanosleep: a real sleep would block inside a host
+		// function, where the time limit cannot stop it; with wazero's
+		// no-op sleep a sleeping guest spins and the timer stops it.
 		WithRandSource(rand.Reader)
 	// Start-up logs go nowhere but the stderr tail: no event is running.
 	inst.call.Reset(ctx, nil, nil, nil, hostcall.Limits{MaxLogBytes: f.limits.MaxLogBytes})
