@@ -1,152 +1,143 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"reflect"
 	"testing"
 
+	"github.com/insertfn/insertfn/internal/exampletest"
 	"github.com/insertfn/insertfn/sdk/abi"
-	"github.com/insertfn/insertfn/sdk/sdktest"
+	"github.com/tidwall/gjson"
 )
 
-var stored = sdktest.WithConsent(
+var stored = []string{
 	`{"id":"u1","aliases":["anon-1"],"categoryPreferences":{
 	   "Advertising":{"consented":false,"timestamp_unixtime_ms":1700000000000},
 	   "Analytics":{"consented":true,"timestamp_unixtime_ms":1700000000000}},
 	  "consent_state":{"gdpr":{"location_collection":{"consented":true,"timestamp_unixtime_ms":1523039002083}}}}`,
 	`{"id":"u-purposes","consent_state":{"ccpa":{"data_sale_opt_out":{"consented":true,"timestamp_unixtime_ms":1}}}}`,
-)
+}
 
 // truth is u1's stored categories as the function writes them.
 const truth = `{"Advertising":false,"Analytics":true}`
 
-func TestRestamp(t *testing.T) {
-	tests := []struct {
-		name     string
-		event    string
-		storeErr error
-		verdict  abi.Result
-		reason   string
-		want     string // the resulting event; "" means unchanged
-	}{
+// restamp holds every case; TestNative and TestWasm both run it (as table).
+var restamp = exampletest.Table{
+	Records: stored,
+	Cases: []exampletest.Case{
 		{
-			name:  "matches: unchanged",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true}}}}`,
+			Name:  "matches: unchanged",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true}}}}`,
 		},
 		{
-			name:  "Advertising true in event, false stored",
-			event: `{"type":"track","event":"Order Completed","userId":"u1","properties":{"total":30},"context":{"ip":"1.2.3.4","consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}`,
-			want:  `{"type":"track","event":"Order Completed","userId":"u1","properties":{"total":30},"context":{"ip":"1.2.3.4","consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "Advertising true in event, false stored",
+			Event: `{"type":"track","event":"Order Completed","userId":"u1","properties":{"total":30},"context":{"ip":"1.2.3.4","consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}`,
+			Want:  `{"type":"track","event":"Order Completed","userId":"u1","properties":{"total":30},"context":{"ip":"1.2.3.4","consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "category missing from the event is added",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true}}}}`,
-			want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "category missing from the event is added",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true}}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "category unknown to the store is removed",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true,"Functional":true}}}}`,
-			want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "category unknown to the store is removed",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true,"Functional":true}}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "no consent in the event: stamped",
-			event: `{"type":"identify","anonymousId":"anon-1","traits":{"plan":"pro"}}`,
-			want:  `{"type":"identify","anonymousId":"anon-1","traits":{"plan":"pro"},"context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "no consent in the event: stamped",
+			Event: `{"type":"identify","anonymousId":"anon-1","traits":{"plan":"pro"}}`,
+			Want:  `{"type":"identify","anonymousId":"anon-1","traits":{"plan":"pro"},"context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "null categoryPreferences: stamped",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":null}}}`,
-			want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "null categoryPreferences: stamped",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":null}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "singular categoryPreference is replaced",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreference":{"Advertising":true}}}}`,
-			want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
+			Name:  "singular categoryPreference is replaced",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreference":{"Advertising":true}}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "singular categoryPreference that matches: unchanged",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreference":{"Advertising":false,"Analytics":true}}}}`,
+			Name:  "singular categoryPreference that matches: unchanged",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreference":{"Advertising":false,"Analytics":true}}}}`,
 		},
 		{
-			name:  "a differing purpose alone: unchanged",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Name:  "a differing purpose alone: unchanged",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":false,"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
 		},
 		{
-			name:  "consent_state is kept when categories are restamped",
-			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
-			want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"consent_state":{"gdpr":{"location_collection":{"consented":false}}},"restamped":true}}}`,
+			Name:  "consent_state is kept when categories are restamped",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"consent_state":{"gdpr":{"location_collection":{"consented":false}}},"restamped":true}}}`,
 		},
 		{
-			name:  "no stored record: unchanged",
-			event: `{"type":"track","userId":"u-unknown","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+			Name:  "mParticle-style values that match: unchanged",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":{"consented":false},"Analytics":{"consented":true}}}}}`,
 		},
 		{
-			name:  "no stored record and no consent: unchanged",
-			event: `{"type":"track","userId":"u-unknown"}`,
+			Name:  "empty consent object: stamped",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{}}}`,
+			Want:  `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":` + truth + `,"restamped":true}}}`,
 		},
 		{
-			name:  "no id: unchanged",
-			event: `{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+			Name:  "no consent object, record without categories: unchanged",
+			Event: `{"type":"track","userId":"u-purposes","context":{"ip":"1.2.3.4"}}`,
 		},
 		{
-			name:  "record without categories: unchanged",
-			event: `{"type":"track","userId":"u-purposes","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+			Name:  "no stored record: unchanged",
+			Event: `{"type":"track","userId":"u-unknown","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
 		},
 		{
-			name:     "store unavailable",
-			event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
-			storeErr: errors.New("connection refused"),
-			verdict:  abi.ResultRetry, reason: "Consent store unavailable",
+			Name:  "no stored record and no consent: unchanged",
+			Event: `{"type":"track","userId":"u-unknown"}`,
 		},
 		{
-			name:     "store unavailable, no consent in the event",
-			event:    `{"type":"track","userId":"u1"}`,
-			storeErr: errors.New("connection refused"),
-			verdict:  abi.ResultRetry, reason: "Consent store unavailable",
+			Name:  "no id: unchanged",
+			Event: `{"type":"track","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			opts := []sdktest.Option{stored}
-			if tt.storeErr != nil {
-				opts = append(opts, sdktest.WithStoreError(tt.storeErr))
-			}
-			res := sdktest.Run(t, Handlers, tt.event, opts...)
-			if res.Verdict != tt.verdict || res.Reason != tt.reason {
-				t.Errorf("got %v %q, want %v %q", res.Verdict, res.Reason, tt.verdict, tt.reason)
-			}
-			if res.Modified != (tt.want != "") {
-				t.Errorf("Modified = %v, want %v", res.Modified, tt.want != "")
-			}
-			want := tt.want
-			if want == "" {
-				want = tt.event
-			}
-			if !sameJSON(t, res.Event, want) {
-				t.Errorf("event:\n got %s\nwant %s", res.Event, want)
-			}
-			wantStamp := "" // missing
-			if tt.want != "" {
-				wantStamp = "true"
-			}
-			if got := res.Field("context.consent.restamped"); got != wantStamp {
-				t.Errorf("context.consent.restamped = %q, want %q", got, wantStamp)
-			}
-		})
-	}
+		{
+			Name:  "record without categories: unchanged",
+			Event: `{"type":"track","userId":"u-purposes","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+		},
+		{
+			Name:     "store unavailable",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+			StoreErr: errors.New("connection refused"),
+			Verdict:  abi.ResultRetry, Reason: "Consent store unavailable",
+		},
+		{
+			Name:     "store unavailable, no consent in the event",
+			Event:    `{"type":"track","userId":"u1"}`,
+			StoreErr: errors.New("connection refused"),
+			Verdict:  abi.ResultRetry, Reason: "Consent store unavailable",
+		},
+	},
 }
 
-// sameJSON reports whether two JSON documents hold the same values, whatever
-// the order of their keys.
-func sameJSON(t *testing.T, got []byte, want string) bool {
-	t.Helper()
-	var g, w any
-	if err := json.Unmarshal(got, &g); err != nil {
-		t.Fatalf("result is not JSON: %v: %s", err, got)
+// table checks context.consent.restamped on every delivered event: true
+// when the event was restamped, missing otherwise.
+var table = withStampCheck(restamp)
+
+func withStampCheck(tab exampletest.Table) exampletest.Table {
+	cases := make([]exampletest.Case, len(tab.Cases))
+	for i, c := range tab.Cases {
+		wantStamp := "" // missing
+		if c.Want != "" {
+			wantStamp = "true"
+		}
+		c.Check = func(tb testing.TB, event []byte) {
+			tb.Helper()
+			if got := gjson.GetBytes(event, "context.consent.restamped").Raw; got != wantStamp {
+				tb.Errorf("context.consent.restamped = %q, want %q", got, wantStamp)
+			}
+		}
+		cases[i] = c
 	}
-	if err := json.Unmarshal([]byte(want), &w); err != nil {
-		t.Fatalf("want is not JSON: %v: %s", err, want)
-	}
-	return reflect.DeepEqual(g, w)
+	tab.Cases = cases
+	return tab
 }
+
+func TestNative(t *testing.T) { exampletest.Native(t, Handlers, table) }
+
+func TestWasm(t *testing.T) { exampletest.Wasm(t, ".", table) }

@@ -4,127 +4,135 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/insertfn/insertfn/internal/exampletest"
 	"github.com/insertfn/insertfn/sdk/abi"
-	"github.com/insertfn/insertfn/sdk/sdktest"
 )
 
-var stored = sdktest.WithConsent(
+var stored = []string{
 	`{"id":"u1","aliases":["anon-1"],"consent_state":{"gdpr":{
 	   "location_collection":{"consented":true,"timestamp_unixtime_ms":1523039002083,"document":"location_collection_agreement.v43"},
 	   "marketing":{"consented":false,"timestamp_unixtime_ms":1523039002083}}}}`,
 	// categories and CCPA only: no GDPR decision at all
 	`{"id":"u2","categoryPreferences":{"location_collection":true},
 	  "consent_state":{"ccpa":{"location_collection":{"consented":true,"timestamp_unixtime_ms":1}}}}`,
-)
+}
 
 const location = `{"purpose":"location_collection"}`
 
-func TestCheck(t *testing.T) {
-	tests := []struct {
-		name     string
-		event    string
-		settings string
-		storeErr error
-		verdict  abi.Result
-		reason   string
-	}{
+// table holds every case; TestNative and TestWasm both run it.
+var table = exampletest.Table{
+	Records: stored,
+	Cases: []exampletest.Case{
 		{
-			name:     "consented",
-			event:    `{"type":"track","event":"Store Visited","userId":"u1"}`,
-			settings: location,
+			Name:     "consented",
+			Event:    `{"type":"track","event":"Store Visited","userId":"u1"}`,
+			Settings: location,
 		},
 		{
-			name:     "consented, found by anonymousId alias",
-			event:    `{"type":"screen","name":"Map","anonymousId":"anon-1"}`,
-			settings: location,
+			Name:     "consented, found by anonymousId alias",
+			Event:    `{"type":"screen","name":"Map","anonymousId":"anon-1"}`,
+			Settings: location,
 		},
 		{
-			name:     "refused",
-			event:    `{"type":"track","userId":"u1"}`,
-			settings: `{"purpose":"marketing"}`,
-			verdict:  abi.ResultDrop, reason: "GDPR consent refused for marketing",
+			Name:     "refused",
+			Event:    `{"type":"track","userId":"u1"}`,
+			Settings: `{"purpose":"marketing"}`,
+			Verdict:  abi.ResultDrop, Reason: "GDPR consent refused for marketing",
 		},
 		{
-			name:     "refused, whatever the event claims",
-			event:    `{"type":"track","userId":"u1","context":{"consent":{"consent_state":{"gdpr":{"marketing":{"consented":true}}}}}}`,
-			settings: `{"purpose":"marketing"}`,
-			verdict:  abi.ResultDrop, reason: "GDPR consent refused for marketing",
+			Name:     "refused, whatever the event claims",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"consent_state":{"gdpr":{"marketing":{"consented":true}}}}}}`,
+			Settings: `{"purpose":"marketing"}`,
+			Verdict:  abi.ResultDrop, Reason: "GDPR consent refused for marketing",
 		},
 		{
-			name:     "purpose never decided",
-			event:    `{"type":"track","userId":"u1"}`,
-			settings: `{"purpose":"analytics"}`,
-			verdict:  abi.ResultDrop, reason: "No GDPR decision for analytics",
+			Name:     "consented, whatever the event claims",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Settings: location,
 		},
 		{
-			name:     "only a category or a CCPA purpose of that name",
-			event:    `{"type":"track","userId":"u2"}`,
-			settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
-			verdict:  abi.ResultDrop, reason: "No GDPR decision for location_collection",
+			Name:     "consented, no consent object in the event",
+			Event:    `{"type":"track","userId":"u1","context":{"ip":"1.2.3.4"}}`,
+			Settings: location,
 		},
 		{
-			name:     "no record, default drop",
-			event:    `{"type":"track","userId":"u-unknown"}`,
-			settings: location,
-			verdict:  abi.ResultDrop, reason: "No stored consent",
+			Name:     "refused, no consent object in the event",
+			Event:    `{"type":"track","userId":"u1","context":{"ip":"1.2.3.4"}}`,
+			Settings: `{"purpose":"marketing"}`,
+			Verdict:  abi.ResultDrop, Reason: "GDPR consent refused for marketing",
 		},
 		{
-			name:     "no record, missingRecord drop",
-			event:    `{"type":"track","userId":"u-unknown"}`,
-			settings: `{"purpose":"location_collection","missingRecord":"drop"}`,
-			verdict:  abi.ResultDrop, reason: "No stored consent",
+			Name:     "purpose known to the event only",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"consent_state":{"gdpr":{"analytics":{"consented":true}}}}}}`,
+			Settings: `{"purpose":"analytics"}`,
+			Verdict:  abi.ResultDrop, Reason: "No GDPR decision for analytics",
 		},
 		{
-			name:     "no record, missingRecord pass",
-			event:    `{"type":"track","userId":"u-unknown"}`,
-			settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
+			Name:     "purpose known to the store only",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"consent_state":{"gdpr":{"analytics":{"consented":true}}}}}}`,
+			Settings: location,
 		},
 		{
-			name:     "no id, missingRecord pass",
-			event:    `{"type":"track"}`,
-			settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
+			Name:     "purpose never decided",
+			Event:    `{"type":"track","userId":"u1"}`,
+			Settings: `{"purpose":"analytics"}`,
+			Verdict:  abi.ResultDrop, Reason: "No GDPR decision for analytics",
 		},
 		{
-			name:     "bad missingRecord setting",
-			event:    `{"type":"track","userId":"u-unknown"}`,
-			settings: `{"purpose":"location_collection","missingRecord":"allow"}`,
-			verdict:  abi.ResultFunctionError, reason: `gdpr-purpose: setting missingRecord is "allow", want "drop" or "pass"`,
+			Name:     "only a category or a CCPA purpose of that name",
+			Event:    `{"type":"track","userId":"u2"}`,
+			Settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
+			Verdict:  abi.ResultDrop, Reason: "No GDPR decision for location_collection",
 		},
 		{
-			name:    "no settings",
-			event:   `{"type":"track","userId":"u1"}`,
-			verdict: abi.ResultFunctionError, reason: `gdpr-purpose: the "purpose" setting is required`,
+			Name:     "no record, default drop",
+			Event:    `{"type":"track","userId":"u-unknown"}`,
+			Settings: location,
+			Verdict:  abi.ResultDrop, Reason: "No stored consent",
 		},
 		{
-			name:     "empty purpose setting",
-			event:    `{"type":"track","userId":"u1"}`,
-			settings: `{"purpose":""}`,
-			verdict:  abi.ResultFunctionError, reason: `gdpr-purpose: the "purpose" setting is required`,
+			Name:     "no record, missingRecord drop",
+			Event:    `{"type":"track","userId":"u-unknown"}`,
+			Settings: `{"purpose":"location_collection","missingRecord":"drop"}`,
+			Verdict:  abi.ResultDrop, Reason: "No stored consent",
 		},
 		{
-			name:     "store unavailable",
-			event:    `{"type":"track","userId":"u1"}`,
-			settings: location,
-			storeErr: errors.New("connection refused"),
-			verdict:  abi.ResultRetry, reason: "Consent store unavailable",
+			Name:     "no record, missingRecord pass",
+			Event:    `{"type":"track","userId":"u-unknown"}`,
+			Settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			opts := []sdktest.Option{stored}
-			if tt.settings != "" {
-				opts = append(opts, sdktest.WithSettings(tt.settings))
-			}
-			if tt.storeErr != nil {
-				opts = append(opts, sdktest.WithStoreError(tt.storeErr))
-			}
-			res := sdktest.Run(t, Handlers, tt.event, opts...)
-			if res.Verdict != tt.verdict || res.Reason != tt.reason {
-				t.Errorf("got %v %q, want %v %q", res.Verdict, res.Reason, tt.verdict, tt.reason)
-			}
-			if res.Modified {
-				t.Errorf("the event was changed: %s", res.Event)
-			}
-		})
-	}
+		{
+			Name:     "no id, missingRecord pass",
+			Event:    `{"type":"track"}`,
+			Settings: `{"purpose":"location_collection","missingRecord":"pass"}`,
+		},
+		{
+			Name:     "bad missingRecord setting",
+			Event:    `{"type":"track","userId":"u-unknown"}`,
+			Settings: `{"purpose":"location_collection","missingRecord":"allow"}`,
+			Verdict:  abi.ResultFunctionError, Reason: `gdpr-purpose: setting missingRecord is "allow", want "drop" or "pass"`,
+		},
+		{
+			Name:    "no settings",
+			Event:   `{"type":"track","userId":"u1"}`,
+			Verdict: abi.ResultFunctionError, Reason: `gdpr-purpose: the "purpose" setting is required`,
+		},
+		{
+			Name:     "empty purpose setting",
+			Event:    `{"type":"track","userId":"u1"}`,
+			Settings: `{"purpose":""}`,
+			Verdict:  abi.ResultFunctionError, Reason: `gdpr-purpose: the "purpose" setting is required`,
+		},
+		{
+			Name:     "store unavailable",
+			Event:    `{"type":"track","userId":"u1"}`,
+			Settings: location,
+			StoreErr: errors.New("connection refused"),
+			Verdict:  abi.ResultRetry, Reason: "Consent store unavailable",
+		},
+	},
 }
+
+func TestNative(t *testing.T) { exampletest.Native(t, Handlers, table) }
+
+func TestWasm(t *testing.T) { exampletest.Wasm(t, ".", table) }
