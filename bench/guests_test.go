@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"fmt"
 	"os"
 	"testing"
 
@@ -10,16 +9,7 @@ import (
 
 var builder *wasmbuild.Builder
 
-func TestMain(m *testing.M) {
-	var err error
-	if builder, err = wasmbuild.New(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	code := m.Run()
-	builder.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(wasmbuild.Main(m, &builder)) }
 
 // guest builds the Go package in dir (relative to this package) to wasm.
 func guest(tb testing.TB, dir string) []byte { return builder.Build(tb, dir) }

@@ -17,16 +17,7 @@ import (
 
 var builder *wasmbuild.Builder
 
-func TestMain(m *testing.M) {
-	var err error
-	if builder, err = wasmbuild.New(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	code := m.Run()
-	builder.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(wasmbuild.Main(m, &builder)) }
 
 func newRegistry(t *testing.T) *functions.Registry {
 	t.Helper()

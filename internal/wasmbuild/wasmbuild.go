@@ -74,3 +74,18 @@ func (b *Builder) build(dir string) ([]byte, error) {
 	b.built[abs] = wasm
 	return wasm, nil
 }
+
+// Main sets *b to a new Builder, runs the tests and removes the built files.
+// Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(wasmbuild.Main(m, &builder)) }
+func Main(m *testing.M, b **Builder) int {
+	builder, err := New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	*b = builder
+	defer builder.Close()
+	return m.Run()
+}
