@@ -113,6 +113,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return fail(fmt.Errorf("compile: %w", err))
 	}
 	if err := checkModule(compiled); err != nil {
+		_ = compiled.Close(ctx)
 		return fail(err)
 	}
 	f := &Function{
@@ -130,6 +131,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	}
 	if def, ok := compiled.ExportedFunctions()[abi.ExportHandleBatch]; ok {
 		if !sameTypes(def.ParamTypes(), nil) || !sameTypes(def.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
+			_ = compiled.Close(ctx)
 			return fail(fmt.Errorf("exports %s with signature %v -> %v; the ABI says [] -> [i32]",
 				abi.ExportHandleBatch, def.ParamTypes(), def.ResultTypes()))
 		}
@@ -139,6 +141,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	inst, err := f.newInstance(ctx)
 	if err != nil {
 		<-f.slots
+		_ = compiled.Close(ctx)
 		return fail(err)
 	}
 	f.idle <- inst

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -84,8 +85,11 @@ type Function struct {
 	idle   chan *instance // instances ready for an event
 	slots  chan struct{}  // one token per live instance, capacity PoolSize
 	closed chan struct{}
-	once   sync.Once
-	busy   sync.WaitGroup
+	// closeMu orders busy.Add in acquire before busy.Wait in Close: a
+	// WaitGroup must not be added to from zero while it is waited on.
+	closeMu  sync.RWMutex
+	isClosed bool
+	busy     sync.WaitGroup
 
 	handleBatch api.FunctionDefinition // non-nil when the guest exports the batch entry
 
@@ -145,6 +149,7 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 	fired := !inst.timer.Stop()
 	res.Duration = time.Since(start)
 	f.invocations.Add(1)
+	inst.flushOutput()
 	if callErr == nil && c.Err() != nil { // a limit broken by stdout or stderr
 		callErr = &limitBroken{err: c.Err()}
 	}
@@ -209,6 +214,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		fired := !inst.timer.Stop()
 		elapsed := time.Since(start)
 		pos := inst.pos
+		inst.flushOutput()
 		inst.batch, inst.results, inst.batchCtx = nil, nil, nil
 		if callErr == nil && !fired && pos >= len(events)-done {
 			f.invocations.Add(uint64(len(events) - done))
@@ -263,6 +269,7 @@ func spreadDuration(results []Result, d time.Duration) {
 func (inst *instance) batchNext(result abi.Result) int32 {
 	f := inst.fn
 	if inst.pos >= 0 && inst.pos < len(inst.batch) {
+		inst.flushOutput()
 		inst.checkLimits()
 		f.finish(&inst.results[inst.pos], &inst.call, result)
 	}
@@ -373,10 +380,20 @@ func (f *Function) classify(inst *instance, err error, fired bool) *Error {
 		if tail := inst.stderrTail(); tail != "" {
 			e.Message += ": " + tail
 		}
+	case goFatal(inst.stderr.String()):
+		// A Go c-shared guest ends a fatal panic with `unreachable`, not an
+		// exit: its stderr says what happened.
+		e.Kind, e.Message = KindGuestExit, "the guest panicked: "+inst.stderrTail()
 	default:
 		e.Kind, e.Message = KindTrap, firstLine(err.Error())
 	}
 	return e
+}
+
+// goFatal reports whether a guest's stderr shows a Go panic or fatal error.
+func goFatal(stderr string) bool {
+	return strings.HasPrefix(stderr, "panic: ") || strings.Contains(stderr, "\npanic: ") ||
+		strings.HasPrefix(stderr, "fatal error: ") || strings.Contains(stderr, "\nfatal error: ")
 }
 
 func firstLine(s string) string {
@@ -390,7 +407,16 @@ func firstLine(s string) string {
 // room and none is idle, waiting otherwise. On success the caller holds
 // f.busy until it is done with the instance.
 func (f *Function) acquire(ctx context.Context) (*instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f.closeMu.RLock()
+	if f.isClosed {
+		f.closeMu.RUnlock()
+		return nil, ErrClosed
+	}
 	f.busy.Add(1)
+	f.closeMu.RUnlock()
 	for {
 		select {
 		case <-f.closed:
@@ -427,7 +453,7 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 // release returns a healthy instance to the pool, unless it grew past the
 // high-water mark or the function is closing.
 func (f *Function) release(inst *instance) {
-	if inst.mem.Size() > f.limits.HighWaterPages*65536 {
+	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
 		f.recycled.Add(1)
 		f.drop(inst)
 		return
@@ -454,14 +480,23 @@ func (f *Function) drop(inst *instance) {
 // Close stops the function: new calls get ErrClosed, calls in flight finish
 // first, then every instance and the compiled code are released.
 func (f *Function) Close(ctx context.Context) error {
-	f.once.Do(func() { close(f.closed) })
+	f.closeMu.Lock()
+	first := !f.isClosed
+	if first {
+		f.isClosed = true
+		close(f.closed)
+	}
+	f.closeMu.Unlock()
 	f.busy.Wait()
 	for {
 		select {
 		case inst := <-f.idle:
 			f.drop(inst)
 		default:
-			return f.rt.Close(ctx)
+			if !first {
+				return nil
+			}
+			return errors.Join(f.compiled.Close(ctx), f.rt.Close(ctx))
 		}
 	}
 }
@@ -487,20 +522,24 @@ type instance struct {
 	stack  [1]uint64
 	timer  *time.Timer
 	stderr tailBuffer
+
+	stdoutW, stderrW guestOutput
 }
 
 // newInstance instantiates the module, runs its start-up and checks its ABI
 // version.
 func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst := &instance{fn: f}
+	inst.stdoutW = guestOutput{inst: inst, level: abi.LevelInfo, pending: new([]byte)}
+	inst.stderrW = guestOutput{inst: inst, level: abi.LevelError, pending: new([]byte)}
 	inst.ctx = &instanceContext{inst: inst, done: make(chan struct{})}
 	inst.timer = time.AfterFunc(time.Hour, inst.ctx.expire)
 	inst.timer.Stop()
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _initialize runs below, under the start-up timeout
-		WithStdout(guestOutput{inst: inst, level: abi.LevelInfo}).
-		WithStderr(guestOutput{inst: inst, level: abi.LevelError}).
+		WithStdout(inst.stdoutW).
+		WithStderr(inst.stderrW).
 		WithSysWalltime().
 		WithSysNanotime().
 		// No WithSysNanosleep: a real sleep would block inside a host
@@ -542,6 +581,12 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		return fail("ABI version check", fmt.Errorf("the module speaks ABI version %d; this host speaks %d", v, abi.Version))
 	}
 	return inst, nil
+}
+
+// flushOutput logs the guest's unfinished stdout and stderr lines.
+func (inst *instance) flushOutput() {
+	inst.stdoutW.flush()
+	inst.stderrW.flush()
 }
 
 func (inst *instance) close() {
@@ -597,33 +642,67 @@ func (c *instanceContext) Err() error {
 	}
 }
 
-// guestOutput sends a guest's stdout or stderr to the event's logs; stderr
-// is also kept in a small ring for error messages.
+// guestOutput sends a guest's stdout or stderr to the event's logs, one log
+// line per text line (a line may come in several writes; what is left
+// without a newline is flushed when the call ends). stderr is also kept, up
+// to its first tailMax bytes per event, for error messages.
 type guestOutput struct {
-	inst  *instance
-	level abi.Level
+	inst    *instance
+	level   abi.Level
+	pending *[]byte
 }
 
 func (o guestOutput) Write(p []byte) (int, error) {
+	c := &o.inst.call
 	if o.level == abi.LevelError {
 		o.inst.stderr.Write(p)
 	}
-	o.inst.call.Log(o.level, strings.TrimRight(string(p), "\n"))
-	if o.inst.call.Err() != nil {
-		return 0, o.inst.call.Err()
+	n := len(p)
+	for len(p) > 0 && c.Err() == nil {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(*o.pending)+len(p) > maxPendingLine { // an endless line: cut it
+				c.Log(o.level, string(append(*o.pending, p...)))
+				*o.pending = (*o.pending)[:0]
+			} else {
+				*o.pending = append(*o.pending, p...)
+			}
+			break
+		}
+		line := p[:i]
+		if len(*o.pending) > 0 {
+			line = append(*o.pending, line...)
+			*o.pending = (*o.pending)[:0]
+		}
+		c.Log(o.level, string(line))
+		p = p[i+1:]
 	}
-	return len(p), nil
+	if err := c.Err(); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
-// tailBuffer keeps the last bytes written to it.
+// flush logs what is left of an unfinished line.
+func (o guestOutput) flush() {
+	if len(*o.pending) > 0 {
+		o.inst.call.Log(o.level, string(*o.pending))
+		*o.pending = (*o.pending)[:0]
+	}
+}
+
+// maxPendingLine bounds a line kept waiting for its newline.
+const maxPendingLine = 4 << 10
+
+// tailBuffer keeps the first tailMax bytes written to it: a Go panic's
+// message comes first, its goroutine stacks after.
 type tailBuffer struct{ b []byte }
 
 const tailMax = 2048
 
 func (t *tailBuffer) Write(p []byte) {
-	t.b = append(t.b, p...)
-	if len(t.b) > tailMax {
-		t.b = append(t.b[:0], t.b[len(t.b)-tailMax:]...)
+	if room := tailMax - len(t.b); room > 0 {
+		t.b = append(t.b, p[:min(room, len(p))]...)
 	}
 }
 

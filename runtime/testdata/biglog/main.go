@@ -5,6 +5,8 @@
 //	{"hostile": "lines"}   1,000 lines of 100 bytes through the log host function
 //	{"hostile": "stdout"}  64 KiB written to stdout (WASI fd_write)
 //	{"hostile": "stderr"}  64 KiB written to stderr
+//	{"pieces": true}       one short line written to stdout in two writes,
+//	                       as fmt.Print and the Go runtime's own printing do
 //	anything else          one short log line, then delivered
 package main
 
@@ -35,6 +37,11 @@ func handle(e *sdk.Event) error {
 	case "stderr":
 		os.Stderr.WriteString(big + "\n")
 	default:
+		if e.Get("pieces").Bool() {
+			os.Stdout.WriteString("biglog: one line, ")
+			os.Stdout.WriteString("written in two pieces\n")
+			return nil
+		}
 		e.Log(abi.LevelInfo, "biglog: a short line")
 	}
 	return nil

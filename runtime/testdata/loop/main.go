@@ -1,9 +1,16 @@
-// Command loop is a hostile guest for the runtime's tests. An event with
-// "hostile": true makes its handler spin forever without a single host call,
-// which only the runtime's timeout can stop; any other event is delivered.
+// Command loop is a hostile guest for the runtime's tests that never
+// returns, which only the runtime's timeout can stop.
+//
+//	{"hostile": true}  the handler spins forever without a single host call
+//	{"sleep": true}    the handler sleeps for an hour (WASI poll_oneoff)
+//	anything else      delivered
 package main
 
-import "github.com/insertfn/insertfn/sdk"
+import (
+	"time"
+
+	"github.com/insertfn/insertfn/sdk"
+)
 
 func init() { sdk.Handle(sdk.Handlers{Any: handle}) }
 
@@ -16,6 +23,9 @@ func handle(e *sdk.Event) error {
 		for {
 			spins++
 		}
+	}
+	if e.Get("sleep").Bool() {
+		time.Sleep(time.Hour)
 	}
 	return nil
 }
