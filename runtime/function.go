@@ -144,9 +144,9 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 	c := inst.begin(ctx, event, f)
 	inst.stack[0] = uint64(uint32(c.Doc.Type()))
 	start := time.Now()
-	inst.timer.Reset(timeout)
+	inst.arm(timeout)
 	callErr := inst.handle.CallWithStack(inst.ctx, inst.stack[:])
-	fired := !inst.timer.Stop()
+	fired := inst.disarm()
 	res.Duration = time.Since(start)
 	f.invocations.Add(1)
 	inst.flushOutput()
@@ -209,9 +209,9 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		inst.batch, inst.results, inst.pos = events[done:], results[done:], -1
 		inst.batchCtx, inst.batchTimeout = ctx, f.timeout(ctx)
 		start := time.Now()
-		inst.timer.Reset(inst.batchTimeout) // batchNext re-arms it for each event
+		inst.arm(inst.batchTimeout) // batchNext restarts the clock for each event
 		callErr := inst.handleBatch.CallWithStack(inst.ctx, inst.stack[:])
-		fired := !inst.timer.Stop()
+		fired := inst.disarm()
 		elapsed := time.Since(start)
 		pos := inst.pos
 		inst.flushOutput()
@@ -278,7 +278,7 @@ func (inst *instance) batchNext(result abi.Result) int32 {
 		return -1
 	}
 	c := inst.begin(inst.batchCtx, inst.batch[inst.pos], f)
-	inst.timer.Reset(inst.batchTimeout)
+	inst.eventStart.Store(int64(time.Since(epoch))) // the event's own time limit starts now
 	return int32(c.Doc.Type())
 }
 
@@ -523,6 +523,13 @@ type instance struct {
 	timer  *time.Timer
 	stderr tailBuffer
 
+	// The time limit of the current event: the timer is armed once per
+	// call; when it fires early for an event that started later in a batch
+	// (eventStart), it re-arms itself for the rest instead of expiring.
+	eventStart atomic.Int64 // since epoch
+	limit      atomic.Int64 // time.Duration
+	armed      atomic.Bool  // a call is running; a late firing between calls does nothing
+
 	stdoutW, stderrW guestOutput
 }
 
@@ -533,7 +540,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst.stdoutW = guestOutput{inst: inst, level: abi.LevelInfo, pending: new([]byte)}
 	inst.stderrW = guestOutput{inst: inst, level: abi.LevelError, pending: new([]byte)}
 	inst.ctx = &instanceContext{inst: inst, done: make(chan struct{})}
-	inst.timer = time.AfterFunc(time.Hour, inst.ctx.expire)
+	inst.timer = time.AfterFunc(time.Hour, inst.onTimer)
 	inst.timer.Stop()
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -563,15 +570,15 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	inst.timer.Reset(f.limits.StartTimeout)
+	inst.arm(f.limits.StartTimeout)
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		if err := init.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
-			inst.timer.Stop()
+			inst.disarm()
 			return fail("start-up ("+abi.ExportInitialize+")", err)
 		}
 	}
 	err = mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(inst.ctx, inst.stack[:])
-	if !inst.timer.Stop() {
+	if inst.disarm() {
 		return fail("start-up", fmt.Errorf("took longer than %s", f.limits.StartTimeout))
 	}
 	if err != nil {
@@ -581,6 +588,39 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		return fail("ABI version check", fmt.Errorf("the module speaks ABI version %d; this host speaks %d", v, abi.Version))
 	}
 	return inst, nil
+}
+
+// epoch is the zero of instance clocks (monotonic).
+var epoch = time.Now()
+
+// arm starts the clock of a call: the call's current event may take d.
+func (inst *instance) arm(d time.Duration) {
+	inst.limit.Store(int64(d))
+	inst.eventStart.Store(int64(time.Since(epoch)))
+	inst.armed.Store(true)
+	inst.timer.Reset(d)
+}
+
+// disarm stops the clock and reports whether the time limit expired.
+func (inst *instance) disarm() (expired bool) {
+	inst.armed.Store(false)
+	inst.timer.Stop()
+	return inst.ctx.Err() != nil
+}
+
+// onTimer runs when the timer fires: it stops the guest if the current
+// event is over its limit, or waits for the rest of the limit of an event
+// that started after the timer was armed.
+func (inst *instance) onTimer() {
+	if !inst.armed.Load() {
+		return
+	}
+	left := time.Duration(inst.limit.Load()) - (time.Since(epoch) - time.Duration(inst.eventStart.Load()))
+	if left > 0 {
+		inst.timer.Reset(left)
+		return
+	}
+	inst.ctx.expire()
 }
 
 // flushOutput logs the guest's unfinished stdout and stderr lines.

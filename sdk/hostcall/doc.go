@@ -74,8 +74,37 @@ const (
 func (d *Doc) scanType() {
 	if d.have&haveType == 0 {
 		d.have |= haveType
+		if t, ok := leadingType(d.buf); ok {
+			d.typ = t
+			return
+		}
 		d.typ = abi.ParseEventType(gjson.Get(d.str(), "type").Str)
 	}
+}
+
+// leadingType reads the type of an event that starts with {"type":"...",
+// as Segment's libraries write them, without a gjson lookup.
+func leadingType(b []byte) (abi.EventType, bool) {
+	const prefix = `{"type":"`
+	if len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix {
+		return 0, false
+	}
+	rest := b[len(prefix):]
+	for i, c := range rest {
+		switch c {
+		case '"':
+			if i+1 < len(rest) && (rest[i+1] == ',' || rest[i+1] == '}') {
+				return abi.ParseEventType(string(rest[:i])), true
+			}
+			return 0, false
+		case '\\':
+			return 0, false // an escape: let gjson read it
+		}
+		if i > 16 {
+			return abi.EventOther, true // longer than any known type
+		}
+	}
+	return 0, false
 }
 
 func (d *Doc) scanUserID() {
