@@ -7,7 +7,10 @@ import (
 	"github.com/insertfn/insertfn/sdk/hostcall"
 )
 
-func BenchmarkProbeHostCompare(b *testing.B) {
+// BenchmarkHostCompare is the host's share of a consent-match call: the
+// consent comparison of package hostcall on the same events, with no guest.
+// Compare it with BenchmarkConsentMatch/native.
+func BenchmarkHostCompare(b *testing.B) {
 	events, records, _ := workload()
 	var c hostcall.Call
 	buf := make([]byte, 512)
