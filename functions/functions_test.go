@@ -190,3 +190,18 @@ func TestUnknownFunction(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotFound", err)
 	}
 }
+
+// Negative retries mean none, and deploying does not turn them back into
+// the default.
+func TestNoRetries(t *testing.T) {
+	reg := newRegistry(t)
+	m := manifest("once", "1", "")
+	m.Retries = -1
+	if _, err := reg.Deploy(context.Background(), m, builder.Build(t, "testdata/verdicts")); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, reg, "once", `{"type":"track","verdict":"retry"}`)
+	if out.Attempts != 1 || out.Deliver || !out.PolicyApplied {
+		t.Fatalf("attempts %d deliver %v policy %v; want 1 attempt, dropped by policy", out.Attempts, out.Deliver, out.PolicyApplied)
+	}
+}

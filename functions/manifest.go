@@ -51,7 +51,7 @@ type Manifest struct {
 	// OnError is the failure policy: "drop" (default) or "deliver".
 	OnError FailurePolicy `json:"on_error,omitempty"`
 	// Retries is how many times a RetryError is retried before the failure
-	// policy applies (default DefaultRetries; -1 for none).
+	// policy applies (0: DefaultRetries; negative: none).
 	Retries int `json:"retries,omitempty"`
 }
 
@@ -65,6 +65,10 @@ type ManifestLimits struct {
 	MaxLogBytes    int      `json:"max_log_bytes,omitempty"`
 	PoolSize       int      `json:"pool_size,omitempty"`
 }
+
+// retries returns how many retries the manifest allows (Validate must have
+// run: 0 there means the default, negative none).
+func (m *Manifest) retries() int { return max(m.Retries, 0) }
 
 // Runtime returns the limits for the runtime.
 func (l ManifestLimits) Runtime() runtime.Limits {
@@ -88,9 +92,6 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Retries == 0 {
 		m.Retries = DefaultRetries
-	}
-	if m.Retries < 0 {
-		m.Retries = 0
 	}
 	if len(m.Settings) > 0 {
 		trimmed := bytes.TrimSpace(m.Settings)

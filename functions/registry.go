@@ -166,13 +166,15 @@ type Outcome struct {
 //   - nil, or an error when the function does not exist or no instance could
 //     be had (ctx done, function closed); out is then not meaningful.
 func (r *Registry) Run(ctx context.Context, name string, event []byte, out *Outcome) error {
+	var last *Version
 	for {
 		v, err := r.Active(name)
 		if err != nil {
 			return err
 		}
 		err = v.run(ctx, event, out)
-		if errors.Is(err, runtime.ErrClosed) {
+		if errors.Is(err, runtime.ErrClosed) && v != last {
+			last = v
 			continue // swapped while we were starting: run on the new version
 		}
 		return err
@@ -185,8 +187,14 @@ func (v *Version) run(ctx context.Context, event []byte, out *Outcome) error {
 		out.Attempts++
 		err := v.fn.Invoke(ctx, event, &out.Result)
 		var ferr *runtime.Error
-		if err != nil && !errors.As(err, &ferr) {
-			return err
+		switch {
+		case err == nil || errors.As(err, &ferr):
+		case errors.Is(err, runtime.ErrClosed) || ctx.Err() != nil:
+			return err // no instance could be had: the caller decides
+		default:
+			// A new instance failed to start: the function failed on
+			// this event, and its failure policy decides.
+			out.Verdict, out.Kind, out.Reason = runtime.Fail, runtime.KindFunctionError, err.Error()
 		}
 		out.Err = err
 		switch out.Verdict {
@@ -197,7 +205,7 @@ func (v *Version) run(ctx context.Context, event []byte, out *Outcome) error {
 			out.Deliver = false
 			return nil
 		}
-		if out.Kind == runtime.KindRetry && out.Attempts <= v.Manifest.Retries {
+		if out.Kind == runtime.KindRetry && out.Attempts <= v.Manifest.retries() {
 			if err := ctx.Err(); err != nil {
 				return err
 			}

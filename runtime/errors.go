@@ -57,7 +57,9 @@ func (k ErrorKind) Sandbox() bool {
 	return false
 }
 
-// Error is a sandbox failure while a function handled one event. Match kinds
+// Error is a failure while a function handled one event: a sandbox failure,
+// or a guest that broke the ABI's protocol (a batch call that returned
+// before its end is a KindFunctionError). Match kinds
 // with errors.Is against ErrTimeout and friends, or read Kind.
 type Error struct {
 	Function string    // the function's name

@@ -181,8 +181,9 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 // # Results
 //   - nil, or the first [*Error] among the events (every result is filled
 //     all the same);
-//   - ctx's error or [ErrClosed] when no instance could be had (results from
-//     that event on are not filled).
+//   - ctx's error when ctx ends before the batch does: the events handled
+//     until then have their results, the rest are not filled; the same
+//     for [ErrClosed] or a failure to start an instance.
 func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []Result) error {
 	if len(results) < len(events) {
 		return fmt.Errorf("runtime: InvokeBatch: %d results for %d events", len(results), len(events))
@@ -204,46 +205,56 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 	for done := 0; done < len(events); {
 		inst, err := f.acquire(ctx)
 		if err != nil {
-			return err
+			return cmpOr(err, first)
 		}
-		inst.batch, inst.results, inst.pos = events[done:], results[done:], -1
-		inst.batchCtx, inst.batchTimeout = ctx, f.timeout(ctx)
+		n := len(events) - done
+		inst.batch, inst.results, inst.pos, inst.batchCtx, inst.batchErr = events[done:], results[done:], -1, ctx, nil
 		start := time.Now()
-		inst.arm(inst.batchTimeout) // batchNext restarts the clock for each event
+		inst.arm(f.timeout(ctx)) // batchNext restarts the clock for each event
 		callErr := inst.handleBatch.CallWithStack(inst.ctx, inst.stack[:])
 		fired := inst.disarm()
 		elapsed := time.Since(start)
-		pos := inst.pos
+		pos, stopped := inst.pos, inst.batchErr
 		inst.flushOutput()
-		inst.batch, inst.results, inst.batchCtx = nil, nil, nil
-		if callErr == nil && !fired && pos >= len(events)-done {
-			f.invocations.Add(uint64(len(events) - done))
-			spreadDuration(results[done:], elapsed)
-			inst.end()
-			f.release(inst)
-			f.busy.Done()
+		inst.batch, inst.results, inst.batchCtx, inst.batchErr = nil, nil, nil, nil
+		clean := callErr == nil && !fired
+		switch {
+		case clean && pos >= n: // every event has its verdict
+			f.batchDone(inst, results[done:done+n], elapsed, true)
+			return first
+		case clean && stopped != nil: // ctx ended the batch before the event at pos
+			f.batchDone(inst, results[done:done+pos], elapsed, true)
+			return stopped
+		case pos >= n: // the guest failed after the last verdict: they stand
+			f.batchDone(inst, results[done:done+n], elapsed, false)
 			return first
 		}
-		// The guest failed on the event at pos (or returned early).
-		if pos < 0 {
-			pos = 0
-		}
-		if pos >= len(events)-done {
-			pos = len(events) - done - 1
-		}
-		ferr := f.classify(inst, cmpOr(callErr, error(fmt.Errorf("the guest returned before the end of the batch"))), fired)
-		if callErr == nil && !fired {
-			ferr.Kind = KindFunctionError
+		// The guest failed on the event at pos, or returned before the end.
+		pos = max(pos, 0)
+		ferr := f.classify(inst, callErr, fired)
+		if clean {
+			ferr.Kind, ferr.Message = KindFunctionError, "the guest returned before the end of the batch"
 		}
 		results[done+pos].fail(ferr, &inst.call)
-		results[done+pos].Duration = elapsed
-		f.invocations.Add(uint64(pos + 1))
-		f.discard(inst)
-		f.busy.Done()
+		f.batchDone(inst, results[done:done+pos+1], elapsed, false)
 		first = cmpOr(first, error(ferr))
 		done += pos + 1
 	}
 	return first
+}
+
+// batchDone accounts for the events one batch call handled, and returns the
+// instance to the pool (healthy) or throws it away.
+func (f *Function) batchDone(inst *instance, handled []Result, elapsed time.Duration, healthy bool) {
+	f.invocations.Add(uint64(len(handled)))
+	spreadDuration(handled, elapsed)
+	if healthy {
+		inst.end()
+		f.release(inst)
+	} else {
+		f.discard(inst)
+	}
+	f.busy.Done()
 }
 
 func cmpOr(a, b error) error {
@@ -277,8 +288,14 @@ func (inst *instance) batchNext(result abi.Result) int32 {
 	if inst.pos >= len(inst.batch) {
 		return -1
 	}
+	if err := inst.batchCtx.Err(); err != nil {
+		inst.batchErr = err // the caller gave up: stop before this event
+		return -1
+	}
 	c := inst.begin(inst.batchCtx, inst.batch[inst.pos], f)
-	inst.eventStart.Store(int64(time.Since(epoch))) // the event's own time limit starts now
+	// The event's own time limit starts now (and honours the caller's deadline).
+	inst.limit.Store(int64(f.timeout(inst.batchCtx)))
+	inst.eventStart.Store(int64(time.Since(epoch)))
 	return int32(c.Doc.Type())
 }
 
@@ -417,42 +434,38 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 	}
 	f.busy.Add(1)
 	f.closeMu.RUnlock()
-	for {
-		select {
-		case <-f.closed:
+	select {
+	case inst := <-f.idle:
+		return inst, nil
+	default:
+	}
+	select {
+	case inst := <-f.idle:
+		return inst, nil
+	case f.slots <- struct{}{}:
+		inst, err := f.newInstance(ctx)
+		if err != nil {
+			<-f.slots
 			f.busy.Done()
-			return nil, ErrClosed
-		default:
+			return nil, err
 		}
-		select {
-		case inst := <-f.idle:
-			return inst, nil
-		default:
-		}
-		select {
-		case inst := <-f.idle:
-			return inst, nil
-		case f.slots <- struct{}{}:
-			inst, err := f.newInstance(ctx)
-			if err != nil {
-				<-f.slots
-				f.busy.Done()
-				return nil, err
-			}
-			return inst, nil
-		case <-ctx.Done():
-			f.busy.Done()
-			return nil, ctx.Err()
-		case <-f.closed:
-			f.busy.Done()
-			return nil, ErrClosed
-		}
+		return inst, nil
+	case <-ctx.Done():
+		f.busy.Done()
+		return nil, ctx.Err()
+	case <-f.closed:
+		f.busy.Done()
+		return nil, ErrClosed
 	}
 }
 
 // release returns a healthy instance to the pool, unless it grew past the
 // high-water mark or the function is closing.
 func (f *Function) release(inst *instance) {
+	if inst.ctx.Err() != nil { // expired: wazero would stop its next call at once
+		f.discard(inst)
+		return
+	}
 	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
 		f.recycled.Add(1)
 		f.drop(inst)
@@ -511,12 +524,12 @@ type instance struct {
 	call        hostcall.Call
 
 	// The batch in progress (InvokeBatch), driven by batchNext.
-	fn           *Function
-	batch        [][]byte
-	results      []Result
-	pos          int
-	batchCtx     context.Context
-	batchTimeout time.Duration
+	fn       *Function
+	batch    [][]byte
+	results  []Result
+	pos      int
+	batchCtx context.Context
+	batchErr error // the caller's context ended the batch
 
 	ctx    *instanceContext
 	stack  [1]uint64
@@ -528,7 +541,8 @@ type instance struct {
 	// (eventStart), it re-arms itself for the rest instead of expiring.
 	eventStart atomic.Int64 // since epoch
 	limit      atomic.Int64 // time.Duration
-	armed      atomic.Bool  // a call is running; a late firing between calls does nothing
+	armed      bool         // a call is running; a late firing between calls does nothing
+	timerMu    sync.Mutex   // makes expiry and disarm exclusive
 
 	stdoutW, stderrW guestOutput
 }
@@ -587,6 +601,9 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	if v := uint32(inst.stack[0]); v != abi.Version {
 		return fail("ABI version check", fmt.Errorf("the module speaks ABI version %d; this host speaks %d", v, abi.Version))
 	}
+	// What start-up printed belongs to no event.
+	*inst.stdoutW.pending, *inst.stderrW.pending = (*inst.stdoutW.pending)[:0], (*inst.stderrW.pending)[:0]
+	inst.end()
 	return inst, nil
 }
 
@@ -595,15 +612,19 @@ var epoch = time.Now()
 
 // arm starts the clock of a call: the call's current event may take d.
 func (inst *instance) arm(d time.Duration) {
+	inst.timerMu.Lock()
 	inst.limit.Store(int64(d))
 	inst.eventStart.Store(int64(time.Since(epoch)))
-	inst.armed.Store(true)
+	inst.armed = true
 	inst.timer.Reset(d)
+	inst.timerMu.Unlock()
 }
 
 // disarm stops the clock and reports whether the time limit expired.
 func (inst *instance) disarm() (expired bool) {
-	inst.armed.Store(false)
+	inst.timerMu.Lock()
+	defer inst.timerMu.Unlock()
+	inst.armed = false
 	inst.timer.Stop()
 	return inst.ctx.Err() != nil
 }
@@ -612,7 +633,9 @@ func (inst *instance) disarm() (expired bool) {
 // event is over its limit, or waits for the rest of the limit of an event
 // that started after the timer was armed.
 func (inst *instance) onTimer() {
-	if !inst.armed.Load() {
+	inst.timerMu.Lock()
+	defer inst.timerMu.Unlock()
+	if !inst.armed {
 		return
 	}
 	left := time.Duration(inst.limit.Load()) - (time.Since(epoch) - time.Duration(inst.eventStart.Load()))
@@ -698,6 +721,9 @@ func (o guestOutput) Write(p []byte) (int, error) {
 		o.inst.stderr.Write(p)
 	}
 	n := len(p)
+	if budget := c.LogBudget(); budget >= 0 && len(p) > budget+1 {
+		p = p[:budget+1] // the rest cannot be kept: do not copy it
+	}
 	for len(p) > 0 && c.Err() == nil {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {

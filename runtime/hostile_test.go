@@ -21,10 +21,6 @@ type hostileCase struct {
 	want    error             // the sentinel errors.Is must match
 	kind    runtime.ErrorKind // res.Kind and the *runtime.Error's Kind
 	reason  string            // part of res.Reason
-	// knownBug, when set, says which open bug an unexpected result shows;
-	// the case is then skipped instead of failed. Once the bug is fixed the
-	// case asserts the right result again.
-	knownBug func(err error, res *runtime.Result) string
 }
 
 // bigLimits are hostileLimits with time for the host to handle 1 MiB.
@@ -52,15 +48,6 @@ var hostileCases = []hostileCase{
 		name: "raw Go panic", guest: "rawpanic",
 		normal: `{"type":"identify"}`, hostile: `{"type":"identify","hostile":true}`,
 		want: runtime.ErrGuestExit, kind: runtime.KindGuestExit, reason: "rawpanic: the handler panicked and nothing recovered",
-		knownBug: func(err error, res *runtime.Result) string {
-			if errors.Is(err, runtime.ErrTrap) {
-				return "BUG: an uncaught Go panic in a c-shared guest is reported as " + string(res.Kind) + " (" + res.Reason +
-					"), not GuestExit with the panic message: with -buildmode=c-shared the Go runtime defaults to " +
-					"GOTRACEBACK=crash and ends a fatal panic with the wasm `unreachable` instruction instead of proc_exit(2); " +
-					"classify should recognise Go's \"panic: \" / \"fatal error: \" on stderr (see the report)"
-			}
-			return ""
-		},
 	},
 	{
 		name: "os.Exit", guest: "rawpanic",
@@ -131,11 +118,6 @@ func checkHostile(t *testing.T, f *runtime.Function, c hostileCase) {
 	for round := range rounds {
 		before := f.Stats()
 		res, err := invoke(t, f, c.hostile)
-		if c.knownBug != nil {
-			if bug := c.knownBug(err, &res); bug != "" {
-				t.Skip(bug)
-			}
-		}
 		if err == nil {
 			t.Fatalf("round %d: hostile event: no error (verdict %v %s %q), want %v", round, res.Verdict, res.Kind, res.Reason, c.want)
 		}
@@ -236,11 +218,6 @@ func TestGuestOutputLines(t *testing.T) {
 	const want = "biglog: one line, written in two pieces"
 	if len(res.Logs) == 1 && res.Logs[0].Message == want {
 		return
-	}
-	if len(res.Logs) == 2 && res.Logs[0].Message+res.Logs[1].Message == want {
-		t.Skipf("BUG: each write to stdout/stderr becomes its own log line (%q): guestOutput.Write should buffer "+
-			"up to a newline and flush the rest when the call ends; a Go panic's message arrives as dozens of "+
-			"one-word \"lines\"", []string{res.Logs[0].Message, res.Logs[1].Message})
 	}
 	t.Errorf("logs %+v, want one line %q", res.Logs, want)
 }

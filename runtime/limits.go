@@ -9,24 +9,24 @@ import (
 type Limits struct {
 	// MemoryPages caps the guest's linear memory, in 64 KiB pages.
 	// Default 2048 (128 MiB).
-	MemoryPages uint32 `json:"memory_pages,omitempty" yaml:"memory_pages,omitempty"`
+	MemoryPages uint32
 	// HighWaterPages recycles an instance whose memory has grown past this
 	// many pages after an event (standard Go guests grow under load).
 	// Default: half of MemoryPages.
-	HighWaterPages uint32 `json:"high_water_pages,omitempty" yaml:"high_water_pages,omitempty"`
+	HighWaterPages uint32
 	// Timeout is the time one event may take. Default 1s (Segment's is 5s).
-	Timeout time.Duration `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	Timeout time.Duration
 	// StartTimeout is the time an instance's start-up (_initialize) may take.
 	// Default 10s.
-	StartTimeout time.Duration `json:"start_timeout,omitempty" yaml:"start_timeout,omitempty"`
+	StartTimeout time.Duration
 	// MaxEventBytes caps the event after the function's changes.
 	// Default 64 KiB (twice Segment's 32 KB per event).
-	MaxEventBytes int `json:"max_event_bytes,omitempty" yaml:"max_event_bytes,omitempty"`
+	MaxEventBytes int
 	// MaxLogBytes caps what one event may log. Default 4 KiB (Segment's cap
 	// on test-run logs).
-	MaxLogBytes int `json:"max_log_bytes,omitempty" yaml:"max_log_bytes,omitempty"`
+	MaxLogBytes int
 	// PoolSize is the most instances running at once. Default GOMAXPROCS.
-	PoolSize int `json:"pool_size,omitempty" yaml:"pool_size,omitempty"`
+	PoolSize int
 }
 
 // Default limits.

@@ -65,7 +65,7 @@ func runBuild(c *command, args []string, stdout, stderr io.Writer) int {
 
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		fmt.Fprintf(stderr, "insertfn build: the go command is not on PATH (%v); install Go 1.24 or later (https://go.dev/dl/) or add its bin directory to PATH\n", err)
+		fmt.Fprintf(stderr, "insertfn build: the go command is not on PATH (%v); install Go 1.26 or later (https://go.dev/dl/) or add its bin directory to PATH\n", err)
 		return exitFail
 	}
 	cmd := exec.Command(goCmd, "build", "-buildmode=c-shared", "-o", output, ".")

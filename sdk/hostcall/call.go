@@ -44,11 +44,12 @@ type Call struct {
 	settings string
 	limits   Limits
 
-	logs     []LogLine
-	logBytes int
-	reason   []byte
-	err      error
-	scratch  []byte
+	logs        []LogLine
+	logBytes    int
+	reason      []byte
+	err         error
+	storeFailed bool
+	scratch     []byte
 }
 
 // Reset prepares c for a new event. event and settings are borrowed until
@@ -62,7 +63,7 @@ func (c *Call) Reset(ctx context.Context, event []byte, store consent.Store, set
 		c.settings = unsafe.String(&settings[0], len(settings))
 	}
 	clear(c.logs)
-	c.logs, c.logBytes, c.reason, c.err = c.logs[:0], 0, c.reason[:0], nil
+	c.logs, c.logBytes, c.reason, c.err, c.storeFailed = c.logs[:0], 0, c.reason[:0], nil, false
 }
 
 // Err returns the limit violation recorded during the call, if any.
@@ -70,6 +71,15 @@ func (c *Call) Err() error { return c.err }
 
 // Logs returns the lines logged during the call; valid until Reset.
 func (c *Call) Logs() []LogLine { return c.logs }
+
+// LogBudget returns how many more log bytes the call may write (each line
+// counts one more than its length), or -1 when there is no limit.
+func (c *Call) LogBudget() int {
+	if c.limits.MaxLogBytes <= 0 {
+		return -1
+	}
+	return max(0, c.limits.MaxLogBytes-c.logBytes)
+}
 
 // Reason returns the reason set during the call; valid until Reset.
 func (c *Call) Reason() []byte { return c.reason }
@@ -162,8 +172,12 @@ func (c *Call) get(id string) (*consent.Record, abi.ConsentStatus) {
 	case err == nil || errors.Is(err, consent.ErrNotFound):
 		return nil, abi.ConsentNoRecord
 	}
-	// The host's own line does not count against the function's log budget.
-	c.logs = append(c.logs, LogLine{Level: abi.LevelError, Message: fmt.Sprintf("insertfn: consent lookup failed: %v", err)})
+	// The host's own line does not count against the function's log budget,
+	// and it is written once per event, however often the function asks.
+	if !c.storeFailed {
+		c.storeFailed = true
+		c.logs = append(c.logs, LogLine{Level: abi.LevelError, Message: fmt.Sprintf("insertfn: consent lookup failed: %v", err)})
+	}
 	return nil, abi.ConsentUnavailable
 }
 
@@ -197,6 +211,9 @@ func (c *Call) SettingsGet(path string, buf []byte) (abi.Kind, int) {
 			return abi.KindJSON, fill(buf, []byte("{}"))
 		}
 		return abi.KindJSON, fill(buf, unsafe.Slice(unsafe.StringData(c.settings), len(c.settings)))
+	}
+	if !ReadablePath(path) {
+		return abi.KindMissing, 0
 	}
 	return c.getValue(gjson.Get(c.settings, path), buf)
 }

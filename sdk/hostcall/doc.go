@@ -11,7 +11,7 @@
 // [Doc.Reset] takes the caller's event bytes without copying them. The caller
 // must not change them until it is done with the Doc. Changes never write to
 // the caller's bytes: the first change makes a new buffer. Strings returned by
-// [Doc.ID] and results of [Doc.Get] are views into the current event and are
+// [Doc.UserID] and [Doc.AnonymousID] and results of [Doc.Get] are views into the current event and are
 // valid until the next change or Reset.
 package hostcall
 
@@ -152,13 +152,93 @@ func (d *Doc) UserID() string { d.scanUserID(); return d.userID }
 func (d *Doc) AnonymousID() string { d.scanAnonymousID(); return d.anonymousID }
 
 // Get reads a field by gjson path.
-func (d *Doc) Get(path string) gjson.Result { return gjson.Get(d.str(), path) }
+//
+// Paths come from guests: only plain paths are read (see [ReadablePath]);
+// any other path reads as missing.
+func (d *Doc) Get(path string) gjson.Result {
+	if !ReadablePath(path) {
+		return gjson.Result{}
+	}
+	return gjson.Get(d.str(), path)
+}
+
+// MaxPathLen is the longest path a guest may read or write.
+const MaxPathLen = 1024
+
+// MaxDepth is the deepest nesting of objects and arrays a guest's JSON may
+// have: gjson validates recursively, and a deeper value could exhaust the
+// host's stack.
+const MaxDepth = 256
+
+// ReadablePath reports whether a guest may read by path: keys, array
+// indexes, wildcards and '#' queries, with '\' escapes, at most MaxPathLen
+// bytes. gjson modifiers ('@'), pipes ('|'), multipaths ('[' or '{' opening
+// a component) and literals ('!') are refused: nested, they make the host's
+// work grow exponentially with the path's length.
+func ReadablePath(path string) bool {
+	if len(path) > MaxPathLen {
+		return false
+	}
+	start := true // at the start of a component
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c == '\\':
+			i++
+			start = false
+			continue
+		case c == '@' || c == '|' || c == '!':
+			return false
+		case start && (c == '[' || c == '{'):
+			return false
+		}
+		start = c == '.'
+	}
+	return true
+}
+
+// validJSON reports whether b is valid JSON that nests at most MaxDepth
+// deep and is at most limit bytes (0: no size limit). The depth is checked
+// first, without recursion, so that gjson's recursive validation is safe.
+func validJSON(b []byte, limit int) (valid, tooLarge bool) {
+	if limit > 0 && len(b) > limit {
+		return false, true
+	}
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			if depth++; depth > MaxDepth {
+				return false, false
+			}
+		case '}', ']':
+			depth--
+		}
+	}
+	return gjson.ValidBytes(b), false
+}
 
 // Set sets a field by sjson path to raw JSON. It returns a negative status for
 // invalid JSON or an invalid path, and ErrTooLarge when the result would
 // exceed the limit.
 func (d *Doc) Set(path string, raw []byte) (abi.Status, error) {
-	if !gjson.ValidBytes(raw) {
+	valid, tooLarge := validJSON(raw, d.maxBytes)
+	if tooLarge {
+		return abi.StatusOK, ErrTooLarge
+	}
+	if !valid {
 		return abi.StatusInvalidJSON, nil
 	}
 	if !settablePath(path) {
@@ -194,7 +274,11 @@ func (d *Doc) Delete(path string) abi.Status {
 
 // Replace replaces the whole event with a JSON object.
 func (d *Doc) Replace(event []byte) (abi.Status, error) {
-	if !gjson.ValidBytes(event) || !gjson.ParseBytes(event).IsObject() {
+	valid, tooLarge := validJSON(event, d.maxBytes)
+	if tooLarge {
+		return abi.StatusOK, ErrTooLarge
+	}
+	if !valid || !gjson.ParseBytes(event).IsObject() {
 		return abi.StatusInvalidJSON, nil
 	}
 	return d.commit(append([]byte(nil), event...))
@@ -205,7 +289,7 @@ func (d *Doc) Replace(event []byte) (abi.Status, error) {
 // '#', '|', '@' modifiers, '(' queries) reads but cannot be written, and
 // sjson would quietly do nothing or write to the wrong field.
 func settablePath(path string) bool {
-	if path == "" {
+	if path == "" || len(path) > MaxPathLen {
 		return false
 	}
 	for i := 0; i < len(path); i++ {
@@ -228,11 +312,14 @@ func arrayIndexTooLarge(path string, maxBytes int) bool {
 	if limit <= 0 {
 		limit = 1 << 20
 	}
+	budget := limit / len("null,") // nulls sjson may add, over all components
 	n, digits := 0, false
 	for i := 0; i <= len(path); i++ {
 		if i == len(path) || path[i] == '.' {
-			if digits && n > limit/len("null,") {
-				return true
+			if digits {
+				if budget -= n; budget < 0 {
+					return true
+				}
 			}
 			n, digits = 0, false
 			continue

@@ -416,3 +416,40 @@ func TestDocSetHugeArrayIndexIsCheap(t *testing.T) {
 		}
 	}
 }
+
+// A guest's JSON, path or index must not make the host recurse, loop or
+// allocate without bound: each of these is refused cheaply.
+func TestHostileInputsAreRefusedCheaply(t *testing.T) {
+	var d hostcall.Doc
+	d.Reset([]byte(`{"type":"track"}`), 64<<10)
+	deep := bytes.Repeat([]byte("["), 20<<20)
+	if _, err := d.Set("x", deep); !errors.Is(err, hostcall.ErrTooLarge) {
+		t.Errorf("Set of 20 MiB of '[': %v, want ErrTooLarge", err)
+	}
+	nested := append(bytes.Repeat([]byte("["), hostcall.MaxDepth+1), bytes.Repeat([]byte("]"), hostcall.MaxDepth+1)...)
+	if st, err := d.Set("x", nested); st != abi.StatusInvalidJSON || err != nil {
+		t.Errorf("Set nested %d deep: %v %v, want StatusInvalidJSON", hostcall.MaxDepth+1, st, err)
+	}
+	if st, _ := d.Replace(append(append([]byte(`{"a":`), nested...), '}')); st != abi.StatusInvalidJSON {
+		t.Errorf("Replace nested too deep: %v", st)
+	}
+	bomb := "@this" + strings.Repeat("|[@this,@this]", 25)
+	for _, p := range []string{bomb, "a|b", "@reverse", "[type,type]", "{type}", "a.!true", strings.Repeat("a.", hostcall.MaxPathLen)} {
+		if r := d.Get(p); r.Exists() {
+			t.Errorf("Get(%.40q) = %s, want refused", p, r.Raw)
+		}
+	}
+	for _, p := range []string{"type", "properties.items.0.sku", "a\\.b", "items.#", "items.#(sku==\"x\").price", "prop*"} {
+		if !hostcall.ReadablePath(p) {
+			t.Errorf("ReadablePath(%q) = false, want true", p)
+		}
+	}
+	manyIndexes := "x" + strings.Repeat(".13000", 8000)
+	if st, err := d.Set(manyIndexes, []byte("1")); err == nil && st == abi.StatusOK {
+		t.Errorf("Set with many large indexes was accepted")
+	}
+	sumOver := "x.10000.10000"
+	if _, err := d.Set(sumOver, []byte("1")); !errors.Is(err, hostcall.ErrTooLarge) {
+		t.Errorf("Set(%s) under a 64 KiB limit: %v, want ErrTooLarge", sumOver, err)
+	}
+}
