@@ -154,28 +154,22 @@ func BenchmarkConsentMatch(b *testing.B) {
 // every event without reading it, called once per event and in batches.
 func BenchmarkEmptyCall(b *testing.B) {
 	ev := event(1)
-	b.Run("raw", func(b *testing.B) {
-		f := load(b, "internal/guests/empty-raw", nil)
-		var res runtime.Result
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := f.Invoke(ctx, ev, &res); err != nil {
-				b.Fatal(err)
+	for _, g := range []struct{ name, dir string }{
+		{"raw", "internal/guests/empty-raw"},
+		{"sdk", "internal/guests/empty-sdk"},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			f := load(b, g.dir, nil)
+			var res runtime.Result
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := f.Invoke(ctx, ev, &res); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("sdk", func(b *testing.B) {
-		f := load(b, "internal/guests/empty-sdk", nil)
-		var res runtime.Result
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := f.Invoke(ctx, ev, &res); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 	b.Run("sdk-batch", func(b *testing.B) {
 		f := load(b, "internal/guests/empty-sdk", nil)
 		events := make([][]byte, batchSize)
