@@ -491,7 +491,8 @@ func (f *Function) drop(inst *instance) {
 }
 
 // Close stops the function: new calls get ErrClosed, calls in flight finish
-// first, then every instance and the compiled code are released.
+// first (each is bounded by its time limit; ctx is used for releasing, not
+// for that wait), then every instance and the compiled code are released.
 func (f *Function) Close(ctx context.Context) error {
 	f.closeMu.Lock()
 	first := !f.isClosed
