@@ -2,7 +2,11 @@
 
 package sdk
 
-import "github.com/insertfn/insertfn/sdk/abi"
+import (
+	"fmt"
+
+	"github.com/insertfn/insertfn/sdk/abi"
+)
 
 // eventHost is what an Event calls: natively, any Host (package sdktest
 // supplies one).
@@ -24,4 +28,16 @@ func Handle(h Handlers) {}
 // # Results
 //   - the verdict ([abi.ResultDeliver] when the handler returned nil);
 //   - the reason (DropEvent's reason or the error's message), "" to deliver.
-func (h *Handlers) Serve(host Host, t abi.EventType) (abi.Result, string) { return h.serve(host, t) }
+//
+// A panic in the handler is recovered as [abi.ResultFunctionError] with the
+// reason "panic: ...". (In WebAssembly the host reports it as a GuestExit,
+// which the failure policy treats the same way.)
+func (h *Handlers) Serve(host Host, t abi.EventType) (result abi.Result, reason string) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.event = Event{scratch: h.event.scratch}
+			result, reason = abi.ResultFunctionError, fmt.Sprintf("panic: %v", r)
+		}
+	}()
+	return h.serve(host, t)
+}

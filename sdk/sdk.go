@@ -9,8 +9,9 @@
 // comparisons run natively on the host. A handler returns nil to deliver the
 // event (with its changes), or one of Segment's errors: [DropEvent],
 // [EventNotSupported], [InvalidEventPayload], [ValidationError],
-// [RetryError]. Any other error, or a panic, is a function error, which the
-// host handles by the function's failure policy.
+// [RetryError]. Any other error is a function error; a panic stops the
+// instance (the host reports a GuestExit with the panic's message and starts
+// a fresh one). The host handles both by the function's failure policy.
 //
 // Test handlers natively with package sdktest; no WebAssembly is needed.
 //
@@ -87,15 +88,17 @@ func (h *Handlers) serve(host eventHost, t abi.EventType) (result abi.Result, re
 	}
 	// The Event lives in h, not on the heap: a guest allocation costs far
 	// more than the whole call (see RATIONALE.md), so the hot path makes none.
+	// There is no defer here either: in WebAssembly an active defer makes
+	// every host call below it markedly slower. A panic is therefore not
+	// recovered in the guest: the Go runtime prints it and stops the
+	// instance, and the host reports a GuestExit with the panic's message
+	// (the failure policy applies, as for any function error). Natively,
+	// Serve recovers it as a FunctionError.
 	e := &h.event
 	e.host, e.typ = host, t
-	defer func() {
-		*e = Event{scratch: e.scratch} // keep nothing of this event but the buffer
-		if r := recover(); r != nil {
-			result, reason = abi.ResultFunctionError, fmt.Sprintf("panic: %v", r)
-		}
-	}()
-	return Verdict(f(e))
+	result, reason = Verdict(f(e))
+	*e = Event{scratch: e.scratch} // keep nothing of this event but the buffer
+	return result, reason
 }
 
 func typeName(host eventHost, t abi.EventType) string {
