@@ -71,6 +71,9 @@ func TestRunAppliesVerdictsAndPolicy(t *testing.T) {
 		{"lenient", "retry", true, true, 1 + functions.DefaultRetries, runtime.KindRetry},
 		{"strict", "retry-once", true, false, 2, ""},
 		{"lenient", "invalid", false, false, 1, runtime.KindInvalidEventPayload}, // judged by the function: never delivered
+		{"strict", "panic", false, true, 1, runtime.KindGuestExit},
+		{"lenient", "panic", true, true, 1, runtime.KindGuestExit},
+		{"strict", "deliver", true, false, 1, ""}, // a fresh instance after the panic
 	}
 	for i, tt := range tests {
 		t.Run(tt.fn+"/"+tt.verdict, func(t *testing.T) {

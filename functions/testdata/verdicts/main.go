@@ -1,6 +1,6 @@
 // Command verdicts returns the verdict its event asks for in "verdict":
 // deliver, drop, retry, retry-once (a RetryError, then deliver on the next
-// attempt), invalid, error, sleep (blocks for "ms" milliseconds).
+// attempt), invalid, error, panic, sleep (blocks for "ms" milliseconds).
 package main
 
 import (
@@ -29,6 +29,8 @@ func init() {
 			return sdk.InvalidEventPayload("asked to reject")
 		case "error":
 			return errors.New("asked to fail")
+		case "panic":
+			panic("asked to panic")
 		case "sleep":
 			time.Sleep(time.Duration(e.Get("ms").Int()) * time.Millisecond)
 		}
