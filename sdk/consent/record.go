@@ -317,7 +317,10 @@ var ErrNotFound = errors.New("consent: no record for this id")
 // whose id or alias is id, or an error wrapping [ErrNotFound]. Get must not
 // keep id after it returns (the host may pass a view into a buffer it
 // reuses), and the record it returns must not be changed afterwards by
-// anyone (readers share it without copying).
+// anyone (readers share it without copying). The host calls Get inside a
+// function's call, where the time limit cannot interrupt it: a store that
+// can be slow (a network backend) must bound its own latency, honour ctx,
+// and fail with an error rather than wait.
 type Store interface {
 	Get(ctx context.Context, id string) (*Record, error)
 }
