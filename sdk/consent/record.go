@@ -61,24 +61,31 @@ func (r *Record) Category(name string) (Category, bool) {
 }
 
 // CategoryIndex returns the index of the category called name in
-// Categories, or -1.
+// Categories, or -1. Categories must be sorted (see Normalize).
 func (r *Record) CategoryIndex(name string) int {
-	for i := range r.Categories {
-		if r.Categories[i].Name == name {
-			return i
+	if len(r.Categories) <= 8 { // a short scan beats the search
+		for i := range r.Categories {
+			if r.Categories[i].Name == name {
+				return i
+			}
 		}
+		return -1
 	}
-	return -1
+	i, ok := slices.BinarySearchFunc(r.Categories, name, func(c Category, n string) int { return strings.Compare(c.Name, n) })
+	if !ok {
+		return -1
+	}
+	return i
 }
 
-// PurposeIndex returns the index of a regulation's purpose in Purposes, or -1.
+// PurposeIndex returns the index of a regulation's purpose in Purposes, or
+// -1. Purposes must be sorted (see Normalize).
 func (r *Record) PurposeIndex(regulation, name string) int {
-	for i := range r.Purposes {
-		if r.Purposes[i].Regulation == regulation && r.Purposes[i].Name == name {
-			return i
-		}
+	i, ok := slices.BinarySearchFunc(r.Purposes, Purpose{Regulation: regulation, Name: name}, comparePurposeKey)
+	if !ok {
+		return -1
 	}
-	return -1
+	return i
 }
 
 // Purpose returns the purpose entry of a regulation.
