@@ -48,7 +48,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	return &Engine{cache: cache}, nil
 }
 
-// Close releases the compilation cache. Close every Function first.
+// Close releases the compilation cache and with it the compiled code of
+// every module the engine compiled. Close every Function first.
+//
+// Compiled code stays in the engine until then: each distinct wasm (each
+// function version ever loaded) keeps its machine code in memory. Closing a
+// wazero CompiledModule whose code is shared in the cache with other
+// Functions of the same wasm crashed wazero 1.12 under concurrent loads
+// ("index out of range" in moduleEngine.NewFunction), so insertfn does not.
 func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
 
 // Options are what a Function needs besides its wasm.
@@ -113,7 +120,6 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return fail(fmt.Errorf("compile: %w", err))
 	}
 	if err := checkModule(compiled); err != nil {
-		_ = compiled.Close(ctx)
 		return fail(err)
 	}
 	f := &Function{
@@ -131,7 +137,6 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	}
 	if def, ok := compiled.ExportedFunctions()[abi.ExportHandleBatch]; ok {
 		if !sameTypes(def.ParamTypes(), nil) || !sameTypes(def.ResultTypes(), []api.ValueType{api.ValueTypeI32}) {
-			_ = compiled.Close(ctx)
 			return fail(fmt.Errorf("exports %s with signature %v -> %v; the ABI says [] -> [i32]",
 				abi.ExportHandleBatch, def.ParamTypes(), def.ResultTypes()))
 		}
@@ -141,7 +146,6 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	inst, err := f.newInstance(ctx)
 	if err != nil {
 		<-f.slots
-		_ = compiled.Close(ctx)
 		return fail(err)
 	}
 	f.idle <- inst

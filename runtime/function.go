@@ -492,7 +492,8 @@ func (f *Function) drop(inst *instance) {
 
 // Close stops the function: new calls get ErrClosed, calls in flight finish
 // first (each is bounded by its time limit; ctx is used for releasing, not
-// for that wait), then every instance and the compiled code are released.
+// for that wait), then every instance is released. The compiled code stays
+// in the Engine (see [Engine.Close]).
 func (f *Function) Close(ctx context.Context) error {
 	f.closeMu.Lock()
 	first := !f.isClosed
@@ -510,7 +511,7 @@ func (f *Function) Close(ctx context.Context) error {
 			if !first {
 				return nil
 			}
-			return errors.Join(f.compiled.Close(ctx), f.rt.Close(ctx))
+			return f.rt.Close(ctx) // the compiled code stays in the Engine: see Engine.Close
 		}
 	}
 }
