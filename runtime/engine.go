@@ -140,7 +140,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 			return fail(fmt.Errorf("exports %s with signature %v -> %v; the ABI says [] -> [i32]",
 				abi.ExportHandleBatch, def.ParamTypes(), def.ResultTypes()))
 		}
-		f.handleBatch = def
+		f.batches = true
 	}
 	f.slots <- struct{}{}
 	inst, err := f.newInstance(ctx)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -91,7 +92,7 @@ type Function struct {
 	isClosed bool
 	busy     sync.WaitGroup
 
-	handleBatch api.FunctionDefinition // non-nil when the guest exports the batch entry
+	batches bool // the guest exports the batch entry
 
 	reasonsMu sync.RWMutex
 	reasons   map[string]string
@@ -188,7 +189,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 	if len(results) < len(events) {
 		return fmt.Errorf("runtime: InvokeBatch: %d results for %d events", len(results), len(events))
 	}
-	if f.handleBatch == nil {
+	if !f.batches {
 		var first error
 		for i, ev := range events {
 			if err := f.Invoke(ctx, ev, &results[i]); err != nil {
@@ -196,7 +197,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 				if !errors.As(err, &ferr) {
 					return err
 				}
-				first = cmpOr(first, err)
+				first = cmp.Or(first, err)
 			}
 		}
 		return first
@@ -205,7 +206,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 	for done := 0; done < len(events); {
 		inst, err := f.acquire(ctx)
 		if err != nil {
-			return cmpOr(err, first)
+			return cmp.Or(err, first)
 		}
 		n := len(events) - done
 		inst.batch, inst.results, inst.pos, inst.batchCtx, inst.batchErr = events[done:], results[done:], -1, ctx, nil
@@ -237,7 +238,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		}
 		results[done+pos].fail(ferr, &inst.call)
 		f.batchDone(inst, results[done:done+pos+1], elapsed, false)
-		first = cmpOr(first, error(ferr))
+		first = cmp.Or(first, error(ferr))
 		done += pos + 1
 	}
 	return first
@@ -255,13 +256,6 @@ func (f *Function) batchDone(inst *instance, handled []Result, elapsed time.Dura
 		f.discard(inst)
 	}
 	f.busy.Done()
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // spreadDuration gives each event of a batch an equal share of its time;
@@ -394,13 +388,13 @@ func (f *Function) classify(inst *instance, err error, fired bool) *Error {
 	case errors.As(err, &exit):
 		e.Kind = KindGuestExit
 		e.Message = fmt.Sprintf("the guest exited with code %d", exit.ExitCode())
-		if tail := inst.stderrTail(); tail != "" {
-			e.Message += ": " + tail
+		if head := inst.stderrHead(); head != "" {
+			e.Message += ": " + head
 		}
 	case goFatal(inst.stderr.String()):
 		// A Go c-shared guest ends a fatal panic with `unreachable`, not an
 		// exit: its stderr says what happened.
-		e.Kind, e.Message = KindGuestExit, "the guest panicked: "+inst.stderrTail()
+		e.Kind, e.Message = KindGuestExit, "the guest panicked: "+inst.stderrHead()
 	default:
 		e.Kind, e.Message = KindTrap, firstLine(err.Error())
 	}
@@ -536,7 +530,7 @@ type instance struct {
 	ctx    *instanceContext
 	stack  [1]uint64
 	timer  *time.Timer
-	stderr tailBuffer
+	stderr headBuffer
 
 	// The time limit of the current event: the timer is armed once per
 	// call; when it fires early for an event that started later in a batch
@@ -569,7 +563,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		// function, where the time limit cannot stop it; with wazero's
 		// no-op sleep a sleeping guest spins and the timer stops it.
 		WithRandSource(rand.Reader)
-	// Start-up logs go nowhere but the stderr tail: no event is running.
+	// Start-up output goes nowhere but the stderr head: no event is running.
 	inst.call.Reset(ctx, nil, nil, nil, hostcall.Limits{MaxLogBytes: f.limits.MaxLogBytes})
 	mod, err := f.rt.InstantiateModule(inst.ctx, f.compiled, cfg)
 	if err != nil {
@@ -581,8 +575,8 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	f.started.Add(1)
 	fail := func(what string, err error) (*instance, error) {
 		inst.close()
-		if tail := inst.stderrTail(); tail != "" {
-			err = fmt.Errorf("%w: %s", err, tail)
+		if head := inst.stderrHead(); head != "" {
+			err = fmt.Errorf("%w: %s", err, head)
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -670,7 +664,7 @@ func (inst *instance) outOfMemory(limitPages uint32) bool {
 	return inst.mem != nil && uint64(inst.mem.Size())+4<<20 >= uint64(limitPages)*65536
 }
 
-func (inst *instance) stderrTail() string {
+func (inst *instance) stderrHead() string {
 	s := strings.TrimSpace(inst.stderr.String())
 	if i := strings.LastIndex(s, "\ngoroutine "); i >= 0 { // keep the panic, not the stacks
 		s = strings.TrimSpace(s[:i])
@@ -683,12 +677,12 @@ func (inst *instance) stderrTail() string {
 // when the instance's timer fires: wazero then stops the guest, even in an
 // endless loop. It is made once per instance, so a call allocates no context.
 type instanceContext struct {
-	inst     *instance
-	done     chan struct{}
-	expireMu sync.Once
+	inst       *instance
+	done       chan struct{}
+	expireOnce sync.Once
 }
 
-func (c *instanceContext) expire()                     { c.expireMu.Do(func() { close(c.done) }) }
+func (c *instanceContext) expire()                     { c.expireOnce.Do(func() { close(c.done) }) }
 func (c *instanceContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *instanceContext) Done() <-chan struct{}       { return c.done }
 func (c *instanceContext) Value(key any) any {
@@ -710,7 +704,7 @@ func (c *instanceContext) Err() error {
 // guestOutput sends a guest's stdout or stderr to the event's logs, one log
 // line per text line (a line may come in several writes; what is left
 // without a newline is flushed when the call ends). stderr is also kept, up
-// to its first tailMax bytes per event, for error messages.
+// to its first headMax bytes per event, for error messages.
 type guestOutput struct {
 	inst    *instance
 	level   abi.Level
@@ -762,16 +756,16 @@ func (o guestOutput) flush() {
 // maxPendingLine bounds a line kept waiting for its newline.
 const maxPendingLine = 4 << 10
 
-// tailBuffer keeps the first tailMax bytes written to it: a Go panic's
+// headBuffer keeps the first headMax bytes written to it: a Go panic's
 // message comes first, its goroutine stacks after.
-type tailBuffer struct{ b []byte }
+type headBuffer struct{ b []byte }
 
-const tailMax = 2048
+const headMax = 2048
 
-func (t *tailBuffer) Write(p []byte) {
-	if room := tailMax - len(t.b); room > 0 {
+func (t *headBuffer) Write(p []byte) {
+	if room := headMax - len(t.b); room > 0 {
 		t.b = append(t.b, p[:min(room, len(p))]...)
 	}
 }
 
-func (t *tailBuffer) String() string { return string(t.b) }
+func (t *headBuffer) String() string { return string(t.b) }

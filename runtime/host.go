@@ -119,28 +119,27 @@ func instantiateHost(ctx context.Context, rt wazero.Runtime) error {
 // buf returns the guest memory [ptr, ptr+n), or panics with an
 // *abiViolation when it is outside the guest's memory.
 func (inst *instance) buf(fn string, ptr, n uint64) []byte {
+	return inst.guestBytes(fn, "buffer", ptr, n)
+}
+
+// guestBytes returns the guest memory [ptr, ptr+n) that a host function's
+// argument names (what), or panics with an *abiViolation when it is outside.
+func (inst *instance) guestBytes(fn, what string, ptr, n uint64) []byte {
 	p, l := uint32(ptr), uint32(n)
 	if l == 0 {
 		return nil
 	}
 	b, ok := inst.mem.Read(p, l)
 	if !ok {
-		panic(&abiViolation{fn: fn, what: "buffer", ptr: p, n: l, size: inst.mem.Size()})
+		panic(&abiViolation{fn: fn, what: what, ptr: p, n: l, size: inst.mem.Size()})
 	}
 	return b
 }
 
-// str is buf as a string view; host code must not keep it past the call.
+// str is guestBytes as a string view; host code must not keep it past the call.
 func (inst *instance) str(fn, what string, ptr, n uint64) string {
-	p, l := uint32(ptr), uint32(n)
-	if l == 0 {
-		return ""
-	}
-	b, ok := inst.mem.Read(p, l)
-	if !ok {
-		panic(&abiViolation{fn: fn, what: what, ptr: p, n: l, size: inst.mem.Size()})
-	}
-	return unsafe.String(&b[0], len(b))
+	b := inst.guestBytes(fn, what, ptr, n)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // checkLimits ends the call at once when the guest broke a limit.

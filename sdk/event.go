@@ -30,28 +30,24 @@ func (e *Event) buffer(n int) []byte {
 // buffer, and a second one with a buffer of the announced size only when the
 // value did not fit.
 
-func (e *Event) eventGet(path string) (abi.Kind, []byte) {
+// get reads a value by path from the event, or from the settings.
+func (e *Event) get(settings bool, path string) (abi.Kind, []byte) {
 	buf := e.buffer(0)
-	k, n := e.host.EventGet(path, buf)
+	k, n := e.hostGet(settings, path, buf)
 	if n > len(buf) {
 		buf = e.buffer(n)
-		if k, n = e.host.EventGet(path, buf); n > len(buf) {
+		if k, n = e.hostGet(settings, path, buf); n > len(buf) {
 			return k, nil
 		}
 	}
 	return k, buf[:n]
 }
 
-func (e *Event) settingsGet(path string) (abi.Kind, []byte) {
-	buf := e.buffer(0)
-	k, n := e.host.SettingsGet(path, buf)
-	if n > len(buf) {
-		buf = e.buffer(n)
-		if k, n = e.host.SettingsGet(path, buf); n > len(buf) {
-			return k, nil
-		}
+func (e *Event) hostGet(settings bool, path string, buf []byte) (abi.Kind, int) {
+	if settings {
+		return e.host.SettingsGet(path, buf)
 	}
-	return k, buf[:n]
+	return e.host.EventGet(path, buf)
 }
 
 func (e *Event) eventRead() []byte {
@@ -98,7 +94,7 @@ func (e *Event) MessageID() string { return e.Get("messageId").String() }
 // Get reads a field by gjson path ("properties.total", "context.ip",
 // "context.consent.categoryPreferences.Advertising").
 func (e *Event) Get(path string) Value {
-	kind, b := e.eventGet(path)
+	kind, b := e.get(false, path)
 	return Value{Kind: kind, raw: string(b)}
 }
 
@@ -168,7 +164,7 @@ type Settings struct{ e *Event }
 
 // Get reads a setting by gjson path.
 func (s Settings) Get(path string) Value {
-	kind, b := s.e.settingsGet(path)
+	kind, b := s.e.get(true, path)
 	return Value{Kind: kind, raw: string(b)}
 }
 

@@ -52,10 +52,8 @@ type Record struct {
 
 // Category returns the category entry called name.
 func (r *Record) Category(name string) (Category, bool) {
-	for _, c := range r.Categories {
-		if c.Name == name {
-			return c, true
-		}
+	if i := r.CategoryIndex(name); i >= 0 {
+		return r.Categories[i], true
 	}
 	return Category{}, false
 }
@@ -90,10 +88,8 @@ func (r *Record) PurposeIndex(regulation, name string) int {
 
 // Purpose returns the purpose entry of a regulation.
 func (r *Record) Purpose(regulation, name string) (Purpose, bool) {
-	for _, p := range r.Purposes {
-		if p.Regulation == regulation && p.Name == name {
-			return p, true
-		}
+	if i := r.PurposeIndex(regulation, name); i >= 0 {
+		return r.Purposes[i], true
 	}
 	return Purpose{}, false
 }

@@ -98,21 +98,11 @@ func (c *Call) EventGet(path string, buf []byte) (abi.Kind, int) {
 	return c.getValue(c.Doc.Get(path), buf)
 }
 
+// getValue copies a value straight from the document (a view, unless the
+// string had escapes) into the guest's buffer.
 func (c *Call) getValue(r gjson.Result, buf []byte) (abi.Kind, int) {
-	// Strings without escapes and raw values are views into the document:
-	// copy them straight into the guest's buffer.
-	switch r.Type {
-	case gjson.String:
-		return abi.KindString, fill(buf, unsafe.Slice(unsafe.StringData(r.Str), len(r.Str)))
-	case gjson.Number, gjson.JSON:
-		kind := abi.KindNumber
-		if r.Type == gjson.JSON {
-			kind = abi.KindJSON
-		}
-		return kind, fill(buf, unsafe.Slice(unsafe.StringData(r.Raw), len(r.Raw)))
-	}
-	_, kind := AppendValue(nil, r)
-	return kind, 0
+	v := valueBytes(r)
+	return valueKind(r), fill(buf, unsafe.Slice(unsafe.StringData(v), len(v)))
 }
 
 // EventSet implements abi.FuncEventSet.

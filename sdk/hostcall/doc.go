@@ -247,7 +247,7 @@ func (d *Doc) Set(path string, raw []byte) (abi.Status, error) {
 	if arrayIndexTooLarge(path, d.maxBytes) {
 		return abi.StatusOK, ErrTooLarge
 	}
-	out, err := sjson.SetRawBytes(d.own(), path, raw)
+	out, err := sjson.SetRawBytes(d.buf, path, raw) // sjson returns a new buffer: the input is never written
 	if err != nil {
 		return abi.StatusInvalidPath, nil
 	}
@@ -262,7 +262,7 @@ func (d *Doc) Delete(path string) abi.Status {
 	if !gjson.Get(d.str(), path).Exists() {
 		return abi.StatusOK
 	}
-	out, err := sjson.DeleteBytes(d.own(), path)
+	out, err := sjson.DeleteBytes(d.buf, path)
 	if err != nil {
 		return abi.StatusInvalidPath
 	}
@@ -344,14 +344,6 @@ func arrayIndexTooLarge(path string, maxBytes int) bool {
 	return false
 }
 
-// own returns a buffer sjson may write into: never the caller's bytes.
-func (d *Doc) own() []byte {
-	if d.modified {
-		return d.buf
-	}
-	return append(make([]byte, 0, len(d.buf)+64), d.buf...)
-}
-
 func (d *Doc) commit(out []byte) (abi.Status, error) {
 	if d.maxBytes > 0 && len(out) > d.maxBytes {
 		return abi.StatusOK, ErrTooLarge
@@ -364,21 +356,38 @@ func (d *Doc) commit(out []byte) (abi.Status, error) {
 // returns its kind: strings unescaped, numbers as text, objects and arrays
 // raw, nothing for true, false, null and missing.
 func AppendValue(dst []byte, r gjson.Result) ([]byte, abi.Kind) {
+	return append(dst, valueBytes(r)...), valueKind(r)
+}
+
+// valueKind is the ABI kind of a gjson result.
+func valueKind(r gjson.Result) abi.Kind {
 	switch r.Type {
 	case gjson.Null:
 		if !r.Exists() {
-			return dst, abi.KindMissing
+			return abi.KindMissing
 		}
-		return dst, abi.KindNull
+		return abi.KindNull
 	case gjson.False:
-		return dst, abi.KindFalse
+		return abi.KindFalse
 	case gjson.True:
-		return dst, abi.KindTrue
+		return abi.KindTrue
 	case gjson.Number:
-		return append(dst, r.Raw...), abi.KindNumber
+		return abi.KindNumber
 	case gjson.String:
-		return append(dst, r.Str...), abi.KindString
-	default:
-		return append(dst, r.Raw...), abi.KindJSON
+		return abi.KindString
 	}
+	return abi.KindJSON
+}
+
+// valueBytes is what the guest gets for a gjson result: a string
+// unescaped, a number as its text, an object or array raw, nothing for the
+// rest. Unless the string had escapes, it is a view into the document.
+func valueBytes(r gjson.Result) string {
+	switch r.Type {
+	case gjson.String:
+		return r.Str
+	case gjson.Number, gjson.JSON:
+		return r.Raw
+	}
+	return ""
 }
