@@ -1,14 +1,22 @@
-// Package consentstore holds consent stores for the host: backends of the
-// [consent.Store] interface that the runtime looks stored consent up in.
+// Package consentstore is the consent store of the host: every person's
+// stored consent in the shape of the consent-record contract, merged
+// last-writer-wins per entry, with history, behind the [consent.Store]
+// interface the runtime looks consent up in.
 //
-// [Memory] keeps every record in memory; [Load] and [LoadFile] fill one from
-// a file of records in the wire format of the consent-record contract (a
-// JSON array, a single object, or NDJSON).
+// A [Store] is a [Backend] (where records live) plus an optional cache and
+// the contract's operations: Get, Update, Link, Delete, History and AsOf.
+// The backends are [Memory] (this package), the embedded database
+// (boltstore), Redis (redisstore) and a company's own consent service
+// (httpstore); storeconfig opens the one a configuration names. Every
+// backend passes the same behavioural suite (storetest).
+//
+// [Load] and [LoadFile] fill a [Memory] from a file of records (a JSON
+// array, a single object, or NDJSON).
 package consentstore
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -16,25 +24,28 @@ import (
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 
-// ErrNoID is returned by [Memory.Put] for a record without an id.
-var ErrNoID = errors.New("consentstore: record without an id")
-
-// Memory is an in-memory consent store, safe for concurrent use. Its zero
-// value is an empty store ready to use.
+// Memory is an in-memory [Backend], safe for concurrent use: for tests,
+// `insertfn test`, and hosts that load their records from a file at start.
+// Its zero value is an empty store ready to use.
 //
-// A record is found by its id or by any of its aliases. The records Get and
-// Records return are shared and never changed afterwards: Put builds a new
-// record (clone, merge, swap) instead of changing one already handed out.
+// The records Get returns are shared and never changed afterwards: Update
+// builds a new record (clone, merge, swap) instead of changing one already
+// handed out.
 type Memory struct {
-	mu   sync.RWMutex
-	ids  map[string]*consent.Record // every id and alias -> its record
-	recs map[string]*consent.Record // primary id -> record
+	mu      sync.RWMutex
+	closed  bool
+	ids     map[string]*consent.Record  // every id and alias -> its record
+	recs    map[string]*consent.Record  // primary id -> record
+	history map[string]map[string]Point // primary id -> Point.Key -> point
 }
 
 // NewMemory returns an empty store.
 func NewMemory() *Memory { return &Memory{} }
 
-var _ consent.Store = (*Memory)(nil)
+var (
+	_ consent.Store = (*Memory)(nil)
+	_ Backend       = (*Memory)(nil)
+)
 
 // Get returns the record whose id or alias is id, or [consent.ErrNotFound].
 // It does not keep id and allocates nothing. The record is shared: treat it
@@ -49,53 +60,63 @@ func (m *Memory) Get(_ context.Context, id string) (*consent.Record, error) {
 	return rec, nil
 }
 
-// Put merges rec into the store and returns the changes it made to stored
-// values.
-//
-// rec is an update in the contract's sense: each of its categories and
-// purposes is merged with [consent.Record.Merge], last writer wins by the
-// entry's timestamp, and entries it does not name stay as they are. It is
-// merged into the record that its id or one of its aliases already finds;
-// when its ids find several records, they become linked and are merged into
-// one (their ids becoming aliases), rec last so that it wins equal
-// timestamps. The merged record keeps the id of the record that rec.ID
-// finds, or else rec.ID. UpdatedAt becomes the newest of the merged
-// records' UpdatedAt and entry timestamps.
-//
-// Put does not keep rec or any of its slices. It returns [ErrNoID] when
-// rec has no id.
+// Put merges rec into the store as an update from source "import" and
+// returns the changes it made to stored values; see [Memory.Update].
 func (m *Memory) Put(rec *consent.Record) ([]consent.Change, error) {
 	if rec == nil || rec.ID == "" {
 		return nil, ErrNoID
 	}
+	u := Update{Record: *rec.Clone(), Source: "import"}
+	u.Record.Normalize()
+	_, changes, err := m.Update(context.Background(), &u)
+	return changes, err
+}
+
+// Update merges u into the record its ids find, as [MergeRecords] says,
+// and adds its decisions to the record's history. When u's ids find several
+// records they are linked into one, with their histories.
+func (m *Memory) Update(_ context.Context, u *Update) (*consent.Record, []consent.Change, error) {
+	if u.Record.ID == "" {
+		return nil, nil, ErrNoID
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
 	if m.ids == nil {
 		m.ids = make(map[string]*consent.Record)
 		m.recs = make(map[string]*consent.Record)
+		m.history = make(map[string]map[string]Point)
 	}
 
-	// The stored records that rec's ids find: the one rec.ID finds first.
-	base := m.ids[rec.ID]
+	base := m.ids[u.Record.ID]
 	var linked []*consent.Record
-	for _, a := range rec.Aliases {
+	for _, a := range u.Record.Aliases {
 		if r := m.ids[a]; r != nil && r != base && !slices.Contains(linked, r) {
 			linked = append(linked, r)
 		}
 	}
-	slices.SortFunc(linked, func(a, b *consent.Record) int { return strings.Compare(a.ID, b.ID) })
+	merged, changes := MergeRecords(u, base, linked)
 
-	merged := &consent.Record{ID: rec.ID}
-	if base != nil {
-		merged = base.Clone()
+	// History: the merged record's keeps every point of the records merged
+	// into it, then u's.
+	hist := m.history[merged.ID]
+	if hist == nil {
+		hist = make(map[string]Point)
 	}
-	updatedAt := merged.UpdatedAt
-	for _, r := range linked {
-		merged.Merge(r)
-		updatedAt = max(updatedAt, r.UpdatedAt)
+	for _, old := range append(linked, base) {
+		if old == nil || old.ID == merged.ID {
+			continue
+		}
+		for _, p := range m.history[old.ID] {
+			UpsertPoint(hist, p)
+		}
+		delete(m.history, old.ID)
 	}
-	changes := merged.Merge(rec)
-	merged.UpdatedAt = max(merged.UpdatedAt, updatedAt, rec.UpdatedAt)
+	for _, p := range PointsOf(&u.Record, u.Source, u.RecordedAt) {
+		UpsertPoint(hist, p)
+	}
 
 	// Swap: forget the old records and their ids, index the merged one.
 	for _, old := range append(linked, base) {
@@ -108,28 +129,68 @@ func (m *Memory) Put(rec *consent.Record) ([]consent.Change, error) {
 		}
 	}
 	m.recs[merged.ID] = merged
-	m.ids[merged.ID] = merged
-	for _, a := range merged.Aliases {
-		m.ids[a] = merged
+	m.history[merged.ID] = hist
+	for _, id := range merged.IDs() {
+		m.ids[id] = merged
 	}
-	return changes, nil
+	return merged, changes, nil
 }
 
 // Delete removes the record that id or one of its aliases finds, with all
-// its aliases (a person's erasure request). It reports whether there was
-// one.
-func (m *Memory) Delete(id string) bool {
+// its aliases and its history (a person's erasure request), and returns it.
+func (m *Memory) Delete(_ context.Context, id string) (*consent.Record, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
 	rec := m.ids[id]
 	if rec == nil {
-		return false
+		return nil, fmt.Errorf("consent store: delete %q: %w", id, consent.ErrNotFound)
 	}
 	delete(m.recs, rec.ID)
+	delete(m.history, rec.ID)
 	for _, i := range rec.IDs() {
 		delete(m.ids, i)
 	}
-	return true
+	return rec, nil
+}
+
+// History returns the record that id finds and the points of its history.
+func (m *Memory) History(_ context.Context, id string) (*consent.Record, []Point, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rec := m.ids[id]
+	if rec == nil {
+		return nil, nil, fmt.Errorf("consent store: history of %q: %w", id, consent.ErrNotFound)
+	}
+	points := make([]Point, 0, len(m.history[rec.ID]))
+	for _, p := range m.history[rec.ID] {
+		points = append(points, p)
+	}
+	return rec, points, nil
+}
+
+// Scan calls fn with every record, sorted by id, until fn returns an error.
+func (m *Memory) Scan(ctx context.Context, fn func(*consent.Record) error) error {
+	for _, r := range m.Records() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close empties the store; later calls that write fail with [ErrClosed].
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.ids, m.recs, m.history = nil, nil, nil
+	return nil
 }
 
 // Len returns the number of records (not counting aliases).

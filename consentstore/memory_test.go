@@ -244,11 +244,11 @@ func TestDelete(t *testing.T) {
 	m := NewMemory()
 	put(t, m, `{"id":"u1","aliases":["a1","a2"],"categoryPreferences":{"Advertising":true}}`)
 	put(t, m, `{"id":"u2","categoryPreferences":{"Advertising":false}}`)
-	if m.Delete("nobody") {
-		t.Error("Delete of an unknown id reported true")
+	if _, err := m.Delete(ctx, "nobody"); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("Delete of an unknown id: %v, want ErrNotFound", err)
 	}
-	if !m.Delete("a2") {
-		t.Fatal("Delete by alias reported false")
+	if rec, err := m.Delete(ctx, "a2"); err != nil || rec.ID != "u1" {
+		t.Fatalf("Delete by alias = %v, %v; want the record u1", rec, err)
 	}
 	for _, id := range []string{"u1", "a1", "a2"} {
 		if _, err := m.Get(ctx, id); !errors.Is(err, consent.ErrNotFound) {
@@ -303,7 +303,7 @@ func TestConcurrentPutGet(t *testing.T) {
 					return
 				}
 				if i%97 == 0 {
-					m.Delete(fmt.Sprintf("anon%d", (i+w)%10))
+					m.Delete(ctx, fmt.Sprintf("anon%d", (i+w)%10))
 				}
 			}
 		})

@@ -1,0 +1,293 @@
+package consentstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/insertfn/insertfn/sdk/consent"
+)
+
+// Errors a [Store] and its backends return, to be tested with errors.Is.
+var (
+	// ErrNoID: an update, link or lookup without an id.
+	ErrNoID = errors.New("consent store: record without an id")
+	// ErrReadOnly: the backend only reads (the http backend); write to the
+	// consent service itself.
+	ErrReadOnly = errors.New("consent store: this backend is read-only")
+	// ErrUnavailable: the backend failed or did not answer within its
+	// timeout. The error wrapping it says which backend and why; the
+	// caller may retry later.
+	ErrUnavailable = errors.New("consent store: backend unavailable")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("consent store: closed")
+)
+
+// Update is a partial, timestamped change to one person's consent.
+//
+// Record.ID is the id the update is about (a userId or anonymousId);
+// Record.Aliases are other ids of the same person, which become linked to it
+// (see [Store.Link]). Record.Categories and Record.Purposes are the entries
+// it changes, each merged last-writer-wins by its timestamp; the entries it
+// does not name stay as they are. Source says where it came from, for the
+// history: "admin", "import:FILE:LINE", "segment:MESSAGEID", ...
+type Update struct {
+	Record consent.Record
+	Source string
+	// RecordedAt is when the host received the update (Unix
+	// milliseconds). [Store.Update] sets it; backends store it with each
+	// point of the history.
+	RecordedAt int64
+}
+
+// Backend is where a [Store] keeps records: the embedded database, Redis,
+// a company's consent service, or memory. Backends hold records in the
+// consent-record contract's shape, find them by id or alias, merge updates
+// with [MergeRecords] semantics (atomically: concurrent updates to one
+// record lose nothing), and keep each record's history as a set of
+// [Point]s (see [UpsertPoint]).
+//
+// A Store validates updates before a backend sees them: Record.ID is set,
+// every entry has a name and a timestamp, RecordedAt is set, and the
+// record is normalized. Backends must honour ctx and bound their own
+// latency; a failure to reach the backend wraps [ErrUnavailable].
+type Backend interface {
+	// Get returns the record whose id or alias is id, or an error wrapping
+	// [consent.ErrNotFound]. The record is shared: nobody changes it after.
+	Get(ctx context.Context, id string) (*consent.Record, error)
+	// Update merges u into the record its ids find (linking and merging
+	// records when its ids find several), adds its points to the history
+	// and returns the resulting record and the changes to stored values.
+	Update(ctx context.Context, u *Update) (*consent.Record, []consent.Change, error)
+	// Delete removes the record that id finds, its aliases and its history,
+	// and returns the record as it was, or an error wrapping
+	// [consent.ErrNotFound].
+	Delete(ctx context.Context, id string) (*consent.Record, error)
+	// History returns the record that id finds and the points of its
+	// history, in any order.
+	History(ctx context.Context, id string) (*consent.Record, []Point, error)
+	// Scan calls fn with every record, in any order, until fn returns an
+	// error, which Scan returns.
+	Scan(ctx context.Context, fn func(*consent.Record) error) error
+	// Close releases the backend. Calls after Close fail with ErrClosed.
+	Close() error
+}
+
+// Options configure a [Store]. The zero value is a store without a cache
+// that uses the system clock.
+type Options struct {
+	// Cache puts a bounded in-process cache in front of the backend; for
+	// remote backends (Redis, http). The zero value is no cache.
+	Cache CacheConfig
+	// Now returns the current time; nil is time.Now.
+	Now func() time.Time
+}
+
+// Store is the consent store the host uses: a [Backend], the optional
+// cache in front of it, and the operations of the consent-record contract
+// (Get, Update, Link, Delete, History, AsOf). It implements [consent.Store]
+// for the runtime. A Store is safe for concurrent use.
+type Store struct {
+	b     Backend
+	cache *recordCache // nil without a cache
+	now   func() time.Time
+}
+
+var _ consent.Store = (*Store)(nil)
+
+// New returns a Store over b. The Store owns b: [Store.Close] closes it.
+func New(b Backend, opts Options) *Store {
+	s := &Store{b: b, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.Cache.Size > 0 {
+		s.cache = newRecordCache(opts.Cache)
+	}
+	return s
+}
+
+// Backend returns the backend the store reads and writes.
+func (s *Store) Backend() Backend { return s.b }
+
+// Get returns the record whose id or alias is id, or an error wrapping
+// [consent.ErrNotFound]. With a cache, a hit (also a cached miss) does not
+// reach the backend. The record is shared: treat it as read-only.
+func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
+	if id == "" {
+		return nil, consent.ErrNotFound
+	}
+	if s.cache == nil {
+		return s.b.Get(ctx, id)
+	}
+	if rec, ok := s.cache.get(id); ok {
+		if rec == nil {
+			return nil, consent.ErrNotFound
+		}
+		return rec, nil
+	}
+	gen := s.cache.generation()
+	rec, err := s.b.Get(ctx, id)
+	switch {
+	case err == nil:
+		s.cache.put(gen, id, rec)
+	case errors.Is(err, consent.ErrNotFound):
+		s.cache.put(gen, id, nil)
+	}
+	return rec, err
+}
+
+// Update validates u, stamps entries without a timestamp with the current
+// time, merges it (see [Backend.Update]) and returns the changes it made to
+// stored values. Update keeps nothing of u.
+func (s *Store) Update(ctx context.Context, u Update) ([]consent.Change, error) {
+	now := s.now().UnixMilli()
+	if err := prepare(&u, now); err != nil {
+		return nil, err
+	}
+	if s.cache != nil {
+		s.cache.beginWrite()
+	}
+	rec, changes, err := s.b.Update(ctx, &u)
+	if s.cache != nil {
+		ids := u.Record.IDs()
+		if rec != nil {
+			ids = append(ids, rec.IDs()...)
+		}
+		s.cache.invalidate(ids...)
+	}
+	return changes, err
+}
+
+// Link records that aliases are other ids of the person id names (an
+// analytics alias call, an event carrying both userId and anonymousId).
+// Records already stored under them are merged into one.
+func (s *Store) Link(ctx context.Context, id string, aliases ...string) error {
+	_, err := s.Update(ctx, Update{Record: consent.Record{ID: id, Aliases: aliases}, Source: "link"})
+	return err
+}
+
+// Delete removes the record that id finds, with its aliases and its history
+// (a person's erasure request). It reports whether there was one.
+func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
+	if id == "" {
+		return false, ErrNoID
+	}
+	if s.cache != nil {
+		s.cache.beginWrite()
+	}
+	rec, err := s.b.Delete(ctx, id)
+	if s.cache != nil {
+		ids := []string{id}
+		if rec != nil {
+			ids = append(ids, rec.IDs()...)
+		}
+		s.cache.invalidate(ids...)
+	}
+	if errors.Is(err, consent.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// History returns the record that id finds and its history, oldest decision
+// first (see [History]).
+func (s *Store) History(ctx context.Context, id string) (*consent.Record, []HistoryEntry, error) {
+	rec, points, err := s.b.History(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, History(points), nil
+}
+
+// AsOf answers what the person id names had consented to at time at: for
+// each category and purpose, the newest decision taken at or before at
+// (see [AsOf]).
+func (s *Store) AsOf(ctx context.Context, id string, at time.Time) (*consent.Record, error) {
+	rec, points, err := s.b.History(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return AsOf(rec, points, at.UnixMilli()), nil
+}
+
+// Scan calls fn with every stored record until fn returns an error.
+func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error {
+	return s.b.Scan(ctx, fn)
+}
+
+// Close closes the backend.
+func (s *Store) Close() error { return s.b.Close() }
+
+// prepare validates an update and fills what the backends rely on.
+func prepare(u *Update, now int64) error {
+	r := &u.Record
+	if r.ID == "" {
+		return ErrNoID
+	}
+	r.Aliases = slices.Clone(r.Aliases)
+	r.Categories = slices.Clone(r.Categories)
+	r.Purposes = slices.Clone(r.Purposes)
+	for i := range r.Categories {
+		c := &r.Categories[i]
+		if c.Name == "" {
+			return fmt.Errorf("consent store: update of %q: a category without a name", r.ID)
+		}
+		if c.Timestamp < 0 {
+			return fmt.Errorf("consent store: update of %q: category %q: negative timestamp %d", r.ID, c.Name, c.Timestamp)
+		}
+		if c.Timestamp == 0 {
+			c.Timestamp = now
+		}
+	}
+	for i := range r.Purposes {
+		p := &r.Purposes[i]
+		if p.Regulation == "" || p.Name == "" {
+			return fmt.Errorf("consent store: update of %q: a purpose needs a regulation and a name (got %q/%q)", r.ID, p.Regulation, p.Name)
+		}
+		if p.Timestamp < 0 {
+			return fmt.Errorf("consent store: update of %q: purpose %s.%s: negative timestamp %d", r.ID, p.Regulation, p.Name, p.Timestamp)
+		}
+		if p.Timestamp == 0 {
+			p.Timestamp = now
+		}
+	}
+	for _, a := range r.Aliases {
+		if strings.TrimSpace(a) == "" {
+			return fmt.Errorf("consent store: update of %q: an empty alias", r.ID)
+		}
+	}
+	r.Normalize()
+	if u.RecordedAt == 0 {
+		u.RecordedAt = now
+	}
+	return nil
+}
+
+// MergeRecords computes what a backend stores when it applies u: base is
+// the stored record that u.Record.ID finds (nil when none) and linked the
+// other stored records that u's aliases find. They are merged into one
+// record, linked ones in id order and u last, so that u wins equal
+// timestamps. The result keeps base's id, or else u's id; every other id
+// becomes an alias. UpdatedAt is the newest of the merged records' and
+// entries' times. MergeRecords changes none of its arguments and returns
+// the changes u made to stored values.
+func MergeRecords(u *Update, base *consent.Record, linked []*consent.Record) (*consent.Record, []consent.Change) {
+	merged := &consent.Record{ID: u.Record.ID}
+	if base != nil {
+		merged = base.Clone()
+	}
+	updatedAt := merged.UpdatedAt
+	linked = slices.Clone(linked)
+	slices.SortFunc(linked, func(a, b *consent.Record) int { return strings.Compare(a.ID, b.ID) })
+	for _, r := range linked {
+		merged.Merge(r)
+		updatedAt = max(updatedAt, r.UpdatedAt)
+	}
+	changes := merged.Merge(&u.Record)
+	merged.UpdatedAt = max(merged.UpdatedAt, updatedAt, u.Record.UpdatedAt)
+	return merged, changes
+}
