@@ -52,9 +52,12 @@ var (
 // as read-only.
 func (m *Memory) Get(_ context.Context, id string) (*consent.Record, error) {
 	m.mu.RLock()
-	rec := m.ids[id]
+	rec, closed := m.ids[id], m.closed
 	m.mu.RUnlock()
 	if rec == nil {
+		if closed {
+			return nil, ErrClosed
+		}
 		return nil, consent.ErrNotFound
 	}
 	return rec, nil
@@ -160,6 +163,9 @@ func (m *Memory) Delete(_ context.Context, id string) (*consent.Record, error) {
 func (m *Memory) History(_ context.Context, id string) (*consent.Record, []Point, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, nil, ErrClosed
+	}
 	rec := m.ids[id]
 	if rec == nil {
 		return nil, nil, fmt.Errorf("consent store: history of %q: %w", id, consent.ErrNotFound)
@@ -173,6 +179,12 @@ func (m *Memory) History(_ context.Context, id string) (*consent.Record, []Point
 
 // Scan calls fn with every record, sorted by id, until fn returns an error.
 func (m *Memory) Scan(ctx context.Context, fn func(*consent.Record) error) error {
+	m.mu.RLock()
+	closed := m.closed
+	m.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
 	for _, r := range m.Records() {
 		if err := ctx.Err(); err != nil {
 			return err
