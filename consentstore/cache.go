@@ -1,6 +1,7 @@
 package consentstore
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -86,6 +87,7 @@ func (c *recordCache) put(gen uint64, id string, rec *consent.Record) {
 	if gen != c.gen {
 		return
 	}
+	id = strings.Clone(id) // the caller's id may be a view into a buffer it reuses
 	if rec == nil {
 		c.missing.Add(id, struct{}{})
 	} else {
