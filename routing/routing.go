@@ -166,10 +166,10 @@ const inlineMembers = 24
 // gjson path syntax: names may contain dots, stars or spaces), so that
 // looking up every destination's categories does not scan the JSON again.
 type members struct {
-	n      int
-	keys   [inlineMembers]string
-	types  [inlineMembers]gjson.Type
-	obj    gjson.Result // set when the object has more members than fit
+	n     int
+	keys  [inlineMembers]string
+	types [inlineMembers]gjson.Type
+	obj   gjson.Result // set when the object has more members than fit
 }
 
 // read loads obj's members and reports whether obj is an object.
