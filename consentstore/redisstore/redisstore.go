@@ -143,25 +143,25 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	t := cfg.Timeout
-	c := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:                 cfg.Addrs,
-		IsClusterMode:         cluster,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		Protocol:              2,
-		DisableIdentity:       true,
-		DialTimeout:           t,
-		ReadTimeout:           t,
-		WriteTimeout:          t,
-		PoolTimeout:           t,
-		ContextTimeoutEnabled: true,
-		PoolSize:              cfg.PoolSize,
-		MaxRetries:            1,
-		MaintNotificationsConfig: &maintnotifications.Config{
-			Mode: maintnotifications.ModeDisabled,
-		},
-	})
+	// One dial attempt and one retry: a server that refuses connections
+	// fails the call at once instead of after the timeout.
+	var c redis.UniversalClient
+	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if cluster {
+		c = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: cfg.Addrs, Username: cfg.Username, Password: cfg.Password,
+			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: noMaint,
+			DialTimeout: t, ReadTimeout: t, WriteTimeout: t, PoolTimeout: t, ContextTimeoutEnabled: true,
+			DialerRetries: 1, DialerRetryTimeout: time.Millisecond, MaxRetries: 1, PoolSize: cfg.PoolSize,
+		})
+	} else {
+		c = redis.NewClient(&redis.Options{
+			Addr: cfg.Addrs[0], Username: cfg.Username, Password: cfg.Password, DB: cfg.DB,
+			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: noMaint,
+			DialTimeout: t, ReadTimeout: t, WriteTimeout: t, PoolTimeout: t, ContextTimeoutEnabled: true,
+			DialerRetries: 1, DialerRetryTimeout: time.Millisecond, MaxRetries: 1, PoolSize: cfg.PoolSize,
+		})
+	}
 	s := &Store{c: c, addrs: addrs, timeout: t, prefix: "{" + cfg.KeyPrefix + "}"}
 	s.all = s.prefix + "all"
 	cctx, cancel := context.WithTimeout(ctx, t)
@@ -185,8 +185,11 @@ func (s *Store) fail(ctx, cctx context.Context, op string, err error) error {
 		return fmt.Errorf("consent store: redis %s: %s: no answer before the caller's deadline: %w (%w)",
 			s.addrs, op, consentstore.ErrUnavailable, ctx.Err())
 	case cctx.Err() != nil:
-		return fmt.Errorf("consent store: redis %s: %s: no answer within %v: %w (%w; %v)",
-			s.addrs, op, s.timeout, consentstore.ErrUnavailable, cctx.Err(), err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = nil
+		}
+		return fmt.Errorf("consent store: redis %s: %s: no answer within %v: %w (%w%s)",
+			s.addrs, op, s.timeout, consentstore.ErrUnavailable, cctx.Err(), suffix(err))
 	}
 	return fmt.Errorf("consent store: redis %s: %s: %w (%w)", s.addrs, op, consentstore.ErrUnavailable, err)
 }
@@ -396,6 +399,13 @@ func recordOf(id, fields any) (*consent.Record, error) {
 		return nil, fmt.Errorf("record %q: the index names it but it is not stored", pid)
 	}
 	return decodeRecord(pid, fs)
+}
+
+func suffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "; " + err.Error()
 }
 
 // quote quotes an id for an error message, shortened.
