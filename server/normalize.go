@@ -1,0 +1,395 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidwall/gjson"
+)
+
+// eventType is the type of a Segment call.
+type eventType uint8
+
+const (
+	typeNone eventType = iota // a batch element: the type comes from the event
+	typeTrack
+	typeIdentify
+	typePage
+	typeScreen
+	typeGroup
+	typeAlias
+)
+
+// String returns the type as the type field spells it.
+func (t eventType) String() string {
+	switch t {
+	case typeTrack:
+		return "track"
+	case typeIdentify:
+		return "identify"
+	case typePage:
+		return "page"
+	case typeScreen:
+		return "screen"
+	case typeGroup:
+		return "group"
+	case typeAlias:
+		return "alias"
+	}
+	return ""
+}
+
+func parseType(s string) eventType {
+	for t := typeTrack; t <= typeAlias; t++ {
+		if t.String() == s {
+			return t
+		}
+	}
+	return typeNone
+}
+
+// timeLayout is how receivedAt and timestamp are written: RFC 3339 in UTC
+// with milliseconds, as Segment writes them.
+const timeLayout = "2006-01-02T15:04:05.000Z"
+
+// problem is why an event or a request is refused: the HTTP status and a
+// message for the client. The zero value means no problem.
+type problem struct {
+	status int
+	msg    string
+}
+
+func (p problem) ok() bool { return p.status == 0 }
+
+// Event-level problems. The messages name the field and say what to send.
+var (
+	errNotObject      = problem{400, "the event is not a JSON object"}
+	errMissingType    = problem{400, "missing type: each event in a batch needs a type (track, identify, page, screen, group or alias)"}
+	errBadType        = problem{400, "type must be one of track, identify, page, screen, group, alias"}
+	errMissingID      = problem{400, "missing userId or anonymousId: every call needs at least one of them"}
+	errBadUserID      = problem{400, "userId must be a string or a number"}
+	errBadAnonID      = problem{400, "anonymousId must be a string or a number"}
+	errMissingEvent   = problem{400, "track needs event: the name of the action, a non-empty string"}
+	errMissingPrevID  = problem{400, "alias needs previousId: the identity being aliased, a non-empty string or number"}
+	errMissingGroupID = problem{400, "group needs groupId: a non-empty string or number"}
+	errBadMessageID   = problem{400, "messageId must be a string"}
+	errLongMessageID  = problem{400, "messageId is longer than 100 characters"}
+	errBadContext     = problem{400, "context must be a JSON object"}
+	errBadIntegration = problem{400, "integrations must be a JSON object"}
+	errBadTimestamp   = problem{400, "timestamp (or originalTimestamp) must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
+	errBadSentAt      = problem{400, "sentAt must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
+	errEventTooLarge  = problem{413, "the event is larger than the server's per-event limit (max_event_bytes)"}
+)
+
+// shared is what a batch gives to each of its events: its top-level
+// context, integrations and sentAt (zero Results when absent). For a
+// single call it is empty.
+type shared struct {
+	context      gjson.Result
+	integrations gjson.Result
+	sentAt       gjson.Result
+}
+
+// present reports whether r holds a value other than JSON null.
+func present(r gjson.Result) bool { return r.Type != gjson.Null }
+
+// isID reports whether r is a usable identifier: a non-empty string or a
+// number.
+func isID(r gjson.Result) bool {
+	return (r.Type == gjson.String && r.Str != "") || r.Type == gjson.Number
+}
+
+// idType reports whether r may stand where an identifier goes: absent,
+// null, a string (maybe empty) or a number.
+func idType(r gjson.Result) bool {
+	return r.Type == gjson.Null || r.Type == gjson.String || r.Type == gjson.Number
+}
+
+// fields are the members of an event that the server reads. The first
+// occurrence of a key wins, as it does for gjson everywhere else in
+// insertfn; later occurrences are dropped from the stored event so that
+// no reader, whatever its rule, sees another value.
+type fields struct {
+	typ, messageID, timestamp, origTimestamp, sentAt gjson.Result
+	context, integrations                            gjson.Result
+	userID, anonymousID, event, previousID, groupID  gjson.Result
+}
+
+// normalize validates one event and appends its normalized form to
+// sc.out. typ is the type the path gives (typeNone for a batch element);
+// sh is what the batch adds; now is receivedAt (UTC), already formatted in
+// sc.received.
+//
+// The normalized event keeps every member of ev except writeKey (and
+// later duplicates of a key), with:
+//   - type: the path's type for single calls, else the event's own;
+//   - messageId: the client's, or "ifn-" and 32 random hex digits;
+//   - context and integrations: the event's, with the batch's top-level
+//     members added one level deep (see [Server]);
+//   - sentAt: the event's, else the batch's;
+//   - originalTimestamp: the client's originalTimestamp, else its timestamp;
+//   - timestamp: receivedAt − (sentAt − originalTimestamp) when both are
+//     known, originalTimestamp when sentAt is not, receivedAt when the
+//     client sent no time at all;
+//   - receivedAt: now.
+//
+// It returns the dedupe key of a client-supplied messageId (dedupe false
+// for a generated one, which cannot repeat), or the problem that refuses
+// the event, in which case sc.out is left as it was.
+func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time.Time, h hasher) (key idKey, dedupe bool, p problem) {
+	if !ev.IsObject() {
+		return key, false, errNotObject
+	}
+	start := len(sc.out)
+	out := append(sc.out, '{')
+	first := true
+	var f fields
+	seen := sc.keys[:0]
+	ev.ForEach(func(k, v gjson.Result) bool {
+		name := k.Str
+		for _, s := range seen {
+			if s == name {
+				return true
+			}
+		}
+		seen = append(seen, name)
+		switch name {
+		case "type":
+			f.typ = v
+			return true
+		case "messageId":
+			f.messageID = v
+			return true
+		case "timestamp":
+			f.timestamp = v
+			return true
+		case "originalTimestamp":
+			f.origTimestamp = v
+			return true
+		case "sentAt":
+			f.sentAt = v
+			return true
+		case "context":
+			f.context = v
+			return true
+		case "integrations":
+			f.integrations = v
+			return true
+		case "writeKey", "receivedAt":
+			return true
+		case "userId":
+			f.userID = v
+		case "anonymousId":
+			f.anonymousID = v
+		case "event":
+			f.event = v
+		case "previousId":
+			f.previousID = v
+		case "groupId":
+			f.groupID = v
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = append(out, k.Raw...)
+		out = append(out, ':')
+		out = append(out, v.Raw...)
+		return true
+	})
+	sc.keys = seen[:0]
+	sc.out = out // keep the grown buffer even if the event is refused
+	fail := func(p problem) (idKey, bool, problem) {
+		sc.out = sc.out[:start]
+		return idKey{}, false, p
+	}
+
+	if typ == typeNone {
+		if f.typ.Type != gjson.String {
+			if present(f.typ) {
+				return fail(errBadType)
+			}
+			return fail(errMissingType)
+		}
+		if typ = parseType(f.typ.Str); typ == typeNone {
+			return fail(errBadType)
+		}
+	}
+	if !idType(f.userID) {
+		return fail(errBadUserID)
+	}
+	if !idType(f.anonymousID) {
+		return fail(errBadAnonID)
+	}
+	if !isID(f.userID) && !isID(f.anonymousID) {
+		return fail(errMissingID)
+	}
+	switch typ {
+	case typeTrack:
+		if f.event.Type != gjson.String || f.event.Str == "" {
+			return fail(errMissingEvent)
+		}
+	case typeAlias:
+		if !isID(f.previousID) {
+			return fail(errMissingPrevID)
+		}
+	case typeGroup:
+		if !isID(f.groupID) {
+			return fail(errMissingGroupID)
+		}
+	}
+	if present(f.messageID) {
+		if f.messageID.Type != gjson.String {
+			return fail(errBadMessageID)
+		}
+		if utf8.RuneCountInString(f.messageID.Str) > MaxMessageIDLength {
+			return fail(errLongMessageID)
+		}
+		if f.messageID.Str != "" {
+			key, dedupe = h.key(f.messageID.Str), true
+		}
+	}
+	if present(f.context) && !f.context.IsObject() {
+		return fail(errBadContext)
+	}
+	if present(f.integrations) && !f.integrations.IsObject() {
+		return fail(errBadIntegration)
+	}
+	sentAt := f.sentAt
+	if !present(sentAt) {
+		sentAt = sh.sentAt
+	}
+	var sent time.Time
+	if present(sentAt) {
+		var ok bool
+		if sent, ok = parseTime(sentAt); !ok {
+			return fail(errBadSentAt)
+		}
+	}
+	orig := f.origTimestamp
+	if !present(orig) {
+		orig = f.timestamp
+	}
+	ts := now
+	if present(orig) {
+		o, ok := parseTime(orig)
+		if !ok {
+			return fail(errBadTimestamp)
+		}
+		ts = o
+		if present(sentAt) {
+			ts = now.Add(-sent.Sub(o))
+		}
+	}
+
+	out = sc.out
+	out = appendKey(out, &first, `"type":"`)
+	out = append(out, typ.String()...)
+	out = append(out, '"')
+	out = appendKey(out, &first, `"messageId":`)
+	if dedupe {
+		out = append(out, f.messageID.Raw...)
+	} else {
+		var rnd [16]byte
+		_, _ = rand.Read(rnd[:]) // never fails (crypto/rand crashes the program instead)
+		out = append(out, `"ifn-`...)
+		out = hex.AppendEncode(out, rnd[:])
+		out = append(out, '"')
+	}
+	if present(f.context) || sh.context.IsObject() {
+		out = appendKey(out, &first, `"context":`)
+		out = appendMerged(out, f.context, sh.context)
+	}
+	if present(f.integrations) || sh.integrations.IsObject() {
+		out = appendKey(out, &first, `"integrations":`)
+		out = appendMerged(out, f.integrations, sh.integrations)
+	}
+	if present(sentAt) {
+		out = appendKey(out, &first, `"sentAt":`)
+		out = append(out, sentAt.Raw...)
+	}
+	if present(orig) {
+		out = appendKey(out, &first, `"originalTimestamp":`)
+		out = append(out, orig.Raw...)
+	}
+	out = appendKey(out, &first, `"timestamp":"`)
+	out = ts.UTC().AppendFormat(out, timeLayout)
+	out = append(out, '"')
+	out = appendKey(out, &first, `"receivedAt":"`)
+	out = append(out, sc.received...)
+	out = append(out, `"}`...)
+	sc.out = out
+	return key, dedupe, problem{}
+}
+
+// appendKey appends a separating comma unless this is the first member,
+// then key (a quoted name and colon, maybe more).
+func appendKey(out []byte, first *bool, key string) []byte {
+	if !*first {
+		out = append(out, ',')
+	}
+	*first = false
+	return append(out, key...)
+}
+
+// parseTime parses an RFC 3339 date-time string, with or without
+// fractional seconds.
+func parseTime(r gjson.Result) (time.Time, bool) {
+	if r.Type != gjson.String {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, r.Str)
+	return t, err == nil
+}
+
+// appendMerged appends the JSON object own with the members of batch that
+// own lacks, one level deep: a member present in own is kept whole (own
+// wins), even if both are objects. Either may be absent (a zero Result or
+// null); both are objects when present.
+func appendMerged(out []byte, own, batch gjson.Result) []byte {
+	if !own.IsObject() {
+		return append(out, batch.Raw...)
+	}
+	if !batch.IsObject() {
+		return append(out, own.Raw...)
+	}
+	inner := trimObject(own.Raw)
+	out = append(out, '{')
+	out = append(out, inner...)
+	first := len(inner) == 0
+	batch.ForEach(func(k, v gjson.Result) bool {
+		has := false
+		own.ForEach(func(ok, _ gjson.Result) bool {
+			has = ok.Str == k.Str
+			return !has
+		})
+		if !has {
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = append(out, k.Raw...)
+			out = append(out, ':')
+			out = append(out, v.Raw...)
+		}
+		return true
+	})
+	return append(out, '}')
+}
+
+// trimObject returns the members of a raw JSON object: what lies between
+// its braces, without surrounding white space.
+func trimObject(raw string) string {
+	raw = raw[1 : len(raw)-1]
+	for len(raw) > 0 && isSpace(raw[0]) {
+		raw = raw[1:]
+	}
+	for len(raw) > 0 && isSpace(raw[len(raw)-1]) {
+		raw = raw[:len(raw)-1]
+	}
+	return raw
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
