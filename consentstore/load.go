@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // LoadFile reads a file of consent records into a new [Memory]; see [Load]
@@ -29,8 +27,11 @@ func LoadFile(path string) (*Memory, error) {
 //   - a single JSON object (one record), or
 //   - NDJSON: one record per line; blank lines are skipped.
 //
-// Each record is merged in with [Memory.Put], in order, so a later line
-// with the same id updates an earlier one (last writer wins by timestamp).
+// A record may be partial: an update as [Import] reads it (its "source"
+// is ignored here). Category entries may be bare booleans; entries
+// without a timestamp keep timestamp 0, older than any other. Each record
+// is merged in with [Memory.Put], in order, so a later line with the same
+// id updates an earlier one (last writer wins by timestamp).
 // name identifies the input in errors, which read
 // "consentstore: load NAME:LINE: ...". An empty input is an empty store.
 func Load(r io.Reader, name string) (*Memory, error) {
@@ -197,16 +198,9 @@ func (l *loader) syntax(data []byte, dec *json.Decoder, err error) error {
 
 // put decodes one record and merges it into the store.
 func (l *loader) put(line int, raw []byte) error {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return l.errorf(line, "want a consent record (a JSON object), got %.32s", raw)
-	}
-	var rec consent.Record
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return l.wrap(line, jsonError(err))
-	}
-	if rec.ID == "" {
-		return l.errorf(line, "record without an \"id\"")
+	rec, err := parseRecord(raw)
+	if err != nil {
+		return l.wrap(line, err)
 	}
 	if _, err := l.m.Put(&rec); err != nil {
 		return l.wrap(line, err)

@@ -132,3 +132,27 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("LoadFile of a bad file: %v, want it to name %s:2", err, bad)
 	}
 }
+
+// TestLoadUpdates: Load reads what Import reads, partial updates with bare
+// booleans and a source included, so `insertfn test --consent` takes an
+// import file as it is.
+func TestLoadUpdates(t *testing.T) {
+	m := mustLoad(t, "updates.ndjson", strings.Join([]string{
+		`{"id":"u1","categoryPreferences":{"Advertising":true},"source":"onetrust"}`,
+		`{"id":"u1","aliases":["anon1"],"categoryPreferences":{"Analytics":{"consented":false,"timestamp_unixtime_ms":5}}}`,
+		`{"id":"anon1","consent_state":{"ccpa":{"data_sale_opt_out":{"consented":true,"timestamp_unixtime_ms":7}}}}`,
+	}, "\n"))
+	r := get(t, m, "anon1")
+	if r.ID != "u1" {
+		t.Fatalf("anon1 finds %q, want u1", r.ID)
+	}
+	if c := category(t, r, "Advertising"); !c.Consented {
+		t.Errorf("Advertising = %+v", c)
+	}
+	if c := category(t, r, "Analytics"); c.Consented || c.Timestamp != 5 {
+		t.Errorf("Analytics = %+v", c)
+	}
+	if p, ok := r.Purpose("ccpa", "data_sale_opt_out"); !ok || !p.Consented {
+		t.Errorf("ccpa = %+v, %v", p, ok)
+	}
+}

@@ -1,0 +1,224 @@
+package consentstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/insertfn/insertfn/sdk/consent"
+)
+
+// MaxImportLine is the longest line [Import] reads; a longer one is
+// reported as a bad line and skipped.
+const MaxImportLine = 4 << 20
+
+// ImportStats counts what [Import] did.
+type ImportStats struct {
+	Lines   int // non-blank lines read: records and updates
+	Applied int // lines the store took
+	Failed  int // lines reported as bad
+	Changes int // stored values the applied lines changed (see consent.Change)
+}
+
+// importFields are the top-level fields a line of an import may have: the
+// wire format of a record, and the line's own source.
+var importFields = map[string]bool{
+	"id": true, "aliases": true, "categoryPreferences": true, "consent_state": true,
+	"updated_at_unixtime_ms": true, "source": true,
+}
+
+// Import applies NDJSON to s: one record or update per line, in the wire
+// format of the consent-record contract (an update is a partial record:
+// the entries it names, each merged last-writer-wins by its timestamp).
+// Category entries may be bare booleans; entries without a timestamp get
+// the time of the import (see [Store.Update]). Blank lines are skipped.
+//
+// Each line is applied with [Store.Update], in order, from source
+// "import:NAME:LINE", or "import:NAME:LINE:SOURCE" when the line has a
+// "source" string (where the decision came from before the import). A line
+// with a field the wire format does not have is bad (a misspelt field
+// would otherwise import nothing, silently).
+//
+// A bad line (not JSON, not a record, no id, an invalid entry, longer than
+// [MaxImportLine]) is passed to report with its 1-based line number, when
+// report is not nil, and the rest still imports. Import stops and returns
+// an error only when it cannot go on: reading r fails, ctx is done, or the
+// store is unavailable, closed or read-only; the stats then count what was
+// done before.
+func Import(ctx context.Context, s *Store, r io.Reader, name string, report func(line int, err error)) (ImportStats, error) {
+	var st ImportStats
+	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), max: MaxImportLine}
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, fmt.Errorf("consent store: import %s: stopped at line %d: %w", name, lr.line, err)
+		}
+		b, tooLong, err := lr.next()
+		if err == io.EOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, fmt.Errorf("consent store: import %s:%d: %w", name, lr.line+1, err)
+		}
+		if lr.line == 1 {
+			b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
+		}
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 && !tooLong {
+			continue
+		}
+		st.Lines++
+		line := lr.line
+		fail := func(err error) {
+			st.Failed++
+			if report != nil {
+				report(line, err)
+			}
+		}
+		if tooLong {
+			fail(fmt.Errorf("line longer than %d bytes", lr.max))
+			continue
+		}
+		u, err := importLine(b)
+		if err != nil {
+			fail(err)
+			continue
+		}
+		u.Source = "import:" + name + ":" + strconv.Itoa(line) + u.Source
+		changes, err := s.Update(ctx, u)
+		if err != nil {
+			if fatal(ctx, err) {
+				return st, fmt.Errorf("consent store: import %s:%d: %w", name, line, err)
+			}
+			fail(err)
+			continue
+		}
+		st.Applied++
+		st.Changes += len(changes)
+	}
+}
+
+// fatal reports whether an error of Store.Update stops an import: the
+// store cannot take any line, not just this one.
+func fatal(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrClosed) ||
+		errors.Is(err, ErrReadOnly) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// importLine decodes one line of an import into an update whose Source is
+// "" or ":" + the line's source.
+func importLine(b []byte) (Update, error) {
+	rec, err := parseRecord(b)
+	if err != nil {
+		return Update{}, err
+	}
+	var u Update
+	var bad error
+	gjson.ParseBytes(b).ForEach(func(key, value gjson.Result) bool {
+		k := key.String()
+		switch {
+		case !importFields[k]:
+			bad = fmt.Errorf("unknown field %q (a record has id, aliases, categoryPreferences, consent_state, updated_at_unixtime_ms; a line may add source)", k)
+		case k == "source" && value.Type == gjson.String:
+			if value.Str != "" {
+				u.Source = ":" + value.Str
+			}
+		case k == "source" && value.Type != gjson.Null:
+			bad = fmt.Errorf("field source: want a string, got %s", jsonType(value))
+		}
+		return bad == nil
+	})
+	if bad != nil {
+		return Update{}, bad
+	}
+	u.Record = rec
+	return u, nil
+}
+
+// parseRecord decodes one record or update in the wire format: a JSON
+// object with an id. Errors do not name the input or the line.
+func parseRecord(raw []byte) (consent.Record, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || raw[0] != '{' {
+		return consent.Record{}, fmt.Errorf("want a consent record (a JSON object), got %.32s", raw)
+	}
+	var rec consent.Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return consent.Record{}, jsonError(err)
+	}
+	if rec.ID == "" {
+		return consent.Record{}, errors.New("record without an \"id\"")
+	}
+	return rec, nil
+}
+
+// lineReader reads lines of at most max bytes; line counts the lines read.
+type lineReader struct {
+	br   *bufio.Reader
+	max  int
+	line int
+	buf  []byte
+}
+
+// next returns the next line without its newline, or tooLong (and no
+// bytes) for a line longer than max, which it skips; io.EOF after the last
+// line. The bytes are valid until the next call.
+func (l *lineReader) next() (b []byte, tooLong bool, err error) {
+	l.buf = l.buf[:0]
+	for {
+		chunk, err := l.br.ReadSlice('\n')
+		if !tooLong {
+			if len(l.buf)+len(chunk) > l.max+2 { // room for "\r\n"
+				tooLong, l.buf = true, l.buf[:0]
+			} else {
+				l.buf = append(l.buf, chunk...)
+			}
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF:
+			if len(l.buf) == 0 && !tooLong && len(chunk) == 0 {
+				return nil, false, io.EOF
+			}
+		case err != nil:
+			return nil, false, err
+		}
+		l.line++
+		if tooLong {
+			return nil, true, nil
+		}
+		return l.buf, false, nil
+	}
+}
+
+// Export writes every record of s to w as NDJSON, one record per line in
+// the wire format, in the order of [Store.Scan]: sorted by id for the
+// memory and embedded backends, unordered for Redis. Export streams: it
+// holds one record at a time, whatever the size of the store. Its output
+// is an input of [Import] and [Load]. The records' history is not written.
+func Export(ctx context.Context, s *Store, w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	err := s.Scan(ctx, func(r *consent.Record) error {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("record %q: %w", r.ID, err)
+		}
+		b = append(b, '\n')
+		_, err = bw.Write(b)
+		return err
+	})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("consent store: export: %w", err)
+	}
+	return nil
+}
