@@ -85,12 +85,19 @@ func Import(ctx context.Context, s *Store, r io.Reader, name string, report func
 			fail(fmt.Errorf("line longer than %d bytes", lr.max))
 			continue
 		}
-		u, err := importLine(b)
+		u, err := ParseUpdate(b)
+		if err == nil && u.Record.ID == "" {
+			err = errNoID
+		}
 		if err != nil {
 			fail(err)
 			continue
 		}
-		u.Source = "import:" + name + ":" + strconv.Itoa(line) + u.Source
+		src := "import:" + name + ":" + strconv.Itoa(line)
+		if u.Source != "" {
+			src += ":" + u.Source
+		}
+		u.Source = src
 		changes, err := s.Update(ctx, u)
 		if err != nil {
 			if fatal(ctx, err) {
@@ -111,38 +118,43 @@ func fatal(ctx context.Context, err error) bool {
 		errors.Is(err, ErrReadOnly) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// importLine decodes one line of an import into an update whose Source is
-// "" or ":" + the line's source.
-func importLine(b []byte) (Update, error) {
+// ParseUpdate decodes one record or update in the wire format of the
+// consent-record contract, as a line of [Import] or the file of `insertfn
+// consent set` holds it: a JSON object with the record's fields (its "id"
+// may be absent; the caller decides) and, optionally, "source", a string
+// saying where the decision came from, returned as the update's Source. A
+// field the wire format does not have is an error. Category entries may be
+// bare booleans, which get timestamp 0 (the store's clock, see
+// [Store.Update]).
+func ParseUpdate(b []byte) (Update, error) {
 	rec, err := parseRecord(b)
 	if err != nil {
 		return Update{}, err
 	}
-	var u Update
-	var bad error
+	u := Update{Record: rec}
 	gjson.ParseBytes(b).ForEach(func(key, value gjson.Result) bool {
 		k := key.String()
 		switch {
 		case !importFields[k]:
-			bad = fmt.Errorf("unknown field %q (a record has id, aliases, categoryPreferences, consent_state, updated_at_unixtime_ms; a line may add source)", k)
+			err = fmt.Errorf("unknown field %q (a record has id, aliases, categoryPreferences, consent_state, updated_at_unixtime_ms; an update may add source)", k)
 		case k == "source" && value.Type == gjson.String:
-			if value.Str != "" {
-				u.Source = ":" + value.Str
-			}
+			u.Source = value.Str
 		case k == "source" && value.Type != gjson.Null:
-			bad = fmt.Errorf("field source: want a string, got %s", jsonType(value))
+			err = fmt.Errorf("field source: want a string, got %s", jsonType(value))
 		}
-		return bad == nil
+		return err == nil
 	})
-	if bad != nil {
-		return Update{}, bad
+	if err != nil {
+		return Update{}, err
 	}
-	u.Record = rec
 	return u, nil
 }
 
+// errNoID is the error of a line or record without an id.
+var errNoID = errors.New("record without an \"id\"")
+
 // parseRecord decodes one record or update in the wire format: a JSON
-// object with an id. Errors do not name the input or the line.
+// object. Errors do not name the input or the line.
 func parseRecord(raw []byte) (consent.Record, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || raw[0] != '{' {
@@ -151,9 +163,6 @@ func parseRecord(raw []byte) (consent.Record, error) {
 	var rec consent.Record
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return consent.Record{}, jsonError(err)
-	}
-	if rec.ID == "" {
-		return consent.Record{}, errors.New("record without an \"id\"")
 	}
 	return rec, nil
 }

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/insertfn/insertfn/sdk/consent"
 	"time"
 )
 
@@ -275,5 +278,27 @@ func TestExportErrors(t *testing.T) {
 	s.Close()
 	if err := Export(ctx, s, io.Discard); !errors.Is(err, ErrClosed) {
 		t.Errorf("Export of a closed store: %v", err)
+	}
+}
+
+func TestParseUpdate(t *testing.T) {
+	u, err := ParseUpdate([]byte(`{"categoryPreferences":{"Advertising":true,"Analytics":{"consented":false,"timestamp_unixtime_ms":3}},"source":"cmp"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []consent.Category{{Name: "Advertising", Consented: true}, {Name: "Analytics", Timestamp: 3}}
+	if u.Record.ID != "" || u.Source != "cmp" || !slices.Equal(u.Record.Categories, want) {
+		t.Errorf("ParseUpdate = %+v", u)
+	}
+	for in, want := range map[string]string{
+		`{"id":"u1","Advertising":true}`: `unknown field "Advertising"`,
+		`{"id":"u1","source":["a"]}`:     "field source: want a string, got an array",
+		`{"id":"u1","aliases":[1]}`:      "aliases",
+		`"u1"`:                           "want a consent record",
+		`{"id":"u1"`:                     "unexpected end of JSON input",
+	} {
+		if _, err := ParseUpdate([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseUpdate(%s) = %v, want an error containing %q", in, err, want)
+		}
 	}
 }

@@ -199,6 +199,9 @@ func (l *loader) syntax(data []byte, dec *json.Decoder, err error) error {
 // put decodes one record and merges it into the store.
 func (l *loader) put(line int, raw []byte) error {
 	rec, err := parseRecord(raw)
+	if err == nil && rec.ID == "" {
+		err = errNoID
+	}
 	if err != nil {
 		return l.wrap(line, err)
 	}
