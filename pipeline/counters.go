@@ -1,0 +1,172 @@
+package pipeline
+
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	"github.com/insertfn/insertfn/functions"
+)
+
+// Counters count what the pipeline did with events, for metrics and tests.
+// They are safe for concurrent use; [Counters.Snapshot] reads them.
+//
+// For each destination: every event processed (not dropped by a source
+// function) is delivered, dropped by a destination function, filtered by
+// consent, filtered by integrations, or failed in delivery.
+type Counters struct {
+	processed       atomic.Uint64
+	consentUpdates  atomic.Uint64
+	consentRejected atomic.Uint64
+
+	mu    sync.RWMutex
+	drops map[string]*atomic.Uint64 // source-side drops by reason
+	dests map[string]*DestinationCounters
+	fns   map[string]*FunctionCounters
+}
+
+// DestinationCounters count one destination's events.
+type DestinationCounters struct {
+	filteredConsent      atomic.Uint64
+	filteredIntegrations atomic.Uint64
+	delivered            atomic.Uint64
+	failed               atomic.Uint64
+
+	mu    sync.Mutex
+	drops map[string]uint64 // by a destination function, by reason
+}
+
+// FunctionCounters count one function's runs.
+type FunctionCounters struct {
+	runs, delivered, dropped, failed, policyApplied atomic.Uint64
+}
+
+// NewCounters returns zeroed counters.
+func NewCounters() *Counters {
+	return &Counters{
+		drops: make(map[string]*atomic.Uint64),
+		dests: make(map[string]*DestinationCounters),
+		fns:   make(map[string]*FunctionCounters),
+	}
+}
+
+// Delivered counts n events delivered to destination name.
+func (c *Counters) Delivered(name string, n int) { c.destination(name).delivered.Add(uint64(n)) }
+
+// Failed counts n events destination name could not take (dead letters).
+func (c *Counters) Failed(name string, n int) { c.destination(name).failed.Add(uint64(n)) }
+
+func (c *Counters) drop(reason string) {
+	c.mu.RLock()
+	n := c.drops[reason]
+	c.mu.RUnlock()
+	if n == nil {
+		c.mu.Lock()
+		if n = c.drops[reason]; n == nil {
+			n = new(atomic.Uint64)
+			c.drops[reason] = n
+		}
+		c.mu.Unlock()
+	}
+	n.Add(1)
+}
+
+func (c *Counters) destination(name string) *DestinationCounters {
+	c.mu.RLock()
+	d := c.dests[name]
+	c.mu.RUnlock()
+	if d == nil {
+		c.mu.Lock()
+		if d = c.dests[name]; d == nil {
+			d = &DestinationCounters{drops: make(map[string]uint64)}
+			c.dests[name] = d
+		}
+		c.mu.Unlock()
+	}
+	return d
+}
+
+func (d *DestinationCounters) dropped(reason string) {
+	d.mu.Lock()
+	d.drops[reason]++
+	d.mu.Unlock()
+}
+
+func (c *Counters) function(name string, out *functions.Outcome) {
+	c.mu.RLock()
+	f := c.fns[name]
+	c.mu.RUnlock()
+	if f == nil {
+		c.mu.Lock()
+		if f = c.fns[name]; f == nil {
+			f = new(FunctionCounters)
+			c.fns[name] = f
+		}
+		c.mu.Unlock()
+	}
+	f.runs.Add(1)
+	switch {
+	case out.PolicyApplied:
+		f.policyApplied.Add(1)
+		f.failed.Add(1)
+	case out.Deliver:
+		f.delivered.Add(1)
+	default:
+		f.dropped.Add(1)
+	}
+}
+
+// Snapshot is a copy of the counters at one moment.
+type Snapshot struct {
+	Processed       uint64                         `json:"processed"`
+	ConsentUpdates  uint64                         `json:"consent_updates"`
+	ConsentRejected uint64                         `json:"consent_rejected"`
+	Dropped         map[string]uint64              `json:"dropped"` // by source functions, by reason
+	Destinations    map[string]DestinationSnapshot `json:"destinations"`
+	Functions       map[string]FunctionSnapshot    `json:"functions"`
+}
+
+// DestinationSnapshot is one destination's counts.
+type DestinationSnapshot struct {
+	Delivered            uint64            `json:"delivered"`
+	Failed               uint64            `json:"failed"`
+	FilteredConsent      uint64            `json:"filtered_consent"`
+	FilteredIntegrations uint64            `json:"filtered_integrations"`
+	Dropped              map[string]uint64 `json:"dropped"` // by destination functions, by reason
+}
+
+// FunctionSnapshot is one function's counts.
+type FunctionSnapshot struct {
+	Runs      uint64 `json:"runs"`
+	Delivered uint64 `json:"delivered"`
+	Dropped   uint64 `json:"dropped"`
+	Failed    uint64 `json:"failed"` // failure policy applied
+}
+
+// Snapshot returns the current counts.
+func (c *Counters) Snapshot() Snapshot {
+	s := Snapshot{
+		Processed:       c.processed.Load(),
+		ConsentUpdates:  c.consentUpdates.Load(),
+		ConsentRejected: c.consentRejected.Load(),
+		Dropped:         make(map[string]uint64),
+		Destinations:    make(map[string]DestinationSnapshot),
+		Functions:       make(map[string]FunctionSnapshot),
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for r, n := range c.drops {
+		s.Dropped[r] = n.Load()
+	}
+	for name, d := range c.dests {
+		d.mu.Lock()
+		drops := maps.Clone(d.drops)
+		d.mu.Unlock()
+		s.Destinations[name] = DestinationSnapshot{Delivered: d.delivered.Load(), Failed: d.failed.Load(),
+			FilteredConsent: d.filteredConsent.Load(), FilteredIntegrations: d.filteredIntegrations.Load(), Dropped: drops}
+	}
+	for name, f := range c.fns {
+		s.Functions[name] = FunctionSnapshot{Runs: f.runs.Load(), Delivered: f.delivered.Load(), Dropped: f.dropped.Load(), Failed: f.policyApplied.Load()}
+	}
+	return s
+}

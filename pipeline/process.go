@@ -1,0 +1,224 @@
+// Package pipeline is the one place that decides what happens to an
+// accepted event: consent updates first, then the source's functions in
+// order, then routing by consent to destinations, then each destination's
+// own functions. Every step reports to [Counters] here, so the counts add
+// up: for each destination, events received = delivered + dropped +
+// filtered + failed.
+//
+// A [Processor] handles one event at a time (safe for concurrent use); the
+// [Pipeline] runs processors from the durable queue and hands what they
+// produce to delivery.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/routing"
+	"github.com/insertfn/insertfn/runtime"
+)
+
+// Source is one configured source: the functions its events run through,
+// in order.
+type Source struct {
+	Name      string
+	Functions []string
+}
+
+// Destination is one configured destination: the consent categories it is
+// mapped to and the functions its events run through after routing.
+type Destination struct {
+	Name       string
+	Categories []string
+	Functions  []string
+}
+
+// Processor turns one accepted event into what each destination receives.
+type Processor struct {
+	reg      *functions.Registry
+	store    *consentstore.Store
+	sources  map[string]*Source
+	dests    []Destination
+	router   *routing.Router
+	counters *Counters
+}
+
+// NewProcessor returns a processor for the configured sources and
+// destinations.
+//
+// # Parameters
+//   - reg: runs functions by name; every function the sources and
+//     destinations name must be deployed there before events flow.
+//   - store: the consent store that "Segment Consent Preference" events
+//     update; nil: such events update nothing (they still flow).
+//   - sources, dests: the configuration; NewProcessor keeps copies.
+//   - counters: where the processor counts; nil: a new one.
+func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []Source, dests []Destination, counters *Counters) (*Processor, error) {
+	p := &Processor{reg: reg, store: store, sources: make(map[string]*Source, len(sources)), counters: counters}
+	if p.counters == nil {
+		p.counters = NewCounters()
+	}
+	for _, s := range sources {
+		if _, dup := p.sources[s.Name]; dup {
+			return nil, fmt.Errorf("pipeline: source %q configured twice", s.Name)
+		}
+		s.Functions = append([]string(nil), s.Functions...)
+		p.sources[s.Name] = &s
+	}
+	rd := make([]routing.Destination, len(dests))
+	seen := make(map[string]bool, len(dests))
+	for i, d := range dests {
+		if seen[d.Name] {
+			return nil, fmt.Errorf("pipeline: destination %q configured twice", d.Name)
+		}
+		seen[d.Name] = true
+		d.Categories = append([]string(nil), d.Categories...)
+		d.Functions = append([]string(nil), d.Functions...)
+		p.dests = append(p.dests, d)
+		rd[i] = routing.Destination{Name: d.Name, Categories: d.Categories}
+	}
+	p.router = routing.New(rd)
+	return p, nil
+}
+
+// Destinations returns the destinations, in the order of
+// [Result.Outputs]. The slice is shared: do not change it.
+func (p *Processor) Destinations() []Destination { return p.dests }
+
+// Counters returns the processor's counters.
+func (p *Processor) Counters() *Counters { return p.counters }
+
+// Result is what became of one event.
+type Result struct {
+	// Dropped says a source function dropped the event (or failed under a
+	// drop policy): no destination receives it. DropReason says why: the
+	// function's DropEvent reason, or its error kind.
+	Dropped    bool
+	DropReason string
+	// Outcomes holds routing's decision per destination (not meaningful
+	// when Dropped).
+	Outcomes []routing.Outcome
+	// Outputs holds, per destination, the event it receives, or nil. An
+	// output may share memory with the input event or with other outputs:
+	// treat them as read-only.
+	Outputs [][]byte
+	// ConsentChanges counts the stored values a consent update changed.
+	ConsentChanges int
+
+	run functions.Outcome // reused across functions and events
+}
+
+// ErrUnknownSource is returned for an event of a source that is not
+// configured (the configuration changed while it was queued).
+var ErrUnknownSource = errors.New("pipeline: unknown source")
+
+// Process runs one event through the pipeline and fills res (reuse it
+// across calls).
+//
+// # Parameters
+//   - ctx: bounds the consent update and every function call.
+//   - source: the name of the source the event came in through.
+//   - event: the normalized event JSON; Process does not keep it.
+//
+// # Results
+//
+// nil when the event was handled, whatever became of it (res says);
+// otherwise an error that means "try this event again later": the consent
+// store could not take an update, or a function could not run at all (ctx
+// done, function removed). A function's own failure is not such an error:
+// its failure policy decides, and res says.
+func (p *Processor) Process(ctx context.Context, source string, event []byte, res *Result) error {
+	src := p.sources[source]
+	if src == nil {
+		return fmt.Errorf("%w %q", ErrUnknownSource, source)
+	}
+	res.Dropped, res.DropReason, res.ConsentChanges = false, "", 0
+	p.counters.processed.Add(1)
+	res.Outcomes = res.Outcomes[:0]
+	res.Outputs = res.Outputs[:0]
+
+	if err := p.updateConsent(ctx, event, res); err != nil {
+		return err
+	}
+	ev, reason, err := p.chain(ctx, src.Functions, event, res)
+	if err != nil {
+		return err
+	}
+	if ev == nil {
+		res.Dropped, res.DropReason = true, reason
+		p.counters.drop(reason)
+		return nil
+	}
+	res.Outcomes = p.router.Route(ev, res.Outcomes)
+	for i := range p.dests {
+		d := &p.dests[i]
+		var out []byte
+		switch res.Outcomes[i] {
+		case routing.Deliver:
+			var reason string
+			out, reason, err = p.chain(ctx, d.Functions, ev, res)
+			if err != nil {
+				return err
+			}
+			if out == nil {
+				p.counters.destination(d.Name).dropped(reason)
+			}
+		case routing.FilteredByConsent:
+			p.counters.destination(d.Name).filteredConsent.Add(1)
+		case routing.FilteredByIntegrations:
+			p.counters.destination(d.Name).filteredIntegrations.Add(1)
+		}
+		res.Outputs = append(res.Outputs, out)
+	}
+	return nil
+}
+
+// chain runs ev through the named functions in order. It returns the event
+// as the last function left it, or nil and the reason when a function
+// dropped it: its DropEvent reason, or its error kind when it failed.
+func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *Result) ([]byte, string, error) {
+	for _, name := range names {
+		out := &res.run
+		if err := p.reg.Run(ctx, name, ev, out); err != nil {
+			return nil, "", fmt.Errorf("pipeline: function %s: %w", name, err)
+		}
+		p.counters.function(name, out)
+		if !out.Deliver {
+			reason := out.Reason
+			if out.Verdict != runtime.Drop {
+				reason = string(out.Kind)
+			}
+			return nil, reason, nil
+		}
+		ev = out.Event
+		if ev == nil {
+			ev = []byte{} // never nil: nil means dropped
+		}
+	}
+	return ev, "", nil
+}
+
+// updateConsent applies a consent-preference event to the store.
+func (p *Processor) updateConsent(ctx context.Context, event []byte, res *Result) error {
+	if p.store == nil {
+		return nil
+	}
+	u, ok, err := consentstore.UpdateFromSegment(event)
+	if !ok {
+		return nil
+	}
+	if err != nil {
+		p.counters.consentRejected.Add(1)
+		return nil // a malformed update changes nothing; the event still flows
+	}
+	changes, err := p.store.Update(ctx, u)
+	if err != nil {
+		return fmt.Errorf("pipeline: consent update from %s: %w", u.Source, err)
+	}
+	p.counters.consentUpdates.Add(1)
+	res.ConsentChanges = len(changes)
+	return nil
+}
