@@ -67,7 +67,7 @@ func (e *Error) Error() string {
 		b.WriteString(strconv.Quote(e.Body))
 	}
 	if e.Permanent {
-		b.WriteString(" (permanent: the destination rejected the events; retrying cannot help)")
+		b.WriteString(" (permanent: sending the same events again cannot succeed)")
 	} else if e.After > 0 {
 		b.WriteString(" (retryable after ")
 		b.WriteString(e.After.String())
