@@ -21,10 +21,10 @@ const MaxImportLine = 4 << 20
 
 // ImportStats counts what [Import] did.
 type ImportStats struct {
-	Lines   int // non-blank lines read: records and updates
-	Applied int // lines the store took
-	Failed  int // lines reported as bad
-	Changes int // stored values the applied lines changed (see consent.Change)
+	Lines   int `json:"lines"`   // non-blank lines read: records and updates
+	Applied int `json:"applied"` // lines the store took
+	Failed  int `json:"failed"`  // lines reported as bad
+	Changes int `json:"changes"` // stored values the applied lines changed (see consent.Change)
 }
 
 // importFields are the top-level fields a line of an import may have: the

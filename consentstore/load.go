@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // LoadFile reads a file of consent records into a new [Memory]; see [Load]
@@ -29,14 +30,15 @@ func LoadFile(path string) (*Memory, error) {
 //
 // A record may be partial: an update as [Import] reads it (its "source"
 // is ignored here). Category entries may be bare booleans; entries
-// without a timestamp keep timestamp 0, older than any other. Each record
-// is merged in with [Memory.Put], in order, so a later line with the same
-// id updates an earlier one (last writer wins by timestamp).
+// without a timestamp are decisions taken at the time of the load, as
+// [Import] and [Store.Update] take them. Each record is merged in with
+// [Memory.Put], in order, so a later line with the same id updates an
+// earlier one (last writer wins by timestamp).
 // name identifies the input in errors, which read
 // "consentstore: load NAME:LINE: ...". An empty input is an empty store.
 func Load(r io.Reader, name string) (*Memory, error) {
 	m := NewMemory()
-	l := loader{m: m, name: name, br: bufio.NewReaderSize(r, 64<<10)}
+	l := loader{m: m, name: name, br: bufio.NewReaderSize(r, 64<<10), now: time.Now().UnixMilli()}
 	if err := l.load(); err != nil {
 		return nil, err
 	}
@@ -49,6 +51,7 @@ type loader struct {
 	name string
 	br   *bufio.Reader
 	line int
+	now  int64 // the timestamp of entries without one
 }
 
 func (l *loader) errorf(line int, format string, args ...any) error {
@@ -204,6 +207,16 @@ func (l *loader) put(line int, raw []byte) error {
 	}
 	if err != nil {
 		return l.wrap(line, err)
+	}
+	for i := range rec.Categories {
+		if rec.Categories[i].Timestamp == 0 {
+			rec.Categories[i].Timestamp = l.now
+		}
+	}
+	for i := range rec.Purposes {
+		if rec.Purposes[i].Timestamp == 0 {
+			rec.Purposes[i].Timestamp = l.now
+		}
 	}
 	if _, err := l.m.Put(&rec); err != nil {
 		return l.wrap(line, err)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func load(t *testing.T, name, input string) (*Memory, error) {
@@ -135,10 +136,13 @@ func TestLoadFile(t *testing.T) {
 
 // TestLoadUpdates: Load reads what Import reads, partial updates with bare
 // booleans and a source included, so `insertfn test --consent` takes an
-// import file as it is.
+// import file as it is, with the same result: a bare boolean is a decision
+// taken at the time of the load.
 func TestLoadUpdates(t *testing.T) {
+	before := time.Now().UnixMilli()
 	m := mustLoad(t, "updates.ndjson", strings.Join([]string{
 		`{"id":"u1","categoryPreferences":{"Advertising":true},"source":"onetrust"}`,
+		`{"id":"u1","categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":1700000000000}}}`,
 		`{"id":"u1","aliases":["anon1"],"categoryPreferences":{"Analytics":{"consented":false,"timestamp_unixtime_ms":5}}}`,
 		`{"id":"anon1","consent_state":{"ccpa":{"data_sale_opt_out":{"consented":true,"timestamp_unixtime_ms":7}}}}`,
 	}, "\n"))
@@ -146,8 +150,8 @@ func TestLoadUpdates(t *testing.T) {
 	if r.ID != "u1" {
 		t.Fatalf("anon1 finds %q, want u1", r.ID)
 	}
-	if c := category(t, r, "Advertising"); !c.Consented {
-		t.Errorf("Advertising = %+v", c)
+	if c := category(t, r, "Advertising"); !c.Consented || c.Timestamp < before || c.Timestamp > time.Now().UnixMilli() {
+		t.Errorf("Advertising = %+v, want true at the time of the load", c)
 	}
 	if c := category(t, r, "Analytics"); c.Consented || c.Timestamp != 5 {
 		t.Errorf("Analytics = %+v", c)
