@@ -1,0 +1,236 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DeadItem is an item in a topic's dead letters.
+type DeadItem struct {
+	// Seq is the item's sequence number when it died; it names the item
+	// to Replay and DropDead.
+	Seq uint64
+	// Data is a copy of the item's bytes.
+	Data []byte
+	// Reason is the reason given to [Consumer.Dead].
+	Reason string
+	// At is when it died.
+	At time.Time
+	// Attempts is the item's Attempts when it died.
+	Attempts int
+}
+
+// replayChunk is how many dead letters one transaction of a Replay or
+// DropDead of all moves.
+const replayChunk = 1000
+
+// DeadLetters returns the dead letters of the named topic in sequence
+// order: those with Seq > after, at most limit of them (limit < 1: all).
+// Page through a large set by passing the last Seq seen as after.
+//
+// # Results
+//
+// An error wrapping [ErrNotFound] for a topic that does not exist. A
+// dead letter that cannot be decoded is returned with its raw bytes as
+// Data and the problem as Reason.
+func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, error) {
+	if q.isClosed.Load() {
+		return nil, ErrClosed
+	}
+	t := q.topic(topic, false)
+	if t == nil {
+		return nil, fmt.Errorf("%w: topic %q", ErrNotFound, topic)
+	}
+	if after == math.MaxUint64 {
+		return nil, nil
+	}
+	var out []DeadItem
+	err := q.db.View(func(tx *bolt.Tx) error {
+		d := t.dead(tx)
+		if d == nil {
+			return nil
+		}
+		var kb [8]byte
+		cur := d.Cursor()
+		for k, v := cur.Seek(seqKey(&kb, after+1)); k != nil; k, v = cur.Next() {
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+			seq, ok := keySeq(k)
+			if !ok {
+				continue
+			}
+			dv, err := decodeDead(v)
+			if err != nil {
+				out = append(out, DeadItem{Seq: seq, Data: bytes.Clone(v), Reason: err.Error()})
+				continue
+			}
+			out = append(out, DeadItem{
+				Seq:      seq,
+				Data:     bytes.Clone(dv.data),
+				Reason:   string(dv.reason),
+				At:       time.Unix(0, dv.at),
+				Attempts: dv.attempts,
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, q.dbErr("dead letters of "+topic, err)
+	}
+	return out, nil
+}
+
+// Replay moves dead letters of the named topic back into it, to be
+// handed out again: those of seqs, or all of them when seqs is empty.
+// They are appended at the end of the topic, in their order, with new
+// sequence numbers and Attempts reset to 0. Each item moves atomically
+// (never lost, never both dead and ready); a Replay of all moves them in
+// transactions of 1000.
+//
+// # Results
+//
+// The number of items replayed. When a seq is not a dead letter of the
+// topic nothing is replayed and the error wraps [ErrNotFound]; so does a
+// topic that does not exist.
+func (q *Queue) Replay(ctx context.Context, topic string, seqs ...uint64) (int, error) {
+	return q.settleDead(ctx, topic, seqs, true)
+}
+
+// DropDead deletes dead letters of the named topic: those of seqs, or
+// all of them when seqs is empty. Results as [Queue.Replay].
+func (q *Queue) DropDead(ctx context.Context, topic string, seqs ...uint64) (int, error) {
+	return q.settleDead(ctx, topic, seqs, false)
+}
+
+// settleDead replays (or drops) dead letters.
+func (q *Queue) settleDead(ctx context.Context, topic string, seqs []uint64, replay bool) (int, error) {
+	verb := "drop dead letters of "
+	if replay {
+		verb = "replay dead letters of "
+	}
+	if q.isClosed.Load() {
+		return 0, ErrClosed
+	}
+	t := q.topic(topic, false)
+	if t == nil {
+		return 0, fmt.Errorf("queue: %s%q: %w: no such topic", verb, topic, ErrNotFound)
+	}
+	if len(seqs) > 0 {
+		seqs = slices.Clone(seqs)
+		slices.Sort(seqs)
+		seqs = slices.Compact(seqs)
+		n, err := q.settleDeadTx(ctx, t, seqs, replay)
+		if err != nil {
+			return 0, q.dbErr(verb+topic, err)
+		}
+		return n, nil
+	}
+	total := 0
+	for {
+		n, err := q.settleDeadTx(ctx, t, nil, replay)
+		total += n
+		if err != nil {
+			return total, q.dbErr(verb+topic, err)
+		}
+		if n < replayChunk {
+			return total, nil
+		}
+	}
+}
+
+// settleDeadTx replays or drops the dead letters seqs of t, or the first
+// replayChunk of them when seqs is nil, in one write.
+func (q *Queue) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, replay bool) (int, error) {
+	var n int
+	var size int64
+	err := q.write(ctx, func(tx *bolt.Tx) error {
+		n, size = 0, 0
+		d := t.dead(tx)
+		list := seqs
+		if list == nil {
+			if d == nil {
+				return nil
+			}
+			cur := d.Cursor()
+			for k, _ := cur.First(); k != nil && len(list) < replayChunk; k, _ = cur.Next() {
+				if s, ok := keySeq(k); ok {
+					list = append(list, s)
+				}
+			}
+		} else {
+			var kb [8]byte
+			var missing []uint64
+			for _, s := range list {
+				if d == nil || d.Get(seqKey(&kb, s)) == nil {
+					missing = append(missing, s)
+				}
+			}
+			if len(missing) > 0 {
+				if len(missing) > 10 {
+					return fmt.Errorf("%w: %d of the items are not dead letters, the first: %v", ErrNotFound, len(missing), missing[:10])
+				}
+				return fmt.Errorf("%w: items %v are not dead letters", ErrNotFound, missing)
+			}
+		}
+		if len(list) == 0 {
+			return nil
+		}
+		var items *bolt.Bucket
+		var next uint64
+		if replay {
+			var err error
+			if items, err = t.itemsForWrite(tx); err != nil {
+				return err
+			}
+			next = items.Sequence()
+		}
+		var kb [8]byte
+		for _, s := range list {
+			key := seqKey(&kb, s)
+			v := d.Get(key)
+			data := v
+			if dv, err := decodeDead(v); err == nil {
+				data = dv.data
+			}
+			if replay {
+				next++
+				if err := items.Put(seqKey(&kb, next), encodeItem(0, 0, data)); err != nil {
+					return err
+				}
+				key = seqKey(&kb, s)
+			}
+			if err := d.Delete(key); err != nil {
+				return err
+			}
+			n++
+			size += int64(len(data))
+		}
+		if replay {
+			return items.SetSequence(next)
+		}
+		return nil
+	})
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	t.mu.Lock()
+	t.deadCount -= n
+	t.deadBytes -= size
+	if replay {
+		t.count += n
+		t.bytes += size
+		t.wake()
+	}
+	t.mu.Unlock()
+	if !replay {
+		q.used.Add(-size - int64(n)*ItemOverhead)
+	}
+	return n, nil
+}
