@@ -62,6 +62,9 @@ func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []
 		p.counters = NewCounters()
 	}
 	for _, s := range sources {
+		if s.Name == "" || len(s.Name) > 255 {
+			return nil, fmt.Errorf("pipeline: source name %q: want 1 to 255 bytes", s.Name)
+		}
 		if _, dup := p.sources[s.Name]; dup {
 			return nil, fmt.Errorf("pipeline: source %q configured twice", s.Name)
 		}

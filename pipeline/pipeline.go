@@ -1,0 +1,213 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/server"
+)
+
+// InboxTopic is the queue topic accepted events wait in before processing.
+const InboxTopic = "inbox"
+
+// DestinationTopic returns the queue topic of a destination's backlog.
+func DestinationTopic(name string) string { return "dest:" + name }
+
+// Options tune a [Pipeline]. The zero value is usable.
+type Options struct {
+	// Workers is how many goroutines process the inbox (0: 2).
+	Workers int
+	// BatchSize is how many events a worker takes from the inbox at once,
+	// and the most events one delivery carries (0: 100).
+	BatchSize int
+	// Backoff is the retry policy of deliveries (and of events whose
+	// processing must wait: the consent store down).
+	Backoff delivery.Backoff
+	// Logger receives failures; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Pipeline moves events from the durable queue through a [Processor] to
+// each destination's backlog, and from each backlog to its [delivery.Sink].
+// It is the server's [server.Accepter]: an event is accepted once it is in
+// the queue's inbox.
+//
+// An event leaves the inbox in the same transaction that puts its outputs
+// into the destinations' backlogs, and leaves a backlog only once its sink
+// has it, so a crash at any point redelivers what was not yet delivered
+// (at least once; receivers deduplicate by messageId).
+type Pipeline struct {
+	q     *queue.Queue
+	proc  *Processor
+	sinks []delivery.Sink // by destination index
+	opts  Options
+	log   *slog.Logger
+}
+
+var _ server.Accepter = (*Pipeline)(nil)
+
+// New returns a pipeline over q. sinks holds one sink per destination of
+// proc, in the same order; the pipeline does not close them.
+func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (*Pipeline, error) {
+	if len(sinks) != len(proc.Destinations()) {
+		return nil, fmt.Errorf("pipeline: %d sinks for %d destinations", len(sinks), len(proc.Destinations()))
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 100
+	}
+	if err := opts.Backoff.Validate(); err != nil {
+		return nil, fmt.Errorf("pipeline: delivery backoff: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log}, nil
+}
+
+// Accept puts the events of one request into the inbox, durably (per the
+// queue's sync policy) before it returns. A full queue is reported as
+// [server.ErrBackpressure].
+func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
+	items := make([][]byte, len(events))
+	for i, ev := range events {
+		items[i] = encodeInbox(source, ev)
+	}
+	err := p.q.Append(ctx, InboxTopic, items...)
+	if errors.Is(err, queue.ErrFull) {
+		return fmt.Errorf("%w (%w)", server.ErrBackpressure, err)
+	}
+	return err
+}
+
+// Run processes and delivers until ctx is done, then lets work in hand
+// finish (a delivery under way is bounded by its sink's timeout) and
+// returns. Whatever was not finished stays in the queue for the next Run.
+func (p *Pipeline) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	inbox := p.q.Consumer(InboxTopic)
+	for range p.opts.Workers {
+		wg.Go(func() { p.process(ctx, inbox) })
+	}
+	for i, d := range p.proc.Destinations() {
+		c := p.q.Consumer(DestinationTopic(d.Name))
+		wg.Go(func() { p.deliver(ctx, d.Name, c, p.sinks[i]) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// process takes batches from the inbox until ctx is done.
+func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
+	var res Result
+	dests := p.proc.Destinations()
+	for {
+		items, err := inbox.Next(ctx, p.opts.BatchSize)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
+				p.log.Error("pipeline: reading the inbox", "err", err)
+			}
+			return
+		}
+		// Work on a context that outlives a shutdown request, so a batch
+		// taken is finished and handed over.
+		work := context.WithoutCancel(ctx)
+		to := make(map[string][][]byte, len(dests))
+		done := items[:0:0]
+		for _, it := range items {
+			source, ev, err := decodeInbox(it.Data)
+			if err != nil {
+				p.log.Error("pipeline: corrupt inbox item; moved to the dead letters", "seq", it.Seq, "err", err)
+				_ = inbox.Dead(work, it, err.Error())
+				continue
+			}
+			if err := p.proc.Process(work, source, ev, &res); err != nil {
+				delay := p.opts.Backoff.Delay(it.Attempts+1, nil)
+				p.log.Warn("pipeline: event must wait", "seq", it.Seq, "retry_in", delay, "err", err)
+				_ = inbox.Retry(work, it, time.Now().Add(delay))
+				continue
+			}
+			for i, out := range res.Outputs {
+				if out != nil {
+					t := DestinationTopic(dests[i].Name)
+					to[t] = append(to[t], out)
+				}
+			}
+			done = append(done, it)
+		}
+		if len(done) == 0 {
+			continue
+		}
+		if err := p.q.Move(work, inbox, done, to); err != nil {
+			// Not moved: the items stay in the inbox and are processed
+			// again after a restart (at least once).
+			p.log.Error("pipeline: handing events to the destinations' backlogs", "events", len(done), "err", err)
+		}
+	}
+}
+
+// deliver takes batches from one destination's backlog to its sink until
+// ctx is done.
+func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, sink delivery.Sink) {
+	counters := p.proc.Counters()
+	var events [][]byte
+	for {
+		items, err := c.Next(ctx, p.opts.BatchSize)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, queue.ErrClosed) {
+				p.log.Error("pipeline: reading a destination's backlog", "destination", name, "err", err)
+			}
+			return
+		}
+		work := context.WithoutCancel(ctx)
+		events = events[:0]
+		for _, it := range items {
+			events = append(events, it.Data)
+		}
+		err = sink.Deliver(work, events)
+		if err == nil {
+			if err := c.Ack(work, items...); err != nil {
+				p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)
+			}
+			counters.Delivered(name, len(items))
+			continue
+		}
+		for _, it := range items {
+			attempts := it.Attempts + 1
+			if !p.opts.Backoff.ShouldRetry(attempts, err) {
+				p.log.Error("pipeline: delivery failed for good; event moved to the dead letters", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
+				_ = c.Dead(work, it, err.Error())
+				counters.Failed(name, 1)
+				continue
+			}
+			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
+		}
+		p.log.Warn("pipeline: delivery failed", "destination", name, "events", len(items), "err", err)
+	}
+}
+
+// An inbox item is the source name's length (one byte), the source name,
+// then the event.
+func encodeInbox(source string, event []byte) []byte {
+	b := make([]byte, 0, 1+len(source)+len(event))
+	b = append(b, byte(len(source)))
+	b = append(b, source...)
+	return append(b, event...)
+}
+
+func decodeInbox(b []byte) (source string, event []byte, err error) {
+	if len(b) == 0 || len(b) < 1+int(b[0]) {
+		return "", nil, fmt.Errorf("pipeline: inbox item of %d bytes is truncated", len(b))
+	}
+	n := int(b[0])
+	return string(b[1 : 1+n]), b[1+n:], nil
+}
