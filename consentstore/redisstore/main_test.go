@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/insertfn/insertfn/consentstore/redisstore"
 	"github.com/insertfn/insertfn/internal/redistest"
@@ -24,13 +25,16 @@ func TestMain(m *testing.M) {
 var prefixes atomic.Int64
 
 // freshConfig returns a configuration for the shared server with a key
-// prefix no other test uses.
+// prefix no other test uses. Its timeout is generous: the tests of
+// behaviour must not fail because a noisy machine under -race stalled a
+// call for 200ms; the tests of timeouts set their own.
 func freshConfig(t testing.TB) redisstore.Config {
 	t.Helper()
 	srv := redisServer.Server(t)
 	return redisstore.Config{
 		Addrs:     []string{srv.Addr},
 		KeyPrefix: fmt.Sprintf("test%d:%s:", prefixes.Add(1), t.Name()),
+		Timeout:   5 * time.Second,
 	}
 }
 
