@@ -162,9 +162,31 @@ func parseRecord(raw []byte) (consent.Record, error) {
 	}
 	var rec consent.Record
 	if err := json.Unmarshal(raw, &rec); err != nil {
+		if bad := badCategory(raw); bad != nil {
+			return consent.Record{}, bad
+		}
 		return consent.Record{}, jsonError(err)
 	}
 	return rec, nil
+}
+
+// badCategory names the category entry of a record that is neither a
+// boolean nor an object, if any: the decoder's error does not say which.
+func badCategory(raw []byte) error {
+	var err error
+	gjson.GetBytes(raw, "categoryPreferences").ForEach(func(key, value gjson.Result) bool {
+		switch value.Type {
+		case gjson.True, gjson.False:
+			return true
+		case gjson.JSON:
+			if value.IsObject() {
+				return true
+			}
+		}
+		err = fmt.Errorf("categoryPreferences.%s: want true, false or {\"consented\": bool, \"timestamp_unixtime_ms\": int}, got %s", key.String(), jsonType(value))
+		return false
+	})
+	return err
 }
 
 // lineReader reads lines of at most max bytes; line counts the lines read.

@@ -11,9 +11,10 @@ import (
 var helpCmd = &command{
 	name:  "help",
 	short: "print help about insertfn or one of its commands",
-	usage: `Usage: insertfn help [COMMAND]
+	usage: `Usage: insertfn help [COMMAND [SUBCOMMAND]]
 
-Prints the usage of insertfn, or of COMMAND.
+Prints the usage of insertfn, of COMMAND, or of one of its subcommands
+(insertfn help consent set).
 `,
 	run: runHelp,
 }
@@ -54,6 +55,15 @@ func runHelp(c *command, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stdout, c.usage)
 		return exitOK
+	case 2:
+		for _, sub := range consentSubcommands {
+			if sub.name == pos[0]+" "+pos[1] {
+				fmt.Fprint(stdout, sub.usage)
+				return exitOK
+			}
+		}
+		fmt.Fprintf(stderr, "insertfn help: unknown command %q\nRun 'insertfn help' for the list of commands.\n", pos[0]+" "+pos[1])
+		return exitUsage
 	}
 	return usageError(c, stderr, "too many arguments")
 }
