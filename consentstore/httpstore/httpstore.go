@@ -33,9 +33,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -129,8 +131,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Format == "" {
 		cfg.Format = FormatRecord
 	}
-	if err := cfg.check(); err != nil {
-		return nil, err
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consent store: http: %w", err)
 	}
 	u, _ := url.Parse(strings.ReplaceAll(cfg.URL, "{id}", placeholder)) // checked
 	// Errors name the template without its query or user info, which may
@@ -177,51 +179,55 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// check validates a Config whose defaults are filled.
-func (c *Config) check() error {
-	if c.URL == "" {
-		return errors.New(`consent store: http: no URL configured; set a URL template such as "https://consent.internal/users/{id}"`)
+// Validate checks c without sending anything and reports every problem,
+// each naming its key ("url: ...", "timeout: ..."). The zero value of every
+// field but URL is valid (it means the default).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if n := strings.Count(c.URL, "{id}"); n != 1 {
-		return fmt.Errorf(`consent store: http: URL %q must contain {id} exactly once (found %d), e.g. "https://consent.internal/users/{id}"`, c.URL, n)
-	}
-	u, err := url.Parse(strings.ReplaceAll(c.URL, "{id}", placeholder))
-	if err != nil {
-		return fmt.Errorf("consent store: http: URL %q: %w", c.URL, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("consent store: http: URL %q: scheme %q, want http or https", c.URL, u.Scheme)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("consent store: http: URL %q has no host", c.URL)
-	}
-	if strings.Contains(u.Host, placeholder) || strings.Contains(u.User.String(), placeholder) {
-		return fmt.Errorf("consent store: http: URL %q: {id} must be in the path or the query, not the host", c.URL)
-	}
-	if u.Fragment != "" {
-		return fmt.Errorf("consent store: http: URL %q: a fragment (#...) is never sent; remove it", c.URL)
+	switch n := strings.Count(c.URL, "{id}"); {
+	case c.URL == "":
+		bad("url", `required: the lookup URL with {id} where the id goes, such as "https://consent.internal/users/{id}"`)
+	case n != 1:
+		bad("url", `%q must contain {id} exactly once (found %d), e.g. "https://consent.internal/users/{id}"`, c.URL, n)
+	default:
+		u, err := url.Parse(strings.ReplaceAll(c.URL, "{id}", placeholder))
+		switch {
+		case err != nil:
+			bad("url", "%q: %v", c.URL, errors.Unwrap(err))
+		case u.Scheme != "http" && u.Scheme != "https":
+			bad("url", "%q: scheme %q, want http or https", c.URL, u.Scheme)
+		case u.Host == "":
+			bad("url", "%q has no host", c.URL)
+		case strings.Contains(u.Host, placeholder) || strings.Contains(u.User.String(), placeholder):
+			bad("url", "%q: {id} must be in the path or the query, not the host", c.URL)
+		case u.Fragment != "":
+			bad("url", "%q: a fragment (#...) is never sent; remove it", c.URL)
+		}
 	}
 	if c.Timeout < 0 {
-		return fmt.Errorf("consent store: http: negative timeout %v", c.Timeout)
+		bad("timeout", "negative (%v)", c.Timeout)
 	}
 	if c.MaxBody < 0 {
-		return fmt.Errorf("consent store: http: negative max_body %d", c.MaxBody)
+		bad("max_body", "negative (%d)", c.MaxBody)
 	}
 	if c.MaxIdleConns < 0 {
-		return fmt.Errorf("consent store: http: negative max_idle_conns %d", c.MaxIdleConns)
+		bad("max_idle_conns", "negative (%d)", c.MaxIdleConns)
 	}
-	if c.Format != FormatRecord && c.Format != FormatCategories {
-		return fmt.Errorf("consent store: http: unknown format %q; want %q or %q", c.Format, FormatRecord, FormatCategories)
+	if c.Format != "" && c.Format != FormatRecord && c.Format != FormatCategories {
+		bad("format", "unknown format %q; want %q (the default) or %q", c.Format, FormatRecord, FormatCategories)
 	}
-	for k, v := range c.Headers {
+	for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
 		if !validHeaderName(k) {
-			return fmt.Errorf("consent store: http: header name %q is not a valid HTTP header name", k)
+			bad("headers", "%q is not a valid HTTP header name", k)
 		}
-		if strings.ContainsAny(v, "\r\n\x00") {
-			return fmt.Errorf("consent store: http: header %s: the value contains a line break or NUL", k)
+		if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
+			bad("headers."+k, "the value contains a line break or NUL")
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // validHeaderName reports whether name is an HTTP token (RFC 9110).

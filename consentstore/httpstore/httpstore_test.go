@@ -491,7 +491,7 @@ func TestNewRejects(t *testing.T) {
 		cfg  httpstore.Config
 		want string
 	}{
-		{httpstore.Config{}, "no URL"},
+		{httpstore.Config{}, "url: required"},
 		{httpstore.Config{URL: "https://consent.internal/users/"}, "{id}"},
 		{httpstore.Config{URL: "https://consent.internal/{id}/{id}"}, "exactly once"},
 		{httpstore.Config{URL: "ftp://consent.internal/users/{id}"}, `scheme "ftp"`},
@@ -500,8 +500,8 @@ func TestNewRejects(t *testing.T) {
 		{httpstore.Config{URL: "https://{id}.internal/users"}, "not the host"},
 		{httpstore.Config{URL: "https://consent.internal/users/{id}#x"}, "fragment"},
 		{httpstore.Config{URL: "https://consent.internal/users/{id}", Format: "xml"}, `unknown format "xml"`},
-		{httpstore.Config{URL: "https://consent.internal/users/{id}", Timeout: -1}, "negative timeout"},
-		{httpstore.Config{URL: "https://consent.internal/users/{id}", MaxBody: -1}, "negative max_body"},
+		{httpstore.Config{URL: "https://consent.internal/users/{id}", Timeout: -1}, "timeout: negative"},
+		{httpstore.Config{URL: "https://consent.internal/users/{id}", MaxBody: -1}, "max_body: negative"},
 		{httpstore.Config{URL: "https://consent.internal/users/{id}", Headers: map[string]string{"Bad Name": "x"}}, "header name"},
 		{httpstore.Config{URL: "https://consent.internal/users/{id}", Headers: map[string]string{"X-A": "a\r\nX-B: b"}}, "line break"},
 	} {
@@ -515,6 +515,17 @@ func TestNewRejects(t *testing.T) {
 			t.Errorf("New(%+v) = %v, want an error saying %s", c.cfg, err, c.want)
 		}
 	}
+	// Validate reports every problem, each by its key.
+	err := httpstore.Config{URL: "ftp://x/{id}", Format: "xml", Timeout: -1}.Validate()
+	for _, want := range []string{"url: ", "format: ", "timeout: "} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want a problem with %s", err, want)
+		}
+	}
+	if err := (httpstore.Config{URL: "http://x/{id}"}).Validate(); err != nil {
+		t.Errorf("Validate of a minimal config: %v", err)
+	}
+
 	s, err := httpstore.New(httpstore.Config{URL: "https://user:pw@consent.internal/users/{id}?token=secret"})
 	if err != nil {
 		t.Fatal(err)
