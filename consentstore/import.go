@@ -34,37 +34,58 @@ var importFields = map[string]bool{
 	"updated_at_unixtime_ms": true, "source": true,
 }
 
+// importBatch is how many lines [Import] hands a batching backend at once.
+const importBatch = 512
+
+// batchUpdater is a backend that applies many prepared updates, in order,
+// in one write (the embedded store's UpdateMany: one transaction, one
+// fsync), all or none.
+type batchUpdater interface {
+	UpdateMany(ctx context.Context, updates []*Update) ([][]consent.Change, error)
+}
+
 // Import applies NDJSON to s: one record or update per line, in the wire
 // format of the consent-record contract (an update is a partial record:
 // the entries it names, each merged last-writer-wins by its timestamp).
 // Category entries may be bare booleans; entries without a timestamp get
 // the time of the import (see [Store.Update]). Blank lines are skipped.
 //
-// Each line is applied with [Store.Update], in order, from source
+// Each line is applied as [Store.Update] applies it, in order, from source
 // "import:NAME:LINE", or "import:NAME:LINE:SOURCE" when the line has a
 // "source" string (where the decision came from before the import). A line
 // with a field the wire format does not have is bad (a misspelt field
-// would otherwise import nothing, silently).
+// would otherwise import nothing, silently). On a backend that writes many
+// updates at once (the embedded store) and a store without a cache, lines
+// are written in batches of a few hundred, one synced transaction each;
+// when a batch fails, its lines are applied one by one.
 //
 // A bad line (not JSON, not a record, no id, an invalid entry, longer than
 // [MaxImportLine]) is passed to report with its 1-based line number, when
-// report is not nil, and the rest still imports. Import stops and returns
-// an error only when it cannot go on: reading r fails, ctx is done, or the
-// store is unavailable, closed or read-only; the stats then count what was
-// done before.
+// report is not nil, and the rest still imports. Lines are reported in
+// order, except that a line the store itself refuses in a batch is
+// reported when its batch is written. Import stops and returns an error
+// only when it cannot go on: reading r fails, ctx is done, or the store is
+// unavailable, closed or read-only; the stats then count what was done
+// before.
 func Import(ctx context.Context, s *Store, r io.Reader, name string, report func(line int, err error)) (ImportStats, error) {
-	var st ImportStats
+	im := importer{s: s, name: name, report: report}
+	if bu, ok := s.b.(batchUpdater); ok && s.cache == nil {
+		im.batch = bu
+	}
 	lr := lineReader{br: bufio.NewReaderSize(r, 64<<10), max: MaxImportLine}
 	for {
 		if err := ctx.Err(); err != nil {
-			return st, fmt.Errorf("consent store: import %s: stopped at line %d: %w", name, lr.line, err)
+			return im.st, fmt.Errorf("consent store: import %s: stopped at line %d: %w", name, lr.line, err)
 		}
 		b, tooLong, err := lr.next()
 		if err == io.EOF {
-			return st, nil
+			return im.st, im.flush(ctx)
 		}
 		if err != nil {
-			return st, fmt.Errorf("consent store: import %s:%d: %w", name, lr.line+1, err)
+			if ferr := im.flush(ctx); ferr != nil {
+				return im.st, ferr
+			}
+			return im.st, fmt.Errorf("consent store: import %s:%d: %w", name, lr.line+1, err)
 		}
 		if lr.line == 1 {
 			b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
@@ -73,16 +94,10 @@ func Import(ctx context.Context, s *Store, r io.Reader, name string, report func
 		if len(b) == 0 && !tooLong {
 			continue
 		}
-		st.Lines++
+		im.st.Lines++
 		line := lr.line
-		fail := func(err error) {
-			st.Failed++
-			if report != nil {
-				report(line, err)
-			}
-		}
 		if tooLong {
-			fail(fmt.Errorf("line longer than %d bytes", lr.max))
+			im.fail(line, fmt.Errorf("line longer than %d bytes", lr.max))
 			continue
 		}
 		u, err := ParseUpdate(b)
@@ -90,7 +105,7 @@ func Import(ctx context.Context, s *Store, r io.Reader, name string, report func
 			err = errNoID
 		}
 		if err != nil {
-			fail(err)
+			im.fail(line, err)
 			continue
 		}
 		src := "import:" + name + ":" + strconv.Itoa(line)
@@ -98,17 +113,87 @@ func Import(ctx context.Context, s *Store, r io.Reader, name string, report func
 			src += ":" + u.Source
 		}
 		u.Source = src
-		changes, err := s.Update(ctx, u)
-		if err != nil {
-			if fatal(ctx, err) {
-				return st, fmt.Errorf("consent store: import %s:%d: %w", name, line, err)
-			}
-			fail(err)
-			continue
+		if err := im.apply(ctx, line, u); err != nil {
+			return im.st, err
 		}
-		st.Applied++
-		st.Changes += len(changes)
 	}
+}
+
+// importer applies the lines of one import.
+type importer struct {
+	s       *Store
+	name    string
+	report  func(line int, err error)
+	st      ImportStats
+	batch   batchUpdater // nil: one Store.Update per line
+	pending []*Update
+	lines   []int // the line of each pending update
+}
+
+func (im *importer) fail(line int, err error) {
+	im.st.Failed++
+	if im.report != nil {
+		im.report(line, err)
+	}
+}
+
+// apply applies one line's update now, or queues it for the next batch.
+// It returns an error only when the import must stop.
+func (im *importer) apply(ctx context.Context, line int, u Update) error {
+	if im.batch == nil {
+		return im.applyOne(ctx, line, u)
+	}
+	if err := prepare(&u, im.s.now().UnixMilli()); err != nil {
+		im.fail(line, err)
+		return nil
+	}
+	im.pending = append(im.pending, &u)
+	im.lines = append(im.lines, line)
+	if len(im.pending) >= importBatch {
+		return im.flush(ctx)
+	}
+	return nil
+}
+
+func (im *importer) applyOne(ctx context.Context, line int, u Update) error {
+	changes, err := im.s.Update(ctx, u)
+	if err != nil {
+		if fatal(ctx, err) {
+			return fmt.Errorf("consent store: import %s:%d: %w", im.name, line, err)
+		}
+		im.fail(line, err)
+		return nil
+	}
+	im.st.Applied++
+	im.st.Changes += len(changes)
+	return nil
+}
+
+// flush writes the pending batch; when the backend refuses it, its lines
+// one by one.
+func (im *importer) flush(ctx context.Context) error {
+	if len(im.pending) == 0 {
+		return nil
+	}
+	pending, lines := im.pending, im.lines
+	im.pending, im.lines = im.pending[:0], im.lines[:0]
+	all, err := im.batch.UpdateMany(ctx, pending)
+	if err == nil {
+		im.st.Applied += len(pending)
+		for _, ch := range all {
+			im.st.Changes += len(ch)
+		}
+		return nil
+	}
+	if fatal(ctx, err) {
+		return fmt.Errorf("consent store: import %s:%d: %w", im.name, lines[0], err)
+	}
+	for i, u := range pending {
+		if err := im.applyOne(ctx, lines[i], *u); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // fatal reports whether an error of Store.Update stops an import: the

@@ -302,3 +302,79 @@ func TestParseUpdate(t *testing.T) {
 		}
 	}
 }
+
+// batchMemory is a Memory that writes batches, like the embedded store,
+// and refuses updates of the id bad, alone or in a batch.
+type batchMemory struct {
+	*Memory
+	bad     string
+	batches []int // the size of each batch written
+}
+
+func (b *batchMemory) Update(ctx context.Context, u *Update) (*consent.Record, []consent.Change, error) {
+	if u.Record.ID == b.bad {
+		return nil, nil, fmt.Errorf("consent store: test: %q refused", b.bad)
+	}
+	return b.Memory.Update(ctx, u)
+}
+
+func (b *batchMemory) UpdateMany(ctx context.Context, updates []*Update) ([][]consent.Change, error) {
+	for _, u := range updates {
+		if u.Record.ID == b.bad || u.RecordedAt == 0 || u.Record.Categories[0].Timestamp == 0 {
+			return nil, fmt.Errorf("consent store: test: batch refused")
+		}
+	}
+	all := make([][]consent.Change, len(updates))
+	for i, u := range updates {
+		_, all[i], _ = b.Memory.Update(ctx, u)
+	}
+	b.batches = append(b.batches, len(updates))
+	return all, nil
+}
+
+func TestImportBatches(t *testing.T) {
+	b := &batchMemory{Memory: NewMemory(), bad: "u700"}
+	s := New(b, fixedClock(1800000000000))
+	var in strings.Builder
+	n := 2*importBatch + 10
+	for i := range n {
+		switch i {
+		case 3:
+			in.WriteString("{bad\n")
+		case 5:
+			in.WriteString(`{"id":"u5","categoryPreferences":{"A":{"consented":true,"timestamp_unixtime_ms":-1}}}` + "\n")
+		default:
+			fmt.Fprintf(&in, `{"id":"u%d","categoryPreferences":{"A":true,"B":{"consented":false,"timestamp_unixtime_ms":%d}}}`+"\n", i, 1700000000000+i)
+		}
+	}
+	st, bad, err := importString(t, s, "big", in.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ImportStats{Lines: n, Applied: n - 3, Failed: 3, Changes: 2 * (n - 3)}); st != want {
+		t.Errorf("stats = %+v, want %+v", st, want)
+	}
+	if len(bad) != 3 || bad[0].line != 4 || bad[1].line != 6 || !strings.Contains(bad[1].err, "negative timestamp") ||
+		bad[2].line != 701 || !strings.Contains(bad[2].err, `"u700" refused`) {
+		t.Errorf("reported %v", bad)
+	}
+	// The first batch is written whole; the second, holding u700, line by
+	// line; the rest as one batch at the end.
+	if want := []int{importBatch, 8}; !slices.Equal(b.batches, want) {
+		t.Errorf("batches = %v, want %v", b.batches, want)
+	}
+	r, err := s.Get(ctx, "u1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := r.Category("A"); !c.Consented || c.Timestamp != 1800000000000 {
+		t.Errorf("u1000 A = %+v, want true at the store's clock", c)
+	}
+	_, hist, err := s.History(ctx, "u1000")
+	if err != nil || len(hist) != 2 || hist[0].Source != "import:big:1001" {
+		t.Errorf("history of u1000 = %+v, %v", hist, err)
+	}
+	if m := b.Len(); m != n-3 {
+		t.Errorf("%d records, want %d", m, n-3)
+	}
+}
