@@ -40,6 +40,14 @@ const (
 // maxOpsPerCommit bounds how many writes share one transaction.
 const maxOpsPerCommit = 1024
 
+// pageSize is the bbolt page size of a new file. Four times the usual
+// 4 KiB: items of about 1 KiB fill pages better (15 to a page rather than
+// 3, the rest of a 4 KiB page being too small for a fourth) and a commit
+// writes a quarter of the pages, which measured 1.3 to 1.5 times the
+// Append throughput (BenchmarkAppend). The cost: a write that changes
+// one item rewrites 16 KiB.
+const pageSize = 16 << 10
+
 // Errors of the queue. Test for them with errors.Is: the errors returned
 // wrap them with details.
 var (
@@ -214,6 +222,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		NoSync:         opts.Sync != SyncAlways,
 		NoFreelistSync: true, // rebuilt at open: saves writing the freelist on every commit
 		FreelistType:   bolt.FreelistMapType,
+		PageSize:       pageSize, // for a new file; an existing one keeps its own
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s is locked by another process (another insertfn on the same data directory?); stop it or use another directory", ErrLocked, path)
