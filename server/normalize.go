@@ -127,7 +127,7 @@ type fields struct {
 //   - type: the path's type for single calls, else the event's own;
 //   - messageId: the client's, or "ifn-" and 32 random hex digits;
 //   - context and integrations: the event's, with the batch's top-level
-//     members added one level deep (see [Server]);
+//     members added one level deep (see the package documentation);
 //   - sentAt: the event's, else the batch's;
 //   - originalTimestamp: the client's originalTimestamp, else its timestamp;
 //   - timestamp: receivedAt − (sentAt − originalTimestamp) when both are

@@ -551,18 +551,12 @@ func (s *Server) normalizeBatch(sc *scratch, root gjson.Result, now time.Time) p
 			return errBatchSentAt
 		}
 	}
-	n := 0
-	arr.ForEach(func(_, v gjson.Result) bool {
-		n++
-		return n <= s.cfg.MaxBatchEvents
-	})
-	if n > s.cfg.MaxBatchEvents {
-		s.stats.tooLarge.Add(1)
-		return errBatchCount
-	}
-	s.stats.events.Add(uint64(n))
 	i := 0
 	arr.ForEach(func(_, v gjson.Result) bool {
+		if i == s.cfg.MaxBatchEvents {
+			i++ // one too many: the whole batch is refused below
+			return false
+		}
 		var p problem
 		var key idKey
 		var dedupe bool
@@ -580,6 +574,12 @@ func (s *Server) normalizeBatch(sc *scratch, root gjson.Result, now time.Time) p
 		i++
 		return !(s.cfg.StrictBatch && !p.ok())
 	})
+	if i > s.cfg.MaxBatchEvents {
+		sc.out, sc.spans, sc.rejected = sc.out[:0], sc.spans[:0], sc.rejected[:0]
+		s.stats.tooLarge.Add(1)
+		return errBatchCount
+	}
+	s.stats.events.Add(uint64(i))
 	if len(sc.rejected) > 0 {
 		s.stats.invalidEvents.Add(uint64(len(sc.rejected)))
 		if s.cfg.StrictBatch || len(sc.spans) == 0 {

@@ -1,0 +1,276 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	analytics "github.com/segmentio/analytics-go/v3"
+)
+
+// serve starts s on a loopback listener and returns its base URL; the
+// server is shut down when the test ends.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func post(t *testing.T, url, key string, body []byte, header map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.SetBasicAuth(key, "")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("answer %d is not JSON: %q", res.StatusCode, raw)
+	}
+	return res.StatusCode, m
+}
+
+func TestOverTheWire(t *testing.T) {
+	s, rec := newTestServer(t, Config{MaxEventBytes: 1 << 10, MaxBatchBytes: 4 << 10})
+	url := serve(t, s)
+
+	status, m := post(t, url+"/v1/batch", testKey,
+		gz(t, []byte(`{"batch":[{"type":"track","userId":"u","event":"wire"}]}`)),
+		map[string]string{"Content-Encoding": "gzip", "Content-Type": "application/json"})
+	if status != 200 || m["success"] != true {
+		t.Fatalf("gzip batch answered %d %v", status, m)
+	}
+	if evs := rec.events(); len(evs) != 1 || evs[0]["event"] != "wire" {
+		t.Fatalf("accepted %v", evs)
+	}
+
+	// A body over what fasthttp reads at all (limits + 64 KiB) is refused
+	// before the handler, still with a JSON answer.
+	status, m = post(t, url+"/v1/batch", testKey, bytes.Repeat([]byte(" "), 200<<10), nil)
+	if status != 413 || m["success"] != false {
+		t.Fatalf("oversized body answered %d %v, want 413", status, m)
+	}
+	if st := s.Stats(); st.Rejected.TooLarge != 1 {
+		t.Errorf("stats %+v, want one TooLarge", st)
+	}
+}
+
+// TestAnalyticsGo sends events with Segment's own Go client, unmodified,
+// and checks that they arrive with their consent intact.
+func TestAnalyticsGo(t *testing.T) {
+	s, rec := newTestServer(t, Config{})
+	url := serve(t, s)
+
+	var failures []error
+	var mu sync.Mutex
+	client, err := analytics.NewWithConfig(testKey, analytics.Config{
+		Endpoint:  url,
+		Interval:  time.Hour, // only Close flushes
+		BatchSize: 250,
+		Callback: callback{failure: func(_ analytics.Message, err error) {
+			mu.Lock()
+			failures = append(failures, err)
+			mu.Unlock()
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consent := map[string]any{
+		"categoryPreferences": map[string]any{"Analytics": true, "Advertising": false},
+	}
+	ctx := &analytics.Context{Extra: map[string]any{"consent": consent}}
+	ts := time.Date(2024, 5, 1, 11, 59, 0, 0, time.UTC)
+	msgs := []analytics.Message{
+		analytics.Track{UserId: "user-1", Event: "Order Completed", Properties: analytics.NewProperties().Set("revenue", 12.5), Context: ctx, Timestamp: ts},
+		analytics.Identify{UserId: "user-1", Traits: analytics.NewTraits().SetEmail("u@example.com"), Context: ctx},
+		analytics.Page{AnonymousId: "anon-1", Name: "Pricing", Context: ctx},
+	}
+	for _, m := range msgs {
+		if err := client.Enqueue(m); err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	if err := client.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if len(failures) != 0 {
+		t.Fatalf("analytics-go reported failures: %v", failures)
+	}
+
+	evs := rec.events()
+	if len(evs) != 3 {
+		t.Fatalf("accepted %d events, want 3: %v", len(evs), evs)
+	}
+	wantTypes := []string{"track", "identify", "page"}
+	for i, e := range evs {
+		if e["type"] != wantTypes[i] {
+			t.Errorf("event %d type %v, want %s", i, e["type"], wantTypes[i])
+		}
+		c, _ := e["context"].(map[string]any)
+		prefs, _ := c["consent"].(map[string]any)["categoryPreferences"].(map[string]any)
+		if prefs["Analytics"] != true || prefs["Advertising"] != false || len(prefs) != 2 {
+			t.Errorf("event %d context.consent = %v, want the consent object intact", i, c["consent"])
+		}
+		if lib, _ := c["library"].(map[string]any); lib["name"] != "analytics-go" {
+			t.Errorf("event %d context.library = %v, want the batch's analytics-go", i, c["library"])
+		}
+		if id, _ := e["messageId"].(string); id == "" || strings.HasPrefix(id, "ifn-") {
+			t.Errorf("event %d messageId %q, want the client's", i, id)
+		}
+		if e["receivedAt"] != testNowString || e["sentAt"] == nil {
+			t.Errorf("event %d receivedAt %v sentAt %v", i, e["receivedAt"], e["sentAt"])
+		}
+	}
+	if evs[0]["event"] != "Order Completed" || evs[0]["properties"].(map[string]any)["revenue"] != 12.5 {
+		t.Errorf("track event %v", evs[0])
+	}
+	if evs[0]["originalTimestamp"] == nil {
+		t.Errorf("the client's timestamp was not kept as originalTimestamp: %v", evs[0])
+	}
+	if evs[2]["anonymousId"] != "anon-1" || evs[2]["name"] != "Pricing" {
+		t.Errorf("page event %v", evs[2])
+	}
+}
+
+type callback struct {
+	failure func(analytics.Message, error)
+}
+
+func (callback) Success(analytics.Message)                {}
+func (c callback) Failure(m analytics.Message, err error) { c.failure(m, err) }
+
+// blockingAccepter holds every Accept call until release is closed.
+type blockingAccepter struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingAccepter) Accept(ctx context.Context, _ string, _ [][]byte) error {
+	b.entered <- struct{}{}
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestShutdownWaitsForInFlight(t *testing.T) {
+	acc := &blockingAccepter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s, err := New(Config{}, testSources, acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	answered := make(chan int, 1)
+	go func() {
+		res, err := http.Post("http://"+ln.Addr().String()+"/v1/track?x", "application/json",
+			strings.NewReader(`{"writeKey":"`+testKey+`","userId":"u","event":"e"}`))
+		if err != nil {
+			answered <- -1
+			return
+		}
+		res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	<-acc.entered
+
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) while a request was in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(acc.release)
+	if code := <-answered; code != 200 {
+		t.Fatalf("the in-flight request was answered %d, want 200", code)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := s.Serve(ln); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Shutdown: %v, want ErrServerClosed", err)
+	}
+}
+
+func TestShutdownGivesUp(t *testing.T) {
+	acc := &blockingAccepter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s, err := New(Config{}, testSources, acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := ""
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url = "http://" + ln.Addr().String()
+	go s.Serve(ln)
+
+	answered := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", url+"/v1/track", strings.NewReader(`{"userId":"u","event":"e"}`))
+		req.SetBasicAuth(testKey, "")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- -1
+			return
+		}
+		res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	<-acc.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want a deadline error", err)
+	}
+	if code := <-answered; code != 503 {
+		t.Fatalf("the abandoned request was answered %d, want 503", code)
+	}
+}
