@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -199,8 +201,24 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 		MaxResponseBodySize:    maxResponseBody,
 		ReadBufferSize:         8 << 10,
 		DisablePathNormalizing: true,
+		RetryIfErr:             retryStaleConn,
 	}
 	return w, nil
+}
+
+// retryStaleConn lets fasthttp resend a request once, at once and within
+// the same deadline, when the connection failed before any answer: the
+// usual cause is a keep-alive connection the destination closed while idle
+// (many servers close them after a few seconds), and without this the
+// first delivery after a quiet spell would fail and wait a full backoff.
+// The destination may in rare cases have received the first copy;
+// delivery is at-least-once anyway.
+func retryStaleConn(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
+	if attempts > 1 {
+		return false, false
+	}
+	return false, errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Deliver posts events (see [Sink.Deliver]): in [ModeBatch] one request

@@ -417,3 +417,25 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+func TestWebhookIdleConnectionClosedByServer(t *testing.T) {
+	rec := &recorder{}
+	srv := httptest.NewUnstartedServer(rec)
+	srv.Config.IdleTimeout = 20 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	w, err := NewWebhook(WebhookConfig{URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 3 {
+		if err := w.Deliver(context.Background(), testEvents(1)); err != nil {
+			t.Fatalf("delivery %d on a keep-alive connection the server closed: %v", i, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the server closes the idle connection
+	}
+	if bodies, _ := rec.requests(); len(bodies) != 3 {
+		t.Fatalf("server got %d requests, want 3", len(bodies))
+	}
+}
