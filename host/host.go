@@ -1,0 +1,226 @@
+// Package host runs insertfn's server from a configuration: it opens the
+// consent store, compiles and deploys the functions, opens the durable
+// queue and the destinations' sinks, and runs the ingest and the pipeline
+// until it is shut down. `insertfn serve` is a thin wrapper around it, and
+// tests start whole servers with it.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/insertfn/insertfn/config"
+	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/pipeline"
+	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/runtime"
+	"github.com/insertfn/insertfn/server"
+)
+
+// Host is a running server. Its methods are safe for concurrent use.
+type Host struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	store    *consentstore.Store
+	engine   *runtime.Engine
+	registry *functions.Registry
+	queue    *queue.Queue
+	sinks    []delivery.Sink
+	proc     *pipeline.Processor
+	pipe     *pipeline.Pipeline
+	srv      *server.Server
+	ln       net.Listener
+
+	stopPipeline context.CancelFunc
+	pipelineDone chan struct{}
+	serveErr     chan error
+	shutdown     sync.Once
+	shutdownErr  error
+}
+
+// Options tune [Start]. The zero value is usable.
+type Options struct {
+	// Logger receives the host's logs; nil: slog.Default().
+	Logger *slog.Logger
+	// Listener, when set, is served instead of listening on cfg.Listen
+	// (tests pass a loopback listener on port 0).
+	Listener net.Listener
+}
+
+// Start opens everything cfg names and starts serving. On an error it
+// closes what it opened and says which part failed and what to do.
+//
+// # Parameters
+//   - ctx: bounds the start-up (compiling functions, opening stores).
+//   - cfg: a validated configuration ([config.Load] or [config.Default]).
+//   - opts: see [Options].
+func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err error) {
+	h := &Host{cfg: cfg, log: opts.Logger, pipelineDone: make(chan struct{}), serveErr: make(chan error, 1)}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			h.closeAll(context.Background())
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("host: data directory: %w", err)
+	}
+
+	sc := cfg.ConsentStore()
+	if h.store, err = sc.Open(ctx); err != nil {
+		return nil, fmt.Errorf("host: consent store (%s): %w", sc.Backend, err)
+	}
+	if h.engine, err = runtime.NewEngine(runtime.Config{CacheDir: filepath.Join(cfg.DataDir(), "compile-cache")}); err != nil {
+		return nil, fmt.Errorf("host: runtime: %w", err)
+	}
+	h.registry = functions.NewRegistry(h.engine, h.store)
+	for i := range cfg.Functions {
+		f := &cfg.Functions[i]
+		m, err := f.Manifest()
+		if err != nil {
+			return nil, fmt.Errorf("host: functions[%d]: %w", i, err)
+		}
+		path := cfg.Path(f.Wasm)
+		wasm, err := os.ReadFile(path)
+		if err != nil {
+			hint := ""
+			if f.Wasm == config.ExampleFunction {
+				hint = " (run `make examples` to build it)"
+			}
+			return nil, fmt.Errorf("host: function %s: %w%s", f.Name, err, hint)
+		}
+		if _, err := h.registry.Deploy(ctx, m, wasm); err != nil {
+			return nil, fmt.Errorf("host: function %s (%s): %w", f.Name, path, err)
+		}
+	}
+
+	if h.queue, err = queue.Open(cfg.QueuePath(), cfg.Queue); err != nil {
+		return nil, fmt.Errorf("host: queue: %w", err)
+	}
+	var dests []pipeline.Destination
+	for _, d := range cfg.Destinations {
+		sc := d.Config
+		if sc.Type == "file" {
+			sc.FileConfig.Path = cfg.Path(sc.FileConfig.Path)
+		}
+		sink, err := delivery.Open(sc)
+		if err != nil {
+			return nil, fmt.Errorf("host: destination %s: %w", d.Name, err)
+		}
+		h.sinks = append(h.sinks, sink)
+		dests = append(dests, pipeline.Destination{Name: d.Name, Categories: d.Categories, Functions: d.Functions})
+	}
+	var sources []pipeline.Source
+	var ingestSources []server.Source
+	for _, s := range cfg.Sources {
+		sources = append(sources, pipeline.Source{Name: s.Name, Functions: s.Functions})
+		ingestSources = append(ingestSources, s.Source)
+	}
+	if h.proc, err = pipeline.NewProcessor(h.registry, h.store, sources, dests, nil); err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Workers: cfg.Delivery.Workers,
+		BatchSize: cfg.Delivery.BatchSize, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	if h.srv, err = server.New(cfg.Server, ingestSources, h.pipe, server.WithLogger(h.log)); err != nil {
+		return nil, fmt.Errorf("host: server: %w", err)
+	}
+	h.ln = opts.Listener
+	if h.ln == nil {
+		if h.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("host: listen on %s: %w (set listen in the configuration or --listen)", cfg.Listen, err)
+		}
+	}
+
+	pctx, cancel := context.WithCancel(context.Background())
+	h.stopPipeline = cancel
+	go func() {
+		defer close(h.pipelineDone)
+		h.pipe.Run(pctx)
+	}()
+	go func() { h.serveErr <- h.srv.Serve(h.ln) }()
+	return h, nil
+}
+
+// Addr returns the address the server listens on.
+func (h *Host) Addr() net.Addr { return h.ln.Addr() }
+
+// Counters returns the pipeline's counters.
+func (h *Host) Counters() *pipeline.Counters { return h.proc.Counters() }
+
+// Stats returns the ingest's counters.
+func (h *Host) Stats() server.Stats { return h.srv.Stats() }
+
+// Store returns the consent store.
+func (h *Host) Store() *consentstore.Store { return h.store }
+
+// Queue returns the durable queue.
+func (h *Host) Queue() *queue.Queue { return h.queue }
+
+// Wait blocks until the server stops serving on its own (its listener
+// failed) and returns why, or until ctx is done.
+func (h *Host) Wait(ctx context.Context) error {
+	select {
+	case err := <-h.serveErr:
+		h.serveErr <- err
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Shutdown stops accepting events, lets requests in flight finish, stops
+// the pipeline once the batches it holds are handed on, and closes
+// everything. Events accepted and not yet delivered stay in the queue for
+// the next start. ctx bounds the wait for requests in flight.
+func (h *Host) Shutdown(ctx context.Context) error {
+	h.shutdown.Do(func() { h.shutdownErr = h.closeAll(ctx) })
+	return h.shutdownErr
+}
+
+func (h *Host) closeAll(ctx context.Context) error {
+	var errs []error
+	if h.srv != nil && h.ln != nil {
+		if err := h.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("host: server shutdown: %w", err))
+		}
+	} else if h.ln != nil {
+		h.ln.Close()
+	}
+	if h.stopPipeline != nil {
+		h.stopPipeline()
+		select {
+		case <-h.pipelineDone:
+		case <-time.After(time.Minute):
+			errs = append(errs, errors.New("host: the pipeline did not stop within a minute"))
+		}
+	}
+	if h.queue != nil {
+		errs = append(errs, h.queue.Close())
+	}
+	for _, s := range h.sinks {
+		errs = append(errs, s.Close())
+	}
+	if h.registry != nil {
+		errs = append(errs, h.registry.Close(ctx))
+	}
+	if h.engine != nil {
+		errs = append(errs, h.engine.Close(ctx))
+	}
+	if h.store != nil {
+		errs = append(errs, h.store.Close())
+	}
+	return errors.Join(errs...)
+}
