@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -123,3 +124,39 @@ func BenchmarkBatch100(b *testing.B) {
 }
 
 func mustBody(n int) []byte { b, _ := batchBody(n); return b }
+
+// BenchmarkBatch100Loopback is BenchmarkBatch100 over a real loopback TCP
+// connection per goroutine (fasthttp client, keep-alive).
+func BenchmarkBatch100Loopback(b *testing.B) {
+	acc := &countingAccepter{}
+	s, err := New(Config{}, testSources, acc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	client := &fasthttp.Client{}
+	url := "http://" + ln.Addr().String() + "/v1/batch"
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		body, offs := batchBody(100)
+		req := newBatchRequest(body)
+		req.SetRequestURI(url)
+		var resp fasthttp.Response
+		for pb.Next() {
+			stamp(req.Body(), offs, seq.Add(1))
+			if err := client.Do(req, &resp); err != nil {
+				b.Fatal(err)
+			}
+			if resp.StatusCode() != 200 {
+				b.Fatalf("answered %d %s", resp.StatusCode(), resp.Body())
+			}
+		}
+	})
+	b.ReportMetric(float64(acc.events.Load())/b.Elapsed().Seconds(), "events/s")
+}

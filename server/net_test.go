@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -272,5 +273,76 @@ func TestShutdownGivesUp(t *testing.T) {
 	}
 	if code := <-answered; code != 503 {
 		t.Fatalf("the abandoned request was answered %d, want 503", code)
+	}
+}
+
+func TestServeAfterShutdown(t *testing.T) {
+	s, _ := newTestServer(t, Config{Listen: "127.0.0.1:0"})
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown of a server never started: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := s.Serve(ln); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Shutdown: %v, want ErrServerClosed", err)
+	}
+	if err := s.ListenAndServe(); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("ListenAndServe after Shutdown: %v, want ErrServerClosed", err)
+	}
+}
+
+func TestListenError(t *testing.T) {
+	s, _ := newTestServer(t, Config{Listen: "256.0.0.1:bad"})
+	if err := s.ListenAndServe(); err == nil || !strings.Contains(err.Error(), "256.0.0.1:bad") {
+		t.Fatalf("ListenAndServe on a bad address: %v, want an error naming it", err)
+	}
+}
+
+// TestConcurrentRequests checks that concurrent requests never see each
+// other's buffers: every event arrives once, intact, from its own source.
+func TestConcurrentRequests(t *testing.T) {
+	s, rec := newTestServer(t, Config{})
+	const workers, requests, perBatch = 6, 20, 10
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := testKey
+			if w%2 == 1 {
+				key = otherKey
+			}
+			for r := range requests {
+				var evs []string
+				for e := range perBatch {
+					evs = append(evs, fmt.Sprintf(`{"type":"track","userId":"w%d","event":"e","messageId":"%d-%d-%d","properties":{"w":%d}}`, w, w, r, e, w))
+				}
+				resp := do(t, s, request{path: "/v1/batch", auth: key, body: `{"batch":[` + strings.Join(evs, ",") + `]}`})
+				if resp.status != 200 {
+					t.Errorf("answered %d %s", resp.status, resp.body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, c := range rec.calls {
+		for _, e := range c.events {
+			id := e["messageId"].(string)
+			w := int(e["properties"].(map[string]any)["w"].(float64))
+			if seen[id] || e["userId"] != fmt.Sprintf("w%d", w) || !strings.HasPrefix(id, fmt.Sprintf("%d-", w)) {
+				t.Fatalf("event %v mixed up or repeated", e)
+			}
+			if want := []string{"web", "app"}[w%2]; c.source != want {
+				t.Fatalf("event of worker %d from source %s, want %s", w, c.source, want)
+			}
+			seen[id] = true
+		}
+	}
+	if len(seen) != workers*requests*perBatch {
+		t.Fatalf("%d events arrived, want %d", len(seen), workers*requests*perBatch)
 	}
 }

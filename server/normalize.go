@@ -315,7 +315,11 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		out = append(out, orig.Raw...)
 	}
 	out = appendKey(out, &first, `"timestamp":"`)
-	out = ts.UTC().AppendFormat(out, timeLayout)
+	if ts.Equal(now) {
+		out = append(out, sc.received...)
+	} else {
+		out = appendTime(out, ts)
+	}
 	out = append(out, '"')
 	out = appendKey(out, &first, `"receivedAt":"`)
 	out = append(out, sc.received...)
@@ -332,6 +336,43 @@ func appendKey(out []byte, first *bool, key string) []byte {
 	}
 	*first = false
 	return append(out, key...)
+}
+
+// appendTime appends t in UTC as timeLayout does, without interpreting
+// the layout for every event.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	h, mi, s := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	b = appendDigits(b, y, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(mo), 2)
+	b = append(b, '-')
+	b = appendDigits(b, d, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, h, 2)
+	b = append(b, ':')
+	b = appendDigits(b, mi, 2)
+	b = append(b, ':')
+	b = appendDigits(b, s, 2)
+	b = append(b, '.')
+	b = appendDigits(b, ms, 3)
+	return append(b, 'Z')
+}
+
+// appendDigits appends the n lowest decimal digits of v >= 0, zero-padded.
+func appendDigits(b []byte, v, n int) []byte {
+	b = append(b, "0000"[:n]...)
+	for i := len(b) - 1; n > 0; n-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+		i--
+	}
+	return b
 }
 
 // parseTime parses an RFC 3339 date-time string, with or without

@@ -87,7 +87,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -187,7 +186,10 @@ type Server struct {
 	// acceptCtx is passed to Accept; cancel ends it when Shutdown gives up.
 	acceptCtx context.Context
 	cancel    context.CancelFunc
-	closed    atomic.Bool
+
+	mu        sync.Mutex
+	closed    bool           // Shutdown was called
+	listeners []net.Listener // given to Serve
 }
 
 // source is one configured source and its dedupe window (nil when
@@ -272,16 +274,30 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // nil (or [ErrServerClosed] if Shutdown came first). Any other error is
 // the listener's.
 func (s *Server) Serve(ln net.Listener) error {
-	if s.closed.Load() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return ErrServerClosed
 	}
-	return s.srv.Serve(ln)
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	err := s.srv.Serve(ln)
+	if err != nil && errors.Is(err, net.ErrClosed) && s.isClosed() {
+		return nil // Shutdown closed ln before fasthttp knew of it
+	}
+	return err
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // ListenAndServe listens on [Config.Listen] and serves HTTP there, as
 // [Server.Serve] does.
 func (s *Server) ListenAndServe() error {
-	if s.closed.Load() {
+	if s.isClosed() {
 		return ErrServerClosed
 	}
 	ln, err := net.Listen("tcp", s.cfg.Listen)
@@ -299,8 +315,17 @@ func (s *Server) ListenAndServe() error {
 // ctx's error. After Shutdown, Serve and ListenAndServe fail with
 // [ErrServerClosed].
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.closed.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	lns := s.listeners
+	s.listeners = nil
+	s.mu.Unlock()
 	err := s.srv.ShutdownWithContext(ctx)
+	for _, ln := range lns {
+		// fasthttp closed the listeners it had registered; this closes one
+		// a concurrent Serve had not yet handed to it.
+		_ = ln.Close()
+	}
 	if err != nil {
 		s.cancel()
 		return fmt.Errorf("server: shutdown did not finish in time; in-flight requests were abandoned: %w", err)
@@ -321,18 +346,18 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 // scratch holds the buffers of one request; the server pools them. Every
 // field is reset (not freed) between requests.
 type scratch struct {
-	auth     []byte        // decoded Basic credentials
-	body     []byte        // inflated gzip body
-	br       bytes.Reader  // reads the gzip body
-	gz       *gzip.Reader  // reused inflater
-	out      []byte        // normalized events, back to back
-	spans    []span        // one per valid event
-	events   [][]byte      // what Accept gets: views of out
-	keys     []string      // member names of the event being normalized
-	inReq    map[idKey]int // dedupe keys seen in this request
-	rejected []rejected    // invalid events of a batch
-	received []byte        // receivedAt, formatted
-	resp     []byte        // response body
+	auth     []byte             // decoded Basic credentials
+	body     []byte             // inflated gzip body
+	br       bytes.Reader       // reads the gzip body
+	gz       *gzip.Reader       // reused inflater
+	out      []byte             // normalized events, back to back
+	spans    []span             // one per valid event
+	events   [][]byte           // what Accept gets: views of out
+	keys     []string           // member names of the event being normalized
+	inReq    map[idKey]struct{} // dedupe keys seen in this request
+	rejected []rejected         // invalid events of a batch
+	received []byte             // receivedAt, formatted
+	resp     []byte             // response body
 }
 
 // span locates one normalized event in scratch.out.
@@ -488,7 +513,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	now := s.now().UTC()
-	sc.received = now.AppendFormat(sc.received[:0], timeLayout)
+	sc.received = appendTime(sc.received[:0], now)
 	if batch {
 		if p := s.normalizeBatch(sc, root, now); !p.ok() {
 			s.fail(ctx, sc, p)
@@ -596,7 +621,7 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, sc *scratch, src *source) {
 	dups := 0
 	if src.window != nil {
 		if sc.inReq == nil {
-			sc.inReq = make(map[idKey]int)
+			sc.inReq = make(map[idKey]struct{})
 		}
 		src.window.mu.Lock()
 		for i := range sc.spans {
@@ -609,7 +634,7 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, sc *scratch, src *source) {
 				dups++
 				continue
 			}
-			sc.inReq[sp.key] = i
+			sc.inReq[sp.key] = struct{}{}
 		}
 		src.window.mu.Unlock()
 	}

@@ -573,3 +573,19 @@ func TestNewChecksConfig(t *testing.T) {
 		t.Fatalf("zero Config filled as %+v", c)
 	}
 }
+
+func TestAppendTime(t *testing.T) {
+	for _, tm := range []time.Time{
+		testNow,
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 12, 31, 23, 59, 59, 999_999_999, time.FixedZone("x", -7*3600)),
+		time.Date(999, 2, 3, 4, 5, 6, 7_000_000, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
+			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
+		}
+	}
+}
