@@ -48,10 +48,19 @@
 // needs a type; a single call's type is its path, whatever the body says.
 // messageId, if sent, must be a string of at most 100 characters.
 // timestamp, originalTimestamp and sentAt, if sent, must be RFC 3339
-// date-times. The stored event is normalized as [normalize] describes:
-// writeKey removed, messageId generated when absent, receivedAt stamped,
-// timestamp corrected for the client's clock skew the way Segment does it
-// (timestamp = receivedAt − (sentAt − originalTimestamp)).
+// date-times. The event handed on keeps every member the client sent,
+// except writeKey and later duplicates of a member (the first one wins, as
+// gjson reads it everywhere in insertfn), and gets:
+//
+//   - type: the path's for single calls, else the event's own;
+//   - messageId: the client's, or "ifn-" and 32 random hex digits;
+//   - context, integrations: merged with the batch's (below);
+//   - sentAt: the event's, else the batch's;
+//   - originalTimestamp: the client's originalTimestamp, else its timestamp;
+//   - timestamp: corrected for the client's clock skew as Segment does it,
+//     receivedAt − (sentAt − originalTimestamp), when both are known; the
+//     client's time when sentAt is not; receivedAt when it sent no time;
+//   - receivedAt: the server's time, UTC, with milliseconds.
 //
 // A batch's top-level context and integrations are merged into each of
 // its events one level deep: a member the event has is kept whole, even
