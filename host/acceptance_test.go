@@ -1,0 +1,235 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	analytics "github.com/segmentio/analytics-go/v3"
+
+	"github.com/insertfn/insertfn/config"
+	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/server"
+)
+
+// TestAnalyticsGo: Segment's own Go library, unmodified, sends events to
+// the server with consent-match on. Events whose consent matches the
+// stored record reach the sink; mismatched ones do not and are counted as
+// dropped with reason "Consent mismatch".
+func TestAnalyticsGo(t *testing.T) {
+	out := newSink(t)
+	h := start(t, baseConfig(t, []config.Function{consentMatch(t)}, []string{"consent-match"}, webhookDest("warehouse", out.srv.URL)))
+	if _, err := h.Store().Update(context.Background(), consentstore.Update{Source: "test", Record: consent.Record{ID: "u123",
+		Categories: []consent.Category{{Name: "Advertising", Consented: true, Timestamp: 1000}, {Name: "Analytics", Consented: false, Timestamp: 1000}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	client, err := analytics.NewWithConfig(writeKey, analytics.Config{
+		Endpoint:  "http://" + h.Addr().String(),
+		BatchSize: 10,
+		Interval:  50 * time.Millisecond,
+		Logger:    testLogger{t},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefs := func(ads, an bool) *analytics.Context {
+		return &analytics.Context{Extra: map[string]any{"consent": map[string]any{
+			"categoryPreferences": map[string]bool{"Advertising": ads, "Analytics": an}}}}
+	}
+	const n = 30
+	for i := range n {
+		// Two in three match the stored consent; every third is stale.
+		stale := i%3 == 2
+		msg := analytics.Track{MessageId: fmt.Sprintf("m%02d", i), UserId: "u123", Event: "Order Completed",
+			Properties: analytics.NewProperties().Set("revenue", 10+i), Context: prefs(true, stale)}
+		if err := client.Enqueue(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := client.Enqueue(analytics.Identify{MessageId: "id1", UserId: "u123", Traits: analytics.NewTraits().SetEmail("a@example.com"),
+		Context: prefs(true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every event to settle", func() bool { return settled(h, n+1) })
+	got := out.ids()
+	var want []string
+	for i := range n {
+		if i%3 != 2 {
+			want = append(want, fmt.Sprintf("m%02d", i))
+		}
+	}
+	want = append(want, "id1")
+	slices.Sort(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("sink got %v\nwant %v", got, want)
+	}
+	if d := h.Counters().Snapshot().Dropped["Consent mismatch"]; d != n/3 {
+		t.Errorf("dropped for Consent mismatch: %d, want %d", d, n/3)
+	}
+}
+
+type testLogger struct{ t *testing.T }
+
+func (l testLogger) Logf(format string, args ...any)   { l.t.Logf(format, args...) }
+func (l testLogger) Errorf(format string, args ...any) { l.t.Errorf("analytics-go: "+format, args...) }
+
+// TestCrash: a load generator sends events while the server is killed with
+// SIGKILL and restarted; every event that got a 200 reaches the webhook
+// sink at least once.
+func TestCrash(t *testing.T) {
+	if os.Getenv("INSERTFN_CRASH_CHILD") != "" {
+		t.Skip("running as the crash child")
+	}
+	out := newSink(t)
+	data := t.TempDir()
+
+	var acked sync.Map // messageId -> true, for 200s
+	var sent atomic.Int64
+	runChild := func() (*exec.Cmd, string) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "INSERTFN_CRASH_CHILD=1", "INSERTFN_CRASH_DATA="+data, "INSERTFN_CRASH_SINK="+out.srv.URL)
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if addr, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				go func() {
+					for sc.Scan() {
+					}
+				}()
+				return cmd, addr
+			}
+		}
+		t.Fatal("the child did not start")
+		return nil, ""
+	}
+
+	// load sends single events to addr until stop closes; each 200 is
+	// recorded.
+	load := func(addr string, stop <-chan struct{}) {
+		var wg sync.WaitGroup
+		client := &http.Client{Timeout: 5 * time.Second}
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					id := fmt.Sprintf("w%d-%d-%d", w, sent.Add(1), i)
+					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/track",
+						strings.NewReader(`{"userId":"u1","event":"e","messageId":"`+id+`"}`))
+					req.SetBasicAuth(writeKey, "")
+					resp, err := client.Do(req)
+					if err != nil {
+						continue // the server is gone: not acknowledged
+					}
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						acked.Store(id, true)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+
+	for round := range 3 {
+		cmd, addr := runChild()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { load(addr, stop); close(done) }()
+		time.Sleep(time.Duration(300+200*round) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		close(stop)
+		<-done
+	}
+	// A last start delivers what the killed ones left in the queue.
+	cmd, _ := runChild()
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+
+	var want []string
+	acked.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
+	if len(want) < 50 {
+		t.Fatalf("only %d events were acknowledged; the load generator did not get going", len(want))
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := make(map[string]bool)
+		for _, id := range out.ids() {
+			got[id] = true
+		}
+		var missing []string
+		for _, id := range want {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("%d events acknowledged over 3 kills, all delivered (%d sent)", len(want), sent.Load())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged events never reached the sink, e.g. %v", len(missing), len(want), missing[:min(5, len(missing))])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCrashChild is the server process of TestCrash.
+func TestCrashChild(t *testing.T) {
+	data := os.Getenv("INSERTFN_CRASH_DATA")
+	if os.Getenv("INSERTFN_CRASH_CHILD") == "" || data == "" {
+		t.Skip("only run by TestCrash")
+	}
+	y := fmt.Sprintf("data: %s\ndelivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}\n", data)
+	c, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Sources = []config.Source{{Source: serverSource("web", writeKey)}}
+	c.Destinations = []config.Destination{webhookDest("sink", os.Getenv("INSERTFN_CRASH_SINK"))}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Start(context.Background(), c, Options{Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("ADDR %s\n", h.Addr())
+	os.Stdout.Sync()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done() // until killed, or stopped at the end of the test
+	h.Shutdown(context.Background())
+}
+
+func serverSource(name, key string) server.Source {
+	return server.Source{Name: name, WriteKeys: []string{key}}
+}
