@@ -15,25 +15,30 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/consentstore/storeconfig"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // storeFlagsUsage documents the flags every consent subcommand takes.
 const storeFlagsUsage = `Store flags (every subcommand; before or after its arguments):
-  --config FILE          the server's configuration file (YAML); its top-level
-                         consent: section says which store to use
-  --backend NAME         embedded, redis or http (default: the configuration's,
-                         else embedded)
-  --data-dir DIR         the embedded store's data directory (default: the
-                         configuration's, else ` + defaultDataDirDoc + `)
-  --redis-addr ADDR      the Redis server (host:port) of the redis backend
-  --consent-url URL      the URL template of the http backend
-                         (https://consent.internal/users/{id})
+  --config FILE          the server's configuration file (YAML): its consent:
+                         section says which store to use, as for the server
+  --backend NAME         embedded, redis, http or memory (default: the
+                         configuration's, else embedded)
+  --data-dir DIR         the server's data directory: the embedded store is
+                         DIR/consent (default: the configuration's data, else
+                         ./data)
+  --redis-addr ADDR      the Redis server (host:port; several, comma-separated,
+                         for a cluster); alone, chooses the redis backend
+  --consent-url URL      the URL template of the http backend, the company's
+                         consent service (https://consent.internal/users/{id});
+                         alone, chooses the http backend (read-only)
   --json                 print JSON (one value per line) instead of text
 
 The flags override the configuration file. The embedded store is one file
 that only one process may have open: while 'insertfn serve' runs on the same
-data directory, stop it first (or use the server's admin API).
+data directory, stop it first. The memory backend keeps nothing after the
+command exits.
 
 Exit status: 0 done, 1 not found, a line that did not import, or a store
 failure, 2 bad usage, configuration or input.
@@ -202,7 +207,7 @@ func (e *consentEnv) open(ctx context.Context) (*consentstore.Store, int, bool) 
 		if errors.As(err, &ce) {
 			return nil, e.failf(exitUsage, "%v", err), false
 		}
-		return nil, e.failf(exitFail, "%v", err), false
+		return nil, e.storeError(err), false
 	}
 	return s, 0, true
 }
@@ -234,6 +239,13 @@ func (e *consentEnv) printJSON(v any) int {
 // that the store is closed cleanly.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt)
+}
+
+// warnMemory says, after a write to the memory backend, that it is gone.
+func (e *consentEnv) warnMemory() {
+	if e.flags.opened == storeconfig.Memory {
+		fmt.Fprintf(e.stderr, "insertfn %s: note: the memory backend keeps nothing after this command\n", e.c.name)
+	}
 }
 
 // withStore runs fn with the opened store and closes it after.
@@ -371,6 +383,7 @@ func runConsentSet(c *command, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return e.storeError(fmt.Errorf("update %s: %w", inputName(*file), err))
 		}
+		e.warnMemory()
 		rec, err := s.Get(ctx, id)
 		if err != nil {
 			return e.storeError(err)
@@ -462,6 +475,7 @@ func runConsentDelete(c *command, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return e.storeError(err)
 		}
+		e.warnMemory()
 		code := exitOK
 		if !deleted {
 			code = exitFail
@@ -592,6 +606,8 @@ func runConsentImport(c *command, args []string, stdout, stderr io.Writer) int {
 		})
 		if err != nil {
 			e.storeError(err)
+		} else {
+			e.warnMemory()
 		}
 		if e.asJSON {
 			e.printJSON(st)

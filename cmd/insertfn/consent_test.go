@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/internal/redistest"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 
@@ -262,7 +266,120 @@ func TestTestConsentUpdates(t *testing.T) {
 	if got := decodeRecord(t, out).CategoryMap(); len(got) != 3 || !got["Advertising"] || got["Analytics"] || !got["Functional"] {
 		t.Errorf("imported record = %s", out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "consent.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "consent", "consent.db")); err != nil {
 		t.Errorf("the embedded store's file: %v", err)
 	}
+}
+
+// TestConsentConfig: --config reads the server's configuration file and
+// resolves the store as the server does; the flags override it.
+func TestConsentConfig(t *testing.T) {
+	cfgDir := t.TempDir()
+	cfg := filepath.Join(cfgDir, "insertfn.yaml")
+	writeConfig := func(consentSection string) {
+		t.Helper()
+		yaml := "data: var\nsources:\n  - name: web\n    write_keys: [k1]\n" + consentSection
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(code int, args ...string) (string, string) {
+		t.Helper()
+		c, stdout, stderr := runCLI(t, append([]string{"consent"}, args...)...)
+		if c != code {
+			t.Fatalf("insertfn consent %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), c, code, stdout, stderr)
+		}
+		return stdout, stderr
+	}
+
+	// The embedded store in DATA/consent, DATA relative to the file.
+	writeConfig("consent:\n  backend: embedded\n")
+	run(0, "set", "u123", "--file", testdata("consent-update.json"), "--config", cfg)
+	if _, err := os.Stat(filepath.Join(cfgDir, "var", "consent", "consent.db")); err != nil {
+		t.Fatalf("the store is not where the server keeps it: %v", err)
+	}
+	out, _ := consentCLI(t, filepath.Join(cfgDir, "var"), 0, "get", "u123", "--json")
+	if decodeRecord(t, out).ID != "u123" {
+		t.Errorf("--data-dir of the same directory: %s", out)
+	}
+	// --data-dir overrides the file's data.
+	other := t.TempDir()
+	run(1, "get", "u123", "--config", cfg, "--data-dir", other)
+	// consent.dir, relative to the file.
+	writeConfig("consent:\n  dir: mystore\n")
+	run(0, "set", "u1", "--file", testdata("consent-update.json"), "--config", cfg)
+	if _, err := os.Stat(filepath.Join(cfgDir, "mystore", "consent.db")); err != nil {
+		t.Errorf("consent.dir: %v", err)
+	}
+
+	// Errors name the problem and what to do.
+	for _, tc := range []struct {
+		yaml string
+		args []string
+		want string
+	}{
+		{"consent:\n  backend: mongo\n", nil, `consent: backend: unknown backend "mongo"`},
+		{"consent:\n  backnd: redis\n", nil, "field backnd not found"},
+		{"consent: [\n", nil, "yaml"},
+		{"", []string{"--backend", "mongo"}, `backend: unknown backend "mongo"`},
+		{"", []string{"--backend", "http"}, "http.url"},
+		{"", []string{"--redis-addr", "127.0.0.1:1", "--consent-url", "http://x/{id}"}, "say which with --backend redis or --backend http"},
+	} {
+		args := append([]string{"get", "u1"}, tc.args...)
+		if tc.yaml != "" {
+			if err := os.WriteFile(cfg, []byte(tc.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--config", cfg)
+		} else {
+			args = append(args, "--data-dir", other)
+		}
+		_, stderr := run(2, args...)
+		wantContains(t, strings.Join(args, " "), stderr, tc.want)
+	}
+	_, stderr := run(2, "get", "u1", "--config", filepath.Join(cfgDir, "nope.yaml"))
+	wantContains(t, "a missing configuration", stderr, "nope.yaml", "no such file")
+
+	// The memory backend works, and says it keeps nothing.
+	_, stderr = run(0, "set", "u1", "--file", testdata("consent-update.json"), "--backend", "memory")
+	wantContains(t, "set on memory", stderr, "the memory backend keeps nothing")
+}
+
+// TestConsentHTTP: the http backend reads the company's service and refuses
+// writes, saying where to make them.
+func TestConsentHTTP(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/users/u123" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"id":"u123","categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":1700000000000}}}`)
+	}))
+	defer srv.Close()
+	url := srv.URL + "/users/{id}"
+	code, stdout, stderr := runCLI(t, "consent", "get", "u123", "--consent-url", url)
+	if code != 0 || !strings.Contains(stdout, "Advertising  true") {
+		t.Errorf("get: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(t, "consent", "get", "u999", "--consent-url", url)
+	if code != 1 || !strings.Contains(stderr, `no record for "u999"`) {
+		t.Errorf("get of an unknown id: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "consent", "set", "u123", "--file", testdata("consent-update.json"), "--consent-url", url)
+	if code != 1 || !strings.Contains(stderr, "read-only") || !strings.Contains(stderr, "change the consent service itself") {
+		t.Errorf("set: exit %d: %s", code, stderr)
+	}
+}
+
+// TestConsentRedis: two invocations share the store through Redis.
+func TestConsentRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	consentCLI(t, t.TempDir(), 0, "set", "u123", "--file", testdata("consent-update.json"), "--redis-addr", srv.Addr)
+	out, _ := consentCLI(t, t.TempDir(), 0, "get", anon123, "--json", "--redis-addr", srv.Addr)
+	if r := decodeRecord(t, out); r.ID != "u123" || !r.CategoryMap()["Advertising"] {
+		t.Errorf("get through Redis: %s", out)
+	}
+	out, _ = consentCLI(t, t.TempDir(), 0, "history", "u123", "--redis-addr", srv.Addr)
+	wantContains(t, "history through Redis", out, "cli:support ticket 4711")
 }

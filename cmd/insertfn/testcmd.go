@@ -31,7 +31,9 @@ Flags (before or after FILE.wasm):
   --event EVENT.json     the event, a JSON object (required)
   --consent RECORDS      the stored consent the function looks up: a JSON
                          array of records, one record, or NDJSON (one record
-                         per line), in the wire format of the consent record
+                         or update per line, as 'insertfn consent import'
+                         reads and 'insertfn consent export' writes), in the
+                         wire format of the consent record
   --settings SETTINGS    the function's settings, a JSON object (default {})
   --json                 print one JSON object with the keys verdict
                          ("deliver", "drop" or "error"), reason, error_kind,
