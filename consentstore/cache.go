@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -13,8 +13,8 @@ import (
 // CacheConfig sizes the in-process cache a [Store] keeps in front of a
 // remote backend. The zero value is no cache.
 type CacheConfig struct {
-	// Size is the most records (and, separately, the most unknown ids)
-	// kept. 0 disables the cache.
+	// Size is the most ids kept, found or known to have no record. 0 (or
+	// less) disables the cache.
 	Size int `json:"size" yaml:"size"`
 	// TTL is how long a found record is served from the cache; writes made
 	// through this host invalidate it at once, writes made elsewhere (another
@@ -32,8 +32,11 @@ const (
 	DefaultCacheNegativeTTL = 5 * time.Second
 )
 
-// recordCache is the Store's cache: records by lookup id (id or alias) and,
-// apart, ids known to have no record. Both are bounded LRUs with a TTL.
+// recordCache is the Store's cache: one bounded LRU from lookup id (id or
+// alias) to the record found, or to nil for an id known to have no record,
+// each entry with its own expiry (TTL or NegativeTTL). Expired entries are
+// dropped when met or pushed out by newer ones; the cache runs no
+// goroutine, so a closed Store leaves nothing behind.
 //
 // A lookup that misses reads the backend and then puts what it read; a
 // write that ran meanwhile could make that value stale. gen orders them:
@@ -41,11 +44,16 @@ const (
 // under the generation still current, so a value read before or during a
 // write is never stored after the write invalidated it.
 type recordCache struct {
-	found   *expirable.LRU[string, *consent.Record]
-	missing *expirable.LRU[string, struct{}]
+	lru         *lru.Cache[string, cacheEntry]
+	ttl, negTTL time.Duration
 
 	mu  sync.Mutex // orders put against invalidate
 	gen uint64
+}
+
+type cacheEntry struct {
+	rec     *consent.Record // nil: no record for this id
+	expires time.Time
 }
 
 func newRecordCache(cfg CacheConfig) *recordCache {
@@ -55,22 +63,25 @@ func newRecordCache(cfg CacheConfig) *recordCache {
 	if cfg.NegativeTTL <= 0 {
 		cfg.NegativeTTL = DefaultCacheNegativeTTL
 	}
-	return &recordCache{
-		found:   expirable.NewLRU[string, *consent.Record](cfg.Size, nil, cfg.TTL),
-		missing: expirable.NewLRU[string, struct{}](cfg.Size, nil, cfg.NegativeTTL),
+	c, err := lru.New[string, cacheEntry](cfg.Size)
+	if err != nil { // only for a size < 1, which New does not pass
+		panic(err)
 	}
+	return &recordCache{lru: c, ttl: cfg.TTL, negTTL: cfg.NegativeTTL}
 }
 
 // get returns the cached record for id (nil for a cached miss) and whether
 // the cache knew id.
 func (c *recordCache) get(id string) (*consent.Record, bool) {
-	if rec, ok := c.found.Get(id); ok {
-		return rec, true
+	e, ok := c.lru.Get(id)
+	if !ok {
+		return nil, false
 	}
-	if _, ok := c.missing.Get(id); ok {
-		return nil, true
+	if time.Now().After(e.expires) {
+		c.lru.Remove(id)
+		return nil, false
 	}
-	return nil, false
+	return e.rec, true
 }
 
 // generation returns the generation to pass to put for a value read now.
@@ -82,17 +93,17 @@ func (c *recordCache) generation() uint64 {
 
 // put caches rec (nil: no record) for id, unless a write began since gen.
 func (c *recordCache) put(gen uint64, id string, rec *consent.Record) {
+	ttl := c.ttl
+	if rec == nil {
+		ttl = c.negTTL
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
 	id = strings.Clone(id) // the caller's id may be a view into a buffer it reuses
-	if rec == nil {
-		c.missing.Add(id, struct{}{})
-	} else {
-		c.found.Add(id, rec)
-	}
+	c.lru.Add(id, cacheEntry{rec: rec, expires: time.Now().Add(ttl)})
 }
 
 // beginWrite marks the start of a write: lookups already running do not
@@ -103,13 +114,21 @@ func (c *recordCache) beginWrite() {
 	c.mu.Unlock()
 }
 
-// invalidate ends a write: it forgets ids, found or missing.
+// invalidate ends a write: it forgets ids.
 func (c *recordCache) invalidate(ids ...string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	for _, id := range ids {
-		c.found.Remove(id)
-		c.missing.Remove(id)
+		c.lru.Remove(id)
 	}
+}
+
+// purge forgets everything: after a write whose effect is unknown (the
+// backend failed after it may have applied it), and on Close.
+func (c *recordCache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.lru.Purge()
 }

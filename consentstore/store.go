@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/insertfn/insertfn/sdk/consent"
@@ -91,9 +92,10 @@ type Options struct {
 // (Get, Update, Link, Delete, History, AsOf). It implements [consent.Store]
 // for the runtime. A Store is safe for concurrent use.
 type Store struct {
-	b     Backend
-	cache *recordCache // nil without a cache
-	now   func() time.Time
+	b      Backend
+	cache  *recordCache // nil without a cache
+	now    func() time.Time
+	closed atomic.Bool
 }
 
 var _ consent.Store = (*Store)(nil)
@@ -122,6 +124,9 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 	}
 	if s.cache == nil {
 		return s.b.Get(ctx, id)
+	}
+	if s.closed.Load() {
+		return nil, ErrClosed
 	}
 	if rec, ok := s.cache.get(id); ok {
 		if rec == nil {
@@ -153,11 +158,13 @@ func (s *Store) Update(ctx context.Context, u Update) ([]consent.Change, error) 
 	}
 	rec, changes, err := s.b.Update(ctx, &u)
 	if s.cache != nil {
-		ids := u.Record.IDs()
-		if rec != nil {
-			ids = append(ids, rec.IDs()...)
+		if err != nil {
+			// The backend may have applied it (a reply lost to a
+			// timeout) and merged records whose ids we do not know.
+			s.cache.purge()
+		} else {
+			s.cache.invalidate(append(u.Record.IDs(), rec.IDs()...)...)
 		}
-		s.cache.invalidate(ids...)
 	}
 	return changes, err
 }
@@ -181,11 +188,14 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 	}
 	rec, err := s.b.Delete(ctx, id)
 	if s.cache != nil {
-		ids := []string{id}
-		if rec != nil {
-			ids = append(ids, rec.IDs()...)
+		switch {
+		case err == nil:
+			s.cache.invalidate(append(rec.IDs(), id)...)
+		case errors.Is(err, consent.ErrNotFound):
+			s.cache.invalidate(id)
+		default:
+			s.cache.purge()
 		}
-		s.cache.invalidate(ids...)
 	}
 	if errors.Is(err, consent.ErrNotFound) {
 		return false, nil
@@ -219,8 +229,15 @@ func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error 
 	return s.b.Scan(ctx, fn)
 }
 
-// Close closes the backend.
-func (s *Store) Close() error { return s.b.Close() }
+// Close empties the cache and closes the backend. Later calls fail with
+// [ErrClosed].
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	if s.cache != nil {
+		s.cache.purge()
+	}
+	return s.b.Close()
+}
 
 // prepare validates an update and fills what the backends rely on.
 func prepare(u *Update, now int64) error {
