@@ -25,7 +25,8 @@ const storeFlagsUsage = `Store flags (every subcommand; before or after its argu
                          section says which store to use, as for the server
   --backend NAME         embedded, redis, http or memory (default: the
                          configuration's, else embedded)
-  --data-dir DIR         the server's data directory: the embedded store is
+  --data-dir DIR         the server's data directory ('insertfn serve --data';
+                         --data works here too): the embedded store is
                          DIR/consent (default: the configuration's data, else
                          ./data)
   --redis-addr ADDR      the Redis server (host:port; several, comma-separated,

@@ -25,6 +25,7 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "")
 	fs.StringVar(&f.backend, "backend", "", "")
 	fs.StringVar(&f.dataDir, "data-dir", "", "")
+	fs.StringVar(&f.dataDir, "data", "", "") // as 'insertfn serve' spells it
 	fs.StringVar(&f.redisAddr, "redis-addr", "", "")
 	fs.StringVar(&f.consentURL, "consent-url", "", "")
 }

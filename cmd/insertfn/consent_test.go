@@ -302,6 +302,11 @@ func TestConsentConfig(t *testing.T) {
 	if decodeRecord(t, out).ID != "u123" {
 		t.Errorf("--data-dir of the same directory: %s", out)
 	}
+	// --data, as serve spells it, is --data-dir.
+	out, _ = run(0, "get", "u123", "--json", "--data", filepath.Join(cfgDir, "var"))
+	if decodeRecord(t, out).ID != "u123" {
+		t.Errorf("--data: %s", out)
+	}
 	// --data-dir overrides the file's data.
 	other := t.TempDir()
 	run(1, "get", "u123", "--config", cfg, "--data-dir", other)
