@@ -39,15 +39,9 @@ test: vet examples ## vet, build the examples, run every test (plain, then -race
 bench: ## run the benchmarks (sandbox vs native, empty call)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
 
-run: build examples ## run the consent-match example on two sample events
-	@echo '== an event whose consent matches the stored consent'
-	$(BIN)/insertfn test $(BIN)/examples/consent-match.wasm \
-		--event cmd/insertfn/testdata/event.json \
-		--consent cmd/insertfn/testdata/consent.ndjson
-	@echo '== an event carrying stale consent'
-	$(BIN)/insertfn test $(BIN)/examples/consent-match.wasm \
-		--event cmd/insertfn/testdata/event-mismatch.json \
-		--consent cmd/insertfn/testdata/consent.ndjson
+run: build examples ## run the server on embedded defaults (data in ./data), with sample consent records
+	$(BIN)/insertfn consent import cmd/insertfn/testdata/consent.ndjson --data data
+	$(BIN)/insertfn serve --data data
 
 clean: ## remove bin/
 	rm -rf $(BIN)

@@ -54,6 +54,10 @@ type Options struct {
 	// Listener, when set, is served instead of listening on cfg.Listen
 	// (tests pass a loopback listener on port 0).
 	Listener net.Listener
+	// SummaryEvery, when positive, logs a summary of the counts (events
+	// processed, dropped by reason, delivered and filtered per
+	// destination) at that interval whenever events flowed.
+	SummaryEvery time.Duration
 }
 
 // Start opens everything cfg names and starts serving. On an error it
@@ -151,7 +155,44 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 		h.pipe.Run(pctx)
 	}()
 	go func() { h.serveErr <- h.srv.Serve(h.ln) }()
+	if opts.SummaryEvery > 0 {
+		go h.summarize(pctx, opts.SummaryEvery)
+	}
 	return h, nil
+}
+
+// summarize logs what the pipeline did, every interval in which something
+// happened, until ctx is done.
+func (h *Host) summarize(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := h.proc.Counters().Snapshot()
+		if s.Processed == last {
+			continue
+		}
+		last = s.Processed
+		attrs := []any{"processed", s.Processed, "consent_updates", s.ConsentUpdates}
+		for reason, n := range s.Dropped {
+			attrs = append(attrs, "dropped["+reason+"]", n)
+		}
+		for name, d := range s.Destinations {
+			attrs = append(attrs, "delivered["+name+"]", d.Delivered)
+			if f := d.FilteredConsent + d.FilteredIntegrations; f > 0 {
+				attrs = append(attrs, "filtered["+name+"]", f)
+			}
+			if d.Failed > 0 {
+				attrs = append(attrs, "failed["+name+"]", d.Failed)
+			}
+		}
+		h.log.Info("events", attrs...)
+	}
 }
 
 // Addr returns the address the server listens on.

@@ -1,7 +1,9 @@
-// Command insertfn builds and tests consent functions: Segment-style
-// insert functions compiled to WebAssembly and run by package runtime, and
-// reads and changes the consent store they look consent up in.
+// Command insertfn runs the insertfn server, builds and tests consent
+// functions (Segment-style insert functions compiled to WebAssembly and run
+// by package runtime), and reads and changes the consent store they look
+// consent up in.
 //
+//	insertfn serve [--config FILE] [--listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
 //	insertfn build DIR [-o FILE.wasm]
 //	insertfn test FILE.wasm --event EVENT.json [--consent RECORDS] [--settings SETTINGS] [--json]
 //	insertfn consent get|set|delete|history|import|export [ARGUMENTS] [--config FILE] [--json]
@@ -37,7 +39,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 var commands []*command
 
-func init() { commands = []*command{buildCmd, testCmd, consentCmd, versionCmd, helpCmd} }
+func init() { commands = []*command{serveCmd, buildCmd, testCmd, consentCmd, versionCmd, helpCmd} }
 
 func lookup(name string) *command {
 	for _, c := range commands {
