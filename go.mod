@@ -3,28 +3,30 @@ module github.com/insertfn/insertfn
 go 1.26
 
 require (
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/insertfn/insertfn/sdk v0.0.0
+	github.com/redis/go-redis/v9 v9.17.3
+	github.com/segmentio/analytics-go/v3 v3.3.0
 	github.com/tetratelabs/wazero v1.12.0
 	github.com/tidwall/gjson v1.20.1
+	github.com/valyala/fasthttp v1.68.0
+	go.etcd.io/bbolt v1.4.3
+	go.yaml.in/yaml/v3 v3.0.4
 )
 
 require (
 	github.com/andybalholm/brotli v1.2.0 // indirect
+	github.com/bmizerany/assert v0.0.0-20160611221934-b7ed37b82869 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dgryski/go-rendezvous v0.0.0-20200823014737-9f7001d12a5f // indirect
 	github.com/google/uuid v1.3.0 // indirect
-	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/klauspost/compress v1.18.1 // indirect
-	github.com/redis/go-redis/v9 v9.17.3 // indirect
-	github.com/segmentio/analytics-go/v3 v3.3.0 // indirect
+	github.com/kr/pretty v0.3.1 // indirect
 	github.com/segmentio/backo-go v1.0.0 // indirect
 	github.com/tidwall/match v1.1.1 // indirect
 	github.com/tidwall/pretty v1.2.0 // indirect
 	github.com/tidwall/sjson v1.2.7 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
-	github.com/valyala/fasthttp v1.68.0 // indirect
-	go.etcd.io/bbolt v1.4.3 // indirect
-	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/sys v0.44.0 // indirect
 )
 
