@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -232,4 +233,51 @@ func TestCrashChild(t *testing.T) {
 
 func serverSource(name, key string) server.Source {
 	return server.Source{Name: name, WriteKeys: []string{key}}
+}
+
+// TestConsentStoreDown: with the company's consent service hanging, a
+// lookup fails within the store's timeout, consent-match sees
+// ErrConsentUnavailable (a RetryError by its settings), retries, and its
+// failure policy (drop) decides; the server keeps serving, and once the
+// service answers again events flow.
+func TestConsentStoreDown(t *testing.T) {
+	var hang atomic.Bool
+	hang.Store(true)
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			return
+		}
+		w.Write([]byte(`{"id":"u1","categoryPreferences":{"Advertising":true}}`))
+	}))
+	defer svc.Close()
+	out := newSink(t)
+	c := baseConfig(t, []config.Function{consentMatch(t)}, []string{"consent-match"}, webhookDest("sink", out.srv.URL))
+	c.Consent.Backend = "http"
+	c.Consent.HTTP.URL = svc.URL + "/users/{id}"
+	c.Consent.HTTP.Timeout = 50 * time.Millisecond
+	c.Consent.Cache.Size = -1
+	h := start(t, c)
+	ev := func(id string) string {
+		return `{"userId":"u1","event":"e","messageId":"` + id + `","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`
+	}
+	if code := post(t, h, "/v1/track", ev("while-down")); code != 200 {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "the event to be dropped by the failure policy", func() bool { return settled(h, 1) })
+	s := h.Counters().Snapshot()
+	if s.Dropped["RetryError"] != 1 || s.Functions["consent-match"].Failed != 1 {
+		t.Errorf("counters while the store is down: %+v", s)
+	}
+	hang.Store(false)
+	if code := post(t, h, "/v1/track", ev("after")); code != 200 {
+		t.Fatalf("POST: %d", code)
+	}
+	waitFor(t, "the event after recovery", func() bool { return slices.Contains(out.ids(), "after") })
+	if slices.Contains(out.ids(), "while-down") {
+		t.Error("the event whose consent could not be checked was delivered")
+	}
 }
