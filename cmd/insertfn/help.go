@@ -22,7 +22,7 @@ Prints the usage of insertfn, of COMMAND, or of one of its subcommands
 // mainUsage is the text of "insertfn help".
 func mainUsage() string {
 	var b strings.Builder
-	b.WriteString(`insertfn runs Segment-style consent functions compiled to WebAssembly.
+	b.WriteString(`insertfn runs Segment-style consent functions, compiled to WebAssembly, on your events: a Segment-compatible server, the consent store, and the tools to build and test functions.
 
 Usage:
   insertfn COMMAND [ARGUMENTS]

@@ -362,9 +362,9 @@ func TestHelpAndVersion(t *testing.T) {
 		stdout   string // a part of it
 		stderrOK bool
 	}{
-		{[]string{"help"}, 0, "Commands:\n  build", false},
-		{[]string{"-h"}, 0, "Commands:\n  build", false},
-		{[]string{"--help"}, 0, "Commands:\n  build", false},
+		{[]string{"help"}, 0, "Commands:\n  serve", false},
+		{[]string{"-h"}, 0, "Commands:\n  serve", false},
+		{[]string{"--help"}, 0, "Commands:\n  serve", false},
 		{[]string{"help", "test"}, 0, "Usage: insertfn test FILE.wasm --event EVENT.json [flags]", false},
 		{[]string{"help", "build"}, 0, "Usage: insertfn build DIR [-o FILE.wasm]", false},
 		{[]string{"test", "-h"}, 0, "Usage: insertfn test FILE.wasm", false},
