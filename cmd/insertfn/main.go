@@ -39,7 +39,9 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 var commands []*command
 
-func init() { commands = []*command{serveCmd, buildCmd, testCmd, consentCmd, versionCmd, helpCmd} }
+func init() {
+	commands = []*command{serveCmd, buildCmd, testCmd, consentCmd, deadCmd, versionCmd, helpCmd}
+}
 
 func lookup(name string) *command {
 	for _, c := range commands {

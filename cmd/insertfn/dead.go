@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/insertfn/insertfn/config"
+	"github.com/insertfn/insertfn/pipeline"
+	"github.com/insertfn/insertfn/queue"
+)
+
+var deadCmd = &command{
+	name:  "dead",
+	short: "list, replay or drop the events a destination gave up on (dead letters)",
+	usage: `usage: insertfn dead list|replay|drop [DESTINATION] [SEQ...] [--data DIR | --config FILE] [--json]
+
+Events a destination refused for good (a 4xx answer) or kept failing past
+delivery.backoff.max_attempts are kept as dead letters in the durable queue.
+
+  insertfn dead list [DESTINATION]        every dead letter (of one destination):
+                                          seq, time, attempts, reason, event
+  insertfn dead replay DESTINATION [SEQ...]  put them back in the destination's
+                                          backlog (all when no SEQ is given)
+  insertfn dead drop DESTINATION [SEQ...]    delete them for good
+
+The queue is locked by a running server: stop it first.
+
+  --data DIR      the data directory (default ./data)
+  --config FILE   the server's configuration (for its data directory)
+  --json          list as NDJSON
+`,
+	run: runDead,
+}
+
+func runDead(c *command, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, c.usage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return exitOK
+		}
+		return exitUsage
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("dead "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, c.usage) }
+	var data, cfgPath string
+	var asJSON bool
+	fs.StringVar(&data, "data", "", "")
+	fs.StringVar(&cfgPath, "config", "", "")
+	fs.BoolVar(&asJSON, "json", false, "")
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	switch {
+	case sub != "list" && sub != "replay" && sub != "drop":
+		fmt.Fprintf(stderr, "insertfn dead: unknown subcommand %q (list, replay or drop)\n", sub)
+		return exitUsage
+	case sub == "list" && len(pos) > 1:
+		fmt.Fprint(stderr, c.usage)
+		return exitUsage
+	case sub != "list" && len(pos) < 1:
+		fmt.Fprintf(stderr, "insertfn dead %s: which destination?\n", sub)
+		return exitUsage
+	}
+	path := queuePath(data)
+	if cfgPath != "" {
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
+			return exitUsage
+		}
+		if data != "" {
+			cfg.Data = data
+		}
+		path = cfg.QueuePath()
+	}
+	q, err := queue.Open(path, queue.Options{LockTimeout: time.Second})
+	if err != nil {
+		fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
+		if errors.Is(err, queue.ErrLocked) {
+			fmt.Fprintln(stderr, "(a running insertfn serve holds the queue: stop it first)")
+		}
+		return exitFail
+	}
+	defer q.Close()
+	ctx := context.Background()
+
+	switch sub {
+	case "list":
+		var topics []string
+		if len(pos) == 1 {
+			topics = []string{pipeline.DestinationTopic(pos[0])}
+		} else {
+			for _, t := range q.Topics() {
+				if t != pipeline.InboxTopic {
+					topics = append(topics, t)
+				}
+			}
+		}
+		for _, t := range topics {
+			items, err := q.DeadLetters(t, 0, 0)
+			if err != nil {
+				fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
+				return exitFail
+			}
+			dest := strings.TrimPrefix(t, "dest:")
+			for _, it := range items {
+				if asJSON {
+					b, _ := json.Marshal(struct {
+						Destination string          `json:"destination"`
+						Seq         uint64          `json:"seq"`
+						At          time.Time       `json:"at"`
+						Attempts    int             `json:"attempts"`
+						Reason      string          `json:"reason"`
+						Event       json.RawMessage `json:"event"`
+					}{dest, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(it.Data)})
+					fmt.Fprintf(stdout, "%s\n", b)
+					continue
+				}
+				fmt.Fprintf(stdout, "%s\t%d\t%s\t%d attempts\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason, it.Data)
+			}
+		}
+		return exitOK
+	default: // replay, drop
+		var seqs []uint64
+		for _, s := range pos[1:] {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				fmt.Fprintf(stderr, "insertfn dead %s: %q is not a sequence number (see insertfn dead list)\n", sub, s)
+				return exitUsage
+			}
+			seqs = append(seqs, n)
+		}
+		topic := pipeline.DestinationTopic(pos[0])
+		var n int
+		if sub == "replay" {
+			n, err = q.Replay(ctx, topic, seqs...)
+		} else {
+			n, err = q.DropDead(ctx, topic, seqs...)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "insertfn dead %s: %v\n", sub, err)
+			return exitFail
+		}
+		verb := map[string]string{"replay": "put back in the backlog", "drop": "deleted"}[sub]
+		fmt.Fprintf(stdout, "%d dead letters of %s %s\n", n, pos[0], verb)
+		return exitOK
+	}
+}
+
+// queuePath is the queue of the data directory dir (default ./data).
+func queuePath(dir string) string {
+	c := config.Config{Data: dir}
+	if dir == "" {
+		c.Data = config.DefaultData
+	}
+	return c.QueuePath()
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// positional arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func rawOrString(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}

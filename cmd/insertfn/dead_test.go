@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/insertfn/insertfn/pipeline"
+	"github.com/insertfn/insertfn/queue"
+)
+
+func TestDeadLetters(t *testing.T) {
+	data := t.TempDir()
+	ctx := context.Background()
+	q, err := queue.Open(filepath.Join(data, "queue.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := pipeline.DestinationTopic("ads")
+	if err := q.Append(ctx, topic, []byte(`{"messageId":"m1"}`), []byte(`{"messageId":"m2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	c := q.Consumer(topic)
+	items, err := c.Next(ctx, 10)
+	if err != nil || len(items) != 2 {
+		t.Fatalf("Next: %v %v", items, err)
+	}
+	for _, it := range items {
+		if err := c.Dead(ctx, it, "HTTP 400: bad request"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+
+	code, stdout, stderr := runCLI(t, "dead", "list", "--data", data)
+	if code != 0 || strings.Count(stdout, "HTTP 400: bad request") != 2 || !strings.Contains(stdout, `{"messageId":"m2"}`) {
+		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "dead", "list", "ads", "--json", "--data", data)
+	if code != 0 || strings.Count(stdout, `"destination":"ads"`) != 2 || !strings.Contains(stdout, `"event":{"messageId":"m1"}`) {
+		t.Fatalf("list --json: exit %d\n%s", code, stdout)
+	}
+	seq := strings.Fields(strings.SplitN(stdout, `"seq":`, 2)[1])[0]
+	seq = strings.TrimRight(seq, ",")
+	seq = strings.SplitN(seq, ",", 2)[0]
+	code, stdout, stderr = runCLI(t, "dead", "drop", "ads", seq, "--data", data)
+	if code != 0 || !strings.Contains(stdout, "1 dead letters of ads deleted") {
+		t.Fatalf("drop %s: exit %d %s%s", seq, code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "dead", "replay", "ads", "--data", data)
+	if code != 0 || !strings.Contains(stdout, "1 dead letters of ads put back") {
+		t.Fatalf("replay: exit %d %s", code, stdout)
+	}
+	q, err = queue.Open(filepath.Join(data, "queue.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	st, _ := q.Stats(topic)
+	if st.Ready != 1 || st.Dead != 0 {
+		t.Errorf("after drop and replay: %+v, want one ready, none dead", st)
+	}
+	// The queue is locked while open.
+	code, _, stderr = runCLI(t, "dead", "list", "--data", data)
+	if code != exitFail || !strings.Contains(stderr, "stop it first") {
+		t.Errorf("locked queue: exit %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCLI(t, "dead", "replay", "--data", data); code != exitUsage {
+		t.Errorf("replay without a destination: exit %d", code)
+	}
+}
