@@ -122,7 +122,7 @@ func BenchmarkGetMiss(b *testing.B) {
 // of 100k people. updates/s is the figure; each update is durable when it
 // returns.
 func BenchmarkUpdate(b *testing.B) {
-	for _, par := range []int{1, 16, 64} {
+	for _, par := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("writers=%dxCPU", par), func(b *testing.B) {
 			s := open(b, Options{})
 			fill(b, s, benchPeople)

@@ -4,23 +4,31 @@
 //
 // Every update is one bbolt read-write transaction, synced to disk before
 // Update returns, so an acknowledged update survives a crash or kill -9.
-// Concurrent updates are coalesced into shared transactions (bbolt's
-// Batch), one fsync for many writers. Lookups read a bbolt snapshot and
+// Concurrent updates are coalesced into shared transactions (group
+// commit), one fsync for many writers. Lookups read a bbolt snapshot and
 // decode a compact binary encoding of the record (not JSON), behind a
 // small in-process cache of decoded records that the store's own writes
 // keep exact.
 //
 // Layout of the file:
 //
-//	records:  primary id -> record
-//	ids:      id or alias -> primary id (a record's primary id maps to itself)
-//	history:  primary id -> bucket of points, Point.Key() -> point
-//	meta:     "format" -> layout version
+//	ids:     id or alias -> primary id (a record's primary id maps to itself)
+//	people:  P -> record, P + Point.Key() -> point of its history
+//	meta:    "format" -> layout version
+//
+// where P is the primary id prefixed with its length (a uvarint), so that
+// one person's keys are contiguous and no person's keys are a prefix of
+// another's. A record and its history share leaf pages: an update usually
+// rewrites one page of people, and none of ids unless it adds an id. (Apart
+// buckets for records and history, or a nested bucket per person, cost two
+// to four dirty pages per update, and the pages written per transaction
+// bound the update rate more than the fsync does.)
 package boltstore
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -42,23 +50,25 @@ const FileName = "consent.db"
 // Defaults of [Options].
 const (
 	DefaultLockTimeout = 2 * time.Second
-	DefaultBatchDelay  = 2 * time.Millisecond
 	DefaultBatchSize   = 1000
 	DefaultCacheSize   = 100_000
 )
 
 // Options configure the embedded store. The zero value is the defaults:
-// synced writes, a 2s wait for the file lock, a 2ms batch window.
+// synced writes, a 2s wait for the file lock, a cache of 100k records.
 type Options struct {
 	// LockTimeout is how long Open waits for the database file's lock,
 	// held by another process that has the same data directory open.
 	// 0 means DefaultLockTimeout; negative means do not wait.
 	LockTimeout time.Duration `json:"lock_timeout" yaml:"lock_timeout"`
-	// BatchDelay is how long a write waits for other writes to share its
-	// transaction and fsync when several run at once (a lone write does not
-	// wait). 0 means DefaultBatchDelay.
+	// BatchDelay is how long the committer waits for more updates to join
+	// a transaction that has fewer than BatchSize, before it starts it. 0
+	// (the default) does not wait: the updates that arrive while one
+	// transaction commits share the next, which batches well under load
+	// and lets a lone update commit at once.
 	BatchDelay time.Duration `json:"batch_delay" yaml:"batch_delay"`
-	// BatchSize is the most writes one transaction takes. 0 means
+	// BatchSize is the most updates one transaction takes: the updates
+	// that arrive while a transaction commits share the next one. 0 means
 	// DefaultBatchSize.
 	BatchSize int `json:"batch_size" yaml:"batch_size"`
 	// CacheSize is the most decoded records kept in memory for lookups;
@@ -73,12 +83,17 @@ type Options struct {
 // Store is the embedded [consentstore.Backend]. It is safe for concurrent
 // use by many goroutines; only one process may have a data directory open.
 type Store struct {
-	db       *bolt.DB
-	path     string
-	closed   atomic.Bool
-	inflight atomic.Int32 // updates running now: a lone one does not wait for a batch
-	cache    *cache       // nil when disabled
-	closeMu  sync.Mutex
+	db    *bolt.DB
+	path  string
+	cache *cache // nil when disabled
+
+	reqs          chan *writeReq // to the committer
+	batchSize     int
+	batchDelay    time.Duration
+	committerDone chan struct{}
+
+	closeMu sync.RWMutex // held to send on reqs; Close takes it to close reqs
+	closed  atomic.Bool
 }
 
 var (
@@ -87,12 +102,32 @@ var (
 )
 
 var (
-	bucketRecords = []byte("records")
-	bucketIDs     = []byte("ids")
-	bucketHistory = []byte("history")
-	bucketMeta    = []byte("meta")
-	keyFormat     = []byte("format")
+	bucketIDs    = []byte("ids")
+	bucketPeople = []byte("people")
+	bucketMeta   = []byte("meta")
+	keyFormat    = []byte("format")
 )
+
+// personKey returns P, the key of the record of primary id: the id prefixed
+// with its length. The keys of its history points start with P.
+func personKey(primary []byte) []byte {
+	k := make([]byte, 0, binary.MaxVarintLen64+len(primary))
+	k = binary.AppendUvarint(k, uint64(len(primary)))
+	return append(k, primary...)
+}
+
+// isRecordKey reports whether k is a record's key P rather than the key of
+// a history point.
+func isRecordKey(k []byte) bool {
+	n, l := binary.Uvarint(k)
+	return l > 0 && uint64(len(k)-l) == n
+}
+
+// pointKey returns the key of point p in the history of the person whose
+// record key is pk.
+func pointKey(pk []byte, p *consentstore.Point) []byte {
+	return append(slices.Clip(pk), p.Key()...)
+}
 
 // layoutVersion is the meta/format value of the layout above.
 const layoutVersion = "1"
@@ -116,9 +151,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		timeout = time.Nanosecond // bbolt: 0 would wait forever
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      timeout,
-		NoSync:       opts.NoSync,
-		FreelistType: bolt.FreelistMapType,
+		Timeout: timeout,
+		NoSync:  opts.NoSync,
+		// The free list is rebuilt from the file at open rather than
+		// written by every commit (as etcd does): less to write per
+		// transaction, and nothing to trust after a crash.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("consent store: bolt: %s is locked by another process (another insertfn?)", path)
@@ -126,16 +165,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consent store: bolt: open %s: %w", path, err)
 	}
-	db.MaxBatchDelay = opts.BatchDelay
-	if db.MaxBatchDelay <= 0 {
-		db.MaxBatchDelay = DefaultBatchDelay
-	}
-	db.MaxBatchSize = opts.BatchSize
-	if db.MaxBatchSize <= 0 {
-		db.MaxBatchSize = DefaultBatchSize
-	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketRecords, bucketIDs, bucketHistory, bucketMeta} {
+		for _, name := range [][]byte{bucketIDs, bucketPeople, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -153,7 +184,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("consent store: bolt: open %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, batchSize: opts.BatchSize, batchDelay: opts.BatchDelay, committerDone: make(chan struct{})}
+	if s.batchSize <= 0 {
+		s.batchSize = DefaultBatchSize
+	}
+	s.reqs = make(chan *writeReq, s.batchSize)
+	go s.committer()
 	size := opts.CacheSize
 	if size == 0 {
 		size = DefaultCacheSize
@@ -206,7 +242,7 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 	var rec *consent.Record
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		rec, err = find(tx, []byte(id))
+		rec, _, err = find(tx, []byte(id))
 		return err
 	})
 	if err != nil {
@@ -221,28 +257,29 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 	return rec, nil
 }
 
-// find returns the record that id finds in tx, or nil.
-func find(tx *bolt.Tx, id []byte) (*consent.Record, error) {
+// find returns the record that id finds in tx and its key P, or nil.
+func find(tx *bolt.Tx, id []byte) (*consent.Record, []byte, error) {
 	primary := tx.Bucket(bucketIDs).Get(id)
 	if primary == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
-	v := tx.Bucket(bucketRecords).Get(primary)
+	pk := personKey(primary)
+	v := tx.Bucket(bucketPeople).Get(pk)
 	if v == nil {
-		return nil, fmt.Errorf("%w: id %q points to record %q, which is missing", ErrCorrupt, id, primary)
+		return nil, nil, fmt.Errorf("%w: id %q points to record %q, which is missing", ErrCorrupt, id, primary)
 	}
 	rec, err := decodeRecord(v)
 	if err != nil {
-		return nil, fmt.Errorf("record %q: %w", primary, err)
+		return nil, nil, fmt.Errorf("record %q: %w", primary, err)
 	}
-	return rec, nil
+	return rec, pk, nil
 }
 
 // Update merges u into the record its ids find, linking records when they
 // find several, as [consentstore.MergeRecords] says, and adds u's decisions
 // to the history; all in one transaction, synced before Update returns.
 // Updates running at the same time share a transaction. ctx is checked
-// before the update starts; once started it completes.
+// before the update is queued; once queued it completes.
 func (s *Store) Update(ctx context.Context, u *consentstore.Update) (*consent.Record, []consent.Change, error) {
 	if err := s.start(ctx); err != nil {
 		return nil, nil, err
@@ -255,21 +292,13 @@ func (s *Store) Update(ctx context.Context, u *consentstore.Update) (*consent.Re
 		changes []consent.Change
 		touched []string
 	)
-	// Batch may run fn more than once (when another update of the batch
-	// fails, the rest run again): fn recomputes everything from tx.
-	fn := func(tx *bolt.Tx) error {
+	// fn may run more than once (see writeReq): it recomputes everything
+	// from tx.
+	err := s.write(func(tx *bolt.Tx) error {
 		var err error
-		touched = touched[:0]
-		rec, changes, touched, err = apply(tx, u, touched)
+		rec, changes, touched, err = apply(tx, u, touched[:0])
 		return err
-	}
-	var err error
-	if s.inflight.Add(1) == 1 {
-		err = s.db.Update(fn)
-	} else {
-		err = s.db.Batch(fn)
-	}
-	s.inflight.Add(-1)
+	})
 	s.invalidate(touched)
 	if err != nil {
 		return nil, nil, s.dbErr(fmt.Sprintf("update %q", u.Record.ID), err)
@@ -333,15 +362,22 @@ func check(u *consentstore.Update) error {
 // apply is one update inside tx. It appends to touched every id whose
 // lookup may have changed.
 func apply(tx *bolt.Tx, u *consentstore.Update, touched []string) (*consent.Record, []consent.Change, []string, error) {
-	ids, records, history := tx.Bucket(bucketIDs), tx.Bucket(bucketRecords), tx.Bucket(bucketHistory)
+	ids, people := tx.Bucket(bucketIDs), tx.Bucket(bucketPeople)
+	ids.FillPercent, people.FillPercent = fillPercent, fillPercent
 
-	base, err := find(tx, []byte(u.Record.ID))
+	base, basePK, err := find(tx, []byte(u.Record.ID))
 	if err != nil {
 		return nil, nil, touched, err
 	}
-	var linked []*consent.Record
+	var (
+		linked   []*consent.Record
+		linkedPK [][]byte
+	)
 	for _, a := range u.Record.Aliases {
-		r, err := find(tx, []byte(a))
+		if base != nil && slices.Contains(base.Aliases, a) {
+			continue // linked already (the usual userId + anonymousId event)
+		}
+		r, pk, err := find(tx, []byte(a))
 		if err != nil {
 			return nil, nil, touched, err
 		}
@@ -349,86 +385,109 @@ func apply(tx *bolt.Tx, u *consentstore.Update, touched []string) (*consent.Reco
 			slices.ContainsFunc(linked, func(l *consent.Record) bool { return l.ID == r.ID }) {
 			continue
 		}
-		linked = append(linked, r)
+		linked, linkedPK = append(linked, r), append(linkedPK, pk)
 	}
 	merged, changes := consentstore.MergeRecords(u, base, linked)
-	olds := linked
-	if base != nil {
-		olds = append(olds, base)
+	pk := basePK
+	if base == nil {
+		pk = personKey([]byte(merged.ID))
 	}
 
 	// History: the merged record's keeps every point of the records merged
-	// into it, then u's.
-	hist, err := history.CreateBucketIfNotExists([]byte(merged.ID))
-	if err != nil {
-		return nil, nil, touched, err
-	}
-	for _, old := range olds {
-		if old.ID == merged.ID {
-			continue
-		}
-		if ob := history.Bucket([]byte(old.ID)); ob != nil {
-			err := ob.ForEach(func(k, v []byte) error {
-				p, err := decodePoint(v)
-				if err != nil {
-					return fmt.Errorf("history of %q: point %q: %w", old.ID, k, err)
-				}
-				return upsertPoint(hist, &p)
-			})
+	// into it, then u's. The records linked into it go, with their ids'
+	// old entries (every id of theirs is an id of merged now).
+	for i, old := range linked {
+		var moved []consentstore.Point
+		err := forPrefix(people, linkedPK[i], func(k, v []byte) error {
+			if len(k) == len(linkedPK[i]) {
+				return nil // the record
+			}
+			p, err := decodePoint(v)
 			if err != nil {
-				return nil, nil, touched, err
+				return fmt.Errorf("history of %q: point %q: %w", old.ID, k[len(linkedPK[i]):], err)
 			}
-			if err := history.DeleteBucket([]byte(old.ID)); err != nil {
-				return nil, nil, touched, err
+			moved = append(moved, p)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, touched, err
+		}
+		if err := deletePrefix(people, linkedPK[i]); err != nil {
+			return nil, nil, touched, err
+		}
+		for _, p := range moved {
+			if err := upsertPoint(people, pk, &p); err != nil {
+				return nil, nil, touched, fmt.Errorf("history of %q: %w", merged.ID, err)
 			}
 		}
+		touched = append(touched, old.IDs()...)
 	}
 	for _, p := range consentstore.PointsOf(&u.Record, u.Source, u.RecordedAt) {
-		if err := upsertPoint(hist, &p); err != nil {
+		if err := upsertPoint(people, pk, &p); err != nil {
 			return nil, nil, touched, fmt.Errorf("history of %q: %w", merged.ID, err)
 		}
 	}
-
-	// Swap: forget the old records and their ids, index the merged one.
-	for _, old := range olds {
-		if err := records.Delete([]byte(old.ID)); err != nil {
-			return nil, nil, touched, err
-		}
-		for _, id := range old.IDs() {
-			if err := ids.Delete([]byte(id)); err != nil {
-				return nil, nil, touched, err
-			}
-			touched = append(touched, id)
-		}
-	}
-	if err := records.Put([]byte(merged.ID), encodeRecord(merged)); err != nil {
+	if err := people.Put(pk, encodeRecord(merged)); err != nil {
 		return nil, nil, touched, err
 	}
 	primary := []byte(merged.ID)
 	for _, id := range merged.IDs() {
+		touched = append(touched, id)
+		if base != nil && (id == base.ID || slices.Contains(base.Aliases, id)) {
+			continue // finds base already, whose id merged keeps
+		}
+		if bytes.Equal(ids.Get([]byte(id)), primary) {
+			continue // unchanged: leave its page clean
+		}
 		if err := ids.Put([]byte(id), primary); err != nil {
 			return nil, nil, touched, err
 		}
-		touched = append(touched, id)
 	}
 	return merged, changes, touched, nil
 }
 
-// upsertPoint is [consentstore.UpsertPoint] on a history bucket: an unknown
-// key is added, the same decision is kept as first recorded, a different
-// value for the same key replaces the stored point.
-func upsertPoint(hist *bolt.Bucket, p *consentstore.Point) error {
-	key := []byte(p.Key())
-	if v := hist.Get(key); v != nil {
+// forPrefix calls fn with every key and value of b that starts with prefix.
+func forPrefix(b *bolt.Bucket, prefix []byte, fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix deletes every key of b that starts with prefix.
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	var keys [][]byte
+	forPrefix(b, prefix, func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	})
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsertPoint is [consentstore.UpsertPoint] on the history of the person
+// whose record key is pk: an unknown key is added, the same decision is
+// kept as first recorded, a different value for the same key replaces the
+// stored point.
+func upsertPoint(people *bolt.Bucket, pk []byte, p *consentstore.Point) error {
+	key := pointKey(pk, p)
+	if v := people.Get(key); v != nil {
 		old, err := decodePoint(v)
 		if err != nil {
-			return fmt.Errorf("point %q: %w", key, err)
+			return fmt.Errorf("point %q: %w", key[len(pk):], err)
 		}
 		if old.SameDecision(p) {
 			return nil
 		}
 	}
-	return hist.Put(key, encodePoint(p))
+	return people.Put(key, encodePoint(p))
 }
 
 // Delete removes the record that id or one of its aliases finds, with all
@@ -439,11 +498,11 @@ func (s *Store) Delete(ctx context.Context, id string) (*consent.Record, error) 
 	}
 	var rec *consent.Record
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if rec, err = find(tx, []byte(id)); err != nil || rec == nil {
-			return err
-		}
-		if err := tx.Bucket(bucketRecords).Delete([]byte(rec.ID)); err != nil {
+		var (
+			pk  []byte
+			err error
+		)
+		if rec, pk, err = find(tx, []byte(id)); err != nil || rec == nil {
 			return err
 		}
 		ids := tx.Bucket(bucketIDs)
@@ -452,11 +511,7 @@ func (s *Store) Delete(ctx context.Context, id string) (*consent.Record, error) 
 				return err
 			}
 		}
-		err = tx.Bucket(bucketHistory).DeleteBucket([]byte(rec.ID))
-		if errors.Is(err, bolt.ErrBucketNotFound) {
-			err = nil
-		}
-		return err
+		return deletePrefix(tx.Bucket(bucketPeople), pk)
 	})
 	if rec != nil {
 		s.invalidate(append(rec.IDs(), id))
@@ -481,19 +536,21 @@ func (s *Store) History(ctx context.Context, id string) (*consent.Record, []cons
 		points []consentstore.Point
 	)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		var err error
-		if rec, err = find(tx, []byte(id)); err != nil || rec == nil {
+		var (
+			pk  []byte
+			err error
+		)
+		if rec, pk, err = find(tx, []byte(id)); err != nil || rec == nil {
 			return err
 		}
-		hist := tx.Bucket(bucketHistory).Bucket([]byte(rec.ID))
-		if hist == nil {
-			return nil
-		}
-		points = make([]consentstore.Point, 0, hist.Stats().KeyN)
-		return hist.ForEach(func(k, v []byte) error {
+		points = points[:0]
+		return forPrefix(tx.Bucket(bucketPeople), pk, func(k, v []byte) error {
+			if len(k) == len(pk) {
+				return nil // the record
+			}
 			p, err := decodePoint(v)
 			if err != nil {
-				return fmt.Errorf("history of %q: point %q: %w", rec.ID, k, err)
+				return fmt.Errorf("history of %q: point %q: %w", rec.ID, k[len(pk):], err)
 			}
 			points = append(points, p)
 			return nil
@@ -513,7 +570,7 @@ func (s *Store) History(ctx context.Context, id string) (*consent.Record, []cons
 // transaction would stop the file from growing).
 const scanChunk = 256
 
-// Scan calls fn with every record, in id order, until fn returns an error,
+// Scan calls fn with every record, in no particular order, until fn returns an error,
 // which Scan returns. It is not a snapshot: a record written during the
 // scan may or may not be seen.
 func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error {
@@ -524,7 +581,7 @@ func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error 
 		}
 		chunk := make([]*consent.Record, 0, scanChunk)
 		err := s.db.View(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketRecords).Cursor()
+			c := tx.Bucket(bucketPeople).Cursor()
 			k, v := c.First()
 			if after != nil {
 				k, v = c.Seek(after)
@@ -533,6 +590,9 @@ func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error 
 				}
 			}
 			for ; k != nil && len(chunk) < scanChunk; k, v = c.Next() {
+				if !isRecordKey(k) {
+					continue // a point of the history of the record before
+				}
 				rec, err := decodeRecord(v)
 				if err != nil {
 					return fmt.Errorf("record %q: %w", k, err)
@@ -555,18 +615,23 @@ func (s *Store) Scan(ctx context.Context, fn func(*consent.Record) error) error 
 		if len(chunk) < scanChunk {
 			return nil
 		}
-		after = []byte(chunk[len(chunk)-1].ID)
+		after = personKey([]byte(chunk[len(chunk)-1].ID))
 	}
 }
 
-// Close closes the database file, after the transactions running now end.
+// Close closes the database file, after the updates already queued and
+// the transactions running now end.
 // Later calls fail with [consentstore.ErrClosed]. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
-	defer s.closeMu.Unlock()
 	if s.closed.Swap(true) {
+		s.closeMu.Unlock()
+		<-s.committerDone
 		return nil
 	}
+	close(s.reqs)
+	s.closeMu.Unlock()
+	<-s.committerDone // the queued updates commit
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("consent store: bolt: close %s: %w", s.path, err)
 	}
@@ -578,3 +643,8 @@ func (s *Store) invalidate(ids []string) {
 		s.cache.invalidate(ids)
 	}
 }
+
+// fillPercent is how full bbolt fills a page before it splits it (bbolt's
+// default is half): fuller pages mean fewer pages, and fewer pages to
+// rewrite per transaction.
+const fillPercent = 0.9

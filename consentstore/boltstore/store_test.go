@@ -182,7 +182,9 @@ func TestNewerLayoutRefused(t *testing.T) {
 func TestCorruptRecord(t *testing.T) {
 	s := open(t, Options{NoSync: true})
 	update(t, s, "t", `{"id":"u1","aliases":["a1"],"categoryPreferences":{"A":{"consented":true,"timestamp_unixtime_ms":1}}}`)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Put([]byte("u1"), []byte{recordV1, 0xff}) })
+	s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPeople).Put(personKey([]byte("u1")), []byte{recordV1, 0xff})
+	})
 	s.cache.invalidate([]string{"u1", "a1"})
 	if _, err := s.Get(ctx, "a1"); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), `"u1"`) {
 		t.Errorf("Get of a corrupt record: %v; want ErrCorrupt naming u1", err)
@@ -295,33 +297,44 @@ func TestUpdateRefusesBadIDs(t *testing.T) {
 
 // TestBatchFailureIsolated: an update that fails inside a shared
 // transaction (here: on a corrupt record) fails alone; the others of its
-// batch commit.
+// batch commit, once each.
 func TestBatchFailureIsolated(t *testing.T) {
-	s := open(t, Options{NoSync: true, BatchDelay: 20 * time.Millisecond})
+	s := open(t, Options{NoSync: true})
 	update(t, s, "t", `{"id":"bad","categoryPreferences":{"A":true}}`)
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRecords).Put([]byte("bad"), []byte{9}) })
-	var wg sync.WaitGroup
-	errs := make([]error, 16)
-	for i := range errs {
-		wg.Go(func() {
-			id := fmt.Sprintf("u%d", i)
-			if i == 7 {
-				id = "bad"
-			}
-			u := &consentstore.Update{Record: consent.Record{ID: id, Categories: []consent.Category{{Name: "A", Consented: true, Timestamp: 5}}}, Source: "t", RecordedAt: 1}
-			_, _, errs[i] = s.Update(ctx, u)
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPeople).Put(personKey([]byte("bad")), []byte{9}) })
+	// One batch, as the committer would take it from its queue.
+	batch := make([]*writeReq, 16)
+	runs := make([]int, len(batch))
+	for i := range batch {
+		id := fmt.Sprintf("u%d", i)
 		if i == 7 {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("update of the corrupt record: %v, want ErrCorrupt", err)
+			id = "bad"
+		}
+		u := &consentstore.Update{Record: consent.Record{ID: id, Categories: []consent.Category{{Name: "A", Consented: true, Timestamp: 5}}}, Source: "t", RecordedAt: 1}
+		batch[i] = &writeReq{done: make(chan struct{}), fn: func(tx *bolt.Tx) error {
+			runs[i]++
+			_, _, _, err := apply(tx, u, nil)
+			return err
+		}}
+	}
+	s.commit(batch)
+	for i, r := range batch {
+		select {
+		case <-r.done:
+		default:
+			t.Fatalf("request %d not done after commit", i)
+		}
+		if i == 7 {
+			if !errors.Is(r.err, ErrCorrupt) {
+				t.Errorf("update of the corrupt record: %v, want ErrCorrupt", r.err)
 			}
 			continue
 		}
-		if err != nil {
-			t.Errorf("update %d: %v", i, err)
+		if r.err != nil {
+			t.Errorf("update %d: %v", i, r.err)
+		}
+		if i < 7 && runs[i] != 2 || i > 7 && runs[i] != 1 {
+			t.Errorf("update %d ran %d times, want %d", i, runs[i], map[bool]int{true: 2, false: 1}[i < 7])
 		}
 		if r, err := s.Get(ctx, fmt.Sprintf("u%d", i)); err != nil || len(r.Categories) != 1 {
 			t.Errorf("u%d after the batch: %s, %v", i, wire(r), err)
@@ -330,6 +343,36 @@ func TestBatchFailureIsolated(t *testing.T) {
 		if len(pts) != 1 {
 			t.Errorf("u%d: %d history points, want 1 (a re-run batch must not add twice)", i, len(pts))
 		}
+	}
+}
+
+// TestGroupCommit: updates that arrive while a transaction commits share
+// the next one.
+func TestGroupCommit(t *testing.T) {
+	s := open(t, Options{NoSync: true})
+	var wg sync.WaitGroup
+	// Hold the write lock so that the updates queue up behind it.
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	go s.db.Update(func(*bolt.Tx) error { close(held); <-hold; return nil })
+	<-held
+	var txs0 int
+	s.db.View(func(tx *bolt.Tx) error { txs0 = int(tx.ID()); return nil })
+	for i := range 50 {
+		wg.Go(func() {
+			u := &consentstore.Update{Record: consent.Record{ID: fmt.Sprintf("u%d", i), Categories: []consent.Category{{Name: "A", Timestamp: 1}}}, RecordedAt: 1}
+			if _, _, err := s.Update(ctx, u); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // all queued: one in the blocked transaction, 49 waiting
+	close(hold)
+	wg.Wait()
+	var txs int
+	s.db.View(func(tx *bolt.Tx) error { txs = int(tx.ID()); return nil })
+	if n := txs - txs0; n > 3 {
+		t.Errorf("50 concurrent updates took %d transactions, want them to share (at most 3)", n)
 	}
 }
 
@@ -486,7 +529,12 @@ func TestScanMayWrite(t *testing.T) {
 // order, with lookups running alongside; the record ends with the newest
 // entry per category and the history holds every decision. Run with -race.
 func TestConcurrentOneRecord(t *testing.T) {
-	s := open(t, Options{NoSync: true, BatchDelay: time.Millisecond})
+	t.Run("group commit", func(t *testing.T) { concurrentOneRecord(t, Options{NoSync: true}) })
+	t.Run("BatchDelay", func(t *testing.T) { concurrentOneRecord(t, Options{NoSync: true, BatchDelay: time.Millisecond, BatchSize: 10}) })
+}
+
+func concurrentOneRecord(t *testing.T, opts Options) {
+	s := open(t, opts)
 	cats := []string{"Advertising", "Analytics", "Functional", "Marketing", "C0001", "C0002"}
 	const perCat = 100
 	type job struct {
@@ -580,3 +628,37 @@ func TestConcurrentOneRecord(t *testing.T) {
 // unsafeString is a string over b's bytes, as a host that reuses a buffer
 // passes ids.
 func unsafeString(b []byte) string { return unsafe.String(&b[0], len(b)) }
+
+// TestKeysDoNotCollide: ids that are prefixes of each other, or that look
+// like the keys of history points, keep their records and histories apart.
+func TestKeysDoNotCollide(t *testing.T) {
+	s := open(t, Options{NoSync: true})
+	ids := []string{"a", "aa", "a\x00category\x00X\x005", "\x01a", "b"}
+	for i, id := range ids {
+		u := &consentstore.Update{Source: "t", RecordedAt: 1, Record: consent.Record{ID: id,
+			Categories: []consent.Category{{Name: "X", Consented: true, Timestamp: int64(i + 1)}, {Name: "Y", Timestamp: 9}}}}
+		if _, _, err := s.Update(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids[1:] {
+		r, pts, err := s.History(ctx, id)
+		if err != nil || r.ID != id || len(pts) != 2 || r.Categories[0].Timestamp != int64(i+2) {
+			t.Errorf("History(%q) after deleting a = %s, %+v, %v", id, wire(r), pts, err)
+		}
+	}
+	var seen []string
+	s.Scan(ctx, func(r *consent.Record) error {
+		seen = append(seen, r.ID)
+		return nil
+	})
+	slices.Sort(seen)
+	want := slices.Clone(ids[1:])
+	slices.Sort(want)
+	if !slices.Equal(seen, want) {
+		t.Errorf("Scan = %q, want %q", seen, want)
+	}
+}
