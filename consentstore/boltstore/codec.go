@@ -222,7 +222,7 @@ func decodeRecord(b []byte) (*consent.Record, error) {
 			}
 		}
 	}
-	if n := d.count(8); n > 0 {
+	if n := d.count(7); n > 0 { // 7: the shortest purpose
 		r.Purposes = make([]consent.Purpose, n)
 		for i := range r.Purposes {
 			p := &r.Purposes[i]
