@@ -530,7 +530,9 @@ func TestScanMayWrite(t *testing.T) {
 // entry per category and the history holds every decision. Run with -race.
 func TestConcurrentOneRecord(t *testing.T) {
 	t.Run("group commit", func(t *testing.T) { concurrentOneRecord(t, Options{NoSync: true}) })
-	t.Run("BatchDelay", func(t *testing.T) { concurrentOneRecord(t, Options{NoSync: true, BatchDelay: time.Millisecond, BatchSize: 10}) })
+	t.Run("BatchDelay", func(t *testing.T) {
+		concurrentOneRecord(t, Options{NoSync: true, BatchDelay: time.Millisecond, BatchSize: 10})
+	})
 }
 
 func concurrentOneRecord(t *testing.T, opts Options) {
