@@ -1,0 +1,214 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/valyala/fasthttp"
+
+	"github.com/insertfn/insertfn/config"
+	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/host"
+	"github.com/insertfn/insertfn/server"
+)
+
+const benchWriteKey = "bench-key"
+
+// countingSink is a webhook destination on loopback (fasthttp) that counts
+// the events it receives.
+type countingSink struct {
+	addr string
+	n    atomic.Int64
+	srv  *fasthttp.Server
+}
+
+func newCountingSink(b *testing.B) *countingSink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &countingSink{addr: ln.Addr().String()}
+	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		s.n.Add(int64(len(gjson.GetBytes(ctx.PostBody(), "batch").Array())))
+	}}
+	go s.srv.Serve(ln)
+	b.Cleanup(func() { s.srv.Shutdown() })
+	return s
+}
+
+// startServer starts a whole insertfn server (embedded consent store
+// holding the benchmark's users, consent-match as the source function, one
+// webhook destination) and returns its address.
+func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
+	wasm := guest(b, "../examples/consent-match")
+	dir := b.TempDir()
+	wasmPath := filepath.Join(dir, "consent-match.wasm")
+	if err := os.WriteFile(wasmPath, wasm, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c, err := config.Parse(fmt.Appendf(nil, "data: %s\n", dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Functions = []config.Function{{Name: "consent-match", Wasm: wasmPath}}
+	c.Sources = []config.Source{{Source: server.Source{Name: "web", WriteKeys: []string{benchWriteKey}}, Functions: []string{"consent-match"}}}
+	c.Destinations = []config.Destination{{Name: "warehouse", Categories: []string{"C0001"},
+		Config: delivery.Config{Type: "webhook", WebhookConfig: delivery.WebhookConfig{URL: "http://" + sink.addr + "/"}}}}
+	if err := c.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(benchLog(), nil)), SummaryEvery: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Shutdown(context.Background()) })
+	for _, u := range consentRecords(users) {
+		if _, err := h.Store().Update(context.Background(), u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return h, ln.Addr().String()
+}
+
+func postReq(addr, path string, body []byte) *fasthttp.Request {
+	req := fasthttp.AcquireRequest()
+	req.SetRequestURI("http://" + addr + path)
+	req.Header.SetMethod("POST")
+	req.Header.SetContentType("application/json")
+	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(benchWriteKey+":")))
+	req.SetBody(body)
+	return req
+}
+
+// BenchmarkServeBatch: events per second through the whole server: POST
+// /v1/batch with 100 realistic 1 KB events per batch (consent matching the
+// stored record), durable queue (fsync before the 200), consent-match in
+// the sandbox, routing, delivery to one webhook on loopback. One op is one
+// batch; the clock stops when the sink has every event.
+func BenchmarkServeBatch(b *testing.B) {
+	sink := newCountingSink(b)
+	_, addr := startServer(b, sink)
+	client := &fasthttp.Client{MaxConnsPerHost: 64}
+	// Each request carries 100 events with messageIds unique across the
+	// run (the server drops repeated messageIds): the body is a template
+	// whose ids' first 16 digits are the request's number.
+	template, slots := batchTemplate()
+	var next atomic.Int64
+	var failed atomic.Int64
+	b.SetParallelism(4)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		body := bytes.Clone(template)
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseResponse(resp)
+		for pb.Next() {
+			num := fmt.Appendf(nil, "%016d", next.Add(1))
+			for _, at := range slots {
+				copy(body[at:], num)
+			}
+			req := postReq(addr, "/v1/batch", body)
+			if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+				failed.Add(1)
+			}
+			fasthttp.ReleaseRequest(req)
+		}
+	})
+	accepted := time.Since(start)
+	want := int64(b.N)*100 - failed.Load()*100
+	deadline := time.Now().Add(5 * time.Minute)
+	for sink.n.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	delivered := time.Since(start)
+	b.StopTimer()
+	if failed.Load() > 0 {
+		b.Errorf("%d batches not accepted", failed.Load())
+	}
+	b.ReportMetric(float64(b.N*100)/accepted.Seconds(), "accepted-events/s")
+	b.ReportMetric(float64(sink.n.Load())/delivered.Seconds(), "delivered-events/s")
+}
+
+// batchTemplate returns a /v1/batch body of 100 realistic events whose
+// messageIds start with 16 zeros, and the offsets of those zeros.
+func batchTemplate() ([]byte, []int) {
+	var buf bytes.Buffer
+	var slots []int
+	buf.WriteString(`{"batch":[`)
+	for j := range 100 {
+		if j > 0 {
+			buf.WriteByte(',')
+		}
+		ev := event(j * 7 % users)
+		id := gjson.GetBytes(ev, "messageId")
+		ev = bytes.Replace(ev, []byte(id.Raw), fmt.Appendf(nil, `"%016d-%03d"`, 0, j), 1)
+		slots = append(slots, buf.Len()+bytes.Index(ev, []byte(`"messageId":"`))+len(`"messageId":"`))
+		buf.Write(ev)
+	}
+	buf.WriteString(`]}`)
+	return buf.Bytes(), slots
+}
+
+// BenchmarkServeTrackLatency: p50/p99 of single POST /v1/track calls (1 KB
+// event, 200 only after fsync) sent at a fixed rate of 2000/s for
+// b.N calls, through the whole server as in BenchmarkServeBatch.
+func BenchmarkServeTrackLatency(b *testing.B) {
+	sink := newCountingSink(b)
+	_, addr := startServer(b, sink)
+	client := &fasthttp.Client{MaxConnsPerHost: 256}
+	const rate = 2000
+	var mu sync.Mutex
+	var lat latencies
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	tick := time.NewTicker(time.Second / rate)
+	defer tick.Stop()
+	for i := range b.N {
+		<-tick.C
+		body := event(i % users)
+		body = bytes.Replace(body, []byte(gjson.GetBytes(body, "messageId").Raw), fmt.Appendf(nil, `"track-%d"`, i), 1)
+		wg.Go(func() {
+			req := postReq(addr, "/v1/track", body)
+			resp := fasthttp.AcquireResponse()
+			start := time.Now()
+			err := client.Do(req, resp)
+			d := time.Since(start)
+			if err != nil || resp.StatusCode() != 200 {
+				b.Errorf("track: %v %d", err, resp.StatusCode())
+			}
+			fasthttp.ReleaseRequest(req)
+			fasthttp.ReleaseResponse(resp)
+			mu.Lock()
+			lat.add(d)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	lat.report(b)
+}
+
+// benchLog is where the benchmark servers log: nowhere, unless
+// INSERTFN_BENCH_LOG=1.
+func benchLog() io.Writer {
+	if os.Getenv("INSERTFN_BENCH_LOG") == "1" {
+		return os.Stderr
+	}
+	return io.Discard
+}
