@@ -21,8 +21,14 @@ func DestinationTopic(name string) string { return "dest:" + name }
 
 // Options tune a [Pipeline]. The zero value is usable.
 type Options struct {
-	// Workers is how many goroutines process the inbox (0: 2).
+	// Workers is how many goroutines process the inbox (0: 8). They
+	// spend much of their time waiting for the queue's fsync, so more
+	// workers than CPUs pay: each hands a batch over in one transaction,
+	// and concurrent transactions share an fsync.
 	Workers int
+	// DeliveryWorkers is how many batches each destination may have in
+	// flight at once (0: 4).
+	DeliveryWorkers int
 	// BatchSize is how many events a worker takes from the inbox at once,
 	// and the most events one delivery carries (0: 100).
 	BatchSize int
@@ -59,7 +65,10 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 		return nil, fmt.Errorf("pipeline: %d sinks for %d destinations", len(sinks), len(proc.Destinations()))
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 2
+		opts.Workers = 8
+	}
+	if opts.DeliveryWorkers <= 0 {
+		opts.DeliveryWorkers = 4
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 100
@@ -100,7 +109,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	for i, d := range p.proc.Destinations() {
 		c := p.q.Consumer(DestinationTopic(d.Name))
-		wg.Go(func() { p.deliver(ctx, d.Name, c, p.sinks[i]) })
+		for range p.opts.DeliveryWorkers {
+			wg.Go(func() { p.deliver(ctx, d.Name, c, p.sinks[i]) })
+		}
 	}
 	wg.Wait()
 	return nil
