@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -279,5 +280,88 @@ func TestConsentStoreDown(t *testing.T) {
 	waitFor(t, "the event after recovery", func() bool { return slices.Contains(out.ids(), "after") })
 	if slices.Contains(out.ids(), "while-down") {
 		t.Error("the event whose consent could not be checked was delivered")
+	}
+}
+
+// TestBacklogBound: a destination that is down fills its backlog up to the
+// queue's disk bound; then the ingest answers 503 with a clear error
+// instead of growing without end, and takes events again once the backlog
+// drains.
+func TestBacklogBound(t *testing.T) {
+	down := newSink(t)
+	down.setStatus(http.StatusServiceUnavailable)
+	c := baseConfig(t, nil, nil, webhookDest("down", down.srv.URL))
+	c.Queue.MaxBytes = 64 << 10
+	h := start(t, c)
+	body := `{"userId":"u1","event":"e","messageId":"%s","properties":{"pad":"` + strings.Repeat("x", 1000) + `"}}`
+	var got503 bool
+	accepted := 0
+	for i := range 200 {
+		req, _ := http.NewRequest("POST", "http://"+h.Addr().String()+"/v1/track", strings.NewReader(fmt.Sprintf(body, fmt.Sprint("m", i))))
+		req.SetBasicAuth(writeKey, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			got503 = true
+			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(msg), "full") {
+				t.Errorf("503 without Retry-After or a clear error: %s", msg)
+			}
+			break
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %d: %d %s", i, resp.StatusCode, msg)
+		}
+		accepted++
+	}
+	if !got503 {
+		t.Fatalf("200 events of 1 KB accepted with a 64 KiB bound and the destination down")
+	}
+	used, limit := h.Queue().Usage()
+	if used > limit+2<<10 {
+		t.Errorf("queue uses %d bytes, over its bound %d", used, limit)
+	}
+	down.setStatus(0)
+	waitFor(t, "the backlog to drain", func() bool { return len(down.ids()) == accepted })
+	waitFor(t, "the ingest to take events again", func() bool {
+		return post(t, h, "/v1/track", fmt.Sprintf(body, "after")) == 200
+	})
+}
+
+// TestDeadLetters: a destination that refuses an event for good (400) gets
+// it moved to the dead letters, counted as failed; the other events go on.
+func TestDeadLettersOnPermanentFailure(t *testing.T) {
+	var reject atomic.Bool
+	reject.Store(true)
+	got := make(chan string, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reject.Load() {
+			http.Error(w, "bad payload", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(200)
+		got <- "ok"
+	}))
+	defer srv.Close()
+	h := start(t, baseConfig(t, nil, nil, webhookDest("strict", srv.URL)))
+	if code := post(t, h, "/v1/track", `{"userId":"u1","event":"e","messageId":"bad1"}`); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the dead letter", func() bool { return h.Counters().Snapshot().Destinations["strict"].Failed == 1 })
+	dead, err := h.Queue().DeadLetters("dest:strict", 0, 0)
+	if err != nil || len(dead) != 1 || !strings.Contains(dead[0].Reason, "400") || !strings.Contains(string(dead[0].Data), "bad1") {
+		t.Fatalf("dead letters %+v, %v; want the event with the 400 reason", dead, err)
+	}
+	reject.Store(false)
+	if n, err := h.Queue().Replay(context.Background(), "dest:strict"); err != nil || n != 1 {
+		t.Fatalf("Replay: %d, %v", n, err)
+	}
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the replayed event was not delivered")
 	}
 }

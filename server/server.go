@@ -421,7 +421,7 @@ var (
 	errBatchContext   = problem{400, "the batch's top-level context must be a JSON object"}
 	errBatchIntegs    = problem{400, "the batch's top-level integrations must be a JSON object"}
 	errBatchSentAt    = problem{400, "the batch's sentAt must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
-	errBackpressure   = problem{503, "the server cannot take events right now; retry later"}
+	errBackpressure   = problem{503, "the server's event queue is full (a destination is not keeping up); retry later"}
 	errStore          = problem{500, "the server could not store the events; retry later"}
 	errMalformedHTTP  = problem{400, "malformed HTTP request"}
 	errHTTPBodyTooBig = problem{413, "the request body is larger than the server accepts (max_batch_bytes)"}
