@@ -98,7 +98,7 @@ func postReq(addr, path string, body []byte) *fasthttp.Request {
 
 // BenchmarkServeBatch: events per second through the whole server: POST
 // /v1/batch with 100 realistic 1 KB events per batch (consent matching the
-// stored record), durable queue (fsync before the 200), consent-match in
+// stored record) from 32 concurrent clients, durable queue (fsync before the 200), consent-match in
 // the sandbox, routing, delivery to one webhook on loopback. One op is one
 // batch; the clock stops when the sink has every event.
 func BenchmarkServeBatch(b *testing.B) {
@@ -111,7 +111,7 @@ func BenchmarkServeBatch(b *testing.B) {
 	template, slots := batchTemplate()
 	var next atomic.Int64
 	var failed atomic.Int64
-	b.SetParallelism(4)
+	b.SetParallelism(16)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
