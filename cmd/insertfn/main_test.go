@@ -22,6 +22,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Run as the insertfn binary itself when a test asks for it (the
+	// serve tests start real processes and signal them); the arguments
+	// are newline-separated.
+	if args := os.Getenv("INSERTFN_RUN_MAIN"); args != "" {
+		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
+	}
 	os.Exit(testMain(m))
 }
 
