@@ -54,6 +54,7 @@ type Pipeline struct {
 	sinks []delivery.Sink // by destination index
 	opts  Options
 	log   *slog.Logger
+	noisy *throttle // problems that repeat per event or batch
 }
 
 var _ server.Accepter = (*Pipeline)(nil)
@@ -80,7 +81,7 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log}, nil
+	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: newThrottle(log, 10*time.Second)}, nil
 }
 
 // Accept puts the events of one request into the inbox, durably (per the
@@ -143,7 +144,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			}
 			if err := p.proc.Process(work, source, ev, &res); err != nil {
 				delay := p.opts.Backoff.Delay(it.Attempts+1, nil)
-				p.log.Warn("pipeline: event must wait", "seq", it.Seq, "retry_in", delay, "err", err)
+				p.noisy.logf(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "retry_in", delay, "err", err)
 				_ = inbox.Retry(work, it, time.Now().Add(delay))
 				continue
 			}
@@ -195,14 +196,14 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 		for _, it := range items {
 			attempts := it.Attempts + 1
 			if !p.opts.Backoff.ShouldRetry(attempts, err) {
-				p.log.Error("pipeline: delivery failed for good; event moved to the dead letters", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
+				p.noisy.logf(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
 				_ = c.Dead(work, it, err.Error())
 				counters.Failed(name, 1)
 				continue
 			}
 			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
 		}
-		p.log.Warn("pipeline: delivery failed", "destination", name, "events", len(items), "err", err)
+		p.noisy.logf(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
 	}
 }
 
