@@ -44,6 +44,7 @@ type Processor struct {
 	dests    []Destination
 	router   *routing.Router
 	counters *Counters
+	logs     *FunctionLogs
 }
 
 // NewProcessor returns a processor for the configured sources and
@@ -57,7 +58,8 @@ type Processor struct {
 //   - sources, dests: the configuration; NewProcessor keeps copies.
 //   - counters: where the processor counts; nil: a new one.
 func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []Source, dests []Destination, counters *Counters) (*Processor, error) {
-	p := &Processor{reg: reg, store: store, sources: make(map[string]*Source, len(sources)), counters: counters}
+	p := &Processor{reg: reg, store: store, sources: make(map[string]*Source, len(sources)), counters: counters,
+		logs: NewFunctionLogs(0)}
 	if p.counters == nil {
 		p.counters = NewCounters()
 	}
@@ -93,6 +95,9 @@ func (p *Processor) Destinations() []Destination { return p.dests }
 
 // Counters returns the processor's counters.
 func (p *Processor) Counters() *Counters { return p.counters }
+
+// Logs returns the last lines each function logged.
+func (p *Processor) Logs() *FunctionLogs { return p.logs }
 
 // Result is what became of one event.
 type Result struct {
@@ -189,6 +194,7 @@ func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *R
 			return nil, "", fmt.Errorf("pipeline: function %s: %w", name, err)
 		}
 		p.counters.function(name, out)
+		p.logs.record(name, ev, out.Logs)
 		if !out.Deliver {
 			reason := out.Reason
 			if out.Verdict != runtime.Drop {
