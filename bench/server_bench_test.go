@@ -58,7 +58,7 @@ func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
 	if err := os.WriteFile(wasmPath, wasm, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	c, err := config.Parse(fmt.Appendf(nil, "data: %s\n", dir))
+	c, err := config.Parse(fmt.Appendf(nil, "data: %s\nqueue: {sync: \"%s\", interval: 100ms}\n", dir, benchSync()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -211,4 +211,14 @@ func benchLog() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+// benchSync is the queue's sync policy in the server benchmarks: always
+// (the default: no acknowledged event lost on kill -9), or what
+// INSERTFN_BENCH_SYNC says ("interval", "never") to see the disk's share.
+func benchSync() string {
+	if s := os.Getenv("INSERTFN_BENCH_SYNC"); s != "" {
+		return s
+	}
+	return "always"
 }
