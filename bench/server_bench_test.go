@@ -41,7 +41,9 @@ func newCountingSink(b *testing.B) *countingSink {
 	}
 	s := &countingSink{addr: ln.Addr().String()}
 	s.srv = &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		s.n.Add(int64(len(gjson.GetBytes(ctx.PostBody(), "batch").Array())))
+		// Every event carries one messageId: counting them is cheaper than
+		// parsing, and the sink shares the CPUs with the server.
+		s.n.Add(int64(bytes.Count(ctx.PostBody(), []byte(`"messageId":`))))
 	}}
 	go s.srv.Serve(ln)
 	b.Cleanup(func() { s.srv.Shutdown() })
