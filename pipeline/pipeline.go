@@ -10,6 +10,7 @@ import (
 
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/routing"
 	"github.com/insertfn/insertfn/server"
 )
 
@@ -55,6 +56,7 @@ type Pipeline struct {
 	opts  Options
 	log   *slog.Logger
 	noisy *throttle // problems that repeat per event or batch
+	flows *Overview
 }
 
 var _ server.Accepter = (*Pipeline)(nil)
@@ -81,8 +83,13 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: newThrottle(log, 10*time.Second)}, nil
+	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: newThrottle(log, 10*time.Second),
+		flows: NewOverview(0)}, nil
 }
+
+// Overview returns the per-source, per-minute account of what became of
+// events.
+func (p *Pipeline) Overview() *Overview { return p.flows }
 
 // Accept puts the events of one request into the inbox, durably (per the
 // queue's sync policy) before it returns. A full queue is reported as
@@ -135,6 +142,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		work := context.WithoutCancel(ctx)
 		to := make(map[string][][]byte, len(dests))
 		done := items[:0:0]
+		flows := make(flowBatch)
 		for _, it := range items {
 			source, ev, err := decodeInbox(it.Data)
 			if err != nil {
@@ -148,10 +156,23 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 				_ = inbox.Retry(work, it, time.Now().Add(delay))
 				continue
 			}
+			fc := flows.source(source)
+			fc.received++
+			if res.Dropped {
+				addDrop(&fc.dropped, res.DropFunction, res.DropReason, 1)
+			}
 			for i, out := range res.Outputs {
-				if out != nil {
-					t := DestinationTopic(dests[i].Name)
-					to[t] = append(to[t], out)
+				name := dests[i].Name
+				switch {
+				case out != nil:
+					t := DestinationTopic(name)
+					to[t] = append(to[t], encodeInbox(source, out))
+				case res.Outcomes[i] == routing.FilteredByConsent:
+					fc.dest(name).filteredConsent++
+				case res.Outcomes[i] == routing.FilteredByIntegrations:
+					fc.dest(name).filteredIntegrations++
+				case res.DestinationDrops[i].Count > 0:
+					addDrop(&fc.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
 				}
 			}
 			done = append(done, it)
@@ -163,7 +184,9 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			// Not moved: the items stay in the inbox and are processed
 			// again after a restart (at least once).
 			p.log.Error("pipeline: handing events to the destinations' backlogs", "events", len(done), "err", err)
+			continue
 		}
+		p.flows.add(flows)
 	}
 }
 
@@ -172,6 +195,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, sink delivery.Sink) {
 	counters := p.proc.Counters()
 	var events [][]byte
+	var sources []string
 	for {
 		items, err := c.Next(ctx, p.opts.BatchSize)
 		if err != nil {
@@ -181,9 +205,14 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 			return
 		}
 		work := context.WithoutCancel(ctx)
-		events = events[:0]
+		events, sources = events[:0], sources[:0]
 		for _, it := range items {
-			events = append(events, it.Data)
+			source, ev, derr := decodeInbox(it.Data)
+			if derr != nil {
+				source, ev = "", it.Data // not ours: deliver as it is
+			}
+			events = append(events, ev)
+			sources = append(sources, source)
 		}
 		err = sink.Deliver(work, events)
 		if err == nil {
@@ -191,11 +220,18 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 				p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)
 			}
 			counters.Delivered(name, len(items))
+			flows := make(flowBatch)
+			for _, s := range sources {
+				flows.source(s).dest(name).delivered++
+			}
+			p.flows.add(flows)
 			continue
 		}
-		for _, it := range items {
+		failed := make(flowBatch)
+		for i, it := range items {
 			attempts := it.Attempts + 1
 			if !p.opts.Backoff.ShouldRetry(attempts, err) {
+				failed.source(sources[i]).dest(name).failed++
 				p.noisy.logf(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
 				_ = c.Dead(work, it, err.Error())
 				counters.Failed(name, 1)
@@ -203,12 +239,18 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 			}
 			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
 		}
+		p.flows.add(failed)
 		p.noisy.logf(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
 	}
 }
 
-// An inbox item is the source name's length (one byte), the source name,
-// then the event.
+// Items in the inbox and in the destinations' backlogs are the source
+// name's length (one byte), the source name, then the event.
+
+// DecodeItem splits a queued item (an inbox item, a backlog item, a dead
+// letter) into the name of the source it came in through and the event.
+func DecodeItem(b []byte) (source string, event []byte, err error) { return decodeInbox(b) }
+
 func encodeInbox(source string, event []byte) []byte {
 	b := make([]byte, 0, 1+len(source)+len(event))
 	b = append(b, byte(len(source)))

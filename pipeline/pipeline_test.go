@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -133,6 +134,19 @@ func TestPipelineDelivers(t *testing.T) {
 
 	cancel()
 	<-ran
+	f := p.Overview().Flow("web", time.Now().Add(-time.Hour), time.Now())
+	want := fmt.Sprintf("%+v", []DestinationFlow{
+		{Name: "ads", Delivered: 50, Dropped: []Drop{}},
+		{Name: "analytics", FilteredConsent: 50, Dropped: []Drop{}},
+		{Name: "archive", Delivered: 50, Dropped: []Drop{}},
+	})
+	if f.Received != 60 || len(f.Dropped) != 1 || f.Dropped[0] != (Drop{Function: "consent-match", Reason: "Consent mismatch", Count: 10}) ||
+		fmt.Sprintf("%+v", f.Destinations) != want {
+		t.Errorf("overview = %+v\nwant 60 received, 10 dropped by consent-match, destinations %s", f, want)
+	}
+	if got := p.Overview().Sources(); len(got) != 1 || got[0] != "web" {
+		t.Errorf("overview sources %v", got)
+	}
 	s := proc.Counters().Snapshot()
 	if s.Dropped["Consent mismatch"] != 10 || s.Destinations["ads"].Delivered != 50 || s.Destinations["archive"].Delivered != 50 {
 		t.Errorf("counters %+v", s)

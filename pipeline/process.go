@@ -104,8 +104,9 @@ type Result struct {
 	// Dropped says a source function dropped the event (or failed under a
 	// drop policy): no destination receives it. DropReason says why: the
 	// function's DropEvent reason, or its error kind.
-	Dropped    bool
-	DropReason string
+	Dropped      bool
+	DropFunction string
+	DropReason   string
 	// Outcomes holds routing's decision per destination (not meaningful
 	// when Dropped).
 	Outcomes []routing.Outcome
@@ -113,6 +114,9 @@ type Result struct {
 	// output may share memory with the input event or with other outputs:
 	// treat them as read-only.
 	Outputs [][]byte
+	// DestinationDrops holds, per destination, which of its own functions
+	// dropped the event and why (zero when none did).
+	DestinationDrops []Drop
 	// ConsentChanges counts the stored values a consent update changed.
 	ConsentChanges int
 
@@ -143,7 +147,8 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 	if src == nil {
 		return fmt.Errorf("%w %q", ErrUnknownSource, source)
 	}
-	res.Dropped, res.DropReason, res.ConsentChanges = false, "", 0
+	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges = false, "", "", 0
+	res.DestinationDrops = res.DestinationDrops[:0]
 	p.counters.processed.Add(1)
 	res.Outcomes = res.Outcomes[:0]
 	res.Outputs = res.Outputs[:0]
@@ -151,12 +156,12 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 	if err := p.updateConsent(ctx, event, res); err != nil {
 		return err
 	}
-	ev, reason, err := p.chain(ctx, src.Functions, event, res)
+	ev, fn, reason, err := p.chain(ctx, src.Functions, event, res)
 	if err != nil {
 		return err
 	}
 	if ev == nil {
-		res.Dropped, res.DropReason = true, reason
+		res.Dropped, res.DropFunction, res.DropReason = true, fn, reason
 		p.counters.drop(reason)
 		return nil
 	}
@@ -164,15 +169,16 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 	for i := range p.dests {
 		d := &p.dests[i]
 		var out []byte
+		var drop Drop
 		switch res.Outcomes[i] {
 		case routing.Deliver:
-			var reason string
-			out, reason, err = p.chain(ctx, d.Functions, ev, res)
+			out, drop.Function, drop.Reason, err = p.chain(ctx, d.Functions, ev, res)
 			if err != nil {
 				return err
 			}
 			if out == nil {
-				p.counters.destination(d.Name).dropped(reason)
+				drop.Count = 1
+				p.counters.destination(d.Name).dropped(drop.Reason)
 			}
 		case routing.FilteredByConsent:
 			p.counters.destination(d.Name).filteredConsent.Add(1)
@@ -180,18 +186,20 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 			p.counters.destination(d.Name).filteredIntegrations.Add(1)
 		}
 		res.Outputs = append(res.Outputs, out)
+		res.DestinationDrops = append(res.DestinationDrops, drop)
 	}
 	return nil
 }
 
 // chain runs ev through the named functions in order. It returns the event
-// as the last function left it, or nil and the reason when a function
-// dropped it: its DropEvent reason, or its error kind when it failed.
-func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *Result) ([]byte, string, error) {
+// as the last function left it, or nil, the function and the reason when a
+// function dropped it: its DropEvent reason, or its error kind when it
+// failed.
+func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *Result) ([]byte, string, string, error) {
 	for _, name := range names {
 		out := &res.run
 		if err := p.reg.Run(ctx, name, ev, out); err != nil {
-			return nil, "", fmt.Errorf("pipeline: function %s: %w", name, err)
+			return nil, "", "", fmt.Errorf("pipeline: function %s: %w", name, err)
 		}
 		p.counters.function(name, out)
 		p.logs.record(name, ev, out.Logs)
@@ -200,14 +208,14 @@ func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *R
 			if out.Verdict != runtime.Drop {
 				reason = string(out.Kind)
 			}
-			return nil, reason, nil
+			return nil, name, reason, nil
 		}
 		ev = out.Event
 		if ev == nil {
 			ev = []byte{} // never nil: nil means dropped
 		}
 	}
-	return ev, "", nil
+	return ev, "", "", nil
 }
 
 // updateConsent applies a consent-preference event to the store.

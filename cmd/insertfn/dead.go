@@ -117,19 +117,24 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 			}
 			dest := strings.TrimPrefix(t, "dest:")
 			for _, it := range items {
+				source, ev, err := pipeline.DecodeItem(it.Data)
+				if err != nil {
+					source, ev = "", it.Data
+				}
 				if asJSON {
 					b, _ := json.Marshal(struct {
 						Destination string          `json:"destination"`
+						Source      string          `json:"source,omitempty"`
 						Seq         uint64          `json:"seq"`
 						At          time.Time       `json:"at"`
 						Attempts    int             `json:"attempts"`
 						Reason      string          `json:"reason"`
 						Event       json.RawMessage `json:"event"`
-					}{dest, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(it.Data)})
+					}{dest, source, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(ev)})
 					fmt.Fprintf(stdout, "%s\n", b)
 					continue
 				}
-				fmt.Fprintf(stdout, "%s\t%d\t%s\t%d attempts\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason, it.Data)
+				fmt.Fprintf(stdout, "%s\t%d\t%s\t%d attempts\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason, ev)
 			}
 		}
 		return exitOK

@@ -18,7 +18,9 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	topic := pipeline.DestinationTopic("ads")
-	if err := q.Append(ctx, topic, []byte(`{"messageId":"m1"}`), []byte(`{"messageId":"m2"}`)); err != nil {
+	// Backlog items carry their source (see pipeline.DecodeItem).
+	item := func(ev string) []byte { return append([]byte{3, 'w', 'e', 'b'}, ev...) }
+	if err := q.Append(ctx, topic, item(`{"messageId":"m1"}`), item(`{"messageId":"m2"}`)); err != nil {
 		t.Fatal(err)
 	}
 	c := q.Consumer(topic)
@@ -38,7 +40,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, _ = runCLI(t, "dead", "list", "ads", "--json", "--data", data)
-	if code != 0 || strings.Count(stdout, `"destination":"ads"`) != 2 || !strings.Contains(stdout, `"event":{"messageId":"m1"}`) {
+	if code != 0 || strings.Count(stdout, `"destination":"ads","source":"web"`) != 2 || !strings.Contains(stdout, `"event":{"messageId":"m1"}`) {
 		t.Fatalf("list --json: exit %d\n%s", code, stdout)
 	}
 	seq := strings.Fields(strings.SplitN(stdout, `"seq":`, 2)[1])[0]

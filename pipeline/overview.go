@@ -1,0 +1,222 @@
+package pipeline
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+)
+
+// DefaultOverviewWindow is how far back an [Overview] remembers.
+const DefaultOverviewWindow = 24 * time.Hour
+
+// Overview counts, per source and per minute, what became of events: how
+// many were received, dropped by each function (by reason), filtered at
+// each destination (by consent, by the integrations object), dropped by a
+// destination's functions, delivered and failed. It answers "what happened
+// to this source's events in this time window", like Segment's delivery
+// overview. It is safe for concurrent use; the pipeline adds to it once per
+// batch, not per event.
+type Overview struct {
+	window time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	minutes map[int64]map[string]*flowCounts // unix minute -> source -> counts
+}
+
+// flowCounts are one source's counts in one minute.
+type flowCounts struct {
+	received uint64
+	dropped  map[[2]string]uint64 // {function, reason}
+	dests    map[string]*destCounts
+}
+
+type destCounts struct {
+	delivered, failed, filteredConsent, filteredIntegrations uint64
+	dropped                                                  map[[2]string]uint64
+}
+
+// NewOverview returns an overview that remembers window (0:
+// DefaultOverviewWindow).
+func NewOverview(window time.Duration) *Overview {
+	if window <= 0 {
+		window = DefaultOverviewWindow
+	}
+	return &Overview{window: window, now: time.Now, minutes: make(map[int64]map[string]*flowCounts)}
+}
+
+// Flow is what became of one source's events in a time window.
+type Flow struct {
+	Source       string            `json:"source"`
+	From         time.Time         `json:"from"`
+	To           time.Time         `json:"to"`
+	Received     uint64            `json:"received"`
+	Dropped      []Drop            `json:"dropped"` // by the source's functions
+	Destinations []DestinationFlow `json:"destinations"`
+}
+
+// Drop counts events a function dropped for one reason.
+type Drop struct {
+	Function string `json:"function"`
+	Reason   string `json:"reason"`
+	Count    uint64 `json:"count"`
+}
+
+// DestinationFlow is what became of a source's events at one destination.
+type DestinationFlow struct {
+	Name                 string `json:"name"`
+	Delivered            uint64 `json:"delivered"`
+	Failed               uint64 `json:"failed"`
+	FilteredConsent      uint64 `json:"filtered_consent"`
+	FilteredIntegrations uint64 `json:"filtered_integrations"`
+	Dropped              []Drop `json:"dropped"` // by the destination's functions
+}
+
+// Flow sums the counts of source for the minutes from from to to
+// (inclusive of the minutes they fall in).
+func (o *Overview) Flow(source string, from, to time.Time) Flow {
+	f := Flow{Source: source, From: from, To: to}
+	drops := make(map[[2]string]uint64)
+	dests := make(map[string]*destCounts)
+	o.mu.Lock()
+	for m := from.Unix() / 60; m <= to.Unix()/60; m++ {
+		c := o.minutes[m][source]
+		if c == nil {
+			continue
+		}
+		f.Received += c.received
+		for k, n := range c.dropped {
+			drops[k] += n
+		}
+		for name, d := range c.dests {
+			sum := dests[name]
+			if sum == nil {
+				sum = &destCounts{dropped: make(map[[2]string]uint64)}
+				dests[name] = sum
+			}
+			sum.delivered += d.delivered
+			sum.failed += d.failed
+			sum.filteredConsent += d.filteredConsent
+			sum.filteredIntegrations += d.filteredIntegrations
+			for k, n := range d.dropped {
+				sum.dropped[k] += n
+			}
+		}
+	}
+	o.mu.Unlock()
+	f.Dropped = dropList(drops)
+	for name, d := range dests {
+		f.Destinations = append(f.Destinations, DestinationFlow{Name: name, Delivered: d.delivered, Failed: d.failed,
+			FilteredConsent: d.filteredConsent, FilteredIntegrations: d.filteredIntegrations, Dropped: dropList(d.dropped)})
+	}
+	slices.SortFunc(f.Destinations, func(a, b DestinationFlow) int { return cmp.Compare(a.Name, b.Name) })
+	return f
+}
+
+// Sources returns the sources with counts in the window, sorted.
+func (o *Overview) Sources() []string {
+	seen := make(map[string]bool)
+	o.mu.Lock()
+	for _, m := range o.minutes {
+		for s := range m {
+			seen[s] = true
+		}
+	}
+	o.mu.Unlock()
+	out := make([]string, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func dropList(m map[[2]string]uint64) []Drop {
+	out := make([]Drop, 0, len(m))
+	for k, n := range m {
+		out = append(out, Drop{Function: k[0], Reason: k[1], Count: n})
+	}
+	slices.SortFunc(out, func(a, b Drop) int {
+		if c := cmp.Compare(a.Function, b.Function); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Reason, b.Reason)
+	})
+	return out
+}
+
+// flowBatch collects a batch's counts before they go into the overview in
+// one step.
+type flowBatch map[string]*flowCounts
+
+func (b flowBatch) source(s string) *flowCounts {
+	c := b[s]
+	if c == nil {
+		c = &flowCounts{}
+		b[s] = c
+	}
+	return c
+}
+
+func (c *flowCounts) dest(name string) *destCounts {
+	if c.dests == nil {
+		c.dests = make(map[string]*destCounts)
+	}
+	d := c.dests[name]
+	if d == nil {
+		d = &destCounts{}
+		c.dests[name] = d
+	}
+	return d
+}
+
+func addDrop(m *map[[2]string]uint64, function, reason string, n uint64) {
+	if *m == nil {
+		*m = make(map[[2]string]uint64)
+	}
+	(*m)[[2]string{function, reason}] += n
+}
+
+// add merges a batch into the current minute and forgets minutes older
+// than the window.
+func (o *Overview) add(b flowBatch) {
+	if len(b) == 0 {
+		return
+	}
+	now := o.now().Unix() / 60
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	m := o.minutes[now]
+	if m == nil {
+		m = make(map[string]*flowCounts)
+		o.minutes[now] = m
+		oldest := now - int64(o.window/time.Minute)
+		for k := range o.minutes {
+			if k < oldest {
+				delete(o.minutes, k)
+			}
+		}
+	}
+	for s, c := range b {
+		into := m[s]
+		if into == nil {
+			m[s] = c // the batch's own counts: nobody else holds them
+			continue
+		}
+		into.received += c.received
+		for k, n := range c.dropped {
+			addDrop(&into.dropped, k[0], k[1], n)
+		}
+		for name, d := range c.dests {
+			id := into.dest(name)
+			id.delivered += d.delivered
+			id.failed += d.failed
+			id.filteredConsent += d.filteredConsent
+			id.filteredIntegrations += d.filteredIntegrations
+			for k, n := range d.dropped {
+				addDrop(&id.dropped, k[0], k[1], n)
+			}
+		}
+	}
+}
