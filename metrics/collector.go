@@ -196,6 +196,18 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, s pipeline.Snap
 			counter(ch, descDestDropped, n, dest, reason)
 		}
 	}
+	// A configured destination shows zeros before its first event, so
+	// that its series exist from the start.
+	for _, name := range c.destinations {
+		if _, ok := s.Destinations[name]; ok {
+			continue
+		}
+		dest := labelValue(name)
+		counter(ch, descDelivered, 0, dest)
+		counter(ch, descFailed, 0, dest)
+		counter(ch, descFiltered, 0, dest, "consent")
+		counter(ch, descFiltered, 0, dest, "integrations")
+	}
 	for name, f := range s.Functions {
 		fn := labelValue(name)
 		counter(ch, descFunctionEvents, f.Delivered, fn, "delivered")

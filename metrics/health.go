@@ -172,8 +172,9 @@ func (h *Health) bounded(ctx context.Context, busy chan struct{}, what string, f
 	}
 	done := make(chan error, 1)
 	go func() {
-		defer func() { <-busy }()
-		done <- fn(ctx)
+		err := fn(ctx)
+		<-busy // before the answer: the next check must find the token free
+		done <- err
 	}()
 	select {
 	case err := <-done:

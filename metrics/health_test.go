@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/metrics"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -167,7 +166,6 @@ func TestReadyzFunctions(t *testing.T) {
 	if code, _, body := probe(t, h.Readyz); code != 503 {
 		t.Fatalf("no registry: %d %s", code, body)
 	}
-	_ = functions.ErrNotFound
 }
 
 func TestReadyzNothingConfigured(t *testing.T) {

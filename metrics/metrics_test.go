@@ -443,3 +443,26 @@ func TestPrivateRegistries(t *testing.T) {
 		t.Error("b sees a's series")
 	}
 }
+
+// TestConfiguredDestinationsStartAtZero: a destination's series exist
+// before its first event.
+func TestConfiguredDestinationsStartAtZero(t *testing.T) {
+	m, err := metrics.New(metrics.Sources{Counters: pipeline.NewCounters(), Destinations: []string{"x"}},
+		metrics.Options{OmitRuntime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []struct {
+		name   string
+		labels []string
+	}{
+		{"insertfn_destination_events_delivered_total", []string{"destination", "x"}},
+		{"insertfn_destination_events_failed_total", []string{"destination", "x"}},
+		{"insertfn_destination_events_filtered_total", []string{"destination", "x", "reason", "consent"}},
+		{"insertfn_destination_events_filtered_total", []string{"destination", "x", "reason", "integrations"}},
+	} {
+		if got := value(t, m.Registry(), w.name, w.labels...); got != 0 {
+			t.Errorf("%s%v = %v, want 0", w.name, w.labels, got)
+		}
+	}
+}
