@@ -220,3 +220,23 @@ func (o *Overview) add(b flowBatch) {
 		}
 	}
 }
+
+// Add adds the counts of f to the current minute of f.Source, as if the
+// pipeline had counted them (From and To are ignored). Tests of what reads
+// an overview use it.
+func (o *Overview) Add(f Flow) {
+	b := make(flowBatch)
+	c := b.source(f.Source)
+	c.received = f.Received
+	for _, d := range f.Dropped {
+		addDrop(&c.dropped, d.Function, d.Reason, d.Count)
+	}
+	for _, d := range f.Destinations {
+		dc := c.dest(d.Name)
+		dc.delivered, dc.failed, dc.filteredConsent, dc.filteredIntegrations = d.Delivered, d.Failed, d.FilteredConsent, d.FilteredIntegrations
+		for _, x := range d.Dropped {
+			addDrop(&dc.dropped, x.Function, x.Reason, x.Count)
+		}
+	}
+	o.add(b)
+}
