@@ -276,9 +276,9 @@ func (s *VersionStore) Activate(ctx context.Context, name, hash string) (Version
 //
 // # Results
 //   - the version, now active;
-//   - an error wrapping [ErrNoPrevious] when there is nothing to roll back
-//     to, a *[RefusedError] when the registry refused it, or the I/O
-//     error.
+//   - an error wrapping [ErrNotFound] for a function neither stored nor
+//     live, [ErrNoPrevious] when there is nothing to roll back to, a
+//     *[RefusedError] when the registry refused it, or the I/O error.
 func (s *VersionStore) Rollback(ctx context.Context, name string) (VersionInfo, error) {
 	if err := checkName(name); err != nil {
 		return VersionInfo{}, err
@@ -289,7 +289,13 @@ func (s *VersionStore) Rollback(ctx context.Context, name string) (VersionInfo, 
 	if err != nil {
 		return VersionInfo{}, err
 	}
-	if rec == nil || rec.Previous == nil {
+	if rec == nil {
+		if _, err := s.reg.Active(name); err != nil {
+			return VersionInfo{}, err // not live either: ErrNotFound
+		}
+		return VersionInfo{}, fmt.Errorf("%w: %s has no stored version (it was not deployed through the version store)", ErrNoPrevious, name)
+	}
+	if rec.Previous == nil {
 		return VersionInfo{}, fmt.Errorf("%w: %s", ErrNoPrevious, name)
 	}
 	vf, err := s.readVersion(name, rec.Previous.Hash)
@@ -313,18 +319,9 @@ func (s *VersionStore) switchTo(ctx context.Context, name string, prev *activeRe
 // deployStored reads a stored version's wasm, checks it is the one its
 // hash names and deploys it with manifest v.Manifest.
 func (s *VersionStore) deployStored(ctx context.Context, name string, v liveVersion) (*Version, error) {
-	if err := checkHash(v.Hash); err != nil {
-		return nil, fmt.Errorf("functions: %s: %s: %w", name, activeFile, err)
-	}
-	wasm, err := os.ReadFile(filepath.Join(s.dir, name, v.Hash+".wasm"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no stored wasm %s", ErrNoVersion, name, v.Hash)
-	}
+	wasm, err := s.Wasm(name, v.Hash)
 	if err != nil {
-		return nil, fmt.Errorf("functions: %s: %w", name, err)
-	}
-	if got := runtime.Hash(wasm); got != v.Hash {
-		return nil, fmt.Errorf("functions: %s: stored wasm %s is corrupt (its hash is %s): upload the version again", name, v.Hash, got)
+		return nil, err
 	}
 	m := v.Manifest
 	m.Name = name
@@ -576,4 +573,30 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// Wasm returns the stored wasm of a function's version, checked against
+// its hash.
+//
+// # Results
+//   - the module's bytes (the caller's own);
+//   - an error wrapping [ErrNoVersion] when the store does not have it.
+func (s *VersionStore) Wasm(name, hash string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	if err := checkHash(hash); err != nil {
+		return nil, err
+	}
+	wasm, err := os.ReadFile(filepath.Join(s.dir, name, hash+".wasm"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s has no stored wasm %s", ErrNoVersion, name, hash)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("functions: %s: %w", name, err)
+	}
+	if got := runtime.Hash(wasm); got != hash {
+		return nil, fmt.Errorf("functions: %s: stored wasm %s is corrupt (its hash is %s): upload the version again", name, hash, got)
+	}
+	return wasm, nil
 }
