@@ -56,12 +56,23 @@ func (c *Counters) Delivered(name string, n int) { c.destination(name).delivered
 // Failed counts n events destination name could not take (dead letters).
 func (c *Counters) Failed(name string, n int) { c.destination(name).failed.Add(uint64(n)) }
 
+// MaxReasons bounds the distinct drop reasons counted per place (source
+// functions, each destination): reasons are text a function chooses, so
+// past the bound they are counted together as OtherReason.
+const MaxReasons = 100
+
+// OtherReason is where reasons past MaxReasons are counted.
+const OtherReason = "(other)"
+
 func (c *Counters) drop(reason string) {
 	c.mu.RLock()
 	n := c.drops[reason]
 	c.mu.RUnlock()
 	if n == nil {
 		c.mu.Lock()
+		if len(c.drops) >= MaxReasons {
+			reason = OtherReason
+		}
 		if n = c.drops[reason]; n == nil {
 			n = new(atomic.Uint64)
 			c.drops[reason] = n
@@ -88,6 +99,9 @@ func (c *Counters) destination(name string) *DestinationCounters {
 
 func (d *DestinationCounters) dropped(reason string) {
 	d.mu.Lock()
+	if _, ok := d.drops[reason]; !ok && len(d.drops) >= MaxReasons {
+		reason = OtherReason
+	}
 	d.drops[reason]++
 	d.mu.Unlock()
 }

@@ -175,7 +175,11 @@ func addDrop(m *map[[2]string]uint64, function, reason string, n uint64) {
 	if *m == nil {
 		*m = make(map[[2]string]uint64)
 	}
-	(*m)[[2]string{function, reason}] += n
+	k := [2]string{function, reason}
+	if _, ok := (*m)[k]; !ok && len(*m) >= MaxReasons {
+		k[1] = OtherReason // reasons are a function's text: bounded
+	}
+	(*m)[k] += n
 }
 
 // add merges a batch into the current minute and forgets minutes older

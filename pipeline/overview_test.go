@@ -40,3 +40,24 @@ func TestOverviewWindows(t *testing.T) {
 		t.Errorf("after the window moved: received %d, want 8 (7 + 1)", f.Received)
 	}
 }
+
+func TestReasonsAreBounded(t *testing.T) {
+	c := NewCounters()
+	var m map[[2]string]uint64
+	for i := range MaxReasons + 50 {
+		reason := string(rune('a'+i%26)) + string(rune('a'+i/26))
+		c.drop(reason)
+		c.destination("d").dropped(reason)
+		addDrop(&m, "f", reason, 1)
+	}
+	s := c.Snapshot()
+	if len(s.Dropped) != MaxReasons+1 || s.Dropped[OtherReason] != 50 {
+		t.Errorf("%d source reasons, %d other; want %d and 50", len(s.Dropped), s.Dropped[OtherReason], MaxReasons+1)
+	}
+	if d := s.Destinations["d"].Dropped; len(d) != MaxReasons+1 || d[OtherReason] != 50 {
+		t.Errorf("%d destination reasons, %d other", len(d), d[OtherReason])
+	}
+	if len(m) != MaxReasons+1 || m[[2]string{"f", OtherReason}] != 50 {
+		t.Errorf("overview: %d reasons", len(m))
+	}
+}

@@ -14,6 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/insertfn/insertfn/consentstore"
 	"github.com/insertfn/insertfn/functions"
@@ -45,6 +48,16 @@ type Processor struct {
 	router   *routing.Router
 	counters *Counters
 	logs     *FunctionLogs
+	observer Observer // nil: none
+}
+
+// Observer is told about every function run and every event processed
+// (metrics: durations, errors by kind, events by source and type). Its
+// methods must be cheap and safe for concurrent use; they must not keep
+// the strings or the outcome.
+type Observer interface {
+	ObserveFunction(name string, out *functions.Outcome)
+	ObserveEvent(source, eventType string)
 }
 
 // NewProcessor returns a processor for the configured sources and
@@ -95,6 +108,10 @@ func (p *Processor) Destinations() []Destination { return p.dests }
 
 // Counters returns the processor's counters.
 func (p *Processor) Counters() *Counters { return p.counters }
+
+// SetObserver makes o the processor's observer. Call it before the first
+// event.
+func (p *Processor) SetObserver(o Observer) { p.observer = o }
 
 // Logs returns the last lines each function logged.
 func (p *Processor) Logs() *FunctionLogs { return p.logs }
@@ -150,6 +167,9 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges = false, "", "", 0
 	res.DestinationDrops = res.DestinationDrops[:0]
 	p.counters.processed.Add(1)
+	if p.observer != nil {
+		p.observer.ObserveEvent(source, eventType(event))
+	}
 	res.Outcomes = res.Outcomes[:0]
 	res.Outputs = res.Outputs[:0]
 
@@ -203,6 +223,9 @@ func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *R
 		}
 		p.counters.function(name, out)
 		p.logs.record(name, ev, out.Logs)
+		if p.observer != nil {
+			p.observer.ObserveFunction(name, out)
+		}
 		if !out.Deliver {
 			reason := out.Reason
 			if out.Verdict != runtime.Drop {
@@ -238,4 +261,14 @@ func (p *Processor) updateConsent(ctx context.Context, event []byte, res *Result
 	p.counters.consentUpdates.Add(1)
 	res.ConsentChanges = len(changes)
 	return nil
+}
+
+// eventType returns the event's type without copying it (a view into
+// event, valid while event is).
+func eventType(event []byte) string {
+	t := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), "type")
+	if t.Type != gjson.String {
+		return ""
+	}
+	return t.Str
 }
