@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/insertfn/insertfn/functions"
@@ -16,11 +17,7 @@ import (
 
 // collector reads the counters the server's parts keep, at scrape time.
 type collector struct {
-	counters     *pipeline.Counters
-	server       *server.Server
-	queue        *queue.Queue
-	functions    *functions.Registry
-	destinations []string
+	src atomic.Pointer[sourceSet] // what to read; replaced by Metrics.Attach
 
 	mu         sync.Mutex // guards the reason sets during a scrape
 	maxReasons int
@@ -28,17 +25,28 @@ type collector struct {
 	dstReasons map[string]*reasonSet
 }
 
+// sourceSet is what one scrape reads.
+type sourceSet struct {
+	counters     *pipeline.Counters
+	server       *server.Server
+	queue        *queue.Queue
+	functions    *functions.Registry
+	destinations []string
+}
+
 func newCollector(src Sources, maxReasons int) *collector {
-	return &collector{
-		counters:     src.Counters,
-		server:       src.Server,
-		queue:        src.Queue,
-		functions:    src.Functions,
-		destinations: slices.Clone(src.Destinations),
-		maxReasons:   maxReasons,
-		srcReasons:   newReasonSet(maxReasons),
-		dstReasons:   make(map[string]*reasonSet),
+	c := &collector{
+		maxReasons: maxReasons,
+		srcReasons: newReasonSet(maxReasons),
+		dstReasons: make(map[string]*reasonSet),
 	}
+	c.attach(src)
+	return c
+}
+
+func (c *collector) attach(src Sources) {
+	c.src.Store(&sourceSet{counters: src.Counters, server: src.Server, queue: src.Queue,
+		functions: src.Functions, destinations: slices.Clone(src.Destinations)})
 }
 
 func counterDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -124,17 +132,18 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the counters now.
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	if c.server != nil {
-		c.collectServer(ch, c.server.Stats())
+	src := c.src.Load()
+	if src.server != nil {
+		c.collectServer(ch, src.server.Stats())
 	}
-	if c.counters != nil {
-		c.collectPipeline(ch, c.counters.Snapshot())
+	if src.counters != nil {
+		c.collectPipeline(ch, src, src.counters.Snapshot())
 	}
-	if c.queue != nil {
-		c.collectQueue(ch)
+	if src.queue != nil {
+		c.collectQueue(ch, src)
 	}
-	if c.functions != nil {
-		c.collectFunctions(ch)
+	if src.functions != nil {
+		c.collectFunctions(ch, src)
 	}
 }
 
@@ -165,7 +174,7 @@ func (c *collector) collectServer(ch chan<- prometheus.Metric, s server.Stats) {
 	}
 }
 
-func (c *collector) collectPipeline(ch chan<- prometheus.Metric, s pipeline.Snapshot) {
+func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet, s pipeline.Snapshot) {
 	counter(ch, descProcessed, s.Processed)
 	counter(ch, descConsentUpdates, s.ConsentUpdates)
 	counter(ch, descConsentRejected, s.ConsentRejected)
@@ -198,7 +207,7 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, s pipeline.Snap
 	}
 	// A configured destination shows zeros before its first event, so
 	// that its series exist from the start.
-	for _, name := range c.destinations {
+	for _, name := range src.destinations {
 		if _, ok := s.Destinations[name]; ok {
 			continue
 		}
@@ -216,8 +225,8 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, s pipeline.Snap
 	}
 }
 
-func (c *collector) collectQueue(ch chan<- prometheus.Metric) {
-	q := c.queue
+func (c *collector) collectQueue(ch chan<- prometheus.Metric, src *sourceSet) {
+	q := src.queue
 	inbox, err := q.Stats(pipeline.InboxTopic)
 	if errors.Is(err, queue.ErrClosed) {
 		return // shutting down: no queue metrics rather than zeros
@@ -225,9 +234,9 @@ func (c *collector) collectQueue(ch chan<- prometheus.Metric) {
 	queueStats(ch, descInboxItems, descInboxBytes, inbox)
 
 	prefix := pipeline.DestinationTopic("")
-	names := slices.Clone(c.destinations)
+	names := slices.Clone(src.destinations)
 	for _, t := range q.Topics() {
-		if name, ok := strings.CutPrefix(t, prefix); ok && !slices.Contains(c.destinations, name) {
+		if name, ok := strings.CutPrefix(t, prefix); ok && !slices.Contains(src.destinations, name) {
 			names = append(names, name)
 		}
 	}
@@ -236,7 +245,7 @@ func (c *collector) collectQueue(ch chan<- prometheus.Metric) {
 		if err != nil && !errors.Is(err, queue.ErrNotFound) {
 			continue
 		}
-		configured := i < len(c.destinations)
+		configured := i < len(src.destinations)
 		if !configured && st == (queue.Stats{}) {
 			continue // a destination removed from the configuration, its queue empty
 		}
@@ -267,9 +276,9 @@ func queueStats(ch chan<- prometheus.Metric, items, bytes *prometheus.Desc, s qu
 	}
 }
 
-func (c *collector) collectFunctions(ch chan<- prometheus.Metric) {
-	for _, name := range c.functions.Names() {
-		v, err := c.functions.Active(name)
+func (c *collector) collectFunctions(ch chan<- prometheus.Metric, src *sourceSet) {
+	for _, name := range src.functions.Names() {
+		v, err := src.functions.Active(name)
 		if err != nil || v.Function() == nil {
 			continue // removed since Names
 		}

@@ -80,9 +80,10 @@ const OtherReason = "(other)"
 // function runs and the consent lookup metrics. It is safe for concurrent
 // use.
 type Metrics struct {
-	reg      *prometheus.Registry
-	handler  http.Handler
-	observer *Observer
+	reg       *prometheus.Registry
+	handler   http.Handler
+	observer  *Observer
+	collector *collector
 
 	lookups       *prometheus.CounterVec   // backend, result
 	lookupLatency *prometheus.HistogramVec // backend
@@ -156,7 +157,8 @@ func New(src Sources, opts Options) (*Metrics, error) {
 		Buckets: opts.LookupBuckets,
 	}, []string{"backend"})
 
-	m.reg.MustRegister(newCollector(src, opts.MaxReasons), m.observer, m.lookups, m.lookupLatency)
+	m.collector = newCollector(src, opts.MaxReasons)
+	m.reg.MustRegister(m.collector, m.observer, m.lookups, m.lookupLatency)
 	if !opts.OmitRuntime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -167,6 +169,11 @@ func New(src Sources, opts Options) (*Metrics, error) {
 	}))
 	return m, nil
 }
+
+// Attach replaces what the metrics read at scrape time. The host creates
+// the Metrics first (their store wrapper and observer go into the parts it
+// builds) and attaches the parts once they exist.
+func (m *Metrics) Attach(src Sources) { m.collector.attach(src) }
 
 // Handler returns the handler that serves the metrics in Prometheus'
 // exposition formats (mount it at /metrics).
