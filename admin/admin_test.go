@@ -168,7 +168,7 @@ func (e *env) live(name string) string {
 	return gjson.GetBytes(out.Event, "properties.version").String()
 }
 
-func verdicts(t *testing.T) []byte    { return builder.Build(t, "../functions/testdata/verdicts") }
+func verdicts(t *testing.T) []byte     { return builder.Build(t, "../functions/testdata/verdicts") }
 func consentMatch(t *testing.T) []byte { return builder.Build(t, "../examples/consent-match") }
 
 func TestUnauthorized(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
 
@@ -65,5 +66,27 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := (&admin.Client{Token: token}).Functions(ctx); err == nil {
 		t.Fatal("no URL: no error")
+	}
+}
+
+func TestServeStopsWithContext(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.admin.Serve(ctx, ln) }()
+	c := admin.Client{URL: "http://" + ln.Addr().String(), Token: token}
+	if fns, err := c.Functions(ctx); err != nil || len(fns) != 0 {
+		t.Fatalf("functions: %v, %v", fns, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := c.Functions(context.Background()); err == nil {
+		t.Fatal("still answering after shutdown")
 	}
 }

@@ -115,7 +115,7 @@ func (a *Admin) deployFunction(w http.ResponseWriter, r *http.Request) {
 func parseManifest(name, header string) (functions.Manifest, error) {
 	m := functions.Manifest{Name: name}
 	if header == "" {
-		return m, nil
+		return m, m.Validate()
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(header)))
 	dec.DisallowUnknownFields()
