@@ -365,3 +365,67 @@ func TestDeadLettersOnPermanentFailure(t *testing.T) {
 		t.Fatal("the replayed event was not delivered")
 	}
 }
+
+// TestMetricsAddUp reads /metrics after a known set of events: per
+// destination, events received = delivered + dropped + filtered + failed.
+func TestMetricsAddUp(t *testing.T) {
+	ads, all := newSink(t), newSink(t)
+	h := start(t, baseConfig(t, []config.Function{consentMatch(t)}, []string{"consent-match"},
+		webhookDest("ads", ads.srv.URL, "Advertising"), webhookDest("all", all.srv.URL)))
+	if _, err := h.Store().Update(context.Background(), consentstore.Update{Source: "test", Record: consent.Record{ID: "u1",
+		Categories: []consent.Category{{Name: "Advertising", Consented: true, Timestamp: 1}, {Name: "Analytics", Consented: false, Timestamp: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		ads, an := "true", "false"
+		switch i % 4 {
+		case 1:
+			ads = "false" // stale: dropped by consent-match
+		case 2:
+			an = "false" // matches; ads allowed
+		}
+		body := fmt.Sprintf(`{"userId":"u1","event":"e","messageId":"m%d","context":{"consent":{"categoryPreferences":{"Advertising":%s,"Analytics":%s}}}}`, i, ads, an)
+		if i%4 == 3 {
+			body = fmt.Sprintf(`{"userId":"u1","event":"e","messageId":"m%d","context":{"consent":{"categoryPreferences":{"Analytics":false}}}}`, i)
+		}
+		if code := post(t, h, "/v1/track", body); code != 200 {
+			t.Fatalf("POST %d: %d", i, code)
+		}
+	}
+	waitFor(t, "every event to settle", func() bool { return settled(h, n) })
+
+	rec := httptest.NewRecorder()
+	h.Metrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	text := rec.Body.String()
+	metric := func(series string) float64 {
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, series+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
+	}
+	accepted := metric("insertfn_ingest_events_accepted_total")
+	dropped := metric(`insertfn_pipeline_events_dropped_total{reason="Consent mismatch"}`)
+	if accepted != n || dropped != n/4 {
+		t.Fatalf("accepted %v, dropped %v; want %d and %d\n%s", accepted, dropped, n, n/4, text)
+	}
+	for _, d := range []string{"ads", "all"} {
+		delivered := metric(`insertfn_destination_events_delivered_total{destination="` + d + `"}`)
+		failed := metric(`insertfn_destination_events_failed_total{destination="` + d + `"}`)
+		filtered := metric(`insertfn_destination_events_filtered_total{destination="`+d+`",reason="consent"}`) +
+			metric(`insertfn_destination_events_filtered_total{destination="`+d+`",reason="integrations"}`)
+		if delivered+failed+filtered+dropped != accepted {
+			t.Errorf("%s: delivered %v + failed %v + filtered %v + dropped %v != received %v", d, delivered, failed, filtered, dropped, accepted)
+		}
+	}
+	if got := metric(`insertfn_destination_events_filtered_total{destination="ads",reason="consent"}`); got != n/4 {
+		t.Errorf("ads filtered by consent: %v, want %d (the events without Advertising)", got, n/4)
+	}
+	if got := metric(`insertfn_consent_lookups_total{backend="embedded",result="found"}`); got < n {
+		t.Errorf("consent lookups found: %v, want one per event at least (%d)", got, n)
+	}
+}

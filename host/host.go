@@ -20,6 +20,7 @@ import (
 	"github.com/insertfn/insertfn/consentstore"
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/metrics"
 	"github.com/insertfn/insertfn/pipeline"
 	"github.com/insertfn/insertfn/queue"
 	"github.com/insertfn/insertfn/runtime"
@@ -39,6 +40,8 @@ type Host struct {
 	pipe     *pipeline.Pipeline
 	srv      *server.Server
 	ln       net.Listener
+	metrics  *metrics.Metrics
+	health   *metrics.Health
 
 	stopPipeline context.CancelFunc
 	pipelineDone chan struct{}
@@ -81,6 +84,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 		return nil, fmt.Errorf("host: data directory: %w", err)
 	}
 
+	// The metrics come first: their store wrapper and observer go into the
+	// parts built below, which are attached to them at the end.
+	if h.metrics, err = metrics.New(metrics.Sources{}, metrics.Options{}); err != nil {
+		return nil, fmt.Errorf("host: metrics: %w", err)
+	}
 	sc := cfg.ConsentStore()
 	if h.store, err = sc.Open(ctx); err != nil {
 		return nil, fmt.Errorf("host: consent store (%s): %w", sc.Backend, err)
@@ -88,7 +96,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	if h.engine, err = runtime.NewEngine(runtime.Config{CacheDir: filepath.Join(cfg.DataDir(), "compile-cache")}); err != nil {
 		return nil, fmt.Errorf("host: runtime: %w", err)
 	}
-	h.registry = functions.NewRegistry(h.engine, h.store)
+	h.registry = functions.NewRegistry(h.engine, h.metrics.InstrumentStore(h.store, sc.Backend))
 	for i := range cfg.Functions {
 		f := &cfg.Functions[i]
 		m, err := f.Manifest()
@@ -134,6 +142,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	if h.proc, err = pipeline.NewProcessor(h.registry, h.store, sources, dests, nil); err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}
+	h.proc.SetObserver(h.metrics.Observer())
 	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Workers: cfg.Delivery.Workers,
 		BatchSize: cfg.Delivery.BatchSize, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
 		return nil, fmt.Errorf("host: %w", err)
@@ -141,6 +150,18 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	if h.srv, err = server.New(cfg.Server, ingestSources, h.pipe, server.WithLogger(h.log)); err != nil {
 		return nil, fmt.Errorf("host: server: %w", err)
 	}
+	var destNames, fnNames []string
+	for _, d := range cfg.Destinations {
+		destNames = append(destNames, d.Name)
+	}
+	for _, f := range cfg.Functions {
+		fnNames = append(fnNames, f.Name)
+	}
+	h.metrics.Attach(metrics.Sources{Counters: h.proc.Counters(), Server: h.srv, Queue: h.queue,
+		Functions: h.registry, Destinations: destNames})
+	h.health = metrics.NewHealth(metrics.HealthConfig{Store: h.store.Backend(), Queue: h.queue,
+		Functions: h.registry, FunctionNames: fnNames})
+
 	h.ln = opts.Listener
 	if h.ln == nil {
 		if h.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -203,6 +224,15 @@ func (h *Host) Counters() *pipeline.Counters { return h.proc.Counters() }
 
 // Stats returns the ingest's counters.
 func (h *Host) Stats() server.Stats { return h.srv.Stats() }
+
+// Metrics returns the host's Prometheus metrics.
+func (h *Host) Metrics() *metrics.Metrics { return h.metrics }
+
+// Health returns the liveness and readiness probes.
+func (h *Host) Health() *metrics.Health { return h.health }
+
+// Overview returns the per-source account of what became of events.
+func (h *Host) Overview() *pipeline.Overview { return h.pipe.Overview() }
 
 // Store returns the consent store.
 func (h *Host) Store() *consentstore.Store { return h.store }
