@@ -626,3 +626,43 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatalf("replay of nothing: %s", r.Raw)
 	}
 }
+
+// TestSwapUnderLoad deploys and rolls back through the API while events
+// run: none fails, and every one runs on one of the versions.
+func TestSwapUnderLoad(t *testing.T) {
+	e := newEnv(t)
+	wasm := verdicts(t)
+	e.deploy(http.StatusCreated, "f", wasm, `{"settings":{"version":"1"},"limits":{"pool_size":2}}`)
+	ctx, cancel := context.WithCancel(context.Background())
+	type tally struct{ runs, bad int }
+	results := make(chan tally, 4)
+	for range 4 {
+		go func() {
+			var tl tally
+			var out functions.Outcome
+			for ctx.Err() == nil {
+				tl.runs++
+				err := e.reg.Run(context.Background(), "f", []byte(`{"type":"track","verdict":"deliver"}`), &out)
+				v := gjson.GetBytes(out.Event, "properties.version").String()
+				if err != nil || !out.Deliver || (v != "1" && v != "2") {
+					tl.bad++
+				}
+			}
+			results <- tl
+		}()
+	}
+	for range 3 {
+		e.deploy(http.StatusCreated, "f", wasm, `{"settings":{"version":"2"},"limits":{"pool_size":2}}`)
+		e.want(http.StatusOK, http.MethodPost, "/admin/functions/f/rollback", nil)
+	}
+	cancel()
+	var total tally
+	for range 4 {
+		tl := <-results
+		total.runs += tl.runs
+		total.bad += tl.bad
+	}
+	if total.bad != 0 || total.runs == 0 {
+		t.Fatalf("%d of %d events failed or ran on no known version", total.bad, total.runs)
+	}
+}
