@@ -251,7 +251,8 @@ func (a *Admin) routes() (err error) {
 // ServeHTTP checks the token, then routes the request.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="insertfn admin"`)
+		w.Header().Add("WWW-Authenticate", `Bearer realm="insertfn admin"`)
+		w.Header().Add("WWW-Authenticate", `Basic realm="insertfn admin (any user name, the admin token as password)"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized")
 		return
 	}
@@ -265,6 +266,11 @@ func (a *Admin) authorized(r *http.Request) bool {
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		tok = ""
+	}
+	// A browser (the delivery overview page) sends the token as the
+	// password of Basic auth, which it prompts for on a 401.
+	if _, pass, ok := r.BasicAuth(); ok {
+		tok = pass
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	return subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) == 1

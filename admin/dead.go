@@ -32,6 +32,8 @@ type DeadLetter struct {
 	Attempts int `json:"attempts"`
 	// Reason is why it died.
 	Reason string `json:"reason"`
+	// Source is the source the event came in through.
+	Source string `json:"source,omitempty"`
 	// Event is the event (a JSON string of its bytes if it is not JSON).
 	Event json.RawMessage `json:"event"`
 }
@@ -116,7 +118,12 @@ func (a *Admin) listDead(w http.ResponseWriter, r *http.Request) {
 		out.Next = items[limit-1].Seq
 	}
 	for _, it := range items {
-		out.Items = append(out.Items, DeadLetter{Seq: it.Seq, At: it.At.UTC(), Attempts: it.Attempts, Reason: it.Reason, Event: rawOrString(it.Data)})
+		source, ev, err := pipeline.DecodeItem(it.Data)
+		if err != nil {
+			source, ev = "", it.Data
+		}
+		out.Items = append(out.Items, DeadLetter{Seq: it.Seq, At: it.At.UTC(), Attempts: it.Attempts, Reason: it.Reason,
+			Source: source, Event: rawOrString(ev)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

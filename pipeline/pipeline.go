@@ -244,24 +244,29 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 	}
 }
 
-// Items in the inbox and in the destinations' backlogs are the source
-// name's length (one byte), the source name, then the event.
+// Items in the inbox and in the destinations' backlogs are a format byte
+// (itemFormat; a JSON event never starts with it), the source name's
+// length (one byte), the source name, then the event.
+const itemFormat = 0x01
 
 // DecodeItem splits a queued item (an inbox item, a backlog item, a dead
 // letter) into the name of the source it came in through and the event.
 func DecodeItem(b []byte) (source string, event []byte, err error) { return decodeInbox(b) }
 
 func encodeInbox(source string, event []byte) []byte {
-	b := make([]byte, 0, 1+len(source)+len(event))
-	b = append(b, byte(len(source)))
+	b := make([]byte, 0, 2+len(source)+len(event))
+	b = append(b, itemFormat, byte(len(source)))
 	b = append(b, source...)
 	return append(b, event...)
 }
 
 func decodeInbox(b []byte) (source string, event []byte, err error) {
-	if len(b) == 0 || len(b) < 1+int(b[0]) {
-		return "", nil, fmt.Errorf("pipeline: inbox item of %d bytes is truncated", len(b))
+	if len(b) < 2 || b[0] != itemFormat {
+		return "", nil, fmt.Errorf("pipeline: a queue item of %d bytes that the pipeline did not write", len(b))
 	}
-	n := int(b[0])
-	return string(b[1 : 1+n]), b[1+n:], nil
+	n := int(b[1])
+	if len(b) < 2+n {
+		return "", nil, fmt.Errorf("pipeline: queue item of %d bytes is truncated", len(b))
+	}
+	return string(b[2 : 2+n]), b[2+n:], nil
 }

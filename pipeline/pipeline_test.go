@@ -190,7 +190,7 @@ func TestInboxEncoding(t *testing.T) {
 	if err != nil || src != "web" || string(ev) != `{"a":1}` {
 		t.Errorf("decode = %q %q %v", src, ev, err)
 	}
-	for _, bad := range [][]byte{nil, {5, 'a'}} {
+	for _, bad := range [][]byte{nil, {1, 5, 'a'}, []byte(`{"a":1}`)} {
 		if _, _, err := decodeInbox(bad); err == nil {
 			t.Errorf("decodeInbox(%q) accepted a truncated item", bad)
 		}

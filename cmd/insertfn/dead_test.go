@@ -19,7 +19,7 @@ func TestDeadLetters(t *testing.T) {
 	}
 	topic := pipeline.DestinationTopic("ads")
 	// Backlog items carry their source (see pipeline.DecodeItem).
-	item := func(ev string) []byte { return append([]byte{3, 'w', 'e', 'b'}, ev...) }
+	item := func(ev string) []byte { return append([]byte{1, 3, 'w', 'e', 'b'}, ev...) }
 	if err := q.Append(ctx, topic, item(`{"messageId":"m1"}`), item(`{"messageId":"m2"}`)); err != nil {
 		t.Fatal(err)
 	}
