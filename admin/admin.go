@@ -124,6 +124,10 @@ type Deps struct {
 	// (for example "GET /admin/overview"); they must not clash with the
 	// admin API's own.
 	Handlers map[string]http.Handler
+	// Public are routes served without the token, by exact path: the
+	// liveness and readiness probes ("/healthz", "/readyz") that an
+	// orchestrator calls without credentials. Keep them free of data.
+	Public map[string]http.Handler
 	// Logger receives one line per change (deploy, activate, rollback,
 	// delete, import, replay, purge) and per failure; nil: slog.Default().
 	Logger *slog.Logger
@@ -250,6 +254,10 @@ func (a *Admin) routes() (err error) {
 
 // ServeHTTP checks the token, then routes the request.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h, ok := a.deps.Public[r.URL.Path]; ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		h.ServeHTTP(w, r)
+		return
+	}
 	if !a.authorized(r) {
 		w.Header().Add("WWW-Authenticate", `Bearer realm="insertfn admin"`)
 		w.Header().Add("WWW-Authenticate", `Basic realm="insertfn admin (any user name, the admin token as password)"`)

@@ -75,7 +75,11 @@ func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(benchLog(), nil)), SummaryEvery: time.Second})
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(benchLog(), nil)), SummaryEvery: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/insertfn/insertfn/admin"
 	"github.com/insertfn/insertfn/consentstore/storeconfig"
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/functions"
@@ -45,6 +46,9 @@ type Config struct {
 	Data string `yaml:"data"`
 	// Server holds the ingest's limits and timeouts.
 	Server server.Config `yaml:"server"`
+	// Admin is the admin API's listener (default 127.0.0.1:8081) and
+	// token; without a token one is generated and kept in DATA/admin-token.
+	Admin admin.Config `yaml:"admin"`
 	// Consent chooses and configures the consent store. With the embedded
 	// backend and no dir, the store lives in DATA/consent.
 	Consent storeconfig.Config `yaml:"consent"`

@@ -220,7 +220,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Start(context.Background(), c, Options{Listener: ln})
+	h, err := Start(context.Background(), c, Options{Listener: ln, AdminListener: loopback(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

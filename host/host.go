@@ -6,19 +6,27 @@
 package host
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/insertfn/insertfn/admin"
 	"github.com/insertfn/insertfn/config"
 	"github.com/insertfn/insertfn/consentstore"
 	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/deliveryview"
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/metrics"
 	"github.com/insertfn/insertfn/pipeline"
@@ -42,6 +50,11 @@ type Host struct {
 	ln       net.Listener
 	metrics  *metrics.Metrics
 	health   *metrics.Health
+	versions *functions.VersionStore
+	admin    *admin.Admin
+	adminLn  net.Listener
+	adminCtx context.CancelFunc
+	adminErr chan error
 
 	stopPipeline context.CancelFunc
 	pipelineDone chan struct{}
@@ -57,6 +70,9 @@ type Options struct {
 	// Listener, when set, is served instead of listening on cfg.Listen
 	// (tests pass a loopback listener on port 0).
 	Listener net.Listener
+	// AdminListener, when set, is where the admin API is served instead of
+	// cfg.Admin.Listen.
+	AdminListener net.Listener
 	// SummaryEvery, when positive, logs a summary of the counts (events
 	// processed, dropped by reason, delivered and filtered per
 	// destination) at that interval whenever events flowed.
@@ -116,6 +132,14 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 			return nil, fmt.Errorf("host: function %s (%s): %w", f.Name, path, err)
 		}
 	}
+	// Versions uploaded through the admin API outlive restarts and win
+	// over the configuration's.
+	if h.versions, err = functions.NewVersionStore(filepath.Join(cfg.DataDir(), "functions"), h.registry); err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	if err := h.versions.Load(ctx); err != nil {
+		return nil, fmt.Errorf("host: loading the functions deployed through the admin API: %w", err)
+	}
 
 	if h.queue, err = queue.Open(cfg.QueuePath(), cfg.Queue); err != nil {
 		return nil, fmt.Errorf("host: queue: %w", err)
@@ -161,6 +185,10 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 		Functions: h.registry, Destinations: destNames})
 	h.health = metrics.NewHealth(metrics.HealthConfig{Store: h.store.Backend(), Queue: h.queue,
 		Functions: h.registry, FunctionNames: fnNames})
+
+	if err := h.startAdmin(cfg, opts, destNames); err != nil {
+		return nil, err
+	}
 
 	h.ln = opts.Listener
 	if h.ln == nil {
@@ -216,6 +244,90 @@ func (h *Host) summarize(ctx context.Context, every time.Duration) {
 	}
 }
 
+// startAdmin starts the admin API: functions, consent, dead letters,
+// /metrics, the delivery overview and function logs behind the token;
+// /healthz and /readyz without it.
+func (h *Host) startAdmin(cfg *config.Config, opts Options, destNames []string) error {
+	users := func(name string) []string {
+		var out []string
+		for _, s := range cfg.Sources {
+			if slices.Contains(s.Functions, name) {
+				out = append(out, "source "+s.Name)
+			}
+		}
+		for _, d := range cfg.Destinations {
+			if slices.Contains(d.Functions, name) {
+				out = append(out, "destination "+d.Name)
+			}
+		}
+		return out
+	}
+	acfg := cfg.Admin
+	tokenPath := filepath.Join(cfg.DataDir(), "admin-token")
+	if acfg.Token == "" && os.Getenv(cmp.Or(acfg.TokenEnv, admin.DefaultTokenEnv)) == "" {
+		// Keep the token generated at an earlier start: the CLI and the
+		// operator's browser already have it.
+		if b, err := os.ReadFile(tokenPath); err == nil {
+			acfg.Token = strings.TrimSpace(string(b))
+		}
+	}
+	a, err := admin.New(acfg, admin.Deps{
+		Registry: h.registry, Versions: h.versions, Store: h.store, Queue: h.queue, Destinations: destNames,
+		Engine: h.engine, FunctionUsers: users, Metrics: h.metrics.Handler(), Logger: h.log,
+		Handlers: map[string]http.Handler{
+			"GET /admin/overview/":             http.StripPrefix("/admin/overview", deliveryview.Handler(h.pipe.Overview())),
+			"GET /admin/functions/{name}/logs": http.HandlerFunc(h.functionLogs),
+		},
+		Public: map[string]http.Handler{"/healthz": http.HandlerFunc(h.health.Healthz), "/readyz": http.HandlerFunc(h.health.Readyz)},
+	})
+	if err != nil {
+		return fmt.Errorf("host: admin API: %w", err)
+	}
+	h.admin = a
+	if a.TokenGenerated() {
+		if err := os.WriteFile(tokenPath, []byte(a.Token()+"\n"), 0o600); err != nil {
+			return fmt.Errorf("host: admin API: saving its token: %w", err)
+		}
+	}
+	h.adminLn = opts.AdminListener
+	if h.adminLn == nil {
+		if h.adminLn, err = net.Listen("tcp", a.Listen()); err != nil {
+			return fmt.Errorf("host: admin API: listen on %s: %w (set admin.listen in the configuration)", a.Listen(), err)
+		}
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	h.adminCtx, h.adminErr = cancel, make(chan error, 1)
+	go func() { h.adminErr <- a.Serve(actx, h.adminLn) }()
+	return nil
+}
+
+// functionLogs answers GET /admin/functions/{name}/logs[?n=N]: the last
+// lines the function logged, oldest first.
+func (h *Host) functionLogs(w http.ResponseWriter, r *http.Request) {
+	n := 100
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"n: want a positive whole number"}` + "\n"))
+			return
+		}
+	}
+	lines := h.proc.Logs().Last(r.PathValue("name"), n)
+	if lines == nil {
+		lines = []pipeline.LogEntry{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(lines)
+}
+
+// AdminAddr returns the address the admin API listens on.
+func (h *Host) AdminAddr() net.Addr { return h.adminLn.Addr() }
+
+// AdminToken returns the admin API's token.
+func (h *Host) AdminToken() string { return h.admin.Token() }
+
 // Addr returns the address the server listens on.
 func (h *Host) Addr() net.Addr { return h.ln.Addr() }
 
@@ -269,6 +381,12 @@ func (h *Host) closeAll(ctx context.Context) error {
 		}
 	} else if h.ln != nil {
 		h.ln.Close()
+	}
+	if h.adminCtx != nil {
+		h.adminCtx() // the admin API gives its calls in flight up to 10s
+		<-h.adminErr
+	} else if h.adminLn != nil {
+		h.adminLn.Close()
 	}
 	if h.stopPipeline != nil {
 		h.stopPipeline()

@@ -103,7 +103,7 @@ func start(t *testing.T, c *config.Config) *Host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Start(context.Background(), c, Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := Start(context.Background(), c, Options{Listener: ln, AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +115,16 @@ func start(t *testing.T, c *config.Config) *Host {
 		}
 	})
 	return h
+}
+
+// loopback returns a listener on a free loopback port.
+func loopback(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
 
 // post sends a request to the host's tracking API and returns the status.

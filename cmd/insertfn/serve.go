@@ -21,7 +21,7 @@ import (
 var serveCmd = &command{
 	name:  "serve",
 	short: "run the server: Segment-compatible ingest, functions, consent routing, delivery",
-	usage: `usage: insertfn serve [--config FILE] [--listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
+	usage: `usage: insertfn serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
 
 Runs the server: it accepts events the way Segment's HTTP tracking API does
 (POST /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias,
@@ -38,6 +38,7 @@ is kept in data/write-key and printed at start-up.
 Flags override the configuration:
   --config FILE       the YAML configuration
   --listen ADDR       the address to listen on
+  --admin-listen ADDR the admin API's address (default 127.0.0.1:8081)
   --data DIR          the data directory
   --write-key KEY     the write key of the first source
   --function FILE     a wasm function for the first source's chain (repeatable;
@@ -60,10 +61,11 @@ func runServe(c *command, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, c.usage) }
-	var cfgPath, listen, data, writeKey string
+	var cfgPath, listen, adminListen, data, writeKey string
 	var fns stringList
 	fs.StringVar(&cfgPath, "config", "", "")
 	fs.StringVar(&listen, "listen", "", "")
+	fs.StringVar(&adminListen, "admin-listen", "", "")
 	fs.StringVar(&data, "data", "", "")
 	fs.StringVar(&writeKey, "write-key", "", "")
 	fs.Var(&fns, "function", "")
@@ -78,6 +80,9 @@ func runServe(c *command, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cfg, err := serveConfig(cfgPath, listen, data, writeKey, fns)
+	if err == nil && adminListen != "" {
+		cfg.Admin.Listen = adminListen
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "insertfn serve: %v\n", err)
 		return exitUsage
@@ -205,6 +210,8 @@ func printBanner(w io.Writer, cfg *config.Config, h *host.Host) {
 		}
 		fmt.Fprintf(w, "  destination %s (%s); categories: %s\n", d.Name, where, orNone(d.Categories))
 	}
+	fmt.Fprintf(w, "  admin API on http://%s (token: %s); delivery overview: http://%s/admin/overview/\n",
+		h.AdminAddr(), adminTokenHint(cfg, h), h.AdminAddr())
 	if len(cfg.Sources) > 0 && len(cfg.Sources[0].WriteKeys) > 0 {
 		fmt.Fprintf(w, "try:\n  curl -u %s: http://%s/v1/track -H 'Content-Type: application/json' \\\n"+
 			"    -d '{\"userId\":\"u123\",\"event\":\"Order Completed\",\"context\":{\"consent\":{\"categoryPreferences\":{\"Advertising\":true,\"Analytics\":false}}}}'\n",
@@ -217,4 +224,14 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// adminTokenHint says where the admin token is, without printing a
+// configured one.
+func adminTokenHint(cfg *config.Config, h *host.Host) string {
+	path := filepath.Join(cfg.DataDir(), "admin-token")
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == h.AdminToken() {
+		return "in " + path
+	}
+	return "as configured"
 }

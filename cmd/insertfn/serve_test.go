@@ -74,7 +74,7 @@ func TestServeSIGTERM(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	start := func() (*exec.Cmd, *bufio.Scanner, *bytes.Buffer) {
 		cmd := exec.Command(os.Args[0])
-		cmd.Env = append(os.Environ(), "INSERTFN_RUN_MAIN="+strings.Join([]string{"serve", "--listen", "127.0.0.1:0", "--data", data,
+		cmd.Env = append(os.Environ(), "INSERTFN_RUN_MAIN="+strings.Join([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data", data,
 			"--function", consentMatchWasm}, "\n"))
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
