@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/insertfn/insertfn/config"
+	"github.com/insertfn/insertfn/host"
+	"github.com/insertfn/insertfn/server"
+)
+
+// TestAdminCommands drives a running server with deploy, functions,
+// rollback and logs, the token read from the data directory.
+func TestAdminCommands(t *testing.T) {
+	t.Setenv("INSERTFN_ADMIN_TOKEN", "")
+	data := t.TempDir()
+	c, err := config.Parse(fmt.Appendf(nil, "data: %s\n", data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Functions = []config.Function{{Name: "consent-match", Wasm: consentMatchWasm}}
+	c.Sources = []config.Source{{Source: server.Source{Name: "web", WriteKeys: []string{"k"}}, Functions: []string{"consent-match"}}}
+	c.Destinations = []config.Destination{}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
+	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Shutdown(context.Background())
+	adminURL := "http://" + h.AdminAddr().String()
+	settings := filepath.Join(t.TempDir(), "settings.json")
+	os.WriteFile(settings, []byte(`{"missingRecord":"drop"}`), 0o600)
+
+	code, stdout, stderr := runCLI(t, "deploy", consentMatchWasm, "--name", "consent-match", "--settings", settings, "--admin", adminURL, "--data", data)
+	if code != 0 || !strings.Contains(stdout, "consent-match: version ") {
+		t.Fatalf("deploy: exit %d\n%s%s", code, stdout, stderr)
+	}
+	os.WriteFile(settings, []byte(`{"missingRecord":"pass"}`), 0o600)
+	if code, stdout, stderr = runCLI(t, "deploy", consentMatchWasm, "--name", "consent-match", "--settings", settings, "--admin", adminURL, "--data", data); code != 0 {
+		t.Fatalf("second deploy: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "functions", "--admin", adminURL, "--data", data)
+	if code != 0 || !strings.Contains(stdout, "consent-match\tlive: ") || strings.Count(stdout, " bytes ") != 1 {
+		// Same wasm twice: one stored version (its settings are the version's manifest).
+		t.Errorf("functions: exit %d\n%s", code, stdout)
+	}
+	code, stdout, stderr = runCLI(t, "rollback", "consent-match", "--admin", adminURL, "--data", data)
+	if code != 0 || !strings.Contains(stdout, "is live again") {
+		t.Errorf("rollback: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, _ = runCLI(t, "logs", "consent-match", "-n", "5", "--admin", adminURL, "--data", data); code != 0 {
+		t.Errorf("logs: exit %d %s", code, stdout)
+	}
+	// A broken module is refused with the reason (exit 2), and nothing changes.
+	bad := filepath.Join(t.TempDir(), "bad.wasm")
+	os.WriteFile(bad, []byte("not wasm"), 0o600)
+	code, _, stderr = runCLI(t, "deploy", bad, "--name", "consent-match", "--admin", adminURL, "--data", data)
+	if code != exitUsage || stderr == "" {
+		t.Errorf("broken deploy: exit %d, stderr %q", code, stderr)
+	}
+	// No token anywhere: a clear error.
+	code, _, stderr = runCLI(t, "functions", "--admin", adminURL, "--data", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "INSERTFN_ADMIN_TOKEN") {
+		t.Errorf("without a token: exit %d, stderr %q", code, stderr)
+	}
+}
