@@ -3,10 +3,15 @@
 // by package runtime), and reads and changes the consent store they look
 // consent up in.
 //
-//	insertfn serve [--config FILE] [--listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
+//	insertfn serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
 //	insertfn build DIR [-o FILE.wasm]
 //	insertfn test FILE.wasm --event EVENT.json [--consent RECORDS] [--settings SETTINGS] [--json]
+//	insertfn deploy FILE.wasm --name NAME [--settings FILE]   (these four through the admin API)
+//	insertfn functions
+//	insertfn rollback NAME
+//	insertfn logs NAME [-n N]
 //	insertfn consent get|set|delete|history|import|export [ARGUMENTS] [--config FILE] [--json]
+//	insertfn dead list|replay|drop [DESTINATION] [SEQ...]
 //	insertfn version
 //	insertfn help [COMMAND]
 //
