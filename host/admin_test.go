@@ -139,3 +139,90 @@ func TestDeployUnderLoad(t *testing.T) {
 		t.Errorf("only %d events sent during the swaps: the load did not overlap them", n)
 	}
 }
+
+func adminDo(t *testing.T, h *Host, method, path, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+h.AdminAddr().String()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+h.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAdminConsentAndDeadLetters: the consent and dead-letter calls of a
+// running server's admin API, and a function version that outlives a
+// restart.
+func TestAdminConsentAndDeadLetters(t *testing.T) {
+	sink := newSink(t)
+	strict := newSink(t)
+	strict.setStatus(http.StatusBadRequest)
+	cfg := baseConfig(t, nil, nil, webhookDest("strict", strict.srv.URL), webhookDest("ok", sink.srv.URL))
+	h := start(t, cfg)
+
+	steps := []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"PUT", "/admin/consent/u1", `{"aliases":["a1"],"categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":1000}}}`, 200, ""},
+		{"PATCH", "/admin/consent/a1", `{"categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":2000}}}`, 200, ""},
+		{"GET", "/admin/consent/a1", "", 200, `"consented":false`},
+		{"GET", "/admin/consent/u1/history?at=1970-01-01T00:00:01.500Z", "", 200, `"consented":true`},
+		{"POST", "/admin/consent/import", "{\"id\":\"u2\",\"categoryPreferences\":{\"A\":true}}\nnot json\n", 200, `"line":2`},
+		{"DELETE", "/admin/consent/u1", "", 200, ""},
+		{"GET", "/admin/consent/a1", "", 404, ""},
+	}
+	for _, s := range steps {
+		code, body := adminDo(t, h, s.method, s.path, s.body)
+		if code != s.code || !strings.Contains(body, s.want) {
+			t.Errorf("%s %s: %d %s; want %d containing %s", s.method, s.path, code, body, s.code, s.want)
+		}
+	}
+
+	if code := post(t, h, "/v1/track", `{"userId":"u9","event":"e","messageId":"refused"}`); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the dead letter", func() bool { return h.Counters().Snapshot().Destinations["strict"].Failed == 1 })
+	code, body := adminDo(t, h, "GET", "/admin/dead/strict", "")
+	if code != 200 || !strings.Contains(body, `"messageId":"refused"`) || !strings.Contains(body, `"source":"web"`) {
+		t.Fatalf("dead letters: %d %s", code, body)
+	}
+	strict.setStatus(0)
+	if code, body := adminDo(t, h, "POST", "/admin/dead/strict/replay", ""); code != 200 {
+		t.Fatalf("replay: %d %s", code, body)
+	}
+	waitFor(t, "the replayed event", func() bool { return len(strict.ids()) == 1 })
+	if code, body := adminDo(t, h, "DELETE", "/admin/dead/strict", ""); code != 200 {
+		t.Errorf("purge: %d %s", code, body)
+	}
+}
+
+// TestVersionsOutliveRestart: a version uploaded through the admin API is
+// live again after a restart on the same data directory.
+func TestVersionsOutliveRestart(t *testing.T) {
+	fn := consentMatch(t)
+	cfg := baseConfig(t, []config.Function{fn}, []string{"consent-match"})
+	h := start(t, cfg)
+	client := &admin.Client{URL: "http://" + h.AdminAddr().String(), Token: h.AdminToken()}
+	wasm := builder.Build(t, "../examples/consent-match")
+	info, err := client.Deploy(context.Background(), functions.Manifest{Name: "consent-match", Settings: []byte(`{"missingRecord":"drop"}`)}, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := h.AdminToken()
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h2 := start(t, cfg)
+	if h2.AdminToken() != token {
+		t.Error("the generated admin token changed across restarts")
+	}
+	v, err := h2.registry.Active("consent-match")
+	if err != nil || v.Hash != info.Hash || string(v.Manifest.Settings) != `{"missingRecord":"drop"}` {
+		t.Errorf("after restart: %+v, %v; want the uploaded version with its settings", v, err)
+	}
+}
