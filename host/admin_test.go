@@ -79,6 +79,24 @@ func TestAdminThroughTheServer(t *testing.T) {
 		t.Fatal(code)
 	}
 	waitFor(t, "an event after the refused upload", func() bool { return len(out.ids()) == 2 })
+
+	// Test a deployed function on an event, activate a stored version,
+	// and refuse to delete a function a source uses.
+	wasm := builder.Build(t, "../examples/consent-match")
+	v1, err := client.Deploy(context.Background(), functions.Manifest{Name: "consent-match", Settings: []byte(`{"missingRecord":"drop"}`)}, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := adminDo(t, h, "POST", "/admin/functions/consent-match/test", `{"type":"track","event":"e","userId":"nobody","context":{"consent":{"categoryPreferences":{"A":true}}}}`)
+	if code != 200 || !strings.Contains(body, `"verdict":"drop"`) || !strings.Contains(body, "No stored consent") {
+		t.Errorf("test endpoint: %d %s", code, body)
+	}
+	if code, body := adminDo(t, h, "POST", "/admin/functions/consent-match/activate?version="+v1.Hash, ""); code != 200 {
+		t.Errorf("activate: %d %s", code, body)
+	}
+	if code, body := adminDo(t, h, "DELETE", "/admin/functions/consent-match", ""); code != 409 || !strings.Contains(body, "source web") {
+		t.Errorf("delete of a function in use: %d %s", code, body)
+	}
 }
 
 // TestDeployUnderLoad: under a steady load, deploying a new version and
