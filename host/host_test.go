@@ -281,6 +281,9 @@ func TestDestinationDown(t *testing.T) {
 	if got := len(down.ids()); got != 0 {
 		t.Fatalf("the down sink recorded %d events", got)
 	}
+	if r := h.Counters().Snapshot().Destinations["down"].Retried; r == 0 {
+		t.Error("no retries counted for the destination that answered 503")
+	}
 	down.setStatus(0)
 	waitFor(t, "the backlog to arrive", func() bool { return len(down.ids()) == n })
 }

@@ -81,6 +81,8 @@ var (
 		"Events a destination took.", "destination")
 	descFailed = counterDesc("destination_events_failed_total",
 		"Events a destination failed to take for good (moved to its dead letters).", "destination")
+	descRetried = counterDesc("destination_events_retried_total",
+		"Delivery attempts of events that failed and were scheduled again (with backoff).", "destination")
 	descFiltered = counterDesc("destination_events_filtered_total",
 		"Events not sent to a destination by routing, by reason: consent (end user consent) or integrations (the event's integrations object).", "destination", "reason")
 	descDestDropped = counterDesc("destination_events_dropped_total",
@@ -118,7 +120,7 @@ var (
 var allDescs = []*prometheus.Desc{
 	descRequests, descRequestsRejected, descEvents, descEventsAccepted, descEventsDuplicates, descEventsInvalid,
 	descProcessed, descSourceDropped, descConsentUpdates, descConsentRejected,
-	descDelivered, descFailed, descFiltered, descDestDropped, descFunctionEvents,
+	descDelivered, descFailed, descRetried, descFiltered, descDestDropped, descFunctionEvents,
 	descDestQueueItems, descDestQueueBytes, descInboxItems, descInboxBytes, descQueueUsed, descQueueLimit,
 	descInvocations, descStarted, descDiscarded, descRecycled, descIdle,
 }
@@ -199,6 +201,7 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet,
 		dest := labelValue(name)
 		counter(ch, descDelivered, d.Delivered, dest)
 		counter(ch, descFailed, d.Failed, dest)
+		counter(ch, descRetried, d.Retried, dest)
 		counter(ch, descFiltered, d.FilteredConsent, dest, "consent")
 		counter(ch, descFiltered, d.FilteredIntegrations, dest, "integrations")
 		for reason, n := range dstDrops[name] {
@@ -214,6 +217,7 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet,
 		dest := labelValue(name)
 		counter(ch, descDelivered, 0, dest)
 		counter(ch, descFailed, 0, dest)
+		counter(ch, descRetried, 0, dest)
 		counter(ch, descFiltered, 0, dest, "consent")
 		counter(ch, descFiltered, 0, dest, "integrations")
 	}

@@ -31,6 +31,7 @@ type DestinationCounters struct {
 	filteredIntegrations atomic.Uint64
 	delivered            atomic.Uint64
 	failed               atomic.Uint64
+	retried              atomic.Uint64
 
 	mu    sync.Mutex
 	drops map[string]uint64 // by a destination function, by reason
@@ -52,6 +53,10 @@ func NewCounters() *Counters {
 
 // Delivered counts n events delivered to destination name.
 func (c *Counters) Delivered(name string, n int) { c.destination(name).delivered.Add(uint64(n)) }
+
+// Retried counts n events destination name failed to take that were
+// scheduled again.
+func (c *Counters) Retried(name string, n int) { c.destination(name).retried.Add(uint64(n)) }
 
 // Failed counts n events destination name could not take (dead letters).
 func (c *Counters) Failed(name string, n int) { c.destination(name).failed.Add(uint64(n)) }
@@ -144,6 +149,7 @@ type Snapshot struct {
 type DestinationSnapshot struct {
 	Delivered            uint64            `json:"delivered"`
 	Failed               uint64            `json:"failed"`
+	Retried              uint64            `json:"retried"`
 	FilteredConsent      uint64            `json:"filtered_consent"`
 	FilteredIntegrations uint64            `json:"filtered_integrations"`
 	Dropped              map[string]uint64 `json:"dropped"` // by destination functions, by reason
@@ -176,7 +182,7 @@ func (c *Counters) Snapshot() Snapshot {
 		d.mu.Lock()
 		drops := maps.Clone(d.drops)
 		d.mu.Unlock()
-		s.Destinations[name] = DestinationSnapshot{Delivered: d.delivered.Load(), Failed: d.failed.Load(),
+		s.Destinations[name] = DestinationSnapshot{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Retried: d.retried.Load(),
 			FilteredConsent: d.filteredConsent.Load(), FilteredIntegrations: d.filteredIntegrations.Load(), Dropped: drops}
 	}
 	for name, f := range c.fns {

@@ -238,6 +238,7 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 				continue
 			}
 			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
+			counters.Retried(name, 1)
 		}
 		p.flows.add(failed)
 		p.noisy.logf(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
