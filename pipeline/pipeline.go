@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/internal/logthrottle"
 	"github.com/insertfn/insertfn/queue"
 	"github.com/insertfn/insertfn/routing"
 	"github.com/insertfn/insertfn/server"
@@ -55,7 +56,7 @@ type Pipeline struct {
 	sinks []delivery.Sink // by destination index
 	opts  Options
 	log   *slog.Logger
-	noisy *throttle // problems that repeat per event or batch
+	noisy *logthrottle.Throttle // problems that repeat per event or batch
 	flows *Overview
 }
 
@@ -83,7 +84,7 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: newThrottle(log, 10*time.Second),
+	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: logthrottle.New(log, 10*time.Second),
 		flows: NewOverview(0)}, nil
 }
 
@@ -152,7 +153,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			}
 			if err := p.proc.Process(work, source, ev, &res); err != nil {
 				delay := p.opts.Backoff.Delay(it.Attempts+1, nil)
-				p.noisy.logf(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "retry_in", delay, "err", err)
+				p.noisy.Log(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "retry_in", delay, "err", err)
 				_ = inbox.Retry(work, it, time.Now().Add(delay))
 				continue
 			}
@@ -232,7 +233,7 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 			attempts := it.Attempts + 1
 			if !p.opts.Backoff.ShouldRetry(attempts, err) {
 				failed.source(sources[i]).dest(name).failed++
-				p.noisy.logf(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
+				p.noisy.Log(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
 				_ = c.Dead(work, it, err.Error())
 				counters.Failed(name, 1)
 				continue
@@ -241,7 +242,7 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 			counters.Retried(name, 1)
 		}
 		p.flows.add(failed)
-		p.noisy.logf(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
+		p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
 	}
 }
 

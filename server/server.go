@@ -101,6 +101,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
+
+	"github.com/insertfn/insertfn/internal/logthrottle"
 )
 
 // ErrBackpressure is the error (possibly wrapped) an [Accepter] returns
@@ -185,6 +187,7 @@ type Server struct {
 	cfg     Config
 	acc     Accepter
 	log     *slog.Logger
+	noisy   *logthrottle.Throttle // failures that repeat per request
 	now     func() time.Time
 	sources map[string]*source // by write key
 	hash    hasher
@@ -241,6 +244,7 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 		cfg:     cfg,
 		acc:     acc,
 		log:     o.logger,
+		noisy:   logthrottle.New(o.logger, 10*time.Second),
 		now:     o.now,
 		sources: make(map[string]*source),
 		hash:    newHasher(),
@@ -662,7 +666,7 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, sc *scratch, src *source) {
 				return
 			}
 			s.stats.storeFailed.Add(1)
-			s.log.Error("the Accepter refused events; answered 500",
+			s.noisy.Log(slog.LevelError, "accept", "the Accepter refused events; answered 500",
 				"source", src.name, "events", len(sc.events), "error", err)
 			s.fail(ctx, sc, errStore)
 			return

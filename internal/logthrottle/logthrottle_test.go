@@ -1,4 +1,4 @@
-package pipeline
+package logthrottle
 
 import (
 	"bytes"
@@ -10,13 +10,13 @@ import (
 
 func TestThrottle(t *testing.T) {
 	var buf bytes.Buffer
-	th := newThrottle(slog.New(slog.NewTextHandler(&buf, nil)), 10*time.Second)
+	th := New(slog.New(slog.NewTextHandler(&buf, nil)), 10*time.Second)
 	now := time.Unix(1000, 0)
 	th.now = func() time.Time { return now }
 	for range 5 {
-		th.logf(slog.LevelWarn, "a", "store down")
+		th.Log(slog.LevelWarn, "a", "store down")
 	}
-	th.logf(slog.LevelWarn, "b", "other problem")
+	th.Log(slog.LevelWarn, "b", "other problem")
 	if got := strings.Count(buf.String(), "store down"); got != 1 {
 		t.Errorf("%d lines for 5 repeats within the interval, want 1:\n%s", got, buf.String())
 	}
@@ -24,7 +24,7 @@ func TestThrottle(t *testing.T) {
 		t.Error("a different key was suppressed")
 	}
 	now = now.Add(11 * time.Second)
-	th.logf(slog.LevelWarn, "a", "store down")
+	th.Log(slog.LevelWarn, "a", "store down")
 	if !strings.Contains(buf.String(), "repeated=4") {
 		t.Errorf("the line after the interval does not count the suppressed ones:\n%s", buf.String())
 	}

@@ -1,4 +1,7 @@
-package pipeline
+// Package logthrottle keeps a problem that repeats on every event or
+// request to one log line per key and interval, so that logs say "this is
+// wrong" once, with a count, instead of once per event.
+package logthrottle
 
 import (
 	"context"
@@ -7,12 +10,12 @@ import (
 	"time"
 )
 
-// throttle keeps a problem that repeats on every event (a consent store
+// Throttle keeps a problem that repeats on every event (a consent store
 // down, a destination refusing) to one log line per key and interval: the
 // first occurrence is logged at once, later ones are counted and reported
 // with the next line after the interval ("repeated": how many were not
-// logged).
-type throttle struct {
+// logged). It is safe for concurrent use.
+type Throttle struct {
 	log   *slog.Logger
 	every time.Duration
 	now   func() time.Time
@@ -26,12 +29,13 @@ type throttled struct {
 	suppressed int
 }
 
-func newThrottle(log *slog.Logger, every time.Duration) *throttle {
-	return &throttle{log: log, every: every, now: time.Now, keys: make(map[string]*throttled)}
+// New returns a Throttle that logs to log at most once per key and every.
+func New(log *slog.Logger, every time.Duration) *Throttle {
+	return &Throttle{log: log, every: every, now: time.Now, keys: make(map[string]*throttled)}
 }
 
-// log logs msg at level unless key was logged less than the interval ago.
-func (t *throttle) logf(level slog.Level, key, msg string, attrs ...any) {
+// Log logs msg at level unless key was logged less than the interval ago.
+func (t *Throttle) Log(level slog.Level, key, msg string, attrs ...any) {
 	now := t.now()
 	t.mu.Lock()
 	k := t.keys[key]
