@@ -12,7 +12,10 @@
 //
 // # Authentication
 //
-// Every request, /metrics included, needs "Authorization: Bearer TOKEN";
+// Every request, /metrics included, needs "Authorization: Bearer TOKEN"
+// (or the token as the password of Basic auth, which a browser prompts for:
+// the delivery overview page); only the probes in [Deps.Public] (/healthz,
+// /readyz) answer without it;
 // the token is compared in constant time (of hashes, so its length does
 // not leak either). A request without it, or with another, gets 401 and
 // the fixed body {"error":"unauthorized"}: nothing about the data or the
