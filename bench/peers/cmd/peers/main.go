@@ -1,0 +1,210 @@
+// Command peers runs the consent-match check on the same events and the same
+// stored consent as native Go, insertfn's sandbox (one call per event and in
+// batches), an Extism plug-in and a JavaScript function in Node.js, and
+// prints one table: ns/event (median of the rounds) and the ratio to native.
+//
+// Run it from bench/peers:
+//
+//	go run ./cmd/peers [-rounds 5] [-round 500ms] [-node node]
+//
+// It builds examples/consent-match and the Extism guest (extism-guest/) to
+// wasm with the Go toolchain first. The rounds are interleaved (every
+// implementation once per round, in a rotating order) so that the machine's
+// drift hits all alike. Every pass over the events checks the verdict
+// counts; the program fails when an implementation disagrees.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	stdruntime "runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+func main() {
+	dir := flag.String("dir", ".", "the bench/peers directory (examples/consent-match is at DIR/../../examples/consent-match)")
+	rounds := flag.Int("rounds", 5, "rounds per implementation; the table shows the median")
+	round := flag.Duration("round", 500*time.Millisecond, "the least time one round of one implementation runs")
+	warmup := flag.Duration("node-warmup", 300*time.Millisecond, "time Node.js runs the function before each timed round")
+	node := flag.String("node", "node", "the Node.js binary")
+	batch := flag.Int("batch", 64, "events per InvokeBatch call")
+	flag.Parse()
+	if *rounds < 1 || *batch < 1 {
+		fmt.Fprintln(os.Stderr, "peers: -rounds and -batch must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(context.Background(), os.Stdout, config{dir: *dir, rounds: *rounds, round: *round,
+		warmup: *warmup, node: *node, batch: *batch}); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	dir           string
+	rounds        int
+	round, warmup time.Duration
+	node          string
+	batch         int
+}
+
+func run(ctx context.Context, out io.Writer, cfg config) error {
+	began := time.Now()
+	tmp, err := os.MkdirTemp("", "insertfn-peers-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Fprintln(os.Stderr, "building the guests ...")
+	insertfnWasm, err := buildWasm(filepath.Join(cfg.dir, "..", "..", "examples", "consent-match"), filepath.Join(tmp, "consent-match.wasm"))
+	if err != nil {
+		return err
+	}
+	extismWasm, err := buildWasm(filepath.Join(cfg.dir, "extism-guest"), filepath.Join(tmp, "consent-match-extism.wasm"))
+	if err != nil {
+		return err
+	}
+	nodeVersion, err := exec.Command(cfg.node, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("node: %v (install Node.js or pass -node PATH)", err)
+	}
+
+	w, err := newWorkload()
+	if err != nil {
+		return err
+	}
+	want := expected()
+	native := newNative(w)
+	single, batched, err := newInsertfn(ctx, w, insertfnWasm, cfg.batch)
+	if err != nil {
+		return err
+	}
+	defer batched.close()
+	ext, err := newExtism(ctx, w, extismWasm)
+	if err != nil {
+		return err
+	}
+	defer ext.close()
+	js, err := newNode(w, cfg.node, tmp, cfg.warmup)
+	if err != nil {
+		return err
+	}
+	impls := []*impl{native, single, batched, ext, js}
+
+	// One untimed pass each: the verdicts must agree before any clock runs.
+	for _, im := range impls {
+		if im.pass == nil {
+			continue
+		}
+		c, err := im.pass(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", im.name, err)
+		}
+		if c != want {
+			return fmt.Errorf("%s: verdicts %+v, want %+v: the implementations disagree", im.name, c, want)
+		}
+	}
+
+	figures := make([][]float64, len(impls))
+	for r := range cfg.rounds {
+		fmt.Fprintf(os.Stderr, "round %d/%d ...\n", r+1, cfg.rounds)
+		for k := range impls {
+			i := (k + r) % len(impls) // rotate the order
+			ns, err := measure(ctx, impls[i], cfg.round, want)
+			if err != nil {
+				return err
+			}
+			figures[i] = append(figures[i], ns)
+		}
+	}
+
+	medians := make([]float64, len(impls))
+	for i := range impls {
+		medians[i] = median(figures[i])
+	}
+	fmt.Fprintf(out, "consent-match, %d events (%d delivered, %d dropped per pass), median of %d rounds of >= %v each\n",
+		users, want.delivered, want.dropped, cfg.rounds, cfg.round)
+	fmt.Fprintf(out, "machine: %s, %d CPUs, %s/%s, %s, node %s\n\n", cpuModel(), stdruntime.NumCPU(),
+		stdruntime.GOOS, stdruntime.GOARCH, stdruntime.Version(), strings.TrimSpace(string(nodeVersion)))
+	fmt.Fprintln(out, "| implementation | ns/event (median) | range | ratio to native | delivered | dropped |")
+	fmt.Fprintln(out, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for i, im := range impls {
+		fmt.Fprintf(out, "| %s | %.0f | %.0f-%.0f | %.2f | %d | %d |\n", im.name, medians[i],
+			slices.Min(figures[i]), slices.Max(figures[i]), medians[i]/medians[0], want.delivered, want.dropped)
+	}
+	fmt.Fprintln(out)
+	nat, one, bat, ex := medians[0], medians[1], medians[2], medians[3]
+	fmt.Fprintf(out, "Extism / insertfn: %.1fx (Invoke per event), %.1fx (InvokeBatch); target >= 20x: %s\n",
+		ex/one, ex/bat, verdict(ex/one >= 20, ex/bat >= 20))
+	fmt.Fprintf(out, "insertfn / native: %.2fx (Invoke per event), %.2fx (InvokeBatch); target <= 2x: %s\n",
+		one/nat, bat/nat, verdict(one/nat <= 2, bat/nat <= 2))
+	fmt.Fprintf(out, "total time: %v\n", time.Since(began).Round(time.Second))
+	return nil
+}
+
+// verdict says which of the two insertfn ways meets a target.
+func verdict(single, batch bool) string {
+	switch {
+	case single && batch:
+		return "met"
+	case batch:
+		return "met in batches, not per single call"
+	case single:
+		return "met per single call, not in batches"
+	}
+	return "NOT met"
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+// buildWasm compiles the Go package in dir with GOOS=wasip1 GOARCH=wasm
+// -buildmode=c-shared into out and returns the module's bytes.
+func buildWasm(dir, out string) ([]byte, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(abs, "main.go")); err != nil {
+		return nil, fmt.Errorf("no guest at %s (run from bench/peers or pass -dir): %w", abs, err)
+	}
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
+	cmd.Dir = abs
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build %s: %v\n%s", abs, err, msg)
+	}
+	return os.ReadFile(out)
+}
+
+// cpuModel returns the CPU's model name from /proc/cpuinfo, or GOARCH.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return stdruntime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return stdruntime.GOARCH
+}
