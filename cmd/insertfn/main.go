@@ -45,7 +45,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, consentCmd, deadCmd, versionCmd, helpCmd}
+	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, consentCmd, deadCmd, benchCmd, versionCmd, helpCmd}
 }
 
 func lookup(name string) *command {
