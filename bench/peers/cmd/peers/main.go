@@ -5,7 +5,7 @@
 //
 // Run it from bench/peers:
 //
-//	go run ./cmd/peers [-rounds 5] [-round 500ms] [-node node]
+//	go run ./cmd/peers [-rounds 5] [-round 500ms] [-mixed=false] [-node node]
 //
 // It builds examples/consent-match and the Extism guest (extism-guest/) to
 // wasm with the Go toolchain first. The rounds are interleaved (every
@@ -36,13 +36,14 @@ func main() {
 	warmup := flag.Duration("node-warmup", 300*time.Millisecond, "time Node.js runs the function before each timed round")
 	node := flag.String("node", "node", "the Node.js binary")
 	batch := flag.Int("batch", 64, "events per InvokeBatch call")
+	mixed := flag.Bool("mixed", true, "drop 10% of the events (stored consent disagrees) and leave 1% without stored consent; false: bench/'s workload, every event delivered")
 	flag.Parse()
 	if *rounds < 1 || *batch < 1 {
 		fmt.Fprintln(os.Stderr, "peers: -rounds and -batch must be at least 1")
 		os.Exit(2)
 	}
 	if err := run(context.Background(), os.Stdout, config{dir: *dir, rounds: *rounds, round: *round,
-		warmup: *warmup, node: *node, batch: *batch}); err != nil {
+		warmup: *warmup, node: *node, batch: *batch, mixed: *mixed}); err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
@@ -54,6 +55,7 @@ type config struct {
 	round, warmup time.Duration
 	node          string
 	batch         int
+	mixed         bool
 }
 
 func run(ctx context.Context, out io.Writer, cfg config) error {
@@ -78,11 +80,11 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		return fmt.Errorf("node: %v (install Node.js or pass -node PATH)", err)
 	}
 
-	w, err := newWorkload()
+	w, err := newWorkload(cfg.mixed)
 	if err != nil {
 		return err
 	}
-	want := expected()
+	want := expected(cfg.mixed)
 	native := newNative(w)
 	single, batched, err := newInsertfn(ctx, w, insertfnWasm, cfg.batch)
 	if err != nil {
@@ -119,6 +121,7 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		fmt.Fprintf(os.Stderr, "round %d/%d ...\n", r+1, cfg.rounds)
 		for k := range impls {
 			i := (k + r) % len(impls) // rotate the order
+			stdruntime.GC()           // no garbage of the one before is collected on this one's clock
 			ns, err := measure(ctx, impls[i], cfg.round, want)
 			if err != nil {
 				return err

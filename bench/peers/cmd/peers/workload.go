@@ -11,10 +11,12 @@ import (
 // The workload is bench/runtime_bench_test.go's: 1000 realistic
 // analytics.js track events (1 KB each, consent stamped in
 // context.consent.categoryPreferences) against the stored consent of 1000
-// users, with two changes so that every verdict path runs and the counts
-// can be compared: the stored consent of every user whose number ends in 7
-// disagrees with the event in C0003 (the event is dropped), and users whose
-// number ends in 99 have no stored consent (the event passes).
+// users. Mixed (the default), it has two changes so that every verdict path
+// runs and the counts say something: the stored consent of every user whose
+// number ends in 7 disagrees with the event in C0003 (the event is
+// dropped), and users whose number ends in 99 have no stored consent (the
+// event passes). Unmixed, it is bench/'s workload exactly: every event
+// agrees with its stored consent.
 const users = 1000
 
 var categories = []string{"C0001", "C0002", "C0003", "C0004", "C0005"}
@@ -31,13 +33,13 @@ func event(user int) []byte {
 }
 
 // storedRecord is bench/runtime_bench_test.go's stored record, with the
-// disagreement described above; ok is false for a user without one.
-func storedRecord(user int) (r *consent.Record, ok bool) {
-	if user%100 == 99 {
+// changes described above when mixed; ok is false for a user without one.
+func storedRecord(user int, mixed bool) (r *consent.Record, ok bool) {
+	if mixed && user%100 == 99 {
 		return nil, false
 	}
 	vals := []bool{true, user%2 == 0, user%3 == 0, user%5 == 0, false}
-	if user%10 == 7 {
+	if mixed && user%10 == 7 {
 		vals[2] = !vals[2]
 	}
 	r = &consent.Record{ID: fmt.Sprintf("user-%d", user)}
@@ -49,10 +51,10 @@ func storedRecord(user int) (r *consent.Record, ok bool) {
 
 // expected returns the verdict counts every implementation must reach on
 // one pass over the workload.
-func expected() counts {
+func expected(mixed bool) counts {
 	var c counts
 	for u := range users {
-		if u%10 == 7 && u%100 != 99 {
+		if mixed && u%10 == 7 && u%100 != 99 {
 			c.dropped++
 		} else {
 			c.delivered++
@@ -82,7 +84,7 @@ type workload struct {
 	json    map[string][]byte          // Extism: the categories as a JSON object
 }
 
-func newWorkload() (*workload, error) {
+func newWorkload(mixed bool) (*workload, error) {
 	w := &workload{
 		records: make(recordStore, users),
 		native:  make(map[string]map[string]bool, users),
@@ -90,7 +92,7 @@ func newWorkload() (*workload, error) {
 	}
 	for u := range users {
 		w.events = append(w.events, event(u))
-		r, ok := storedRecord(u)
+		r, ok := storedRecord(u, mixed)
 		if !ok {
 			continue
 		}
