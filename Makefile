@@ -5,7 +5,7 @@ EXAMPLES := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/main.go)
 WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm)
 GOFILES  := $(shell find . -name '*.go' -not -path './bin/*')
 
-.PHONY: all build examples test vet bench run clean help
+.PHONY: all build examples test vet bench bench-peers run clean help
 
 all: build examples
 
@@ -38,6 +38,9 @@ test: vet examples ## vet, build the examples, run every test (plain, then -race
 
 bench: ## run the benchmarks (sandbox vs native, empty call)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
+
+bench-peers: ## consent-match as insertfn wasm vs native Go, Extism and Node.js, one table (bench/peers)
+	cd bench/peers && $(GO) run ./cmd/peers
 
 run: build examples ## run the server on embedded defaults (data in ./data), with sample consent records
 	$(BIN)/insertfn consent import cmd/insertfn/testdata/consent.ndjson --data data
