@@ -139,6 +139,35 @@ func (d ConsentDiff) Mismatch() bool {
 	return false
 }
 
+// ConsentMismatch compares like [Event.CompareConsent] and reports only
+// whether a category or purpose known to both sides differs
+// ([ConsentDiff.Mismatch]). It allocates nothing, where CompareConsent
+// builds the list of differences (a slice and a string per entry, costly
+// in WebAssembly): use it when the answer is all the function needs.
+func (e *Event) ConsentMismatch(id string) (bool, error) {
+	buf := e.buffer(0)
+	status, n := e.host.ConsentCompare(id, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if status, n = e.host.ConsentCompare(id, buf); n > len(buf) {
+			return false, ErrConsentUnavailable
+		}
+	}
+	if err := consentError(status); err != nil {
+		return false, err
+	}
+	var en abi.Entry
+	for b, ok := buf[:n], true; len(b) > 0; {
+		if b, ok = abi.DecodeEntry(b, &en); !ok {
+			return false, ErrConsentUnavailable
+		}
+		if en.InEvent() && en.InStored() && en.EventConsented() != en.StoredConsented() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // CompareConsent compares the event's consent with the stored consent of an
 // id ("" for the event's own ids) on the host, and returns what differs.
 // The errors are [ErrNoRecord], [ErrNoEventConsent], [ErrNoID] and

@@ -516,3 +516,35 @@ func TestConsentThroughSDK(t *testing.T) {
 		}
 	}
 }
+
+// TestConsentMismatch: the allocation-free answer agrees with
+// CompareConsent(...).Mismatch() on every case, errors included.
+func TestConsentMismatch(t *testing.T) {
+	var diff sdk.ConsentDiff
+	var mismatch bool
+	var cmpErr, misErr error
+	h := sdk.Handlers{Any: func(e *sdk.Event) error {
+		diff, cmpErr = e.CompareConsent("")
+		mismatch, misErr = e.ConsentMismatch("")
+		return nil
+	}}
+	for _, c := range []struct {
+		prefs string
+		want  bool
+	}{
+		{`{"Advertising":false}`, true},                   // conflict
+		{`{"Advertising":true,"Analytics":false}`, false}, // agrees
+		{`{"New":true}`, false},                           // event only
+		{`{}`, false},                                     // nothing in common
+		{`{"Analytics":true,"Advertising":true}`, true},   // conflict on the second
+	} {
+		sdktest.Run(t, h, `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":`+c.prefs+`}}}`, sdktest.WithConsent(storedU1))
+		if cmpErr != nil || misErr != nil || mismatch != c.want || diff.Mismatch() != c.want {
+			t.Errorf("%s: ConsentMismatch %t (%v), CompareConsent.Mismatch %t (%v); want %t", c.prefs, mismatch, misErr, diff.Mismatch(), cmpErr, c.want)
+		}
+	}
+	sdktest.Run(t, h, `{"type":"track","userId":"nobody","context":{"consent":{}}}`, sdktest.WithConsent(storedU1))
+	if !errors.Is(misErr, sdk.ErrNoRecord) || mismatch {
+		t.Errorf("unknown id: %t, %v", mismatch, misErr)
+	}
+}

@@ -30,10 +30,12 @@ var Handlers = sdk.Handlers{Any: Check}
 
 // Check drops an event whose consent disagrees with the stored consent.
 func Check(e *sdk.Event) error {
-	diff, err := e.CompareConsent("")
+	// ConsentMismatch, not CompareConsent: only the answer is needed, and
+	// building the list of differences would allocate on every drop.
+	mismatch, err := e.ConsentMismatch("")
 	switch {
 	case err == nil:
-		if diff.Mismatch() {
+		if mismatch {
 			return errMismatch
 		}
 		return nil
