@@ -36,7 +36,7 @@ test: vet examples ## vet, build the examples, run every test (plain, then -race
 	$(GO) test ./...
 	$(GO) test -race ./...
 
-bench: ## run the benchmarks (sandbox vs native, empty call)
+bench: ## run the Go benchmarks (sandbox vs native, empty call, consent store, whole server)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
 
 bench-peers: ## consent-match as insertfn wasm vs native Go, Extism and Node.js, one table (bench/peers)
