@@ -102,6 +102,36 @@ func (e *Event) LookupConsent(id string) (*StoredConsent, error) {
 	return c, nil
 }
 
+// StoredPurpose reports the stored decision for one purpose of a regulation
+// ("ccpa", "data_sale_opt_out") of an id ("" for the event's own ids); ok
+// is false when the record holds no such decision. It allocates nothing,
+// where [Event.LookupConsent] builds the whole record (a map and a string
+// per entry, costly in WebAssembly): use it when one decision is all the
+// function needs. The errors are those of LookupConsent.
+func (e *Event) StoredPurpose(id, regulation, purpose string) (consented, ok bool, err error) {
+	buf := e.buffer(0)
+	status, n := e.host.ConsentLookup(id, buf)
+	if n > len(buf) {
+		buf = e.buffer(n)
+		if status, n = e.host.ConsentLookup(id, buf); n > len(buf) {
+			return false, false, ErrConsentUnavailable
+		}
+	}
+	if err := consentError(status); err != nil {
+		return false, false, err
+	}
+	var en abi.Entry
+	for b, more := buf[:n], true; len(b) > 0; {
+		if b, more = abi.DecodeEntry(b, &en); !more {
+			return false, false, ErrConsentUnavailable
+		}
+		if en.IsPurpose() && string(en.Name) == regulation && string(en.Purpose) == purpose {
+			return en.StoredConsented(), true, nil
+		}
+	}
+	return false, false, nil
+}
+
 // ConsentDifference is one category or purpose on which the event and the
 // stored record disagree, or that only one of them has.
 type ConsentDifference struct {

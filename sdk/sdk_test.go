@@ -548,3 +548,33 @@ func TestConsentMismatch(t *testing.T) {
 		t.Errorf("unknown id: %t, %v", mismatch, misErr)
 	}
 }
+
+// TestStoredPurpose: the allocation-free lookup of one decision agrees with
+// LookupConsent.
+func TestStoredPurpose(t *testing.T) {
+	var consented, ok bool
+	var err error
+	var stored *sdk.StoredConsent
+	h := sdk.Handlers{Any: func(e *sdk.Event) error {
+		consented, ok, err = e.StoredPurpose("", "ccpa", "data_sale_opt_out")
+		stored, _ = e.LookupConsent("")
+		return nil
+	}}
+	sdktest.Run(t, h, `{"type":"track","userId":"a1"}`, sdktest.WithConsent(storedU1))
+	want, wantOK := stored.CCPAOptedOut()
+	if err != nil || !ok || !consented || consented != want || ok != wantOK {
+		t.Errorf("StoredPurpose = %t %t %v; LookupConsent says %t %t", consented, ok, err, want, wantOK)
+	}
+	h = sdk.Handlers{Any: func(e *sdk.Event) error {
+		consented, ok, err = e.StoredPurpose("", "gdpr", "ads")
+		return nil
+	}}
+	sdktest.Run(t, h, `{"type":"track","userId":"u1"}`, sdktest.WithConsent(storedU1))
+	if err != nil || ok || consented {
+		t.Errorf("a purpose not stored: %t %t %v", consented, ok, err)
+	}
+	sdktest.Run(t, h, `{"type":"track","userId":"nobody"}`, sdktest.WithConsent(storedU1))
+	if !errors.Is(err, sdk.ErrNoRecord) {
+		t.Errorf("unknown id: %v", err)
+	}
+}

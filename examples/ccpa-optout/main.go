@@ -24,12 +24,17 @@ func init() { sdk.Handle(Handlers) }
 
 func main() {}
 
+// errOptOut is made once: no allocation per drop.
+var errOptOut = sdk.DropEvent("CCPA opt-out")
+
 // Handlers check every event type.
 var Handlers = sdk.Handlers{Any: Check}
 
 // Check drops the events of people who opted out of the sale of their data.
 func Check(e *sdk.Event) error {
-	stored, err := e.LookupConsent("")
+	// StoredPurpose, not LookupConsent: one decision is all this needs, and
+	// building the whole record would allocate a map and strings per event.
+	optedOut, _, err := e.StoredPurpose("", "ccpa", "data_sale_opt_out")
 	switch {
 	case errors.Is(err, sdk.ErrNoRecord), errors.Is(err, sdk.ErrNoID):
 		switch p := e.Settings().String("missingRecord"); p {
@@ -43,8 +48,8 @@ func Check(e *sdk.Event) error {
 	case err != nil:
 		return sdk.RetryError("Consent store unavailable")
 	}
-	if optedOut, _ := stored.CCPAOptedOut(); optedOut {
-		return sdk.DropEvent("CCPA opt-out")
+	if optedOut {
+		return errOptOut
 	}
 	return nil
 }
