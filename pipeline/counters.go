@@ -39,7 +39,7 @@ type DestinationCounters struct {
 
 // FunctionCounters count one function's runs.
 type FunctionCounters struct {
-	runs, delivered, dropped, failed, policyApplied atomic.Uint64
+	runs, delivered, dropped, policyApplied atomic.Uint64
 }
 
 // NewCounters returns zeroed counters.
@@ -127,7 +127,6 @@ func (c *Counters) function(name string, out *functions.Outcome) {
 	switch {
 	case out.PolicyApplied:
 		f.policyApplied.Add(1)
-		f.failed.Add(1)
 	case out.Deliver:
 		f.delivered.Add(1)
 	default:

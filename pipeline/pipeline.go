@@ -98,7 +98,7 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
 	items := make([][]byte, len(events))
 	for i, ev := range events {
-		items[i] = encodeInbox(source, ev)
+		items[i] = encodeItem(source, ev)
 	}
 	err := p.q.Append(ctx, InboxTopic, items...)
 	if errors.Is(err, queue.ErrFull) {
@@ -145,7 +145,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		done := items[:0:0]
 		flows := make(flowBatch)
 		for _, it := range items {
-			source, ev, err := decodeInbox(it.Data)
+			source, ev, err := DecodeItem(it.Data)
 			if err != nil {
 				p.log.Error("pipeline: corrupt inbox item; moved to the dead letters", "seq", it.Seq, "err", err)
 				_ = inbox.Dead(work, it, err.Error())
@@ -167,7 +167,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 				switch {
 				case out != nil:
 					t := DestinationTopic(name)
-					to[t] = append(to[t], encodeInbox(source, out))
+					to[t] = append(to[t], encodeItem(source, out))
 				case res.Outcomes[i] == routing.FilteredByConsent:
 					fc.dest(name).filteredConsent++
 				case res.Outcomes[i] == routing.FilteredByIntegrations:
@@ -208,7 +208,7 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 		work := context.WithoutCancel(ctx)
 		events, sources = events[:0], sources[:0]
 		for _, it := range items {
-			source, ev, derr := decodeInbox(it.Data)
+			source, ev, derr := DecodeItem(it.Data)
 			if derr != nil {
 				source, ev = "", it.Data // not ours: deliver as it is
 			}
@@ -251,18 +251,16 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 // length (one byte), the source name, then the event.
 const itemFormat = 0x01
 
-// DecodeItem splits a queued item (an inbox item, a backlog item, a dead
-// letter) into the name of the source it came in through and the event.
-func DecodeItem(b []byte) (source string, event []byte, err error) { return decodeInbox(b) }
-
-func encodeInbox(source string, event []byte) []byte {
+func encodeItem(source string, event []byte) []byte {
 	b := make([]byte, 0, 2+len(source)+len(event))
 	b = append(b, itemFormat, byte(len(source)))
 	b = append(b, source...)
 	return append(b, event...)
 }
 
-func decodeInbox(b []byte) (source string, event []byte, err error) {
+// DecodeItem splits a queued item (an inbox item, a backlog item, a dead
+// letter) into the name of the source it came in through and the event.
+func DecodeItem(b []byte) (source string, event []byte, err error) {
 	if len(b) < 2 || b[0] != itemFormat {
 		return "", nil, fmt.Errorf("pipeline: a queue item of %d bytes that the pipeline did not write", len(b))
 	}

@@ -185,14 +185,14 @@ func TestPipelineResumes(t *testing.T) {
 }
 
 func TestInboxEncoding(t *testing.T) {
-	b := encodeInbox("web", []byte(`{"a":1}`))
-	src, ev, err := decodeInbox(b)
+	b := encodeItem("web", []byte(`{"a":1}`))
+	src, ev, err := DecodeItem(b)
 	if err != nil || src != "web" || string(ev) != `{"a":1}` {
 		t.Errorf("decode = %q %q %v", src, ev, err)
 	}
 	for _, bad := range [][]byte{nil, {1, 5, 'a'}, []byte(`{"a":1}`)} {
-		if _, _, err := decodeInbox(bad); err == nil {
-			t.Errorf("decodeInbox(%q) accepted a truncated item", bad)
+		if _, _, err := DecodeItem(bad); err == nil {
+			t.Errorf("DecodeItem(%q) accepted a truncated item", bad)
 		}
 	}
 }

@@ -90,24 +90,16 @@ func (a *adminFlags) client() (*admin.Client, error) {
 }
 
 // parseAdmin parses an admin command's flags (before or after its
-// arguments).
-func parseAdmin(c *command, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (*adminFlags, []string, int, bool) {
-	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, c.usage) }
+// arguments) with the admin flags and extra's.
+func parseAdmin(c *command, args []string, stdout, stderr io.Writer, extra func(*flag.FlagSet)) (*adminFlags, []string, int, bool) {
+	fs := newFlagSet(c.name)
 	var af adminFlags
 	af.register(fs)
 	if extra != nil {
 		extra(fs)
 	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, nil, exitOK, false
-		}
-		return nil, nil, exitUsage, false
-	}
-	return &af, pos, 0, true
+	pos, code, ok := parseArgs(c, fs, args, stdout, stderr)
+	return &af, pos, code, ok
 }
 
 func adminFailed(stderr io.Writer, name string, err error) int {
@@ -122,7 +114,7 @@ func adminFailed(stderr io.Writer, name string, err error) int {
 func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 	var name, settings, onError string
 	var retries int
-	af, pos, code, ok := parseAdmin(c, args, stderr, func(fs *flag.FlagSet) {
+	af, pos, code, ok := parseAdmin(c, args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.StringVar(&name, "name", "", "")
 		fs.StringVar(&settings, "settings", "", "")
 		fs.StringVar(&onError, "on-error", "", "")
@@ -162,7 +154,7 @@ func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 
 func runFunctions(c *command, args []string, stdout, stderr io.Writer) int {
 	var asJSON bool
-	af, pos, code, ok := parseAdmin(c, args, stderr, func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "") })
+	af, pos, code, ok := parseAdmin(c, args, stdout, stderr, func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "") })
 	if !ok {
 		return code
 	}
@@ -197,7 +189,7 @@ func runFunctions(c *command, args []string, stdout, stderr io.Writer) int {
 }
 
 func runRollback(c *command, args []string, stdout, stderr io.Writer) int {
-	af, pos, code, ok := parseAdmin(c, args, stderr, nil)
+	af, pos, code, ok := parseAdmin(c, args, stdout, stderr, nil)
 	if !ok {
 		return code
 	}
@@ -221,7 +213,7 @@ func runRollback(c *command, args []string, stdout, stderr io.Writer) int {
 func runLogs(c *command, args []string, stdout, stderr io.Writer) int {
 	var n int
 	var asJSON bool
-	af, pos, code, ok := parseAdmin(c, args, stderr, func(fs *flag.FlagSet) {
+	af, pos, code, ok := parseAdmin(c, args, stdout, stderr, func(fs *flag.FlagSet) {
 		fs.IntVar(&n, "n", 100, "")
 		fs.BoolVar(&asJSON, "json", false, "")
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -48,20 +47,15 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("dead "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, c.usage) }
+	fs := newFlagSet("dead " + sub)
 	var data, cfgPath string
 	var asJSON bool
 	fs.StringVar(&data, "data", "", "")
 	fs.StringVar(&cfgPath, "config", "", "")
 	fs.BoolVar(&asJSON, "json", false, "")
-	pos, err := parseInterleaved(fs, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, ok := parseArgs(c, fs, args[1:], stdout, stderr)
+	if !ok {
+		return code
 	}
 	switch {
 	case sub != "list" && sub != "replay" && sub != "drop":
@@ -172,22 +166,6 @@ func queuePath(dir string) string {
 		c.Data = config.DefaultData
 	}
 	return c.QueuePath()
-}
-
-// parseInterleaved parses flags that may come before, between or after
-// positional arguments, and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }
 
 func rawOrString(b []byte) json.RawMessage {
