@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/insertfn/insertfn/runtime/internal/loopcheck"
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
 	"github.com/tetratelabs/wazero"
@@ -24,6 +25,7 @@ type Config struct {
 // Engine compiles and runs functions. It is safe for concurrent use.
 type Engine struct {
 	cache wazero.CompilationCache
+	wd    *watchdog
 }
 
 // NewEngine returns an Engine.
@@ -36,7 +38,7 @@ type Engine struct {
 //   - an error when the cache directory cannot be created.
 func NewEngine(cfg Config) (*Engine, error) {
 	if cfg.CacheDir == "" {
-		return &Engine{cache: wazero.NewCompilationCache()}, nil
+		return &Engine{cache: wazero.NewCompilationCache(), wd: newWatchdog()}, nil
 	}
 	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
@@ -45,18 +47,22 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
 	}
-	return &Engine{cache: cache}, nil
+	return &Engine{cache: cache, wd: newWatchdog()}, nil
 }
 
-// Close releases the compilation cache and with it the compiled code of
-// every module the engine compiled. Close every Function first.
+// Close stops the engine's watchdog (time limits are no longer enforced)
+// and releases the compilation cache and with it the compiled code of every
+// module the engine compiled. Close every Function first.
 //
 // Compiled code stays in the engine until then: each distinct wasm (each
 // function version ever loaded) keeps its machine code in memory. Closing a
 // wazero CompiledModule whose code is shared in the cache with other
 // Functions of the same wasm crashed wazero 1.12 under concurrent loads
 // ("index out of range" in moduleEngine.NewFunction), so insertfn does not.
-func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
+func (e *Engine) Close(ctx context.Context) error {
+	e.wd.close()
+	return e.cache.Close(ctx)
+}
 
 // Options are what a Function needs besides its wasm.
 type Options struct {
@@ -69,6 +75,10 @@ type Options struct {
 	// Limits bound the function; zero fields take defaults.
 	Limits Limits
 }
+
+// interruptExport is the name under which loopcheck exports the global that
+// stops a guest. A guest must not export it (docs/abi.md).
+const interruptExport = "insertfn.interrupt"
 
 // Hash returns the identifier of a function version: the hex SHA-256 of its wasm.
 func Hash(wasm []byte) string {
@@ -103,9 +113,12 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return nil, fmt.Errorf("function %s: %w", name, err)
 	}
 	limits := opts.Limits.WithDefaults()
+	// No WithCloseOnContextDone: the time limit stops a guest through the
+	// interrupt global loopcheck adds, which costs a load and a branch per
+	// loop iteration instead of a goroutine per call and an exit to Go per
+	// loop iteration (RATIONALE.md).
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(e.cache).
-		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(limits.MemoryPages)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	fail := func(err error) (*Function, error) {
@@ -115,7 +128,11 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	if err := instantiateHost(ctx, rt); err != nil {
 		return fail(err)
 	}
-	compiled, err := rt.CompileModule(ctx, wasm)
+	instrumented, err := loopcheck.Instrument(wasm, interruptExport)
+	if err != nil {
+		return fail(fmt.Errorf("compile: %w", err))
+	}
+	compiled, err := rt.CompileModule(ctx, instrumented)
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}
@@ -127,6 +144,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		hash:     Hash(wasm),
 		rt:       rt,
 		compiled: compiled,
+		wd:       e.wd,
 		settings: settings,
 		store:    opts.Store,
 		limits:   limits,

@@ -79,6 +79,7 @@ type Function struct {
 	hash     string
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	wd       *watchdog // the Engine's
 	settings []byte
 	store    consent.Store
 	limits   Limits
@@ -209,7 +210,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		}
 		n := len(events) - done
 		inst.batch, inst.results, inst.pos, inst.batchCtx, inst.batchErr = events[done:], results[done:], -1, ctx, nil
-		start := inst.arm(f.timeout(ctx)) // batchNext restarts the clock for each event
+		start := inst.arm(f.timeout(ctx)) // batchNext re-arms the clock for each event
 		callErr := inst.handleBatch.CallWithStack(inst.ctx, inst.stack[:])
 		fired := inst.disarm()
 		elapsed := time.Since(epoch) - start
@@ -272,6 +273,12 @@ func spreadDuration(results []Result, d time.Duration) {
 func (inst *instance) batchNext(result abi.Result) int32 {
 	f := inst.fn
 	if inst.pos >= 0 && inst.pos < len(inst.batch) {
+		// The next event's time limit starts now, unless the watchdog has
+		// stopped this one: it overran its limit, so its verdict does not
+		// stand (InvokeBatch reports the timeout at pos).
+		if !inst.rearm(f.timeout(inst.batchCtx)) {
+			return -1
+		}
 		inst.flushOutput()
 		inst.checkLimits()
 		f.finish(&inst.results[inst.pos], &inst.call, result)
@@ -285,9 +292,6 @@ func (inst *instance) batchNext(result abi.Result) int32 {
 		return -1
 	}
 	c := inst.begin(inst.batchCtx, inst.batch[inst.pos], f)
-	// The event's own time limit starts now (and honours the caller's deadline).
-	inst.limit.Store(int64(f.timeout(inst.batchCtx)))
-	inst.eventStart.Store(int64(time.Since(epoch)))
 	return int32(c.Doc.Type())
 }
 
@@ -454,10 +458,6 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 // release returns a healthy instance to the pool, unless it grew past the
 // high-water mark or the function is closing.
 func (f *Function) release(inst *instance) {
-	if inst.ctx.Err() != nil { // expired: wazero would stop its next call at once
-		f.discard(inst)
-		return
-	}
 	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
 		f.recycled.Add(1)
 		f.drop(inst)
@@ -527,16 +527,8 @@ type instance struct {
 
 	ctx    *instanceContext
 	stack  [1]uint64
-	timer  *time.Timer
 	stderr headBuffer
-
-	// The time limit of the current event: the timer is armed once per
-	// call; when it fires early for an event that started later in a batch
-	// (eventStart), it re-arms itself for the rest instead of expiring.
-	eventStart atomic.Int64 // since epoch
-	limit      atomic.Int64 // time.Duration
-	armed      bool         // a call is running; a late firing between calls does nothing
-	timerMu    sync.Mutex   // makes expiry and disarm exclusive
+	clock  // the current event's time limit, which the Engine's watchdog enforces
 
 	stdoutW, stderrW guestOutput
 }
@@ -547,9 +539,7 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst := &instance{fn: f}
 	inst.stdoutW = guestOutput{inst: inst, level: abi.LevelInfo, pending: new([]byte)}
 	inst.stderrW = guestOutput{inst: inst, level: abi.LevelError, pending: new([]byte)}
-	inst.ctx = &instanceContext{inst: inst, done: make(chan struct{})}
-	inst.timer = time.AfterFunc(time.Hour, inst.onTimer)
-	inst.timer.Stop()
+	inst.ctx = &instanceContext{inst: inst}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _initialize runs below, under the start-up timeout
@@ -568,6 +558,13 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	inst.mod, inst.mem = mod, mod.Memory()
+	interrupt, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+	if !ok { // Load instruments every module: a bug, not a guest's doing
+		_ = mod.Close(ctx)
+		return nil, fmt.Errorf("instantiate: the module lacks the interrupt global %q", interruptExport)
+	}
+	inst.interrupt = interrupt
+	f.wd.watch(inst)
 	inst.handle = mod.ExportedFunction(abi.ExportHandle)
 	inst.handleBatch = mod.ExportedFunction(abi.ExportHandleBatch)
 	f.started.Add(1)
@@ -601,49 +598,6 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	return inst, nil
 }
 
-// epoch is the zero of instance clocks (monotonic).
-var epoch = time.Now()
-
-// arm starts the clock of a call: the call's current event may take d. It
-// returns the start, on the monotonic clock since epoch (one clock read
-// serves the limit and the call's Duration: on a VM a read costs ~50-100 ns).
-func (inst *instance) arm(d time.Duration) time.Duration {
-	inst.timerMu.Lock()
-	start := time.Since(epoch)
-	inst.limit.Store(int64(d))
-	inst.eventStart.Store(int64(start))
-	inst.armed = true
-	inst.timer.Reset(d)
-	inst.timerMu.Unlock()
-	return start
-}
-
-// disarm stops the clock and reports whether the time limit expired.
-func (inst *instance) disarm() (expired bool) {
-	inst.timerMu.Lock()
-	defer inst.timerMu.Unlock()
-	inst.armed = false
-	inst.timer.Stop()
-	return inst.ctx.Err() != nil
-}
-
-// onTimer runs when the timer fires: it stops the guest if the current
-// event is over its limit, or waits for the rest of the limit of an event
-// that started after the timer was armed.
-func (inst *instance) onTimer() {
-	inst.timerMu.Lock()
-	defer inst.timerMu.Unlock()
-	if !inst.armed {
-		return
-	}
-	left := time.Duration(inst.limit.Load()) - (time.Since(epoch) - time.Duration(inst.eventStart.Load()))
-	if left > 0 {
-		inst.timer.Reset(left)
-		return
-	}
-	inst.ctx.expire()
-}
-
 // flushOutput logs the guest's unfinished stdout and stderr lines.
 func (inst *instance) flushOutput() {
 	inst.stdoutW.flush()
@@ -651,7 +605,7 @@ func (inst *instance) flushOutput() {
 }
 
 func (inst *instance) close() {
-	inst.timer.Stop()
+	inst.fn.wd.forget(inst)
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
 	}
@@ -675,32 +629,22 @@ func (inst *instance) stderrHead() string {
 }
 
 // instanceContext is the context every call into an instance runs under. It
-// carries the instance for the host functions, and its Done channel closes
-// when the instance's timer fires: wazero then stops the guest, even in an
-// endless loop. It is made once per instance, so a call allocates no context.
+// carries the instance for the host functions, and is made once per
+// instance, so a call allocates no context. It is never done: the time
+// limit stops a guest through its interrupt global (see loopcheck), not
+// through the context.
 type instanceContext struct {
-	inst       *instance
-	done       chan struct{}
-	expireOnce sync.Once
+	inst *instance
 }
 
-func (c *instanceContext) expire()                     { c.expireOnce.Do(func() { close(c.done) }) }
 func (c *instanceContext) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *instanceContext) Done() <-chan struct{}       { return c.done }
+func (c *instanceContext) Done() <-chan struct{}       { return nil }
+func (c *instanceContext) Err() error                  { return nil }
 func (c *instanceContext) Value(key any) any {
 	if key == (instanceKey{}) {
 		return c.inst
 	}
 	return nil
-}
-
-func (c *instanceContext) Err() error {
-	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
-	}
 }
 
 // guestOutput sends a guest's stdout or stderr to the event's logs, one log
