@@ -148,9 +148,6 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		settings: settings,
 		store:    opts.Store,
 		limits:   limits,
-		idle:     make(chan *instance, limits.PoolSize),
-		slots:    make(chan struct{}, limits.PoolSize),
-		closed:   make(chan struct{}),
 		reasons:  make(map[string]string),
 	}
 	if def, ok := compiled.ExportedFunctions()[abi.ExportHandleBatch]; ok {
@@ -160,13 +157,13 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		}
 		f.batches = true
 	}
-	f.slots <- struct{}{}
-	inst, err := f.newInstance(ctx)
+	f.pool.freed = make(chan struct{}, limits.PoolSize)
+	f.pool.closed = make(chan struct{})
+	inst, err := f.acquire(ctx) // the first instance: start-up problems show here
 	if err != nil {
-		<-f.slots
 		return fail(err)
 	}
-	f.idle <- inst
+	f.release(inst)
 	return f, nil
 }
 

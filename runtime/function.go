@@ -84,14 +84,7 @@ type Function struct {
 	store    consent.Store
 	limits   Limits
 
-	idle   chan *instance // instances ready for an event
-	slots  chan struct{}  // one token per live instance, capacity PoolSize
-	closed chan struct{}
-	// closeMu orders busy.Add in acquire before busy.Wait in Close: a
-	// WaitGroup must not be added to from zero while it is waited on.
-	closeMu  sync.RWMutex
-	isClosed bool
-	busy     sync.WaitGroup
+	pool pool
 
 	batches bool // the guest exports the batch entry
 
@@ -113,7 +106,7 @@ func (f *Function) Limits() Limits { return f.limits }
 // Stats returns the pool's counters.
 func (f *Function) Stats() Stats {
 	return Stats{Invocations: f.invocations.Load(), Started: f.started.Load(),
-		Discarded: f.discarded.Load(), Recycled: f.recycled.Load(), Idle: len(f.idle)}
+		Discarded: f.discarded.Load(), Recycled: f.recycled.Load(), Idle: f.idleCount()}
 }
 
 // Invoke runs the function on one event.
@@ -141,7 +134,6 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 		res.Verdict, res.Kind, res.Reason = Fail, KindFunctionError, err.Error()
 		return err
 	}
-	defer f.busy.Done()
 	timeout := f.timeout(ctx)
 	c := inst.begin(ctx, event, f)
 	inst.stack[0] = uint64(uint32(c.Doc.Type()))
@@ -254,7 +246,6 @@ func (f *Function) batchDone(inst *instance, handled []Result, elapsed time.Dura
 	} else {
 		f.discard(inst)
 	}
-	f.busy.Done()
 }
 
 // spreadDuration gives each event of a batch an equal share of its time;
@@ -414,98 +405,6 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// acquire returns an instance for one event, starting one when the pool has
-// room and none is idle, waiting otherwise. On success the caller holds
-// f.busy until it is done with the instance.
-func (f *Function) acquire(ctx context.Context) (*instance, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	f.closeMu.RLock()
-	if f.isClosed {
-		f.closeMu.RUnlock()
-		return nil, ErrClosed
-	}
-	f.busy.Add(1)
-	f.closeMu.RUnlock()
-	select {
-	case inst := <-f.idle:
-		return inst, nil
-	default:
-	}
-	select {
-	case inst := <-f.idle:
-		return inst, nil
-	case f.slots <- struct{}{}:
-		inst, err := f.newInstance(ctx)
-		if err != nil {
-			<-f.slots
-			f.busy.Done()
-			return nil, err
-		}
-		return inst, nil
-	case <-ctx.Done():
-		f.busy.Done()
-		return nil, ctx.Err()
-	case <-f.closed:
-		f.busy.Done()
-		return nil, ErrClosed
-	}
-}
-
-// release returns a healthy instance to the pool, unless it grew past the
-// high-water mark or the function is closing.
-func (f *Function) release(inst *instance) {
-	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
-		f.recycled.Add(1)
-		f.drop(inst)
-		return
-	}
-	select {
-	case <-f.closed:
-		f.drop(inst)
-	default:
-		f.idle <- inst // never blocks: at most PoolSize instances exist
-	}
-}
-
-// discard throws a failed instance away.
-func (f *Function) discard(inst *instance) {
-	f.discarded.Add(1)
-	f.drop(inst)
-}
-
-func (f *Function) drop(inst *instance) {
-	inst.close()
-	<-f.slots
-}
-
-// Close stops the function: new calls get ErrClosed, calls in flight finish
-// first (each is bounded by its time limit; ctx is used for releasing, not
-// for that wait), then every instance is released. The compiled code stays
-// in the Engine (see [Engine.Close]).
-func (f *Function) Close(ctx context.Context) error {
-	f.closeMu.Lock()
-	first := !f.isClosed
-	if first {
-		f.isClosed = true
-		close(f.closed)
-	}
-	f.closeMu.Unlock()
-	f.busy.Wait()
-	for {
-		select {
-		case inst := <-f.idle:
-			f.drop(inst)
-		default:
-			if !first {
-				return nil
-			}
-			return f.rt.Close(ctx) // the compiled code stays in the Engine: see Engine.Close
-		}
-	}
 }
 
 // instance is one instantiated guest with everything a call needs, made

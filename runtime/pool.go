@@ -1,0 +1,171 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+)
+
+// pool holds a Function's instances: at most Limits.PoolSize exist, each
+// serving one event at a time. An event takes the most recently used idle
+// instance (its memory is the warmest), or starts a new one when the pool
+// has room, or waits.
+//
+// The fast path is one uncontended mutex each way; channels are only used
+// to wait, when every instance is busy, and to close.
+type pool struct {
+	mu       sync.Mutex
+	idle     []*instance // ready for an event, most recently used last
+	live     int         // instances that exist or are starting
+	busy     int         // instances out with a caller
+	waiters  int         // callers waiting for an instance or a slot
+	isClosed bool
+
+	freed   chan struct{} // a token per instance or slot freed while someone waits (capacity PoolSize)
+	closed  chan struct{} // closed by Close
+	drained chan struct{} // made by Close while instances are out; closed when the last comes back
+}
+
+// acquire returns an instance for one event. The caller must give it back
+// with exactly one of release or discard.
+func (f *Function) acquire(ctx context.Context) (*instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p := &f.pool
+	p.mu.Lock()
+	for {
+		if p.isClosed {
+			p.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if n := len(p.idle); n > 0 {
+			inst := p.idle[n-1]
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.busy++
+			p.mu.Unlock()
+			return inst, nil
+		}
+		if p.live < f.limits.PoolSize {
+			p.live++
+			p.busy++
+			p.mu.Unlock()
+			inst, err := f.newInstance(ctx)
+			if err != nil {
+				p.mu.Lock()
+				p.live--
+				p.returned()
+				p.mu.Unlock()
+				return nil, err
+			}
+			return inst, nil
+		}
+		p.waiters++
+		p.mu.Unlock()
+		var err error
+		select {
+		case <-p.freed:
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-p.closed:
+		}
+		p.mu.Lock()
+		p.waiters--
+		if err != nil {
+			p.mu.Unlock()
+			return nil, err
+		}
+	}
+}
+
+// returned accounts for an instance (or a slot) coming back; p.mu is held.
+func (p *pool) returned() {
+	p.busy--
+	if p.waiters > 0 {
+		select {
+		case p.freed <- struct{}{}:
+		default: // enough wake-ups are pending already
+		}
+	}
+	if p.busy == 0 && p.drained != nil {
+		close(p.drained)
+		p.drained = nil
+	}
+}
+
+// release returns a healthy instance to the pool, unless it grew past the
+// high-water mark or the function is closing.
+func (f *Function) release(inst *instance) {
+	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
+		f.recycled.Add(1)
+		f.drop(inst)
+		return
+	}
+	p := &f.pool
+	p.mu.Lock()
+	if p.isClosed {
+		p.mu.Unlock()
+		f.drop(inst)
+		return
+	}
+	p.idle = append(p.idle, inst)
+	p.returned()
+	p.mu.Unlock()
+}
+
+// discard throws a failed instance away.
+func (f *Function) discard(inst *instance) {
+	f.discarded.Add(1)
+	f.drop(inst)
+}
+
+// drop closes an instance that was out with a caller and frees its slot.
+func (f *Function) drop(inst *instance) {
+	inst.close()
+	p := &f.pool
+	p.mu.Lock()
+	p.live--
+	p.returned()
+	p.mu.Unlock()
+}
+
+func (f *Function) idleCount() int {
+	f.pool.mu.Lock()
+	defer f.pool.mu.Unlock()
+	return len(f.pool.idle)
+}
+
+// Close stops the function: new calls get ErrClosed, calls in flight finish
+// first (each is bounded by its time limit; ctx is used for releasing, not
+// for that wait), then every instance is released. The compiled code stays
+// in the Engine (see [Engine.Close]).
+func (f *Function) Close(ctx context.Context) error {
+	p := &f.pool
+	p.mu.Lock()
+	first := !p.isClosed
+	if first {
+		p.isClosed = true
+		close(p.closed)
+	}
+	var drained chan struct{}
+	if p.busy > 0 {
+		if p.drained == nil {
+			p.drained = make(chan struct{})
+		}
+		drained = p.drained
+	}
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.mu.Unlock()
+	for _, inst := range idle {
+		inst.close()
+	}
+	if drained != nil {
+		<-drained // each call in flight is bounded by its time limit
+	}
+	if !first {
+		return nil
+	}
+	return f.rt.Close(ctx) // the compiled code stays in the Engine: see Engine.Close
+}
