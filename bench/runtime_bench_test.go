@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"github.com/insertfn/insertfn/runtime"
+	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tidwall/gjson"
 )
 
@@ -170,6 +173,27 @@ func BenchmarkEmptyCall(b *testing.B) {
 			}
 		})
 	}
+	// The floor: the raw guest's export called through wazero directly,
+	// without insertfn (no pool, no time limit, no clock, no event).
+	b.Run("wazero-floor", func(b *testing.B) {
+		ctx := context.Background()
+		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+		defer rt.Close(ctx)
+		wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+		mod, err := rt.InstantiateWithConfig(ctx, guest(b, "internal/guests/empty-raw"), wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		handle := mod.ExportedFunction(abi.ExportHandle)
+		var stack [1]uint64
+		b.ReportAllocs()
+		for b.Loop() {
+			stack[0] = 1
+			if err := handle.CallWithStack(ctx, stack[:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("sdk-batch", func(b *testing.B) {
 		f := load(b, "internal/guests/empty-sdk", nil)
 		events := make([][]byte, batchSize)

@@ -112,9 +112,23 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 	// instead of copies. Nothing here outlives this call.
 	js := unsafe.String(unsafe.SliceData(event), len(event))
 
+	// One pass over the top level finds both objects (two gjson.Get calls
+	// would each scan the event from its start; "integrations" is often
+	// last). The first of repeated keys counts, as with gjson.Get.
+	var context, integrationsObj gjson.Result
+	gjson.Parse(js).ForEach(func(k, v gjson.Result) bool {
+		switch {
+		case k.Str == "context" && !context.Exists():
+			context = v
+		case k.Str == "integrations" && !integrationsObj.Exists():
+			integrationsObj = v
+		}
+		return !context.Exists() || !integrationsObj.Exists()
+	})
+
 	state := consentAbsent
 	var prefs members
-	if c := gjson.Get(js, "context.consent"); c.Exists() {
+	if c := context.Get("consent"); c.Exists() {
 		state = consentPresent
 		if c.IsObject() {
 			p := c.Get("categoryPreferences")
@@ -126,7 +140,7 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 	}
 
 	var integrations members
-	hasIntegrations := integrations.read(gjson.Get(js, "integrations"))
+	hasIntegrations := integrations.read(integrationsObj)
 	allOff := false
 	if hasIntegrations {
 		typ, _ := integrations.get("All")

@@ -25,10 +25,16 @@
 // limit becomes an [*Error] for that event. The instance that failed is
 // thrown away and replaced on demand; other events and functions go on.
 //
+// # Time limits
+//
+// Every module is instrumented at load (package runtime/internal/loopcheck)
+// so that each loop iteration checks a fuel counter, and every 10 000
+// iterations an interrupt flag the Engine's watchdog sets when a call
+// overruns its limit. A call costs no goroutine, timer or lock for its
+// limit; see RATIONALE.md.
+//
 // # Hot path
 //
-// Invoke allocates nothing of its own for an event that is delivered
-// unchanged or dropped for a reason seen before (see the benchmarks in
-// bench/). wazero itself, when termination on timeout is enabled (it always
-// is here), starts a goroutine per call; see RATIONALE.md.
+// Invoke allocates nothing for an event that is delivered unchanged or
+// dropped for a reason seen before (see the benchmarks in bench/).
 package runtime

@@ -213,11 +213,24 @@ func (t EventType) String() string {
 }
 
 // ParseEventType maps the value of an event's "type" field to an EventType.
+// A switch, not a loop over the names: the compiler turns it into a few
+// length and word comparisons, and the host runs this once per event.
 func ParseEventType(s string) EventType {
-	for i, n := range eventTypeNames[1:] {
-		if n == s {
-			return EventType(i + 1)
-		}
+	switch s {
+	case "track":
+		return EventTrack
+	case "identify":
+		return EventIdentify
+	case "page":
+		return EventPage
+	case "screen":
+		return EventScreen
+	case "group":
+		return EventGroup
+	case "alias":
+		return EventAlias
+	case "delete":
+		return EventDelete
 	}
 	return EventOther
 }
