@@ -142,11 +142,9 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 	if !ev.IsObject() {
 		return key, false, errNotObject
 	}
-	start := len(sc.out)
-	out := append(sc.out, '{')
-	first := true
 	var f fields
 	seen := sc.keys[:0]
+	rest := sc.members[:0] // members copied as they are, written after the ones the host reads most
 	ev.ForEach(func(k, v gjson.Result) bool {
 		name := k.Str
 		for _, s := range seen {
@@ -190,19 +188,11 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		case "groupId":
 			f.groupID = v
 		}
-		if !first {
-			out = append(out, ',')
-		}
-		first = false
-		out = append(out, k.Raw...)
-		out = append(out, ':')
-		out = append(out, v.Raw...)
+		rest = append(rest, member{k.Raw, v.Raw})
 		return true
 	})
-	sc.keys = seen[:0]
-	sc.out = out // keep the grown buffer even if the event is refused
+	sc.keys, sc.members = seen[:0], rest[:0] // keep the grown buffers
 	fail := func(p problem) (idKey, bool, problem) {
-		sc.out = sc.out[:start]
 		return idKey{}, false, p
 	}
 
@@ -284,8 +274,12 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		}
 	}
 
-	out = sc.out
-	out = appendKey(out, &first, `"type":"`)
+	// type, messageId, context and integrations come first: the runtime
+	// reads the type from the event's first member without a scan, and
+	// finding the consent (context.consent) and the integrations does not
+	// scan past properties or traits.
+	out := append(sc.out, `{"type":"`...)
+	first := false
 	out = append(out, typ.String()...)
 	out = append(out, '"')
 	out = appendKey(out, &first, `"messageId":`)
@@ -305,6 +299,11 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 	if present(f.integrations) || sh.integrations.IsObject() {
 		out = appendKey(out, &first, `"integrations":`)
 		out = appendMerged(out, f.integrations, sh.integrations)
+	}
+	for _, m := range rest {
+		out = appendKey(out, &first, m.key)
+		out = append(out, ':')
+		out = append(out, m.value...)
 	}
 	if present(sentAt) {
 		out = appendKey(out, &first, `"sentAt":`)
@@ -330,6 +329,9 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 
 // appendKey appends a separating comma unless this is the first member,
 // then key (a quoted name and colon, maybe more).
+// member is one member of an event, its key and value as they came (raw JSON).
+type member struct{ key, value string }
+
 func appendKey(out []byte, first *bool, key string) []byte {
 	if !*first {
 		out = append(out, ',')

@@ -367,6 +367,7 @@ type scratch struct {
 	spans    []span             // one per valid event
 	events   [][]byte           // what Accept gets: views of out
 	keys     []string           // member names of the event being normalized
+	members  []member           // its members copied as they are
 	inReq    map[idKey]struct{} // dedupe keys seen in this request
 	rejected []rejected         // invalid events of a batch
 	received []byte             // receivedAt, formatted
