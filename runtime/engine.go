@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 
@@ -129,6 +130,9 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return fail(err)
 	}
 	instrumented, err := loopcheck.Instrument(wasm, interruptExport)
+	if errors.Is(err, loopcheck.ErrNoMemory) {
+		return fail(fmt.Errorf("does not export its memory as %q: is it built with the insertfn SDK (or does it follow docs/abi.md)?", abi.ExportMemory))
+	}
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}

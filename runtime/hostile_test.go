@@ -188,6 +188,7 @@ func TestLoadRefusals(t *testing.T) {
 		{"no insertfn_handle", func(t *testing.T) []byte { return guest(t, "noexport") }, "", []string{"insertfn_handle"}},
 		{"start-up trap", func(t *testing.T) []byte { return guest(t, "inittrap") }, "", []string{"_initialize", "inittrap: init failed on purpose"}},
 		{"not wasm", func(*testing.T) []byte { return []byte("\x00asm but not really") }, "", []string{"compile"}},
+		{"empty module", func(*testing.T) []byte { return []byte("\x00asm\x01\x00\x00\x00") }, "", []string{"does not export its memory"}},
 		{"settings not an object", func(t *testing.T) []byte { return guest(t, "consent-match") }, `["drop"]`, []string{"settings"}},
 		{"settings not JSON", func(t *testing.T) []byte { return guest(t, "consent-match") }, `{"missingRecord":`, []string{"settings"}},
 	}

@@ -53,6 +53,10 @@ import (
 // many iterations in tens of microseconds.
 const FuelPerYield = 10000
 
+// ErrNoMemory is Instrument's error for a module without a memory, whose
+// loops could not yield (the yield is a memory.grow).
+var ErrNoMemory = errors.New("loopcheck: the module has no memory (the check needs memory.grow to yield)")
+
 // Section ids of the binary format.
 const (
 	secCustom = 0
@@ -130,7 +134,7 @@ func Instrument(wasm []byte, export string) ([]byte, error) {
 		}
 	}
 	if memories == 0 {
-		return nil, errors.New("loopcheck: the module has no memory (the check needs memory.grow to yield)")
+		return nil, ErrNoMemory
 	}
 	interrupt, fuel := importedGlobals+definedGlobals, importedGlobals+definedGlobals+1
 
