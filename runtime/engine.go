@@ -77,9 +77,12 @@ type Options struct {
 	Limits Limits
 }
 
-// interruptExport is the name under which loopcheck exports the global that
-// stops a guest. A guest must not export it (docs/abi.md).
-const interruptExport = "insertfn.interrupt"
+// The names under which loopcheck exports the global that stops a guest and
+// the module's start function. A guest must not export them (docs/abi.md).
+const (
+	interruptExport = "insertfn.interrupt"
+	startExport     = "insertfn.start"
+)
 
 // Hash returns the identifier of a function version: the hex SHA-256 of its wasm.
 func Hash(wasm []byte) string {
@@ -129,7 +132,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	if err := instantiateHost(ctx, rt); err != nil {
 		return fail(err)
 	}
-	instrumented, err := loopcheck.Instrument(wasm, interruptExport)
+	instrumented, err := loopcheck.Instrument(wasm, loopcheck.Names{Interrupt: interruptExport, Start: startExport})
 	if errors.Is(err, loopcheck.ErrNoMemory) {
 		return fail(fmt.Errorf("does not export its memory as %q: is it built with the insertfn SDK (or does it follow docs/abi.md)?", abi.ExportMemory))
 	}

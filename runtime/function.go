@@ -374,7 +374,7 @@ func (f *Function) classify(inst *instance, err error, fired bool) *Error {
 			e.Kind, e.Message = KindEventTooLarge, fmt.Sprintf("the changed event exceeds %d bytes", f.limits.MaxEventBytes)
 		}
 	case fired || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
-		e.Kind, e.Message = KindTimeout, fmt.Sprintf("the event took longer than %s", f.limits.Timeout)
+		e.Kind, e.Message = KindTimeout, fmt.Sprintf("the event took longer than %s", inst.limit)
 	case inst.outOfMemory(f.limits.MemoryPages):
 		e.Kind, e.Message = KindMemoryLimit, fmt.Sprintf("the guest ran out of its %d pages (%d MiB) of memory",
 			f.limits.MemoryPages, f.limits.MemoryPages/16)
@@ -475,10 +475,16 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	inst.arm(f.limits.StartTimeout)
-	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
-		if err := init.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
-			inst.disarm()
-			return fail("start-up ("+abi.ExportInitialize+")", err)
+	// The module's start function (loopcheck moved it out of instantiation,
+	// where no time limit could stop it), then _initialize.
+	for _, name := range []string{startExport, abi.ExportInitialize} {
+		if fn := mod.ExportedFunction(name); fn != nil {
+			if err := fn.CallWithStack(inst.ctx, inst.stack[:]); err != nil {
+				if inst.disarm() {
+					err = fmt.Errorf("took longer than %s: %w", f.limits.StartTimeout, err)
+				}
+				return fail("start-up ("+name+")", err)
+			}
 		}
 	}
 	err = mod.ExportedFunction(abi.ExportABIVersion).CallWithStack(inst.ctx, inst.stack[:])

@@ -189,13 +189,16 @@ func TestLoadRefusals(t *testing.T) {
 		{"start-up trap", func(t *testing.T) []byte { return guest(t, "inittrap") }, "", []string{"_initialize", "inittrap: init failed on purpose"}},
 		{"not wasm", func(*testing.T) []byte { return []byte("\x00asm but not really") }, "", []string{"compile"}},
 		{"empty module", func(*testing.T) []byte { return []byte("\x00asm\x01\x00\x00\x00") }, "", []string{"does not export its memory"}},
+		{"endless start function", func(*testing.T) []byte { return endlessStartModule() }, "", []string{"start-up (insertfn.start): took longer than 1s"}},
 		{"settings not an object", func(t *testing.T) []byte { return guest(t, "consent-match") }, `["drop"]`, []string{"settings"}},
 		{"settings not JSON", func(t *testing.T) []byte { return guest(t, "consent-match") }, `{"missingRecord":`, []string{"settings"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			f, err := engine(t).Load(context.Background(), c.wasm(t), runtime.Options{Name: "refused", Settings: []byte(c.settings), Limits: hostileLimits})
+			limits := hostileLimits
+			limits.StartTimeout = time.Second
+			f, err := engine(t).Load(context.Background(), c.wasm(t), runtime.Options{Name: "refused", Settings: []byte(c.settings), Limits: limits})
 			if err == nil {
 				_ = f.Close(context.Background())
 				t.Fatal("Load succeeded, want an error")
@@ -221,4 +224,37 @@ func TestGuestOutputLines(t *testing.T) {
 		return
 	}
 	t.Errorf("logs %+v, want one line %q", res.Logs, want)
+}
+
+// endlessStartModule is a module that follows the ABI but whose wasm start
+// function never returns. Run inside instantiation, no time limit could stop
+// it; loopcheck moves it out, and the start-up time limit stops it.
+func endlessStartModule() []byte {
+	exports := []byte{3}
+	for _, e := range []struct {
+		name        string
+		kind, index byte
+	}{{"memory", 2, 0}, {"insertfn_abi_version", 0, 1}, {"insertfn_handle", 0, 2}} {
+		exports = append(append(append(exports, byte(len(e.name))), e.name...), e.kind, e.index)
+	}
+	sections := []struct {
+		id   byte
+		body []byte
+	}{
+		{1, []byte{3, 0x60, 0, 0, 0x60, 0, 1, 0x7F, 0x60, 1, 0x7F, 1, 0x7F}}, // () -> (), () -> i32, (i32) -> i32
+		{3, []byte{3, 0, 1, 2}}, // the start function, abi version, handle
+		{5, []byte{1, 0, 1}},    // one page
+		{7, exports},
+		{8, []byte{0}}, // start: function 0
+		{10, []byte{3,
+			7, 0, 0x03, 0x40, 0x0C, 0x00, 0x0B, 0x0B, // loop br 0 end
+			4, 0, 0x41, 1, 0x0B, // i32.const 1
+			4, 0, 0x41, 0, 0x0B, // i32.const 0
+		}},
+	}
+	wasm := []byte("\x00asm\x01\x00\x00\x00")
+	for _, s := range sections {
+		wasm = append(append(wasm, s.id, byte(len(s.body))), s.body...)
+	}
+	return wasm
 }

@@ -15,6 +15,8 @@ type Limits struct {
 	// Default: half of MemoryPages.
 	HighWaterPages uint32
 	// Timeout is the time one event may take. Default 1s (Segment's is 5s).
+	// The Engine's watchdog stops an event between Timeout and Timeout plus
+	// 5 ms (its tick).
 	Timeout time.Duration
 	// StartTimeout is the time an instance's start-up (_initialize) may take.
 	// Default 10s.
@@ -36,6 +38,8 @@ const (
 	DefaultStartTimeout  = 10 * time.Second
 	DefaultMaxEventBytes = 64 << 10
 	DefaultMaxLogBytes   = 4 << 10
+	// MaxTimeout caps Timeout and StartTimeout.
+	MaxTimeout = 24 * time.Hour
 )
 
 // WithDefaults returns l with every zero field set to its default.
@@ -55,6 +59,7 @@ func (l Limits) WithDefaults() Limits {
 	if l.StartTimeout <= 0 {
 		l.StartTimeout = DefaultStartTimeout
 	}
+	l.Timeout, l.StartTimeout = min(l.Timeout, MaxTimeout), min(l.StartTimeout, MaxTimeout)
 	if l.MaxEventBytes <= 0 {
 		l.MaxEventBytes = DefaultMaxEventBytes
 	}

@@ -96,6 +96,8 @@ type clock struct {
 	expireMu sync.Mutex
 	// interrupt is the guest's loopcheck flag.
 	interrupt interface{ Set(uint64) }
+	// limit is the time limit last armed, for the error message.
+	limit time.Duration
 }
 
 // arm starts the clock of a call whose event may take d, and returns the
@@ -103,6 +105,7 @@ type clock struct {
 // and the call's Duration: on a VM a read costs ~50 ns).
 func (c *clock) arm(d time.Duration) time.Duration {
 	start := time.Since(epoch)
+	c.limit = d
 	c.deadline.Store(int64(start + d))
 	return start
 }
@@ -111,7 +114,11 @@ func (c *clock) arm(d time.Duration) time.Duration {
 // reports false when the watchdog has already stopped the call.
 func (c *clock) rearm(d time.Duration) bool {
 	old := c.deadline.Load()
-	return old != expired && c.deadline.CompareAndSwap(old, int64(time.Since(epoch)+d))
+	if old == expired || !c.deadline.CompareAndSwap(old, int64(time.Since(epoch)+d)) {
+		return false
+	}
+	c.limit = d
+	return true
 }
 
 // disarm stops the clock and reports whether the limit expired.

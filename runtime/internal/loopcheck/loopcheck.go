@@ -1,43 +1,59 @@
 // Package loopcheck rewrites a WebAssembly module so that the host can stop
 // it from another goroutine, and so that a long-running guest lets the Go
-// scheduler in, at the cost of a few instructions per loop iteration.
+// scheduler in, at the cost of a few instructions per loop iteration and
+// per function call.
 //
 // [Instrument] adds two mutable i32 globals: an interrupt flag, exported
 // under a name the host chooses, and a fuel counter. It inserts at the head
-// of every loop
+// of every loop and at the entry of every function
 //
 //	fuel = fuel - 1
-//	if fuel == 0 {
+//	if fuel <= 0 {
 //	  fuel = FuelPerYield
 //	  drop(memory.grow(0))     ;; a call into the engine's Go code
 //	  if interrupt { unreachable }
 //	}
 //
-// A running guest can only run forever by looping (or by recursing, which
-// ends in a stack overflow trap), so once the host sets the flag to a
-// non-zero value the guest traps within FuelPerYield loop iterations. The
-// host tells that trap from a guest's own `unreachable` by knowing it raised
-// the flag.
+// and after every bulk memory or table operation (memory.copy, fill and
+// init; table.copy, fill and init) the same with one unit of fuel per 4 KiB
+// of its length, so that one instruction that moves megabytes counts for
+// what it costs.
+//
+// Work without end needs loops or calls: a loop's iterations and a call
+// tree's calls (even one that recurses no deeper than n, with 2^n calls)
+// each spend fuel. So once the host sets the flag to a non-zero value, the
+// guest traps within FuelPerYield units of work. The host tells that trap
+// from a guest's own `unreachable` by knowing it raised the flag.
 //
 // The memory.grow(0) matters as much as the flag. Compiled wasm is not
 // preemptible: a goroutine in a tight wasm loop never reaches a Go safe
 // point, so a garbage collection that stops the world waits for it, and the
 // timer that would raise the flag is stopped with the world: a deadlock.
 // memory.grow leaves the guest for the engine's Go code (wazero compiles it
-// as an exit to Go), which is a safe point, every FuelPerYield iterations.
+// as an exit to Go), which is a safe point, every FuelPerYield units.
 //
-// This is the idea of Wasmtime's epoch interruption, done on the module so
-// that it works with any engine. insertfn uses it instead of wazero's
-// WithCloseOnContextDone, which leaves the guest for Go on every loop
-// iteration and starts a goroutine per call (see RATIONALE.md).
+// A module's start function would run inside instantiation, before the host
+// can reach the flag; Instrument removes the start section and exports the
+// function instead, for the host to call under a time limit.
+//
+// Instrument checks what an unvalidated module could use to get around the
+// check: a global.get or global.set of an index past the module's own
+// globals (the fuel and the flag, once added) is refused, and so is an
+// export of one.
+//
+// This is the idea of Wasmtime's epoch interruption and fuel, done on the
+// module so that it works with any engine. insertfn uses it instead of
+// wazero's WithCloseOnContextDone, which leaves the guest for Go on every
+// loop iteration and starts a goroutine per call (see RATIONALE.md).
 //
 // The rewrite keeps every index of the module: the globals are appended
-// after the module's own, no import is added, and only the bodies of
-// functions change. It decodes every instruction of the MVP and of the
-// extensions wazero runs (sign extension, saturating truncation, bulk
-// memory, reference types, multi-value, SIMD, threads, tail calls,
-// exceptions); a module using anything else is refused with an error that
-// says where.
+// after the module's own, no import or function is added, and only function
+// bodies (plus one i32 local where there are bulk operations), the global
+// and export sections and the start section change. It decodes every
+// instruction of the MVP and of the extensions wazero runs (sign extension,
+// saturating truncation, bulk memory, reference types, multi-value, SIMD,
+// threads, tail calls, exceptions); a module using anything else is refused
+// with an error that says where.
 package loopcheck
 
 import (
@@ -47,10 +63,11 @@ import (
 	"fmt"
 )
 
-// FuelPerYield is the number of loop iterations between two visits to the
-// engine's Go code, where the goroutine can be preempted and the interrupt
-// flag is read. Each visit costs tens of nanoseconds; a tight loop runs this
-// many iterations in tens of microseconds.
+// FuelPerYield is the units of work (loop iterations, calls, 4 KiB of bulk
+// operations) between two visits to the engine's Go code, where the
+// goroutine can be preempted and the interrupt flag is read. Each visit
+// costs tens of nanoseconds; a tight loop runs this many iterations in tens
+// of microseconds.
 const FuelPerYield = 10000
 
 // ErrNoMemory is Instrument's error for a module without a memory, whose
@@ -59,30 +76,49 @@ var ErrNoMemory = errors.New("loopcheck: the module has no memory (the check nee
 
 // Section ids of the binary format.
 const (
-	secCustom = 0
-	secImport = 2
-	secMemory = 5
-	secGlobal = 6
-	secExport = 7
-	secCode   = 10
+	secCustom   = 0
+	secType     = 1
+	secImport   = 2
+	secFunction = 3
+	secMemory   = 5
+	secGlobal   = 6
+	secExport   = 7
+	secStart    = 8
+	secCode     = 10
 )
 
-// Instrument returns a copy of wasm whose loops check an exported i32
-// global named export.
+// Names are the names of the exports Instrument adds. The module must not
+// export either name itself.
+type Names struct {
+	// Interrupt is the mutable i32 global the host sets to stop the guest.
+	Interrupt string
+	// Start is the module's start function, when it has one. Instrument
+	// removes the start section, whose function would otherwise run inside
+	// instantiation, before the host can reach the interrupt global: the
+	// host calls this export right after instantiation, under a time limit.
+	Start string
+}
+
+// Instrument returns a copy of wasm whose loops, function entries and bulk
+// memory and table operations spend fuel, and which yields to Go and checks
+// an exported interrupt global whenever the fuel runs out.
 //
 // # Parameters
-//   - wasm: a module in the binary format. It is not changed.
-//   - export: the name to export the interrupt global under; the module
-//     must not export anything by that name already.
+//   - wasm: a module in the binary format. It is not changed, and need not
+//     have been validated: what Instrument cannot decode it refuses, and
+//     what it passes on is validated by the engine that compiles it.
+//   - names: the names of the exports it adds.
 //
 // # Results
 //   - the rewritten module; the same input always gives the same output,
 //     so compilation caches keyed by the module's bytes keep working;
 //   - an error when wasm cannot be decoded, uses an instruction this package
-//     does not know, has no memory, or already exports the name. Debug sections
+//     does not know, refers to a global it does not have (it would reach
+//     the fuel or the flag once they are added), has no memory
+//     ([ErrNoMemory]), or already exports one of the names. Debug sections
 //     (".debug_*", DWARF) are dropped, as the code offsets they describe
 //     move.
-func Instrument(wasm []byte, export string) ([]byte, error) {
+func Instrument(wasm []byte, names Names) ([]byte, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
 		return nil, errors.New("loopcheck: not a WebAssembly binary (no \\0asm header)")
 	}
@@ -107,25 +143,33 @@ func Instrument(wasm []byte, export string) ([]byte, error) {
 		secs = append(secs, section{id: id, body: body})
 	}
 
-	var importedGlobals, definedGlobals, memories uint32
-	globalAt, exportAt, codeAt := -1, -1, -1
+	var m moduleInfo
+	globalAt, exportAt, codeAt, startAt := -1, -1, -1, -1
 	for i, s := range secs {
 		var err error
 		switch s.id {
+		case secType:
+			m.params, err = paramCounts(s.body)
 		case secImport:
-			var importedMemories uint32
-			importedGlobals, importedMemories, err = countImports(s.body)
-			memories += importedMemories
+			err = m.countImports(s.body)
+		case secFunction:
+			m.funcTypes, err = u32Vec(s.body)
 		case secMemory:
 			var n uint32
 			n, err = vecCount(s.body)
-			memories += n
+			m.memories += n
 		case secGlobal:
 			globalAt = i
-			definedGlobals, err = vecCount(s.body)
+			m.definedGlobals, err = vecCount(s.body)
 		case secExport:
 			exportAt = i
-			err = checkExportFree(s.body, export)
+		case secStart:
+			startAt = i
+			sr := reader{b: s.body}
+			m.start, err = sr.u32()
+			if err != nil {
+				err = fmt.Errorf("loopcheck: start section: %w", err)
+			}
 		case secCode:
 			codeAt = i
 		}
@@ -133,50 +177,67 @@ func Instrument(wasm []byte, export string) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if memories == 0 {
+	if m.memories == 0 {
 		return nil, ErrNoMemory
 	}
-	interrupt, fuel := importedGlobals+definedGlobals, importedGlobals+definedGlobals+1
+	globals := m.importedGlobals + m.definedGlobals
+	if exportAt >= 0 {
+		if err := checkExports(secs[exportAt].body, names, globals); err != nil {
+			return nil, err
+		}
+	}
+	interrupt, fuel := globals, globals+1
+
+	var code []byte
+	if codeAt >= 0 {
+		var err error
+		if code, err = m.instrumentCode(secs[codeAt].body, interrupt, fuel); err != nil {
+			return nil, err
+		}
+		secs[codeAt].body = code
+	}
 
 	// The new globals: mutable i32s, the flag at 0 and the fuel full.
 	newGlobals := []byte{0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41}
 	newGlobals = appendS32(newGlobals, FuelPerYield)
 	newGlobals = append(newGlobals, 0x0B)
 	if globalAt >= 0 {
-		secs[globalAt].body = appendToVec(secs[globalAt].body, definedGlobals, 2, newGlobals)
+		secs[globalAt].body = appendToVec(secs[globalAt].body, m.definedGlobals, 2, newGlobals)
 	} else {
-		globalAt = insertSection(&secs, section{id: secGlobal, body: append([]byte{2}, newGlobals...)})
-		if exportAt >= globalAt {
-			exportAt++
-		}
-		if codeAt >= globalAt {
-			codeAt++
+		insertSection(&secs, section{id: secGlobal, body: append([]byte{2}, newGlobals...)})
+	}
+
+	newExports := appendName(nil, names.Interrupt)
+	newExports = append(newExports, 0x03) // export kind: global
+	newExports = appendU32(newExports, interrupt)
+	added := uint32(1)
+	if startAt >= 0 {
+		newExports = appendName(newExports, names.Start)
+		newExports = append(newExports, 0x00) // export kind: function
+		newExports = appendU32(newExports, m.start)
+		added++
+	}
+	exportAt = -1
+	for i, s := range secs {
+		switch s.id {
+		case secExport:
+			exportAt = i
+		case secStart:
+			secs[i].id = secCustom // dropped below
+			secs[i].body = nil
 		}
 	}
-	newExport := appendName(nil, export)
-	newExport = append(newExport, 0x03) // export kind: global
-	newExport = appendU32(newExport, interrupt)
 	if exportAt >= 0 {
 		n, _ := vecCount(secs[exportAt].body)
-		secs[exportAt].body = appendToVec(secs[exportAt].body, n, 1, newExport)
+		secs[exportAt].body = appendToVec(secs[exportAt].body, n, added, newExports)
 	} else {
-		at := insertSection(&secs, section{id: secExport, body: append([]byte{1}, newExport...)})
-		if codeAt >= at {
-			codeAt++
-		}
-	}
-	if codeAt >= 0 {
-		code, err := instrumentCode(secs[codeAt].body, loopCheck(interrupt, fuel))
-		if err != nil {
-			return nil, err
-		}
-		secs[codeAt].body = code
+		insertSection(&secs, section{id: secExport, body: append(appendU32(nil, added), newExports...)})
 	}
 
 	out := make([]byte, 0, len(wasm)+len(wasm)/16+64)
 	out = append(out, wasm[:8]...)
 	for _, s := range secs {
-		if s.id == secCustom && isDebugSection(s.body) {
+		if s.id == secCustom && (s.body == nil || isDebugSection(s.body)) {
 			continue
 		}
 		out = append(out, s.id)
@@ -184,6 +245,17 @@ func Instrument(wasm []byte, export string) ([]byte, error) {
 		out = append(out, s.body...)
 	}
 	return out, nil
+}
+
+// moduleInfo is what the rewrite needs to know of the module.
+type moduleInfo struct {
+	params          []uint32 // parameter count per type index
+	funcTypes       []uint32 // type index per defined function
+	importedFuncs   uint32
+	importedGlobals uint32
+	definedGlobals  uint32
+	memories        uint32
+	start           uint32 // the start function, when there is a start section
 }
 
 type section struct {
@@ -250,52 +322,106 @@ func vecCount(body []byte) (uint32, error) {
 	return n, nil
 }
 
-// countImports counts the globals and memories a module imports.
-func countImports(body []byte) (globals, memories uint32, err error) {
+// countImports counts the functions, globals and memories a module imports.
+func (m *moduleInfo) countImports(body []byte) error {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
-		return 0, 0, fmt.Errorf("loopcheck: import section: %w", err)
+		return fmt.Errorf("loopcheck: import section: %w", err)
 	}
 	for i := uint32(0); i < n; i++ {
 		if _, err := r.name(); err != nil {
-			return 0, 0, fmt.Errorf("loopcheck: import %d: module name: %w", i, err)
+			return fmt.Errorf("loopcheck: import %d: module name: %w", i, err)
 		}
 		if _, err := r.name(); err != nil {
-			return 0, 0, fmt.Errorf("loopcheck: import %d: name: %w", i, err)
+			return fmt.Errorf("loopcheck: import %d: name: %w", i, err)
 		}
 		kind, err := r.byte()
 		if err != nil {
-			return 0, 0, fmt.Errorf("loopcheck: import %d: %w", i, err)
+			return fmt.Errorf("loopcheck: import %d: %w", i, err)
 		}
 		switch kind {
 		case 0x00: // function: type index
+			m.importedFuncs++
 			_, err = r.u32()
 		case 0x01: // table: reference type, limits
 			if _, err = r.byte(); err == nil {
 				err = r.limits()
 			}
 		case 0x02: // memory: limits
-			memories++
+			m.memories++
 			err = r.limits()
 		case 0x03: // global: value type, mutability
-			globals++
+			m.importedGlobals++
 			_, err = r.bytes(2)
 		case 0x04: // tag: attribute, type index
 			if _, err = r.byte(); err == nil {
 				_, err = r.u32()
 			}
 		default:
-			return 0, 0, fmt.Errorf("loopcheck: import %d: unknown kind 0x%02x", i, kind)
+			return fmt.Errorf("loopcheck: import %d: unknown kind 0x%02x", i, kind)
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("loopcheck: import %d: %w", i, err)
+			return fmt.Errorf("loopcheck: import %d: %w", i, err)
 		}
 	}
-	return globals, memories, nil
+	return nil
 }
 
-func checkExportFree(body []byte, export string) error {
+// paramCounts decodes the type section into the parameter count of each
+// function type.
+func paramCounts(body []byte) ([]uint32, error) {
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, fmt.Errorf("loopcheck: type section: %w", err)
+	}
+	params := make([]uint32, 0, min(n, uint32(len(body))))
+	for i := uint32(0); i < n; i++ {
+		form, err := r.byte()
+		if err != nil {
+			return nil, fmt.Errorf("loopcheck: type %d: %w", i, err)
+		}
+		if form != 0x60 {
+			return nil, fmt.Errorf("loopcheck: type %d: form 0x%02x is not a function type", i, form)
+		}
+		var counts [2]uint32
+		for j := range counts {
+			if counts[j], err = r.u32(); err != nil {
+				return nil, fmt.Errorf("loopcheck: type %d: %w", i, err)
+			}
+			for k := uint32(0); k < counts[j]; k++ {
+				if err := r.valueType(); err != nil {
+					return nil, fmt.Errorf("loopcheck: type %d: %w", i, err)
+				}
+			}
+		}
+		params = append(params, counts[0])
+	}
+	return params, nil
+}
+
+// u32Vec decodes a vector of u32 (the function section).
+func u32Vec(body []byte) ([]uint32, error) {
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, fmt.Errorf("loopcheck: function section: %w", err)
+	}
+	v := make([]uint32, 0, min(n, uint32(len(body))))
+	for i := uint32(0); i < n; i++ {
+		x, err := r.u32()
+		if err != nil {
+			return nil, fmt.Errorf("loopcheck: function section: %w", err)
+		}
+		v = append(v, x)
+	}
+	return v, nil
+}
+
+// checkExports refuses exports of the reserved names, and of globals past
+// the module's own (which would be the fuel or the flag).
+func checkExports(body []byte, names Names, globals uint32) error {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
@@ -306,60 +432,96 @@ func checkExportFree(body []byte, export string) error {
 		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
 		}
-		if string(name) == export {
-			return fmt.Errorf("loopcheck: the module already exports %q, a name the host reserves", export)
+		if string(name) == names.Interrupt || string(name) == names.Start {
+			return fmt.Errorf("loopcheck: the module already exports %q, a name the host reserves", name)
 		}
-		if _, err := r.byte(); err != nil {
+		kind, err := r.byte()
+		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
 		}
-		if _, err := r.u32(); err != nil {
+		index, err := r.u32()
+		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
+		}
+		if kind == 0x03 && index >= globals {
+			return fmt.Errorf("loopcheck: export %q: global %d does not exist", name, index)
 		}
 	}
 	return nil
 }
 
-// loopCheck returns the instructions inserted at the head of each loop (see
-// the package documentation).
-func loopCheck(interrupt, fuel uint32) []byte {
-	var b []byte
-	op := func(code byte, imm ...uint32) {
-		b = append(b, code)
-		for _, v := range imm {
-			b = appendU32(b, v)
-		}
-	}
-	op(0x23, fuel) // global.get $fuel
-	op(0x41, 1)    // i32.const 1
-	op(0x6B)       // i32.sub
-	op(0x24, fuel) // global.set $fuel
-	op(0x23, fuel) // global.get $fuel
-	op(0x45)       // i32.eqz
-	op(0x04, 0x40) // if (no result)
-	b = append(b, 0x41)
-	b = appendS32(b, FuelPerYield) // i32.const FuelPerYield
-	op(0x24, fuel)                 // global.set $fuel
-	op(0x41, 0)                    // i32.const 0
-	op(0x40, 0)                    // memory.grow 0: an exit to the engine's Go code
-	op(0x1A)                       // drop
-	op(0x23, interrupt)            // global.get $interrupt
-	op(0x04, 0x40)                 // if (no result)
-	op(0x00)                       // unreachable
-	op(0x0B)                       // end
-	op(0x0B)                       // end
-	return b
+// checks are the instruction sequences the rewrite inserts.
+type checks struct {
+	fuel  uint32 // the fuel global's index
+	tick  []byte // at loop heads and function entries: one unit of fuel, then yield
+	yield []byte // if fuel <= 0 { refill; memory.grow 0; if interrupt { unreachable } }
 }
 
-// instrumentCode rewrites the code section: check goes after each loop's
-// block type.
-func instrumentCode(body []byte, check []byte) ([]byte, error) {
+// newChecks builds the sequences for the given global indices (see the
+// package documentation).
+func newChecks(interrupt, fuel uint32) checks {
+	c := checks{fuel: fuel}
+	op := func(b *[]byte, code byte, imm ...uint32) {
+		*b = append(*b, code)
+		for _, v := range imm {
+			*b = appendU32(*b, v)
+		}
+	}
+	op(&c.yield, 0x23, fuel)        // global.get $fuel
+	op(&c.yield, 0x41, 0)           // i32.const 0
+	op(&c.yield, 0x4C)              // i32.le_s
+	op(&c.yield, 0x04, 0x40)        // if (no result)
+	c.yield = append(c.yield, 0x41) // i32.const FuelPerYield
+	c.yield = appendS32(c.yield, FuelPerYield)
+	op(&c.yield, 0x24, fuel)      // global.set $fuel
+	op(&c.yield, 0x41, 0)         // i32.const 0
+	op(&c.yield, 0x40, 0)         // memory.grow 0: an exit to the engine's Go code
+	op(&c.yield, 0x1A)            // drop
+	op(&c.yield, 0x23, interrupt) // global.get $interrupt
+	op(&c.yield, 0x04, 0x40)      // if (no result)
+	op(&c.yield, 0x00)            // unreachable
+	op(&c.yield, 0x0B)            // end
+	op(&c.yield, 0x0B)            // end
+
+	op(&c.tick, 0x23, fuel) // global.get $fuel
+	op(&c.tick, 0x41, 1)    // i32.const 1
+	op(&c.tick, 0x6B)       // i32.sub
+	op(&c.tick, 0x24, fuel) // global.set $fuel
+	c.tick = append(c.tick, c.yield...)
+	return c
+}
+
+// appendBulk appends a bulk operation (its bytes in op) wrapped in its
+// charge: the length it works on, its last operand, is kept in the scratch
+// local, and costs one unit of fuel per 4 KiB.
+func (c checks) appendBulk(b, op []byte, scratch uint32) []byte {
+	b = append(b, 0x22) // local.tee $scratch
+	b = appendU32(b, scratch)
+	b = append(b, op...)
+	b = append(b, 0x23) // global.get $fuel
+	b = appendU32(b, c.fuel)
+	b = append(b, 0x20) // local.get $scratch
+	b = appendU32(b, scratch)
+	b = append(b, 0x41, 12, 0x76, 0x6B, 0x24) // i32.const 12; i32.shr_u; i32.sub; global.set $fuel
+	b = appendU32(b, c.fuel)
+	return append(b, c.yield...)
+}
+
+// instrumentCode rewrites the code section.
+func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32) ([]byte, error) {
+	c := newChecks(interrupt, fuel)
+	globals := m.importedGlobals + m.definedGlobals
+
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
 		return nil, fmt.Errorf("loopcheck: code section: %w", err)
 	}
-	out := appendU32(make([]byte, 0, len(body)+len(body)/16), n)
-	var fn []byte
+	if n != uint32(len(m.funcTypes)) {
+		return nil, fmt.Errorf("loopcheck: %d function bodies for %d functions", n, len(m.funcTypes))
+	}
+	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
+	var fn, instrs []byte
 	for i := uint32(0); i < n; i++ {
 		size, err := r.u32()
 		if err != nil {
@@ -369,9 +531,13 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: code %d: %w", i, err)
 		}
-		fn, err = instrumentFunc(fn[:0], code, check)
+		typ := m.funcTypes[i]
+		if int(typ) >= len(m.params) {
+			return nil, fmt.Errorf("loopcheck: function %d: type %d does not exist", m.importedFuncs+i, typ)
+		}
+		fn, instrs, err = instrumentFunc(fn[:0], instrs[:0], code, m.params[typ], globals, c)
 		if err != nil {
-			return nil, fmt.Errorf("loopcheck: code %d: %w", i, err)
+			return nil, fmt.Errorf("loopcheck: function %d: %w", m.importedFuncs+i, err)
 		}
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
@@ -382,36 +548,80 @@ func instrumentCode(body []byte, check []byte) ([]byte, error) {
 	return out, nil
 }
 
-// instrumentFunc appends one function body (locals and instructions) to out,
-// with check after every loop header.
-func instrumentFunc(out, code, check []byte) ([]byte, error) {
+// instrumentFunc appends one rewritten function body to out: its locals
+// (plus an i32 scratch local when it has bulk operations), the tick at its
+// entry, and its instructions with the checks inserted. instrs is scratch
+// space for the instructions.
+func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) ([]byte, []byte, error) {
 	r := reader{b: code}
 	groups, err := r.u32()
 	if err != nil {
-		return nil, fmt.Errorf("locals: %w", err)
+		return nil, nil, fmt.Errorf("locals: %w", err)
 	}
+	locals := uint64(params)
 	for g := uint32(0); g < groups; g++ {
-		if _, err := r.u32(); err != nil {
-			return nil, fmt.Errorf("locals: %w", err)
+		count, err := r.u32()
+		if err != nil {
+			return nil, nil, fmt.Errorf("locals: %w", err)
 		}
+		locals += uint64(count)
 		if err := r.valueType(); err != nil {
-			return nil, fmt.Errorf("locals: %w", err)
+			return nil, nil, fmt.Errorf("locals: %w", err)
 		}
 	}
-	copied := 0 // code[:copied] is in out
+	if locals >= 1<<32-1 {
+		return nil, nil, errors.New("locals: too many")
+	}
+	localsEnd := r.pos
+	scratch := uint32(locals) // the index the scratch local gets, if added
+	bulk := false
+
+	instrs = append(instrs, c.tick...)
+	copied := r.pos // code[:copied] is in instrs (or in the header)
 	for !r.done() {
 		at := r.pos
 		op, _ := r.byte()
 		if err := r.immediates(op); err != nil {
-			return nil, fmt.Errorf("instruction 0x%02x at byte %d of the body: %w", op, at, err)
+			return nil, nil, fmt.Errorf("instruction 0x%02x at byte %d of the body: %w", op, at, err)
 		}
-		if op == 0x03 { // loop
-			out = append(out, code[copied:r.pos]...)
-			out = append(out, check...)
+		switch op {
+		case 0x03: // loop: the tick goes after its block type
+			instrs = append(instrs, code[copied:r.pos]...)
+			instrs = append(instrs, c.tick...)
 			copied = r.pos
+		case 0x23, 0x24: // global.get, global.set
+			ir := reader{b: code[at+1 : r.pos]}
+			if index, _ := ir.u32(); index >= globals {
+				return nil, nil, fmt.Errorf("instruction 0x%02x at byte %d of the body: global %d does not exist", op, at, index)
+			}
+		case 0xFC:
+			ir := reader{b: code[at+1 : r.pos]}
+			switch sub, _ := ir.u32(); sub {
+			case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill: length on top
+				bulk = true
+				instrs = append(instrs, code[copied:at]...)
+				instrs = c.appendBulk(instrs, code[at:r.pos], scratch)
+				copied = r.pos
+			}
 		}
 	}
-	return append(out, code[copied:]...), nil
+	instrs = append(instrs, code[copied:]...)
+
+	if bulk {
+		out = appendU32(out, groups+1)
+		out = append(out, code[r0(code):localsEnd]...)
+		out = append(out, 1, 0x7F) // one i32
+	} else {
+		out = append(out, code[:localsEnd]...)
+	}
+	return append(out, instrs...), instrs, nil
+}
+
+// r0 is where the local groups start: after their count.
+func r0(code []byte) int {
+	r := reader{b: code}
+	_, _ = r.u32()
+	return r.pos
 }
 
 // appendU32 appends v as unsigned LEB128.

@@ -13,6 +13,8 @@ import (
 
 const flag = "insertfn.interrupt"
 
+var names = Names{Interrupt: flag, Start: "insertfn.start"}
+
 // module assembles a module from sections (id, body).
 func module(sections ...[]byte) []byte {
 	out := []byte("\x00asm\x01\x00\x00\x00")
@@ -69,7 +71,7 @@ func instantiate(t *testing.T, wasm []byte) api.Module {
 
 func TestInterruptStopsAnEndlessLoop(t *testing.T) {
 	for _, withGlobal := range []bool{false, true} {
-		out, err := Instrument(spinModule(withGlobal), flag)
+		out, err := Instrument(spinModule(withGlobal), names)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,11 +114,11 @@ func TestInterruptStopsAnEndlessLoop(t *testing.T) {
 
 func TestDeterministicAndKeepsOtherSections(t *testing.T) {
 	in := spinModule(true)
-	a, err := Instrument(in, flag)
+	a, err := Instrument(in, names)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Instrument(in, flag)
+	b, _ := Instrument(in, names)
 	if !bytes.Equal(a, b) {
 		t.Error("two rewrites of one module differ: a compilation cache keyed by bytes would miss")
 	}
@@ -126,7 +128,7 @@ func TestDeterministicAndKeepsOtherSections(t *testing.T) {
 	// A custom section survives, a DWARF one is dropped.
 	custom := append([]byte{0, 4, 'n', 'o', 't', 'e'}, "kept"...)
 	dwarf := append([]byte{0, 11}, ".debug_info"...)
-	out, err := Instrument(append(append(spinModule(false), sectionBytes(custom)...), sectionBytes(dwarf)...), flag)
+	out, err := Instrument(append(append(spinModule(false), sectionBytes(custom)...), sectionBytes(dwarf)...), names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,15 +148,19 @@ func TestRefusals(t *testing.T) {
 	clash := module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1}, append([]byte{7, 1, byte(len(flag))}, append([]byte(flag), 0, 0)...),
 		[]byte{10, 1, 2, 0, 0x0B})
 	for name, in := range map[string][]byte{
-		"not wasm":        []byte("hello, world"),
-		"version 2":       []byte("\x00asm\x02\x00\x00\x00"),
-		"truncated":       spinModule(true)[:30],
-		"export clash":    clash,
-		"unknown opcode":  module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1}, []byte{10, 1, 3, 0, 0xFF, 0x0B}),
-		"no memory":       module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{10, 1, 2, 0, 0x0B}),
+		"not wasm":       []byte("hello, world"),
+		"version 2":      []byte("\x00asm\x02\x00\x00\x00"),
+		"truncated":      spinModule(true)[:30],
+		"export clash":   clash,
+		"unknown opcode": module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1}, []byte{10, 1, 3, 0, 0xFF, 0x0B}),
+		"no memory":      module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{10, 1, 2, 0, 0x0B}),
+		// global.set 0 without globals: it would set the fuel once added.
+		"global past the module's": module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1}, []byte{10, 1, 6, 0, 0x41, 5, 0x24, 0, 0x0B}),
+		"export of a global past the module's": module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1},
+			[]byte{7, 1, 1, 'g', 3, 0}, []byte{10, 1, 2, 0, 0x0B}),
 		"section overrun": append([]byte("\x00asm\x01\x00\x00\x00"), 1, 100, 0),
 	} {
-		if _, err := Instrument(in, flag); err == nil || !strings.HasPrefix(err.Error(), "loopcheck: ") {
+		if _, err := Instrument(in, names); err == nil || !strings.HasPrefix(err.Error(), "loopcheck: ") {
 			t.Errorf("%s: err = %v, want a loopcheck error", name, err)
 		}
 	}
@@ -170,7 +176,7 @@ func FuzzInstrument(f *testing.F) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := Instrument(in, flag)
+		out, err := Instrument(in, names)
 		if !plausible(in) {
 			return // wazero would allocate what the counts claim and run out of memory
 		}
@@ -217,4 +223,115 @@ func plausible(in []byte) bool {
 		}
 	}
 	return true
+}
+
+// runUntilInterrupted calls fn in mod, raises the flag after a while and
+// checks that the call ends in the interrupt's trap.
+func runUntilInterrupted(t *testing.T, mod api.Module, fn string, params ...uint64) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := mod.ExportedFunction(fn).Call(context.Background(), params...)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned before the interrupt: %v", fn, err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	mod.ExportedGlobal(flag).(api.MutableGlobal).Set(1)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("%s after the interrupt: %v, want an unreachable trap", fn, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s kept running after the interrupt", fn)
+	}
+}
+
+// TestInterruptStopsCallTrees: work without a loop (a recursion of depth
+// n making 2^n calls) spends fuel at each function entry.
+func TestInterruptStopsCallTrees(t *testing.T) {
+	// (func $rec (param i32) (if (local.get 0) (then
+	//   (call $rec (i32.sub (local.get 0) (i32.const 1)))
+	//   (call $rec (i32.sub (local.get 0) (i32.const 1))))))
+	rec := []byte{0, 0x20, 0, 0x04, 0x40,
+		0x20, 0, 0x41, 1, 0x6B, 0x10, 0,
+		0x20, 0, 0x41, 1, 0x6B, 0x10, 0,
+		0x0B, 0x0B}
+	wasm := module([]byte{1, 1, 0x60, 1, 0x7F, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1},
+		[]byte{7, 1, 3, 'r', 'e', 'c', 0, 0}, append([]byte{10, 1, byte(len(rec))}, rec...))
+	out, err := Instrument(wasm, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntilInterrupted(t, instantiate(t, out), "rec", 60)
+}
+
+// TestStartFunctionMovedOut: a start function that never returns would
+// hang instantiation; Instrument exports it instead, and the flag stops it.
+func TestStartFunctionMovedOut(t *testing.T) {
+	spin := []byte{0, 0x03, 0x40, 0x0C, 0x00, 0x0B, 0x0B}
+	wasm := module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1},
+		[]byte{8, 0}, append([]byte{10, 1, byte(len(spin))}, spin...))
+	out, err := Instrument(wasm, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := instantiate(t, out) // returns: the start section is gone
+	if mod.ExportedFunction(names.Start) == nil {
+		t.Fatalf("the start function is not exported as %q", names.Start)
+	}
+	runUntilInterrupted(t, mod, names.Start)
+}
+
+// TestBulkOperationsSpendFuelByLength: a loop whose body copies 64 KiB
+// spends 16 units per iteration on the copy, so it reaches the check 17
+// times sooner than an empty loop.
+func TestBulkOperationsSpendFuelByLength(t *testing.T) {
+	// (global $n (mut i32)) (loop (global.set $n (i32.add (global.get $n) (i32.const 1)))
+	//   (memory.copy (i32.const 0) (i32.const 0) (i32.const 65536)) (br 0))
+	body := []byte{0, 0x03, 0x40,
+		0x23, 0, 0x41, 1, 0x6A, 0x24, 0,
+		0x41, 0, 0x41, 0, 0x41, 0x80, 0x80, 0x04, 0xFC, 10, 0, 0,
+		0x0C, 0, 0x0B, 0x0B}
+	wasm := module([]byte{1, 1, 0x60, 0, 0}, []byte{3, 1, 0}, []byte{5, 1, 0, 1},
+		[]byte{6, 1, 0x7F, 1, 0x41, 0, 0x0B},
+		[]byte{7, 2, 4, 'c', 'o', 'p', 'y', 0, 0, 1, 'n', 3, 0},
+		append([]byte{10, 1, byte(len(body))}, body...))
+	out, err := Instrument(wasm, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := instantiate(t, out)
+	mod.ExportedGlobal(flag).(api.MutableGlobal).Set(1) // stop at the first check
+	if _, err := mod.ExportedFunction("copy").Call(context.Background()); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("copy: %v, want the interrupt's trap", err)
+	}
+	// The entry spends 1, each iteration 1 + 65536>>12 = 17.
+	if n, want := mod.ExportedGlobal("n").Get(), uint64((FuelPerYield-1)/17+1); n != want {
+		t.Errorf("%d iterations before the check, want %d", n, want)
+	}
+}
+
+func TestImmediates(t *testing.T) {
+	for _, c := range []struct {
+		code []byte
+		next int // where the next instruction starts
+	}{
+		{[]byte{0xD4, 0x03}, 1},             // ref.as_non_null has no immediate
+		{[]byte{0xD5, 0x03, 0x0B}, 2},       // br_on_null has a label
+		{[]byte{0xD6, 0x83, 0x01}, 3},       // br_on_non_null, a two-byte label
+		{[]byte{0xFD, 0x0C, 0x03}, 18},      // v128.const: 16 bytes
+		{[]byte{0xFC, 0x0A, 0, 0}, 4},       // memory.copy: two memory indices
+		{[]byte{0x1F, 0x40, 1, 0, 0, 0}, 6}, // try_table: one catch (tag 0, label 0)
+	} {
+		code := append(c.code, make([]byte, 20)...)
+		r := reader{b: code}
+		op, _ := r.byte()
+		if err := r.immediates(op); err != nil || r.pos != c.next {
+			t.Errorf("% x: next instruction at %d (%v), want %d", c.code, r.pos, err, c.next)
+		}
+	}
 }

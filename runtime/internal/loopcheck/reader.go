@@ -144,12 +144,12 @@ func (r *reader) immediates(op byte) error {
 	var err error
 	switch {
 	case op == 0x00, op == 0x01, op == 0x05, op == 0x0A, op == 0x0B, op == 0x0F, op == 0x19,
-		op == 0x1A, op == 0x1B, op == 0xD1, op == 0xD3, op == 0xD5:
+		op == 0x1A, op == 0x1B, op == 0xD1, op == 0xD3, op == 0xD4:
 		// unreachable nop else throw_ref end return catch_all drop select
-		// ref.is_null ref.as_non_null ref.eq
+		// ref.is_null ref.eq ref.as_non_null
 	case op >= 0x02 && op <= 0x04, op == 0x06: // block loop if try
 		err = r.blockType()
-	case op == 0x07, op == 0x08, op == 0x09, op == 0x0C, op == 0x0D, op == 0x18, op == 0xD4, op == 0xD6:
+	case op == 0x07, op == 0x08, op == 0x09, op == 0x0C, op == 0x0D, op == 0x18, op == 0xD5, op == 0xD6:
 		// catch throw rethrow br br_if delegate br_on_null br_on_non_null
 		_, err = r.u32()
 	case op == 0x0E: // br_table
