@@ -3,6 +3,9 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	stdruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -257,4 +260,59 @@ func endlessStartModule() []byte {
 		wasm = append(append(wasm, s.id, byte(len(s.body))), s.body...)
 	}
 	return wasm
+}
+
+// TestSpinningGuestDoesNotStopTheWorld: compiled wasm is not preemptible,
+// so a guest spinning in a loop would keep a stop-the-world garbage
+// collection waiting (and with it the watchdog that is to stop the guest)
+// if its loops never left for Go. loopcheck's yield makes them do so
+// every FuelPerYield iterations: a collection started while the guest
+// spins finishes long before the guest's time limit.
+//
+// The check runs in a child process: a regression stops the world for good,
+// and with it the test binary's own timeout, so the parent kills the child
+// after a minute and fails.
+func TestSpinningGuestDoesNotStopTheWorld(t *testing.T) {
+	if os.Getenv("INSERTFN_TEST_SPIN_CHILD") != "1" {
+		if raceEnabled {
+			t.Skip("covered by the run without -race (a child would rebuild the race cache)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSpinningGuestDoesNotStopTheWorld$", "-test.v")
+		cmd.Env = append(os.Environ(), "INSERTFN_TEST_SPIN_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("the child did not finish in a minute: a spinning guest stopped the world\n%s", out)
+		}
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	const limit = 3 * time.Second
+	f := load(t, "loop", runtime.Options{Limits: runtime.Limits{Timeout: limit, MemoryPages: hostileLimits.MemoryPages, PoolSize: 1}})
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := invoke(t, f, `{"type":"track","hostile":true}`)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the guest is spinning by now
+	gcStart := time.Now()
+	stdruntime.GC()
+	if d := time.Since(gcStart); d > limit/3 {
+		t.Errorf("a garbage collection during the guest's loop took %v", d)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the guest returned before the collection was measured: %v", err)
+	default:
+	}
+	if err := <-done; !errors.Is(err, runtime.ErrTimeout) {
+		t.Errorf("the spinning guest: %v, want a timeout", err)
+	}
+	if d := time.Since(start); d < limit || d > limit+2*time.Second {
+		t.Errorf("the guest was stopped after %v, want about %v", d, limit)
+	}
 }
