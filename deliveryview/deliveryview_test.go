@@ -1,18 +1,15 @@
 package deliveryview
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/insertfn/insertfn/pipeline"
+
+	"github.com/insertfn/insertfn/internal/chromiumtest"
 )
 
 // overview returns an overview holding a known account for source "web".
@@ -64,32 +61,11 @@ func TestFlowJSON(t *testing.T) {
 // TestPageInChromium loads the page in headless Chromium and checks what a
 // person sees: the counts of the flow, per destination.
 func TestPageInChromium(t *testing.T) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		if os.Getenv("INSERTFN_REQUIRE_CHROMIUM") == "1" {
-			t.Fatal("chromium is not installed: apt-get install -y chromium")
-		}
-		t.Skip("chromium is not installed (apt-get install -y chromium); INSERTFN_REQUIRE_CHROMIUM=1 makes this a failure")
-	}
 	srv := httptest.NewServer(Handler(overview(t)))
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// --dump-dom prints the DOM once the page has loaded and its scripts
-	// have run for the virtual time budget.
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--user-data-dir="+filepath.Join(t.TempDir(), "profile"), "--virtual-time-budget=5000", "--dump-dom", srv.URL+"/")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	dom := string(out)
+	// The page's scripts fill it in: give them virtual time before the DOM
+	// is printed.
+	dom := chromiumtest.DumpDOM(t, srv.URL+"/", "--virtual-time-budget=5000")
 	for _, want := range []string{
 		`data-ready="true"`,
 		`<div class="big" id="received">120</div>`,

@@ -1,14 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/insertfn/insertfn/internal/chromiumtest"
 )
 
 // benchReport is the part of the --json output the tests check.
@@ -144,32 +143,11 @@ func TestBench(t *testing.T) {
 // checkInChromium loads the report in headless Chromium and checks that
 // the functions and the charts are in the DOM it renders.
 func checkInChromium(t *testing.T, report string) {
-	chromium := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chromium = p
-			break
-		}
-	}
-	if chromium == "" {
-		if os.Getenv("INSERTFN_REQUIRE_CHROMIUM") == "1" {
-			t.Fatal("chromium is not installed: apt-get install -y chromium")
-		}
-		t.Skip("chromium is not installed (apt-get install -y chromium); INSERTFN_REQUIRE_CHROMIUM=1 makes this a failure")
-	}
 	abs, err := filepath.Abs(report)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-		"--user-data-dir="+filepath.Join(t.TempDir(), "profile"), "--dump-dom", "file://"+abs)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
-	dom := string(out)
+	dom := chromiumtest.DumpDOM(t, "file://"+abs)
 	for _, want := range []string{"<svg", `id="latency"`, `id="throughput"`, `data-function="consent-match"`, `data-function="ccpa-optout"`,
 		"What each function costs"} {
 		if !strings.Contains(dom, want) {

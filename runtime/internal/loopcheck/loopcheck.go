@@ -188,10 +188,9 @@ func Instrument(wasm []byte, names Names) ([]byte, error) {
 	}
 	interrupt, fuel := globals, globals+1
 
-	var code []byte
 	if codeAt >= 0 {
-		var err error
-		if code, err = m.instrumentCode(secs[codeAt].body, interrupt, fuel); err != nil {
+		code, err := m.instrumentCode(secs[codeAt].body, interrupt, fuel)
+		if err != nil {
 			return nil, err
 		}
 		secs[codeAt].body = code
@@ -558,6 +557,7 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("locals: %w", err)
 	}
+	groupsStart := r.pos
 	locals := uint64(params)
 	for g := uint32(0); g < groups; g++ {
 		count, err := r.u32()
@@ -609,19 +609,12 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 
 	if bulk {
 		out = appendU32(out, groups+1)
-		out = append(out, code[r0(code):localsEnd]...)
+		out = append(out, code[groupsStart:localsEnd]...)
 		out = append(out, 1, 0x7F) // one i32
 	} else {
 		out = append(out, code[:localsEnd]...)
 	}
 	return append(out, instrs...), instrs, nil
-}
-
-// r0 is where the local groups start: after their count.
-func r0(code []byte) int {
-	r := reader{b: code}
-	_, _ = r.u32()
-	return r.pos
 }
 
 // appendU32 appends v as unsigned LEB128.
