@@ -266,10 +266,8 @@ type TestRequest struct {
 	Settings json.RawMessage `json:"settings,omitempty"`
 }
 
-// TestResult is the answer of POST /admin/functions/{name}/test: the
-// fields of `insertfn test --json`, and what the registry's failure
-// policy made of it.
-type TestResult struct {
+// RunReport is one run of a function as `insertfn test --json` prints it.
+type RunReport struct {
 	// Verdict is "deliver", "drop" or "error".
 	Verdict string `json:"verdict"`
 	// Reason is the drop reason or the error's message.
@@ -282,6 +280,42 @@ type TestResult struct {
 	Logs []TestLog `json:"logs"`
 	// DurationNS is the time the last call took.
 	DurationNS int64 `json:"duration_ns"`
+}
+
+// ReportRun shapes the result of one run. Event is set when the verdict
+// is deliver.
+//
+// # Parameters
+//   - res: the run's result.
+//
+// # Results
+//   - the report; an event that is not valid JSON is reported as a JSON
+//     string of its bytes.
+func ReportRun(res *runtime.Result) RunReport {
+	r := RunReport{
+		Verdict:    res.Verdict.String(),
+		Logs:       make([]TestLog, 0, len(res.Logs)),
+		DurationNS: res.Duration.Nanoseconds(),
+	}
+	switch res.Verdict {
+	case runtime.Deliver:
+		r.Event = compactJSON(res.Event)
+	case runtime.Drop:
+		r.Reason = res.Reason
+	default:
+		r.Reason, r.ErrorKind = res.Reason, string(res.Kind)
+	}
+	for _, l := range res.Logs {
+		r.Logs = append(r.Logs, TestLog{Level: l.Level.String(), Message: l.Message})
+	}
+	return r
+}
+
+// TestResult is the answer of POST /admin/functions/{name}/test: the
+// fields of `insertfn test --json`, and what the registry's failure
+// policy made of it.
+type TestResult struct {
+	RunReport
 
 	// Version is the hash of the version that ran.
 	Version string `json:"version"`
@@ -417,29 +451,19 @@ func (a *Admin) testRegistry(ctx context.Context, name string, req *TestRequest)
 	return reg, 0, nil
 }
 
-// testResult shapes an outcome as `insertfn test --json` does.
+// testResult shapes an outcome as `insertfn test --json` does; the event
+// is the one that goes on, by the verdict or the failure policy.
 func testResult(out *functions.Outcome) TestResult {
 	res := TestResult{
-		Verdict:       out.Verdict.String(),
-		Logs:          make([]TestLog, 0, len(out.Logs)),
-		DurationNS:    out.Duration.Nanoseconds(),
+		RunReport:     ReportRun(&out.Result),
 		Version:       out.Version,
 		Attempts:      out.Attempts,
 		Delivered:     out.Deliver,
 		PolicyApplied: out.PolicyApplied,
 	}
-	switch out.Verdict {
-	case runtime.Deliver:
-	case runtime.Drop:
-		res.Reason = out.Reason
-	default:
-		res.Reason, res.ErrorKind = out.Reason, string(out.Kind)
-	}
+	res.Event = nil
 	if out.Deliver {
 		res.Event = compactJSON(out.Event)
-	}
-	for _, l := range out.Logs {
-		res.Logs = append(res.Logs, TestLog{Level: l.Level.String(), Message: l.Message})
 	}
 	return res
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/insertfn/insertfn/admin"
 	"github.com/insertfn/insertfn/consentstore"
 	"github.com/insertfn/insertfn/runtime"
 	"github.com/insertfn/insertfn/sdk/consent"
@@ -53,19 +54,7 @@ JSON, a module that does not load).
 }
 
 // testResult is the --json output.
-type testResult struct {
-	Verdict    string          `json:"verdict"`
-	Reason     string          `json:"reason"`
-	ErrorKind  string          `json:"error_kind"`
-	Event      json.RawMessage `json:"event"` // null unless delivered
-	Logs       []testLog       `json:"logs"`
-	DurationNS int64           `json:"duration_ns"`
-}
-
-type testLog struct {
-	Level   string `json:"level"`
-	Message string `json:"message"`
-}
+type testResult = admin.RunReport
 
 func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("test")
@@ -260,25 +249,9 @@ func printText(w io.Writer, res *runtime.Result) error {
 }
 
 func printJSON(w io.Writer, res *runtime.Result) error {
-	out := testResult{
-		Verdict:    res.Verdict.String(),
-		Logs:       make([]testLog, 0, len(res.Logs)),
-		DurationNS: res.Duration.Nanoseconds(),
-	}
-	switch res.Verdict {
-	case runtime.Deliver:
-		out.Event = compactJSON(res.Event)
-	case runtime.Drop:
-		out.Reason = res.Reason
-	default:
-		out.Reason, out.ErrorKind = res.Reason, string(res.Kind)
-	}
-	for _, l := range res.Logs {
-		out.Logs = append(out.Logs, testLog{Level: l.Level.String(), Message: l.Message})
-	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(out)
+	return enc.Encode(admin.ReportRun(res))
 }
 
 // indentJSON pretty-prints an event, or returns it as it is when it is not
@@ -287,17 +260,6 @@ func indentJSON(event []byte) []byte {
 	var b bytes.Buffer
 	if err := json.Indent(&b, bytes.TrimSpace(event), "", "  "); err != nil {
 		return event
-	}
-	return b.Bytes()
-}
-
-// compactJSON returns the event as a JSON value: itself when valid, else
-// a JSON string of its bytes.
-func compactJSON(event []byte) json.RawMessage {
-	var b bytes.Buffer
-	if err := json.Compact(&b, event); err != nil {
-		s, _ := json.Marshal(string(event))
-		return s
 	}
 	return b.Bytes()
 }
