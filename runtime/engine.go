@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/insertfn/insertfn/runtime/internal/loopcheck"
 	"github.com/insertfn/insertfn/sdk/abi"
@@ -27,6 +28,15 @@ type Config struct {
 type Engine struct {
 	cache wazero.CompilationCache
 	wd    *watchdog
+	// compiling holds a *sync.Mutex per wasm hash: two Loads of the same
+	// wasm compile one after the other, so that the second finds the
+	// first's code in the cache instead of compiling it again beside it.
+	// wazero 1.12 once panicked in moduleEngine.NewFunction (a compiled
+	// module without its function offsets) when several runtimes loaded
+	// one wasm at once over a shared on-disk cache, right after a test run
+	// had been killed while writing to that cache; which of the two caused
+	// it is not known.
+	compiling sync.Map
 }
 
 // NewEngine returns an Engine.
@@ -139,7 +149,11 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}
+	hash := Hash(wasm)
+	mu, _ := e.compiling.LoadOrStore(hash, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
 	compiled, err := rt.CompileModule(ctx, instrumented)
+	mu.(*sync.Mutex).Unlock()
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}
@@ -148,7 +162,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	}
 	f := &Function{
 		name:     name,
-		hash:     Hash(wasm),
+		hash:     hash,
 		rt:       rt,
 		compiled: compiled,
 		wd:       e.wd,
