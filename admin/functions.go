@@ -444,6 +444,7 @@ func (a *Admin) testRegistry(ctx context.Context, name string, req *TestRequest)
 	}
 	m.Limits.PoolSize = 1
 	reg := functions.NewRegistry(a.deps.Engine, store)
+	reg.TimeEvery = 1 // a test run reports its duration
 	if _, err := reg.Deploy(ctx, m, wasm); err != nil {
 		reg.Close(context.WithoutCancel(ctx))
 		return nil, http.StatusUnprocessableEntity, err

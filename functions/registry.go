@@ -31,6 +31,11 @@ func (v *Version) Function() *runtime.Function { return v.fn }
 // Registry holds functions by name, each with its active version. It is
 // safe for concurrent use.
 type Registry struct {
+	// TimeEvery is the runtime.Options.TimeEvery of the versions deployed
+	// after it is set (0: the runtime's default, which times one call in
+	// sixteen); set it before the first Deploy.
+	TimeEvery int
+
 	engine *runtime.Engine
 	store  consent.Store
 
@@ -62,7 +67,7 @@ func (r *Registry) Deploy(ctx context.Context, m Manifest, wasm []byte) (*Versio
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	fn, err := r.engine.Load(ctx, wasm, runtime.Options{Name: m.Name, Settings: m.Settings, Store: r.store, Limits: m.Limits.Runtime()})
+	fn, err := r.engine.Load(ctx, wasm, runtime.Options{Name: m.Name, Settings: m.Settings, Store: r.store, Limits: m.Limits.Runtime(), TimeEvery: r.TimeEvery})
 	if err != nil {
 		return nil, fmt.Errorf("functions: deploy %s: %w", m.Name, err)
 	}

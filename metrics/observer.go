@@ -46,7 +46,7 @@ func newObserver(buckets []float64) *Observer {
 	o := &Observer{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "insertfn_function_duration_seconds",
-			Help:    "Time a function's guest call took on one event (the last attempt's).",
+			Help:    "Time a function's guest call took on one event (the last attempt's), sampled: one call in sixteen is timed.",
 			Buckets: buckets,
 		}, []string{"function"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{

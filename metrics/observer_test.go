@@ -41,7 +41,7 @@ func TestObserveFunction(t *testing.T) {
 	(*metrics.Observer)(nil).ObserveFunction("g", outcome(runtime.Fail, runtime.KindTrap, 1, 1))
 
 	const want = `
-# HELP insertfn_function_duration_seconds Time a function's guest call took on one event (the last attempt's).
+# HELP insertfn_function_duration_seconds Time a function's guest call took on one event (the last attempt's), sampled: one call in sixteen is timed.
 # TYPE insertfn_function_duration_seconds histogram
 insertfn_function_duration_seconds_bucket{function="f",le="0.3"} 3
 insertfn_function_duration_seconds_bucket{function="f",le="1"} 4

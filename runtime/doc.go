@@ -30,8 +30,8 @@
 // Every module is instrumented at load (package runtime/internal/loopcheck)
 // so that each loop iteration checks a fuel counter, and every 10 000
 // iterations an interrupt flag the Engine's watchdog sets when a call
-// overruns its limit. A call costs no goroutine, timer or lock for its
-// limit; see RATIONALE.md.
+// overruns its limit. A call costs no goroutine, timer, lock or clock read
+// for its limit; see RATIONALE.md.
 //
 // # Hot path
 //

@@ -59,7 +59,8 @@ type Result struct {
 	Modified bool
 	// Logs are what the function logged, its stdout and stderr included.
 	Logs []hostcall.LogLine
-	// Duration is the time the guest call took.
+	// Duration is the time the guest call took, when this call was one of
+	// those timed (see Options.TimeEvery); else 0.
 	Duration time.Duration
 }
 
@@ -83,6 +84,7 @@ type Function struct {
 	settings []byte
 	store    consent.Store
 	limits   Limits
+	timeMask uint32 // Options.TimeEvery-1: which calls Invoke times
 
 	pool pool
 
@@ -135,12 +137,21 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 		return err
 	}
 	timeout := f.timeout(ctx)
-	c := inst.begin(ctx, event, f)
+	c := inst.begin(ctx, event)
 	inst.stack[0] = uint64(uint32(c.Doc.Type()))
-	start := inst.arm(timeout)
+	timed := inst.calls&f.timeMask == 0
+	inst.calls++
+	var start time.Duration
+	if timed {
+		start = time.Since(epoch) // monotonic only: time.Now reads the wall clock too
+	}
+	inst.arm(timeout)
 	callErr := inst.handle.CallWithStack(inst.ctx, inst.stack[:])
 	fired := inst.disarm()
-	res.Duration = time.Since(epoch) - start
+	res.Duration = 0
+	if timed {
+		res.Duration = time.Since(epoch) - start
+	}
 	f.invocations.Add(1)
 	inst.flushOutput()
 	if callErr == nil && c.Err() != nil { // a limit broken by stdout or stderr
@@ -202,7 +213,8 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		}
 		n := len(events) - done
 		inst.batch, inst.results, inst.pos, inst.batchCtx, inst.batchErr = events[done:], results[done:], -1, ctx, nil
-		start := inst.arm(f.timeout(ctx)) // batchNext re-arms the clock for each event
+		start := time.Since(epoch)
+		inst.arm(f.timeout(ctx)) // batchNext re-arms the clock for each event
 		callErr := inst.handleBatch.CallWithStack(inst.ctx, inst.stack[:])
 		fired := inst.disarm()
 		elapsed := time.Since(epoch) - start
@@ -282,7 +294,7 @@ func (inst *instance) batchNext(result abi.Result) int32 {
 		inst.batchErr = err // the caller gave up: stop before this event
 		return -1
 	}
-	c := inst.begin(inst.batchCtx, inst.batch[inst.pos], f)
+	c := inst.begin(inst.batchCtx, inst.batch[inst.pos])
 	return int32(c.Doc.Type())
 }
 
@@ -295,16 +307,15 @@ func (f *Function) timeout(ctx context.Context) time.Duration {
 }
 
 // begin makes event the instance's current event.
-func (inst *instance) begin(ctx context.Context, event []byte, f *Function) *hostcall.Call {
-	c := &inst.call
-	c.Reset(ctx, event, f.store, f.settings, hostcall.Limits{MaxEventBytes: f.limits.MaxEventBytes, MaxLogBytes: f.limits.MaxLogBytes})
+func (inst *instance) begin(ctx context.Context, event []byte) *hostcall.Call {
+	inst.call.Next(ctx, event)
 	inst.stderr.b = inst.stderr.b[:0]
-	return c
+	return &inst.call
 }
 
 // end lets go of the caller's event and context.
 func (inst *instance) end() {
-	inst.call.Reset(nil, nil, nil, nil, hostcall.Limits{})
+	inst.call.Release()
 }
 
 // finish fills res from a guest's result for the current event.
@@ -427,7 +438,9 @@ type instance struct {
 	ctx    *instanceContext
 	stack  [1]uint64
 	stderr headBuffer
-	clock  // the current event's time limit, which the Engine's watchdog enforces
+	clock         // the current event's time limit, which the Engine's watchdog enforces
+	calls  uint32 // Invoke calls so far, for Options.TimeEvery
+	wrote  bool   // the guest wrote to stdout or stderr since the last flushOutput
 
 	stdoutW, stderrW guestOutput
 }
@@ -499,14 +512,20 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	}
 	// What start-up printed belongs to no event.
 	*inst.stdoutW.pending, *inst.stderrW.pending = (*inst.stdoutW.pending)[:0], (*inst.stderrW.pending)[:0]
-	inst.end()
+	inst.wrote = false
+	// Ready for events: the function's store, settings and limits serve
+	// every event (begin calls Call.Next).
+	inst.call.Reset(nil, nil, f.store, f.settings, hostcall.Limits{MaxEventBytes: f.limits.MaxEventBytes, MaxLogBytes: f.limits.MaxLogBytes})
 	return inst, nil
 }
 
 // flushOutput logs the guest's unfinished stdout and stderr lines.
 func (inst *instance) flushOutput() {
-	inst.stdoutW.flush()
-	inst.stderrW.flush()
+	if inst.wrote {
+		inst.wrote = false
+		inst.stdoutW.flush()
+		inst.stderrW.flush()
+	}
 }
 
 func (inst *instance) close() {
@@ -563,6 +582,7 @@ type guestOutput struct {
 }
 
 func (o guestOutput) Write(p []byte) (int, error) {
+	o.inst.wrote = true
 	c := &o.inst.call
 	if o.level == abi.LevelError {
 		o.inst.stderr.Write(p)

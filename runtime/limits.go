@@ -16,7 +16,7 @@ type Limits struct {
 	HighWaterPages uint32
 	// Timeout is the time one event may take. Default 1s (Segment's is 5s).
 	// The Engine's watchdog stops an event between Timeout and Timeout plus
-	// 5 ms (its tick).
+	// 10 ms (two of its ticks); Timeout counts in whole milliseconds.
 	Timeout time.Duration
 	// StartTimeout is the time an instance's start-up (_initialize) may take.
 	// Default 10s.

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // pool holds a Function's instances: at most Limits.PoolSize exist, each
@@ -10,13 +11,27 @@ import (
 // instance (its memory is the warmest), or starts a new one when the pool
 // has room, or waits.
 //
-// The fast path is one uncontended mutex each way; channels are only used
-// to wait, when every instance is busy, and to close.
+// The fast path takes no lock: the instance released last waits in hot,
+// and the next event takes it with one atomic swap; it goes back with one
+// compare-and-swap when no one waits and the pool is open. Everything else
+// (the idle stack, starting, waiting, closing) is under mu; channels are
+// only used to wait and to close.
+//
+// An instance is in exactly one place: hot, idle, out with a caller, or
+// closed. busy counts those in hot and out with a caller, so that Close,
+// which empties hot itself, waits for the others to come back.
 type pool struct {
+	hot atomic.Pointer[instance]
+	// closing and waiting mirror isClosed and waiters > 0 for the fast
+	// path, which reads them after putting an instance in hot and takes it
+	// back when either is set (whoever else looks at hot after setting
+	// them finds it there).
+	closing, waiting atomic.Bool
+
 	mu       sync.Mutex
 	idle     []*instance // ready for an event, most recently used last
 	live     int         // instances that exist or are starting
-	busy     int         // instances out with a caller
+	busy     int         // instances in hot or out with a caller
 	waiters  int         // callers waiting for an instance or a slot
 	isClosed bool
 
@@ -32,11 +47,18 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	p := &f.pool
+	if inst := p.hot.Swap(nil); inst != nil {
+		return inst, nil // counted busy while in hot
+	}
 	p.mu.Lock()
 	for {
 		if p.isClosed {
 			p.mu.Unlock()
 			return nil, ErrClosed
+		}
+		if inst := p.hot.Swap(nil); inst != nil {
+			p.mu.Unlock()
+			return inst, nil
 		}
 		if n := len(p.idle); n > 0 {
 			inst := p.idle[n-1]
@@ -61,6 +83,13 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 			return inst, nil
 		}
 		p.waiters++
+		p.waiting.Store(true)
+		// An instance released into hot before waiting was set is ours.
+		if inst := p.hot.Swap(nil); inst != nil {
+			p.unwait()
+			p.mu.Unlock()
+			return inst, nil
+		}
 		p.mu.Unlock()
 		var err error
 		select {
@@ -70,11 +99,19 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		case <-p.closed:
 		}
 		p.mu.Lock()
-		p.waiters--
+		p.unwait()
 		if err != nil {
 			p.mu.Unlock()
 			return nil, err
 		}
+	}
+}
+
+// unwait accounts for a waiter done waiting; p.mu is held.
+func (p *pool) unwait() {
+	p.waiters--
+	if p.waiters == 0 {
+		p.waiting.Store(false)
 	}
 }
 
@@ -102,6 +139,17 @@ func (f *Function) release(inst *instance) {
 		return
 	}
 	p := &f.pool
+	if !p.closing.Load() && !p.waiting.Load() && p.hot.CompareAndSwap(nil, inst) {
+		if !p.closing.Load() && !p.waiting.Load() {
+			return
+		}
+		// Close or a waiter came meanwhile: they look at hot after
+		// setting their flag, so take the instance back unless one of them
+		// (or a caller) has it.
+		if !p.hot.CompareAndSwap(inst, nil) {
+			return
+		}
+	}
 	p.mu.Lock()
 	if p.isClosed {
 		p.mu.Unlock()
@@ -132,7 +180,11 @@ func (f *Function) drop(inst *instance) {
 func (f *Function) idleCount() int {
 	f.pool.mu.Lock()
 	defer f.pool.mu.Unlock()
-	return len(f.pool.idle)
+	n := len(f.pool.idle)
+	if f.pool.hot.Load() != nil {
+		n++
+	}
+	return n
 }
 
 // Close stops the function: new calls get ErrClosed, calls in flight finish
@@ -145,7 +197,13 @@ func (f *Function) Close(ctx context.Context) error {
 	first := !p.isClosed
 	if first {
 		p.isClosed = true
+		p.closing.Store(true)
 		close(p.closed)
+	}
+	idle := p.idle
+	if inst := p.hot.Swap(nil); inst != nil {
+		p.busy-- // it counted as busy while in hot
+		idle = append(idle, inst)
 	}
 	var drained chan struct{}
 	if p.busy > 0 {
@@ -154,7 +212,6 @@ func (f *Function) Close(ctx context.Context) error {
 		}
 		drained = p.drained
 	}
-	idle := p.idle
 	p.idle = nil
 	p.live -= len(idle)
 	p.mu.Unlock()

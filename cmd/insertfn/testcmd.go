@@ -117,10 +117,11 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	defer engine.Close(ctx)
 	fn, err := engine.Load(ctx, wasm, runtime.Options{
-		Name:     strings.TrimSuffix(filepath.Base(wasmPath), ".wasm"),
-		Settings: settings,
-		Store:    store,
-		Limits:   runtime.Limits{Timeout: *timeout, PoolSize: 1},
+		Name:      strings.TrimSuffix(filepath.Base(wasmPath), ".wasm"),
+		Settings:  settings,
+		Store:     store,
+		Limits:    runtime.Limits{Timeout: *timeout, PoolSize: 1},
+		TimeEvery: 1, // the run reports its duration
 	})
 	if err != nil {
 		return fail("load %s: %v", wasmPath, err)

@@ -66,6 +66,25 @@ func (c *Call) Reset(ctx context.Context, event []byte, store consent.Store, set
 	c.logs, c.logBytes, c.reason, c.err, c.storeFailed = c.logs[:0], 0, c.reason[:0], nil, false
 }
 
+// Next prepares c for a new event with the store, settings and limits of
+// the last Reset: what a caller running many events under one
+// configuration does per event. event is borrowed until the next Next,
+// Reset or Release.
+func (c *Call) Next(ctx context.Context, event []byte) {
+	c.Doc.Reset(event, c.limits.MaxEventBytes)
+	c.ctx = ctx
+	clear(c.logs)
+	c.logs, c.logBytes, c.reason, c.err, c.storeFailed = c.logs[:0], 0, c.reason[:0], nil, false
+}
+
+// Release lets go of the event and the context while c waits idle for its
+// next event; the store, settings and limits stay for Next, and what the
+// function said (logs, reason) stays until then too.
+func (c *Call) Release() {
+	c.Doc.Reset(nil, 0)
+	c.ctx = nil
+}
+
 // Err returns the limit violation recorded during the call, if any.
 func (c *Call) Err() error { return c.err }
 

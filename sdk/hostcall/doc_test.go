@@ -453,3 +453,28 @@ func TestHostileInputsAreRefusedCheaply(t *testing.T) {
 		t.Errorf("Set(%s) under a 64 KiB limit: %v, want ErrTooLarge", sumOver, err)
 	}
 }
+
+// FuzzType checks that Doc.Type, which reads a leading "type" member
+// without gjson, agrees with gjson's reading of the same event.
+func FuzzType(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"track","event":"x"}`, `{"type":"identify","userId":"u"}`, `{"type":"page"}`,
+		`{"type":"screen","name":"s"}`, `{"type":"group","groupId":"g"}`, `{"type":"alias","previousId":"p"}`,
+		`{"type":"delete","userId":"u"}`, `{"type":"trackX","userId":"u"}`, `{"type":"track\"","a":1}`,
+		`{"type":"identify"}`, `{"type":"track" ,"a":1}`, `{"type":"track"}  `, `{"type":"page",,`,
+		`{"type":"tr\u0061ck","userId":"u"}`, `{"type":"track","type":"page"}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, event string) {
+		var d hostcall.Doc
+		d.Reset([]byte(event), 0)
+		want := abi.ParseEventType(gjson.Get(event, "type").Str)
+		if gjson.Get(event, "type").Type != gjson.String {
+			want = abi.EventOther
+		}
+		if got := d.Type(); got != want {
+			t.Errorf("%q: Type() = %d, gjson reads %d", event, got, want)
+		}
+	})
+}
