@@ -30,13 +30,15 @@ func (l *latencies) add(d time.Duration) {
 	}
 }
 
-func (l *latencies) report(b *testing.B) {
+// report reports the median and the 99th percentile as the metrics
+// prefix+"p50-ns" and prefix+"p99-ns".
+func (l *latencies) report(b *testing.B, prefix string) {
 	if len(l.d) == 0 {
 		return
 	}
 	slices.Sort(l.d)
-	b.ReportMetric(float64(l.d[len(l.d)/2].Nanoseconds()), "p50-ns")
-	b.ReportMetric(float64(l.d[len(l.d)*99/100].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(l.d[len(l.d)/2].Nanoseconds()), prefix+"p50-ns")
+	b.ReportMetric(float64(l.d[len(l.d)*99/100].Nanoseconds()), prefix+"p99-ns")
 }
 
 // consentRecords are the benchmark's stored people: five categories, a
@@ -81,7 +83,7 @@ func benchLookups(b *testing.B, s *consentstore.Store, n int) {
 		lat.add(time.Since(start))
 		i++
 	}
-	lat.report(b)
+	lat.report(b, "")
 }
 
 // benchUpdates measures updates per second with parallel writers, each

@@ -179,10 +179,13 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 			return true
 		case "userId":
 			f.userID = v
+			return true
 		case "anonymousId":
 			f.anonymousID = v
+			return true
 		case "event":
 			f.event = v
+			return true
 		case "previousId":
 			f.previousID = v
 		case "groupId":
@@ -274,14 +277,25 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		}
 	}
 
-	// type, messageId, context and integrations come first: the runtime
-	// reads the type from the event's first member without a scan, and
-	// finding the consent (context.consent) and the integrations does not
-	// scan past properties or traits.
+	// type, event, userId, anonymousId, messageId, context and
+	// integrations come first: the runtime reads the type from the event's
+	// first member without a scan; the consent lookup's ids, the check for
+	// a consent preference event (its name), the consent (context.consent)
+	// and the integrations are found without scanning past properties or
+	// traits.
 	out := append(sc.out, `{"type":"`...)
 	first := false
 	out = append(out, typ.String()...)
 	out = append(out, '"')
+	for _, m := range [...]struct {
+		key string
+		v   gjson.Result
+	}{{`"event":`, f.event}, {`"userId":`, f.userID}, {`"anonymousId":`, f.anonymousID}} {
+		if m.v.Exists() {
+			out = appendKey(out, &first, m.key)
+			out = append(out, m.v.Raw...)
+		}
+	}
 	out = appendKey(out, &first, `"messageId":`)
 	if dedupe {
 		out = append(out, f.messageID.Raw...)
