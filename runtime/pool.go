@@ -47,8 +47,14 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	p := &f.pool
-	if inst := p.hot.Swap(nil); inst != nil {
-		return inst, nil // counted busy while in hot
+	if inst := p.hot.Swap(nil); inst != nil { // counted busy while in hot
+		// Close may have begun after the instance went into hot: it set
+		// closing before looking there, so this read sees it.
+		if p.closing.Load() {
+			f.release(inst) // the locked way: dropped, Close's wait ends
+			return nil, ErrClosed
+		}
+		return inst, nil
 	}
 	p.mu.Lock()
 	for {
@@ -202,8 +208,8 @@ func (f *Function) Close(ctx context.Context) error {
 	}
 	idle := p.idle
 	if inst := p.hot.Swap(nil); inst != nil {
-		p.busy-- // it counted as busy while in hot
 		idle = append(idle, inst)
+		p.returned() // it counted as busy while in hot; ends an earlier Close's wait if it was the last
 	}
 	var drained chan struct{}
 	if p.busy > 0 {

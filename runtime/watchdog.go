@@ -13,6 +13,9 @@ const watchdogTick = 5 * time.Millisecond
 // epoch is the zero of the watchdog's clock (monotonic).
 var epoch = time.Now()
 
+// sinceEpoch reads the watchdog's clock.
+func sinceEpoch() time.Duration { return time.Since(epoch) }
+
 // watchdog stops guests that overrun their time limit. One goroutine per
 // Engine looks at every instance's clock each tick, so that a call costs
 // one atomic store to arm its limit and one atomic swap to disarm it: no
@@ -51,10 +54,9 @@ func (w *watchdog) run() {
 			return
 		case <-t.C:
 		}
-		now := time.Since(epoch)
 		w.mu.Lock()
 		for inst := range w.instances {
-			inst.check(now)
+			inst.check(sinceEpoch)
 		}
 		w.mu.Unlock()
 	}
@@ -144,10 +146,19 @@ func (c *clock) arm(d time.Duration) {
 }
 
 // rearm gives the next event of a batch its own limit, starting now. It
-// reports false when the watchdog has already stopped the call.
+// reports false when the watchdog has already stopped the call; the limit
+// of the error message is then still the stopped event's.
 func (c *clock) rearm(d time.Duration) bool {
 	old := c.armed.Load()
-	return old != expired && c.armed.CompareAndSwap(old, c.word(d))
+	if old == expired {
+		return false
+	}
+	gen, limit := c.gen, c.limit
+	if c.armed.CompareAndSwap(old, c.word(d)) {
+		return true
+	}
+	c.gen, c.limit = gen, limit
+	return false
 }
 
 // disarm stops the clock and reports whether the limit expired.
@@ -160,15 +171,19 @@ func (c *clock) disarm() (wasExpired bool) {
 	return true
 }
 
-// check is the watchdog's look at the clock at time now (since epoch).
-func (c *clock) check(now time.Duration) {
+// check is the watchdog's look at the clock; now reads the time since
+// epoch. The time is read after the word: read before, it could be older
+// than the start of a call armed meanwhile (the watchdog may have waited
+// for its lock, or been descheduled), and counting from it could stop the
+// call early.
+func (c *clock) check(now func() time.Duration) {
 	w := c.armed.Load()
 	switch {
 	case w == noCall || w == expired:
 		c.seen = noCall
 	case w != c.seen:
-		c.seen, c.seenAt = w, now
-	case now-c.seenAt > time.Duration(w&limitMask)*time.Millisecond:
+		c.seen, c.seenAt = w, now()
+	case now()-c.seenAt > time.Duration(w&limitMask)*time.Millisecond:
 		c.expire(w)
 	}
 }

@@ -7,6 +7,9 @@ import (
 
 type flag struct{ v uint64 }
 
+// at returns a clock that reads t.
+func at(t time.Duration) func() time.Duration { return func() time.Duration { return t } }
+
 func (f *flag) Set(v uint64) { f.v = v }
 
 // TestClockNeverEarly drives a clock's watchdog checks by hand: a call is
@@ -19,20 +22,20 @@ func TestClockNeverEarly(t *testing.T) {
 	const ms = time.Millisecond
 
 	c.arm(10 * ms)
-	c.check(100 * ms) // first seen: the count starts here, whatever the time
-	c.check(110 * ms) // exactly the limit: not over it
+	c.check(at(100 * ms)) // first seen: the count starts here, whatever the time
+	c.check(at(110 * ms)) // exactly the limit: not over it
 	if f.v != 0 || c.disarmWouldFire() {
 		t.Fatal("stopped at its limit, not after it")
 	}
 	if !c.rearm(10 * ms) { // the next event of a batch
 		t.Fatal("rearm refused before the limit")
 	}
-	c.check(111 * ms) // a new word: counted from here
-	c.check(120 * ms)
+	c.check(at(111 * ms)) // a new word: counted from here
+	c.check(at(120 * ms))
 	if f.v != 0 {
 		t.Fatal("the re-armed event was stopped on the previous one's count")
 	}
-	c.check(121*ms + 1)
+	c.check(at(121*ms + 1))
 	if f.v != 1 || !c.disarm() {
 		t.Fatal("not stopped past its limit")
 	}
@@ -41,16 +44,16 @@ func TestClockNeverEarly(t *testing.T) {
 	// never stopped.
 	f.v = 0
 	c.arm(time.Microsecond)
-	c.check(0)
-	c.check(ms)
+	c.check(at(0))
+	c.check(at(ms))
 	if f.v != 0 {
 		t.Fatal("stopped within a millisecond")
 	}
 	if c.disarm() {
 		t.Fatal("disarm reports a stop that did not happen")
 	}
-	c.check(time.Hour)
-	c.check(2 * time.Hour)
+	c.check(at(time.Hour))
+	c.check(at(2 * time.Hour))
 	if f.v != 0 {
 		t.Fatal("an idle clock was stopped")
 	}
