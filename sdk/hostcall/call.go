@@ -56,14 +56,12 @@ type Call struct {
 // the next Reset (see the package's lifetime rules); store may be nil (no
 // stored consent).
 func (c *Call) Reset(ctx context.Context, event []byte, store consent.Store, settings []byte, limits Limits) {
-	c.Doc.Reset(event, limits.MaxEventBytes)
-	c.ctx, c.store, c.limits = ctx, store, limits
+	c.store, c.limits = store, limits
 	c.settings = ""
 	if len(settings) > 0 {
 		c.settings = unsafe.String(&settings[0], len(settings))
 	}
-	clear(c.logs)
-	c.logs, c.logBytes, c.reason, c.err, c.storeFailed = c.logs[:0], 0, c.reason[:0], nil, false
+	c.Next(ctx, event)
 }
 
 // Next prepares c for a new event with the store, settings and limits of
