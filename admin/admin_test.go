@@ -73,7 +73,7 @@ func newEnv(t *testing.T) *env {
 	e.store = consentstore.New(consentstore.NewMemory(), consentstore.Options{})
 	t.Cleanup(func() { e.store.Close() })
 	e.reg, e.vs = newRegistry(t, e.engine, e.store, e.dir)
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{Sync: queue.SyncNever, MaxBytes: 16 << 20})
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever, MaxBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

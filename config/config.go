@@ -52,7 +52,7 @@ type Config struct {
 	// Consent chooses and configures the consent store. With the embedded
 	// backend and no dir, the store lives in DATA/consent.
 	Consent storeconfig.Config `yaml:"consent"`
-	// Queue configures the durable queue in DATA/queue.db.
+	// Queue configures the durable queue in DATA/queue.
 	Queue queue.Options `yaml:"queue"`
 	// Functions are the functions sources and destinations may name.
 	Functions []Function `yaml:"functions"`
@@ -258,7 +258,7 @@ func (c *Config) ConsentStore() storeconfig.Config {
 }
 
 // QueuePath returns where the durable queue lives.
-func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), "queue.db") }
+func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), queue.DirName) }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 

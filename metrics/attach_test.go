@@ -17,7 +17,7 @@ func TestAttach(t *testing.T) {
 	if _, ok := lookup(t, m.Registry(), "insertfn_queue_limit_bytes"); ok {
 		t.Fatal("a queue metric before anything was attached")
 	}
-	q, err := queue.Open(filepath.Join(t.TempDir(), "q.db"), queue.Options{MaxBytes: 1 << 20})
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

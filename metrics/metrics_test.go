@@ -46,7 +46,7 @@ func newRegistry(t *testing.T, names ...string) *functions.Registry {
 
 func openQueue(t *testing.T) *queue.Queue {
 	t.Helper()
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{Sync: queue.SyncNever, MaxBytes: 1 << 20})
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever, MaxBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func event(id string, ads, analytics bool) []byte {
 // other destination.
 func TestPipelineDelivers(t *testing.T) {
 	proc, _ := newProcessor(t)
-	q, err := queue.Open(filepath.Join(t.TempDir(), "queue.db"), queue.Options{})
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestPipelineDelivers(t *testing.T) {
 // next run over the same queue.
 func TestPipelineResumes(t *testing.T) {
 	proc, _ := newProcessor(t)
-	path := filepath.Join(t.TempDir(), "queue.db")
+	path := filepath.Join(t.TempDir(), queue.DirName)
 	q, err := queue.Open(path, queue.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,15 @@ import (
 	"math"
 )
 
-// The stored encoding. Keys are the sequence number, 8 bytes big-endian.
+// The stored encoding. Keys are a kind byte, then for items and dead
+// letters the topic name's length (one byte) and the name, then the
+// sequence number, 8 bytes big-endian, so that a topic's keys sort in
+// append order:
+//
+//	'm' "format"                      the layout version
+//	'i' len(topic) topic seq          an item
+//	'd' len(topic) topic seq          a dead letter
+//
 // Values start with a version byte, then varints, then the data:
 //
 //	item v1: 0x01 attempts(uvarint) notBefore(varint, Unix ns; 0 = ready) data
@@ -21,27 +29,46 @@ const (
 
 	// freshHeaderLen is the header length of an item never retried.
 	freshHeaderLen = 3
+
+	kindMeta = 'm'
+	kindItem = 'i'
+	kindDead = 'd'
 )
 
+// keyFormat is the key of the layout version.
+const keyFormat = string(kindMeta) + "format"
+
 // ErrCorrupt is wrapped by errors about stored bytes that are not a
-// value of a known encoding: the file was damaged, or written by a newer
+// value of a known encoding: the store was damaged, or written by a newer
 // insertfn. Items whose header cannot be read are moved to their topic's
 // dead letters with the raw bytes as data.
 var ErrCorrupt = errors.New("queue: corrupt stored data")
 
-// seqKey returns seq as a key in buf.
-func seqKey(buf *[8]byte, seq uint64) []byte {
-	binary.BigEndian.PutUint64(buf[:], seq)
-	return buf[:]
+// topicPrefix returns the prefix of the keys of kind in the named topic.
+func topicPrefix(kind byte, name string) []byte {
+	p := make([]byte, 0, 2+len(name)+8)
+	p = append(p, kind, byte(len(name)))
+	return append(p, name...)
 }
 
-// keySeq returns the sequence number of key k, or false for a key that
-// is not 8 bytes.
-func keySeq(k []byte) (uint64, bool) {
-	if len(k) != 8 {
-		return 0, false
+// appendSeq appends seq to a key prefix.
+func appendSeq(prefix []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(prefix, seq)
+}
+
+// keySeq returns the sequence number at the end of an item or
+// dead-letter key.
+func keySeq(k []byte) uint64 {
+	return binary.BigEndian.Uint64(k[len(k)-8:])
+}
+
+// parseKey splits a stored item or dead-letter key into its kind, topic
+// name and sequence number; ok is false for a key of neither shape.
+func parseKey(k []byte) (kind byte, name []byte, seq uint64, ok bool) {
+	if len(k) < 2+8 || (k[0] != kindItem && k[0] != kindDead) || int(k[1])+2+8 != len(k) {
+		return 0, nil, 0, false
 	}
-	return binary.BigEndian.Uint64(k), true
+	return k[0], k[2 : 2+int(k[1])], binary.BigEndian.Uint64(k[len(k)-8:]), true
 }
 
 // appendFresh appends the stored value of a new item.

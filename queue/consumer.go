@@ -3,10 +3,11 @@ package queue
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Item is an item handed out by [Consumer.Next].
@@ -146,79 +147,86 @@ func (c *Consumer) Next(ctx context.Context, max int) ([]Item, error) {
 // with the decoding error as Data, for the caller to move to the dead
 // letters. Called with t.mu held.
 func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
-	err = q.db.View(func(tx *bolt.Tx) error {
-		b := t.items(tx)
-		if b == nil {
-			return nil
+	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.itemKey(t.head), UpperBound: t.itemEnd})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer iter.Close()
+	valid := iter.First()
+	var arena []byte // the items' data, one after the other
+	for len(out) < max {
+		// The next fresh item: skip those tracked as due, waiting or in
+		// flight (possible after Open and Replay).
+		var fresh uint64
+		for ; valid; valid = iter.Next() {
+			s := keySeq(iter.Key())
+			if !t.skip(s) {
+				fresh = s
+				break
+			}
+			t.head = s + 1
 		}
-		var kb [8]byte
-		cur := b.Cursor()
-		k, v := cur.Seek(seqKey(&kb, t.head))
-		total := 0
-		for len(out) < max {
-			// The next fresh item: skip those tracked as due, waiting or
-			// in flight (possible after Open and Replay).
-			var fresh uint64
-			for ; k != nil; k, v = cur.Next() {
-				s, ok := keySeq(k)
-				if !ok {
-					continue
-				}
-				if !t.skip(s) {
-					fresh = s
-					break
-				}
-				t.head = s + 1
+		var seq uint64
+		var val []byte
+		var closer interface{ Close() error }
+		stop := false
+		switch {
+		case len(t.due) > 0 && (!valid || t.due[0] < fresh):
+			seq = heap.Pop(&t.due).(uint64)
+			delete(t.dueSet, seq)
+			val, closer, err = q.db.Get(t.itemKey(seq))
+			if errors.Is(err, pebble.ErrNotFound) {
+				continue // cannot happen: due items are stored
 			}
-			var seq uint64
-			var val []byte
-			switch {
-			case len(t.due) > 0 && (k == nil || t.due[0] < fresh):
-				seq = heap.Pop(&t.due).(uint64)
-				delete(t.dueSet, seq)
-				if val = b.Get(seqKey(&kb, seq)); val == nil {
-					continue // cannot happen: due items are stored
-				}
-			case k != nil:
-				seq, val = fresh, v
-				t.head = seq + 1
-				k, v = cur.Next()
-			default:
-				return copyData(out, total)
-			}
-			h, data, err := decodeItem(val)
-			if err != nil {
-				t.inflight[seq] = len(val)
-				t.inflightBytes += int64(len(val))
-				corrupt = append(corrupt, Item{Seq: seq, Data: []byte(err.Error())})
-				continue
-			}
+		case valid:
+			seq = fresh
+			val, err = iter.ValueAndErr()
+			t.head = seq + 1
+		default:
+			err, stop = iter.Error(), true
+		}
+		if err != nil || stop {
+			break
+		}
+		h, data, derr := decodeItem(val)
+		if derr != nil {
+			t.inflight[seq] = flight{n: len(val), rewritten: true}
+			t.inflightBytes += int64(len(val))
+			corrupt = append(corrupt, Item{Seq: seq, Data: []byte(derr.Error())})
+		} else {
 			if out == nil {
 				out = make([]Item, 0, min(max, 256))
 			}
-			out = append(out, Item{Seq: seq, Data: data, Attempts: h.attempts})
-			t.inflight[seq] = len(data)
+			arena = append(arena, data...)
+			out = append(out, Item{Seq: seq, Data: data[:0:len(data)], Attempts: h.attempts})
+			t.inflight[seq] = flight{n: len(data), rewritten: h.attempts > 0}
 			t.inflightBytes += int64(len(data))
-			total += len(data)
 		}
-		return copyData(out, total)
-	})
-	return out, corrupt, err
-}
-
-// copyData replaces the Data of items, which points into the database's
-// memory map, by copies in one new array of total bytes.
-func copyData(items []Item, total int) error {
-	if len(items) == 0 {
-		return nil
+		if closer != nil {
+			closer.Close()
+		} else {
+			valid = iter.Next()
+		}
 	}
-	arena := make([]byte, total)
-	for i := range items {
-		n := copy(arena, items[i].Data)
-		items[i].Data = arena[:n:n]
-		arena = arena[n:]
+	// Each Data was left empty with its length as capacity: point it into
+	// the arena, which no longer moves.
+	off := 0
+	for i := range out {
+		n := cap(out[i].Data)
+		out[i].Data = arena[off : off+n : off+n]
+		off += n
 	}
-	return nil
+	if err != nil {
+		// Put back what this call took: it is handed out again later.
+		for _, it := range out {
+			delete(t.inflight, it.Seq)
+			t.inflightBytes -= int64(len(it.Data))
+			t.dueSet[it.Seq] = len(it.Data)
+			heap.Push(&t.due, it.Seq)
+		}
+		return nil, corrupt, err
+	}
+	return out, corrupt, nil
 }
 
 // Ack settles items handed out by this consumer as done: they are
@@ -252,22 +260,18 @@ func (c *Consumer) Retry(ctx context.Context, item Item, notBefore time.Time) er
 		at = time.Now().UnixNano()
 	}
 	at = max(at, 1) // 0 is a fresh item's
-	err = q.write(ctx, func(tx *bolt.Tx) error {
-		b := t.items(tx)
-		if b == nil {
-			return fmt.Errorf("topic %q has no stored items", t.name)
+	err = q.write(ctx, false, func(b *pebble.Batch) error {
+		key := t.itemKey(item.Seq)
+		v, closer, err := q.db.Get(key)
+		if err != nil {
+			return storedErr(item.Seq, err)
 		}
-		var kb [8]byte
-		key := seqKey(&kb, item.Seq)
-		v := b.Get(key)
-		if v == nil {
-			return fmt.Errorf("item %d is not stored", item.Seq)
-		}
+		defer closer.Close()
 		h, data, err := decodeItem(v)
 		if err != nil {
 			return err
 		}
-		return b.Put(key, encodeItem(h.attempts+1, at, data))
+		return b.Set(key, encodeItem(h.attempts+1, at, data), nil)
 	})
 	if err != nil {
 		t.unclaim(one, sizes, total)
@@ -275,7 +279,7 @@ func (c *Consumer) Retry(ctx context.Context, item Item, notBefore time.Time) er
 	}
 	t.mu.Lock()
 	t.settled(1, total)
-	t.schedule(item.Seq, sizes[0], at, time.Now().UnixNano())
+	t.schedule(item.Seq, sizes[0].n, at, time.Now().UnixNano())
 	t.wake()
 	t.mu.Unlock()
 	return nil
@@ -298,8 +302,8 @@ func (c *Consumer) Dead(ctx context.Context, item Item, reason string) error {
 		return err
 	}
 	at := time.Now().UnixNano()
-	err = q.write(ctx, func(tx *bolt.Tx) error {
-		return t.bury(tx, item.Seq, reason, at)
+	err = q.write(ctx, true, func(b *pebble.Batch) error {
+		return q.bury(b, t, item.Seq, reason, at)
 	})
 	if err != nil {
 		t.unclaim(one, sizes, total)
@@ -315,31 +319,31 @@ func (c *Consumer) Dead(ctx context.Context, item Item, reason string) error {
 	return nil
 }
 
-// bury moves stored item seq of t to its dead letters. An item whose
-// header cannot be decoded is stored whole as the data.
-func (t *topic) bury(tx *bolt.Tx, seq uint64, reason string, at int64) error {
-	b := t.items(tx)
-	if b == nil {
-		return fmt.Errorf("topic %q has no stored items", t.name)
-	}
-	d, err := t.bucket(tx).CreateBucketIfNotExists(bucketDead)
+// bury adds to b the move of stored item seq of t to its dead letters.
+// An item whose header cannot be decoded is stored whole as the data.
+func (q *Queue) bury(b *pebble.Batch, t *topic, seq uint64, reason string, at int64) error {
+	key := t.itemKey(seq)
+	v, closer, err := q.db.Get(key)
 	if err != nil {
-		return err
+		return storedErr(seq, err)
 	}
-	var kb [8]byte
-	key := seqKey(&kb, seq)
-	v := b.Get(key)
-	if v == nil {
-		return fmt.Errorf("item %d is not stored", seq)
-	}
+	defer closer.Close()
 	h, data, err := decodeItem(v)
 	if err != nil {
 		h, data = itemHeader{}, v
 	}
-	if err := d.Put(key, encodeDead(h.attempts, at, reason, data)); err != nil {
+	if err := b.Set(t.deadKey(seq), encodeDead(h.attempts, at, reason, data), nil); err != nil {
 		return err
 	}
-	return b.Delete(key)
+	return b.Delete(key, nil)
+}
+
+// storedErr is the error of a read of item seq that failed with err.
+func storedErr(seq uint64, err error) error {
+	if errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("item %d is not stored", seq)
+	}
+	return fmt.Errorf("read item %d: %w", seq, err)
 }
 
 // Move is the pipeline's hand-off: in one transaction it acknowledges
@@ -403,7 +407,7 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 		return nil
 	}
 	src := c.t
-	var sizes []int
+	var sizes []flight
 	var total int64
 	if len(done) > 0 {
 		var err error
@@ -411,25 +415,23 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 			return err
 		}
 	}
-	err := q.write(ctx, func(tx *bolt.Tx) error {
-		if len(done) > 0 {
-			b := src.items(tx)
-			if b == nil {
-				return fmt.Errorf("topic %q has no stored items", src.name)
+	err := q.write(ctx, false, func(b *pebble.Batch) error {
+		key := make([]byte, 0, len(src.itemPrefix)+8)
+		for i, it := range done {
+			key = appendSeq(append(key[:0], src.itemPrefix...), it.Seq)
+			// An item written once goes with a SingleDelete: when it meets
+			// its Set in a flush both vanish, so that a healthy queue's
+			// traffic leaves nothing behind in the store's files.
+			del := b.SingleDelete
+			if sizes[i].rewritten {
+				del = b.Delete
 			}
-			var kb [8]byte
-			for _, it := range done {
-				if err := b.Delete(seqKey(&kb, it.Seq)); err != nil {
-					return err
-				}
+			if err := del(key, nil); err != nil {
+				return err
 			}
 		}
 		for _, d := range dests {
-			b, err := d.t.itemsForWrite(tx)
-			if err != nil {
-				return err
-			}
-			if err := putFresh(b, d.arena, d.items); err != nil {
+			if err := d.t.putFresh(b, d.arena, d.items); err != nil {
 				return err
 			}
 		}

@@ -75,7 +75,7 @@ func TestCrash(t *testing.T) {
 		acked = acked[:n-1]
 	}
 
-	q, err := Open(filepath.Join(dir, FileName), Options{})
+	q, err := Open(filepath.Join(dir, DirName), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ const crashBatch = 10
 
 // crashChild appends and moves until it is killed.
 func crashChild(dir string) {
-	q, err := Open(filepath.Join(dir, FileName), Options{})
+	q, err := Open(filepath.Join(dir, DirName), Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

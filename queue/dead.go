@@ -3,12 +3,13 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // DeadItem is an item in a topic's dead letters.
@@ -50,38 +51,32 @@ func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, 
 	if after == math.MaxUint64 {
 		return nil, nil
 	}
-	var out []DeadItem
-	err := q.db.View(func(tx *bolt.Tx) error {
-		d := t.dead(tx)
-		if d == nil {
-			return nil
-		}
-		var kb [8]byte
-		cur := d.Cursor()
-		for k, v := cur.Seek(seqKey(&kb, after+1)); k != nil; k, v = cur.Next() {
-			if limit > 0 && len(out) >= limit {
-				break
-			}
-			seq, ok := keySeq(k)
-			if !ok {
-				continue
-			}
-			dv, err := decodeDead(v)
-			if err != nil {
-				out = append(out, DeadItem{Seq: seq, Data: bytes.Clone(v), Reason: err.Error()})
-				continue
-			}
-			out = append(out, DeadItem{
-				Seq:      seq,
-				Data:     bytes.Clone(dv.data),
-				Reason:   string(dv.reason),
-				At:       time.Unix(0, dv.at),
-				Attempts: dv.attempts,
-			})
-		}
-		return nil
-	})
+	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.deadKey(after + 1), UpperBound: t.deadEnd})
 	if err != nil {
+		return nil, q.dbErr("dead letters of "+topic, err)
+	}
+	defer iter.Close()
+	var out []DeadItem
+	for ok := iter.First(); ok && (limit < 1 || len(out) < limit); ok = iter.Next() {
+		seq := keySeq(iter.Key())
+		v, err := iter.ValueAndErr()
+		if err != nil {
+			return nil, q.dbErr("dead letters of "+topic, err)
+		}
+		dv, err := decodeDead(v)
+		if err != nil {
+			out = append(out, DeadItem{Seq: seq, Data: bytes.Clone(v), Reason: err.Error()})
+			continue
+		}
+		out = append(out, DeadItem{
+			Seq:      seq,
+			Data:     bytes.Clone(dv.data),
+			Reason:   string(dv.reason),
+			At:       time.Unix(0, dv.at),
+			Attempts: dv.attempts,
+		})
+	}
+	if err := iter.Error(); err != nil {
 		return nil, q.dbErr("dead letters of "+topic, err)
 	}
 	return out, nil
@@ -146,31 +141,46 @@ func (q *Queue) settleDead(ctx context.Context, topic string, seqs []uint64, rep
 }
 
 // settleDeadTx replays or drops the dead letters seqs of t, or the first
-// replayChunk of them when seqs is nil, in one write.
+// replayChunk of them when seqs is nil, in one durable write.
 func (q *Queue) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, replay bool) (int, error) {
 	var n int
 	var size int64
-	err := q.write(ctx, func(tx *bolt.Tx) error {
+	err := q.write(ctx, true, func(b *pebble.Batch) error {
 		n, size = 0, 0
-		d := t.dead(tx)
-		list := seqs
-		if list == nil {
-			if d == nil {
-				return nil
+		// Read and check everything first: a failing write adds nothing.
+		var datas [][]byte
+		var list []uint64
+		if seqs == nil {
+			iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.deadPrefix, UpperBound: t.deadEnd})
+			if err != nil {
+				return err
 			}
-			cur := d.Cursor()
-			for k, _ := cur.First(); k != nil && len(list) < replayChunk; k, _ = cur.Next() {
-				if s, ok := keySeq(k); ok {
-					list = append(list, s)
+			for ok := iter.First(); ok && len(list) < replayChunk; ok = iter.Next() {
+				v, err := iter.ValueAndErr()
+				if err != nil {
+					iter.Close()
+					return err
 				}
+				list = append(list, keySeq(iter.Key()))
+				datas = append(datas, deadData(v))
+			}
+			if err := errors.Join(iter.Error(), iter.Close()); err != nil {
+				return err
 			}
 		} else {
-			var kb [8]byte
+			list = seqs
 			var missing []uint64
 			for _, s := range list {
-				if d == nil || d.Get(seqKey(&kb, s)) == nil {
+				v, closer, err := q.db.Get(t.deadKey(s))
+				if errors.Is(err, pebble.ErrNotFound) {
 					missing = append(missing, s)
+					continue
 				}
+				if err != nil {
+					return err
+				}
+				datas = append(datas, deadData(v))
+				closer.Close()
 			}
 			if len(missing) > 0 {
 				if len(missing) > 10 {
@@ -179,41 +189,18 @@ func (q *Queue) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, repla
 				return fmt.Errorf("%w: items %v are not dead letters", ErrNotFound, missing)
 			}
 		}
-		if len(list) == 0 {
-			return nil
-		}
-		var items *bolt.Bucket
-		var next uint64
-		if replay {
-			var err error
-			if items, err = t.itemsForWrite(tx); err != nil {
-				return err
-			}
-			next = items.Sequence()
-		}
-		var kb [8]byte
-		for _, s := range list {
-			key := seqKey(&kb, s)
-			v := d.Get(key)
-			data := v
-			if dv, err := decodeDead(v); err == nil {
-				data = dv.data
-			}
+		for i, s := range list {
 			if replay {
-				next++
-				if err := items.Put(seqKey(&kb, next), encodeItem(0, 0, data)); err != nil {
+				t.next++
+				if err := b.Set(t.itemKey(t.next), encodeItem(0, 0, datas[i]), nil); err != nil {
 					return err
 				}
-				key = seqKey(&kb, s)
 			}
-			if err := d.Delete(key); err != nil {
+			if err := b.Delete(t.deadKey(s), nil); err != nil {
 				return err
 			}
 			n++
-			size += int64(len(data))
-		}
-		if replay {
-			return items.SetSequence(next)
+			size += int64(len(datas[i]))
 		}
 		return nil
 	})
@@ -233,4 +220,13 @@ func (q *Queue) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, repla
 		q.used.Add(-size - int64(n)*ItemOverhead)
 	}
 	return n, nil
+}
+
+// deadData returns a copy of the data of stored dead letter v: all of v
+// when it cannot be decoded.
+func deadData(v []byte) []byte {
+	if dv, err := decodeDead(v); err == nil {
+		return bytes.Clone(dv.data)
+	}
+	return bytes.Clone(v)
 }

@@ -1,57 +1,64 @@
 // Package queue is the durable queue every accepted event goes through:
-// named topics of byte items in one bbolt file, with at-least-once
+// named topics of byte items in one Pebble store, with at-least-once
 // consumption, retries at a later time, dead letters, and an atomic
 // hand-off from one topic to others.
 //
-// # Why bbolt
+// # Why Pebble
 //
-// The queue is stored in go.etcd.io/bbolt, the embedded database the
-// consent store already uses, so an operator has one engine to back up,
-// understand and troubleshoot:
+// The queue is stored in github.com/cockroachdb/pebble/v2, the
+// log-structured key-value store of CockroachDB. A queue's writes are
+// short-lived appends and deletes, which is what a write-ahead log and a
+// memtable do well:
 //
-//   - Crash-safe: a transaction is copy-on-write and becomes visible by
-//     one meta-page write after its pages are synced; a process or machine
-//     crash leaves the last committed state, never a torn one.
-//   - Group commit: every write of the queue (appends, acks, retries, dead
-//     letters, moves) goes through one committer goroutine that takes all
-//     the writes waiting at that moment into one transaction and one
-//     fsync. Under load many Append calls share each fsync; a lone Append
-//     does not wait for company. (bbolt's own db.Batch does the same
-//     sharing, but holds every batch for a timer (MaxBatchDelay) or until
-//     it is full; the committer here starts the next transaction as soon as
-//     the previous one is on disk, which gives the same throughput without
-//     the added latency at low load.)
-//   - A single file, locked by the process that has it open: a second
+//   - One fsync per group of writes. A batch of writes is one record in
+//     the write-ahead log; a commit costs one fdatasync of an
+//     append-only, preallocated (recycled) log file, where a B+tree file
+//     (bbolt, which this package used before) costs two, of pages and of
+//     its meta page, and rewrites whole pages for every item added or
+//     deleted. Measured on this project's machines: 0.2-0.4 ms per
+//     commit against 0.6-0.7 ms, and the Append throughput of 1 KiB
+//     items went from 144k to 223k items/s (BenchmarkAppend).
+//   - Group commit and pipelining: every write goes through one
+//     committer goroutine that puts all the writes waiting at that moment
+//     into one batch. It applies the batch and goes on with the next one
+//     while the log's fsync runs ([pebble.DB.ApplyNoSyncWait]); a syncer
+//     goroutine answers the writes that wait for it. A lone Append does
+//     not wait for company, and under load many share each fsync.
+//   - Only what must be durable waits for the disk (see [SyncAlways]):
+//     an acknowledgement or a Move that a power loss undoes only hands
+//     items out again.
+//   - Deletes are cheap: an item handed out once is deleted with a
+//     SingleDelete, which vanishes with the item's Set when both meet in
+//     a memtable flush, so a queue that keeps up writes almost nothing
+//     but its log.
+//   - Crash-safe: the log is replayed at open up to its last intact
+//     record; a crash never leaves a torn store, and with SyncAlways
+//     nothing acknowledged is lost.
+//   - The directory is locked by the process that has it open: a second
 //     insertfn on the same data directory gets a clear error instead of
 //     corrupting it.
 //
-// Its limits, which shape how the queue is used:
+// Its costs, which shape how the queue is used:
 //
-//   - One writer at a time: all writes are serialized in the committer.
-//     Throughput comes from large transactions, not parallel ones; a
-//     commit costs two fsyncs (pages, then meta page) whatever its size.
-//   - Throughput is bounded by the disk's synced write bandwidth: every
-//     item is written once when appended, once more per topic it is
-//     moved to, and its page is rewritten when it is acknowledged. On a
-//     disk that syncs 50 MB/s that is some tens of thousands of 1 KiB
-//     items per second, whatever the engine. New files use 16 KiB pages
-//     (see BenchmarkAppend) so that 1 KiB items fill them well.
-//   - The file does not shrink: pages freed by acknowledged items are
-//     reused for new ones, not returned to the file system. After a large
-//     backlog drains the file keeps its size. Size the disk for about
-//     twice [Options.MaxBytes].
-//   - Item data is read through the memory map: every Item and DeadItem
-//     the queue returns holds a copy, so it stays valid after the
-//     transaction and after Close.
-//   - Opening reads the header of every stored item once, to rebuild the
-//     counts and the retry schedule: a backlog of a million items adds
-//     a fraction of a second to start-up.
+//   - A directory of files (log, sstables, manifest), not one file; back
+//     it up only while insertfn is stopped.
+//   - Memory: up to two 32 MiB memtables, plus Pebble's block cache.
+//   - A backlog that outlives a memtable (a destination down for a
+//     while) is flushed to sstables and compacted away once drained:
+//     disk space is returned some time after the backlog drains, not at
+//     once. Size the disk for about twice [Options.MaxBytes].
+//   - Item data is read through iterators whose memory is reused: every
+//     Item and DeadItem the queue returns holds a copy, so it stays valid
+//     after the call and after Close.
+//   - Opening reads every stored item once, to rebuild the counts and
+//     the retry schedule: a backlog of a million items adds a fraction of
+//     a second to start-up.
 //
 // # Model
 //
 // A topic ("inbox", "dest:webhook-1") is an ordered sequence of items
-// keyed by a uint64 sequence number (big-endian, so bbolt's key order is
-// the append order). [Queue.Append] adds items; [Queue.Consumer] returns
+// keyed by a uint64 sequence number (big-endian, so the store's key order
+// is the append order). [Queue.Append] adds items; [Queue.Consumer] returns
 // the topic's one logical consumer, whose [Consumer.Next] hands out ready
 // items in sequence order. A handed-out item is in flight until the
 // consumer settles it with [Consumer.Ack] (done), [Consumer.Retry] (again
@@ -60,13 +67,13 @@
 // every item not acknowledged is handed out again (at-least-once), so
 // consumers must tolerate duplicates (events carry a messageId).
 // [Queue.Move] acknowledges items of one topic and appends new items to
-// others in one transaction: the pipeline's step from the inbox to the
+// others in one atomic batch: the pipeline's step from the inbox to the
 // destination topics can neither lose nor duplicate a transfer.
 //
 // # Durability
 //
 // [Options.Sync] chooses when a write is on disk: [SyncAlways] (the
-// default: a write returns only after its fsync; a kill -9 or a power
+// default: an Append returns only after its fsync; a kill -9 or a power
 // loss loses nothing acknowledged), [SyncInterval] or [SyncNever] (see
 // their documentation for what a crash may lose).
 //

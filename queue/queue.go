@@ -5,18 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// FileName is the conventional name of the queue file in a data
+// DirName is the conventional name of the queue's directory in a data
 // directory.
-const FileName = "queue.db"
+const DirName = "queue"
 
 // Defaults of [Options].
 const (
@@ -32,21 +35,20 @@ const (
 	// MaxItemLen is the largest item, in bytes.
 	MaxItemLen = 64 << 20
 	// ItemOverhead is what each stored item counts against
-	// [Options.MaxBytes] on top of its data: its key, header and bbolt's
-	// element header, rounded up.
+	// [Options.MaxBytes] on top of its data: its key, header and the
+	// store's record overhead, rounded up.
 	ItemOverhead = 32
 )
 
-// maxOpsPerCommit bounds how many writes share one transaction.
+// maxOpsPerCommit bounds how many writes share one batch.
 const maxOpsPerCommit = 1024
 
-// pageSize is the bbolt page size of a new file. Four times the usual
-// 4 KiB: items of about 1 KiB fill pages better (15 to a page rather than
-// 3, the rest of a 4 KiB page being too small for a fourth) and a commit
-// writes a quarter of the pages, which measured 1.3 to 1.5 times the
-// Append throughput (BenchmarkAppend). The cost: a write that changes
-// one item rewrites 16 KiB.
-const pageSize = 16 << 10
+// memTableSize is the size of the store's memtable. Items are mostly
+// deleted soon after they are written; a memtable that holds a few
+// seconds of traffic lets a flush drop the item and its deletion
+// together, so that little of a healthy queue's traffic ever reaches
+// sstables. Pebble keeps up to two of them (64 MiB).
+const memTableSize = 32 << 20
 
 // Errors of the queue. Test for them with errors.Is: the errors returned
 // wrap them with details.
@@ -57,8 +59,9 @@ var (
 	ErrFull = errors.New("queue: full")
 	// ErrClosed: the queue was closed.
 	ErrClosed = errors.New("queue: closed")
-	// ErrLocked: another process has the queue file open.
-	ErrLocked = errors.New("queue: file locked by another process")
+	// ErrLocked: another process (or another Queue of this process) has
+	// the queue's directory open.
+	ErrLocked = errors.New("queue: directory locked by another process")
 	// ErrNotInFlight: an item passed to Ack, Retry, Dead or Move is not
 	// in flight on that consumer: it was already settled, or was handed
 	// out by another topic's consumer or before a restart.
@@ -72,21 +75,28 @@ var (
 type SyncPolicy int
 
 const (
-	// SyncAlways, the default: every write returns only after its
-	// transaction is fsynced. Nothing acknowledged is lost to a kill -9,
-	// an OS crash or a power loss. Concurrent writes share one fsync
-	// (group commit).
+	// SyncAlways, the default: an Append returns only after its items
+	// are in the write-ahead log and the log is fsynced, and so do Dead,
+	// Replay and DropDead. Nothing acknowledged is lost to a kill -9, an
+	// OS crash or a power loss. Concurrent writes share one fsync (group
+	// commit), and the next writes are applied while it runs.
+	//
+	// The writes that settle items (Ack, Move, Retry) return without
+	// waiting for an fsync: the log is written in order, so they become
+	// durable with the next fsync, and a power loss can only undo the
+	// last of them. An undone settle hands the items out again
+	// (at-least-once); it never loses one, since a Move's new items and
+	// its acknowledgement are one atomic batch.
 	SyncAlways SyncPolicy = iota
-	// SyncInterval: writes return once committed to the OS page cache;
-	// the file is fsynced every [Options.Interval]. A process crash
-	// (kill -9) loses nothing, since the page cache survives it; an OS
-	// crash or power loss loses up to the last Interval of writes, and
-	// because bbolt then cannot order its page writes before its meta
-	// page, it may also leave the file damaged. Use it only where the
-	// disk's fsync is too slow and losing that window is acceptable.
+	// SyncInterval: writes return once in the write-ahead log in the OS
+	// page cache; the log is fsynced every [Options.Interval]. A process
+	// crash (kill -9) loses nothing, since the page cache survives it;
+	// an OS crash or power loss loses up to the last Interval of writes
+	// (the log is replayed up to its last intact record: the store is
+	// not damaged). Use it where the disk's fsync is too slow and losing
+	// that window is acceptable.
 	SyncInterval
-	// SyncNever: no fsync at all, not even at Close. For tests and
-	// benchmarks.
+	// SyncNever: no fsync at all. For tests and benchmarks.
 	SyncNever
 )
 
@@ -128,7 +138,7 @@ func (p *SyncPolicy) UnmarshalText(b []byte) error {
 }
 
 // Options configure a queue. The zero value is the safe defaults: fsync
-// on every write, a 1 GiB bound, a 2s wait for the file lock.
+// on every Append, a 1 GiB bound, a 2s wait for the directory lock.
 type Options struct {
 	// Sync is when writes reach the disk; see [SyncPolicy].
 	Sync SyncPolicy `json:"sync" yaml:"sync"`
@@ -139,17 +149,18 @@ type Options struct {
 	// data plus ItemOverhead; Append fails with ErrFull beyond it. 0 means
 	// DefaultMaxBytes; negative means no bound.
 	MaxBytes int64 `json:"max_bytes" yaml:"max_bytes"`
-	// LockTimeout is how long Open waits for the file lock held by
+	// LockTimeout is how long Open waits for the directory lock held by
 	// another process before failing with ErrLocked. 0 means
 	// DefaultLockTimeout; negative means do not wait.
 	LockTimeout time.Duration `json:"lock_timeout" yaml:"lock_timeout"`
 }
 
-// Queue is a durable queue of named topics in one bbolt file. It is safe
-// for concurrent use by many goroutines. Only one process may have the
-// file open.
+// Queue is a durable queue of named topics in one Pebble store. It is
+// safe for concurrent use by many goroutines. Only one process may have
+// the store open.
 type Queue struct {
-	db       *bolt.DB
+	db       *pebble.DB
+	lock     *pebble.Lock
 	path     string
 	sync     SyncPolicy
 	maxBytes int64 // < 0: no bound
@@ -165,78 +176,90 @@ type Queue struct {
 	ops        chan *op
 	opPool     sync.Pool
 	commitDone chan struct{}
+	syncs      chan syncGroup // from the committer to the syncer
+	syncerDone chan struct{}
 	syncDone   chan struct{} // nil unless SyncInterval
 	closeOnce  sync.Once
 	closeErr   error
+
+	// beforeApply, when set (by tests), runs before each batch is
+	// applied; an error fails the batch's writes as an I/O error would.
+	beforeApply func(*pebble.Batch) error
 }
 
 // op is one write waiting for the committer.
+//
+// fn adds the write to the batch. It runs in the committer goroutine,
+// where it may read the store (every earlier write is applied) and the
+// topics' next sequence numbers. When it fails it must have added
+// nothing to the batch: it reads and checks first, then writes.
 type op struct {
-	fn   func(tx *bolt.Tx) error
-	done chan error
+	fn      func(b *pebble.Batch) error
+	durable bool // the write must be fsynced before done (SyncAlways)
+	done    chan error
 }
 
-// Bucket names. The root holds "meta" (the layout version) and "topics",
-// which holds one bucket per topic, each with the buckets "items" and
-// "dead", keyed by sequence number.
-var (
-	bucketMeta   = []byte("meta")
-	bucketTopics = []byte("topics")
-	bucketItems  = []byte("items")
-	bucketDead   = []byte("dead")
-	keyFormat    = []byte("format")
-)
+// syncGroup is a batch applied without waiting for its fsync, and the
+// writes that wait for it.
+type syncGroup struct {
+	b   *pebble.Batch
+	ops []*op
+}
 
-// layoutVersion is the meta/format value of the layout above.
-const layoutVersion = "1"
+// layoutVersion is the value of keyFormat for the layout in codec.go.
+const layoutVersion = "2"
 
-// Open opens the queue file at path, creating it (mode 0600) and its
-// directory (mode 0700) when they do not exist, and loads the state of
-// every topic: items not acknowledged before the last Close or crash are
-// ready again, items retried are ready again at their time.
+// Open opens the queue stored in the directory path, creating it (mode
+// 0700) when it does not exist, and loads the state of every topic:
+// items not acknowledged before the last Close or crash are ready again,
+// items retried are ready again at their time.
+//
+// The store is a Pebble database: a write-ahead log in which a batch of
+// writes is one record, and whose fsync is shared by every write waiting
+// at that moment; a healthy queue's items are deleted before they leave
+// the memtable.
 //
 // # Results
 //
-// An error wrapping [ErrLocked] when another process holds the file
-// after opts.LockTimeout; an error wrapping [ErrCorrupt] for a file of an
-// unknown layout.
+// An error wrapping [ErrLocked] when another process holds the directory
+// after opts.LockTimeout; an error wrapping [ErrCorrupt] for a store of
+// an unknown layout.
 func Open(path string, opts Options) (*Queue, error) {
 	if path == "" {
-		return nil, errors.New("queue: no file path configured")
+		return nil, errors.New("queue: no directory configured")
 	}
 	if opts.Sync < SyncAlways || opts.Sync > SyncNever {
 		return nil, fmt.Errorf("queue: unknown sync policy %d", int(opts.Sync))
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("queue: create the directory of %s: %w", path, err)
+	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("queue: open %s: not a directory (a queue file of an older insertfn? move it away)", path)
 	}
-	timeout := opts.LockTimeout
-	switch {
-	case timeout == 0:
-		timeout = DefaultLockTimeout
-	case timeout < 0:
-		timeout = time.Nanosecond // bbolt: 0 would wait forever
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: create the directory %s: %w", path, err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        timeout,
-		NoSync:         opts.Sync != SyncAlways,
-		NoFreelistSync: true, // rebuilt at open: saves writing the freelist on every commit
-		FreelistType:   bolt.FreelistMapType,
-		PageSize:       pageSize, // for a new file; an existing one keeps its own
-		// Map the whole file the bound allows at once (up to 1 GiB): a
-		// file that grows past its mapping is remapped under bbolt's
-		// write lock, which stalls commits (p99 of a 2000/s Append
-		// stream: 5.6 ms with remaps, 3-3.9 ms without).
-		InitialMmapSize: initialMmap(opts.MaxBytes),
-	})
-	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%w: %s is locked by another process (another insertfn on the same data directory?); stop it or use another directory", ErrLocked, path)
-	}
+	lock, err := lockDir(path, opts.LockTimeout)
 	if err != nil {
+		return nil, err
+	}
+	popts := &pebble.Options{
+		Lock:               lock,
+		Logger:             quietLogger{},
+		MemTableSize:       memTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	for i := range popts.Levels {
+		// Items are short-lived: compressing the few that reach a file
+		// costs more CPU than the disk space it saves.
+		popts.Levels[i].Compression = noCompression
+	}
+	db, err := pebble.Open(path, popts)
+	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
 	q := &Queue{
 		db:         db,
+		lock:       lock,
 		path:       path,
 		sync:       opts.Sync,
 		maxBytes:   opts.MaxBytes,
@@ -244,6 +267,8 @@ func Open(path string, opts Options) (*Queue, error) {
 		done:       make(chan struct{}),
 		ops:        make(chan *op, maxOpsPerCommit),
 		commitDone: make(chan struct{}),
+		syncs:      make(chan syncGroup, 64),
+		syncerDone: make(chan struct{}),
 	}
 	q.opPool.New = func() any { return &op{done: make(chan error, 1)} }
 	if q.maxBytes == 0 {
@@ -251,9 +276,11 @@ func Open(path string, opts Options) (*Queue, error) {
 	}
 	if err := q.load(); err != nil {
 		db.Close()
+		lock.Close()
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
 	go q.commitLoop()
+	go q.syncer()
 	if opts.Sync == SyncInterval {
 		every := opts.Interval
 		if every <= 0 {
@@ -265,77 +292,119 @@ func Open(path string, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// load creates the layout of a new file and rebuilds the in-memory state
-// of every topic from the stored items.
+// lockDir takes the store's directory lock, waiting up to timeout (0:
+// DefaultLockTimeout; negative: not at all) while another holds it.
+func lockDir(path string, timeout time.Duration) (*pebble.Lock, error) {
+	switch {
+	case timeout == 0:
+		timeout = DefaultLockTimeout
+	case timeout < 0:
+		timeout = 0
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		lock, err := pebble.LockDirectory(path, vfs.Default)
+		if err == nil {
+			return lock, nil
+		}
+		held := errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
+			strings.Contains(err.Error(), "held by current process")
+		if !held {
+			return nil, fmt.Errorf("queue: lock %s: %w", path, err)
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("%w: %s is locked by another process (another insertfn on the same data directory?); stop it or use another directory", ErrLocked, path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// noCompression is the compression of every level of the store.
+func noCompression() *sstable.CompressionProfile { return sstable.NoCompression }
+
+// quietLogger drops Pebble's informational messages (it reports every
+// WAL it replays) and passes its errors on to the standard logger.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf("queue: pebble: "+format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf("queue: pebble: "+format, args...)
+}
+
+// load writes the layout version of a new store, or checks that of an
+// existing one, and rebuilds the in-memory state of every topic from the
+// stored items.
 func (q *Queue) load() error {
-	return q.db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	switch v, closer, err := q.db.Get([]byte(keyFormat)); {
+	case errors.Is(err, pebble.ErrNotFound):
+		if err := q.db.Set([]byte(keyFormat), []byte(layoutVersion), pebble.Sync); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		ok := string(v) == layoutVersion
+		got := string(v)
+		closer.Close()
+		if !ok {
+			return fmt.Errorf("%w: layout version %q, this insertfn reads %q (written by a newer insertfn?)", ErrCorrupt, got, layoutVersion)
+		}
+	}
+	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: []byte{kindDead}, UpperBound: []byte{kindItem + 1}})
+	if err != nil {
+		return err
+	}
+	defer iter.Close()
+	now := time.Now().UnixNano()
+	var t *topic
+	for ok := iter.First(); ok; ok = iter.Next() {
+		kind, name, seq, ok := parseKey(iter.Key())
+		if !ok {
+			return fmt.Errorf("%w: key %x is not an item's or a dead letter's", ErrCorrupt, iter.Key())
+		}
+		v, err := iter.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		switch v := meta.Get(keyFormat); {
-		case v == nil:
-			if err := meta.Put(keyFormat, []byte(layoutVersion)); err != nil {
-				return err
+		if t == nil || t.name != string(name) {
+			if t = q.topics[string(name)]; t == nil {
+				t = newTopic(string(name))
+				q.topics[t.name] = t
 			}
-		case string(v) != layoutVersion:
-			return fmt.Errorf("%w: layout version %q, this insertfn reads %q (written by a newer insertfn?)", ErrCorrupt, v, layoutVersion)
 		}
-		root, err := tx.CreateBucketIfNotExists(bucketTopics)
+		t.next = max(t.next, seq)
+		if kind == kindDead {
+			n := len(v)
+			if dv, err := decodeDead(v); err == nil {
+				n = len(dv.data)
+			}
+			t.deadCount++
+			t.deadBytes += int64(n)
+			q.used.Add(int64(n) + ItemOverhead)
+			continue
+		}
+		h, data, err := decodeItem(v)
 		if err != nil {
-			return err
+			data = v // Next moves it to the dead letters
 		}
-		now := time.Now().UnixNano()
-		return root.ForEachBucket(func(name []byte) error {
-			t := newTopic(string(name))
-			tb := root.Bucket(name)
-			if b := tb.Bucket(bucketItems); b != nil {
-				err := b.ForEach(func(k, v []byte) error {
-					seq, ok := keySeq(k)
-					if !ok {
-						return fmt.Errorf("%w: topic %q: key %x is not a sequence number", ErrCorrupt, name, k)
-					}
-					h, data, err := decodeItem(v)
-					if err != nil {
-						data = v // Next moves it to the dead letters
-					}
-					t.count++
-					t.bytes += int64(len(data))
-					if h.notBefore != 0 {
-						t.schedule(seq, len(data), h.notBefore, now)
-					}
-					q.used.Add(int64(len(data)) + ItemOverhead)
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			if b := tb.Bucket(bucketDead); b != nil {
-				err := b.ForEach(func(k, v []byte) error {
-					n := len(v)
-					if dv, err := decodeDead(v); err == nil {
-						n = len(dv.data)
-					}
-					t.deadCount++
-					t.deadBytes += int64(n)
-					q.used.Add(int64(n) + ItemOverhead)
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			}
-			q.topics[t.name] = t
-			return nil
-		})
-	})
+		t.count++
+		t.bytes += int64(len(data))
+		if h.notBefore != 0 {
+			t.schedule(seq, len(data), h.notBefore, now)
+		}
+		q.used.Add(int64(len(data)) + ItemOverhead)
+	}
+	return iter.Error()
 }
 
 // commitLoop runs every write: it takes all the writes waiting, up to
-// maxOpsPerCommit, into one transaction, so they share its fsync.
+// maxOpsPerCommit, into one batch, so they share its fsync.
 func (q *Queue) commitLoop() {
 	defer close(q.commitDone)
+	defer close(q.syncs)
 	batch := make([]*op, 0, maxOpsPerCommit)
 	for o := range q.ops {
 		batch = append(batch[:0], o)
@@ -356,40 +425,78 @@ func (q *Queue) commitLoop() {
 	}
 }
 
-// commit runs batch in one transaction. When it fails and holds several
-// writes, each is retried alone, so one failing write does not fail the
-// others. Every write's function must therefore be safe to run again
-// after a rolled-back run.
-func (q *Queue) commit(batch []*op) {
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
-			if err := o.fn(tx); err != nil {
-				return err
-			}
+// commit applies the writes of ops in one batch. A write whose function
+// fails gets its error and adds nothing; the others go on. The writes
+// that must be durable are answered by the syncer after the batch's
+// fsync; the others as soon as the batch is applied, while the fsync
+// runs.
+func (q *Queue) commit(ops []*op) {
+	b := q.db.NewBatch()
+	var wait []*op
+	n := 0
+	for _, o := range ops {
+		if err := o.fn(b); err != nil {
+			o.done <- err
+			continue
 		}
-		return nil
-	})
-	if err != nil && len(batch) > 1 {
-		for _, o := range batch {
-			o.done <- q.db.Update(o.fn)
+		ops[n] = o
+		n++
+		if o.durable {
+			wait = append(wait, o)
 		}
-		return
 	}
-	for _, o := range batch {
+	ops = ops[:n]
+	var err error
+	if q.beforeApply != nil {
+		err = q.beforeApply(b)
+	}
+	switch {
+	case err != nil:
+	case b.Empty():
+	case len(wait) > 0:
+		if err = q.db.ApplyNoSyncWait(b, pebble.Sync); err == nil {
+			for _, o := range ops {
+				if !o.durable {
+					o.done <- nil
+				}
+			}
+			q.syncs <- syncGroup{b: b, ops: wait}
+			return
+		}
+	default:
+		err = q.db.Apply(b, pebble.NoSync)
+	}
+	b.Close()
+	for _, o := range ops {
 		o.done <- err
 	}
 }
 
-// write runs fn in a write transaction shared with the other writes
-// waiting, and returns when it is committed (and synced, per the
-// policy). ctx is checked before the write is queued; once queued, write
-// waits for the commit (milliseconds), so its result is always true.
-func (q *Queue) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+// syncer answers the durable writes of each batch, in order, once the
+// batch's fsync is done.
+func (q *Queue) syncer() {
+	defer close(q.syncerDone)
+	for g := range q.syncs {
+		err := g.b.SyncWait()
+		for _, o := range g.ops {
+			o.done <- err
+		}
+		g.b.Close()
+	}
+}
+
+// write runs fn in the committer, in a batch shared with the other
+// writes waiting, and returns when the batch is applied, and for a
+// durable write also fsynced under SyncAlways. ctx is checked before the
+// write is queued; once queued, write waits for it (milliseconds), so
+// its result is always true.
+func (q *Queue) write(ctx context.Context, durable bool, fn func(b *pebble.Batch) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	o := q.opPool.Get().(*op)
 	o.fn = fn
+	o.durable = durable && q.sync == SyncAlways
 	q.closeMu.RLock()
 	if q.closed {
 		q.closeMu.RUnlock()
@@ -405,7 +512,12 @@ func (q *Queue) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// syncLoop fsyncs the file every period, for SyncInterval.
+// syncLog fsyncs the write-ahead log.
+func (q *Queue) syncLog() error {
+	return q.db.LogData(nil, pebble.Sync)
+}
+
+// syncLoop fsyncs the log every period, for SyncInterval.
 func (q *Queue) syncLoop(every time.Duration) {
 	defer close(q.syncDone)
 	tick := time.NewTicker(every)
@@ -413,18 +525,18 @@ func (q *Queue) syncLoop(every time.Duration) {
 	for {
 		select {
 		case <-tick.C:
-			_ = q.db.Sync() // an error here resurfaces on the next write or at Close
+			_ = q.syncLog() // an error here resurfaces on the next write or at Close
 		case <-q.done:
 			return
 		}
 	}
 }
 
-// Close waits for the writes already queued, wakes every blocked
-// [Consumer.Next] with [ErrClosed], syncs the file (SyncInterval) and
-// closes it. Later calls of any method fail with ErrClosed. Items in
-// flight stay stored and are handed out again after the next Open.
-// Close is safe to call more than once.
+// Close waits for the writes already queued (and their fsyncs), wakes
+// every blocked [Consumer.Next] with [ErrClosed], syncs the log
+// (SyncAlways and SyncInterval) and closes the store. Later calls of any
+// method fail with ErrClosed. Items in flight stay stored and are handed
+// out again after the next Open. Close is safe to call more than once.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.closeMu.Lock()
@@ -434,12 +546,18 @@ func (q *Queue) Close() error {
 		q.closeMu.Unlock()
 		close(q.done)
 		<-q.commitDone
+		<-q.syncerDone
 		var err error
 		if q.syncDone != nil {
 			<-q.syncDone
-			err = q.db.Sync()
+		}
+		if q.sync != SyncNever {
+			err = q.syncLog()
 		}
 		if cerr := q.db.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := q.lock.Close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
@@ -449,7 +567,7 @@ func (q *Queue) Close() error {
 	return q.closeErr
 }
 
-// Path returns the queue file's path.
+// Path returns the queue's directory.
 func (q *Queue) Path() string { return q.path }
 
 // checkTopic reports whether name is a valid topic name.
@@ -533,12 +651,8 @@ func (q *Queue) Append(ctx context.Context, topic string, items ...[]byte) error
 	for _, it := range items {
 		arena = appendFresh(arena, it)
 	}
-	err := q.write(ctx, func(tx *bolt.Tx) error {
-		b, err := t.itemsForWrite(tx)
-		if err != nil {
-			return err
-		}
-		return putFresh(b, arena, items)
+	err := q.write(ctx, true, func(b *pebble.Batch) error {
+		return t.putFresh(b, arena, items)
 	})
 	if err != nil {
 		q.used.Add(-charge)
@@ -552,19 +666,17 @@ func (q *Queue) Append(ctx context.Context, topic string, items ...[]byte) error
 	return nil
 }
 
-// putFresh stores the fresh values packed in arena, one per item of
-// items (for their lengths), under the next sequence numbers of b.
-func putFresh(b *bolt.Bucket, arena []byte, items [][]byte) error {
-	seq := b.Sequence()
-	if err := b.SetSequence(seq + uint64(len(items))); err != nil {
-		return err
-	}
-	var kb [8]byte
+// putFresh adds to b the fresh values packed in arena, one per item of
+// items (for their lengths), under t's next sequence numbers. Called by
+// the committer.
+func (t *topic) putFresh(b *pebble.Batch, arena []byte, items [][]byte) error {
+	key := make([]byte, 0, len(t.itemPrefix)+8)
 	off := 0
 	for _, it := range items {
-		seq++
+		t.next++
 		n := freshHeaderLen + len(it)
-		if err := b.Put(seqKey(&kb, seq), arena[off:off+n:off+n]); err != nil {
+		key = appendSeq(append(key[:0], t.itemPrefix...), t.next)
+		if err := b.Set(key, arena[off:off+n], nil); err != nil {
 			return err
 		}
 		off += n
@@ -578,7 +690,7 @@ func (q *Queue) dbErr(what string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrClosed), errors.Is(err, bolt.ErrDatabaseNotOpen):
+	case errors.Is(err, ErrClosed), errors.Is(err, pebble.ErrClosed):
 		return ErrClosed
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
@@ -646,13 +758,4 @@ func (q *Queue) Stats(topic string) (Stats, error) {
 // and the bound (negative: none).
 func (q *Queue) Usage() (used, limit int64) {
 	return q.used.Load(), q.maxBytes
-}
-
-// initialMmap is the mapping a queue bounded to maxBytes starts with.
-func initialMmap(maxBytes int64) int {
-	const ceiling = 1 << 30
-	if maxBytes <= 0 || maxBytes > ceiling/2 {
-		return ceiling
-	}
-	return int(maxBytes) * 2 // data plus bbolt's pages and free space
 }

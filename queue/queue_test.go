@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // open opens a queue in a new temporary directory, closed at the end of
 // the test.
 func open(t testing.TB, opts Options) (*Queue, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), FileName)
+	path := filepath.Join(t.TempDir(), DirName)
 	q, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -530,42 +530,32 @@ func TestMove(t *testing.T) {
 // TestMoveFailsWhole makes the transaction of a Move fail half-way (a
 // destination whose bucket key holds a plain value) and checks that
 // nothing of it happened.
+// TestMoveFailsWhole makes the batch of a Move fail as an I/O error
+// would, and checks that nothing of it happened.
 func TestMoveFailsWhole(t *testing.T) {
-	q, path := open(t, Options{Sync: SyncNever})
+	q, _ := open(t, Options{Sync: SyncNever})
 	ctx := context.Background()
 	if err := q.Append(ctx, "inbox", bs("e1")...); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTopics).Put([]byte("broken"), []byte("not a bucket"))
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err = Open(path, Options{Sync: SyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
 	in := q.Consumer("inbox")
 	items := next(t, in, 1, time.Second)
-	to := map[string][][]byte{"ok": bs("x"), "broken": bs("y")}
-	if err := q.Move(ctx, in, items, to); err == nil {
-		t.Fatal("Move into a broken topic: no error")
+	q.beforeApply = func(*pebble.Batch) error { return errors.New("disk on fire") }
+	to := map[string][][]byte{"ok": bs("x"), "other": bs("y")}
+	if err := q.Move(ctx, in, items, to); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Move with a failing write: %v", err)
 	}
+	q.beforeApply = nil
 	if s := stats(t, q, "inbox"); s.InFlight != 1 {
 		t.Fatalf("inbox after the failed Move: %+v", s)
 	}
-	if s := stats(t, q, "ok"); s != (Stats{}) {
-		t.Fatalf("ok after the failed Move: %+v", s)
+	for _, topic := range []string{"ok", "other"} {
+		if s := stats(t, q, topic); s != (Stats{}) {
+			t.Fatalf("%s after the failed Move: %+v", topic, s)
+		}
+	}
+	if used, _ := q.Usage(); used != int64(len("e1"))+ItemOverhead {
+		t.Fatalf("Usage after the failed Move: %d", used)
 	}
 	// The items are still in flight and can be moved elsewhere.
 	if err := q.Move(ctx, in, items, map[string][][]byte{"ok": bs("x")}); err != nil {
@@ -573,6 +563,16 @@ func TestMoveFailsWhole(t *testing.T) {
 	}
 	if got := datas(next(t, q.Consumer("ok"), 10, time.Second)); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("ok: %q", got)
+	}
+	// Nothing of the failed batch reached the store.
+	q = reopen(t, q, Options{Sync: SyncNever})
+	if got := datas(next(t, q.Consumer("ok"), 10, time.Second)); !slices.Equal(got, []string{"x"}) {
+		t.Fatalf("ok after reopen: %q", got)
+	}
+	for _, topic := range []string{"inbox", "other"} {
+		if s, err := q.Stats(topic); err == nil && s != (Stats{}) {
+			t.Fatalf("%s after reopen: %+v", topic, s)
+		}
 	}
 }
 
@@ -690,15 +690,14 @@ func TestCorruptItemGoesToDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	q.Close()
-	db, err := bolt.Open(path, 0o600, nil)
+	db, err := pebble.Open(path, &pebble.Options{Logger: quietLogger{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		var kb [8]byte
-		return tx.Bucket(bucketTopics).Bucket([]byte("t")).Bucket(bucketItems).Put(seqKey(&kb, 2), []byte{9, 9, 9})
-	})
-	db.Close()
+	err = db.Set(newTopic("t").itemKey(2), []byte{9, 9, 9}, pebble.Sync)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

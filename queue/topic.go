@@ -3,9 +3,9 @@ package queue
 import (
 	"container/heap"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // topic is the in-memory state of one topic. The stored items are the
@@ -23,12 +23,21 @@ import (
 //
 // All fields are guarded by mu.
 type topic struct {
-	name string
-	key  []byte
+	name       string
+	itemPrefix []byte // of the keys of its items
+	itemEnd    []byte // above every key of its items
+	deadPrefix []byte // of the keys of its dead letters
+	deadEnd    []byte // above every key of its dead letters
+
+	// next is the last sequence number given to an item. Only the
+	// committer goroutine (and Open, before it starts) touches it: items
+	// get their numbers in the order their writes are applied, so a
+	// consumer never sees a later item before an earlier one.
+	next uint64
 
 	mu            sync.Mutex
-	head          uint64         // every item with seq < head has been seen
-	inflight      map[uint64]int // seq → data length
+	head          uint64 // every item with seq < head has been seen
+	inflight      map[uint64]flight
 	inflightBytes int64
 	waiting       map[uint64]int // seq → data length
 	waitingBytes  int64
@@ -48,12 +57,16 @@ type topic struct {
 }
 
 func newTopic(name string) *topic {
+	ip, dp := topicPrefix(kindItem, name), topicPrefix(kindDead, name)
 	return &topic{
-		name:     name,
-		key:      []byte(name),
-		inflight: make(map[uint64]int),
-		waiting:  make(map[uint64]int),
-		dueSet:   make(map[uint64]int),
+		name:       name,
+		itemPrefix: ip,
+		itemEnd:    appendSeq(slices.Clip(ip), math.MaxUint64),
+		deadPrefix: dp,
+		deadEnd:    appendSeq(slices.Clip(dp), math.MaxUint64),
+		inflight:   make(map[uint64]flight),
+		waiting:    make(map[uint64]int),
+		dueSet:     make(map[uint64]int),
 	}
 }
 
@@ -105,11 +118,20 @@ func (t *topic) skip(seq uint64) bool {
 	return ok
 }
 
+// flight is an item in flight.
+type flight struct {
+	n int // its data length
+	// rewritten is set when its key may have been written more than once
+	// since it was last deleted (it was retried, or is corrupt): it is
+	// then deleted with a Delete, not a SingleDelete.
+	rewritten bool
+}
+
 // claim takes items out of flight for a write that settles them, and
-// returns their data lengths. When one is not in flight, nothing is
+// returns their flight records. When one is not in flight, nothing is
 // claimed and the error wraps ErrNotInFlight.
-func (t *topic) claim(items []Item) ([]int, int64, error) {
-	sizes := make([]int, len(items))
+func (t *topic) claim(items []Item) ([]flight, int64, error) {
+	sizes := make([]flight, len(items))
 	var total int64
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -124,8 +146,8 @@ func (t *topic) claim(items []Item) ([]int, int64, error) {
 		}
 		delete(t.inflight, it.Seq)
 		sizes[i] = n
-		total += int64(n)
-		t.inflightBytes -= int64(n)
+		total += int64(n.n)
+		t.inflightBytes -= int64(n.n)
 	}
 	t.settling += len(items)
 	t.settlingBytes += total
@@ -133,7 +155,7 @@ func (t *topic) claim(items []Item) ([]int, int64, error) {
 }
 
 // unclaim puts claimed items back in flight after their write failed.
-func (t *topic) unclaim(items []Item, sizes []int, total int64) {
+func (t *topic) unclaim(items []Item, sizes []flight, total int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i, it := range items {
@@ -151,48 +173,14 @@ func (t *topic) settled(n int, total int64) {
 	t.settlingBytes -= total
 }
 
-// bucket returns t's bucket in tx, nil when it does not exist.
-func (t *topic) bucket(tx *bolt.Tx) *bolt.Bucket {
-	return tx.Bucket(bucketTopics).Bucket(t.key)
+// itemKey returns the key of t's item seq.
+func (t *topic) itemKey(seq uint64) []byte {
+	return appendSeq(slices.Clip(t.itemPrefix), seq)
 }
 
-// items returns t's items bucket in a read or write tx, nil when it does
-// not exist.
-func (t *topic) items(tx *bolt.Tx) *bolt.Bucket {
-	if tb := t.bucket(tx); tb != nil {
-		return tb.Bucket(bucketItems)
-	}
-	return nil
-}
-
-// dead returns t's dead-letters bucket in tx, nil when it does not exist.
-func (t *topic) dead(tx *bolt.Tx) *bolt.Bucket {
-	if tb := t.bucket(tx); tb != nil {
-		return tb.Bucket(bucketDead)
-	}
-	return nil
-}
-
-// itemsForWrite returns t's items bucket in a write tx, creating the
-// topic's buckets when needed.
-func (t *topic) itemsForWrite(tx *bolt.Tx) (*bolt.Bucket, error) {
-	if b := t.items(tx); b != nil {
-		b.FillPercent = 0.9 // appended at the end: fill pages more than the default half
-		return b, nil
-	}
-	tb, err := tx.Bucket(bucketTopics).CreateBucketIfNotExists(t.key)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tb.CreateBucketIfNotExists(bucketDead); err != nil {
-		return nil, err
-	}
-	b, err := tb.CreateBucketIfNotExists(bucketItems)
-	if err != nil {
-		return nil, err
-	}
-	b.FillPercent = 0.9
-	return b, nil
+// deadKey returns the key of t's dead letter seq.
+func (t *topic) deadKey(seq uint64) []byte {
+	return appendSeq(slices.Clip(t.deadPrefix), seq)
 }
 
 // retryEntry is a waiting item and its time.

@@ -13,7 +13,7 @@ import (
 func TestDeadLetters(t *testing.T) {
 	data := t.TempDir()
 	ctx := context.Background()
-	q, err := queue.Open(filepath.Join(data, "queue.db"), queue.Options{})
+	q, err := queue.Open(filepath.Join(data, queue.DirName), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestDeadLetters(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "1 dead letters of ads put back") {
 		t.Fatalf("replay: exit %d %s", code, stdout)
 	}
-	q, err = queue.Open(filepath.Join(data, "queue.db"), queue.Options{})
+	q, err = queue.Open(filepath.Join(data, queue.DirName), queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
