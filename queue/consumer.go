@@ -195,7 +195,14 @@ func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
 			corrupt = append(corrupt, Item{Seq: seq, Data: []byte(derr.Error())})
 		} else {
 			if out == nil {
-				out = make([]Item, 0, min(max, 256))
+				n := min(max, 256)
+				out = make([]Item, 0, n)
+				// Room for n items of the topic's average size, and a
+				// quarter more, so that the arena rarely grows.
+				if t.count > 0 {
+					avg := int(t.bytes / int64(t.count))
+					arena = make([]byte, 0, n*(avg+avg/4))
+				}
 			}
 			arena = append(arena, data...)
 			out = append(out, Item{Seq: seq, Data: data[:0:len(data)], Attempts: h.attempts})

@@ -133,7 +133,7 @@ var ErrServerClosed = errors.New("server: the server has been shut down")
 //     object, in request order. The slices, and the bytes they point to,
 //     belong to the server and are reused for later requests as soon as
 //     Accept returns: an Accepter that keeps an event after returning must
-//     copy it (appending it to a database that copies, as bbolt's Put does,
+//     copy it (appending it to a database that copies, as the queue's Append does,
 //     is enough).
 //
 // # Results
