@@ -42,7 +42,7 @@
 //
 //   - A directory of files (log, sstables, manifest), not one file; back
 //     it up only while insertfn is stopped.
-//   - Memory: up to two 32 MiB memtables, plus Pebble's block cache.
+//   - Memory: up to four 32 MiB memtables, plus Pebble's block cache.
 //   - A backlog that outlives a memtable (a destination down for a
 //     while) is flushed to sstables and compacted away once drained:
 //     disk space is returned some time after the backlog drains, not at
