@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -232,23 +231,30 @@ const layoutVersion = "2"
 // after opts.LockTimeout; an error wrapping [ErrCorrupt] for a store of
 // an unknown layout.
 func Open(path string, opts Options) (*Queue, error) {
+	return openOn(vfs.Default, path, opts)
+}
+
+// openOn is Open on the file system fs (tests pass one that simulates a
+// power loss).
+func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 	if path == "" {
 		return nil, errors.New("queue: no directory configured")
 	}
 	if opts.Sync < SyncAlways || opts.Sync > SyncNever {
 		return nil, fmt.Errorf("queue: unknown sync policy %d", int(opts.Sync))
 	}
-	if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+	if fi, err := fs.Stat(path); err == nil && !fi.IsDir() {
 		return nil, fmt.Errorf("queue: open %s: not a directory (a queue file of an older insertfn? move it away)", path)
 	}
-	if err := os.MkdirAll(path, 0o700); err != nil {
+	if err := fs.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: create the directory %s: %w", path, err)
 	}
-	lock, err := lockDir(path, opts.LockTimeout)
+	lock, err := lockDir(fs, path, opts.LockTimeout)
 	if err != nil {
 		return nil, err
 	}
 	popts := &pebble.Options{
+		FS:                          fs,
 		Lock:                        lock,
 		Logger:                      quietLogger{},
 		MemTableSize:                memTableSize,
@@ -302,7 +308,7 @@ func Open(path string, opts Options) (*Queue, error) {
 
 // lockDir takes the store's directory lock, waiting up to timeout (0:
 // DefaultLockTimeout; negative: not at all) while another holds it.
-func lockDir(path string, timeout time.Duration) (*pebble.Lock, error) {
+func lockDir(fs vfs.FS, path string, timeout time.Duration) (*pebble.Lock, error) {
 	switch {
 	case timeout == 0:
 		timeout = DefaultLockTimeout
@@ -311,7 +317,7 @@ func lockDir(path string, timeout time.Duration) (*pebble.Lock, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		lock, err := pebble.LockDirectory(path, vfs.Default)
+		lock, err := pebble.LockDirectory(path, fs)
 		if err == nil {
 			return lock, nil
 		}

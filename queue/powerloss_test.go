@@ -1,0 +1,173 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// TestPowerLoss runs the pipeline's pattern on a file system that
+// simulates a power loss: producers append batches to "inbox" under
+// SyncAlways, a mover hands items on to "out" (Move, not waited for), a
+// deliverer takes them from "out" and acknowledges them (Ack, not waited
+// for), each slower than the one before, so that both topics hold a
+// backlog. In the middle of it the file system is cloned as a power loss
+// would leave it: everything synced, and none (or a random half) of what
+// was not. The queue reopened on the clone must hold every item whose
+// Append had returned, in "inbox" or in "out", unless it was delivered;
+// and no item twice.
+func TestPowerLoss(t *testing.T) {
+	for _, keep := range []int{0, 50} {
+		t.Run(fmt.Sprintf("unsynced-kept=%d%%", keep), func(t *testing.T) {
+			for round := range 3 {
+				powerLoss(t, keep, uint64(round))
+			}
+		})
+	}
+}
+
+func powerLoss(t *testing.T, keepPercent int, seed uint64) {
+	fs := vfs.NewCrashableMem()
+	q, err := openOn(fs, "/queue", Options{MaxBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var mu sync.Mutex
+	acked := map[string]bool{}     // items whose Append returned
+	delivered := map[string]bool{} // items handed out by "out"
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Go(func() {
+			for b := 0; ctx.Err() == nil; b++ {
+				batch := make([][]byte, 5)
+				for i := range batch {
+					batch[i] = fmt.Appendf(nil, "p%d-b%d-i%d", p, b, i)
+				}
+				if err := q.Append(ctx, "inbox", batch...); err != nil {
+					return
+				}
+				mu.Lock()
+				for _, it := range batch {
+					acked[string(it)] = true
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	in, out := q.Consumer("inbox"), q.Consumer("out")
+	wg.Go(func() {
+		for {
+			items, err := in.Next(ctx, 20)
+			if err != nil {
+				return
+			}
+			data := make([][]byte, len(items))
+			for i, it := range items {
+				data[i] = it.Data
+			}
+			if err := q.Move(ctx, in, items, map[string][][]byte{"out": data}); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond) // slower than the producers: a backlog in "inbox"
+		}
+	})
+	wg.Go(func() {
+		for {
+			items, err := out.Next(ctx, 20)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			for _, it := range items {
+				delivered[string(it.Data)] = true
+			}
+			mu.Unlock()
+			if err := out.Ack(ctx, items...); err != nil {
+				return
+			}
+			time.Sleep(3 * time.Millisecond) // slower than the mover: a backlog in "out"
+		}
+	})
+
+	time.Sleep(150 * time.Millisecond)
+	mu.Lock()
+	mustHave := make(map[string]bool, len(acked))
+	for id := range acked {
+		mustHave[id] = true
+	}
+	mu.Unlock()
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keepPercent, RNG: rand.New(rand.NewPCG(seed, 7))})
+	// Whatever was acknowledged before the clone was delivered before it.
+	mu.Lock()
+	wasDelivered := make(map[string]bool, len(delivered))
+	for id := range delivered {
+		wasDelivered[id] = true
+	}
+	mu.Unlock()
+	cancel()
+	wg.Wait()
+	if len(mustHave) == 0 || len(mustHave) <= len(wasDelivered) {
+		t.Fatalf("%d items acknowledged, %d delivered before the power loss: no backlog, the test proves nothing", len(mustHave), len(wasDelivered))
+	}
+
+	q2, err := openOn(crashed, "/queue", Options{MaxBytes: -1})
+	if err != nil {
+		t.Fatalf("reopen after the power loss: %v", err)
+	}
+	defer q2.Close()
+	found := map[string]string{}
+	for _, topic := range []string{"inbox", "out"} {
+		c := q2.Consumer(topic)
+		for {
+			rctx, rcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			items, err := c.Next(rctx, 1000)
+			rcancel()
+			if errors.Is(err, context.DeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, it := range items {
+				if where, twice := found[string(it.Data)]; twice {
+					t.Errorf("%s is stored twice, in %s and in %s", it.Data, where, topic)
+				}
+				found[string(it.Data)] = topic
+			}
+		}
+	}
+	lost := 0
+	for id := range mustHave {
+		if found[id] == "" && !wasDelivered[id] {
+			if lost < 5 {
+				t.Errorf("%s: its Append returned before the power loss; it is neither stored nor delivered", id)
+			}
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged items lost", lost, len(mustHave))
+	}
+	t.Logf("%d items acknowledged before the power loss: %d found after it (%d in out), %d delivered",
+		len(mustHave), len(found), count(found, "out"), len(wasDelivered))
+}
+
+func count(m map[string]string, v string) int {
+	n := 0
+	for _, x := range m {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
