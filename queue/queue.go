@@ -262,9 +262,12 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		FormatMajorVersion:          pebble.FormatNewest,
 	}
 	for i := range popts.Levels {
-		// Items are short-lived: compressing the few that reach a file
-		// costs more CPU than the disk space it saves.
-		popts.Levels[i].Compression = noCompression
+		// What reaches a file is a backlog, and writing it out is bound
+		// by the disk's bandwidth: the fast profile shrinks JSON events
+		// for little CPU. Measured with BenchmarkServeBatch,
+		// back to back: 54-58k accepted / 47-50k delivered events/s,
+		// against 45-48k / 40-41k uncompressed.
+		popts.Levels[i].Compression = fastCompression
 	}
 	db, err := pebble.Open(path, popts)
 	if err != nil {
@@ -333,8 +336,8 @@ func lockDir(fs vfs.FS, path string, timeout time.Duration) (*pebble.Lock, error
 	}
 }
 
-// noCompression is the compression of every level of the store.
-func noCompression() *sstable.CompressionProfile { return sstable.NoCompression }
+// fastCompression is the compression of every level of the store.
+func fastCompression() *sstable.CompressionProfile { return sstable.FastCompression }
 
 // quietLogger drops Pebble's informational messages (it reports every
 // WAL it replays) and passes its errors on to the standard logger.
