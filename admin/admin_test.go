@@ -576,7 +576,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := e.q.Consumer(topic)
-	items, err := c.Next(ctx, 10)
+	items, err := c.Next(ctx, 10, 0)
 	if err != nil || len(items) != 3 {
 		t.Fatalf("next: %d, %v", len(items), err)
 	}
@@ -610,7 +610,7 @@ func TestDeadLetters(t *testing.T) {
 	if r := e.want(http.StatusOK, http.MethodPost, "/admin/dead/hook/replay?seq="+first, nil); r.Get("count").Int() != 1 {
 		t.Fatalf("replay: %s", r.Raw)
 	}
-	back, err := c.Next(ctx, 10)
+	back, err := c.Next(ctx, 10, 0)
 	if err != nil || len(back) != 1 || string(back[0].Data) != `{"n":1}` {
 		t.Fatalf("replayed item: %v, %v", back, err)
 	}

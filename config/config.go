@@ -119,8 +119,11 @@ type Delivery struct {
 	// Workers process the inbox (default 2).
 	Workers int `yaml:"workers"`
 	// BatchSize is how many events are processed and delivered at once
-	// (default 100).
+	// (default 500).
 	BatchSize int `yaml:"batch_size"`
+	// BatchBytes bounds the bytes of the events processed and delivered
+	// at once (default 500 KB, Segment's /v1/batch limit).
+	BatchBytes int `yaml:"batch_bytes"`
 	// Backoff is the retry policy of deliveries.
 	Backoff delivery.Backoff `yaml:"backoff"`
 }
@@ -347,8 +350,8 @@ func (c *Config) Validate() error {
 	if err := c.Delivery.Backoff.Validate(); err != nil {
 		bad("delivery.backoff", "%v", err)
 	}
-	if c.Delivery.Workers < 0 || c.Delivery.BatchSize < 0 {
-		bad("delivery", "workers and batch_size must not be negative")
+	if c.Delivery.Workers < 0 || c.Delivery.BatchSize < 0 || c.Delivery.BatchBytes < 0 {
+		bad("delivery", "workers, batch_size and batch_bytes must not be negative")
 	}
 	return errors.Join(errs...)
 }

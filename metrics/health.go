@@ -204,7 +204,7 @@ func (h *Health) checkQueue(ctx context.Context) error {
 			return fmt.Errorf("cannot write: %w", err)
 		}
 		c := q.Consumer(HealthTopic)
-		items, err := c.Next(ctx, 64)
+		items, err := c.Next(ctx, 64, 0)
 		if err != nil {
 			return fmt.Errorf("cannot read back: %w", err)
 		}

@@ -142,7 +142,7 @@ func TestScrapeAfterKnownEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := q.Consumer(pipeline.DestinationTopic("a"))
-	items, err := c.Next(ctx, 2) // a1 and a22 in flight
+	items, err := c.Next(ctx, 2, 0) // a1 and a22 in flight
 	if err != nil || len(items) != 2 {
 		t.Fatalf("next: %v, %d items", err, len(items))
 	}

@@ -91,7 +91,7 @@ func benchConsume(b *testing.B, consumers int, settle func(context.Context, *Que
 	for range consumers {
 		go func() {
 			for {
-				items, err := c.Next(run, 100)
+				items, err := c.Next(run, 100, 0)
 				if errors.Is(err, context.Canceled) {
 					errc <- nil
 					return

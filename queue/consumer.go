@@ -62,8 +62,9 @@ func (c *Consumer) Topic() string {
 }
 
 // Next waits until at least one item of the topic is ready, then hands
-// out up to max ready items (max < 1 means 1) in sequence order and puts
-// them in flight: they are not handed out again until settled by Ack,
+// out up to maxItems ready items (maxItems < 1 means 1), whose data add up to at
+// most maxBytes (maxBytes < 1: no bound; the first item is handed out
+// whatever its size), in sequence order and puts them in flight: they are not handed out again until settled by Ack,
 // Retry, Dead or Move (or after a restart, when every item not
 // acknowledged is ready again). Ready items are those appended and not
 // yet handed out, and those retried whose time has come; an Append on the
@@ -74,13 +75,11 @@ func (c *Consumer) Topic() string {
 // The items, each with a copy of its data (see [Item]); or ctx's error
 // when it is done first; or [ErrClosed] when the queue is closed, also
 // while Next waits.
-func (c *Consumer) Next(ctx context.Context, max int) ([]Item, error) {
+func (c *Consumer) Next(ctx context.Context, maxItems, maxBytes int) ([]Item, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	if max < 1 {
-		max = 1
-	}
+	maxItems = max(maxItems, 1)
 	q, t := c.q, c.t
 	var timer *time.Timer
 	defer func() {
@@ -98,7 +97,7 @@ func (c *Consumer) Next(ctx context.Context, max int) ([]Item, error) {
 		t.mu.Lock()
 		now := time.Now().UnixNano()
 		t.promote(now)
-		items, corrupt, err := q.take(t, max)
+		items, corrupt, err := q.take(t, maxItems, maxBytes)
 		if err != nil {
 			t.mu.Unlock()
 			return nil, q.dbErr("next of "+t.name, err)
@@ -141,12 +140,13 @@ func (c *Consumer) Next(ctx context.Context, max int) ([]Item, error) {
 	}
 }
 
-// take hands out up to max ready items of t, merging the due items with
-// the fresh ones in sequence order, and puts them in flight. Items whose
+// take hands out up to maxItems ready items of t (at most maxBytes of data
+// when maxBytes > 0, at least one item), merging the due items with the
+// fresh ones in sequence order, and puts them in flight. Items whose
 // header cannot be decoded are put in flight and returned in corrupt,
 // with the decoding error as Data, for the caller to move to the dead
 // letters. Called with t.mu held.
-func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
+func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err error) {
 	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.itemKey(t.head), UpperBound: t.itemEnd})
 	if err != nil {
 		return nil, nil, err
@@ -154,7 +154,8 @@ func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
 	defer iter.Close()
 	valid := iter.First()
 	var arena []byte // the items' data, one after the other
-	for len(out) < max {
+	taken := 0       // len(arena)
+	for len(out) < maxItems {
 		// The next fresh item: skip those tracked as due, waiting or in
 		// flight (possible after Open and Replay).
 		var fresh uint64
@@ -169,19 +170,20 @@ func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
 		var seq uint64
 		var val []byte
 		var closer interface{ Close() error }
-		stop := false
+		stop, due := false, false
 		switch {
 		case len(t.due) > 0 && (!valid || t.due[0] < fresh):
-			seq = heap.Pop(&t.due).(uint64)
-			delete(t.dueSet, seq)
+			seq, due = t.due[0], true
 			val, closer, err = q.db.Get(t.itemKey(seq))
 			if errors.Is(err, pebble.ErrNotFound) {
-				continue // cannot happen: due items are stored
+				heap.Pop(&t.due) // cannot happen: due items are stored
+				delete(t.dueSet, seq)
+				err = nil
+				continue
 			}
 		case valid:
 			seq = fresh
 			val, err = iter.ValueAndErr()
-			t.head = seq + 1
 		default:
 			err, stop = iter.Error(), true
 		}
@@ -189,22 +191,38 @@ func (q *Queue) take(t *topic, max int) (out, corrupt []Item, err error) {
 			break
 		}
 		h, data, derr := decodeItem(val)
+		if derr == nil && maxBytes > 0 && len(out) > 0 && taken+len(data) > maxBytes {
+			if closer != nil {
+				closer.Close()
+			}
+			break // the batch is full: the item stays ready
+		}
+		if due {
+			heap.Pop(&t.due)
+			delete(t.dueSet, seq)
+		} else {
+			t.head = seq + 1
+		}
 		if derr != nil {
 			t.inflight[seq] = flight{n: len(val), rewritten: true}
 			t.inflightBytes += int64(len(val))
 			corrupt = append(corrupt, Item{Seq: seq, Data: []byte(derr.Error())})
 		} else {
 			if out == nil {
-				n := min(max, 256)
-				out = make([]Item, 0, n)
 				// Room for n items of the topic's average size, and a
 				// quarter more, so that the arena rarely grows.
+				n := min(maxItems, 1024)
 				if t.count > 0 {
-					avg := int(t.bytes / int64(t.count))
+					avg := max(1, int(t.bytes/int64(t.count)))
+					if maxBytes > 0 {
+						n = min(n, maxBytes/avg+1)
+					}
 					arena = make([]byte, 0, n*(avg+avg/4))
 				}
+				out = make([]Item, 0, n)
 			}
 			arena = append(arena, data...)
+			taken += len(data)
 			out = append(out, Item{Seq: seq, Data: data[:0:len(data)], Attempts: h.attempts})
 			t.inflight[seq] = flight{n: len(data), rewritten: h.attempts > 0}
 			t.inflightBytes += int64(len(data))

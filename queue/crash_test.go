@@ -84,7 +84,7 @@ func TestCrash(t *testing.T) {
 	for _, topic := range []string{"inbox", "out"} {
 		c := q.Consumer(topic)
 		for {
-			items, err := c.Next(ctxT(t, 100*time.Millisecond), 1000)
+			items, err := c.Next(ctxT(t, 100*time.Millisecond), 1000, 0)
 			if errors.Is(err, context.DeadlineExceeded) {
 				break
 			}
@@ -149,7 +149,7 @@ func crashChild(dir string) {
 	go func() {
 		c := q.Consumer("inbox")
 		for {
-			items, err := c.Next(ctx, 50)
+			items, err := c.Next(ctx, 50, 0)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)

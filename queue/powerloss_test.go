@@ -67,7 +67,7 @@ func powerLoss(t *testing.T, keepPercent int, seed uint64) {
 	in, out := q.Consumer("inbox"), q.Consumer("out")
 	wg.Go(func() {
 		for {
-			items, err := in.Next(ctx, 20)
+			items, err := in.Next(ctx, 20, 0)
 			if err != nil {
 				return
 			}
@@ -83,7 +83,7 @@ func powerLoss(t *testing.T, keepPercent int, seed uint64) {
 	})
 	wg.Go(func() {
 		for {
-			items, err := out.Next(ctx, 20)
+			items, err := out.Next(ctx, 20, 0)
 			if err != nil {
 				return
 			}
@@ -130,7 +130,7 @@ func powerLoss(t *testing.T, keepPercent int, seed uint64) {
 		c := q2.Consumer(topic)
 		for {
 			rctx, rcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-			items, err := c.Next(rctx, 1000)
+			items, err := c.Next(rctx, 1000, 0)
 			rcancel()
 			if errors.Is(err, context.DeadlineExceeded) {
 				break

@@ -66,7 +66,7 @@ func datas(items []Item) []string {
 // next calls Next with a timeout of d and fails the test on an error.
 func next(t testing.TB, c *Consumer, max int, d time.Duration) []Item {
 	t.Helper()
-	items, err := c.Next(ctxT(t, d), max)
+	items, err := c.Next(ctxT(t, d), max, 0)
 	if err != nil {
 		t.Fatalf("Next(%d) of %s: %v", max, c.Topic(), err)
 	}
@@ -76,7 +76,7 @@ func next(t testing.TB, c *Consumer, max int, d time.Duration) []Item {
 // expectEmpty checks that Next hands out nothing within a short time.
 func expectEmpty(t testing.TB, c *Consumer) {
 	t.Helper()
-	items, err := c.Next(ctxT(t, 30*time.Millisecond), 100)
+	items, err := c.Next(ctxT(t, 30*time.Millisecond), 100, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next of %s: got %q, %v; want nothing ready", c.Topic(), datas(items), err)
 	}
@@ -124,6 +124,61 @@ func TestOrder(t *testing.T) {
 	}
 }
 
+func TestNextBoundsBytes(t *testing.T) {
+	q, _ := open(t, Options{Sync: SyncNever})
+	ctx := context.Background()
+	if err := q.Append(ctx, "t", bs("aaaa", "bbb", "cc", "dddddddd", "e")...); err != nil {
+		t.Fatal(err)
+	}
+	c := q.Consumer("t")
+	take := func(maxItems, maxBytes int) []string {
+		t.Helper()
+		items, err := c.Next(ctxT(t, time.Second), maxItems, maxBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return datas(items)
+	}
+	// 4+3 fit in 8, 4+3+2 do not: cc stays ready, first in line.
+	if got := take(10, 8); !slices.Equal(got, []string{"aaaa", "bbb"}) {
+		t.Fatalf("Next(10, 8) = %q", got)
+	}
+	// An item over the bound goes alone when it is first.
+	if got := take(10, 1); !slices.Equal(got, []string{"cc"}) {
+		t.Fatalf("Next(10, 1) = %q", got)
+	}
+	if got := take(10, 3); !slices.Equal(got, []string{"dddddddd"}) {
+		t.Fatalf("Next(10, 3) = %q", got)
+	}
+	// Retried items due again are bounded the same way and stay due.
+	got, err := c.Next(ctxT(t, time.Second), 10, 0)
+	if err != nil || !slices.Equal(datas(got), []string{"e"}) {
+		t.Fatalf("Next(10, 0) = %q, %v", datas(got), err)
+	}
+	if err := q.Append(ctx, "t", bs("ff", "g")...); err != nil {
+		t.Fatal(err)
+	}
+	all, err := c.Next(ctxT(t, time.Second), 10, 0)
+	if err != nil || !slices.Equal(datas(all), []string{"ff", "g"}) {
+		t.Fatalf("Next(10, 0) = %q, %v", datas(all), err)
+	}
+	for _, it := range append(got, all...) {
+		if err := c.Retry(ctx, it, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := take(10, 2); !slices.Equal(got, []string{"e"}) {
+		t.Fatalf("due items, Next(10, 2) = %q", got)
+	}
+	if got := take(10, 3); !slices.Equal(got, []string{"ff", "g"}) {
+		t.Fatalf("due items, Next(10, 3) = %q", got)
+	}
+	expectEmpty(t, c)
+	if s := stats(t, q, "t"); s.InFlight != 7 || s.Ready != 0 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
 func TestAppendCopiesAndDataIsACopy(t *testing.T) {
 	q, _ := open(t, Options{Sync: SyncNever})
 	buf := []byte("hello")
@@ -155,7 +210,7 @@ func TestInvalidInput(t *testing.T) {
 	if err := q.Append(ctx, strings.Repeat("n", MaxTopicLen+1), []byte("x")); err == nil {
 		t.Error("Append to a too long topic name: no error")
 	}
-	if _, err := q.Consumer("").Next(ctx, 1); err == nil {
+	if _, err := q.Consumer("").Next(ctx, 1, 0); err == nil {
 		t.Error("Next on an empty topic name: no error")
 	}
 	if err := q.Append(ctx, "t"); err != nil {
@@ -190,7 +245,7 @@ func TestNextWaitsAndWakesOnAppend(t *testing.T) {
 	c := q.Consumer("t")
 	got := make(chan []Item, 1)
 	go func() {
-		items, err := c.Next(ctxT(t, 10*time.Second), 10)
+		items, err := c.Next(ctxT(t, 10*time.Second), 10, 0)
 		if err != nil {
 			t.Error(err)
 		}
@@ -259,7 +314,7 @@ func TestConcurrentConsumersGetEachItemOnce(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			for {
-				items, err := c.Next(ctxT(t, 50*time.Millisecond), 7)
+				items, err := c.Next(ctxT(t, 50*time.Millisecond), 7, 0)
 				if errors.Is(err, context.DeadlineExceeded) {
 					return
 				}
@@ -643,7 +698,7 @@ func TestClose(t *testing.T) {
 	c := q.Consumer("t")
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Next(ctxT(t, 10*time.Second), 1)
+		_, err := c.Next(ctxT(t, 10*time.Second), 1, 0)
 		errc <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -657,7 +712,7 @@ func TestClose(t *testing.T) {
 	if err := q.Append(ctx, "t", []byte("x")); !errors.Is(err, ErrClosed) {
 		t.Errorf("Append after Close: %v", err)
 	}
-	if _, err := c.Next(ctx, 1); !errors.Is(err, ErrClosed) {
+	if _, err := c.Next(ctx, 1, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Next after Close: %v", err)
 	}
 	if _, err := q.Stats("t"); !errors.Is(err, ErrClosed) {
@@ -802,7 +857,7 @@ func TestConcurrentAppendersAndConsumers(t *testing.T) {
 	for range 3 {
 		cwg.Go(func() {
 			for {
-				items, err := c.Next(ctxT(t, 10*time.Second), 16)
+				items, err := c.Next(ctxT(t, 10*time.Second), 16, 0)
 				if err != nil {
 					select {
 					case <-done:
@@ -873,7 +928,7 @@ func TestAllocs(t *testing.T) {
 	}
 	c := q.Consumer("t")
 	if a := testing.AllocsPerRun(100, func() {
-		items, err := c.Next(ctx, 100)
+		items, err := c.Next(ctx, 100, 0)
 		if err == nil {
 			err = c.Ack(ctx, items...)
 		}

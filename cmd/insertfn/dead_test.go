@@ -25,7 +25,7 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := q.Consumer(topic)
-	items, err := c.Next(ctx, 10)
+	items, err := c.Next(ctx, 10, 0)
 	if err != nil || len(items) != 2 {
 		t.Fatalf("Next: %v %v", items, err)
 	}
