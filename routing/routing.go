@@ -112,23 +112,14 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 	// instead of copies. Nothing here outlives this call.
 	js := unsafe.String(unsafe.SliceData(event), len(event))
 
-	// One pass over the top level finds both objects (two gjson.Get calls
-	// would each scan the event from its start; "integrations" is often
-	// last). The first of repeated keys counts, as with gjson.Get.
-	var context, integrationsObj gjson.Result
-	gjson.Parse(js).ForEach(func(k, v gjson.Result) bool {
-		switch {
-		case k.Str == "context" && !context.Exists():
-			context = v
-		case k.Str == "integrations" && !integrationsObj.Exists():
-			integrationsObj = v
-		}
-		return !context.Exists() || !integrationsObj.Exists()
-	})
-
+	// Two lookups, each stopping at its member: the server stores events
+	// with their integrations before their context, and context.consent
+	// first in the context, so neither scans past properties, traits or
+	// the rest of the context. Repeated keys read as gjson.Get reads them,
+	// as a function's consent helpers do (the server stores none).
 	state := consentAbsent
 	var prefs members
-	if c := context.Get("consent"); c.Exists() {
+	if c := gjson.Get(js, "context.consent"); c.Exists() {
 		state = consentPresent
 		if c.IsObject() {
 			p := c.Get("categoryPreferences")
@@ -138,6 +129,7 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 			prefs.read(p) // not an object: says nothing, grants nothing
 		}
 	}
+	integrationsObj := gjson.Get(js, "integrations")
 
 	var integrations members
 	hasIntegrations := integrations.read(integrationsObj)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 )
 
@@ -81,6 +82,16 @@ func acceptChecked(_ context.Context, _ string, events [][]byte) error {
 		}
 		if m["userId"] == nil && m["anonymousId"] == nil {
 			panic("accepted an event without userId or anonymousId: " + string(e))
+		}
+		if c := gjson.GetBytes(e, "context"); c.IsObject() && c.Get("consent").Exists() {
+			first := ""
+			c.ForEach(func(k, _ gjson.Result) bool { first = k.Str; return false })
+			if first != "consent" {
+				panic("accepted an event whose context.consent is not first: " + string(e))
+			}
+		}
+		if c, i := gjson.GetBytes(e, "context"), gjson.GetBytes(e, "integrations"); c.Exists() && i.Exists() && i.Index > c.Index {
+			panic("accepted an event whose integrations come after its context: " + string(e))
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -277,12 +278,12 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		}
 	}
 
-	// type, event, userId, anonymousId, messageId, context and
-	// integrations come first: the runtime reads the type from the event's
-	// first member without a scan; the consent lookup's ids, the check for
-	// a consent preference event (its name), the consent (context.consent)
-	// and the integrations are found without scanning past properties or
-	// traits.
+	// type, event, userId, anonymousId, messageId, integrations and
+	// context (its consent first) come first: the runtime reads the type
+	// from the event's first member without a scan; the consent lookup's
+	// ids, the check for a consent preference event (its name), the
+	// integrations and the consent (context.consent) are found without
+	// scanning past properties, traits or the rest of the context.
 	out := append(sc.out, `{"type":"`...)
 	first := false
 	out = append(out, typ.String()...)
@@ -306,13 +307,13 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 		out = hex.AppendEncode(out, rnd[:])
 		out = append(out, '"')
 	}
-	if present(f.context) || sh.context.IsObject() {
-		out = appendKey(out, &first, `"context":`)
-		out = appendMerged(out, f.context, sh.context)
-	}
 	if present(f.integrations) || sh.integrations.IsObject() {
 		out = appendKey(out, &first, `"integrations":`)
-		out = appendMerged(out, f.integrations, sh.integrations)
+		out = appendMerged(out, f.integrations, sh.integrations, "", nil)
+	}
+	if present(f.context) || sh.context.IsObject() {
+		out = appendKey(out, &first, `"context":`)
+		out = appendMerged(out, f.context, sh.context, "consent", &sc.merged)
 	}
 	for _, m := range rest {
 		out = appendKey(out, &first, m.key)
@@ -405,35 +406,107 @@ func parseTime(r gjson.Result) (time.Time, bool) {
 // own lacks, one level deep: a member present in own is kept whole (own
 // wins), even if both are objects. Either may be absent (a zero Result or
 // null); both are objects when present.
-func appendMerged(out []byte, own, batch gjson.Result) []byte {
-	if !own.IsObject() {
-		return append(out, batch.Raw...)
-	}
-	if !batch.IsObject() {
-		return append(out, own.Raw...)
-	}
-	inner := trimObject(own.Raw)
-	out = append(out, '{')
-	out = append(out, inner...)
-	first := len(inner) == 0
-	batch.ForEach(func(k, v gjson.Result) bool {
-		has := false
-		own.ForEach(func(ok, _ gjson.Result) bool {
-			has = ok.Str == k.Str
-			return !has
-		})
-		if !has {
-			if !first {
-				out = append(out, ',')
-			}
-			first = false
-			out = append(out, k.Raw...)
-			out = append(out, ':')
-			out = append(out, v.Raw...)
+//
+// When lead is not empty, the first member named lead (own's, else
+// batch's) is written first and the others keep their order, so that a
+// reader looking for it (gjson.Get of "context.consent") stops there
+// instead of scanning past the others. scratch holds the members meanwhile.
+func appendMerged(out []byte, own, batch gjson.Result, lead string, scratch *[]namedMember) []byte {
+	ownObj, batchObj := own.IsObject(), batch.IsObject()
+	switch {
+	case !ownObj:
+		if lead == "" || !batchObj || leadsWith(batch.Raw, lead) {
+			return append(out, batch.Raw...)
 		}
-		return true
-	})
+	case !batchObj:
+		if lead == "" || leadsWith(own.Raw, lead) {
+			return append(out, own.Raw...)
+		}
+	case lead == "":
+		inner := trimObject(own.Raw)
+		out = append(out, '{')
+		out = append(out, inner...)
+		first := len(inner) == 0
+		batch.ForEach(func(k, v gjson.Result) bool {
+			if !hasMember(own, k.Str) {
+				if !first {
+					out = append(out, ',')
+				}
+				first = false
+				out = append(out, k.Raw...)
+				out = append(out, ':')
+				out = append(out, v.Raw...)
+			}
+			return true
+		})
+		return append(out, '}')
+	}
+	// Reorder: collect own's members, then batch's that own lacks.
+	ms := (*scratch)[:0]
+	owned := 0
+	if ownObj {
+		own.ForEach(func(k, v gjson.Result) bool {
+			ms = append(ms, namedMember{k.Str, member{k.Raw, v.Raw}})
+			return true
+		})
+		owned = len(ms)
+	}
+	if batchObj {
+		batch.ForEach(func(k, v gjson.Result) bool {
+			for _, m := range ms[:owned] {
+				if m.name == k.Str {
+					return true
+				}
+			}
+			ms = append(ms, namedMember{k.Str, member{k.Raw, v.Raw}})
+			return true
+		})
+	}
+	at := slices.IndexFunc(ms, func(m namedMember) bool { return m.name == lead })
+	out = append(out, '{')
+	if at >= 0 {
+		out = appendMember(out, ms[at].member)
+	}
+	for i, m := range ms {
+		if i == at {
+			continue
+		}
+		if i > 0 || at >= 0 {
+			out = append(out, ',')
+		}
+		out = appendMember(out, m.member)
+	}
+	*scratch = ms[:0] // keep the grown buffer
 	return append(out, '}')
+}
+
+// namedMember is a member and its unescaped name.
+type namedMember struct {
+	name string
+	member
+}
+
+func appendMember(out []byte, m member) []byte {
+	out = append(out, m.key...)
+	out = append(out, ':')
+	return append(out, m.value...)
+}
+
+// hasMember reports whether the object obj has a member named name.
+func hasMember(obj gjson.Result, name string) bool {
+	has := false
+	obj.ForEach(func(k, _ gjson.Result) bool {
+		has = k.Str == name
+		return !has
+	})
+	return has
+}
+
+// leadsWith reports whether the raw JSON object's first member is named
+// name, written without escapes.
+func leadsWith(raw, name string) bool {
+	s := trimObject(raw)
+	return len(s) > len(name)+1 && s[0] == '"' && s[1:1+len(name)] == name && s[1+len(name)] == '"'
 }
 
 // trimObject returns the members of a raw JSON object: what lies between

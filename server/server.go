@@ -368,6 +368,7 @@ type scratch struct {
 	events   [][]byte           // what Accept gets: views of out
 	keys     []string           // member names of the event being normalized
 	members  []member           // its members copied as they are
+	merged   []namedMember      // the members of its context, reordered
 	inReq    map[idKey]struct{} // dedupe keys seen in this request
 	rejected []rejected         // invalid events of a batch
 	received []byte             // receivedAt, formatted

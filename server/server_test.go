@@ -311,6 +311,37 @@ func TestBatchContextMerge(t *testing.T) {
 	}
 }
 
+// TestConsentFirst: the stored event has its integrations before its
+// context, and context.consent first in its context (from the event's own
+// context, else from the batch's), the other members in their order.
+func TestConsentFirst(t *testing.T) {
+	s, rec := newTestServer(t, Config{})
+	body := `{"batch":[
+		{"type":"track","userId":"u","event":"e","context":{"ip":"192.0.2.7","library":{"name":"l"},"consent":{"categoryPreferences":{"A":true}}},"integrations":{"All":true}},
+		{"type":"track","userId":"u","event":"e","context":{"ip":"192.0.2.7"}},
+		{"type":"track","userId":"u","event":"e"},
+		{"type":"track","userId":"u","event":"e","context":{"consent":{"categoryPreferences":{"A":false}},"ip":"192.0.2.8"}}
+	],"context":{"locale":"fr-FR","consent":{"categoryPreferences":{"B":true}}}}`
+	if resp := do(t, s, request{path: "/v1/batch", auth: testKey, body: body}); resp.status != 200 {
+		t.Fatalf("answered %d %s", resp.status, resp.body)
+	}
+	want := []string{
+		`"integrations":{"All":true},"context":{"consent":{"categoryPreferences":{"A":true}},"ip":"192.0.2.7","library":{"name":"l"},"locale":"fr-FR"}`,
+		`"context":{"consent":{"categoryPreferences":{"B":true}},"ip":"192.0.2.7","locale":"fr-FR"}`,
+		`"context":{"consent":{"categoryPreferences":{"B":true}},"locale":"fr-FR"}`,
+		`"context":{"consent":{"categoryPreferences":{"A":false}},"ip":"192.0.2.8","locale":"fr-FR"}`,
+	}
+	raws := rec.calls[0].raw
+	if len(raws) != len(want) {
+		t.Fatalf("accepted %d events, want %d", len(raws), len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(raws[i], w) {
+			t.Errorf("event %d stored as %s; want it to contain %s", i, raws[i], w)
+		}
+	}
+}
+
 func TestIntegrationsNotMaterialized(t *testing.T) {
 	s, rec := newTestServer(t, Config{})
 	do(t, s, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e"}`})
