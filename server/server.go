@@ -369,6 +369,7 @@ type scratch struct {
 	keys     []string           // member names of the event being normalized
 	members  []member           // its members copied as they are
 	merged   []namedMember      // the members of its context, reordered
+	index    bodyIndex          // a batch body's members and events
 	inReq    map[idKey]struct{} // dedupe keys seen in this request
 	rejected []rejected         // invalid events of a batch
 	received []byte             // receivedAt, formatted
@@ -405,6 +406,9 @@ func (s *Server) putScratch(sc *scratch) {
 	sc.rejected, sc.resp, sc.received = sc.rejected[:0], sc.resp[:0], sc.received[:0]
 	clear(sc.keys[:cap(sc.keys)])
 	sc.keys = sc.keys[:0]
+	clear(sc.members[:cap(sc.members)])
+	clear(sc.merged[:cap(sc.merged)])
+	sc.index.release()
 	clear(sc.inReq)
 	s.pool.Put(sc)
 }
@@ -502,19 +506,33 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, sc, p)
 		return
 	}
-	if !gjson.ValidBytes(body) {
+	// A view of the body: gjson then returns substrings of it instead of
+	// copies. Nothing read from it outlives the request (normalize copies
+	// what it keeps into sc.out).
+	js := unsafe.String(unsafe.SliceData(body), len(body))
+	sc.index.reset()
+	var index *bodyIndex // a batch's members and events, found while validating
+	if batch {
+		index = &sc.index
+	}
+	if !scanBody(js, index) {
 		s.stats.malformed.Add(1)
 		s.fail(ctx, sc, errBadJSON)
 		return
 	}
-	root := gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))
+	root := gjson.Parse(js)
 	if !root.IsObject() {
 		s.stats.malformed.Add(1)
 		s.fail(ctx, sc, errBodyNotObject)
 		return
 	}
 	if src == nil {
-		wk := root.Get("writeKey")
+		var wk gjson.Result
+		if batch {
+			wk = sc.index.member("writeKey")
+		} else {
+			wk = root.Get("writeKey")
+		}
 		if wk.Type != gjson.String || wk.Str == "" {
 			s.stats.unauthorized.Add(1)
 			s.fail(ctx, sc, errNoKey)
@@ -530,7 +548,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	now := s.now().UTC()
 	sc.received = appendTime(sc.received[:0], now)
 	if batch {
-		if p := s.normalizeBatch(sc, root, now); !p.ok() {
+		if p := s.normalizeBatch(sc, &sc.index, now); !p.ok() {
 			s.fail(ctx, sc, p)
 			return
 		}
@@ -547,33 +565,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.accept(ctx, sc, src)
 }
 
-// normalizeBatch normalizes the events of a batch body into sc. A problem
-// refuses the whole batch.
-func (s *Server) normalizeBatch(sc *scratch, root gjson.Result, now time.Time) problem {
-	var sh shared
-	var arr gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "batch":
-			if !arr.Exists() {
-				arr = v
-			}
-		case "context":
-			if !sh.context.Exists() {
-				sh.context = v
-			}
-		case "integrations":
-			if !sh.integrations.Exists() {
-				sh.integrations = v
-			}
-		case "sentAt":
-			if !sh.sentAt.Exists() {
-				sh.sentAt = v
-			}
-		}
-		return true
-	})
-	if !arr.IsArray() {
+// normalizeBatch normalizes the events of a batch body, indexed by
+// scanBody, into sc. A problem refuses the whole batch.
+func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) problem {
+	sh := shared{context: x.member("context"), integrations: x.member("integrations"), sentAt: x.member("sentAt")}
+	if !x.hasBatch {
 		s.stats.malformed.Add(1)
 		return errNoBatch
 	}
@@ -592,19 +588,19 @@ func (s *Server) normalizeBatch(sc *scratch, root gjson.Result, now time.Time) p
 		}
 	}
 	i := 0
-	arr.ForEach(func(_, v gjson.Result) bool {
+	for _, raw := range x.elements {
 		if i == s.cfg.MaxBatchEvents {
 			i++ // one too many: the whole batch is refused below
-			return false
+			break
 		}
 		var p problem
 		var key idKey
 		var dedupe bool
 		start := len(sc.out)
-		if len(v.Raw) > s.cfg.MaxEventBytes {
+		if len(raw) > s.cfg.MaxEventBytes {
 			p = errEventTooLarge
 		} else {
-			key, dedupe, p = normalize(sc, v, typeNone, &sh, now, s.hash)
+			key, dedupe, p = normalize(sc, gjson.Parse(raw), typeNone, &sh, now, s.hash)
 		}
 		if p.ok() {
 			sc.spans = append(sc.spans, span{start: start, end: len(sc.out), key: key, dedupe: dedupe})
@@ -612,8 +608,10 @@ func (s *Server) normalizeBatch(sc *scratch, root gjson.Result, now time.Time) p
 			sc.rejected = append(sc.rejected, rejected{index: i, p: p})
 		}
 		i++
-		return !(s.cfg.StrictBatch && !p.ok())
-	})
+		if s.cfg.StrictBatch && !p.ok() {
+			break
+		}
+	}
 	if i > s.cfg.MaxBatchEvents {
 		sc.out, sc.spans, sc.rejected = sc.out[:0], sc.spans[:0], sc.rejected[:0]
 		s.stats.tooLarge.Add(1)

@@ -1,0 +1,354 @@
+package server
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"strings"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+)
+
+// This file validates a request body in one pass and, while at it, finds
+// what the handler needs of a batch: the body's top-level members and the
+// elements of its batch array. gjson.ValidBytes followed by gjson's
+// ForEach over the body and over the array read a 500 KB batch three
+// times; the events are then read once more each, by normalize.
+
+// maxNesting bounds how deep arrays and objects may nest in a body: the
+// validator recurses once per level. A body nested deeper is malformed.
+const maxNesting = 512
+
+// bodyIndex is what scanBody found: for an object body, its top-level
+// members in order; for its first member named "batch" that is an array,
+// the elements. Strings are views of the body.
+type bodyIndex struct {
+	members  []indexedMember
+	elements []string
+	sawBatch bool // a member named batch was read (the first counts)
+	hasBatch bool // and it is an array, whose elements are in elements
+}
+
+// indexedMember is one member of an object: its name unescaped and its
+// value as raw JSON.
+type indexedMember struct {
+	name, value string
+}
+
+// member returns the first member named name (Result.Exists is false when
+// there is none), parsed as gjson would read it.
+func (x *bodyIndex) member(name string) gjson.Result {
+	for _, m := range x.members {
+		if m.name == name {
+			return gjson.Parse(m.value)
+		}
+	}
+	return gjson.Result{}
+}
+
+func (x *bodyIndex) reset() {
+	x.members, x.elements, x.sawBatch, x.hasBatch = x.members[:0], x.elements[:0], false, false
+}
+
+// release resets x and lets go of its views of the last body.
+func (x *bodyIndex) release() {
+	clear(x.members[:cap(x.members)])
+	clear(x.elements[:cap(x.elements)])
+	x.reset()
+}
+
+// scanBody reports whether body is valid JSON (the grammar of RFC 8259,
+// as gjson.Valid and encoding/json.Valid take it: strings are not checked
+// for UTF-8), nested at most maxNesting deep. When body is an object and
+// index is not nil, index receives its members and, if one is named
+// "batch" and is an array, that array's elements.
+func scanBody(body string, index *bodyIndex) bool {
+	s := scanner{b: body, raw: unsafe.Slice(unsafe.StringData(body), len(body))}
+	s.space()
+	if index != nil && s.i < len(s.b) && s.b[s.i] == '{' {
+		if !s.object(index) {
+			return false
+		}
+	} else if !s.value() {
+		return false
+	}
+	s.space()
+	return s.i == len(s.b)
+}
+
+// scanner is a validating reader of JSON positioned at b[i]. raw is b's
+// bytes, for loading 8 at a time.
+type scanner struct {
+	b     string
+	raw   []byte
+	i     int
+	depth int
+}
+
+func (s *scanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value reads one value at s.i (no white space before it).
+func (s *scanner) value() bool {
+	if s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; c {
+	case '"':
+		return s.str()
+	case '{':
+		return s.object(nil)
+	case '[':
+		return s.array(nil)
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	case 'n':
+		return s.literal("null")
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			return s.number()
+		}
+		return false
+	}
+}
+
+func (s *scanner) literal(word string) bool {
+	if !strings.HasPrefix(s.b[s.i:], word) {
+		return false
+	}
+	s.i += len(word)
+	return true
+}
+
+// Bit tricks over 8 bytes at a time, for the runs of plain characters
+// that make most of a string: a byte below 0x20, a quote or a backslash
+// ends a run.
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// specialMask returns, for the 8 bytes of x (the first in the low bits),
+// a word whose lowest set bit is the high bit of the first byte below
+// 0x20, '"' or '\\' (0 when there is none). (x - ones*n) & ^x & highs
+// flags the bytes below n (n <= 0x80); a byte equal to c is a zero byte
+// of x^(ones*c). A borrow may flag bytes after the first such byte, never
+// before it.
+func specialMask(x uint64) uint64 {
+	q := x ^ (ones * '"')
+	b := x ^ (ones * '\\')
+	return ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs
+}
+
+// str reads a string at s.i, which is its opening quote.
+func (s *scanner) str() bool {
+	s.i++
+	for {
+		for s.i+8 <= len(s.raw) {
+			if m := specialMask(binary.LittleEndian.Uint64(s.raw[s.i:])); m != 0 {
+				s.i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			s.i += 8
+		}
+		for s.i < len(s.b) && s.b[s.i] >= 0x20 && s.b[s.i] != '"' && s.b[s.i] != '\\' {
+			s.i++
+		}
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case '"':
+			s.i++
+			return true
+		case '\\':
+			if s.i+1 >= len(s.b) {
+				return false
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if s.i+6 > len(s.b) {
+					return false
+				}
+				for j := s.i + 2; j < s.i+6; j++ {
+					if h := s.b[j]; !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return false
+					}
+				}
+				s.i += 6
+			default:
+				return false
+			}
+		default: // a control character
+			return false
+		}
+	}
+}
+
+// number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *scanner) number() bool {
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	if s.i >= len(s.b) {
+		return false
+	}
+	if s.b[s.i] == '0' {
+		s.i++
+	} else if !s.digits() {
+		return false
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if !s.digits() {
+			return false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if !s.digits() {
+			return false
+		}
+	}
+	return true
+}
+
+// digits reads one or more decimal digits.
+func (s *scanner) digits() bool {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i > start
+}
+
+// object reads an object at s.i, its opening brace. With index, it
+// records the members, and the elements of the first member named batch
+// when that is an array.
+func (s *scanner) object(index *bodyIndex) bool {
+	if s.depth++; s.depth > maxNesting {
+		return false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		s.depth--
+		return true
+	}
+	for {
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return false
+		}
+		keyStart := s.i
+		if !s.str() {
+			return false
+		}
+		key := s.b[keyStart:s.i]
+		s.space()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.space()
+		valueStart := s.i
+		if index == nil {
+			if !s.value() {
+				return false
+			}
+		} else {
+			name := keyName(key)
+			ok := false
+			if name == "batch" && !index.sawBatch && s.i < len(s.b) && s.b[s.i] == '[' {
+				index.hasBatch = true
+				ok = s.array(index)
+			} else {
+				ok = s.value()
+			}
+			if !ok {
+				return false
+			}
+			index.sawBatch = index.sawBatch || name == "batch"
+			index.members = append(index.members, indexedMember{name: name, value: s.b[valueStart:s.i]})
+		}
+		s.space()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.space()
+		case '}':
+			s.i++
+			s.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// array reads an array at s.i, its opening bracket; with index, it
+// records the elements.
+func (s *scanner) array(index *bodyIndex) bool {
+	if s.depth++; s.depth > maxNesting {
+		return false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		s.depth--
+		return true
+	}
+	for {
+		start := s.i
+		if !s.value() {
+			return false
+		}
+		if index != nil {
+			index.elements = append(index.elements, s.b[start:s.i])
+		}
+		s.space()
+		if s.i >= len(s.b) {
+			return false
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.space()
+		case ']':
+			s.i++
+			s.depth--
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// keyName returns a quoted key without its quotes, unescaped (gjson's
+// reading) when it has escapes.
+func keyName(quoted string) string {
+	inner := quoted[1 : len(quoted)-1]
+	if strings.IndexByte(inner, '\\') < 0 {
+		return inner
+	}
+	return gjson.Parse(quoted).Str
+}
