@@ -140,6 +140,12 @@ func (c *Consumer) Next(ctx context.Context, maxItems, maxBytes int) ([]Item, er
 	}
 }
 
+// The sizes of the chunks take copies items into.
+const (
+	minChunk = 16 << 10
+	maxChunk = 256 << 10
+)
+
 // take hands out up to maxItems ready items of t (at most maxBytes of data
 // when maxBytes > 0, at least one item), merging the due items with the
 // fresh ones in sequence order, and puts them in flight. Items whose
@@ -153,8 +159,13 @@ func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err
 	}
 	defer iter.Close()
 	valid := iter.First()
-	var arena []byte // the items' data, one after the other
-	taken := 0       // len(arena)
+	// The items' data are copied into chunks that never move: each new
+	// chunk twice the last (up to maxChunk), so a call that finds a few
+	// items allocates little, one that fills a batch allocates about what
+	// it hands out, and nothing is copied twice.
+	var chunk []byte
+	chunkSize := minChunk
+	taken := 0 // bytes handed out
 	for len(out) < maxItems {
 		// The next fresh item: skip those tracked as due, waiting or in
 		// flight (possible after Open and Replay).
@@ -208,22 +219,14 @@ func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err
 			t.inflightBytes += int64(len(val))
 			corrupt = append(corrupt, Item{Seq: seq, Data: []byte(derr.Error())})
 		} else {
-			if out == nil {
-				// Room for n items of the topic's average size, and a
-				// quarter more, so that the arena rarely grows.
-				n := min(maxItems, 1024)
-				if t.count > 0 {
-					avg := max(1, int(t.bytes/int64(t.count)))
-					if maxBytes > 0 {
-						n = min(n, maxBytes/avg+1)
-					}
-					arena = make([]byte, 0, n*(avg+avg/4))
-				}
-				out = make([]Item, 0, n)
+			if len(chunk)+len(data) > cap(chunk) {
+				chunk = make([]byte, 0, max(chunkSize, len(data)))
+				chunkSize = min(2*chunkSize, maxChunk)
 			}
-			arena = append(arena, data...)
+			start := len(chunk)
+			chunk = append(chunk, data...)
 			taken += len(data)
-			out = append(out, Item{Seq: seq, Data: data[:0:len(data)], Attempts: h.attempts})
+			out = append(out, Item{Seq: seq, Data: chunk[start:len(chunk):len(chunk)], Attempts: h.attempts})
 			t.inflight[seq] = flight{n: len(data), rewritten: h.attempts > 0}
 			t.inflightBytes += int64(len(data))
 		}
@@ -232,14 +235,6 @@ func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err
 		} else {
 			valid = iter.Next()
 		}
-	}
-	// Each Data was left empty with its length as capacity: point it into
-	// the arena, which no longer moves.
-	off := 0
-	for i := range out {
-		n := cap(out[i].Data)
-		out[i].Data = arena[off : off+n : off+n]
-		off += n
 	}
 	if err != nil {
 		// Put back what this call took: it is handed out again later.
@@ -402,7 +397,6 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 	type dest struct {
 		t     *topic
 		items [][]byte
-		arena []byte
 		size  int
 	}
 	var dests []dest
@@ -421,11 +415,7 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 			}
 			size += len(it)
 		}
-		arena := make([]byte, 0, size+len(items)*freshHeaderLen)
-		for _, it := range items {
-			arena = appendFresh(arena, it)
-		}
-		dests = append(dests, dest{t: q.topic(name, true), items: items, arena: arena, size: size})
+		dests = append(dests, dest{t: q.topic(name, true), items: items, size: size})
 		charge += int64(size) + int64(len(items))*ItemOverhead
 	}
 	if len(done) == 0 && len(dests) == 0 {
@@ -441,9 +431,9 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 		}
 	}
 	err := q.write(ctx, false, func(b *pebble.Batch) error {
-		key := make([]byte, 0, len(src.itemPrefix)+8)
+		key := make([]byte, 0, src.itemKeyLen())
 		for i, it := range done {
-			key = appendSeq(append(key[:0], src.itemPrefix...), it.Seq)
+			key = src.appendItemKey(key[:0], it.Seq)
 			// An item written once goes with a SingleDelete: when it meets
 			// its Set in a flush both vanish, so that a healthy queue's
 			// traffic leaves nothing behind in the store's files.
@@ -456,9 +446,7 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 			}
 		}
 		for _, d := range dests {
-			if err := d.t.putFresh(b, d.arena, d.items); err != nil {
-				return err
-			}
+			d.t.putFresh(b, d.items)
 		}
 		return nil
 	})

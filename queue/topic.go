@@ -178,6 +178,14 @@ func (t *topic) itemKey(seq uint64) []byte {
 	return appendSeq(slices.Clip(t.itemPrefix), seq)
 }
 
+// appendItemKey appends the key of t's item seq to dst.
+func (t *topic) appendItemKey(dst []byte, seq uint64) []byte {
+	return appendSeq(append(dst, t.itemPrefix...), seq)
+}
+
+// itemKeyLen is the length of the keys of t's items.
+func (t *topic) itemKeyLen() int { return len(t.itemPrefix) + 8 }
+
 // deadKey returns the key of t's dead letter seq.
 func (t *topic) deadKey(seq uint64) []byte {
 	return appendSeq(slices.Clip(t.deadPrefix), seq)
