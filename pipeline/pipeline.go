@@ -75,6 +75,8 @@ type Pipeline struct {
 	log   *slog.Logger
 	noisy *logthrottle.Throttle // problems that repeat per event or batch
 	flows *Overview
+	// encoders serve Accept, called by many request handlers at once.
+	encoders sync.Pool
 }
 
 var _ server.Accepter = (*Pipeline)(nil)
@@ -105,7 +107,7 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 		log = slog.Default()
 	}
 	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: logthrottle.New(log, 10*time.Second),
-		flows: NewOverview(0)}, nil
+		flows: NewOverview(0), encoders: sync.Pool{New: func() any { return new(encoder) }}}, nil
 }
 
 // Overview returns the per-source, per-minute account of what became of
@@ -116,9 +118,12 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 // queue's sync policy) before it returns. A full queue is reported as
 // [server.ErrBackpressure].
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
+	enc := p.encoders.Get().(*encoder)
+	defer p.encoders.Put(enc)
+	enc.reset()
 	items := make([][]byte, len(events))
 	for i, ev := range events {
-		items[i] = encodeItem(source, ev)
+		items[i] = enc.item(source, ev)
 	}
 	err := p.q.Append(ctx, InboxTopic, items...)
 	if errors.Is(err, queue.ErrFull) {
@@ -149,6 +154,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 // process takes batches from the inbox until ctx is done.
 func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 	var res Result
+	var enc encoder
 	dests := p.proc.Destinations()
 	for {
 		items, err := inbox.Next(ctx, p.opts.BatchSize, p.opts.BatchBytes)
@@ -161,6 +167,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		// Work on a context that outlives a shutdown request, so a batch
 		// taken is finished and handed over.
 		work := context.WithoutCancel(ctx)
+		enc.reset() // Move below copies the items: the buffer is free again
 		to := make(map[string][][]byte, len(dests))
 		done := items[:0:0]
 		flows := make(flowBatch)
@@ -187,7 +194,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 				switch {
 				case out != nil:
 					t := DestinationTopic(name)
-					to[t] = append(to[t], encodeItem(source, out))
+					to[t] = append(to[t], enc.item(source, out))
 				case res.Outcomes[i] == routing.FilteredByConsent:
 					fc.dest(name).filteredConsent++
 				case res.Outcomes[i] == routing.FilteredByIntegrations:
@@ -271,11 +278,47 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 // length (one byte), the source name, then the event.
 const itemFormat = 0x01
 
-func encodeItem(source string, event []byte) []byte {
-	b := make([]byte, 0, 2+len(source)+len(event))
-	b = append(b, itemFormat, byte(len(source)))
-	b = append(b, source...)
-	return append(b, event...)
+// encoder encodes items into chunks it reuses after reset: the queue
+// copies what it is given, so a batch's items need not outlive the call
+// that hands them over.
+type encoder struct {
+	chunks [][]byte // chunks[:n] hold items since reset
+	n      int
+}
+
+// encoderChunk is the size of an encoder's chunks (an item larger gets a
+// chunk of its own size).
+const encoderChunk = 256 << 10
+
+// item returns the encoded item, valid until reset.
+func (e *encoder) item(source string, event []byte) []byte {
+	size := 2 + len(source) + len(event)
+	if e.n == 0 || cap(e.chunks[e.n-1])-len(e.chunks[e.n-1]) < size {
+		if e.n == len(e.chunks) || cap(e.chunks[e.n]) < size {
+			c := make([]byte, 0, max(encoderChunk, size))
+			if e.n == len(e.chunks) {
+				e.chunks = append(e.chunks, c)
+			} else {
+				e.chunks[e.n] = c
+			}
+		}
+		e.n++
+	}
+	c := e.chunks[e.n-1]
+	start := len(c)
+	c = append(c, itemFormat, byte(len(source)))
+	c = append(c, source...)
+	c = append(c, event...)
+	e.chunks[e.n-1] = c
+	return c[start:len(c):len(c)]
+}
+
+// reset makes the chunks free for new items.
+func (e *encoder) reset() {
+	for i := range e.n {
+		e.chunks[i] = e.chunks[i][:0]
+	}
+	e.n = 0
 }
 
 // DecodeItem splits a queued item (an inbox item, a backlog item, a dead

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -185,10 +186,26 @@ func TestPipelineResumes(t *testing.T) {
 }
 
 func TestInboxEncoding(t *testing.T) {
-	b := encodeItem("web", []byte(`{"a":1}`))
-	src, ev, err := DecodeItem(b)
-	if err != nil || src != "web" || string(ev) != `{"a":1}` {
-		t.Errorf("decode = %q %q %v", src, ev, err)
+	var enc encoder
+	big := []byte(`{"a":"` + strings.Repeat("x", encoderChunk) + `"}`)
+	for round := range 2 { // the second reuses the chunks after reset
+		var items [][]byte
+		var want []string
+		for i := range 300 { // more than a chunk
+			ev := fmt.Appendf(nil, `{"a":%d,"pad":"%s"}`, i, strings.Repeat("p", 1000))
+			if i == 150 {
+				ev = big
+			}
+			items = append(items, enc.item("web", ev))
+			want = append(want, string(ev))
+		}
+		for i, b := range items {
+			src, ev, err := DecodeItem(b)
+			if err != nil || src != "web" || string(ev) != want[i] {
+				t.Fatalf("round %d: item %d decodes as %q %.40q %v", round, i, src, ev, err)
+			}
+		}
+		enc.reset()
 	}
 	for _, bad := range [][]byte{nil, {1, 5, 'a'}, []byte(`{"a":1}`)} {
 		if _, _, err := DecodeItem(bad); err == nil {
