@@ -124,6 +124,13 @@ type Delivery struct {
 	// BatchBytes bounds the bytes of the events processed and delivered
 	// at once (default 500 KB, Segment's /v1/batch limit).
 	BatchBytes int `yaml:"batch_bytes"`
+	// ThrottleBytes is the backlog (events waiting to be processed, or
+	// delivered to a destination that is up) above which ingest waits for
+	// the pipeline to catch up (default 16 MiB; negative: never).
+	ThrottleBytes int64 `yaml:"throttle_bytes"`
+	// ThrottleWait is the longest a request waits so before its events
+	// are accepted all the same (default 1s).
+	ThrottleWait time.Duration `yaml:"throttle_wait"`
 	// Backoff is the retry policy of deliveries.
 	Backoff delivery.Backoff `yaml:"backoff"`
 }
@@ -350,8 +357,8 @@ func (c *Config) Validate() error {
 	if err := c.Delivery.Backoff.Validate(); err != nil {
 		bad("delivery.backoff", "%v", err)
 	}
-	if c.Delivery.Workers < 0 || c.Delivery.BatchSize < 0 || c.Delivery.BatchBytes < 0 {
-		bad("delivery", "workers, batch_size and batch_bytes must not be negative")
+	if c.Delivery.Workers < 0 || c.Delivery.BatchSize < 0 || c.Delivery.BatchBytes < 0 || c.Delivery.ThrottleWait < 0 {
+		bad("delivery", "workers, batch_size, batch_bytes and throttle_wait must not be negative")
 	}
 	return errors.Join(errs...)
 }

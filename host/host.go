@@ -179,7 +179,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	}
 	h.proc.SetObserver(h.metrics.Observer())
 	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Workers: cfg.Delivery.Workers,
-		BatchSize: cfg.Delivery.BatchSize, BatchBytes: cfg.Delivery.BatchBytes, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
+		BatchSize: cfg.Delivery.BatchSize, BatchBytes: cfg.Delivery.BatchBytes,
+		ThrottleBytes: cfg.Delivery.ThrottleBytes, ThrottleWait: cfg.Delivery.ThrottleWait, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}
 	if h.srv, err = server.New(cfg.Server, ingestSources, h.pipe, server.WithLogger(h.log)); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insertfn/insertfn/delivery"
@@ -39,6 +40,13 @@ type Options struct {
 	// so a batch delivered to a webhook is a body Segment's API and
 	// insertfn's own /v1/batch take).
 	BatchBytes int
+	// ThrottleBytes is the backlog (events waiting in the inbox, or for a
+	// destination whose last delivery did not fail) above which Accept
+	// waits for it to drain (0: DefaultThrottleBytes; negative: never).
+	// See throttle.go.
+	ThrottleBytes int64
+	// ThrottleWait is the longest Accept waits so (0: DefaultThrottleWait).
+	ThrottleWait time.Duration
 	// Backoff is the retry policy of deliveries (and of events whose
 	// processing must wait: the consent store down).
 	Backoff delivery.Backoff
@@ -77,6 +85,11 @@ type Pipeline struct {
 	flows *Overview
 	// encoders serve Accept, called by many request handlers at once.
 	encoders sync.Pool
+	throttle throttle
+	// destTopics are the destinations' queue topics, and down says per
+	// destination whether its last delivery failed.
+	destTopics []string
+	down       []atomic.Bool
 }
 
 var _ server.Accepter = (*Pipeline)(nil)
@@ -99,6 +112,15 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = DefaultBatchBytes
 	}
+	if opts.ThrottleBytes == 0 {
+		opts.ThrottleBytes = DefaultThrottleBytes
+	}
+	if opts.ThrottleWait < 0 {
+		return nil, fmt.Errorf("pipeline: a negative ThrottleWait %v", opts.ThrottleWait)
+	}
+	if opts.ThrottleWait == 0 {
+		opts.ThrottleWait = DefaultThrottleWait
+	}
 	if err := opts.Backoff.Validate(); err != nil {
 		return nil, fmt.Errorf("pipeline: delivery backoff: %w", err)
 	}
@@ -106,8 +128,14 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: logthrottle.New(log, 10*time.Second),
-		flows: NewOverview(0), encoders: sync.Pool{New: func() any { return new(encoder) }}}, nil
+	p := &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: logthrottle.New(log, 10*time.Second),
+		flows: NewOverview(0), encoders: sync.Pool{New: func() any { return new(encoder) }},
+		throttle: throttle{limit: opts.ThrottleBytes, wait: opts.ThrottleWait},
+		down:     make([]atomic.Bool, len(sinks))}
+	for _, d := range proc.Destinations() {
+		p.destTopics = append(p.destTopics, DestinationTopic(d.Name))
+	}
+	return p, nil
 }
 
 // Overview returns the per-source, per-minute account of what became of
@@ -115,9 +143,14 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 func (p *Pipeline) Overview() *Overview { return p.flows }
 
 // Accept puts the events of one request into the inbox, durably (per the
-// queue's sync policy) before it returns. A full queue is reported as
+// queue's sync policy) before it returns. While the pipeline is behind
+// (see Options.ThrottleBytes) it first waits, up to Options.ThrottleWait,
+// for it to catch up. A full queue is reported as
 // [server.ErrBackpressure].
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
+	if err := p.throttle.await(ctx); err != nil {
+		return err
+	}
 	enc := p.encoders.Get().(*encoder)
 	defer p.encoders.Put(enc)
 	enc.reset()
@@ -137,6 +170,7 @@ func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) e
 // returns. Whatever was not finished stays in the queue for the next Run.
 func (p *Pipeline) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	wg.Go(func() { p.pace(ctx) })
 	inbox := p.q.Consumer(InboxTopic)
 	for range p.opts.Workers {
 		wg.Go(func() { p.process(ctx, inbox) })
@@ -144,7 +178,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for i, d := range p.proc.Destinations() {
 		c := p.q.Consumer(DestinationTopic(d.Name))
 		for range p.opts.DeliveryWorkers {
-			wg.Go(func() { p.deliver(ctx, d.Name, c, p.sinks[i]) })
+			wg.Go(func() { p.deliver(ctx, i, c) })
 		}
 	}
 	wg.Wait()
@@ -220,7 +254,8 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 
 // deliver takes batches from one destination's backlog to its sink until
 // ctx is done.
-func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, sink delivery.Sink) {
+func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
+	name, sink := p.proc.Destinations()[dest].Name, p.sinks[dest]
 	counters := p.proc.Counters()
 	var events [][]byte
 	var sources []string
@@ -243,6 +278,7 @@ func (p *Pipeline) deliver(ctx context.Context, name string, c *queue.Consumer, 
 			sources = append(sources, source)
 		}
 		err = sink.Deliver(work, events)
+		p.down[dest].Store(err != nil)
 		if err == nil {
 			if err := c.Ack(work, items...); err != nil {
 				p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)

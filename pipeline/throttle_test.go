@@ -1,0 +1,108 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/queue"
+)
+
+// heldSink takes deliveries only once released.
+type heldSink struct {
+	release chan struct{}
+	got     atomic.Int64
+}
+
+func (s *heldSink) Deliver(ctx context.Context, events [][]byte) error {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.got.Add(int64(len(events)))
+	return nil
+}
+
+func (s *heldSink) Close() error { return nil }
+
+// downSink is a destination that is down: each delivery fails after a
+// while (a timeout), so its backlog stays ready for some time.
+type downSink struct{}
+
+func (downSink) Deliver(ctx context.Context, _ [][]byte) error {
+	select {
+	case <-time.After(300 * time.Millisecond):
+	case <-ctx.Done():
+	}
+	return fmt.Errorf("connection refused")
+}
+
+func (downSink) Close() error { return nil }
+
+// TestThrottle: while a destination that is up holds a backlog over
+// ThrottleBytes, Accept waits (up to ThrottleWait); once it drains, Accept
+// goes straight on, though a destination that is down still has one.
+func TestThrottle(t *testing.T) {
+	proc, _ := newProcessor(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	archive := &heldSink{release: make(chan struct{})}
+	const wait = 300 * time.Millisecond
+	p, err := New(q, proc, []delivery.Sink{downSink{}, webhook(t, newSink(t).srv.URL), archive}, Options{
+		BatchSize: 1, ThrottleBytes: 4 << 10, ThrottleWait: wait,
+		Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: -1},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { p.Run(ctx); close(ran) }()
+	defer func() { cancel(); <-ran }()
+
+	pad := strings.Repeat("x", 500)
+	var evs [][]byte
+	for i := range 30 { // ~24 KB for ads (down) and for the archive (held)
+		evs = append(evs, []byte(strings.Replace(string(event(fmt.Sprintf("m%02d", i), true, false)), `"type"`, `"pad":"`+pad+`","type"`, 1)))
+	}
+	if err := p.Accept(context.Background(), "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the throttle to shut", func() bool { return p.throttle.gate.Load() != nil })
+	start := time.Now()
+	if err := p.Accept(context.Background(), "web", evs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if waited := time.Since(start); waited < wait*3/4 || p.throttle.waits.Load() != 1 {
+		t.Fatalf("Accept under the throttle returned after %v, %d waits; want it to wait ~%v", waited, p.throttle.waits.Load(), wait)
+	}
+	// A cancelled request does not wait.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if err := p.Accept(cctx, "web", evs[:1]); err == nil {
+		t.Fatal("Accept with a done context under the throttle succeeded")
+	}
+
+	close(archive.release)
+	waitFor(t, "the archive's backlog to drain", func() bool { return archive.got.Load() >= 31 })
+	waitFor(t, "the throttle to open", func() bool { return p.throttle.gate.Load() == nil })
+	if st, err := q.Stats(DestinationTopic("ads")); err != nil || st.ReadyBytes <= 4<<10 {
+		t.Fatalf("ads backlog %+v, %v; want one over the limit (ads is down and must not throttle)", st, err)
+	}
+	before := p.throttle.waits.Load()
+	if err := p.Accept(context.Background(), "web", evs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if p.throttle.waits.Load() != before {
+		t.Fatal("Accept waited though only a destination that is down has a backlog")
+	}
+}
