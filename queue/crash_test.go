@@ -34,9 +34,18 @@ func TestCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process")
 	}
+	for _, policy := range []SyncPolicy{SyncInterval, SyncAlways} {
+		t.Run(policy.String(), func(t *testing.T) { crash(t, policy) })
+	}
+}
+
+// crashSyncEnv carries the sync policy to the crash child.
+const crashSyncEnv = "INSERTFN_QUEUE_CRASH_SYNC"
+
+func crash(t *testing.T, policy SyncPolicy) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+	cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashSyncEnv+"="+policy.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -75,7 +84,7 @@ func TestCrash(t *testing.T) {
 		acked = acked[:n-1]
 	}
 
-	q, err := Open(filepath.Join(dir, DirName), Options{})
+	q, err := Open(filepath.Join(dir, DirName), Options{Sync: policy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +130,12 @@ const crashBatch = 10
 
 // crashChild appends and moves until it is killed.
 func crashChild(dir string) {
-	q, err := Open(filepath.Join(dir, DirName), Options{})
+	var policy SyncPolicy
+	if err := policy.UnmarshalText([]byte(os.Getenv(crashSyncEnv))); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	q, err := Open(filepath.Join(dir, DirName), Options{Sync: policy})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

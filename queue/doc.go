@@ -24,7 +24,7 @@
 //     while the log's fsync runs ([pebble.DB.ApplyNoSyncWait]); a syncer
 //     goroutine answers the writes that wait for it. A lone Append does
 //     not wait for company, and under load many share each fsync.
-//   - Only what must be durable waits for the disk (see [SyncAlways]):
+//   - Only what must be durable waits (see [SyncAlways], [SyncInterval]):
 //     an acknowledgement or a Move that a power loss undoes only hands
 //     items out again.
 //   - Deletes are cheap: an item handed out once is deleted with a
@@ -32,8 +32,9 @@
 //     a memtable flush, so a queue that keeps up writes almost nothing
 //     but its log.
 //   - Crash-safe: the log is replayed at open up to its last intact
-//     record; a crash never leaves a torn store, and with SyncAlways
-//     nothing acknowledged is lost.
+//     record; a crash never leaves a torn store; a process crash loses
+//     nothing acknowledged (the default, SyncInterval), nor does a power
+//     loss with SyncAlways.
 //   - The directory is locked by the process that has it open: a second
 //     insertfn on the same data directory gets a clear error instead of
 //     corrupting it.
@@ -72,10 +73,11 @@
 //
 // # Durability
 //
-// [Options.Sync] chooses when a write is on disk: [SyncAlways] (the
-// default: an Append returns only after its fsync; a kill -9 or a power
-// loss loses nothing acknowledged), [SyncInterval] or [SyncNever] (see
-// their documentation for what a crash may lose).
+// [Options.Sync] chooses when a write is on disk: [SyncInterval] (the
+// default: an Append returns once in the log file, fsynced every 100 ms;
+// a kill -9 loses nothing acknowledged, a power loss the last 100 ms),
+// [SyncAlways] (an Append returns only after its fsync; a power loss
+// loses nothing either) or [SyncNever] (see their documentation).
 //
 // # Disk bound
 //

@@ -817,6 +817,13 @@ func TestSyncPolicyText(t *testing.T) {
 		}
 	}
 	var p SyncPolicy
+	if p != SyncInterval {
+		t.Fatalf("the zero SyncPolicy is %v; the default is interval", p)
+	}
+	p = SyncNever
+	if err := p.UnmarshalText(nil); err != nil || p != SyncInterval {
+		t.Fatalf("an empty policy reads as %v, %v; want the default, interval", p, err)
+	}
 	if err := p.UnmarshalText([]byte("sometimes")); err == nil || !strings.Contains(err.Error(), "always, interval or never") {
 		t.Fatalf("unknown policy: %v", err)
 	}
