@@ -73,6 +73,8 @@ var (
 		"Events taken from the inbox and run through the pipeline.")
 	descSourceDropped = counterDesc("pipeline_events_dropped_total",
 		"Events a source function dropped (or that failed under a drop policy), by reason: the function's drop reason or its error kind.", "reason")
+	descThrottled = counterDesc("ingest_requests_throttled_total",
+		"Requests whose events waited for the pipeline to catch up before they were queued (delivery.throttle_bytes).")
 	descConsentUpdates = counterDesc("consent_updates_total",
 		"Consent preference events applied to the consent store.")
 	descConsentRejected = counterDesc("consent_updates_rejected_total",
@@ -119,7 +121,7 @@ var (
 
 var allDescs = []*prometheus.Desc{
 	descRequests, descRequestsRejected, descEvents, descEventsAccepted, descEventsDuplicates, descEventsInvalid,
-	descProcessed, descSourceDropped, descConsentUpdates, descConsentRejected,
+	descProcessed, descSourceDropped, descThrottled, descConsentUpdates, descConsentRejected,
 	descDelivered, descFailed, descRetried, descFiltered, descDestDropped, descFunctionEvents,
 	descDestQueueItems, descDestQueueBytes, descInboxItems, descInboxBytes, descQueueUsed, descQueueLimit,
 	descInvocations, descStarted, descDiscarded, descRecycled, descIdle,
@@ -178,6 +180,7 @@ func (c *collector) collectServer(ch chan<- prometheus.Metric, s server.Stats) {
 
 func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet, s pipeline.Snapshot) {
 	counter(ch, descProcessed, s.Processed)
+	counter(ch, descThrottled, s.Throttled)
 	counter(ch, descConsentUpdates, s.ConsentUpdates)
 	counter(ch, descConsentRejected, s.ConsentRejected)
 

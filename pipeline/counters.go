@@ -18,6 +18,7 @@ type Counters struct {
 	processed       atomic.Uint64
 	consentUpdates  atomic.Uint64
 	consentRejected atomic.Uint64
+	throttled       atomic.Uint64 // Accepts that waited for the pipeline
 
 	mu    sync.RWMutex
 	drops map[string]*atomic.Uint64 // source-side drops by reason
@@ -136,12 +137,15 @@ func (c *Counters) function(name string, out *functions.Outcome) {
 
 // Snapshot is a copy of the counters at one moment.
 type Snapshot struct {
-	Processed       uint64                         `json:"processed"`
-	ConsentUpdates  uint64                         `json:"consent_updates"`
-	ConsentRejected uint64                         `json:"consent_rejected"`
-	Dropped         map[string]uint64              `json:"dropped"` // by source functions, by reason
-	Destinations    map[string]DestinationSnapshot `json:"destinations"`
-	Functions       map[string]FunctionSnapshot    `json:"functions"`
+	Processed       uint64 `json:"processed"`
+	ConsentUpdates  uint64 `json:"consent_updates"`
+	ConsentRejected uint64 `json:"consent_rejected"`
+	// Throttled counts the requests whose events waited for the pipeline
+	// to catch up before they were queued (Options.ThrottleBytes).
+	Throttled    uint64                         `json:"throttled"`
+	Dropped      map[string]uint64              `json:"dropped"` // by source functions, by reason
+	Destinations map[string]DestinationSnapshot `json:"destinations"`
+	Functions    map[string]FunctionSnapshot    `json:"functions"`
 }
 
 // DestinationSnapshot is one destination's counts.
@@ -168,6 +172,7 @@ func (c *Counters) Snapshot() Snapshot {
 		Processed:       c.processed.Load(),
 		ConsentUpdates:  c.consentUpdates.Load(),
 		ConsentRejected: c.consentRejected.Load(),
+		Throttled:       c.throttled.Load(),
 		Dropped:         make(map[string]uint64),
 		Destinations:    make(map[string]DestinationSnapshot),
 		Functions:       make(map[string]FunctionSnapshot),

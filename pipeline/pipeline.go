@@ -130,7 +130,7 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 	}
 	p := &Pipeline{q: q, proc: proc, sinks: sinks, opts: opts, log: log, noisy: logthrottle.New(log, 10*time.Second),
 		flows: NewOverview(0), encoders: sync.Pool{New: func() any { return new(encoder) }},
-		throttle: throttle{limit: opts.ThrottleBytes, wait: opts.ThrottleWait},
+		throttle: throttle{limit: opts.ThrottleBytes, wait: opts.ThrottleWait, waits: &proc.Counters().throttled},
 		down:     make([]atomic.Bool, len(sinks))}
 	for _, d := range proc.Destinations() {
 		p.destTopics = append(p.destTopics, DestinationTopic(d.Name))

@@ -46,8 +46,8 @@ type throttle struct {
 	// gate is nil while ingest may go on, and otherwise a channel closed
 	// when it may go on again. Only the pacer changes it.
 	gate atomic.Pointer[chan struct{}]
-	// waits counts the Accepts that waited.
-	waits atomic.Uint64
+	// waits counts the Accepts that waited (the pipeline's Counters).
+	waits *atomic.Uint64
 }
 
 // await waits while the gate is shut, up to t.wait; it returns ctx's

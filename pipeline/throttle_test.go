@@ -82,8 +82,8 @@ func TestThrottle(t *testing.T) {
 	if err := p.Accept(context.Background(), "web", evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if waited := time.Since(start); waited < wait*3/4 || p.throttle.waits.Load() != 1 {
-		t.Fatalf("Accept under the throttle returned after %v, %d waits; want it to wait ~%v", waited, p.throttle.waits.Load(), wait)
+	if waited := time.Since(start); waited < wait*3/4 || proc.Counters().Snapshot().Throttled != 1 {
+		t.Fatalf("Accept under the throttle returned after %v, %d waits; want it to wait ~%v", waited, proc.Counters().Snapshot().Throttled, wait)
 	}
 	// A cancelled request does not wait.
 	cctx, ccancel := context.WithCancel(context.Background())
@@ -98,11 +98,11 @@ func TestThrottle(t *testing.T) {
 	if st, err := q.Stats(DestinationTopic("ads")); err != nil || st.ReadyBytes <= 4<<10 {
 		t.Fatalf("ads backlog %+v, %v; want one over the limit (ads is down and must not throttle)", st, err)
 	}
-	before := p.throttle.waits.Load()
+	before := proc.Counters().Snapshot().Throttled
 	if err := p.Accept(context.Background(), "web", evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if p.throttle.waits.Load() != before {
+	if proc.Counters().Snapshot().Throttled != before {
 		t.Fatal("Accept waited though only a destination that is down has a backlog")
 	}
 }
