@@ -124,9 +124,10 @@ type Delivery struct {
 	// BatchBytes bounds the bytes of the events processed and delivered
 	// at once (default 500 KB, Segment's /v1/batch limit).
 	BatchBytes int `yaml:"batch_bytes"`
-	// ThrottleBytes is the backlog (events waiting to be processed, or
-	// delivered to a destination that is up) above which ingest waits for
-	// the pipeline to catch up (default 16 MiB; negative: never).
+	// ThrottleBytes is the backlog (events waiting to be processed, and
+	// what the backlogs of destinations that are up grew by) above which
+	// ingest waits for the pipeline to catch up (default 16 MiB;
+	// negative: never).
 	ThrottleBytes int64 `yaml:"throttle_bytes"`
 	// ThrottleWait is the longest a request waits so before its events
 	// are accepted all the same (default 1s).

@@ -40,8 +40,8 @@ type Options struct {
 	// so a batch delivered to a webhook is a body Segment's API and
 	// insertfn's own /v1/batch take).
 	BatchBytes int
-	// ThrottleBytes is the backlog (events waiting in the inbox, or for a
-	// destination whose last delivery did not fail) above which Accept
+	// ThrottleBytes is the backlog (events waiting in the inbox, and what
+	// the backlogs of destinations that are up grew by) above which Accept
 	// waits for it to drain (0: DefaultThrottleBytes; negative: never).
 	// See throttle.go.
 	ThrottleBytes int64
@@ -62,8 +62,11 @@ const (
 	// growing while ingest is busy (a batch of 100 let the backlog grow
 	// by ~12k events a second in BenchmarkServeBatch, one of 500 did not).
 	DefaultBatchSize = 500
-	// DefaultBatchBytes is the default of Options.BatchBytes: 500 KB.
-	DefaultBatchBytes = 500 << 10
+	// DefaultBatchBytes is the default of Options.BatchBytes: 500 KB less
+	// 1 KB, so that a webhook batch with its {"batch":[...]} framing stays
+	// within Segment's 500 KB (the bound counts each queued item's source
+	// header, which outweighs its comma, but not the framing).
+	DefaultBatchBytes = 500<<10 - 1<<10
 )
 
 // Pipeline moves events from the durable queue through a [Processor] to

@@ -16,13 +16,16 @@ import (
 // clients got, and the webhook's backlog grew without end; with the
 // throttle, 66-70k, and the backlog stays at its bound.
 //
-// So while the events that wait (in the inbox, and in the backlogs of
-// destinations whose last delivery succeeded) exceed ThrottleBytes,
-// Accept waits for them to drain, up to ThrottleWait, before it queues
-// its events: clients see slower answers instead of the pipeline falling
-// behind. A destination that is down does not count: its backlog is
-// meant to wait in the queue (bounded by its disk use) without holding up
-// ingest or the other destinations.
+// So while the events that wait exceed ThrottleBytes, Accept waits for
+// them to drain, up to ThrottleWait, before it queues its events: clients
+// see slower answers instead of the pipeline falling behind. What counts
+// is the inbox, and what each destination's backlog grew by since it was
+// last at its smallest while up: a destination that is down does not
+// count (its backlog is meant to wait in the queue, bounded by its disk
+// use, without holding up ingest or the other destinations), nor does the
+// backlog it comes back with, or that was there at start, while it
+// drains; only a backlog that grows again while the destination takes
+// events does.
 
 // paceEvery is how often the pacer measures the backlog (at 80k events/s
 // about 800 KB arrive meanwhile). Measuring every 2 ms took ~3% off
@@ -92,13 +95,17 @@ func (p *Pipeline) pace(ctx context.Context) {
 	}
 	tick := time.NewTicker(paceEvery)
 	defer tick.Stop()
+	b := backlog{floor: make([]int64, len(p.destTopics)), reset: make([]bool, len(p.destTopics))}
+	for i := range b.reset {
+		b.reset[i] = true // what is there at start drains without throttling
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		lag := p.backlog()
+		lag := b.measure(p)
 		switch {
 		case lag > t.limit:
 			if t.gate.Load() == nil {
@@ -111,20 +118,35 @@ func (p *Pipeline) pace(ctx context.Context) {
 	}
 }
 
-// backlog returns the bytes of the events waiting to be processed or
-// delivered to a destination whose last delivery did not fail.
-func (p *Pipeline) backlog() int64 {
+// backlog is the pacer's measure of what waits.
+type backlog struct {
+	// floor is, per destination, the smallest its ready backlog has been
+	// since reset; reset is set while it is down (and at start), so that
+	// the backlog it has when it comes (back) up is its new floor.
+	floor []int64
+	reset []bool
+}
+
+// measure returns the bytes of the events waiting in the inbox plus, per
+// destination that is up, what its backlog holds above its floor.
+func (b *backlog) measure(p *Pipeline) int64 {
 	var n int64
 	if s, err := p.q.Stats(InboxTopic); err == nil {
 		n += s.ReadyBytes
 	}
 	for i, topic := range p.destTopics {
 		if p.down[i].Load() {
+			b.reset[i] = true
 			continue
 		}
-		if s, err := p.q.Stats(topic); err == nil {
-			n += s.ReadyBytes
+		s, err := p.q.Stats(topic)
+		if err != nil {
+			continue
 		}
+		if b.reset[i] || s.ReadyBytes < b.floor[i] {
+			b.floor[i], b.reset[i] = s.ReadyBytes, false
+		}
+		n += s.ReadyBytes - b.floor[i]
 	}
 	return n
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,7 +68,12 @@ func TestThrottle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
 	go func() { p.Run(ctx); close(ran) }()
-	defer func() { cancel(); <-ran }()
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(archive.release) }) }
+	defer func() { release(); cancel(); <-ran }() // a held delivery would keep Run from returning
+	// The backlog a destination has when the pacer first looks drains
+	// without throttling: let it look before the backlog builds.
+	time.Sleep(3 * paceEvery)
 
 	pad := strings.Repeat("x", 500)
 	var evs [][]byte
@@ -92,7 +98,7 @@ func TestThrottle(t *testing.T) {
 		t.Fatal("Accept with a done context under the throttle succeeded")
 	}
 
-	close(archive.release)
+	release()
 	waitFor(t, "the archive's backlog to drain", func() bool { return archive.got.Load() >= 31 })
 	waitFor(t, "the throttle to open", func() bool { return p.throttle.gate.Load() == nil })
 	if st, err := q.Stats(DestinationTopic("ads")); err != nil || st.ReadyBytes <= 4<<10 {
@@ -105,4 +111,57 @@ func TestThrottle(t *testing.T) {
 	if proc.Counters().Snapshot().Throttled != before {
 		t.Fatal("Accept waited though only a destination that is down has a backlog")
 	}
+}
+
+// TestBacklogMeasure: the throttle counts the inbox and what a destination
+// that is up has added to its backlog since it was last at its smallest;
+// not the backlog there at start, nor one a destination comes back up
+// with, while it drains.
+func TestBacklogMeasure(t *testing.T) {
+	proc, _ := newProcessor(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	held := &heldSink{release: make(chan struct{})}
+	p, err := New(q, proc, []delivery.Sink{held, held, held}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ads := DestinationTopic("ads")
+	add := func(topic string, n int) {
+		t.Helper()
+		for range n {
+			if err := q.Append(ctx, topic, []byte(strings.Repeat("x", 100))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b := backlog{floor: make([]int64, 3), reset: []bool{true, true, true}}
+	check := func(what string, want int64) {
+		t.Helper()
+		if got := b.measure(p); got != want {
+			t.Fatalf("%s: backlog %d bytes, want %d", what, got, want)
+		}
+	}
+	add(ads, 10)
+	check("a backlog there at start", 0)
+	add(ads, 5)
+	check("grown by 5 items while up", 500)
+	p.down[0].Store(true)
+	add(ads, 20)
+	check("down", 0)
+	p.down[0].Store(false)
+	check("back up with 35 items", 0)
+	items, err := q.Consumer(ads).Next(ctx, 10, 0)
+	if err != nil || len(items) != 10 {
+		t.Fatalf("Next: %d items, %v", len(items), err)
+	}
+	check("draining", 0)
+	add(ads, 3)
+	check("grown by 3 items from its smallest", 300)
+	add(InboxTopic, 2)
+	check("and 2 in the inbox", 500)
 }

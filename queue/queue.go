@@ -104,7 +104,9 @@ const (
 	// SyncInterval such writes do ask Pebble for a sync, which writes the
 	// log to the file, and the file's fsync is deferred (intervalfs.go).
 	// TestProcessCrash and TestCrash check that no acknowledged item is
-	// lost to a kill -9.
+	// lost to a kill -9, TestPowerLoss that a power loss leaves a store
+	// that opens. (A store created before insertfn chose storeFormat is
+	// fsynced as under SyncAlways: see logSyncsDeferrable.)
 	//
 	// Why the default: the disk's fsync, not insertfn, then sets an
 	// answer's latency. On the machine of the benchmarks an fsync takes
@@ -212,7 +214,7 @@ type Queue struct {
 	commitDone chan struct{}
 	syncs      chan syncGroup // from the committer to the syncer
 	syncerDone chan struct{}
-	syncDone   chan struct{} // nil unless SyncInterval
+	syncDone   chan struct{} // nil unless SyncInterval defers fsyncs (ifs)
 	closeOnce  sync.Once
 	closeErr   error
 
@@ -290,7 +292,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		return nil, err
 	}
 	var ifs *intervalFS
-	if opts.Sync == SyncInterval {
+	if opts.Sync == SyncInterval && logSyncsDeferrable(fs, path) {
 		ifs = newIntervalFS(fs)
 		fs = ifs
 	}
@@ -300,7 +302,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		Logger:                      quietLogger{},
 		MemTableSize:                memTableSize,
 		MemTableStopWritesThreshold: memTables,
-		FormatMajorVersion:          pebble.FormatNewest,
+		FormatMajorVersion:          storeFormat,
 	}
 	for i := range popts.Levels {
 		// What reaches a file is a backlog, and writing it out is bound
@@ -341,7 +343,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 	}
 	go q.commitLoop()
 	go q.syncer()
-	if opts.Sync == SyncInterval {
+	if ifs != nil {
 		every := opts.Interval
 		if every <= 0 {
 			every = DefaultSyncInterval
@@ -350,6 +352,29 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		go q.syncLoop(every)
 	}
 	return q, nil
+}
+
+// storeFormat is the format of a new store: the newest whose log has no
+// "synced offset" chunks (pebble.FormatWALSyncChunks and later write them).
+// Those chunks promise that the log was fsynced up to an offset, so that
+// replay can tell corruption from a torn tail; under SyncInterval the
+// queue defers the log's fsyncs (intervalfs.go), the promise would not
+// hold, and after a power loss Pebble would refuse to open a store whose
+// log ends torn ("invalid chunk") instead of replaying it up to its last
+// intact record. The later formats' other gains (sstable format v6,
+// value separation) matter little to a queue whose items rarely reach an
+// sstable.
+const storeFormat = pebble.FormatColumnarBlocks
+
+// logSyncsDeferrable reports whether the store at path (if any) writes
+// its log without synced-offset chunks, so that SyncInterval may defer
+// its fsyncs. A store created by an insertfn before storeFormat was
+// lowered writes them: under SyncInterval it is then fsynced on every
+// write that must survive, as under SyncAlways (safe, and as slow); to
+// get SyncInterval's latency, let its queue drain and remove it.
+func logSyncsDeferrable(fs vfs.FS, path string) bool {
+	desc, err := pebble.Peek(path, fs)
+	return err == nil && (!desc.Exists || desc.FormatMajorVersion < pebble.FormatWALSyncChunks)
 }
 
 // lockDir takes the store's directory lock, waiting up to timeout (0:
@@ -622,6 +647,9 @@ func (q *Queue) Close() error {
 		}
 		if q.sync != SyncNever {
 			err = q.syncLog()
+		}
+		if e := q.intervalErr.Load(); e != nil && err == nil {
+			err = *e // a later fsync may succeed though the data it lost is gone
 		}
 		if cerr := q.db.Close(); err == nil {
 			err = cerr
