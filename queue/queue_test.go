@@ -310,12 +310,18 @@ func TestConcurrentConsumersGetEachItemOnce(t *testing.T) {
 	c := q.Consumer("t")
 	var mu sync.Mutex
 	seen := map[string]int{}
+	handed := 0
+	// The consumers stop once every item was handed out (or after a
+	// generous time, for the check below to report): a short timeout per
+	// Next would end them early on a loaded machine.
+	run, stop := context.WithTimeout(ctx, 20*time.Second)
+	defer stop()
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
 			for {
-				items, err := c.Next(ctxT(t, 50*time.Millisecond), 7, 0)
-				if errors.Is(err, context.DeadlineExceeded) {
+				items, err := c.Next(run, 7, 0)
+				if run.Err() != nil {
 					return
 				}
 				if err != nil {
@@ -331,11 +337,15 @@ func TestConcurrentConsumersGetEachItemOnce(t *testing.T) {
 				for _, it := range items {
 					seen[string(it.Data)]++
 				}
+				if handed += len(items); handed >= n {
+					stop()
+				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
+	expectEmpty(t, c)
 	if len(seen) != n {
 		t.Fatalf("%d distinct items handed out, want %d", len(seen), n)
 	}
@@ -400,7 +410,7 @@ func TestRetryPersistsAcrossRestart(t *testing.T) {
 	}
 	c := q.Consumer("t")
 	items := next(t, c, 2, time.Second)
-	notBefore := time.Now().Add(400 * time.Millisecond)
+	notBefore := time.Now().Add(time.Second) // longer than a reopen on a loaded machine
 	if err := c.Retry(ctx, items[0], notBefore); err != nil {
 		t.Fatal(err)
 	}
