@@ -36,9 +36,9 @@ type Options struct {
 	// and the most events one delivery carries (0: DefaultBatchSize).
 	BatchSize int
 	// BatchBytes bounds the events' bytes in such a batch; a single event
-	// larger goes alone (0: DefaultBatchBytes, Segment's /v1/batch limit,
-	// so a batch delivered to a webhook is a body Segment's API and
-	// insertfn's own /v1/batch take).
+	// larger goes alone (0: DefaultBatchBytes, so that a batch delivered
+	// to a webhook is a body Segment's API and insertfn's own /v1/batch
+	// take).
 	BatchBytes int
 	// ThrottleBytes is the backlog (events waiting in the inbox, and what
 	// the backlogs of destinations that are up grew by) above which Accept

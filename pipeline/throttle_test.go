@@ -14,6 +14,17 @@ import (
 	"github.com/insertfn/insertfn/queue"
 )
 
+// openQueue opens a queue without fsyncs for the test.
+func openQueue(t *testing.T) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
 // heldSink takes deliveries only once released.
 type heldSink struct {
 	release chan struct{}
@@ -51,11 +62,7 @@ func (downSink) Close() error { return nil }
 // goes straight on, though a destination that is down still has one.
 func TestThrottle(t *testing.T) {
 	proc, _ := newProcessor(t)
-	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := openQueue(t)
 	archive := &heldSink{release: make(chan struct{})}
 	const wait = 300 * time.Millisecond
 	p, err := New(q, proc, []delivery.Sink{downSink{}, webhook(t, newSink(t).srv.URL), archive}, Options{
@@ -119,11 +126,7 @@ func TestThrottle(t *testing.T) {
 // with, while it drains.
 func TestBacklogMeasure(t *testing.T) {
 	proc, _ := newProcessor(t)
-	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := openQueue(t)
 	held := &heldSink{release: make(chan struct{})}
 	p, err := New(q, proc, []delivery.Sink{held, held, held}, Options{})
 	if err != nil {

@@ -237,19 +237,51 @@ func (s *scanner) digits() bool {
 	return s.i > start
 }
 
+// enter opens the object or array at s.i (its opening byte). It reports
+// whether the container is empty (closing follows, and is read), and
+// false in ok when it nests too deep.
+func (s *scanner) enter(closing byte) (empty, ok bool) {
+	if s.depth++; s.depth > maxNesting {
+		return false, false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == closing {
+		s.i++
+		s.depth--
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows a member or an element: a comma (another one
+// comes: more) or the container's closing byte (it ends); ok is false for
+// anything else.
+func (s *scanner) next(closing byte) (more, ok bool) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		s.space()
+		return true, true
+	case closing:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, false
+}
+
 // object reads an object at s.i, its opening brace. With index, it
 // records the members, and the elements of the first member named batch
 // when that is an array.
 func (s *scanner) object(index *bodyIndex) bool {
-	if s.depth++; s.depth > maxNesting {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		s.depth--
-		return true
+	empty, ok := s.enter('}')
+	if empty || !ok {
+		return ok
 	}
 	for {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
@@ -286,20 +318,8 @@ func (s *scanner) object(index *bodyIndex) bool {
 			index.sawBatch = index.sawBatch || name == "batch"
 			index.members = append(index.members, indexedMember{name: name, value: s.b[valueStart:s.i]})
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.space()
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		if more, ok := s.next('}'); !more {
+			return ok
 		}
 	}
 }
@@ -307,15 +327,9 @@ func (s *scanner) object(index *bodyIndex) bool {
 // array reads an array at s.i, its opening bracket; with index, it
 // records the elements.
 func (s *scanner) array(index *bodyIndex) bool {
-	if s.depth++; s.depth > maxNesting {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
-		s.depth--
-		return true
+	empty, ok := s.enter(']')
+	if empty || !ok {
+		return ok
 	}
 	for {
 		start := s.i
@@ -325,20 +339,8 @@ func (s *scanner) array(index *bodyIndex) bool {
 		if index != nil {
 			index.elements = append(index.elements, s.b[start:s.i])
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.space()
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		if more, ok := s.next(']'); !more {
+			return ok
 		}
 	}
 }

@@ -510,7 +510,6 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// copies. Nothing read from it outlives the request (normalize copies
 	// what it keeps into sc.out).
 	js := unsafe.String(unsafe.SliceData(body), len(body))
-	sc.index.reset()
 	var index *bodyIndex // a batch's members and events, found while validating
 	if batch {
 		index = &sc.index
