@@ -126,7 +126,7 @@ type Delivery struct {
 	BatchBytes int `yaml:"batch_bytes"`
 	// ThrottleBytes is the backlog (events waiting to be processed, and
 	// what the backlogs of destinations that are up grew by) above which
-	// ingest waits for the pipeline to catch up (default 16 MiB;
+	// ingest waits for the pipeline to catch up (default 4 MiB;
 	// negative: never).
 	ThrottleBytes int64 `yaml:"throttle_bytes"`
 	// ThrottleWait is the longest a request waits so before its events

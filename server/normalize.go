@@ -139,62 +139,62 @@ type fields struct {
 // It returns the dedupe key of a client-supplied messageId (dedupe false
 // for a generated one, which cannot repeat), or the problem that refuses
 // the event, in which case sc.out is left as it was.
-func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time.Time, h hasher) (key idKey, dedupe bool, p problem) {
-	if !ev.IsObject() {
+func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Time, h hasher) (key idKey, dedupe bool, p problem) {
+	if !ev.object {
 		return key, false, errNotObject
 	}
 	var f fields
 	seen := sc.keys[:0]
 	rest := sc.members[:0] // members copied as they are, written after the ones the host reads most
-	ev.ForEach(func(k, v gjson.Result) bool {
-		name := k.Str
+members:
+	for _, m := range ev.members {
+		name := m.name
 		for _, s := range seen {
 			if s == name {
-				return true
+				continue members
 			}
 		}
 		seen = append(seen, name)
 		switch name {
 		case "type":
-			f.typ = v
-			return true
+			f.typ = gjson.Parse(m.value)
+			continue
 		case "messageId":
-			f.messageID = v
-			return true
+			f.messageID = gjson.Parse(m.value)
+			continue
 		case "timestamp":
-			f.timestamp = v
-			return true
+			f.timestamp = gjson.Parse(m.value)
+			continue
 		case "originalTimestamp":
-			f.origTimestamp = v
-			return true
+			f.origTimestamp = gjson.Parse(m.value)
+			continue
 		case "sentAt":
-			f.sentAt = v
-			return true
+			f.sentAt = gjson.Parse(m.value)
+			continue
 		case "context":
-			f.context = v
-			return true
+			f.context = gjson.Parse(m.value)
+			continue
 		case "integrations":
-			f.integrations = v
-			return true
+			f.integrations = gjson.Parse(m.value)
+			continue
 		case "writeKey", "receivedAt":
-			return true
+			continue
 		case "userId":
-			f.userID = v
-			return true
+			f.userID = gjson.Parse(m.value)
+			continue
 		case "anonymousId":
-			f.anonymousID = v
-			return true
+			f.anonymousID = gjson.Parse(m.value)
+			continue
 		case "event":
-			f.event = v
-			return true
+			f.event = gjson.Parse(m.value)
+			continue
 		case "previousId":
-			f.previousID = v
+			f.previousID = gjson.Parse(m.value)
 		case "groupId":
-			f.groupID = v
+			f.groupID = gjson.Parse(m.value)
 		}
-		rest = append(rest, member{k.Raw, v.Raw})
-		return true
-	})
+		rest = append(rest, member{m.key, m.value})
+	}
 	sc.keys, sc.members = seen[:0], rest[:0] // keep the grown buffers
 	fail := func(p problem) (idKey, bool, problem) {
 		return idKey{}, false, p
@@ -309,11 +309,11 @@ func normalize(sc *scratch, ev gjson.Result, typ eventType, sh *shared, now time
 	}
 	if present(f.integrations) || sh.integrations.IsObject() {
 		out = appendKey(out, &first, `"integrations":`)
-		out = appendMerged(out, f.integrations, sh.integrations, "", nil)
+		out = appendMerged(out, f.integrations, nil, sh.integrations, "", nil)
 	}
 	if present(f.context) || sh.context.IsObject() {
 		out = appendKey(out, &first, `"context":`)
-		out = appendMerged(out, f.context, sh.context, "consent", &sc.merged)
+		out = appendMerged(out, f.context, ev.context, sh.context, "consent", &sc.merged)
 	}
 	for _, m := range rest {
 		out = appendKey(out, &first, m.key)
@@ -410,8 +410,9 @@ func parseTime(r gjson.Result) (time.Time, bool) {
 // When lead is not empty, the first member named lead (own's, else
 // batch's) is written first and the others keep their order, so that a
 // reader looking for it (gjson.Get of "context.consent") stops there
-// instead of scanning past the others. scratch holds the members meanwhile.
-func appendMerged(out []byte, own, batch gjson.Result, lead string, scratch *[]namedMember) []byte {
+// instead of scanning past the others. ownMembers are then own's members
+// (as scanBody indexed them), and scratch holds the members meanwhile.
+func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batch gjson.Result, lead string, scratch *[]namedMember) []byte {
 	ownObj, batchObj := own.IsObject(), batch.IsObject()
 	switch {
 	case !ownObj:
@@ -445,10 +446,9 @@ func appendMerged(out []byte, own, batch gjson.Result, lead string, scratch *[]n
 	ms := (*scratch)[:0]
 	owned := 0
 	if ownObj {
-		own.ForEach(func(k, v gjson.Result) bool {
-			ms = append(ms, namedMember{k.Str, member{k.Raw, v.Raw}})
-			return true
-		})
+		for _, m := range ownMembers {
+			ms = append(ms, namedMember{m.name, member{m.key, m.value}})
+		}
 		owned = len(ms)
 	}
 	if batchObj {

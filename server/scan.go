@@ -20,19 +20,66 @@ import (
 const maxNesting = 512
 
 // bodyIndex is what scanBody found: for an object body, its top-level
-// members in order; for its first member named "batch" that is an array,
-// the elements. Strings are views of the body.
+// members in order and the members of its first member named context;
+// for its first member named "batch" that is an array, the elements, and
+// for each element that is an object its members and those of its
+// context. normalize reads events from these instead of parsing them
+// again. Strings are views of the body.
 type bodyIndex struct {
-	members  []indexedMember
-	elements []string
-	sawBatch bool // a member named batch was read (the first counts)
-	hasBatch bool // and it is an array, whose elements are in elements
+	members  []indexedMember // the body's
+	context  fieldSpan       // of the body's context, in contexts
+	elements []indexedElement
+	fields   []indexedMember // the elements' members, by indexedElement.members
+	contexts []indexedMember // the members of contexts, by fieldSpan
+	sawBatch bool            // a member named batch was read (the first counts)
+	hasBatch bool            // and it is an array, whose elements are in elements
 }
 
-// indexedMember is one member of an object: its name unescaped and its
-// value as raw JSON.
+// indexedMember is one member of an object: its name unescaped, its key
+// as written (quoted) and its value as raw JSON.
 type indexedMember struct {
-	name, value string
+	name, key, value string
+}
+
+// fieldSpan locates an object's members in one of bodyIndex's member
+// lists. ok is false when there is no such object.
+type fieldSpan struct {
+	lo, hi int32
+	ok     bool
+}
+
+// indexedElement is one element of a batch: its raw JSON and, when it is
+// an object, its members (in bodyIndex.fields) and those of its first
+// member named context when that is an object (in bodyIndex.contexts).
+type indexedElement struct {
+	raw     string
+	members fieldSpan
+	context fieldSpan
+}
+
+// eventView is an event as normalize reads it.
+type eventView struct {
+	object  bool            // the event is a JSON object
+	members []indexedMember // its members
+	context []indexedMember // the members of its first context, when that is an object
+}
+
+// view returns the element i of the batch as normalize reads it.
+func (x *bodyIndex) view(i int) eventView {
+	e := &x.elements[i]
+	return eventView{object: e.members.ok, members: x.fields[e.members.lo:e.members.hi], context: x.span(x.contexts, e.context)}
+}
+
+// bodyView returns the body as an event.
+func (x *bodyIndex) bodyView() eventView {
+	return eventView{object: true, members: x.members, context: x.span(x.contexts, x.context)}
+}
+
+func (x *bodyIndex) span(list []indexedMember, s fieldSpan) []indexedMember {
+	if !s.ok {
+		return nil
+	}
+	return list[s.lo:s.hi]
 }
 
 // member returns the first member named name (Result.Exists is false when
@@ -47,13 +94,16 @@ func (x *bodyIndex) member(name string) gjson.Result {
 }
 
 func (x *bodyIndex) reset() {
-	x.members, x.elements, x.sawBatch, x.hasBatch = x.members[:0], x.elements[:0], false, false
+	x.members, x.elements, x.fields, x.contexts = x.members[:0], x.elements[:0], x.fields[:0], x.contexts[:0]
+	x.context, x.sawBatch, x.hasBatch = fieldSpan{}, false, false
 }
 
 // release resets x and lets go of its views of the last body.
 func (x *bodyIndex) release() {
 	clear(x.members[:cap(x.members)])
 	clear(x.elements[:cap(x.elements)])
+	clear(x.fields[:cap(x.fields)])
+	clear(x.contexts[:cap(x.contexts)])
 	x.reset()
 }
 
@@ -66,7 +116,7 @@ func scanBody(body string, index *bodyIndex) bool {
 	s := scanner{b: body, raw: unsafe.Slice(unsafe.StringData(body), len(body))}
 	s.space()
 	if index != nil && s.i < len(s.b) && s.b[s.i] == '{' {
-		if !s.object(index) {
+		if !s.indexed(index, &index.members, &index.context, true) {
 			return false
 		}
 	} else if !s.value() {
@@ -105,7 +155,7 @@ func (s *scanner) value() bool {
 	case '"':
 		return s.str()
 	case '{':
-		return s.object(nil)
+		return s.object()
 	case '[':
 		return s.array(nil)
 	case 't':
@@ -275,14 +325,42 @@ func (s *scanner) next(closing byte) (more, ok bool) {
 	return false, false
 }
 
-// object reads an object at s.i, its opening brace. With index, it
-// records the members, and the elements of the first member named batch
-// when that is an array.
-func (s *scanner) object(index *bodyIndex) bool {
+// object reads an object at s.i, its opening brace.
+func (s *scanner) object() bool {
 	empty, ok := s.enter('}')
 	if empty || !ok {
 		return ok
 	}
+	for {
+		if s.i >= len(s.b) || s.b[s.i] != '"' || !s.str() {
+			return false
+		}
+		s.space()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return false
+		}
+		s.i++
+		s.space()
+		if !s.value() {
+			return false
+		}
+		if more, ok := s.next('}'); !more {
+			return ok
+		}
+	}
+}
+
+// indexed reads an object at s.i, its opening brace, appending its
+// members to *into. The members of its first member named context, when
+// that is an object, go to x.contexts, located by *context. With body
+// (the request body), the elements of its first member named batch, when
+// that is an array, go to x.elements.
+func (s *scanner) indexed(x *bodyIndex, into *[]indexedMember, context *fieldSpan, body bool) bool {
+	empty, ok := s.enter('}')
+	if empty || !ok {
+		return ok
+	}
+	sawContext := false
 	for {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
 			return false
@@ -299,25 +377,30 @@ func (s *scanner) object(index *bodyIndex) bool {
 		s.i++
 		s.space()
 		valueStart := s.i
-		if index == nil {
-			if !s.value() {
-				return false
-			}
-		} else {
-			name := keyName(key)
-			ok := false
-			if name == "batch" && !index.sawBatch && s.i < len(s.b) && s.b[s.i] == '[' {
-				index.hasBatch = true
-				ok = s.array(index)
-			} else {
-				ok = s.value()
-			}
-			if !ok {
-				return false
-			}
-			index.sawBatch = index.sawBatch || name == "batch"
-			index.members = append(index.members, indexedMember{name: name, value: s.b[valueStart:s.i]})
+		name := keyName(key)
+		opens := byte(0)
+		if s.i < len(s.b) {
+			opens = s.b[s.i]
 		}
+		switch {
+		case context != nil && name == "context" && !sawContext && opens == '{':
+			lo := len(x.contexts)
+			ok = s.indexed(x, &x.contexts, nil, false)
+			*context = fieldSpan{lo: int32(lo), hi: int32(len(x.contexts)), ok: true}
+		case body && name == "batch" && !x.sawBatch && opens == '[':
+			x.hasBatch = true
+			ok = s.array(x)
+		default:
+			ok = s.value()
+		}
+		if !ok {
+			return false
+		}
+		sawContext = sawContext || name == "context"
+		if body {
+			x.sawBatch = x.sawBatch || name == "batch"
+		}
+		*into = append(*into, indexedMember{name: name, key: key, value: s.b[valueStart:s.i]})
 		if more, ok := s.next('}'); !more {
 			return ok
 		}
@@ -333,11 +416,23 @@ func (s *scanner) array(index *bodyIndex) bool {
 	}
 	for {
 		start := s.i
-		if !s.value() {
-			return false
-		}
-		if index != nil {
-			index.elements = append(index.elements, s.b[start:s.i])
+		if index == nil {
+			if !s.value() {
+				return false
+			}
+		} else if s.i < len(s.b) && s.b[s.i] == '{' {
+			var e indexedElement
+			lo := len(index.fields)
+			if !s.indexed(index, &index.fields, &e.context, false) {
+				return false
+			}
+			e.raw, e.members = s.b[start:s.i], fieldSpan{lo: int32(lo), hi: int32(len(index.fields)), ok: true}
+			index.elements = append(index.elements, e)
+		} else {
+			if !s.value() {
+				return false
+			}
+			index.elements = append(index.elements, indexedElement{raw: s.b[start:s.i]})
 		}
 		if more, ok := s.next(']'); !more {
 			return ok

@@ -12,7 +12,8 @@ import (
 var scanSeeds = []string{
 	`{}`, `[]`, `""`, `0`, `-0`, `1.5e+10`, `-12.5E-3`, `true`, `false`, `null`, ` {"a" : [1, 2 ,{"b":null}] } `,
 	`{"batch":[{"type":"track","userId":"u","event":"e"},{"x":"\u00e9\n\"\\\/"}],"context":{"a":1},"sentAt":"2024-05-01T12:00:00Z"}`,
-	`{"b\u0061tch":[1,2],"batch":[3]}`, `{"batch":{"a":1},"batch":[1]}`, `{"batch":[]}`, `{"batch":[ ] , "x" : 1}`,
+	`{"b\u0061tch":[1,2],"batch":[3]}`, `{"context":{"a":{"context":{}},"b":[1]},"context":{"c":1},"type":"track"}`,
+	`{"batch":[{"context":"x","context":{"a":1}},{"c\u006fntext":{"b":2,"b":3},"x":{"context":{}}},[{"context":{}}],7,{}]}`, `{"batch":{"a":1},"batch":[1]}`, `{"batch":[]}`, `{"batch":[ ] , "x" : 1}`,
 	`{"a":"0123456789abcdef\"0123456789"}`, `"héllo wörld, a longer string of plain text"`,
 	// Invalid.
 	``, ` `, `{`, `}`, `[1,]`, `{"a":1,}`, `{"a" 1}`, `{a:1}`, `01`, `1.`, `.5`, `1e`, `-`, `+1`, `tru`, `nul`, `"a`,
@@ -40,33 +41,75 @@ func checkScan(t *testing.T, b string) {
 	if !got || !root.IsObject() {
 		return
 	}
-	var members []indexedMember
-	var batch gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
-		members = append(members, indexedMember{k.Str, v.Raw})
-		if k.Str == "batch" && !batch.Exists() {
-			batch = v
-		}
-		return true
-	})
+	members := objectMembers(root)
 	if !slices.Equal(members, x.members) {
 		t.Fatalf("members of %q: %q; gjson reads %q", b, x.members, members)
+	}
+	checkContext(t, b, x.bodyView().context, root)
+	var batch gjson.Result
+	for _, m := range members {
+		if m.name == "batch" {
+			batch = gjson.Parse(m.value)
+			break
+		}
 	}
 	if x.hasBatch != batch.IsArray() {
 		t.Fatalf("batch of %q: hasBatch %v; gjson reads %s", b, x.hasBatch, batch.Raw)
 	}
-	var elements []string
+	var elements []gjson.Result
 	batch.ForEach(func(_, v gjson.Result) bool {
-		elements = append(elements, v.Raw)
+		elements = append(elements, v)
 		return true
 	})
-	if x.hasBatch && !slices.Equal(elements, x.elements) {
-		t.Fatalf("elements of %q: %q; gjson reads %q", b, x.elements, elements)
+	if !x.hasBatch {
+		elements = nil
+	}
+	if len(elements) != len(x.elements) {
+		t.Fatalf("elements of %q: %d; gjson reads %d", b, len(x.elements), len(elements))
+	}
+	for i, e := range elements {
+		v := x.view(i)
+		if x.elements[i].raw != e.Raw || v.object != e.IsObject() {
+			t.Fatalf("element %d of %q: %q (object %v); gjson reads %q", i, b, x.elements[i].raw, v.object, e.Raw)
+		}
+		if want := objectMembers(e); !slices.Equal(want, v.members) {
+			t.Fatalf("members of element %d of %q: %q; gjson reads %q", i, b, v.members, want)
+		}
+		checkContext(t, b, v.context, e)
 	}
 	for _, m := range members {
 		if got, want := x.member(m.name).Raw, root.Get(gjson.Escape(m.name)).Raw; got != want {
 			t.Fatalf("member %q of %q: %q; gjson reads %q", m.name, b, got, want)
 		}
+	}
+}
+
+// objectMembers returns the members of obj as gjson's ForEach reads them.
+func objectMembers(obj gjson.Result) []indexedMember {
+	var ms []indexedMember
+	if !obj.IsObject() {
+		return nil
+	}
+	obj.ForEach(func(k, v gjson.Result) bool {
+		ms = append(ms, indexedMember{k.Str, k.Raw, v.Raw})
+		return true
+	})
+	return ms
+}
+
+// checkContext compares got, the indexed members of obj's context, with
+// the members gjson reads in obj's first member named context.
+func checkContext(t *testing.T, b string, got []indexedMember, obj gjson.Result) {
+	t.Helper()
+	var want []indexedMember
+	for _, m := range objectMembers(obj) {
+		if m.name == "context" {
+			want = objectMembers(gjson.Parse(m.value))
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("context of %s in %q: %q; gjson reads %q", obj.Raw, b, got, want)
 	}
 }
 

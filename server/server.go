@@ -369,7 +369,7 @@ type scratch struct {
 	keys     []string           // member names of the event being normalized
 	members  []member           // its members copied as they are
 	merged   []namedMember      // the members of its context, reordered
-	index    bodyIndex          // a batch body's members and events
+	index    bodyIndex          // the body's members, a batch's events
 	inReq    map[idKey]struct{} // dedupe keys seen in this request
 	rejected []rejected         // invalid events of a batch
 	received []byte             // receivedAt, formatted
@@ -510,11 +510,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	// copies. Nothing read from it outlives the request (normalize copies
 	// what it keeps into sc.out).
 	js := unsafe.String(unsafe.SliceData(body), len(body))
-	var index *bodyIndex // a batch's members and events, found while validating
-	if batch {
-		index = &sc.index
-	}
-	if !scanBody(js, index) {
+	if !scanBody(js, &sc.index) {
 		s.stats.malformed.Add(1)
 		s.fail(ctx, sc, errBadJSON)
 		return
@@ -526,12 +522,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if src == nil {
-		var wk gjson.Result
-		if batch {
-			wk = sc.index.member("writeKey")
-		} else {
-			wk = root.Get("writeKey")
-		}
+		wk := sc.index.member("writeKey")
 		if wk.Type != gjson.String || wk.Str == "" {
 			s.stats.unauthorized.Add(1)
 			s.fail(ctx, sc, errNoKey)
@@ -553,7 +544,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	} else {
 		s.stats.events.Add(1)
-		key, dedupe, p := normalize(sc, root, typ, &shared{}, now, s.hash)
+		key, dedupe, p := normalize(sc, sc.index.bodyView(), typ, &shared{}, now, s.hash)
 		if !p.ok() {
 			s.stats.invalidEvents.Add(1)
 			s.fail(ctx, sc, p)
@@ -587,7 +578,8 @@ func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) proble
 		}
 	}
 	i := 0
-	for _, raw := range x.elements {
+	for e := range x.elements {
+		raw := x.elements[e].raw
 		if i == s.cfg.MaxBatchEvents {
 			i++ // one too many: the whole batch is refused below
 			break
@@ -599,7 +591,7 @@ func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) proble
 		if len(raw) > s.cfg.MaxEventBytes {
 			p = errEventTooLarge
 		} else {
-			key, dedupe, p = normalize(sc, gjson.Parse(raw), typeNone, &sh, now, s.hash)
+			key, dedupe, p = normalize(sc, x.view(e), typeNone, &sh, now, s.hash)
 		}
 		if p.ok() {
 			sc.spans = append(sc.spans, span{start: start, end: len(sc.out), key: key, dedupe: dedupe})
