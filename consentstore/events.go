@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -64,10 +65,14 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 // for it (Segment reads an empty object as "no category consented", but
 // the store cannot know which categories that denies).
 func UpdateFromSegment(event []byte) (u Update, ok bool, err error) {
-	name := gjson.GetBytes(event, "event")
+	// A view of the event for the first look (every event gets one): gjson
+	// then returns substrings instead of copies. Only the name's
+	// comparison reads it.
+	name := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), "event")
 	if name.Type != gjson.String || (name.Str != SegmentConsentPreference && name.Str != SegmentConsentPreferenceUpdated) {
 		return Update{}, false, nil
 	}
+	name = gjson.GetBytes(event, "event") // a copy: its Str outlives this call
 	if typ := gjson.GetBytes(event, "type"); typ.Exists() && (typ.Type != gjson.String || typ.Str != "track") {
 		return Update{}, false, nil
 	}

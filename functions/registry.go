@@ -186,14 +186,20 @@ func (r *Registry) Run(ctx context.Context, name string, event []byte, out *Outc
 	}
 }
 
+// isFunctionError reports whether err is a *runtime.Error (kept out of
+// run: the variable errors.As needs escapes, an allocation per event).
+func isFunctionError(err error) bool {
+	var ferr *runtime.Error
+	return errors.As(err, &ferr)
+}
+
 func (v *Version) run(ctx context.Context, event []byte, out *Outcome) error {
 	out.Version, out.Attempts, out.PolicyApplied, out.Err = v.Hash, 0, false, nil
 	for {
 		out.Attempts++
 		err := v.fn.Invoke(ctx, event, &out.Result)
-		var ferr *runtime.Error
 		switch {
-		case err == nil || errors.As(err, &ferr):
+		case err == nil || isFunctionError(err):
 		case errors.Is(err, runtime.ErrClosed) || ctx.Err() != nil:
 			return err // no instance could be had: the caller decides
 		default:

@@ -208,8 +208,11 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		to := make(map[string][][]byte, len(dests))
 		done := items[:0:0]
 		flows := make(flowBatch)
+		source := ""
 		for _, it := range items {
-			source, ev, err := DecodeItem(it.Data)
+			var ev []byte
+			var err error
+			source, ev, err = decodeItem(it.Data, source)
 			if err != nil {
 				p.log.Error("pipeline: corrupt inbox item; moved to the dead letters", "seq", it.Seq, "err", err)
 				_ = inbox.Dead(work, it, err.Error())
@@ -230,7 +233,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 				name := dests[i].Name
 				switch {
 				case out != nil:
-					t := DestinationTopic(name)
+					t := p.destTopics[i]
 					to[t] = append(to[t], enc.item(source, out))
 				case res.Outcomes[i] == routing.FilteredByConsent:
 					fc.dest(name).filteredConsent++
@@ -272,8 +275,11 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 		}
 		work := context.WithoutCancel(ctx)
 		events, sources = events[:0], sources[:0]
+		source := ""
 		for _, it := range items {
-			source, ev, derr := DecodeItem(it.Data)
+			var ev []byte
+			var derr error
+			source, ev, derr = decodeItem(it.Data, source)
 			if derr != nil {
 				source, ev = "", it.Data // not ours: deliver as it is
 			}
@@ -363,6 +369,12 @@ func (e *encoder) reset() {
 // DecodeItem splits a queued item (an inbox item, a backlog item, a dead
 // letter) into the name of the source it came in through and the event.
 func DecodeItem(b []byte) (source string, event []byte, err error) {
+	return decodeItem(b, "")
+}
+
+// decodeItem is DecodeItem returning last, without a copy, when the
+// item's source is named that (the items of a batch mostly share one).
+func decodeItem(b []byte, last string) (source string, event []byte, err error) {
 	if len(b) < 2 || b[0] != itemFormat {
 		return "", nil, fmt.Errorf("pipeline: a queue item of %d bytes that the pipeline did not write", len(b))
 	}
@@ -370,5 +382,8 @@ func DecodeItem(b []byte) (source string, event []byte, err error) {
 	if len(b) < 2+n {
 		return "", nil, fmt.Errorf("pipeline: queue item of %d bytes is truncated", len(b))
 	}
-	return string(b[2 : 2+n]), b[2+n:], nil
+	if name := b[2 : 2+n]; string(name) != last {
+		last = string(name)
+	}
+	return last, b[2+n:], nil
 }

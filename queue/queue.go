@@ -219,6 +219,12 @@ type Queue struct {
 	closeErr   error
 
 	batchOptions []pebble.BatchOption // of every batch of the committer
+	// spare holds the committer's batches once applied (and synced), for
+	// the next commits: Pebble's own pool of batches is emptied at every
+	// garbage collection and hands out batches of any size, and batch
+	// buffers grown again from scratch were a fifth of the server's
+	// allocated bytes (BenchmarkServeBatch).
+	spare chan *pebble.Batch
 
 	// ifs is the file system under SyncInterval (nil otherwise), whose
 	// log files syncLoop fsyncs; intervalErr is the error of the last of
@@ -320,6 +326,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 	q := &Queue{
 		ifs:          ifs,
 		batchOptions: []pebble.BatchOption{pebble.WithMaxRetainedSizeBytes(batchRetained)},
+		spare:        make(chan *pebble.Batch, spareBatches),
 		db:           db,
 		lock:         lock,
 		path:         path,
@@ -516,7 +523,12 @@ func (q *Queue) commitLoop() {
 // fsync; the others as soon as the batch is applied, while the fsync
 // runs.
 func (q *Queue) commit(ops []*op) {
-	b := q.db.NewBatch(q.batchOptions...)
+	var b *pebble.Batch
+	select {
+	case b = <-q.spare:
+	default:
+		b = q.db.NewBatch(q.batchOptions...)
+	}
 	var wait []*op
 	n := 0
 	for _, o := range ops {
@@ -551,10 +563,31 @@ func (q *Queue) commit(ops []*op) {
 	default:
 		err = q.db.Apply(b, pebble.NoSync)
 	}
-	b.Close()
+	q.recycle(b, err)
 	for _, o := range ops {
 		o.done <- err
 	}
+}
+
+// spareBatches is how many applied batches the committer keeps for reuse.
+// While fsyncs are slow, many batches wait for theirs at once: with 4
+// spares a third of the commits still started a batch from scratch.
+// Each keeps its buffer (at most batchRetained; in BenchmarkServeBatch
+// nearly all under 512 KB).
+const spareBatches = 8
+
+// recycle keeps b, applied (and synced) with result err, for a later
+// commit, or closes it. A batch whose write failed is not reused.
+func (q *Queue) recycle(b *pebble.Batch, err error) {
+	if err == nil {
+		b.Reset()
+		select {
+		case q.spare <- b:
+			return
+		default:
+		}
+	}
+	b.Close()
 }
 
 // syncer answers the durable writes of each batch, in order, once the
@@ -566,7 +599,7 @@ func (q *Queue) syncer() {
 		for _, o := range g.ops {
 			o.done <- err
 		}
-		g.b.Close()
+		q.recycle(g.b, err)
 	}
 }
 
@@ -641,6 +674,9 @@ func (q *Queue) Close() error {
 		close(q.done)
 		<-q.commitDone
 		<-q.syncerDone
+		for len(q.spare) > 0 {
+			(<-q.spare).Close()
+		}
 		var err error
 		if q.syncDone != nil {
 			<-q.syncDone
