@@ -122,7 +122,8 @@ type Delivery struct {
 	// (default 500).
 	BatchSize int `yaml:"batch_size"`
 	// BatchBytes bounds the bytes of the events processed and delivered
-	// at once (default 500 KB, Segment's /v1/batch limit).
+	// at once (default 1 KB under Segment's 500 KB /v1/batch limit, so
+	// that a webhook's batch body stays within it).
 	BatchBytes int `yaml:"batch_bytes"`
 	// ThrottleBytes is the backlog (events waiting to be processed, and
 	// what the backlogs of destinations that are up grew by) above which

@@ -576,8 +576,9 @@ func (q *Queue) commit(ops []*op) {
 // nearly all under 512 KB).
 const spareBatches = 8
 
-// recycle keeps b, applied (and synced) with result err, for a later
-// commit, or closes it. A batch whose write failed is not reused.
+// recycle keeps b, done with (applied and synced, or empty) with result
+// err, for a later commit, or closes it. A batch whose write failed is
+// not reused.
 func (q *Queue) recycle(b *pebble.Batch, err error) {
 	if err == nil {
 		b.Reset()

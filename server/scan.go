@@ -10,10 +10,10 @@ import (
 )
 
 // This file validates a request body in one pass and, while at it, finds
-// what the handler needs of a batch: the body's top-level members and the
-// elements of its batch array. gjson.ValidBytes followed by gjson's
-// ForEach over the body and over the array read a 500 KB batch three
-// times; the events are then read once more each, by normalize.
+// what the handler needs: the body's top-level members and its context's,
+// the elements of its batch array, and each element's members and its
+// context's. gjson.ValidBytes followed by gjson's ForEach over the body,
+// over the array and over each event read a 500 KB batch four times.
 
 // maxNesting bounds how deep arrays and objects may nest in a body: the
 // validator recurses once per level. A body nested deeper is malformed.
@@ -33,6 +33,7 @@ type bodyIndex struct {
 	contexts []indexedMember // the members of contexts, by fieldSpan
 	sawBatch bool            // a member named batch was read (the first counts)
 	hasBatch bool            // and it is an array, whose elements are in elements
+	object   bool            // the body is an object (members, context are its)
 }
 
 // indexedMember is one member of an object: its name unescaped, its key
@@ -72,7 +73,7 @@ func (x *bodyIndex) view(i int) eventView {
 
 // bodyView returns the body as an event.
 func (x *bodyIndex) bodyView() eventView {
-	return eventView{object: true, members: x.members, context: x.span(x.contexts, x.context)}
+	return eventView{object: x.object, members: x.members, context: x.span(x.contexts, x.context)}
 }
 
 func (x *bodyIndex) span(list []indexedMember, s fieldSpan) []indexedMember {
@@ -95,7 +96,7 @@ func (x *bodyIndex) member(name string) gjson.Result {
 
 func (x *bodyIndex) reset() {
 	x.members, x.elements, x.fields, x.contexts = x.members[:0], x.elements[:0], x.fields[:0], x.contexts[:0]
-	x.context, x.sawBatch, x.hasBatch = fieldSpan{}, false, false
+	x.context, x.sawBatch, x.hasBatch, x.object = fieldSpan{}, false, false, false
 }
 
 // release resets x and lets go of its views of the last body.
@@ -110,8 +111,10 @@ func (x *bodyIndex) release() {
 // scanBody reports whether body is valid JSON (the grammar of RFC 8259,
 // as gjson.Valid and encoding/json.Valid take it: strings are not checked
 // for UTF-8), nested at most maxNesting deep. When body is an object and
-// index is not nil, index receives its members and, if one is named
-// "batch" and is an array, that array's elements.
+// index is not nil, index receives what bodyIndex lists: the body's
+// members and its first context's; if a member named "batch" is an
+// array, its elements, with the members of each object element and of
+// its first context.
 func scanBody(body string, index *bodyIndex) bool {
 	s := scanner{b: body, raw: unsafe.Slice(unsafe.StringData(body), len(body))}
 	s.space()
@@ -119,6 +122,7 @@ func scanBody(body string, index *bodyIndex) bool {
 		if !s.indexed(index, &index.members, &index.context, true) {
 			return false
 		}
+		index.object = true
 	} else if !s.value() {
 		return false
 	}

@@ -38,6 +38,9 @@ func checkScan(t *testing.T, b string) {
 		t.Fatalf("scanBody(%q) with and without an index differ", b)
 	}
 	root := gjson.Parse(b)
+	if got && x.bodyView().object != root.IsObject() {
+		t.Fatalf("scanBody(%q): object %v; gjson reads %s", b, x.bodyView().object, root.Raw)
+	}
 	if !got || !root.IsObject() {
 		return
 	}
