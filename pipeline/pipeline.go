@@ -178,8 +178,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	for range p.opts.Workers {
 		wg.Go(func() { p.process(ctx, inbox) })
 	}
-	for i, d := range p.proc.Destinations() {
-		c := p.q.Consumer(DestinationTopic(d.Name))
+	for i, topic := range p.destTopics {
+		c := p.q.Consumer(topic)
 		for range p.opts.DeliveryWorkers {
 			wg.Go(func() { p.deliver(ctx, i, c) })
 		}

@@ -62,10 +62,11 @@ func (c *Consumer) Topic() string {
 }
 
 // Next waits until at least one item of the topic is ready, then hands
-// out up to maxItems ready items (maxItems < 1 means 1), whose data add up to at
-// most maxBytes (maxBytes < 1: no bound; the first item is handed out
-// whatever its size), in sequence order and puts them in flight: they are not handed out again until settled by Ack,
-// Retry, Dead or Move (or after a restart, when every item not
+// out up to maxItems ready items (maxItems < 1 means 1), whose data add
+// up to at most maxBytes (maxBytes < 1: no bound; the first item is
+// handed out whatever its size), in sequence order and puts them in
+// flight: they are not handed out again until settled by Ack, Retry,
+// Dead or Move (or after a restart, when every item not
 // acknowledged is ready again). Ready items are those appended and not
 // yet handed out, and those retried whose time has come; an Append on the
 // topic, or a retry time coming, wakes a waiting Next at once.

@@ -175,7 +175,7 @@ func (t *topic) settled(n int, total int64) {
 
 // itemKey returns the key of t's item seq.
 func (t *topic) itemKey(seq uint64) []byte {
-	return appendSeq(slices.Clip(t.itemPrefix), seq)
+	return t.appendItemKey(make([]byte, 0, t.itemKeyLen()), seq)
 }
 
 // appendItemKey appends the key of t's item seq to dst.

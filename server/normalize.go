@@ -91,6 +91,8 @@ type shared struct {
 	context      gjson.Result
 	integrations gjson.Result
 	sentAt       gjson.Result
+	// contextMembers are context's members, as scanBody indexed them.
+	contextMembers []indexedMember
 }
 
 // present reports whether r holds a value other than JSON null.
@@ -309,11 +311,11 @@ members:
 	}
 	if present(f.integrations) || sh.integrations.IsObject() {
 		out = appendKey(out, &first, `"integrations":`)
-		out = appendMerged(out, f.integrations, nil, sh.integrations, "", nil)
+		out = appendMerged(out, f.integrations, nil, sh.integrations, nil, "", nil)
 	}
 	if present(f.context) || sh.context.IsObject() {
 		out = appendKey(out, &first, `"context":`)
-		out = appendMerged(out, f.context, ev.context, sh.context, "consent", &sc.merged)
+		out = appendMerged(out, f.context, ev.context, sh.context, sh.contextMembers, "consent", &sc.merged)
 	}
 	for _, m := range rest {
 		out = appendKey(out, &first, m.key)
@@ -410,9 +412,10 @@ func parseTime(r gjson.Result) (time.Time, bool) {
 // When lead is not empty, the first member named lead (own's, else
 // batch's) is written first and the others keep their order, so that a
 // reader looking for it (gjson.Get of "context.consent") stops there
-// instead of scanning past the others. ownMembers are then own's members
-// (as scanBody indexed them), and scratch holds the members meanwhile.
-func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batch gjson.Result, lead string, scratch *[]namedMember) []byte {
+// instead of scanning past the others. ownMembers and batchMembers are
+// then own's and batch's members (as scanBody indexed them), and scratch
+// holds the members meanwhile.
+func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batch gjson.Result, batchMembers []indexedMember, lead string, scratch *[]namedMember) []byte {
 	ownObj, batchObj := own.IsObject(), batch.IsObject()
 	switch {
 	case !ownObj:
@@ -452,15 +455,15 @@ func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batc
 		owned = len(ms)
 	}
 	if batchObj {
-		batch.ForEach(func(k, v gjson.Result) bool {
+	batch:
+		for _, b := range batchMembers {
 			for _, m := range ms[:owned] {
-				if m.name == k.Str {
-					return true
+				if m.name == b.name {
+					continue batch
 				}
 			}
-			ms = append(ms, namedMember{k.Str, member{k.Raw, v.Raw}})
-			return true
-		})
+			ms = append(ms, namedMember{b.name, member{b.key, b.value}})
+		}
 	}
 	at := slices.IndexFunc(ms, func(m namedMember) bool { return m.name == lead })
 	out = append(out, '{')

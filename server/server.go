@@ -515,8 +515,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, sc, errBadJSON)
 		return
 	}
-	root := gjson.Parse(js)
-	if !root.IsObject() {
+	if !sc.index.object {
 		s.stats.malformed.Add(1)
 		s.fail(ctx, sc, errBodyNotObject)
 		return
@@ -558,7 +557,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // normalizeBatch normalizes the events of a batch body, indexed by
 // scanBody, into sc. A problem refuses the whole batch.
 func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) problem {
-	sh := shared{context: x.member("context"), integrations: x.member("integrations"), sentAt: x.member("sentAt")}
+	sh := shared{context: x.member("context"), integrations: x.member("integrations"), sentAt: x.member("sentAt"),
+		contextMembers: x.span(x.contexts, x.context)}
 	if !x.hasBatch {
 		s.stats.malformed.Add(1)
 		return errNoBatch
