@@ -98,7 +98,7 @@ var (
 	descDestQueueBytes = prometheus.NewDesc("insertfn_destination_queue_bytes",
 		"Data bytes of the items in a destination's queue, by state.", []string{"destination", "state"}, nil)
 	descInboxItems = prometheus.NewDesc("insertfn_inbox_queue_items",
-		"Items in the inbox (accepted events not yet processed), by state.", []string{"state"}, nil)
+		"Items in the inbox (accepted requests not yet processed: the events of one request are one item), by state.", []string{"state"}, nil)
 	descInboxBytes = prometheus.NewDesc("insertfn_inbox_queue_bytes",
 		"Data bytes of the items in the inbox, by state.", []string{"state"}, nil)
 	descQueueUsed = prometheus.NewDesc("insertfn_queue_used_bytes",

@@ -202,10 +202,16 @@ func (o *Overview) add(b flowBatch) {
 			}
 		}
 	}
-	for s, c := range b {
-		into := m[s]
+	flowBatch(m).merge(b)
+}
+
+// merge adds o's counts to b's. It may take o's flowCounts as they are:
+// o is not used again.
+func (b flowBatch) merge(o flowBatch) {
+	for s, c := range o {
+		into := b[s]
 		if into == nil {
-			m[s] = c // the batch's own counts: nobody else holds them
+			b[s] = c // o's own counts: nobody else holds them
 			continue
 		}
 		into.received += c.received

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,13 +33,14 @@ type Options struct {
 	// DeliveryWorkers is how many batches each destination may have in
 	// flight at once (0: 4).
 	DeliveryWorkers int
-	// BatchSize is how many events a worker takes from the inbox at once,
-	// and the most events one delivery carries (0: DefaultBatchSize).
+	// BatchSize is the most events one delivery carries, and how many
+	// inbox items (each holds the events of one request) a worker takes
+	// from the inbox at once (0: DefaultBatchSize).
 	BatchSize int
 	// BatchBytes bounds the events' bytes in such a batch; a single event
-	// larger goes alone (0: DefaultBatchBytes, so that a batch delivered
-	// to a webhook is a body Segment's API and insertfn's own /v1/batch
-	// take).
+	// (or inbox item) larger goes alone (0: DefaultBatchBytes, so that a
+	// batch delivered to a webhook is a body Segment's API and insertfn's
+	// own /v1/batch take).
 	BatchBytes int
 	// ThrottleBytes is the backlog (events waiting in the inbox, and what
 	// the backlogs of destinations that are up grew by) above which Accept
@@ -146,22 +148,27 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 func (p *Pipeline) Overview() *Overview { return p.flows }
 
 // Accept puts the events of one request into the inbox, durably (per the
-// queue's sync policy) before it returns. While the pipeline is behind
-// (see Options.ThrottleBytes) it first waits, up to Options.ThrottleWait,
-// for it to catch up. A full queue is reported as
-// [server.ErrBackpressure].
+// queue's sync policy) before it returns, as one inbox item (see
+// requestFormat). While the pipeline is behind (see
+// Options.ThrottleBytes) it first waits, up to Options.ThrottleWait, for
+// it to catch up. A full queue is reported as [server.ErrBackpressure].
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
+	if len(events) == 0 {
+		return nil
+	}
 	if err := p.throttle.await(ctx); err != nil {
 		return err
 	}
 	enc := p.encoders.Get().(*encoder)
 	defer p.encoders.Put(enc)
 	enc.reset()
-	items := make([][]byte, len(events))
-	for i, ev := range events {
-		items[i] = enc.item(source, ev)
+	var item []byte
+	if len(events) == 1 {
+		item = enc.item(source, events[0])
+	} else {
+		item = enc.request(source, events)
 	}
-	err := p.q.Append(ctx, InboxTopic, items...)
+	err := p.q.Append(ctx, InboxTopic, item)
 	if errors.Is(err, queue.ErrFull) {
 		return fmt.Errorf("%w (%w)", server.ErrBackpressure, err)
 	}
@@ -192,6 +199,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 	var res Result
 	var enc encoder
+	var events [][]byte // the events of the item at hand
+	var marks []int     // per destination, its outputs before the item at hand
+	source := ""
 	dests := p.proc.Destinations()
 	for {
 		items, err := inbox.Next(ctx, p.opts.BatchSize, p.opts.BatchBytes)
@@ -207,42 +217,36 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		enc.reset() // Move below copies the items: the buffer is free again
 		to := make(map[string][][]byte, len(dests))
 		done := items[:0:0]
-		flows := make(flowBatch)
-		source := ""
+		flows, itemFlows := make(flowBatch), make(flowBatch)
 		for _, it := range items {
-			var ev []byte
 			var err error
-			source, ev, err = decodeItem(it.Data, source)
+			source, events, err = decodeInboxItem(it.Data, source, events[:0])
 			if err != nil {
 				p.log.Error("pipeline: corrupt inbox item; moved to the dead letters", "seq", it.Seq, "err", err)
 				_ = inbox.Dead(work, it, err.Error())
 				continue
 			}
-			if err := p.proc.Process(work, source, ev, &res); err != nil {
+			// An item's events leave the inbox together: when one must
+			// wait, the whole item is retried, and what its other events
+			// gave is taken back (they are processed again: at least once).
+			marks = marks[:0]
+			for _, t := range p.destTopics {
+				marks = append(marks, len(to[t]))
+			}
+			if err := p.processItem(work, source, events, &res, &enc, to, itemFlows); err != nil {
+				for i, t := range p.destTopics {
+					if marks[i] < len(to[t]) {
+						to[t] = to[t][:marks[i]]
+					}
+				}
+				clear(itemFlows)
 				delay := p.opts.Backoff.Delay(it.Attempts+1, nil)
-				p.noisy.Log(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "retry_in", delay, "err", err)
+				p.noisy.Log(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "events", len(events), "retry_in", delay, "err", err)
 				_ = inbox.Retry(work, it, time.Now().Add(delay))
 				continue
 			}
-			fc := flows.source(source)
-			fc.received++
-			if res.Dropped {
-				addDrop(&fc.dropped, res.DropFunction, res.DropReason, 1)
-			}
-			for i, out := range res.Outputs {
-				name := dests[i].Name
-				switch {
-				case out != nil:
-					t := p.destTopics[i]
-					to[t] = append(to[t], enc.item(source, out))
-				case res.Outcomes[i] == routing.FilteredByConsent:
-					fc.dest(name).filteredConsent++
-				case res.Outcomes[i] == routing.FilteredByIntegrations:
-					fc.dest(name).filteredIntegrations++
-				case res.DestinationDrops[i].Count > 0:
-					addDrop(&fc.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
-				}
-			}
+			flows.merge(itemFlows)
+			clear(itemFlows)
 			done = append(done, it)
 		}
 		if len(done) == 0 {
@@ -256,6 +260,38 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		}
 		p.flows.add(flows)
 	}
+}
+
+// processItem processes the events of one inbox item, adding their outputs
+// to to and their counts to flows. It stops at the first event that must
+// wait, and returns Process's error.
+func (p *Pipeline) processItem(ctx context.Context, source string, events [][]byte, res *Result, enc *encoder, to map[string][][]byte, flows flowBatch) error {
+	dests := p.proc.Destinations()
+	fc := flows.source(source)
+	for _, ev := range events {
+		if err := p.proc.Process(ctx, source, ev, res); err != nil {
+			return err
+		}
+		fc.received++
+		if res.Dropped {
+			addDrop(&fc.dropped, res.DropFunction, res.DropReason, 1)
+		}
+		for i, out := range res.Outputs {
+			name := dests[i].Name
+			switch {
+			case out != nil:
+				t := p.destTopics[i]
+				to[t] = append(to[t], enc.item(source, out))
+			case res.Outcomes[i] == routing.FilteredByConsent:
+				fc.dest(name).filteredConsent++
+			case res.Outcomes[i] == routing.FilteredByIntegrations:
+				fc.dest(name).filteredIntegrations++
+			case res.DestinationDrops[i].Count > 0:
+				addDrop(&fc.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
+			}
+		}
+	}
+	return nil
 }
 
 // deliver takes batches from one destination's backlog to its sink until
@@ -318,10 +354,24 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 	}
 }
 
-// Items in the inbox and in the destinations' backlogs are a format byte
-// (itemFormat; a JSON event never starts with it), the source name's
-// length (one byte), the source name, then the event.
-const itemFormat = 0x01
+// Items in the inbox and in the destinations' backlogs start with a
+// format byte (a JSON event never starts with one), then the source name's
+// length (one byte) and the source name. Then:
+//   - itemFormat: the event. Backlog items, and inbox items of a request
+//     with one event.
+//   - requestFormat: every event of one request, each as its length (an
+//     unsigned varint) and its bytes. Inbox items of a request with more
+//     than one event: one record in the queue per request rather than per
+//     event spares the queue an insertion and a deletion per event, and
+//     its reader an item (BenchmarkServeBatch, runs interleaved: +8% events
+//     per second).
+//
+// Worked example: the events {"a":1} and {} of source "web" as a request
+// item are 02 03 'w' 'e' 'b' 07 '{"a":1}' 02 '{}'.
+const (
+	itemFormat    = 0x01
+	requestFormat = 0x02
+)
 
 // encoder encodes items into chunks it reuses after reset: the queue
 // copies what it is given, so a batch's items need not outlive the call
@@ -335,9 +385,36 @@ type encoder struct {
 // chunk of its own size).
 const encoderChunk = 256 << 10
 
-// item returns the encoded item, valid until reset.
+// item returns the event encoded as an itemFormat item, valid until reset.
 func (e *encoder) item(source string, event []byte) []byte {
-	size := 2 + len(source) + len(event)
+	c := e.chunk(2 + len(source) + len(event))
+	start := len(c)
+	c = append(c, itemFormat, byte(len(source)))
+	c = append(c, source...)
+	c = append(c, event...)
+	return e.took(c, start)
+}
+
+// request returns the events encoded as one requestFormat item, valid
+// until reset.
+func (e *encoder) request(source string, events [][]byte) []byte {
+	size := 2 + len(source)
+	for _, ev := range events {
+		size += binary.MaxVarintLen64 + len(ev)
+	}
+	c := e.chunk(size)
+	start := len(c)
+	c = append(c, requestFormat, byte(len(source)))
+	c = append(c, source...)
+	for _, ev := range events {
+		c = binary.AppendUvarint(c, uint64(len(ev)))
+		c = append(c, ev...)
+	}
+	return e.took(c, start)
+}
+
+// chunk returns the chunk to append an item of at most size bytes to.
+func (e *encoder) chunk(size int) []byte {
 	if e.n == 0 || cap(e.chunks[e.n-1])-len(e.chunks[e.n-1]) < size {
 		if e.n == len(e.chunks) || cap(e.chunks[e.n]) < size {
 			c := make([]byte, 0, max(encoderChunk, size))
@@ -349,11 +426,12 @@ func (e *encoder) item(source string, event []byte) []byte {
 		}
 		e.n++
 	}
-	c := e.chunks[e.n-1]
-	start := len(c)
-	c = append(c, itemFormat, byte(len(source)))
-	c = append(c, source...)
-	c = append(c, event...)
+	return e.chunks[e.n-1]
+}
+
+// took keeps c, the chunk chunk returned with an item appended from
+// start, and returns the item.
+func (e *encoder) took(c []byte, start int) []byte {
 	e.chunks[e.n-1] = c
 	return c[start:len(c):len(c)]
 }
@@ -366,8 +444,8 @@ func (e *encoder) reset() {
 	e.n = 0
 }
 
-// DecodeItem splits a queued item (an inbox item, a backlog item, a dead
-// letter) into the name of the source it came in through and the event.
+// DecodeItem splits a destination's backlog item (or its dead letter) into
+// the name of the source the event came in through and the event.
 func DecodeItem(b []byte) (source string, event []byte, err error) {
 	return decodeItem(b, "")
 }
@@ -386,4 +464,33 @@ func decodeItem(b []byte, last string) (source string, event []byte, err error) 
 		last = string(name)
 	}
 	return last, b[2+n:], nil
+}
+
+// decodeInboxItem splits an inbox item of either format into its source
+// (last, without a copy, when the item's source is named that) and its
+// events, which it appends to events.
+func decodeInboxItem(b []byte, last string, events [][]byte) (source string, _ [][]byte, err error) {
+	if len(b) == 0 || b[0] != requestFormat {
+		source, ev, err := decodeItem(b, last)
+		if err != nil {
+			return "", events, err
+		}
+		return source, append(events, ev), nil
+	}
+	if len(b) < 2 || len(b) < 2+int(b[1]) {
+		return "", events, fmt.Errorf("pipeline: inbox item of %d bytes is truncated in its source name", len(b))
+	}
+	n := int(b[1])
+	if name := b[2 : 2+n]; string(name) != last {
+		last = string(name)
+	}
+	for rest := b[2+n:]; len(rest) > 0; {
+		size, k := binary.Uvarint(rest)
+		if k <= 0 || size > uint64(len(rest)-k) {
+			return "", events, fmt.Errorf("pipeline: inbox item of %d bytes is truncated at its event %d", len(b), len(events))
+		}
+		events = append(events, rest[k:k+int(size):k+int(size)])
+		rest = rest[k+int(size):]
+	}
+	return last, events, nil
 }

@@ -15,8 +15,10 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/insertfn/insertfn/consentstore"
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // sink is a webhook receiver that records the messageIds it got and can be
@@ -212,4 +214,175 @@ func TestInboxEncoding(t *testing.T) {
 			t.Errorf("DecodeItem(%q) accepted a truncated item", bad)
 		}
 	}
+}
+
+// flakyBackend is a memory consent store whose next fail updates fail as
+// a store that cannot be reached does.
+type flakyBackend struct {
+	*consentstore.Memory
+	fail atomic.Int32
+}
+
+func (b *flakyBackend) Update(ctx context.Context, u *consentstore.Update) (*consent.Record, []consent.Change, error) {
+	if b.fail.Add(-1) >= 0 {
+		return nil, nil, fmt.Errorf("flaky: %w", consentstore.ErrUnavailable)
+	}
+	return b.Memory.Update(ctx, u)
+}
+
+// TestPipelineRetriesRequest: the events of one request leave the inbox
+// together. When one of them must wait (its consent update cannot be
+// stored), the whole request is retried, and what its other events gave
+// before is taken back: each reaches the sink once, and the overview
+// counts each once.
+func TestPipelineRetriesRequest(t *testing.T) {
+	backend := &flakyBackend{Memory: consentstore.NewMemory()}
+	proc, _ := newProcessorOn(t, backend)
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
+	sinks := []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)}
+	p, err := New(q, proc, sinks, Options{Backoff: delivery.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend.fail.Store(2) // the update fails on the first two tries
+	update := []byte(`{"type":"track","event":"Segment Consent Preference","userId":"u1","messageId":"m2",` +
+		`"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false}}}}`)
+	if err := p.Accept(context.Background(), "web", [][]byte{event("m1", true, false), update, event("m3", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	// A second request, which the pipeline takes in the same batch.
+	if err := p.Accept(context.Background(), "web", [][]byte{event("m4", true, false), event("m5", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := q.Stats(InboxTopic); err != nil || st.Ready != 2 {
+		t.Fatalf("inbox after accepting two requests of 3 and 2 events: %+v, %v; want 2 items", st, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { p.Run(ctx); close(ran) }()
+	waitFor(t, "the five events", func() bool {
+		return archive.count() == 5 && ads.count() == 5
+	})
+	cancel()
+	<-ran
+	if backend.fail.Load() >= 0 {
+		t.Errorf("the update was tried %d times; want 3", 2-backend.fail.Load()+1)
+	}
+	for name, s := range map[string]*sink{"ads": ads, "archive": archive} {
+		s.mu.Lock()
+		for id, n := range s.got {
+			if n != 1 {
+				t.Errorf("%s reached %s %d times; want once", id, name, n)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if analytics.count() != 0 {
+		t.Errorf("analytics got %d events; consent refused them all", analytics.count())
+	}
+	if f := p.Overview().Flow("web", time.Now().Add(-time.Hour), time.Now()); f.Received != 5 {
+		t.Errorf("overview: %d received; want 5", f.Received)
+	}
+}
+
+// TestRequestEncoding: a request's events, encoded as one inbox item
+// between items of the other format, decode as they were; the worked
+// example of requestFormat's documentation holds; truncated items are
+// refused.
+func TestRequestEncoding(t *testing.T) {
+	var enc encoder
+	worked := enc.request("web", [][]byte{[]byte(`{"a":1}`), []byte(`{}`)})
+	if want := "\x02\x03web\x07{\"a\":1}\x02{}"; string(worked) != want {
+		t.Errorf("worked example: %q; want %q", worked, want)
+	}
+	enc.reset()
+	big := []byte(`{"a":"` + strings.Repeat("x", encoderChunk) + `"}`)
+	for round := range 2 { // the second reuses the chunks after reset
+		type encoded struct {
+			item   []byte
+			source string
+			events []string
+		}
+		var all []encoded
+		for i := range 60 {
+			var events [][]byte
+			var want []string
+			for j := range i % 7 {
+				ev := fmt.Appendf(nil, `{"a":%d,"pad":"%s"}`, j, strings.Repeat("p", 100*i))
+				if i == 30 && j == 3 {
+					ev = big
+				}
+				events = append(events, ev)
+				want = append(want, string(ev))
+			}
+			source := fmt.Sprintf("src-%d", i%3)
+			if len(events) == 1 {
+				all = append(all, encoded{enc.item(source, events[0]), source, want})
+			} else {
+				all = append(all, encoded{enc.request(source, events), source, want})
+			}
+		}
+		var events [][]byte
+		last := ""
+		for i, e := range all {
+			var err error
+			last, events, err = decodeInboxItem(e.item, last, events[:0])
+			if err != nil || last != e.source || len(events) != len(e.events) {
+				t.Fatalf("round %d: item %d decodes as %q with %d events, %v; want %q with %d", round, i, last, len(events), err, e.source, len(e.events))
+			}
+			for j, ev := range events {
+				if string(ev) != e.events[j] {
+					t.Fatalf("round %d: item %d event %d is %.40q; want %.40q", round, i, j, ev, e.events[j])
+				}
+			}
+		}
+		enc.reset()
+	}
+	for _, bad := range [][]byte{
+		nil,
+		{requestFormat},
+		{requestFormat, 5, 'a'},
+		[]byte("\x02\x03web\x08{\"a\":1}"),     // an event one byte short
+		[]byte("\x02\x03web\x07{\"a\":1}\x80"), // a length cut short
+		[]byte(`{"a":1}`),
+	} {
+		if _, _, err := decodeInboxItem(bad, "", nil); err == nil {
+			t.Errorf("decodeInboxItem(%q) accepted a truncated item", bad)
+		}
+	}
+}
+
+// FuzzInboxItem: decoding never panics, and events decoded from any bytes
+// encode back to an item that decodes to the same.
+func FuzzInboxItem(f *testing.F) {
+	var enc encoder
+	f.Add(enc.request("web", [][]byte{[]byte(`{"a":1}`), []byte(`{}`)}))
+	f.Add(enc.item("web", []byte(`{}`)))
+	f.Add([]byte("\x02\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		source, events, err := decodeInboxItem(b, "", nil)
+		if err != nil {
+			return
+		}
+		for _, ev := range events {
+			if len(ev) > len(b) {
+				t.Fatalf("an event of %d bytes from an item of %d", len(ev), len(b))
+			}
+		}
+		var enc encoder
+		again, events2, err := decodeInboxItem(enc.request(source, events), "", nil)
+		if err != nil || again != source || len(events2) != len(events) {
+			t.Fatalf("re-encoded: %q, %d events, %v; want %q, %d", again, len(events2), err, source, len(events))
+		}
+		for i := range events {
+			if string(events[i]) != string(events2[i]) {
+				t.Fatalf("re-encoded event %d: %q; want %q", i, events2[i], events[i])
+			}
+		}
+	})
 }

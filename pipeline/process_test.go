@@ -25,12 +25,18 @@ var ctx = context.Background()
 // and a raw archive (unmapped), over a memory consent store holding u1.
 func newProcessor(t *testing.T, destFns ...string) (*Processor, *consentstore.Store) {
 	t.Helper()
+	return newProcessorOn(t, consentstore.NewMemory(), destFns...)
+}
+
+// newProcessorOn is newProcessor with the consent store over b.
+func newProcessorOn(t *testing.T, b consentstore.Backend, destFns ...string) (*Processor, *consentstore.Store) {
+	t.Helper()
 	eng, err := runtime.NewEngine(runtime.Config{CacheDir: wasmbuild.CompilationCache()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close(context.Background()) })
-	store := consentstore.New(consentstore.NewMemory(), consentstore.Options{})
+	store := consentstore.New(b, consentstore.Options{})
 	if _, err := store.Update(ctx, consentstore.Update{Source: "test", Record: consent.Record{ID: "u1",
 		Categories: []consent.Category{{Name: "Advertising", Consented: true, Timestamp: 1000}, {Name: "Analytics", Consented: false, Timestamp: 1000}}}}); err != nil {
 		t.Fatal(err)
