@@ -118,12 +118,13 @@ type Destination struct {
 type Delivery struct {
 	// Workers process the inbox (default 2).
 	Workers int `yaml:"workers"`
-	// BatchSize is how many events are processed and delivered at once
-	// (default 500).
+	// BatchSize is the most events one delivery carries, and how many
+	// accepted requests (each one item in the inbox) a worker processes
+	// at once (default 500).
 	BatchSize int `yaml:"batch_size"`
-	// BatchBytes bounds the bytes of the events processed and delivered
-	// at once (default 1 KB under Segment's 500 KB /v1/batch limit, so
-	// that a webhook's batch body stays within it).
+	// BatchBytes bounds the bytes of the events delivered at once, and of
+	// the requests processed at once (default 1 KB under Segment's 500 KB
+	// /v1/batch limit, so that a webhook's batch body stays within it).
 	BatchBytes int `yaml:"batch_bytes"`
 	// ThrottleBytes is the backlog (events waiting to be processed, and
 	// what the backlogs of destinations that are up grew by) above which

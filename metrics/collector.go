@@ -70,7 +70,7 @@ var (
 
 	// Pipeline (pipeline.Counters).
 	descProcessed = counterDesc("pipeline_events_processed_total",
-		"Events taken from the inbox and run through the pipeline.")
+		"Events run through the pipeline, counted once each when their request has been handed to the destinations' backlogs.")
 	descSourceDropped = counterDesc("pipeline_events_dropped_total",
 		"Events a source function dropped (or that failed under a drop policy), by reason: the function's drop reason or its error kind.", "reason")
 	descThrottled = counterDesc("ingest_requests_throttled_total",

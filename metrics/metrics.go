@@ -98,7 +98,7 @@ type Metrics struct {
 //     ingest_events_total, ingest_events_accepted_total,
 //     ingest_events_duplicates_total, ingest_events_invalid_total:
 //     from [server.Server.Stats].
-//   - events_received_total{source,type}: from [Observer.ObserveEvent].
+//   - events_received_total{source,type}: from [Observer.ObserveEvents].
 //   - pipeline_events_processed_total, pipeline_events_dropped_total{reason}
 //     (by source functions), consent_updates_total,
 //     consent_updates_rejected_total: from [pipeline.Counters].

@@ -333,7 +333,7 @@ func TestLint(t *testing.T) {
 	}
 	obs := m.Observer()
 	obs.ObserveFunction("f", &functions.Outcome{Result: runtime.Result{Verdict: runtime.Fail, Kind: runtime.KindTrap, Duration: 1000}, Attempts: 2})
-	obs.ObserveEvent("web", "track")
+	obs.ObserveEvents("web", "track", 1)
 	store := m.InstrumentStore(mapStore{}, "memory")
 	store.Get(ctx, "x")
 
@@ -435,7 +435,7 @@ func TestPrivateRegistries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Observer().ObserveEvent("web", "track")
+	a.Observer().ObserveEvents("web", "track", 1)
 	if got := value(t, a.Registry(), "insertfn_events_received_total", "source", "web", "type", "track"); got != 1 {
 		t.Errorf("a: %v, want 1", got)
 	}

@@ -150,19 +150,19 @@ func (o *Observer) addKind(f *functionSeries, kind runtime.ErrorKind) prometheus
 	return c
 }
 
-// ObserveEvent counts one event received through source, of type
+// ObserveEvents counts n events received through source, of type
 // eventType (the event's "type" field: track, identify, page, screen,
 // group or alias; anything else counts as "other"). It keeps neither
 // string.
-func (o *Observer) ObserveEvent(source, eventType string) {
-	if o == nil {
+func (o *Observer) ObserveEvents(source, eventType string, n uint64) {
+	if o == nil || n == 0 {
 		return
 	}
 	s := (*o.sources.Load())[source]
 	if s == nil {
 		s = o.addSource(source)
 	}
-	s[typeIndex(eventType)].Inc()
+	s[typeIndex(eventType)].Add(float64(n))
 }
 
 func typeIndex(t string) int {

@@ -77,19 +77,20 @@ insertfn_function_retries_total{function="g"} 0
 	}
 }
 
-func TestObserveEvent(t *testing.T) {
+func TestObserveEvents(t *testing.T) {
 	m := newMetrics(t, metrics.Options{})
 	o := m.Observer()
 	for _, typ := range []string{"track", "track", "identify", "page", "screen", "group", "alias", "Track", ""} {
-		o.ObserveEvent("web", typ)
+		o.ObserveEvents("web", typ, 1)
 	}
-	o.ObserveEvent("app", "track")
+	o.ObserveEvents("app", "track", 3)
+	o.ObserveEvents("app", "page", 0)
 	for _, w := range []struct {
 		source, typ string
 		want        float64
 	}{
 		{"web", "track", 2}, {"web", "identify", 1}, {"web", "page", 1}, {"web", "screen", 1},
-		{"web", "group", 1}, {"web", "alias", 1}, {"web", "other", 2}, {"app", "track", 1}, {"app", "page", 0},
+		{"web", "group", 1}, {"web", "alias", 1}, {"web", "other", 2}, {"app", "track", 3}, {"app", "page", 0},
 	} {
 		if got := value(t, m.Registry(), "insertfn_events_received_total", "source", w.source, "type", w.typ); got != w.want {
 			t.Errorf("received{%s,%s} = %v, want %v", w.source, w.typ, got, w.want)
@@ -110,8 +111,8 @@ func TestObserverAllocatesNothing(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("ObserveFunction: %v allocations per call, want 0", n)
 	}
-	if n := testing.AllocsPerRun(1000, func() { o.ObserveEvent("web", "track") }); n != 0 {
-		t.Errorf("ObserveEvent: %v allocations per call, want 0", n)
+	if n := testing.AllocsPerRun(1000, func() { o.ObserveEvents("web", "track", 1) }); n != 0 {
+		t.Errorf("ObserveEvents: %v allocations per call, want 0", n)
 	}
 }
 
@@ -122,10 +123,10 @@ func TestObserverKeepsNoName(t *testing.T) {
 	o := m.Observer()
 	buf := []byte("alpha")
 	o.ObserveFunction(unsafe.String(&buf[0], len(buf)), outcome(runtime.Fail, runtime.KindTrap, time.Millisecond, 1))
-	o.ObserveEvent(unsafe.String(&buf[0], len(buf)), "track")
+	o.ObserveEvents(unsafe.String(&buf[0], len(buf)), "track", 1)
 	copy(buf, "omega")
 	o.ObserveFunction("alpha", outcome(runtime.Fail, runtime.KindTrap, time.Millisecond, 1))
-	o.ObserveEvent("alpha", "track")
+	o.ObserveEvents("alpha", "track", 1)
 	if got := value(t, m.Registry(), "insertfn_function_duration_seconds", "function", "alpha"); got != 2 {
 		t.Errorf("alpha: %v observations, want 2", got)
 	}
@@ -160,7 +161,7 @@ func TestObserverConcurrent(t *testing.T) {
 			defer func() { done <- struct{}{} }()
 			for j := range 200 {
 				o.ObserveFunction(names[(i+j)%len(names)], outcome(runtime.Fail, runtime.KindTimeout, time.Millisecond, 1))
-				o.ObserveEvent(names[j%len(names)], "track")
+				o.ObserveEvents(names[j%len(names)], "track", 1)
 			}
 		}()
 	}

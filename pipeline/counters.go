@@ -14,6 +14,12 @@ import (
 // For each destination: every event processed (not dropped by a source
 // function) is delivered, dropped by a destination function, filtered by
 // consent, filtered by integrations, or failed in delivery.
+//
+// An event is counted once, when it is handled: the pipeline counts the
+// events of an inbox item (one request) when the item has been handed to
+// the destinations' backlogs, so an item that must wait and is processed
+// again is not counted twice. Function counts are the exception: they
+// count runs, and the functions of an event processed again run again.
 type Counters struct {
 	processed       atomic.Uint64
 	consentUpdates  atomic.Uint64
@@ -70,7 +76,7 @@ const MaxReasons = 100
 // OtherReason is where reasons past MaxReasons are counted.
 const OtherReason = "(other)"
 
-func (c *Counters) drop(reason string) {
+func (c *Counters) drop(reason string, count uint64) {
 	c.mu.RLock()
 	n := c.drops[reason]
 	c.mu.RUnlock()
@@ -85,7 +91,7 @@ func (c *Counters) drop(reason string) {
 		}
 		c.mu.Unlock()
 	}
-	n.Add(1)
+	n.Add(count)
 }
 
 func (c *Counters) destination(name string) *DestinationCounters {
@@ -103,13 +109,34 @@ func (c *Counters) destination(name string) *DestinationCounters {
 	return d
 }
 
-func (d *DestinationCounters) dropped(reason string) {
+func (d *DestinationCounters) dropped(reason string, n uint64) {
 	d.mu.Lock()
 	if _, ok := d.drops[reason]; !ok && len(d.drops) >= MaxReasons {
 		reason = OtherReason
 	}
-	d.drops[reason]++
+	d.drops[reason] += n
 	d.mu.Unlock()
+}
+
+// add counts the events recorded in b: each was processed, and what
+// became of it at the source's functions and at each destination.
+func (c *Counters) add(b flowBatch) {
+	for _, f := range b {
+		c.processed.Add(f.received)
+		c.consentUpdates.Add(f.consentUpdates)
+		c.consentRejected.Add(f.consentRejected)
+		for k, n := range f.dropped {
+			c.drop(k[1], n)
+		}
+		for name, d := range f.dests {
+			dc := c.destination(name)
+			dc.filteredConsent.Add(d.filteredConsent)
+			dc.filteredIntegrations.Add(d.filteredIntegrations)
+			for k, n := range d.dropped {
+				dc.dropped(k[1], n)
+			}
+		}
+	}
 }
 
 func (c *Counters) function(name string, out *functions.Outcome) {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/insertfn/insertfn/sdk/abi"
 )
 
 // DefaultOverviewWindow is how far back an [Overview] remembers.
@@ -30,6 +32,11 @@ type flowCounts struct {
 	received uint64
 	dropped  map[[2]string]uint64 // {function, reason}
 	dests    map[string]*destCounts
+
+	// For Counters and the Observer only (the overview does not show them).
+	types           [abi.EventDelete + 1]uint64 // received, by abi.EventType
+	consentUpdates  uint64                      // consent-preference events applied to the store
+	consentRejected uint64                      // consent-preference events too malformed to apply
 }
 
 type destCounts struct {
@@ -215,6 +222,11 @@ func (b flowBatch) merge(o flowBatch) {
 			continue
 		}
 		into.received += c.received
+		for t, n := range c.types {
+			into.types[t] += n
+		}
+		into.consentUpdates += c.consentUpdates
+		into.consentRejected += c.consentRejected
 		for k, n := range c.dropped {
 			addDrop(&into.dropped, k[0], k[1], n)
 		}

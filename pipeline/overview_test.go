@@ -46,8 +46,8 @@ func TestReasonsAreBounded(t *testing.T) {
 	var m map[[2]string]uint64
 	for i := range MaxReasons + 50 {
 		reason := string(rune('a'+i%26)) + string(rune('a'+i/26))
-		c.drop(reason)
-		c.destination("d").dropped(reason)
+		c.drop(reason, 1)
+		c.destination("d").dropped(reason, 1)
 		addDrop(&m, "f", reason, 1)
 	}
 	s := c.Snapshot()

@@ -13,7 +13,6 @@ import (
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/internal/logthrottle"
 	"github.com/insertfn/insertfn/queue"
-	"github.com/insertfn/insertfn/routing"
 	"github.com/insertfn/insertfn/server"
 )
 
@@ -258,36 +257,26 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			p.log.Error("pipeline: handing events to the destinations' backlogs", "events", len(done), "err", err)
 			continue
 		}
-		p.flows.add(flows)
+		p.proc.count(flows)
+		p.flows.add(flows) // takes flows' counts: count first
 	}
 }
 
 // processItem processes the events of one inbox item, adding their outputs
 // to to and their counts to flows. It stops at the first event that must
-// wait, and returns Process's error.
+// wait, and returns its error; the events are counted (Processor.count)
+// only once the item is handed over.
 func (p *Pipeline) processItem(ctx context.Context, source string, events [][]byte, res *Result, enc *encoder, to map[string][][]byte, flows flowBatch) error {
-	dests := p.proc.Destinations()
 	fc := flows.source(source)
 	for _, ev := range events {
-		if err := p.proc.Process(ctx, source, ev, res); err != nil {
+		if err := p.proc.run(ctx, source, ev, res); err != nil {
 			return err
 		}
-		fc.received++
-		if res.Dropped {
-			addDrop(&fc.dropped, res.DropFunction, res.DropReason, 1)
-		}
+		p.proc.record(fc, ev, res)
 		for i, out := range res.Outputs {
-			name := dests[i].Name
-			switch {
-			case out != nil:
+			if out != nil {
 				t := p.destTopics[i]
 				to[t] = append(to[t], enc.item(source, out))
-			case res.Outcomes[i] == routing.FilteredByConsent:
-				fc.dest(name).filteredConsent++
-			case res.Outcomes[i] == routing.FilteredByIntegrations:
-				fc.dest(name).filteredIntegrations++
-			case res.DestinationDrops[i].Count > 0:
-				addDrop(&fc.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
 			}
 		}
 	}
@@ -483,6 +472,9 @@ func decodeInboxItem(b []byte, last string, events [][]byte) (source string, _ [
 	n := int(b[1])
 	if name := b[2 : 2+n]; string(name) != last {
 		last = string(name)
+	}
+	if len(b) == 2+n { // Accept writes no request without events
+		return "", events, fmt.Errorf("pipeline: inbox item of %d bytes holds no events", len(b))
 	}
 	for rest := b[2+n:]; len(rest) > 0; {
 		size, k := binary.Uvarint(rest)

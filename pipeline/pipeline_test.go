@@ -288,12 +288,63 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	if f := p.Overview().Flow("web", time.Now().Add(-time.Hour), time.Now()); f.Received != 5 {
 		t.Errorf("overview: %d received; want 5", f.Received)
 	}
+	// The counters count each event once, however often its request ran;
+	// function runs count every run: the first request's two failed tries
+	// ran consent-match on m1 before the update of m2 failed.
+	s := proc.Counters().Snapshot()
+	if s.Processed != 5 || s.ConsentUpdates != 1 || s.Destinations["analytics"].FilteredConsent != 5 {
+		t.Errorf("counters: processed %d, consent updates %d, filtered at analytics %d; want 5, 1, 5",
+			s.Processed, s.ConsentUpdates, s.Destinations["analytics"].FilteredConsent)
+	}
+	if runs := s.Functions["consent-match"].Runs; runs != 7 {
+		t.Errorf("consent-match ran %d times; want 7 (5 events, m1 twice more)", runs)
+	}
+}
+
+// TestCorruptInboxItem: an inbox item the pipeline cannot read goes to the
+// inbox's dead letters; the requests taken with it in the same batch are
+// delivered and counted.
+func TestCorruptInboxItem(t *testing.T) {
+	proc, _ := newProcessorOn(t, consentstore.NewMemory())
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
+	sinks := []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)}
+	p, err := New(q, proc, sinks, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := p.Accept(ctx, "web", [][]byte{event("m1", true, false), event("m2", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Append(ctx, InboxTopic, []byte("\x02\x03web\x09{}")); err != nil { // an event cut short
+		t.Fatal(err)
+	}
+	if err := p.Accept(ctx, "web", [][]byte{event("m3", true, false)}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { p.Run(runCtx); close(ran) }()
+	waitFor(t, "the three events", func() bool { return archive.count() == 3 })
+	cancel()
+	<-ran
+	if st, err := q.Stats(InboxTopic); err != nil || st.Dead != 1 || st.Ready+st.InFlight+st.Retrying != 0 {
+		t.Errorf("inbox: %+v, %v; want the corrupt item dead and nothing else left", st, err)
+	}
+	if n := proc.Counters().Snapshot().Processed; n != 3 {
+		t.Errorf("%d events counted as processed; want 3", n)
+	}
 }
 
 // TestRequestEncoding: a request's events, encoded as one inbox item
 // between items of the other format, decode as they were; the worked
-// example of requestFormat's documentation holds; truncated items are
-// refused.
+// example of requestFormat's documentation holds; truncated and empty
+// items are refused.
 func TestRequestEncoding(t *testing.T) {
 	var enc encoder
 	worked := enc.request("web", [][]byte{[]byte(`{"a":1}`), []byte(`{}`)})
@@ -312,9 +363,9 @@ func TestRequestEncoding(t *testing.T) {
 		for i := range 60 {
 			var events [][]byte
 			var want []string
-			for j := range i % 7 {
+			for j := range i%7 + 1 { // Accept writes no item without events
 				ev := fmt.Appendf(nil, `{"a":%d,"pad":"%s"}`, j, strings.Repeat("p", 100*i))
-				if i == 30 && j == 3 {
+				if i == 30 && j == 2 {
 					ev = big
 				}
 				events = append(events, ev)
@@ -349,10 +400,11 @@ func TestRequestEncoding(t *testing.T) {
 		{requestFormat, 5, 'a'},
 		[]byte("\x02\x03web\x08{\"a\":1}"),     // an event one byte short
 		[]byte("\x02\x03web\x07{\"a\":1}\x80"), // a length cut short
+		[]byte("\x02\x03web"),                  // no events
 		[]byte(`{"a":1}`),
 	} {
 		if _, _, err := decodeInboxItem(bad, "", nil); err == nil {
-			t.Errorf("decodeInboxItem(%q) accepted a truncated item", bad)
+			t.Errorf("decodeInboxItem(%q) accepted a truncated or empty item", bad)
 		}
 	}
 }

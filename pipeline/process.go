@@ -22,6 +22,7 @@ import (
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/routing"
 	"github.com/insertfn/insertfn/runtime"
+	"github.com/insertfn/insertfn/sdk/abi"
 )
 
 // Source is one configured source: the functions its events run through,
@@ -51,13 +52,14 @@ type Processor struct {
 	observer Observer // nil: none
 }
 
-// Observer is told about every function run and every event processed
-// (metrics: durations, errors by kind, events by source and type). Its
-// methods must be cheap and safe for concurrent use; they must not keep
-// the strings or the outcome.
+// Observer is told about every function run and the events handled
+// (metrics: durations, errors by kind, events by source and type): each
+// function run as it ends, the events when they are counted (see
+// [Counters]). Its methods must be cheap and safe for concurrent use; they
+// must not keep the strings or the outcome.
 type Observer interface {
 	ObserveFunction(name string, out *functions.Outcome)
-	ObserveEvent(source, eventType string)
+	ObserveEvents(source, eventType string, n uint64)
 }
 
 // NewProcessor returns a processor for the configured sources and
@@ -137,15 +139,26 @@ type Result struct {
 	// ConsentChanges counts the stored values a consent update changed.
 	ConsentChanges int
 
-	run functions.Outcome // reused across functions and events
+	update consentUpdate     // what the event did to the consent store
+	run    functions.Outcome // reused across functions and events
 }
+
+// consentUpdate is what an event did to the consent store.
+type consentUpdate uint8
+
+const (
+	updateNone     consentUpdate = iota // not a consent-preference event, or no store
+	updateApplied                       // applied to the store
+	updateRejected                      // too malformed to apply
+)
 
 // ErrUnknownSource is returned for an event of a source that is not
 // configured (the configuration changed while it was queued).
 var ErrUnknownSource = errors.New("pipeline: unknown source")
 
-// Process runs one event through the pipeline and fills res (reuse it
-// across calls).
+// Process runs one event through the pipeline, fills res (reuse it across
+// calls), and counts what became of the event in the processor's
+// [Counters] and [Observer].
 //
 // # Parameters
 //   - ctx: bounds the consent update and every function call.
@@ -158,18 +171,29 @@ var ErrUnknownSource = errors.New("pipeline: unknown source")
 // otherwise an error that means "try this event again later": the consent
 // store could not take an update, or a function could not run at all (ctx
 // done, function removed). A function's own failure is not such an error:
-// its failure policy decides, and res says.
+// its failure policy decides, and res says. After an error only the
+// function runs are counted (each run counts, also when the event is
+// processed again later); the event itself is counted when it is handled.
 func (p *Processor) Process(ctx context.Context, source string, event []byte, res *Result) error {
+	if err := p.run(ctx, source, event, res); err != nil {
+		return err
+	}
+	b := make(flowBatch, 1)
+	p.record(b.source(source), event, res)
+	p.count(b)
+	return nil
+}
+
+// run is Process without counting the event: the pipeline counts the
+// events of an inbox item (with record and count) only once the whole item
+// is handled, so that an item processed again is counted once.
+func (p *Processor) run(ctx context.Context, source string, event []byte, res *Result) error {
 	src := p.sources[source]
 	if src == nil {
 		return fmt.Errorf("%w %q", ErrUnknownSource, source)
 	}
-	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges = false, "", "", 0
+	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges, res.update = false, "", "", 0, updateNone
 	res.DestinationDrops = res.DestinationDrops[:0]
-	p.counters.processed.Add(1)
-	if p.observer != nil {
-		p.observer.ObserveEvent(source, eventType(event))
-	}
 	res.Outcomes = res.Outcomes[:0]
 	res.Outputs = res.Outputs[:0]
 
@@ -182,7 +206,6 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 	}
 	if ev == nil {
 		res.Dropped, res.DropFunction, res.DropReason = true, fn, reason
-		p.counters.drop(reason)
 		return nil
 	}
 	res.Outcomes = p.router.Route(ev, res.Outcomes)
@@ -198,17 +221,56 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 			}
 			if out == nil {
 				drop.Count = 1
-				p.counters.destination(d.Name).dropped(drop.Reason)
 			}
-		case routing.FilteredByConsent:
-			p.counters.destination(d.Name).filteredConsent.Add(1)
-		case routing.FilteredByIntegrations:
-			p.counters.destination(d.Name).filteredIntegrations.Add(1)
 		}
 		res.Outputs = append(res.Outputs, out)
 		res.DestinationDrops = append(res.DestinationDrops, drop)
 	}
 	return nil
+}
+
+// record adds what became of one event (res, as run left it) to c, the
+// counts of the event's source.
+func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
+	c.received++
+	c.types[abi.ParseEventType(eventType(event))]++
+	switch res.update {
+	case updateApplied:
+		c.consentUpdates++
+	case updateRejected:
+		c.consentRejected++
+	}
+	if res.Dropped {
+		addDrop(&c.dropped, res.DropFunction, res.DropReason, 1)
+		return
+	}
+	for i := range res.Outputs {
+		switch name := p.dests[i].Name; {
+		case res.Outputs[i] != nil:
+		case res.Outcomes[i] == routing.FilteredByConsent:
+			c.dest(name).filteredConsent++
+		case res.Outcomes[i] == routing.FilteredByIntegrations:
+			c.dest(name).filteredIntegrations++
+		case res.DestinationDrops[i].Count > 0:
+			addDrop(&c.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
+		}
+	}
+}
+
+// count adds the events recorded in b to the processor's Counters and
+// Observer. It does not keep b.
+func (p *Processor) count(b flowBatch) {
+	p.counters.add(b)
+	if p.observer == nil {
+		return
+	}
+	for source, c := range b {
+		for t, n := range c.types {
+			if n > 0 {
+				p.observer.ObserveEvents(source, abi.EventType(t).String(), n)
+			}
+		}
+	}
 }
 
 // chain runs ev through the named functions in order. It returns the event
@@ -251,14 +313,14 @@ func (p *Processor) updateConsent(ctx context.Context, event []byte, res *Result
 		return nil
 	}
 	if err != nil {
-		p.counters.consentRejected.Add(1)
+		res.update = updateRejected
 		return nil // a malformed update changes nothing; the event still flows
 	}
 	changes, err := p.store.Update(ctx, u)
 	if err != nil {
 		return fmt.Errorf("pipeline: consent update from %s: %w", u.Source, err)
 	}
-	p.counters.consentUpdates.Add(1)
+	res.update = updateApplied
 	res.ConsentChanges = len(changes)
 	return nil
 }
