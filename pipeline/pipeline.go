@@ -221,7 +221,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			var err error
 			source, events, err = decodeInboxItem(it.Data, source, events[:0])
 			if err != nil {
-				p.log.Error("pipeline: corrupt inbox item; moved to the dead letters", "seq", it.Seq, "err", err)
+				p.log.Error("pipeline: unreadable inbox item; moved to the dead letters (insertfn dead list --inbox)", "seq", it.Seq, "err", err)
 				_ = inbox.Dead(work, it, err.Error())
 				continue
 			}
@@ -453,6 +453,13 @@ func decodeItem(b []byte, last string) (source string, event []byte, err error) 
 		last = string(name)
 	}
 	return last, b[2+n:], nil
+}
+
+// DecodeInboxItem splits an inbox item (or its dead letter: an item the
+// pipeline could not read) into the name of the source its request came in
+// through and the request's events. The events are views into b.
+func DecodeInboxItem(b []byte) (source string, events [][]byte, err error) {
+	return decodeInboxItem(b, "", nil)
 }
 
 // decodeInboxItem splits an inbox item of either format into its source

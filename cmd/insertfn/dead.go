@@ -20,7 +20,7 @@ import (
 var deadCmd = &command{
 	name:  "dead",
 	short: "list, replay or drop the events a destination gave up on (dead letters)",
-	usage: `usage: insertfn dead list|replay|drop [DESTINATION] [SEQ...] [--data DIR | --config FILE] [--json]
+	usage: `usage: insertfn dead list|replay|drop [DESTINATION | --inbox] [SEQ...] [--data DIR | --config FILE] [--json]
 
 Events a destination refused for good (a 4xx answer) or kept failing past
 delivery.backoff.max_attempts are kept as dead letters in the durable queue.
@@ -31,8 +31,15 @@ delivery.backoff.max_attempts are kept as dead letters in the durable queue.
                                           backlog (all when no SEQ is given)
   insertfn dead drop DESTINATION [SEQ...]    delete them for good
 
+The inbox has dead letters too: accepted requests the pipeline could not
+read (damaged on disk, or accepted by a newer insertfn and met by an
+older one after a downgrade: upgrade again, then replay them). "insertfn dead list" shows them after the destinations' (one line
+per event, all with the request's seq); --inbox instead of a destination
+lists, replays (into the inbox, to be processed again) or drops only them.
+
 The queue is locked by a running server: stop it first.
 
+  --inbox         the inbox's dead letters instead of a destination's
   --data DIR      the data directory (default ./data)
   --config FILE   the server's configuration (for its data directory)
   --json          list as NDJSON
@@ -51,23 +58,28 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	fs := newFlagSet("dead " + sub)
 	var data, cfgPath string
-	var asJSON bool
+	var asJSON, inbox bool
 	fs.StringVar(&data, "data", "", "")
 	fs.StringVar(&cfgPath, "config", "", "")
 	fs.BoolVar(&asJSON, "json", false, "")
+	fs.BoolVar(&inbox, "inbox", false, "")
 	pos, code, ok := parseArgs(c, fs, args[1:], stdout, stderr)
 	if !ok {
 		return code
+	}
+	named := 1 // positional arguments before the sequence numbers
+	if inbox {
+		named = 0
 	}
 	switch {
 	case sub != "list" && sub != "replay" && sub != "drop":
 		fmt.Fprintf(stderr, "insertfn dead: unknown subcommand %q (list, replay or drop)\n", sub)
 		return exitUsage
-	case sub == "list" && len(pos) > 1:
+	case sub == "list" && len(pos) > named:
 		fmt.Fprint(stderr, c.usage)
 		return exitUsage
-	case sub != "list" && len(pos) < 1:
-		fmt.Fprintf(stderr, "insertfn dead %s: which destination?\n", sub)
+	case sub != "list" && len(pos) < named:
+		fmt.Fprintf(stderr, "insertfn dead %s: which destination (or --inbox)?\n", sub)
 		return exitUsage
 	}
 	path := queuePath(data)
@@ -99,9 +111,11 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 	switch sub {
 	case "list":
 		var topics []string
-		if len(pos) == 1 {
+		switch {
+		case inbox:
+		case len(pos) == 1:
 			topics = []string{pipeline.DestinationTopic(pos[0])}
-		} else {
+		default:
 			for _, t := range q.Topics() {
 				if t != pipeline.InboxTopic {
 					topics = append(topics, t)
@@ -136,10 +150,16 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stdout, "%s\t%d\t%s\t%d attempts\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason, ev)
 			}
 		}
+		if inbox || len(pos) == 0 {
+			if err := listInboxDead(q, stdout, asJSON); err != nil {
+				fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
+				return exitFail
+			}
+		}
 		return exitOK
 	default: // replay, drop
 		var seqs []uint64
-		for _, s := range pos[1:] {
+		for _, s := range pos[named:] {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
 				fmt.Fprintf(stderr, "insertfn dead %s: %q is not a sequence number (see insertfn dead list)\n", sub, s)
@@ -147,7 +167,10 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 			}
 			seqs = append(seqs, n)
 		}
-		topic := pipeline.DestinationTopic(pos[0])
+		topic, what := pipeline.InboxTopic, "the inbox"
+		if !inbox {
+			topic, what = pipeline.DestinationTopic(pos[0]), pos[0]
+		}
 		var n int
 		if sub == "replay" {
 			n, err = q.Replay(ctx, topic, seqs...)
@@ -159,9 +182,50 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 			return exitFail
 		}
 		verb := map[string]string{"replay": "put back in the backlog", "drop": "deleted"}[sub]
-		fmt.Fprintf(stdout, "%d dead letters of %s %s\n", n, pos[0], verb)
+		if inbox && sub == "replay" {
+			verb = "put back to be processed again"
+		}
+		fmt.Fprintf(stdout, "%d dead letters of %s %s\n", n, what, verb)
 		return exitOK
 	}
+}
+
+// listInboxDead lists the inbox's dead letters, one line (or one JSON
+// object) per event; an item that does not decode is shown as it is.
+func listInboxDead(q *queue.Queue, w io.Writer, asJSON bool) error {
+	items, err := q.DeadLetters(pipeline.InboxTopic, 0, 0)
+	if errors.Is(err, queue.ErrNotFound) { // nothing was ever accepted
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		source, events, err := pipeline.DecodeInboxItem(it.Data)
+		if err != nil {
+			source, events = "", [][]byte{it.Data}
+		}
+		if !asJSON {
+			fmt.Fprintf(w, "(inbox)\t%d\t%s\t%d attempts\t%s\n", it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason)
+		}
+		for _, ev := range events {
+			if !asJSON {
+				fmt.Fprintf(w, "\t%s\n", ev)
+				continue
+			}
+			b, _ := json.Marshal(struct {
+				Inbox    bool            `json:"inbox"`
+				Source   string          `json:"source,omitempty"`
+				Seq      uint64          `json:"seq"`
+				At       time.Time       `json:"at"`
+				Attempts int             `json:"attempts"`
+				Reason   string          `json:"reason"`
+				Event    json.RawMessage `json:"event"`
+			}{true, source, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(ev)})
+			fmt.Fprintf(w, "%s\n", b)
+		}
+	}
+	return nil
 }
 
 // queuePath is the queue of the data directory dir (default ./data).
