@@ -177,8 +177,9 @@ func settled(h *Host, n int) bool {
 	return true
 }
 
-// TestWorkedCases sends the eleven worked cases of consent-routing.md
-// through the real server and checks which webhook sinks receive them.
+// TestWorkedCases sends the eleven worked cases of consent-routing.md (and
+// a twelfth: a repeated category) through the real server and checks which
+// webhook sinks receive them.
 func TestWorkedCases(t *testing.T) {
 	mappings := map[string][][]string{ // facebook, google-ads, amplitude
 		"ad+analytics": {{"ad"}, {"ad"}, {"analytics"}},
@@ -203,6 +204,9 @@ func TestWorkedCases(t *testing.T) {
 		{9, `{"categoryPreferences":{"ad":true,"analytics":false}}`, "overlap", fbAmp, []string{"google-ads", "webhook"}},
 		{10, `{"categoryPreferences":{"ad":true,"analytics":true}}`, "overlap", fbAmp, []string{"facebook", "google-ads", "webhook"}},
 		{11, `{"categoryPreferences":{"ad":false,"analytics":true}}`, "overlap", fbAmp, []string{"webhook"}},
+		// Not in the contract: a category the event repeats grants only if
+		// every copy does (a destination's decoder would read the last).
+		{12, `{"categoryPreferences":{"ad":true,"analytics":true,"ad":false}}`, "ad+analytics", "", []string{"amplitude", "webhook"}},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("case%d", c.n), func(t *testing.T) {

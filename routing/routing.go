@@ -7,7 +7,8 @@
 //     allows it only if every category the destination is mapped to is true
 //     in context.consent.categoryPreferences (the singular
 //     categoryPreference is accepted too); a category missing there is
-//     false, and a consent object that says nothing grants nothing.
+//     false, a category given more than once is true only if every copy is,
+//     and a consent object that says nothing grants nothing.
 //  2. Integrations second: the integrations object can only take
 //     destinations away. A destination is refused if integrations[D] is
 //     false, or if integrations.All is false and integrations[D] is not
@@ -115,8 +116,9 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 	// Two lookups, each stopping at its member: the server stores events
 	// with their integrations before their context, and context.consent
 	// first in the context, so neither scans past properties, traits or
-	// the rest of the context. Repeated keys read as gjson.Get reads them,
-	// as a function's consent helpers do (the server stores none).
+	// the rest of the context. A repeated consent or categoryPreferences
+	// key reads as gjson.Get reads it (the first), as a function's consent
+	// helpers do; a repeated category grants only if every copy does.
 	state := consentAbsent
 	var prefs members
 	if c := gjson.Get(js, "context.consent"); c.Exists() {
@@ -144,7 +146,7 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 		out[i] = Deliver
 		if state == consentPresent && len(d.Categories) > 0 {
 			for _, c := range d.Categories {
-				if typ, _ := prefs.get(c); typ != gjson.True {
+				if !prefs.granted(c) {
 					out[i] = FilteredByConsent
 					break
 				}
@@ -208,6 +210,34 @@ func (m *members) get(name string) (gjson.Type, bool) {
 		}
 	}
 	return gjson.Null, false
+}
+
+// granted reports whether the object has a member called name and every
+// member of that name is true: a repeated category grants only if each copy
+// does, as the consent helpers of functions read it, since a function, this
+// router and a destination's JSON decoder may each read a different copy.
+func (m *members) granted(name string) bool {
+	found := false
+	if m.obj.Exists() {
+		m.obj.ForEach(func(k, v gjson.Result) bool {
+			if k.Str == name {
+				if found = v.Type == gjson.True; !found {
+					return false
+				}
+			}
+			return true
+		})
+		return found
+	}
+	for i := range m.n {
+		if m.keys[i] == name {
+			if m.types[i] != gjson.True {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // key returns the member of object obj whose key is exactly name (no gjson

@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -85,6 +86,16 @@ func TestWorkedCases(t *testing.T) {
 	}
 }
 
+// manyCategories returns n granted categories c0..c(n-1), each followed by
+// a comma: more than the router holds without going back to the JSON.
+func manyCategories(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `"c%d":true,`, i)
+	}
+	return b.String()
+}
+
 func TestConsentStates(t *testing.T) {
 	for _, c := range []struct {
 		name, consent string
@@ -97,6 +108,11 @@ func TestConsentStates(t *testing.T) {
 		{"missing category is false", `{"categoryPreferences":{"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
 		{"non-boolean true is not consent", `{"categoryPreferences":{"ad":"true","analytics":1}}`, []string{"webhook"}},
 		{"names are case-sensitive", `{"categoryPreferences":{"Ad":true,"ANALYTICS":true}}`, []string{"webhook"}},
+		{"a repeated category refused by a later copy", `{"categoryPreferences":{"ad":true,"ad":false}}`, []string{"webhook"}},
+		{"a repeated category refused by the first copy", `{"categoryPreferences":{"ad":false,"ad":true}}`, []string{"webhook"}},
+		{"a repeated category every copy grants", `{"categoryPreferences":{"ad":true,"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
+		{"a repeated category in a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true,"ad":false}}`, []string{"webhook"}},
+		{"a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := receivers(adAll, event(c.consent, "")); !slices.Equal(got, c.want) {

@@ -48,6 +48,9 @@ func consentedValue(v gjson.Result) bool {
 // context.consent (a category missing from the event counts as not carried);
 // purposes only when the event carries context.consent.consent_state.
 //
+// A category or purpose the event repeats counts as consented only if every
+// copy consents (routing reads repeated categories the same way).
+//
 // It returns [abi.ConsentNoEventConsent] when the event has no
 // context.consent, [abi.ConsentSame] when nothing differs and
 // [abi.ConsentDiffers] otherwise.
@@ -58,7 +61,7 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	}
 	start := len(dst)
 	prefs, state := d.consentParts()
-	var seen bitset // stored categories the event carries, by index
+	var seen, granted bitset // stored categories the event carries, and grants, by index
 	if prefs.IsObject() {
 		prefs.ForEach(func(k, v gjson.Result) bool {
 			ev := consentedValue(v)
@@ -71,10 +74,16 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 				dst = abi.AppendEntry(dst, flags, k.Str, "", 0)
 				return true
 			}
-			if seen.has(i) { // a repeated key: the first one counts
+			if seen.has(i) {
+				if c := rec.Categories[i]; repeatDiffers(&granted, i, ev, c.Consented) {
+					dst = abi.AppendEntry(dst, abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, k.Str, "", c.Timestamp)
+				}
 				return true
 			}
 			seen.add(i)
+			if ev {
+				granted.add(i)
+			}
 			if c := rec.Categories[i]; c.Consented != ev {
 				flags |= abi.FlagInStored
 				if c.Consented {
@@ -104,6 +113,22 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	return dst, abi.ConsentDiffers
 }
 
+// repeatDiffers applies the rule for a key the event repeats: the event
+// grants only if every copy consents (the function, routing and the
+// destination's JSON decoder may each read a different copy, so a copy
+// that refuses must win). granted holds the stored entries every copy so
+// far consents to; ev is this copy. It reports whether the event, which
+// agreed with the consenting stored value until this copy, now differs
+// from it: the caller then appends that entry (at most once per entry;
+// a first copy that differed was reported already).
+func repeatDiffers(granted *bitset, i int, ev, stored bool) bool {
+	if ev || !granted.has(i) {
+		return false
+	}
+	granted.remove(i)
+	return stored
+}
+
 // bitset marks indexes of stored entries; it holds 64 without allocating.
 type bitset struct {
 	small uint64
@@ -115,6 +140,14 @@ func (b *bitset) has(i int) bool {
 		return b.small&(1<<i) != 0
 	}
 	return b.large[i]
+}
+
+func (b *bitset) remove(i int) {
+	if i < 64 {
+		b.small &^= 1 << i
+		return
+	}
+	delete(b.large, i)
 }
 
 func (b *bitset) add(i int) {
@@ -129,7 +162,7 @@ func (b *bitset) add(i int) {
 }
 
 func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte {
-	var seen bitset
+	var seen, granted bitset
 	state.ForEach(func(reg, purposes gjson.Result) bool {
 		if !purposes.IsObject() {
 			return true
@@ -146,9 +179,15 @@ func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte
 				return true
 			}
 			if seen.has(i) {
+				if p := rec.Purposes[i]; repeatDiffers(&granted, i, ev, p.Consented) {
+					dst = abi.AppendEntry(dst, abi.FlagPurpose|abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, reg.Str, name.Str, p.Timestamp)
+				}
 				return true
 			}
 			seen.add(i)
+			if ev {
+				granted.add(i)
+			}
 			if p := rec.Purposes[i]; p.Consented != ev {
 				flags |= abi.FlagInStored
 				if p.Consented {

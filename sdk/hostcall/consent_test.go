@@ -189,19 +189,35 @@ func TestCompareConsentEmptyRecord(t *testing.T) {
 	}
 }
 
-// A key repeated in the event's JSON counts once (the first), and must not
-// hide a stored-only entry.
+// A key repeated in the event's JSON grants only if every copy consents
+// (routing reads it the same way, and a destination's decoder may read any
+// copy); it is reported at most once, and does not hide a stored-only entry.
 func TestCompareConsentDuplicateKeys(t *testing.T) {
-	var d hostcall.Doc
-	d.Reset([]byte(`{"context":{"consent":{"categoryPreferences":{"Advertising":true,"Advertising":false},
-		"consent_state":{"gdpr":{"location_collection":true,"location_collection":true}}}}}`), 0)
-	rec := storedRecord()
+	rec := storedRecord() // Advertising true, Analytics false, gdpr location_collection true
 	rec.Purposes = append(rec.Purposes, consent.Purpose{Regulation: "gdpr", Name: "z", Consented: true, Timestamp: 9})
-	out, st := d.CompareConsent(nil, rec)
-	got := sortEnts(decodeAll(t, out))
-	want := []ent{{fS, "Analytics", "", 200}, {fP | fSC, "gdpr", "z", 9}}
-	if st != abi.ConsentDiffers || !slices.Equal(got, want) {
-		t.Errorf("CompareConsent = %s %v, want differs %v", st, got, want)
+	analyticsOnlyStored := ent{fS, "Analytics", "", 200}
+	zOnlyStored := ent{fP | fSC, "gdpr", "z", 9}
+	for _, c := range []struct {
+		name, prefs, gdpr string
+		want              []ent
+	}{
+		{"copies agree", `"Advertising":true,"Advertising":true`, `"location_collection":true,"location_collection":true`,
+			[]ent{analyticsOnlyStored, zOnlyStored}},
+		{"a later copy refuses what is stored as granted", `"Advertising":true,"Advertising":false,"Advertising":false`,
+			`"location_collection":true,"location_collection":false`,
+			[]ent{{fE | fSC, "Advertising", "", 100}, analyticsOnlyStored, {fP | fE | fSC, "gdpr", "location_collection", 300}, zOnlyStored}},
+		{"a later copy grants what is stored as refused", `"Advertising":true,"Analytics":false,"Analytics":true`, `"location_collection":true`,
+			[]ent{zOnlyStored}},
+		{"the first copy differs already", `"Advertising":true,"Analytics":true,"Analytics":false`, `"location_collection":true`,
+			[]ent{{fEC | fS, "Analytics", "", 200}, zOnlyStored}},
+	} {
+		var d hostcall.Doc
+		d.Reset([]byte(`{"context":{"consent":{"categoryPreferences":{`+c.prefs+`},"consent_state":{"gdpr":{`+c.gdpr+`}}}}}`), 0)
+		out, st := d.CompareConsent(nil, rec)
+		got := sortEnts(decodeAll(t, out))
+		if want := sortEnts(c.want); st != abi.ConsentDiffers || !slices.Equal(got, want) {
+			t.Errorf("%s: CompareConsent = %s %v, want differs %v", c.name, st, got, want)
+		}
 	}
 }
 
