@@ -116,7 +116,7 @@ type Destination struct {
 
 // Delivery tunes the pipeline.
 type Delivery struct {
-	// Workers process the inbox (default 2).
+	// Workers process the inbox (default 8).
 	Workers int `yaml:"workers"`
 	// BatchSize is the most events one delivery carries, and how many
 	// accepted requests (each one item in the inbox) a worker processes

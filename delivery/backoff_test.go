@@ -99,14 +99,25 @@ func TestBackoffNextHonoursRetryAfter(t *testing.T) {
 
 func TestBackoffAttempts(t *testing.T) {
 	var p Backoff
-	if p.Exhausted(9) || !p.Exhausted(10) {
-		t.Errorf("default MaxAttempts 10: Exhausted(9)=%v Exhausted(10)=%v", p.Exhausted(9), p.Exhausted(10))
+	if p.Exhausted(DefaultBackoffMaxAttempts-1) || !p.Exhausted(DefaultBackoffMaxAttempts) {
+		t.Errorf("default MaxAttempts %d: Exhausted(%d)=%v Exhausted(%d)=%v", DefaultBackoffMaxAttempts,
+			DefaultBackoffMaxAttempts-1, p.Exhausted(DefaultBackoffMaxAttempts-1), DefaultBackoffMaxAttempts, p.Exhausted(DefaultBackoffMaxAttempts))
+	}
+	// The default gives a destination that is down about four hours (as
+	// Segment does) before its events become dead letters.
+	var total time.Duration
+	noJitter := Backoff{Jitter: -1}
+	for attempt := 1; attempt < DefaultBackoffMaxAttempts; attempt++ {
+		total += noJitter.Delay(attempt, nil)
+	}
+	if total < 4*time.Hour || total > 4*time.Hour+10*time.Minute {
+		t.Errorf("the default policy retries for %v; want about four hours", total)
 	}
 	if (Backoff{MaxAttempts: -1}).Exhausted(1 << 20) {
 		t.Error("negative MaxAttempts should never exhaust")
 	}
 	perm := &Error{Permanent: true}
-	if p.ShouldRetry(1, perm) || !p.ShouldRetry(1, errors.New("x")) || p.ShouldRetry(10, errors.New("x")) || p.ShouldRetry(1, nil) {
+	if p.ShouldRetry(1, perm) || !p.ShouldRetry(1, errors.New("x")) || p.ShouldRetry(DefaultBackoffMaxAttempts, errors.New("x")) || p.ShouldRetry(1, nil) {
 		t.Error("ShouldRetry does not combine Retryable and Exhausted")
 	}
 }

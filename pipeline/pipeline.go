@@ -326,6 +326,7 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 			continue
 		}
 		failed := make(flowBatch)
+		retried := 0
 		for i, it := range items {
 			attempts := it.Attempts + 1
 			if !p.opts.Backoff.ShouldRetry(attempts, err) {
@@ -337,9 +338,12 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 			}
 			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
 			counters.Retried(name, 1)
+			retried++
 		}
 		p.flows.add(failed)
-		p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", len(items), "err", err)
+		if retried > 0 {
+			p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", retried, "err", err)
+		}
 	}
 }
 

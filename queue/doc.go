@@ -84,6 +84,9 @@
 // [Options.MaxBytes] bounds the stored items (ready, in flight, retrying
 // and dead, on all topics). [Queue.Append] fails with an error wrapping
 // [ErrFull] when the new items would exceed it; the server answers 503.
+// Dead letters count, and never expire: an operator replays or drops them
+// (insertfn dead), or a destination that refuses everything fills the
+// bound in time.
 // Moves between topics are never refused for space: their data was
 // already accepted, and refusing it would only stall the pipeline.
 package queue
