@@ -151,12 +151,26 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 // requestFormat). While the pipeline is behind (see
 // Options.ThrottleBytes) it first waits, up to Options.ThrottleWait, for
 // it to catch up. A full queue is reported as [server.ErrBackpressure].
+//
+// Consent first: the request's consent-preference events update the
+// consent store before Accept returns, so that a request the client sends
+// after this one's 200 is checked against them, whichever of the
+// pipeline's workers gets to it first. The pipeline applies them again in
+// their place among the request's events; the store keeps each person's
+// latest decision by its timestamp, so the second application changes
+// nothing, and it is the one that is counted and that waits (and retries)
+// when the store cannot take the update here.
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
 	if err := p.throttle.await(ctx); err != nil {
 		return err
+	}
+	for _, ev := range events {
+		if err := p.proc.updateEarly(ctx, ev); err != nil {
+			p.noisy.Log(slog.LevelWarn, "early-consent", "pipeline: a consent update could not be applied on arrival; it will be when its request is processed", "source", source, "err", err)
+		}
 	}
 	enc := p.encoders.Get().(*encoder)
 	defer p.encoders.Put(enc)

@@ -249,7 +249,7 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backend.fail.Store(2) // the update fails on the first two tries
+	backend.fail.Store(3) // the update fails on arrival (Accept) and on the pipeline's first two tries
 	update := []byte(`{"type":"track","event":"Segment Consent Preference","userId":"u1","messageId":"m2",` +
 		`"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false}}}}`)
 	if err := p.Accept(context.Background(), "web", [][]byte{event("m1", true, false), update, event("m3", true, false)}); err != nil {
@@ -271,7 +271,7 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	cancel()
 	<-ran
 	if backend.fail.Load() >= 0 {
-		t.Errorf("the update was tried %d times; want 3", 2-backend.fail.Load()+1)
+		t.Errorf("the update failed only %d times; want 3 (on arrival, then twice in the pipeline)", 3-backend.fail.Load())
 	}
 	for name, s := range map[string]*sink{"ads": ads, "archive": archive} {
 		s.mu.Lock()
@@ -298,6 +298,50 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	}
 	if runs := s.Functions["consent-match"].Runs; runs != 7 {
 		t.Errorf("consent-match ran %d times; want 7 (5 events, m1 twice more)", runs)
+	}
+}
+
+// TestAcceptUpdatesConsentFirst: a consent-preference event updates the
+// store before Accept returns, before any worker processes it, so that the
+// person's next request is checked against it; when the pipeline processes
+// it, it is counted once, and the event that follows with the new consent
+// reaches the destinations it now allows.
+func TestAcceptUpdatesConsentFirst(t *testing.T) {
+	proc, store := newProcessorOn(t, consentstore.NewMemory()) // u1: Advertising true, Analytics false
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
+	sinks := []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)}
+	p, err := New(q, proc, sinks, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := []byte(`{"type":"track","event":"Segment Consent Preference","userId":"u1","messageId":"m1","timestamp":"2026-12-05T09:00:00Z",` +
+		`"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true}}}}`)
+	if err := p.Accept(ctx, "web", [][]byte{update}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.Get(ctx, "u1")
+	if err != nil || rec == nil {
+		t.Fatalf("Get u1: %v %v", rec, err)
+	}
+	if i := rec.CategoryIndex("Analytics"); i < 0 || !rec.Categories[i].Consented {
+		t.Fatalf("after Accept, before processing: stored %+v; want Analytics consented", rec.Categories)
+	}
+	if err := p.Accept(ctx, "web", [][]byte{event("m2", true, true)}); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { p.Run(runCtx); close(ran) }()
+	waitFor(t, "both events at analytics", func() bool { return analytics.count() == 2 && archive.count() == 2 })
+	cancel()
+	<-ran
+	if s := proc.Counters().Snapshot(); s.ConsentUpdates != 1 || s.Processed != 2 {
+		t.Errorf("counted %d consent updates and %d events; want 1 and 2", s.ConsentUpdates, s.Processed)
 	}
 }
 

@@ -303,6 +303,21 @@ func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *R
 	return ev, "", "", nil
 }
 
+// updateEarly applies event to the consent store if it is a
+// consent-preference event, without counting it (see Pipeline.Accept): a
+// malformed one is left to the pipeline, which counts it as rejected.
+func (p *Processor) updateEarly(ctx context.Context, event []byte) error {
+	if p.store == nil {
+		return nil
+	}
+	u, ok, err := consentstore.UpdateFromSegment(event)
+	if !ok || err != nil {
+		return nil
+	}
+	_, err = p.store.Update(ctx, u)
+	return err
+}
+
 // updateConsent applies a consent-preference event to the store.
 func (p *Processor) updateConsent(ctx context.Context, event []byte, res *Result) error {
 	if p.store == nil {
