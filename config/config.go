@@ -357,6 +357,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if err := c.Server.Validate(); err != nil {
+		errs = append(errs, err) // its errors name their server.* keys
+	}
 	if err := c.Delivery.Backoff.Validate(); err != nil {
 		bad("delivery.backoff", "%v", err)
 	}

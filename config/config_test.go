@@ -43,6 +43,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sources:\n  - {name: web, write_keys: [k]}\nconsent: {backend: mongo}\n", "consent"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f}\n", "functions[0].wasm: required"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, on_error: explode}\n", "functions[0]:"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {max_event_bytes: -5}\n", "server.max_event_bytes is -5"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {read_timeout: -1s}\n", "server.read_timeout is -1s"},
 	} {
 		cfg, err := Parse([]byte(c.yaml))
 		if err == nil {

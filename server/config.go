@@ -115,8 +115,15 @@ type Source struct {
 	WriteKeys []string `yaml:"write_keys" json:"write_keys"`
 }
 
+// Validate reports every field of cfg that makes no sense, each named by
+// its configuration key (server.max_event_bytes, ...).
+func (cfg Config) Validate() error {
+	_, err := cfg.withDefaults()
+	return err
+}
+
 // withDefaults returns cfg with every zero field set to its default, or an
-// error naming the first field that makes no sense.
+// error naming every field that makes no sense.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
@@ -149,7 +156,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"max_batch_events", cfg.MaxBatchEvents},
 	} {
 		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("server: %s is %d; it must be positive (or 0 for the default)", f.name, f.v))
+			errs = append(errs, fmt.Errorf("server.%s is %d; it must be positive (or 0 for the default)", f.name, f.v))
 		}
 	}
 	for _, f := range []struct {
@@ -162,7 +169,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"retry_after", cfg.RetryAfter},
 	} {
 		if f.v < 0 {
-			errs = append(errs, fmt.Errorf("server: %s is %v; it must be positive (or 0 for the default)", f.name, f.v))
+			errs = append(errs, fmt.Errorf("server.%s is %v; it must be positive (or 0 for the default)", f.name, f.v))
 		}
 	}
 	return cfg, errors.Join(errs...)
