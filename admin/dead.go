@@ -28,7 +28,7 @@ type DeadLetter struct {
 	Seq uint64 `json:"seq"`
 	// At is when it died.
 	At time.Time `json:"at"`
-	// Attempts is how many deliveries were tried.
+	// Attempts is how many deliveries were tried, the last one included.
 	Attempts int `json:"attempts"`
 	// Reason is why it died.
 	Reason string `json:"reason"`
@@ -122,7 +122,7 @@ func (a *Admin) listDead(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			source, ev = "", it.Data
 		}
-		out.Items = append(out.Items, DeadLetter{Seq: it.Seq, At: it.At.UTC(), Attempts: it.Attempts, Reason: it.Reason,
+		out.Items = append(out.Items, DeadLetter{Seq: it.Seq, At: it.At.UTC(), Attempts: it.Attempts + 1, Reason: it.Reason,
 			Source: source, Event: rawOrString(ev)})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -23,7 +23,8 @@ type DeadItem struct {
 	Reason string
 	// At is when it died.
 	At time.Time
-	// Attempts is the item's Attempts when it died.
+	// Attempts is the item's Attempts when it died: the Retry calls before
+	// the failure that killed it (so the tries are Attempts+1).
 	Attempts int
 }
 

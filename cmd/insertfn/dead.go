@@ -143,11 +143,11 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 						Attempts    int             `json:"attempts"`
 						Reason      string          `json:"reason"`
 						Event       json.RawMessage `json:"event"`
-					}{dest, source, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(ev)})
+					}{dest, source, it.Seq, it.At, it.Attempts + 1, it.Reason, rawOrString(ev)})
 					fmt.Fprintf(stdout, "%s\n", b)
 					continue
 				}
-				fmt.Fprintf(stdout, "%s\t%d\t%s\t%d attempts\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason, ev)
+				fmt.Fprintf(stdout, "%s\t%d\t%s\tattempts: %d\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts+1, it.Reason, ev)
 			}
 		}
 		if inbox || len(pos) == 0 {
@@ -206,7 +206,7 @@ func listInboxDead(q *queue.Queue, w io.Writer, asJSON bool) error {
 			source, events = "", [][]byte{it.Data}
 		}
 		if !asJSON {
-			fmt.Fprintf(w, "(inbox)\t%d\t%s\t%d attempts\t%s\n", it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts, it.Reason)
+			fmt.Fprintf(w, "(inbox)\t%d\t%s\tattempts: %d\t%s\n", it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts+1, it.Reason)
 		}
 		for _, ev := range events {
 			if !asJSON {
@@ -221,7 +221,7 @@ func listInboxDead(q *queue.Queue, w io.Writer, asJSON bool) error {
 				Attempts int             `json:"attempts"`
 				Reason   string          `json:"reason"`
 				Event    json.RawMessage `json:"event"`
-			}{true, source, it.Seq, it.At, it.Attempts, it.Reason, rawOrString(ev)})
+			}{true, source, it.Seq, it.At, it.Attempts + 1, it.Reason, rawOrString(ev)})
 			fmt.Fprintf(w, "%s\n", b)
 		}
 	}

@@ -37,7 +37,7 @@ func TestDeadLetters(t *testing.T) {
 	q.Close()
 
 	code, stdout, stderr := runCLI(t, "dead", "list", "--data", data)
-	if code != 0 || strings.Count(stdout, "HTTP 400: bad request") != 2 || !strings.Contains(stdout, `{"messageId":"m2"}`) {
+	if code != 0 || strings.Count(stdout, "attempts: 1\tHTTP 400: bad request") != 2 || !strings.Contains(stdout, `{"messageId":"m2"}`) {
 		t.Fatalf("list: exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, _ = runCLI(t, "dead", "list", "ads", "--json", "--data", data)
