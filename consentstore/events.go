@@ -142,6 +142,7 @@ func segmentUpdate(event []byte, name string) (Update, error) {
 	} else if anonID != "" && anonID != userID {
 		r.Aliases = []string{anonID}
 	}
+	index := make(map[string]int) // category -> its index in r.Categories
 	prefs.ForEach(func(key, value gjson.Result) bool {
 		cat := key.String()
 		if cat == "" {
@@ -152,7 +153,15 @@ func segmentUpdate(event []byte, name string) (Update, error) {
 			err = fmt.Errorf("%s.%s: want true or false, got %s", path, cat, jsonType(value))
 			return false
 		}
-		r.Categories = append(r.Categories, consent.Category{Name: cat, Consented: value.Type == gjson.True, Timestamp: ts})
+		consents := value.Type == gjson.True
+		// A category the event repeats is consented only if every copy
+		// is, as routing and the functions' consent helpers read it.
+		if i, ok := index[cat]; ok {
+			r.Categories[i].Consented = r.Categories[i].Consented && consents
+			return true
+		}
+		index[cat] = len(r.Categories)
+		r.Categories = append(r.Categories, consent.Category{Name: cat, Consented: consents, Timestamp: ts})
 		return true
 	})
 	if err != nil {

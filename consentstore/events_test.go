@@ -239,6 +239,18 @@ func TestUpdateFromSegmentIntoStore(t *testing.T) {
 	}
 }
 
+// A category the preference event repeats is consented only if every copy
+// is, as routing and the functions' consent helpers read it.
+func TestUpdateFromSegmentRepeatedCategory(t *testing.T) {
+	u, ok, err := UpdateFromSegment([]byte(withPrefs(t, `{"Analytics":true,"Analytics":false,"Ads":false,"Ads":true,"X":true,"X":true}`)))
+	if !ok || err != nil {
+		t.Fatalf("UpdateFromSegment: ok %v, %v", ok, err)
+	}
+	if got, want := u.Record.CategoryMap(), map[string]bool{"Analytics": false, "Ads": false, "X": true}; !mapsEqual(got, want) {
+		t.Errorf("categories = %v, want %v", got, want)
+	}
+}
+
 func mapsEqual(a, b map[string]bool) bool {
 	if len(a) != len(b) {
 		return false

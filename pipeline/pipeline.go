@@ -152,25 +152,22 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 // Options.ThrottleBytes) it first waits, up to Options.ThrottleWait, for
 // it to catch up. A full queue is reported as [server.ErrBackpressure].
 //
-// Consent first: the request's consent-preference events update the
-// consent store before Accept returns, so that a request the client sends
-// after this one's 200 is checked against them, whichever of the
-// pipeline's workers gets to it first. The pipeline applies them again in
-// their place among the request's events; the store keeps each person's
-// latest decision by its timestamp, so the second application changes
-// nothing, and it is the one that is counted and that waits (and retries)
-// when the store cannot take the update here.
+// Consent first: once the request is queued, its consent-preference
+// events update the consent store before Accept returns, so that a request
+// the client sends after this one's 200 is checked against them, whichever
+// of the pipeline's workers gets to it first. The pipeline applies them
+// again in their place among the request's events: the store keeps each
+// person's latest decision by its timestamp, so that ends where this did
+// (decisions with equal timestamps excepted: the last applied wins), and
+// it is the application that is counted and that waits and retries when
+// the store cannot take an update here. Accept spends at most
+// earlyConsentBudget on them and stops at the first failure.
 func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) error {
 	if len(events) == 0 {
 		return nil
 	}
 	if err := p.throttle.await(ctx); err != nil {
 		return err
-	}
-	for _, ev := range events {
-		if err := p.proc.updateEarly(ctx, ev); err != nil {
-			p.noisy.Log(slog.LevelWarn, "early-consent", "pipeline: a consent update could not be applied on arrival; it will be when its request is processed", "source", source, "err", err)
-		}
 	}
 	enc := p.encoders.Get().(*encoder)
 	defer p.encoders.Put(enc)
@@ -185,7 +182,36 @@ func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) e
 	if errors.Is(err, queue.ErrFull) {
 		return fmt.Errorf("%w (%w)", server.ErrBackpressure, err)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	p.updateConsentEarly(ctx, source, events)
+	return nil
+}
+
+// earlyConsentBudget bounds the time Accept spends on a request's consent
+// updates (a batch may hold many, and the store may be slow or down): the
+// rest wait for the pipeline.
+const earlyConsentBudget = time.Second
+
+// updateConsentEarly applies the consent-preference events among events to
+// the store (see Accept), until the first failure or the budget's end.
+func (p *Pipeline) updateConsentEarly(ctx context.Context, source string, events [][]byte) {
+	var cancel context.CancelFunc
+	for _, ev := range events {
+		u, ok := p.proc.consentUpdate(ev)
+		if !ok {
+			continue
+		}
+		if cancel == nil {
+			ctx, cancel = context.WithTimeout(ctx, earlyConsentBudget)
+			defer cancel()
+		}
+		if _, err := p.proc.store.Update(ctx, u); err != nil {
+			p.noisy.Log(slog.LevelWarn, "early-consent", "pipeline: consent updates could not be applied on arrival; they will be when their request is processed", "source", source, "err", err)
+			return
+		}
+	}
 }
 
 // Run processes and delivers until ctx is done, then lets work in hand

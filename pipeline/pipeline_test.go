@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/queue"
 	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/server"
 )
 
 // sink is a webhook receiver that records the messageIds it got and can be
@@ -342,6 +344,54 @@ func TestAcceptUpdatesConsentFirst(t *testing.T) {
 	<-ran
 	if s := proc.Counters().Snapshot(); s.ConsentUpdates != 1 || s.Processed != 2 {
 		t.Errorf("counted %d consent updates and %d events; want 1 and 2", s.ConsentUpdates, s.Processed)
+	}
+}
+
+// TestAcceptConsentEarlyLimits: a request the queue refuses changes no
+// stored consent; after the store's first failure, the rest of a request's
+// updates wait for the pipeline.
+func TestAcceptConsentEarlyLimits(t *testing.T) {
+	pref := func(user, id string) []byte {
+		return []byte(`{"type":"track","event":"Segment Consent Preference","userId":"` + user + `","messageId":"` + id +
+			`","timestamp":"2026-12-05T09:00:00Z","context":{"consent":{"categoryPreferences":{"Analytics":true}}}}`)
+	}
+	backend := &flakyBackend{Memory: consentstore.NewMemory()}
+	proc, store := newProcessorOn(t, backend)
+	full, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{MaxBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	p, err := New(full, proc, []delivery.Sink{nil, nil, nil}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Accept(ctx, "web", [][]byte{pref("u2", "m1")}); !errors.Is(err, server.ErrBackpressure) {
+		t.Fatalf("Accept into a full queue: %v; want backpressure", err)
+	}
+	if rec, err := store.Get(ctx, "u2"); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("a refused request changed the store: %+v, %v", rec, err)
+	}
+
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if p, err = New(q, proc, []delivery.Sink{nil, nil, nil}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	backend.fail.Store(1)
+	if err := p.Accept(ctx, "web", [][]byte{pref("u3", "m2"), pref("u4", "m3")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"u3", "u4"} {
+		if rec, err := store.Get(ctx, user); !errors.Is(err, consent.ErrNotFound) {
+			t.Errorf("%s stored on arrival after the store failed: %+v, %v", user, rec, err)
+		}
+	}
+	if st, err := q.Stats(InboxTopic); err != nil || st.Ready != 1 {
+		t.Errorf("inbox: %+v, %v; want the request queued all the same", st, err)
 	}
 }
 

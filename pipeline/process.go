@@ -303,19 +303,15 @@ func (p *Processor) chain(ctx context.Context, names []string, ev []byte, res *R
 	return ev, "", "", nil
 }
 
-// updateEarly applies event to the consent store if it is a
-// consent-preference event, without counting it (see Pipeline.Accept): a
-// malformed one is left to the pipeline, which counts it as rejected.
-func (p *Processor) updateEarly(ctx context.Context, event []byte) error {
+// consentUpdate returns the update event makes to the consent store, and
+// whether it makes one: false for other events, for a malformed one (the
+// pipeline counts it as rejected) and when there is no store.
+func (p *Processor) consentUpdate(event []byte) (consentstore.Update, bool) {
 	if p.store == nil {
-		return nil
+		return consentstore.Update{}, false
 	}
 	u, ok, err := consentstore.UpdateFromSegment(event)
-	if !ok || err != nil {
-		return nil
-	}
-	_, err = p.store.Update(ctx, u)
-	return err
+	return u, ok && err == nil
 }
 
 // updateConsent applies a consent-preference event to the store.

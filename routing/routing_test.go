@@ -110,6 +110,7 @@ func TestConsentStates(t *testing.T) {
 		{"names are case-sensitive", `{"categoryPreferences":{"Ad":true,"ANALYTICS":true}}`, []string{"webhook"}},
 		{"a repeated category refused by a later copy", `{"categoryPreferences":{"ad":true,"ad":false}}`, []string{"webhook"}},
 		{"a repeated category refused by the first copy", `{"categoryPreferences":{"ad":false,"ad":true}}`, []string{"webhook"}},
+		{"of repeated categoryPreferences, the first counts", `{"categoryPreferences":{"ad":true},"categoryPreferences":{"ad":false}}`, []string{"facebook", "google-ads", "webhook"}},
 		{"a repeated category every copy grants", `{"categoryPreferences":{"ad":true,"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
 		{"a repeated category in a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true,"ad":false}}`, []string{"webhook"}},
 		{"a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},

@@ -11,18 +11,25 @@ func (d *Doc) HasConsent() bool { d.scanConsent(); return d.consent.Exists() }
 
 // consentParts returns the event's category preferences (accepting the
 // singular "categoryPreference" the Segment docs also use) and its
-// consent_state, in one pass over context.consent.
+// consent_state, in one pass over context.consent. Of a key the object
+// repeats, the first copy counts, as routing reads it: the function and
+// the router must judge the same preferences.
 func (d *Doc) consentParts() (prefs, state gjson.Result) {
 	var singular gjson.Result
 	if d.consent.IsObject() {
+		first := func(dst *gjson.Result, v gjson.Result) {
+			if !dst.Exists() {
+				*dst = v
+			}
+		}
 		d.consent.ForEach(func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "categoryPreferences":
-				prefs = v
+				first(&prefs, v)
 			case "categoryPreference":
-				singular = v
+				first(&singular, v)
 			case "consent_state":
-				state = v
+				first(&state, v)
 			}
 			return true
 		})
@@ -48,8 +55,11 @@ func consentedValue(v gjson.Result) bool {
 // context.consent (a category missing from the event counts as not carried);
 // purposes only when the event carries context.consent.consent_state.
 //
-// A category or purpose the event repeats counts as consented only if every
-// copy consents (routing reads repeated categories the same way).
+// A stored category or purpose the event repeats counts as consented only
+// if every copy consents (routing reads repeated categories the same way):
+// a function, the router and a destination's JSON decoder may each read a
+// different copy, so a copy that refuses must win. Its entry, if any, comes
+// in the stored record's order after the event-only ones.
 //
 // It returns [abi.ConsentNoEventConsent] when the event has no
 // context.consent, [abi.ConsentSame] when nothing differs and
@@ -61,48 +71,24 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	}
 	start := len(dst)
 	prefs, state := d.consentParts()
-	var seen, granted bitset // stored categories the event carries, and grants, by index
+	var seen, granted bitset // stored categories the event carries, and those every copy grants
 	if prefs.IsObject() {
 		prefs.ForEach(func(k, v gjson.Result) bool {
 			ev := consentedValue(v)
+			if i := rec.CategoryIndex(k.Str); i >= 0 {
+				carried(&seen, &granted, i, ev)
+				return true
+			}
 			flags := abi.FlagInEvent
 			if ev {
 				flags |= abi.FlagEventConsented
 			}
-			i := rec.CategoryIndex(k.Str)
-			if i < 0 {
-				dst = abi.AppendEntry(dst, flags, k.Str, "", 0)
-				return true
-			}
-			if seen.has(i) {
-				if c := rec.Categories[i]; repeatDiffers(&granted, i, ev, c.Consented) {
-					dst = abi.AppendEntry(dst, abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, k.Str, "", c.Timestamp)
-				}
-				return true
-			}
-			seen.add(i)
-			if ev {
-				granted.add(i)
-			}
-			if c := rec.Categories[i]; c.Consented != ev {
-				flags |= abi.FlagInStored
-				if c.Consented {
-					flags |= abi.FlagStoredConsented
-				}
-				dst = abi.AppendEntry(dst, flags, k.Str, "", c.Timestamp)
-			}
+			dst = abi.AppendEntry(dst, flags, k.Str, "", 0)
 			return true
 		})
 	}
 	for i, c := range rec.Categories {
-		if seen.has(i) {
-			continue
-		}
-		flags := abi.FlagInStored
-		if c.Consented {
-			flags |= abi.FlagStoredConsented
-		}
-		dst = abi.AppendEntry(dst, flags, c.Name, "", c.Timestamp)
+		dst = appendDifference(dst, 0, seen.has(i), granted.has(i), c.Consented, c.Name, "", c.Timestamp)
 	}
 	if state.IsObject() {
 		dst = comparePurposes(dst, state, rec)
@@ -113,20 +99,38 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	return dst, abi.ConsentDiffers
 }
 
-// repeatDiffers applies the rule for a key the event repeats: the event
-// grants only if every copy consents (the function, routing and the
-// destination's JSON decoder may each read a different copy, so a copy
-// that refuses must win). granted holds the stored entries every copy so
-// far consents to; ev is this copy. It reports whether the event, which
-// agreed with the consenting stored value until this copy, now differs
-// from it: the caller then appends that entry (at most once per entry;
-// a first copy that differed was reported already).
-func repeatDiffers(granted *bitset, i int, ev, stored bool) bool {
-	if ev || !granted.has(i) {
-		return false
+// carried notes one copy of stored entry i in the event, consenting or not:
+// the event grants the entry only if every copy consents.
+func carried(seen, granted *bitset, i int, consents bool) {
+	switch {
+	case !seen.has(i):
+		seen.add(i)
+		if consents {
+			granted.add(i)
+		}
+	case !consents:
+		granted.remove(i)
 	}
-	granted.remove(i)
-	return stored
+}
+
+// appendDifference appends the entry of one stored category or purpose
+// (kind is 0 or abi.FlagPurpose) unless the event carries it with the
+// stored value.
+func appendDifference(dst []byte, kind uint8, inEvent, eventConsents, stored bool, name, purpose string, ts int64) []byte {
+	if inEvent && eventConsents == stored {
+		return dst
+	}
+	flags := kind | abi.FlagInStored
+	if stored {
+		flags |= abi.FlagStoredConsented
+	}
+	if inEvent {
+		flags |= abi.FlagInEvent
+		if eventConsents {
+			flags |= abi.FlagEventConsented
+		}
+	}
+	return abi.AppendEntry(dst, flags, name, purpose, ts)
 }
 
 // bitset marks indexes of stored entries; it holds 64 without allocating.
@@ -169,45 +173,21 @@ func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte
 		}
 		purposes.ForEach(func(name, v gjson.Result) bool {
 			ev := consentedValue(v)
+			if i := rec.PurposeIndex(reg.Str, name.Str); i >= 0 {
+				carried(&seen, &granted, i, ev)
+				return true
+			}
 			flags := abi.FlagPurpose | abi.FlagInEvent
 			if ev {
 				flags |= abi.FlagEventConsented
 			}
-			i := rec.PurposeIndex(reg.Str, name.Str)
-			if i < 0 {
-				dst = abi.AppendEntry(dst, flags, reg.Str, name.Str, 0)
-				return true
-			}
-			if seen.has(i) {
-				if p := rec.Purposes[i]; repeatDiffers(&granted, i, ev, p.Consented) {
-					dst = abi.AppendEntry(dst, abi.FlagPurpose|abi.FlagInEvent|abi.FlagInStored|abi.FlagStoredConsented, reg.Str, name.Str, p.Timestamp)
-				}
-				return true
-			}
-			seen.add(i)
-			if ev {
-				granted.add(i)
-			}
-			if p := rec.Purposes[i]; p.Consented != ev {
-				flags |= abi.FlagInStored
-				if p.Consented {
-					flags |= abi.FlagStoredConsented
-				}
-				dst = abi.AppendEntry(dst, flags, reg.Str, name.Str, p.Timestamp)
-			}
+			dst = abi.AppendEntry(dst, flags, reg.Str, name.Str, 0)
 			return true
 		})
 		return true
 	})
 	for i, p := range rec.Purposes {
-		if seen.has(i) {
-			continue
-		}
-		flags := abi.FlagPurpose | abi.FlagInStored
-		if p.Consented {
-			flags |= abi.FlagStoredConsented
-		}
-		dst = abi.AppendEntry(dst, flags, p.Regulation, p.Name, p.Timestamp)
+		dst = appendDifference(dst, abi.FlagPurpose, seen.has(i), granted.has(i), p.Consented, p.Regulation, p.Name, p.Timestamp)
 	}
 	return dst
 }

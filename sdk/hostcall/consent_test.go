@@ -192,6 +192,7 @@ func TestCompareConsentEmptyRecord(t *testing.T) {
 // A key repeated in the event's JSON grants only if every copy consents
 // (routing reads it the same way, and a destination's decoder may read any
 // copy); it is reported at most once, and does not hide a stored-only entry.
+// Of repeated categoryPreferences objects, the first counts, as in routing.
 func TestCompareConsentDuplicateKeys(t *testing.T) {
 	rec := storedRecord() // Advertising true, Analytics false, gdpr location_collection true
 	rec.Purposes = append(rec.Purposes, consent.Purpose{Regulation: "gdpr", Name: "z", Consented: true, Timestamp: 9})
@@ -208,8 +209,10 @@ func TestCompareConsentDuplicateKeys(t *testing.T) {
 			[]ent{{fE | fSC, "Advertising", "", 100}, analyticsOnlyStored, {fP | fE | fSC, "gdpr", "location_collection", 300}, zOnlyStored}},
 		{"a later copy grants what is stored as refused", `"Advertising":true,"Analytics":false,"Analytics":true`, `"location_collection":true`,
 			[]ent{zOnlyStored}},
-		{"the first copy differs already", `"Advertising":true,"Analytics":true,"Analytics":false`, `"location_collection":true`,
-			[]ent{{fEC | fS, "Analytics", "", 200}, zOnlyStored}},
+		{"a later copy refuses what the first granted against the store", `"Advertising":true,"Analytics":true,"Analytics":false`, `"location_collection":true`,
+			[]ent{zOnlyStored}},
+		{"an escaped copy is the same key", `"Advertising":true,"Analytics":true,"Ana\u006cytics":false`, `"location_collection":true`,
+			[]ent{zOnlyStored}},
 	} {
 		var d hostcall.Doc
 		d.Reset([]byte(`{"context":{"consent":{"categoryPreferences":{`+c.prefs+`},"consent_state":{"gdpr":{`+c.gdpr+`}}}}}`), 0)
@@ -218,6 +221,17 @@ func TestCompareConsentDuplicateKeys(t *testing.T) {
 		if want := sortEnts(c.want); st != abi.ConsentDiffers || !slices.Equal(got, want) {
 			t.Errorf("%s: CompareConsent = %s %v, want differs %v", c.name, st, got, want)
 		}
+	}
+}
+
+// Of a categoryPreferences object the consent object repeats, the first
+// counts, as routing reads it.
+func TestCompareConsentRepeatedPreferences(t *testing.T) {
+	var d hostcall.Doc
+	d.Reset([]byte(`{"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":true},"categoryPreferences":{"Advertising":true,"Analytics":false}}}}`), 0)
+	out, st := d.CompareConsent(nil, storedRecord())
+	if got := decodeAll(t, out); st != abi.ConsentDiffers || !slices.Equal(got, []ent{{fEC | fS, "Analytics", "", 200}}) {
+		t.Errorf("CompareConsent = %s %v; want the first copy's Analytics:true to differ", st, got)
 	}
 }
 
