@@ -126,8 +126,9 @@ func TestCrash(t *testing.T) {
 		return nil, ""
 	}
 
-	// load sends single events to addr until stop closes; each 200 is
-	// recorded.
+	// load sends events to addr until stop closes, single ones from three
+	// workers and batches of ten from a fourth (a request's events are one
+	// item in the queue); each 200 is recorded.
 	load := func(addr string, stop <-chan struct{}) {
 		var wg sync.WaitGroup
 		client := &http.Client{Timeout: 5 * time.Second}
@@ -140,8 +141,23 @@ func TestCrash(t *testing.T) {
 					default:
 					}
 					id := fmt.Sprintf("w%d-%d-%d", w, sent.Add(1), i)
-					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/track",
-						strings.NewReader(`{"userId":"u1","event":"e","messageId":"`+id+`"}`))
+					ids, path, body := []string{id}, "/v1/track", `{"userId":"u1","event":"e","messageId":"`+id+`"}`
+					if w == 0 {
+						ids, path = nil, "/v1/batch"
+						var b strings.Builder
+						b.WriteString(`{"batch":[`)
+						for j := range 10 {
+							ids = append(ids, fmt.Sprintf("%s-%d", id, j))
+							if j > 0 {
+								b.WriteByte(',')
+							}
+							b.WriteString(`{"type":"track","userId":"u1","event":"e","messageId":"` + ids[j] + `"}`)
+						}
+						b.WriteString(`]}`)
+						body = b.String()
+						sent.Add(9)
+					}
+					req, _ := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
 					req.SetBasicAuth(writeKey, "")
 					resp, err := client.Do(req)
 					if err != nil {
@@ -149,7 +165,9 @@ func TestCrash(t *testing.T) {
 					}
 					resp.Body.Close()
 					if resp.StatusCode == 200 {
-						acked.Store(id, true)
+						for _, id := range ids {
+							acked.Store(id, true)
+						}
 					}
 				}
 			})
@@ -174,8 +192,14 @@ func TestCrash(t *testing.T) {
 
 	var want []string
 	acked.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
-	if len(want) < 50 {
-		t.Fatalf("only %d events were acknowledged; the load generator did not get going", len(want))
+	batched := 0
+	for _, id := range want {
+		if strings.HasPrefix(id, "w0-") {
+			batched++
+		}
+	}
+	if len(want) < 50 || batched < 10 {
+		t.Fatalf("only %d events were acknowledged, %d of them in batches; the load generator did not get going", len(want), batched)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -190,7 +214,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 		if len(missing) == 0 {
-			t.Logf("%d events acknowledged over 3 kills, all delivered (%d sent)", len(want), sent.Load())
+			t.Logf("%d events acknowledged over 3 kills (%d in batches of ten), all delivered (%d sent)", len(want), batched, sent.Load())
 			return
 		}
 		if time.Now().After(deadline) {
