@@ -31,6 +31,8 @@ var guestDirs = map[string]string{
 	"abi99":         "testdata/abi99",
 	"inittrap":      "testdata/inittrap",
 	"noexport":      "testdata/noexport",
+	"dispatch":      "testdata/dispatch",
+	"reject":        "testdata/reject",
 }
 
 // guests are built once per run of the test binary, all at once and in

@@ -99,12 +99,16 @@ func (wasmHost) Log(level abi.Level, msg string) { hostLog(int32(level), sptr(ms
 
 func (wasmHost) SetReason(reason string) { hostSetReason(sptr(reason), uint32(len(reason))) }
 
-// registered are the handlers of this module, set once by Handle.
-var registered *Handlers
+// registered are the handlers of this module, and byType the same by
+// event type, both set once by Handle.
+var (
+	registered *Handlers
+	byType     handlerTable
+)
 
 // Handle registers the function's handlers. Call it from the function's
 // init (a WebAssembly reactor runs init, not main).
-func Handle(h Handlers) { registered = &h }
+func Handle(h Handlers) { registered, byType = &h, h.table() }
 
 //go:wasmexport insertfn_abi_version
 func exportABIVersion() uint32 { return abi.Version }
@@ -115,7 +119,11 @@ func exportHandle(eventType int32) int32 {
 		hostSetReason(sptr(noHandlers), uint32(len(noHandlers)))
 		return int32(abi.ResultFunctionError)
 	}
-	result, reason := registered.serve(wasmHost{}, abi.EventType(eventType))
+	f := registered.Any // a type this SDK does not know
+	if uint32(eventType) < uint32(len(byType)) {
+		f = byType[eventType]
+	}
+	result, reason := registered.run(wasmHost{}, abi.EventType(eventType), f)
 	if result != abi.ResultDeliver && reason != "" {
 		hostSetReason(sptr(reason), uint32(len(reason)))
 	}
