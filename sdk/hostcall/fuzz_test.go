@@ -38,12 +38,8 @@ func FuzzCallHost(f *testing.F) {
 	f.Add([]byte(`{"x":"\u00e9\"\\"}`), "x", []byte(`"\ud800"`), "42", uint16(2), uint16(2))
 	f.Add([]byte(``), "", []byte(``), "", uint16(0), uint16(0))
 	f.Add([]byte(`{"a":{"b":1}}`), "a.*", []byte(`2`), "", uint16(4), uint16(3))
+	f.Add([]byte(`{"a":[]}`), "a.50000000", []byte(`1`), "", uint16(4), uint16(3)) // sjson would pad 50M nulls
 	f.Fuzz(func(t *testing.T, event []byte, path string, value []byte, id string, bufSize, slack uint16) {
-		if hugeIndex(path) {
-			// KNOWN BUG (reported, see TestDocSetHugeArrayIndexIsCheap): such
-			// a path makes sjson allocate gigabytes before the size check.
-			t.Skip()
-		}
 		orig := append([]byte(nil), event...)
 		limit := len(event) + int(slack) + 1 // never 0, which means no limit
 		var c hostcall.Call
@@ -141,19 +137,4 @@ func checkEvent(t *testing.T, c *hostcall.Call, limit int, validObject bool, op 
 	if validObject && !json.Valid(c.Doc.Bytes()) {
 		t.Fatalf("%s: a valid event became invalid JSON: %q", op, c.Doc.Bytes())
 	}
-}
-
-// hugeIndex reports whether path has a run of digits worth more than 100000.
-func hugeIndex(path string) bool {
-	n := 0
-	for i := 0; i < len(path); i++ {
-		if c := path[i]; c >= '0' && c <= '9' {
-			if n = n*10 + int(c-'0'); n > 100000 {
-				return true
-			}
-		} else {
-			n = 0
-		}
-	}
-	return false
 }
