@@ -17,6 +17,7 @@ func TestConsentMatch(t *testing.T) {
 	fns := map[string]*runtime.Function{
 		"default":          load(t, "consent-match", runtime.Options{Name: "cm-default", Store: testStore}),
 		"drop":             load(t, "consent-match", runtime.Options{Name: "cm-drop", Store: testStore, Settings: []byte(drop)}),
+		"purposes":         load(t, "consent-match", runtime.Options{Name: "cm-purposes", Store: testStore, Settings: []byte(`{"comparePurposes":true}`)}),
 		"no store":         load(t, "consent-match", runtime.Options{Name: "cm-nostore"}),
 		"store down":       load(t, "consent-match", runtime.Options{Name: "cm-down", Store: errStore{}}),
 		"store down, drop": load(t, "consent-match", runtime.Options{Name: "cm-down-drop", Store: errStore{}, Settings: []byte(drop)}),
@@ -39,7 +40,9 @@ func TestConsentMatch(t *testing.T) {
 		{name: "category mismatch", fn: "default", event: evMismatch, verdict: runtime.Drop, reason: "Consent mismatch"},
 		{name: "category mismatch, singular categoryPreference", fn: "default", verdict: runtime.Drop, reason: "Consent mismatch",
 			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreference":{"Advertising":false}}}}`},
-		{name: "purpose mismatch", fn: "default", verdict: runtime.Drop, reason: "Consent mismatch",
+		{name: "purpose mismatch, purposes not compared", fn: "default", verdict: runtime.Deliver,
+			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false},"consent_state":{"gdpr":{"location_collection":false}}}}}`},
+		{name: "purpose mismatch", fn: "purposes", verdict: runtime.Drop, reason: "Consent mismatch",
 			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false},"consent_state":{"gdpr":{"location_collection":false}}}}}`},
 		{name: "purpose match", fn: "default", verdict: runtime.Deliver,
 			event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false},"consent_state":{"gdpr":{"location_collection":true}}}}}`},

@@ -175,27 +175,41 @@ func (d ConsentDiff) Mismatch() bool {
 // builds the list of differences (a slice and a string per entry, costly
 // in WebAssembly): use it when the answer is all the function needs.
 func (e *Event) ConsentMismatch(id string) (bool, error) {
+	categories, purposes, err := e.ConsentConflicts(id)
+	return categories || purposes, err
+}
+
+// ConsentConflicts is [Event.ConsentMismatch] with categories and
+// regulation purposes told apart: categories reports whether a category
+// known to both sides differs (the seed function's check), purposes
+// whether a purpose of consent_state does. Like ConsentMismatch it
+// allocates nothing; its errors are CompareConsent's.
+func (e *Event) ConsentConflicts(id string) (categories, purposes bool, err error) {
 	buf := e.buffer(0)
 	status, n := e.host.ConsentCompare(id, buf)
 	if n > len(buf) {
 		buf = e.buffer(n)
 		if status, n = e.host.ConsentCompare(id, buf); n > len(buf) {
-			return false, ErrConsentUnavailable
+			return false, false, ErrConsentUnavailable
 		}
 	}
 	if err := consentError(status); err != nil {
-		return false, err
+		return false, false, err
 	}
 	var en abi.Entry
-	for b, ok := buf[:n], true; len(b) > 0; {
+	for b, ok := buf[:n], true; len(b) > 0 && !(categories && purposes); {
 		if b, ok = abi.DecodeEntry(b, &en); !ok {
-			return false, ErrConsentUnavailable
+			return false, false, ErrConsentUnavailable
 		}
 		if en.InEvent() && en.InStored() && en.EventConsented() != en.StoredConsented() {
-			return true, nil
+			if en.IsPurpose() {
+				purposes = true
+			} else {
+				categories = true
+			}
 		}
 	}
-	return false, nil
+	return categories, purposes, nil
 }
 
 // CompareConsent compares the event's consent with the stored consent of an

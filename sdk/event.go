@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"github.com/insertfn/insertfn/sdk/abi"
 )
@@ -126,7 +127,10 @@ func (e *Event) Replace(event []byte) error {
 }
 
 // ConsentPreferences returns the event's context.consent.categoryPreferences
-// as booleans (nil when the event carries none).
+// (or the singular categoryPreference) as booleans, nil when the event
+// carries none. It reads them as the host does: a category is consented
+// when its value is true or an object with "consented": true, and a
+// category repeated in the object only if every copy is.
 func (e *Event) ConsentPreferences() map[string]bool {
 	v := e.Get("context.consent.categoryPreferences")
 	if !v.Exists() {
@@ -135,15 +139,27 @@ func (e *Event) ConsentPreferences() map[string]bool {
 	if v.Kind != abi.KindJSON {
 		return nil
 	}
-	var raw map[string]json.RawMessage
-	if json.Unmarshal([]byte(v.raw), &raw) != nil {
+	dec := json.NewDecoder(strings.NewReader(v.raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return nil
 	}
-	m := make(map[string]bool, len(raw))
-	for k, r := range raw {
-		// As the host reads them: true, or {"consented": true}.
+	m := make(map[string]bool)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		k, _ := t.(string)
+		var r json.RawMessage
+		if dec.Decode(&r) != nil {
+			return nil
+		}
 		var entry struct{ Consented bool }
-		m[k] = string(r) == "true" || (len(r) > 0 && r[0] == '{' && json.Unmarshal(r, &entry) == nil && entry.Consented)
+		yes := string(r) == "true" || (len(r) > 0 && r[0] == '{' && json.Unmarshal(r, &entry) == nil && entry.Consented)
+		if prev, seen := m[k]; seen {
+			yes = yes && prev
+		}
+		m[k] = yes
 	}
 	return m
 }

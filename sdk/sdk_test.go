@@ -517,35 +517,81 @@ func TestConsentThroughSDK(t *testing.T) {
 	}
 }
 
-// TestConsentMismatch: the allocation-free answer agrees with
-// CompareConsent(...).Mismatch() on every case, errors included.
-func TestConsentMismatch(t *testing.T) {
+// TestConsentPreferencesRepeatedKeys: the SDK reads repeated categories
+// as the host's comparison does, so that a function never sees consent the
+// host would not grant.
+func TestConsentPreferencesRepeatedKeys(t *testing.T) {
+	var prefs map[string]bool
 	var diff sdk.ConsentDiff
-	var mismatch bool
-	var cmpErr, misErr error
 	h := sdk.Handlers{Any: func(e *sdk.Event) error {
-		diff, cmpErr = e.CompareConsent("")
-		mismatch, misErr = e.ConsentMismatch("")
+		prefs = e.ConsentPreferences()
+		diff, _ = e.CompareConsent("")
 		return nil
 	}}
 	for _, c := range []struct {
-		prefs string
-		want  bool
+		consent string
+		want    map[string]bool
 	}{
-		{`{"Advertising":false}`, true},                   // conflict
-		{`{"Advertising":true,"Analytics":false}`, false}, // agrees
-		{`{"New":true}`, false},                           // event only
-		{`{}`, false},                                     // nothing in common
-		{`{"Analytics":true,"Advertising":true}`, true},   // conflict on the second
+		{`{"categoryPreferences":{"Advertising":true,"Advertising":false}}`, map[string]bool{"Advertising": false}},
+		{`{"categoryPreferences":{"Advertising":false,"Advertising":true}}`, map[string]bool{"Advertising": false}},
+		{`{"categoryPreferences":{"Advertising":true,"Advertising":{"consented":true}}}`, map[string]bool{"Advertising": true}},
+		{`{"categoryPreferences":{"Advertising":true},"categoryPreferences":{"Advertising":false}}`, map[string]bool{"Advertising": true}},
+		{`{"categoryPreference":{"Advertising":true}}`, map[string]bool{"Advertising": true}},
+		{`{"categoryPreferences":[true]}`, nil},
+		{`{}`, nil},
 	} {
-		sdktest.Run(t, h, `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":`+c.prefs+`}}}`, sdktest.WithConsent(storedU1))
-		if cmpErr != nil || misErr != nil || mismatch != c.want || diff.Mismatch() != c.want {
-			t.Errorf("%s: ConsentMismatch %t (%v), CompareConsent.Mismatch %t (%v); want %t", c.prefs, mismatch, misErr, diff.Mismatch(), cmpErr, c.want)
+		sdktest.Run(t, h, `{"type":"track","userId":"u1","context":{"consent":`+c.consent+`}}`, sdktest.WithConsent(`{"id":"u1","categoryPreferences":{"Advertising":true}}`))
+		if !reflect.DeepEqual(prefs, c.want) {
+			t.Errorf("%s: ConsentPreferences = %v, want %v", c.consent, prefs, c.want)
+		}
+		// The host agrees: Advertising differs from the stored true exactly
+		// when the SDK reads false.
+		if c.want != nil && diff.Mismatch() == c.want["Advertising"] {
+			t.Errorf("%s: host's comparison %+v disagrees with ConsentPreferences %v", c.consent, diff, prefs)
+		}
+	}
+}
+
+// TestConsentMismatch: the allocation-free answers agree with
+// CompareConsent on every case, errors included, and ConsentConflicts
+// tells categories from purposes.
+func TestConsentMismatch(t *testing.T) {
+	var diff sdk.ConsentDiff
+	var mismatch, categories, purposes bool
+	var cmpErr, misErr, confErr error
+	h := sdk.Handlers{Any: func(e *sdk.Event) error {
+		diff, cmpErr = e.CompareConsent("")
+		mismatch, misErr = e.ConsentMismatch("")
+		categories, purposes, confErr = e.ConsentConflicts("")
+		return nil
+	}}
+	const ccpaYes, ccpaNo = `"consent_state":{"ccpa":{"data_sale_opt_out":true}}`, `"consent_state":{"ccpa":{"data_sale_opt_out":false}}`
+	for _, c := range []struct {
+		consent              string
+		categories, purposes bool
+	}{
+		{`"categoryPreferences":{"Advertising":false}`, true, false},                   // conflict
+		{`"categoryPreferences":{"Advertising":true,"Analytics":false}`, false, false}, // agrees
+		{`"categoryPreferences":{"New":true}`, false, false},                           // event only
+		{`"categoryPreferences":{}`, false, false},                                     // nothing in common
+		{`"categoryPreferences":{"Analytics":true,"Advertising":true}`, true, false},   // conflict on the second
+		{ccpaYes, false, false}, // purpose agrees
+		{ccpaNo, false, true},   // purpose conflict
+		{`"categoryPreferences":{"Advertising":true},` + ccpaNo, false, true},   // purpose conflict only
+		{`"categoryPreferences":{"Advertising":false},` + ccpaNo, true, true},   // both
+		{`"categoryPreferences":{"Advertising":false},` + ccpaYes, true, false}, // category conflict only
+	} {
+		sdktest.Run(t, h, `{"type":"track","userId":"u1","context":{"consent":{`+c.consent+`}}}`, sdktest.WithConsent(storedU1))
+		want := c.categories || c.purposes
+		if cmpErr != nil || misErr != nil || confErr != nil || mismatch != want || diff.Mismatch() != want ||
+			categories != c.categories || purposes != c.purposes {
+			t.Errorf("%s: ConsentMismatch %t (%v), CompareConsent.Mismatch %t (%v), ConsentConflicts %t %t (%v); want %t %t",
+				c.consent, mismatch, misErr, diff.Mismatch(), cmpErr, categories, purposes, confErr, c.categories, c.purposes)
 		}
 	}
 	sdktest.Run(t, h, `{"type":"track","userId":"nobody","context":{"consent":{}}}`, sdktest.WithConsent(storedU1))
-	if !errors.Is(misErr, sdk.ErrNoRecord) || mismatch {
-		t.Errorf("unknown id: %t, %v", mismatch, misErr)
+	if !errors.Is(misErr, sdk.ErrNoRecord) || mismatch || !errors.Is(confErr, sdk.ErrNoRecord) || categories || purposes {
+		t.Errorf("unknown id: %t, %v; %t %t %v", mismatch, misErr, categories, purposes, confErr)
 	}
 }
 

@@ -3,8 +3,13 @@
 // context.consent.categoryPreferences, and drops the event with "Consent
 // mismatch" when a category known to both differs.
 //
+// Regulation purposes (context.consent.consent_state, GDPR and CCPA) are
+// not part of the seed's check; with "comparePurposes": true a purpose
+// known to both sides that differs drops the event too.
+//
 // Settings:
 //
+//	{"comparePurposes": true | false}           default false
 //	{"missingRecord": "pass" | "drop"}          default "pass"
 //	{"missingConsent": "pass" | "drop"}         default "pass": an event without context.consent
 //	{"storeUnavailable": "retry" | "drop" | "pass"}  default "retry"
@@ -30,12 +35,13 @@ var Handlers = sdk.Handlers{Any: Check}
 
 // Check drops an event whose consent disagrees with the stored consent.
 func Check(e *sdk.Event) error {
-	// ConsentMismatch, not CompareConsent: only the answer is needed, and
-	// building the list of differences would allocate on every drop.
-	mismatch, err := e.ConsentMismatch("")
+	// ConsentConflicts, not CompareConsent: only the answer is needed, and
+	// building the list of differences would allocate on every drop. The
+	// setting is read only when a purpose differs, not on every event.
+	categories, purposes, err := e.ConsentConflicts("")
 	switch {
 	case err == nil:
-		if mismatch {
+		if categories || purposes && e.Settings().Bool("comparePurposes", false) {
 			return errMismatch
 		}
 		return nil

@@ -50,9 +50,20 @@ var table = exampletest.Table{
 			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Functional":false}}}}`,
 		},
 		{
-			Name:    "GDPR purpose in consent_state disagrees",
-			Event:   `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
-			Verdict: abi.ResultDrop, Reason: "Consent mismatch",
+			Name:  "GDPR purpose in consent_state disagrees, purposes not compared (the default)",
+			Event: `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+		},
+		{
+			Name:     "GDPR purpose in consent_state disagrees, comparePurposes",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Settings: `{"comparePurposes":true}`,
+			Verdict:  abi.ResultDrop, Reason: "Consent mismatch",
+		},
+		{
+			Name:     "GDPR purpose agrees, category disagrees, comparePurposes",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":false},"consent_state":{"gdpr":{"location_collection":{"consented":true}}}}}}`,
+			Settings: `{"comparePurposes":true}`,
+			Verdict:  abi.ResultDrop, Reason: "Consent mismatch",
 		},
 		{
 			Name:  "GDPR purpose in consent_state agrees",
