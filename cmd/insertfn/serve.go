@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -118,6 +119,18 @@ func serveConfig(path, listen, data, writeKey string, fns []string) (*config.Con
 	var cfg *config.Config
 	var err error
 	if path != "" {
+		// The configuration resolves its relative paths against its own
+		// directory; a flag's path is the command line's, relative to
+		// the working directory.
+		if data, err = absPath(data); err != nil {
+			return nil, err
+		}
+		fns = slices.Clone(fns)
+		for i := range fns {
+			if fns[i], err = absPath(fns[i]); err != nil {
+				return nil, err
+			}
+		}
 		cfg, err = config.Load(path)
 	} else {
 		if data == "" {
@@ -162,6 +175,18 @@ func serveConfig(path, listen, data, writeKey string, fns []string) (*config.Con
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// absPath returns p as an absolute path; "" stays "".
+func absPath(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("insertfn serve: path %s: %w", p, err)
+	}
+	return abs, nil
 }
 
 // usedFunctions keeps the functions some source or destination names, the

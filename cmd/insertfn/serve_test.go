@@ -52,6 +52,36 @@ func TestServeConfigFunctions(t *testing.T) {
 	}
 }
 
+// Paths given as flags are relative to the working directory, also when
+// the configuration file, whose own paths are relative to its directory,
+// is elsewhere.
+func TestServeConfigFlagPathsFromWorkingDirectory(t *testing.T) {
+	confDir, work := t.TempDir(), t.TempDir()
+	path := filepath.Join(confDir, "insertfn.yaml")
+	conf := "data: confdata\nsources:\n  - name: web\n    write_keys: [k]\ndestinations:\n  - name: out\n    type: stdout\n"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(work)
+	cfg, err := serveConfig(path, "", "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.DataDir(), filepath.Join(confDir, "confdata"); got != want {
+		t.Errorf("data from the file: %s, want %s (relative to the file)", got, want)
+	}
+	cfg, err = serveConfig(path, "", "d", "", []string{"fns/check.wasm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.DataDir(), filepath.Join(work, "d"); got != want {
+		t.Errorf("--data d: %s, want %s (relative to the working directory)", got, want)
+	}
+	if got, want := cfg.Path(cfg.Functions[0].Wasm), filepath.Join(work, "fns", "check.wasm"); got != want {
+		t.Errorf("--function fns/check.wasm: %s, want %s", got, want)
+	}
+}
+
 func TestServeBadConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "insertfn.yaml")
 	os.WriteFile(path, []byte("sources:\n  - name: web\n    write_keys: [k]\n    functions: [nope]\nlisten: x\nbogus: 1\n"), 0o600)
