@@ -363,8 +363,19 @@ func (c *Config) Validate() error {
 	if err := c.Delivery.Backoff.Validate(); err != nil {
 		bad("delivery.backoff", "%v", err)
 	}
-	if c.Delivery.Workers < 0 || c.Delivery.BatchSize < 0 || c.Delivery.BatchBytes < 0 || c.Delivery.ThrottleWait < 0 {
-		bad("delivery", "workers, batch_size, batch_bytes and throttle_wait must not be negative")
+	for _, n := range []struct {
+		key      string
+		negative bool
+	}{
+		{"delivery.workers", c.Delivery.Workers < 0},
+		{"delivery.batch_size", c.Delivery.BatchSize < 0},
+		{"delivery.batch_bytes", c.Delivery.BatchBytes < 0},
+		{"delivery.throttle_wait", c.Delivery.ThrottleWait < 0},
+		{"queue.interval", c.Queue.Interval < 0},
+	} {
+		if n.negative {
+			bad(n.key, "must not be negative (0 means the default)")
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -45,6 +45,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, on_error: explode}\n", "functions[0]:"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {max_event_bytes: -5}\n", "server.max_event_bytes is -5"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {read_timeout: -1s}\n", "server.read_timeout is -1s"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {batch_bytes: -1}\n", "delivery.batch_bytes: must not be negative"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {workers: -2}\n", "delivery.workers: must not be negative"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nqueue: {interval: -1s}\n", "queue.interval: must not be negative"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nqueue: {sync: sometimes}\n", "sometimes"},
 	} {
 		cfg, err := Parse([]byte(c.yaml))
 		if err == nil {
