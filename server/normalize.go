@@ -394,14 +394,44 @@ func appendDigits(b []byte, v, n int) []byte {
 	return b
 }
 
-// parseTime parses an RFC 3339 date-time string, with or without
-// fractional seconds.
+// parseTime parses a date-time string in ISO 8601's common forms, as
+// clients send them: RFC 3339 (with or without fractional seconds, the
+// fast path), a UTC offset without its colon (+0200) or without minutes
+// (+02), no offset (UTC), no seconds, a space or a lower-case t between
+// date and time, or a date alone (midnight UTC).
 func parseTime(r gjson.Result) (time.Time, bool) {
 	if r.Type != gjson.String {
 		return time.Time{}, false
 	}
-	t, err := time.Parse(time.RFC3339Nano, r.Str)
-	return t, err == nil
+	if t, err := time.Parse(time.RFC3339Nano, r.Str); err == nil {
+		return t, true
+	}
+	s := r.Str
+	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
+		s = s[:10] + "T" + s[11:]
+	}
+	if n := len(s); n > 0 && s[n-1] == 'z' {
+		s = s[:n-1] + "Z"
+	}
+	for _, layout := range isoLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// isoLayouts are the forms parseTime accepts besides RFC 3339; a layout's
+// fractional seconds (.999999999) are optional in the input. Without an
+// offset the time is UTC.
+var isoLayouts = [...]string{
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04Z0700",
+	"2006-01-02T15:04",
+	"2006-01-02",
 }
 
 // appendMerged appends the JSON object own with the members of batch that

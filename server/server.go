@@ -47,8 +47,9 @@
 // Segment's alias docs require), group needs groupId. A batch element
 // needs a type; a single call's type is its path, whatever the body says.
 // messageId, if sent, must be a string of at most 100 characters.
-// timestamp, originalTimestamp and sentAt, if sent, must be RFC 3339
-// date-times. The event handed on keeps every member the client sent,
+// timestamp, originalTimestamp and sentAt, if sent, must be ISO 8601 dates
+// or date-times (RFC 3339 and the common variants parseTime lists; no
+// offset means UTC). The event handed on keeps every member the client sent,
 // except writeKey and later duplicates of a member (the first one wins, as
 // gjson reads it everywhere in insertfn), and gets:
 //

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 func TestSingleCallRoutes(t *testing.T) {
@@ -92,7 +95,7 @@ func TestRequestErrors(t *testing.T) {
 		{"array integrations", Config{}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e","integrations":[]}`}, 400, "integrations must be"},
 		{"bad timestamp", Config{}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e","timestamp":"yesterday"}`}, 400, "timestamp"},
 		{"numeric timestamp", Config{}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e","timestamp":1714564800}`}, 400, "timestamp"},
-		{"bad sentAt", Config{}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e","sentAt":"2024-05-01"}`}, 400, "sentAt"},
+		{"bad sentAt", Config{}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e","sentAt":"May 1, 2024"}`}, 400, "sentAt"},
 		{"event too large", Config{}, request{path: "/v1/track", auth: testKey, body: big}, 413, "max_event_bytes"},
 		{"event too large, configured", Config{MaxEventBytes: 20}, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"event"}`}, 413, "max_event_bytes"},
 		{"batch too large", Config{}, request{path: "/v1/batch", auth: testKey, body: bigBatch}, 413, "max_batch_bytes"},
@@ -602,6 +605,42 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 	if c := s.Config(); c.Listen != DefaultListen || c.MaxEventBytes != 32768 || c.MaxBatchBytes != 512000 || c.MaxBatchEvents != 2500 || c.DedupeWindow != DefaultDedupeWindow {
 		t.Fatalf("zero Config filled as %+v", c)
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	utc := func(h, m, sec, ns int) time.Time { return time.Date(2024, 5, 1, h, m, sec, ns, time.UTC) }
+	for _, c := range []struct {
+		in   string
+		want time.Time // zero: refused
+	}{
+		{"2024-05-01T12:00:00Z", utc(12, 0, 0, 0)},
+		{"2024-05-01T12:00:00.250Z", utc(12, 0, 0, 250_000_000)},
+		{"2024-05-01T14:00:00.250+02:00", utc(12, 0, 0, 250_000_000)},
+		{"2024-05-01T14:00:00.250+0200", utc(12, 0, 0, 250_000_000)},
+		{"2024-05-01T14:00:00+02", utc(12, 0, 0, 0)},
+		{"2024-05-01T12:00:00.123456", utc(12, 0, 0, 123_456_000)},
+		{"2024-05-01 12:00:00Z", utc(12, 0, 0, 0)},
+		{"2024-05-01t12:00:00z", utc(12, 0, 0, 0)},
+		{"2024-05-01 12:00:00.5", utc(12, 0, 0, 500_000_000)},
+		{"2024-05-01T12:30", utc(12, 30, 0, 0)},
+		{"2024-05-01T14:30+02:00", utc(12, 30, 0, 0)},
+		{"2024-05-01", utc(0, 0, 0, 0)},
+		{"May 1, 2024", time.Time{}},
+		{"yesterday", time.Time{}},
+		{"2024-13-01", time.Time{}},
+		{"2024-05-01T25:00:00Z", time.Time{}},
+		{"2024-05-01T12:00:00+2", time.Time{}},
+		{"1714564800", time.Time{}},
+		{"", time.Time{}},
+	} {
+		got, ok := parseTime(gjson.Parse(strconv.Quote(c.in)))
+		if ok != !c.want.IsZero() || !got.Equal(c.want) {
+			t.Errorf("parseTime(%q) = %v, %t; want %v", c.in, got, ok, c.want)
+		}
+	}
+	if _, ok := parseTime(gjson.Parse(`1714564800`)); ok {
+		t.Error("a number was taken for a date")
 	}
 }
 
