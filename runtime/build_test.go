@@ -33,6 +33,7 @@ var guestDirs = map[string]string{
 	"noexport":      "testdata/noexport",
 	"dispatch":      "testdata/dispatch",
 	"reject":        "testdata/reject",
+	"escape":        "testdata/escape",
 }
 
 // guests are built once per run of the test binary, all at once and in
