@@ -21,7 +21,7 @@ examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
 
 $(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go)
 	@mkdir -p $(dir $@)
-	cd examples/$* && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $(abspath $@) .
+	cd examples/$* && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(abspath $@) .
 
 vet: ## gofmt, go vet (both modules), and the SDK and examples compile for wasm
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }

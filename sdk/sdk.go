@@ -2,7 +2,7 @@
 // [Handlers], one per Segment event type, registered with [Handle] from the
 // function's init; it is compiled with the standard Go toolchain:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o fn.wasm .
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o fn.wasm .
 //
 // (or `insertfn build DIR -o fn.wasm`). The event stays on the host: [Event]
 // methods read and change fields through host calls, and consent lookups and

@@ -18,10 +18,11 @@ var buildCmd = &command{
 Compiles the Go main package in DIR, a function written with the insertfn
 SDK, to a WebAssembly module that 'insertfn test' and the host load. It runs
 
-  GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o FILE.wasm .
+  GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o FILE.wasm .
 
 in DIR, with the go command found on PATH; the go command's output is
-passed through.
+passed through. -trimpath keeps the build machine's directories out of the
+module (and out of a panic's stack in the logs).
 
 Flags (before or after DIR):
   -o FILE.wasm   where to write the module (default: DIR's base name + .wasm,
@@ -68,7 +69,7 @@ func runBuild(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "insertfn build: the go command is not on PATH (%v); install Go 1.26 or later (https://go.dev/dl/) or add its bin directory to PATH\n", err)
 		return exitFail
 	}
-	cmd := exec.Command(goCmd, "build", "-buildmode=c-shared", "-o", output, ".")
+	cmd := exec.Command(goCmd, "build", "-buildmode=c-shared", "-trimpath", "-o", output, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	cmd.Stdout, cmd.Stderr = stdout, stderr

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/insertfn/insertfn/admin"
 )
 
 // Built once by TestMain with the build subcommand: the seed's
@@ -172,6 +174,45 @@ func TestTestFunctionError(t *testing.T) {
 	}
 }
 
+// TestTestSandboxFailures: a function the sandbox stops (a timeout, a
+// panic) is an error verdict with exit 1, its kind and the logs written
+// before it failed; a delivered event shows its logs too, in text and
+// JSON.
+func TestTestSandboxFailures(t *testing.T) {
+	wasm := filepath.Join(t.TempDir(), "logloop.wasm")
+	if code, _, stderr := runCLI(t, "build", testdata("logloop"), "-o", wasm); code != 0 {
+		t.Fatalf("build: exit %d: %s", code, stderr)
+	}
+	wantLogs := []admin.TestLog{{Level: "info", Message: "checking track"}, {Level: "warn", Message: "about to decide"}}
+	for _, c := range []struct {
+		event, verdict, kind, reason string
+		code                         int
+	}{
+		{`{"type":"track"}`, "deliver", "", "", 0},
+		{`{"type":"track","hostile":"loop"}`, "error", "Timeout", "100ms", 1},
+		{`{"type":"track","hostile":"panic"}`, "error", "GuestExit", "logloop: told to panic", 1},
+	} {
+		args := []string{"test", wasm, "--event", c.event, "--timeout", "100ms", "--cache-dir", cacheDir}
+		code, stdout, stderr := runCLI(t, append(args, "--json")...)
+		var res testResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+			t.Fatalf("%s: --json output %q (stderr %q): %v", c.event, stdout, stderr, err)
+		}
+		if code != c.code || res.Verdict != c.verdict || res.ErrorKind != c.kind || !strings.Contains(res.Reason, c.reason) {
+			t.Errorf("%s: exit %d, %+v; want exit %d, %s %s %q", c.event, code, res, c.code, c.verdict, c.kind, c.reason)
+		}
+		// A panic's message and stack follow, from the guest's stderr.
+		if len(res.Logs) < len(wantLogs) || !slices.Equal(res.Logs[:len(wantLogs)], wantLogs) ||
+			(c.kind == "GuestExit") != (len(res.Logs) > len(wantLogs) && res.Logs[len(wantLogs)] == admin.TestLog{Level: "error", Message: "panic: " + c.reason}) {
+			t.Errorf("%s: logs %+v, want %+v first", c.event, res.Logs, wantLogs)
+		}
+		code, stdout, _ = runCLI(t, args...)
+		if code != c.code || !strings.Contains(stdout, "Logs:\n  info    checking track\n  warn    about to decide\n") {
+			t.Errorf("%s: text output, exit %d:\n%s", c.event, code, stdout)
+		}
+	}
+}
+
 func TestTestJSONKeys(t *testing.T) {
 	code, stdout, stderr := runCLI(t, "test", consentMatchWasm, "--event", testdata("event.json"), "--json", "--cache-dir", cacheDir)
 	if code != 0 {
@@ -297,6 +338,9 @@ func TestBuild(t *testing.T) {
 	example, err := filepath.Abs(exampleDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if bytes.Contains(wasm, []byte(example)) {
+		t.Errorf("the module holds the build machine's path %s (want -trimpath)", example)
 	}
 	dir := t.TempDir()
 	t.Chdir(dir)
