@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/insertfn/insertfn/functions"
@@ -109,7 +110,9 @@ func TestDeployRefusesBadModuleAndKeepsActive(t *testing.T) {
 }
 
 // TestSwapDuringTraffic swaps versions while events run and checks that no
-// event fails and that every event ran on one of the versions.
+// event fails, that every event ran on one of the versions, and that the
+// traffic spanned the swaps (events ran on the first version and on the
+// last).
 func TestSwapDuringTraffic(t *testing.T) {
 	reg := newRegistry(t)
 	wasm := builder.Build(t, "testdata/verdicts")
@@ -117,16 +120,28 @@ func TestSwapDuringTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
+	var swapped atomic.Bool
 	errs := make(chan error, 100)
-	for w := range 4 {
+	seen := make([]map[string]int, 4) // versions each worker's events ran on
+	for w := range seen {
+		seen[w] = make(map[string]int)
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
 			var out functions.Outcome
-			for i := range 50 {
+			// Until the swaps are done, then 5 more events.
+			for i, after := 0, 0; after < 5; i++ {
+				if swapped.Load() {
+					after++
+				}
 				ev := fmt.Sprintf(`{"type":"track","messageId":"%d-%d","verdict":"sleep","ms":1}`, w, i)
-				if err := reg.Run(ctx, "f", []byte(ev), &out); err != nil {
+				err := reg.Run(ctx, "f", []byte(ev), &out)
+				if i == 0 {
+					started.Done()
+				}
+				if err != nil {
 					errs <- err
 					return
 				}
@@ -134,18 +149,31 @@ func TestSwapDuringTraffic(t *testing.T) {
 					errs <- fmt.Errorf("event %s: deliver=%v kind=%s reason=%s", ev, out.Deliver, out.Kind, out.Reason)
 					return
 				}
+				seen[w][gjson.GetBytes(out.Event, "properties.version").String()]++
 			}
 		}()
 	}
+	started.Wait() // every worker has run an event on version 1
 	for v := 2; v <= 5; v++ {
 		if _, err := reg.Deploy(ctx, manifest("f", fmt.Sprint(v), ""), wasm); err != nil {
 			t.Fatal(err)
 		}
 	}
+	swapped.Store(true)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+	for w, versions := range seen {
+		for v := range versions {
+			if v < "1" || v > "5" || len(v) != 1 {
+				t.Errorf("worker %d: events ran on version %q", w, v)
+			}
+		}
+		if versions["1"] == 0 || versions["5"] == 0 {
+			t.Errorf("worker %d: events per version %v, want some on 1 and some on 5", w, versions)
+		}
 	}
 	if out := run(t, reg, "f", `{"type":"track","verdict":"deliver"}`); gjson.GetBytes(out.Event, "properties.version").String() != "5" {
 		t.Fatalf("after the swaps the event ran on %s", out.Event)
