@@ -144,6 +144,28 @@ func TestRetryableClassification(t *testing.T) {
 	}
 }
 
+func TestRejectedClassification(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("disk full"), false},
+		{&Error{Status: 503}, false},
+		{&Error{Status: 400, Permanent: true}, true},
+		{&Error{Status: 413, Permanent: true}, true},
+		{fmt.Errorf("pipeline: %w", &Error{Status: 422, Permanent: true}), true},
+		{&Error{Permanent: true, Event: 3}, true}, // an event the sink cannot write
+		{&Error{Status: 401, Permanent: true}, false},
+		{&Error{Status: 404, Permanent: true}, false},
+		{&Error{Status: 301, Permanent: true}, false},
+	} {
+		if got := Rejected(c.err); got != c.want {
+			t.Errorf("Rejected(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
 func TestBackoffValidate(t *testing.T) {
 	cases := []struct {
 		b   Backoff

@@ -39,6 +39,12 @@ type Error struct {
 	// events[:Delivered] as delivered and retry or dead-letter the rest.
 	// Retrying the whole slice is also correct (delivery is at-least-once).
 	Delivered int
+	// Event is 1 + the index, in the slice given to Deliver, of the one
+	// event the failure is about (an event that is not a JSON object, or
+	// the request of a webhook in [ModeEvent] that failed), or 0 when the
+	// failure is about the whole slice. A caller may then settle that event
+	// alone and send the others again.
+	Event int
 	// Err is the underlying cause, if any (a network error, a file system
 	// error).
 	Err error
@@ -97,6 +103,23 @@ func Retryable(err error) bool {
 		return !e.Permanent
 	}
 	return true
+}
+
+// Rejected reports whether err is a destination's permanent refusal of
+// the content of what it was sent (HTTP 400, 413 or 422, or an event the
+// sink cannot write), as opposed to a refusal of the request itself (401,
+// 403, 404, a redirect): a subset of the events sent, without the one it
+// refuses, may then be accepted.
+func Rejected(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || !e.Permanent {
+		return false
+	}
+	switch e.Status {
+	case 0, 400, 413, 422:
+		return true
+	}
+	return false
 }
 
 // RetryAfter returns how long the destination asked the caller to wait

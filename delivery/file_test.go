@@ -292,8 +292,9 @@ func TestFileRejectsNonObject(t *testing.T) {
 	defer s.Close()
 	for _, bad := range [][]byte{nil, []byte(`[1,2]`), []byte("{\n\"a\": }")} {
 		err := s.Deliver(context.Background(), [][]byte{[]byte(`{"ok":1}`), bad})
-		if err == nil || Retryable(err) || !strings.Contains(err.Error(), "event 1") {
-			t.Errorf("event %q: got %v, want a permanent error naming event 1", bad, err)
+		var e *Error
+		if !errors.As(err, &e) || Retryable(err) || !Rejected(err) || e.Event != 2 || e.Delivered != 0 || !strings.Contains(err.Error(), "event 1") {
+			t.Errorf("event %q: got %#v, want a permanent error naming event 1 (Event 2, nothing delivered)", bad, err)
 		}
 	}
 	if n := len(readLines(t, path)); n != 0 {

@@ -32,6 +32,7 @@ func notObject(sink string, i int, ev []byte) *Error {
 		Sink:      sink,
 		Op:        fmt.Sprintf("event %d", i),
 		Permanent: true,
+		Event:     i + 1,
 		Err:       fmt.Errorf("not a JSON object (starts %q)", excerptN(ev, 16)),
 	}
 }
@@ -59,7 +60,7 @@ func appendNDJSON(dst []byte, events [][]byte, sink string) ([]byte, error) {
 		} else {
 			buf := bytes.NewBuffer(dst)
 			if err := json.Compact(buf, ev); err != nil {
-				return dst, &Error{Sink: sink, Op: fmt.Sprintf("event %d", i), Permanent: true,
+				return dst, &Error{Sink: sink, Op: fmt.Sprintf("event %d", i), Permanent: true, Event: i + 1,
 					Err: fmt.Errorf("not valid JSON: %w", err)}
 			}
 			dst = buf.Bytes()

@@ -258,7 +258,7 @@ func (w *Webhook) Deliver(ctx context.Context, events [][]byte) error {
 			}
 		}
 		if err := w.post(ctx, events[i:i+1], false); err != nil {
-			err.Delivered = i
+			err.Delivered, err.Event = i, i+1
 			return err
 		}
 	}

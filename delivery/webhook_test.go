@@ -156,8 +156,8 @@ func TestWebhookEventModePartialFailure(t *testing.T) {
 	w, rec := newWebhookServer(t, WebhookConfig{Mode: ModeEvent}, answer{status: 200}, answer{status: 200}, answer{status: 502, body: "bad gateway"})
 	err := w.Deliver(context.Background(), testEvents(5))
 	e := asError(t, err)
-	if e.Delivered != 2 || e.Status != 502 || !Retryable(err) {
-		t.Fatalf("got Delivered=%d Status=%d retryable=%v, want 2, 502, true (%v)", e.Delivered, e.Status, Retryable(err), err)
+	if e.Delivered != 2 || e.Event != 3 || e.Status != 502 || !Retryable(err) {
+		t.Fatalf("got Delivered=%d Event=%d Status=%d retryable=%v, want 2, 3, 502, true (%v)", e.Delivered, e.Event, e.Status, Retryable(err), err)
 	}
 	if bodies, _ := rec.requests(); len(bodies) != 3 {
 		t.Fatalf("%d requests, want the first failure to stop the batch after 3", len(bodies))

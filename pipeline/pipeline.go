@@ -326,8 +326,7 @@ func (p *Pipeline) processItem(ctx context.Context, source string, events [][]by
 // deliver takes batches from one destination's backlog to its sink until
 // ctx is done.
 func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
-	name, sink := p.proc.Destinations()[dest].Name, p.sinks[dest]
-	counters := p.proc.Counters()
+	name := p.proc.Destinations()[dest].Name
 	var events [][]byte
 	var sources []string
 	for {
@@ -351,39 +350,107 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 			events = append(events, ev)
 			sources = append(sources, source)
 		}
-		err = sink.Deliver(work, events)
-		p.down[dest].Store(err != nil)
-		if err == nil {
-			if err := c.Ack(work, items...); err != nil {
-				p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)
-			}
-			counters.Delivered(name, len(items))
-			flows := make(flowBatch)
-			for _, s := range sources {
-				flows.source(s).dest(name).delivered++
-			}
-			p.flows.add(flows)
+		p.send(work, dest, c, items, events, sources)
+	}
+}
+
+// send delivers one batch of a destination's backlog (events and sources
+// are items' decoded) and settles each item: acknowledged once delivered,
+// retried later when the failure may pass, dead-lettered when it cannot.
+//
+// A permanent failure is narrowed down before anything is dead-lettered:
+// the events a sink reports delivered are acknowledged; the one event a
+// failure is about (delivery.Error.Event) goes to the dead letters alone
+// and the others are sent again; and when a destination refuses the
+// content of a request of several events (delivery.Rejected, say a 400
+// for one malformed event in a batch), the events are sent again in
+// halves until the ones it refuses are alone. One bad event costs about
+// 2·log2(n) more requests, and the good events of its batch are
+// delivered, not dead-lettered with it.
+func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
+	sink := p.sinks[dest]
+	type span struct{ lo, hi int }
+	pending := []span{{0, len(items)}}
+	for len(pending) > 0 {
+		s := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		if s.lo >= s.hi {
 			continue
 		}
-		failed := make(flowBatch)
-		retried := 0
-		for i, it := range items {
-			attempts := it.Attempts + 1
-			if !p.opts.Backoff.ShouldRetry(attempts, err) {
-				failed.source(sources[i]).dest(name).failed++
-				p.noisy.Log(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
-				_ = c.Dead(work, it, err.Error())
-				counters.Failed(name, 1)
-				continue
-			}
-			_ = c.Retry(work, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
-			counters.Retried(name, 1)
-			retried++
+		err := sink.Deliver(ctx, events[s.lo:s.hi])
+		p.down[dest].Store(err != nil)
+		if err == nil {
+			p.delivered(ctx, dest, c, items[s.lo:s.hi], sources[s.lo:s.hi])
+			continue
 		}
-		p.flows.add(failed)
-		if retried > 0 {
-			p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", retried, "err", err)
+		var de *delivery.Error
+		if !errors.As(err, &de) {
+			de = nil
 		}
+		done := s.lo
+		if de != nil {
+			done = min(s.lo+max(de.Delivered, 0), s.hi)
+		}
+		p.delivered(ctx, dest, c, items[s.lo:done], sources[s.lo:done])
+		switch {
+		case done == s.hi:
+		case de != nil && de.Permanent && de.Event > 0 && s.lo+de.Event-1 >= done && s.lo+de.Event-1 < s.hi:
+			bad := s.lo + de.Event - 1
+			p.failed(ctx, dest, c, items[bad:bad+1], sources[bad:bad+1], err)
+			pending = append(pending, span{bad + 1, s.hi}, span{done, bad}) // the earlier events first
+		case s.hi-done > 1 && delivery.Rejected(err):
+			mid := done + (s.hi-done)/2
+			pending = append(pending, span{mid, s.hi}, span{done, mid})
+		default:
+			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+		}
+	}
+}
+
+// delivered acknowledges items delivered to destination dest and counts
+// them.
+func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, sources []string) {
+	if len(items) == 0 {
+		return
+	}
+	name := p.proc.Destinations()[dest].Name
+	if err := c.Ack(ctx, items...); err != nil {
+		p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)
+	}
+	p.proc.Counters().Delivered(name, len(items))
+	flows := make(flowBatch)
+	for _, s := range sources {
+		flows.source(s).dest(name).delivered++
+	}
+	p.flows.add(flows)
+}
+
+// failed settles items whose delivery to destination dest failed with err:
+// each is retried with backoff while the backoff allows and err may pass,
+// else moved to the dead letters.
+func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, sources []string, err error) {
+	if len(items) == 0 {
+		return
+	}
+	name, counters := p.proc.Destinations()[dest].Name, p.proc.Counters()
+	failed := make(flowBatch)
+	retried := 0
+	for i, it := range items {
+		attempts := it.Attempts + 1
+		if !p.opts.Backoff.ShouldRetry(attempts, err) {
+			failed.source(sources[i]).dest(name).failed++
+			p.noisy.Log(slog.LevelError, "dead:"+name, "pipeline: delivery failed for good; events moved to the dead letters (insertfn dead list)", "destination", name, "seq", it.Seq, "attempts", attempts, "err", err)
+			_ = c.Dead(ctx, it, err.Error())
+			counters.Failed(name, 1)
+			continue
+		}
+		_ = c.Retry(ctx, it, time.Now().Add(p.opts.Backoff.Next(attempts, err, nil)))
+		counters.Retried(name, 1)
+		retried++
+	}
+	p.flows.add(failed)
+	if retried > 0 {
+		p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", retried, "err", err)
 	}
 }
 

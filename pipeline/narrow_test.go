@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/insertfn/insertfn/delivery"
+	"github.com/insertfn/insertfn/queue"
+)
+
+// pickySink is a webhook receiver that refuses (400) any request holding
+// an event whose messageId starts with "bad-", as receivers that validate
+// a batch as a whole do, and records how often it accepted each event.
+type pickySink struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	got      map[string]int
+	requests int
+}
+
+func newPickySink(t *testing.T) *pickySink {
+	s := &pickySink{got: make(map[string]int)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		events := gjson.GetBytes(body, "batch").Array()
+		if !gjson.GetBytes(body, "batch").Exists() {
+			events = []gjson.Result{gjson.ParseBytes(body)} // one event per request
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.requests++
+		for _, ev := range events {
+			if strings.HasPrefix(ev.Get("messageId").String(), "bad-") {
+				http.Error(w, `{"error":"invalid event"}`, http.StatusBadRequest)
+				return
+			}
+		}
+		for _, ev := range events {
+			s.got[ev.Get("messageId").String()]++
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *pickySink) accepted() (map[string]int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got := make(map[string]int, len(s.got))
+	for k, v := range s.got {
+		got[k] = v
+	}
+	return got, s.requests
+}
+
+// TestPermanentFailureNarrowed: a destination that refuses a batch for one
+// bad event gets the good ones all the same (the batch is sent again in
+// halves), a webhook posting one event per request does not send the
+// events it delivered again, and only the bad events reach the dead
+// letters.
+func TestPermanentFailureNarrowed(t *testing.T) {
+	proc, _ := newProcessor(t)
+	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	batch, single := newPickySink(t), newPickySink(t)
+	perEvent, err := delivery.NewWebhook(delivery.WebhookConfig{URL: single.srv.URL, Timeout: 2 * time.Second, Mode: delivery.ModeEvent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer perEvent.Close()
+	// ads (batches), analytics (consent filters everything), archive (one
+	// event per request).
+	p, err := New(q, proc, []delivery.Sink{webhook(t, batch.srv.URL), webhook(t, batch.srv.URL), perEvent},
+		Options{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	bad := map[int]bool{0: true, 21: true, 22: true, 63: true}
+	var evs [][]byte
+	for i := range n {
+		id := fmt.Sprintf("ok-%02d", i)
+		if bad[i] {
+			id = fmt.Sprintf("bad-%02d", i)
+		}
+		evs = append(evs, event(id, true, false))
+	}
+	if err := p.Accept(context.Background(), "web", evs); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { p.Run(ctx); close(ran) }()
+	settled := func(dest string) bool {
+		st, err := q.Stats(DestinationTopic(dest))
+		return err == nil && st.Ready+st.InFlight+st.Retrying == 0 && st.Dead == len(bad)
+	}
+	waitFor(t, "both backlogs to settle", func() bool { return settled("ads") && settled("archive") })
+	cancel()
+	<-ran
+
+	for name, s := range map[string]*pickySink{"batches": batch, "one per request": single} {
+		got, requests := s.accepted()
+		if len(got) != n-len(bad) {
+			t.Errorf("%s: %d events accepted, want the %d good ones", name, len(got), n-len(bad))
+		}
+		for id, times := range got {
+			if times != 1 {
+				t.Errorf("%s: %s accepted %d times, want once", name, id, times)
+			}
+		}
+		t.Logf("%s: %d requests for %d events, %d bad", name, requests, n, len(bad))
+	}
+	for _, dest := range []string{"ads", "archive"} {
+		dead, err := q.DeadLetters(DestinationTopic(dest), 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, d := range dead {
+			_, ev, _ := decodeItem(d.Data, "")
+			ids = append(ids, gjson.GetBytes(ev, "messageId").String())
+		}
+		if fmt.Sprint(ids) != "[bad-00 bad-21 bad-22 bad-63]" {
+			t.Errorf("%s: dead letters %v, want the four bad events", dest, ids)
+		}
+		if s := proc.Counters().Snapshot().Destinations[dest]; s.Delivered != n-uint64(len(bad)) || s.Failed != uint64(len(bad)) {
+			t.Errorf("%s: counters %+v, want %d delivered and %d failed", dest, s, n-len(bad), len(bad))
+		}
+	}
+}
