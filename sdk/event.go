@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -154,14 +155,42 @@ func (e *Event) ConsentPreferences() map[string]bool {
 		if dec.Decode(&r) != nil {
 			return nil
 		}
-		var entry struct{ Consented bool }
-		yes := string(r) == "true" || (len(r) > 0 && r[0] == '{' && json.Unmarshal(r, &entry) == nil && entry.Consented)
+		yes := consentedJSON(r)
 		if prev, seen := m[k]; seen {
 			yes = yes && prev
 		}
 		m[k] = yes
 	}
 	return m
+}
+
+// consentedJSON reads one category's value as the host does: true, or an
+// object whose first member named exactly "consented" is true.
+func consentedJSON(r json.RawMessage) bool {
+	if string(r) == "true" {
+		return true
+	}
+	if len(r) == 0 || r[0] != '{' {
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(r))
+	if _, err := dec.Token(); err != nil {
+		return false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var v json.RawMessage
+		if dec.Decode(&v) != nil {
+			return false
+		}
+		if t == "consented" {
+			return string(v) == "true"
+		}
+	}
+	return false
 }
 
 // Settings returns the function's settings.

@@ -537,6 +537,10 @@ func TestConsentPreferencesRepeatedKeys(t *testing.T) {
 		{`{"categoryPreferences":{"Advertising":true,"Advertising":{"consented":true}}}`, map[string]bool{"Advertising": true}},
 		{`{"categoryPreferences":{"Advertising":true},"categoryPreferences":{"Advertising":false}}`, map[string]bool{"Advertising": true}},
 		{`{"categoryPreference":{"Advertising":true}}`, map[string]bool{"Advertising": true}},
+		{`{"categoryPreferences":{"Advertising":{"consented":false,"consented":true}}}`, map[string]bool{"Advertising": false}},
+		{`{"categoryPreferences":{"Advertising":{"Consented":true}}}`, map[string]bool{"Advertising": false}},
+		{`{"categoryPreferences":{"Advertising":{"consented":"true"}}}`, map[string]bool{"Advertising": false}},
+		{`{"categoryPreferences":{"Advertising":{"ts":1,"consented":true}}}`, map[string]bool{"Advertising": true}},
 		{`{"categoryPreferences":[true]}`, nil},
 		{`{}`, nil},
 	} {

@@ -258,9 +258,9 @@ members:
 		sentAt = sh.sentAt
 	}
 	var sent time.Time
+	var sentForm timeForm
 	if present(sentAt) {
-		var ok bool
-		if sent, ok = parseTime(sentAt); !ok {
+		if sent, sentForm = parseTime(sentAt); sentForm == 0 {
 			return fail(errBadSentAt)
 		}
 	}
@@ -270,12 +270,15 @@ members:
 	}
 	ts := now
 	if present(orig) {
-		o, ok := parseTime(orig)
-		if !ok {
+		o, origForm := parseTime(orig)
+		if origForm == 0 {
 			return fail(errBadTimestamp)
 		}
 		ts = o
-		if present(sentAt) {
+		// The clock skew is sentAt - timestamp only when both are times of
+		// the same kind: a date alone, or a time with an offset against one
+		// without, would shift the event by hours.
+		if sentForm == origForm && origForm != formDate {
 			ts = now.Add(-sent.Sub(o))
 		}
 	}
@@ -394,44 +397,63 @@ func appendDigits(b []byte, v, n int) []byte {
 	return b
 }
 
+// timeForm is how much of an instant a timestamp string gives; 0: it is
+// not a timestamp parseTime accepts.
+type timeForm uint8
+
+const (
+	formDate  timeForm = iota + 1 // a date alone (midnight UTC)
+	formLocal                     // a date and a time without an offset (read as UTC)
+	formZoned                     // a date and a time with an offset or Z
+)
+
 // parseTime parses a date-time string in ISO 8601's common forms, as
 // clients send them: RFC 3339 (with or without fractional seconds, the
 // fast path), a UTC offset without its colon (+0200) or without minutes
 // (+02), no offset (UTC), no seconds, a space or a lower-case t between
-// date and time, or a date alone (midnight UTC).
-func parseTime(r gjson.Result) (time.Time, bool) {
+// date and time, or a date alone (midnight UTC). It reports which form it
+// read, 0 for a string it refuses.
+func parseTime(r gjson.Result) (time.Time, timeForm) {
 	if r.Type != gjson.String {
-		return time.Time{}, false
+		return time.Time{}, 0
 	}
 	if t, err := time.Parse(time.RFC3339Nano, r.Str); err == nil {
-		return t, true
+		return t, formZoned
 	}
 	s := r.Str
-	if len(s) > 10 && (s[10] == ' ' || s[10] == 't') {
-		s = s[:10] + "T" + s[11:]
-	}
-	if n := len(s); n > 0 && s[n-1] == 'z' {
-		s = s[:n-1] + "Z"
-	}
-	for _, layout := range isoLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, true
+	if len(s) > 10 {
+		if s[10] == ' ' || s[10] == 't' {
+			s = s[:10] + "T" + s[11:]
+		}
+		if len(s) < 14 || s[13] != ':' { // a two-digit hour (Go's layouts take one)
+			return time.Time{}, 0
+		}
+		if n := len(s); s[n-1] == 'z' {
+			s = s[:n-1] + "Z"
 		}
 	}
-	return time.Time{}, false
+	for _, l := range isoLayouts {
+		if t, err := time.Parse(l.layout, s); err == nil {
+			return t, l.form
+		}
+	}
+	return time.Time{}, 0
 }
 
-// isoLayouts are the forms parseTime accepts besides RFC 3339; a layout's
-// fractional seconds (.999999999) are optional in the input. Without an
-// offset the time is UTC.
-var isoLayouts = [...]string{
-	"2006-01-02T15:04:05.999999999Z0700",
-	"2006-01-02T15:04:05.999999999Z07",
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02T15:04Z07:00",
-	"2006-01-02T15:04Z0700",
-	"2006-01-02T15:04",
-	"2006-01-02",
+// isoLayouts are the forms parseTime accepts besides RFC 3339 as it is; a
+// layout's fractional seconds (.999999999) are optional in the input.
+var isoLayouts = [...]struct {
+	layout string
+	form   timeForm
+}{
+	{time.RFC3339Nano, formZoned}, // after a space or t became T
+	{"2006-01-02T15:04:05.999999999Z0700", formZoned},
+	{"2006-01-02T15:04:05.999999999Z07", formZoned},
+	{"2006-01-02T15:04:05.999999999", formLocal},
+	{"2006-01-02T15:04Z07:00", formZoned},
+	{"2006-01-02T15:04Z0700", formZoned},
+	{"2006-01-02T15:04", formLocal},
+	{"2006-01-02", formDate},
 }
 
 // appendMerged appends the JSON object own with the members of batch that

@@ -49,7 +49,8 @@
 // messageId, if sent, must be a string of at most 100 characters.
 // timestamp, originalTimestamp and sentAt, if sent, must be ISO 8601 dates
 // or date-times (RFC 3339 and the common variants parseTime lists; no
-// offset means UTC). The event handed on keeps every member the client sent,
+// offset means UTC); the clock skew sentAt - timestamp is corrected only
+// when both have a time, both with an offset or both without. The event handed on keeps every member the client sent,
 // except writeKey and later duplicates of a member (the first one wins, as
 // gjson reads it everywhere in insertfn), and gets:
 //
@@ -573,7 +574,7 @@ func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) proble
 		return errBatchIntegs
 	}
 	if present(sh.sentAt) {
-		if _, ok := parseTime(sh.sentAt); !ok {
+		if _, form := parseTime(sh.sentAt); form == 0 {
 			s.stats.malformed.Add(1)
 			return errBatchSentAt
 		}

@@ -232,6 +232,26 @@ func TestClockSkew(t *testing.T) {
 			wantTS: "2024-05-01T11:59:30.000Z", wantOrig: "2024-05-01T12:00:00Z", wantSentAt: "2024-05-01T12:00:30Z",
 		},
 		{
+			name:   "a timestamp with an offset, a sentAt without: not corrected",
+			fields: `"timestamp":"2024-05-01 14:00:00+0200","sentAt":"2024-05-01T14:00:04"`,
+			wantTS: "2024-05-01T12:00:00.000Z", wantOrig: "2024-05-01 14:00:00+0200", wantSentAt: "2024-05-01T14:00:04",
+		},
+		{
+			name:   "both without an offset: the same clock, corrected",
+			fields: `"timestamp":"2024-05-01T14:00:00","sentAt":"2024-05-01T14:00:10"`,
+			wantTS: "2024-05-01T11:59:50.000Z", wantOrig: "2024-05-01T14:00:00", wantSentAt: "2024-05-01T14:00:10",
+		},
+		{
+			name:   "a sentAt without a time: not corrected",
+			fields: `"timestamp":"2024-05-01T15:00:00Z","sentAt":"2024-05-01"`,
+			wantTS: "2024-05-01T15:00:00.000Z", wantOrig: "2024-05-01T15:00:00Z", wantSentAt: "2024-05-01",
+		},
+		{
+			name:   "a timestamp without a time: not corrected",
+			fields: `"timestamp":"2024-04-30","sentAt":"2024-05-01T12:00:00Z"`,
+			wantTS: "2024-04-30T00:00:00.000Z", wantOrig: "2024-04-30", wantSentAt: "2024-05-01T12:00:00Z",
+		},
+		{
 			name:   "the event's sentAt wins over the batch's",
 			fields: `"timestamp":"2024-05-01T12:00:00Z","sentAt":"2024-05-01T12:00:01Z"`, batchSentAt: `"2024-05-01T12:00:30Z"`,
 			wantTS: "2024-05-01T11:59:59.000Z", wantOrig: "2024-05-01T12:00:00Z", wantSentAt: "2024-05-01T12:00:01Z",
@@ -612,34 +632,38 @@ func TestParseTime(t *testing.T) {
 	utc := func(h, m, sec, ns int) time.Time { return time.Date(2024, 5, 1, h, m, sec, ns, time.UTC) }
 	for _, c := range []struct {
 		in   string
-		want time.Time // zero: refused
+		want time.Time
+		form timeForm // 0: refused
 	}{
-		{"2024-05-01T12:00:00Z", utc(12, 0, 0, 0)},
-		{"2024-05-01T12:00:00.250Z", utc(12, 0, 0, 250_000_000)},
-		{"2024-05-01T14:00:00.250+02:00", utc(12, 0, 0, 250_000_000)},
-		{"2024-05-01T14:00:00.250+0200", utc(12, 0, 0, 250_000_000)},
-		{"2024-05-01T14:00:00+02", utc(12, 0, 0, 0)},
-		{"2024-05-01T12:00:00.123456", utc(12, 0, 0, 123_456_000)},
-		{"2024-05-01 12:00:00Z", utc(12, 0, 0, 0)},
-		{"2024-05-01t12:00:00z", utc(12, 0, 0, 0)},
-		{"2024-05-01 12:00:00.5", utc(12, 0, 0, 500_000_000)},
-		{"2024-05-01T12:30", utc(12, 30, 0, 0)},
-		{"2024-05-01T14:30+02:00", utc(12, 30, 0, 0)},
-		{"2024-05-01", utc(0, 0, 0, 0)},
-		{"May 1, 2024", time.Time{}},
-		{"yesterday", time.Time{}},
-		{"2024-13-01", time.Time{}},
-		{"2024-05-01T25:00:00Z", time.Time{}},
-		{"2024-05-01T12:00:00+2", time.Time{}},
-		{"1714564800", time.Time{}},
-		{"", time.Time{}},
+		{"2024-05-01T12:00:00Z", utc(12, 0, 0, 0), formZoned},
+		{"2024-05-01T12:00:00.250Z", utc(12, 0, 0, 250_000_000), formZoned},
+		{"2024-05-01T14:00:00.250+02:00", utc(12, 0, 0, 250_000_000), formZoned},
+		{"2024-05-01T14:00:00.250+0200", utc(12, 0, 0, 250_000_000), formZoned},
+		{"2024-05-01T14:00:00+02", utc(12, 0, 0, 0), formZoned},
+		{"2024-05-01 14:00:00+02:00", utc(12, 0, 0, 0), formZoned},
+		{"2024-05-01 12:00:00Z", utc(12, 0, 0, 0), formZoned},
+		{"2024-05-01t12:00:00z", utc(12, 0, 0, 0), formZoned},
+		{"2024-05-01T14:30+02:00", utc(12, 30, 0, 0), formZoned},
+		{"2024-05-01T12:00:00.123456", utc(12, 0, 0, 123_456_000), formLocal},
+		{"2024-05-01 12:00:00.5", utc(12, 0, 0, 500_000_000), formLocal},
+		{"2024-05-01T12:30", utc(12, 30, 0, 0), formLocal},
+		{"2024-05-01", utc(0, 0, 0, 0), formDate},
+		{"May 1, 2024", time.Time{}, 0},
+		{"yesterday", time.Time{}, 0},
+		{"2024-13-01", time.Time{}, 0},
+		{"2024-05-01T25:00:00Z", time.Time{}, 0},
+		{"2024-05-01T9:30", time.Time{}, 0},
+		{"2024-05-01T12:00:00+2", time.Time{}, 0},
+		{"2024-05-01T", time.Time{}, 0},
+		{"1714564800", time.Time{}, 0},
+		{"", time.Time{}, 0},
 	} {
-		got, ok := parseTime(gjson.Parse(strconv.Quote(c.in)))
-		if ok != !c.want.IsZero() || !got.Equal(c.want) {
-			t.Errorf("parseTime(%q) = %v, %t; want %v", c.in, got, ok, c.want)
+		got, form := parseTime(gjson.Parse(strconv.Quote(c.in)))
+		if form != c.form || !got.Equal(c.want) {
+			t.Errorf("parseTime(%q) = %v, form %d; want %v, form %d", c.in, got, form, c.want, c.form)
 		}
 	}
-	if _, ok := parseTime(gjson.Parse(`1714564800`)); ok {
+	if _, form := parseTime(gjson.Parse(`1714564800`)); form != 0 {
 		t.Error("a number was taken for a date")
 	}
 }
