@@ -26,6 +26,9 @@ type pickySink struct {
 	mu       sync.Mutex
 	got      map[string]int
 	requests int
+	// answer, when set, answers request n (from 1) instead, with a status
+	// other than 200 (0: as usual).
+	answer func(n int) int
 }
 
 func newPickySink(t *testing.T) *pickySink {
@@ -39,6 +42,12 @@ func newPickySink(t *testing.T) *pickySink {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.requests++
+		if s.answer != nil {
+			if st := s.answer(s.requests); st != 0 {
+				w.WriteHeader(st)
+				return
+			}
+		}
 		for _, ev := range events {
 			if strings.HasPrefix(ev.Get("messageId").String(), "bad-") {
 				http.Error(w, `{"error":"invalid event"}`, http.StatusBadRequest)
@@ -122,7 +131,11 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 				t.Errorf("%s: %s accepted %d times, want once", name, id, times)
 			}
 		}
-		t.Logf("%s: %d requests for %d events, %d bad", name, requests, n, len(bad))
+		// Batches: four bad events among 64 cost at most 2·log2(64) more
+		// requests each. One per request: each event is sent once.
+		if (s == batch && requests > 1+4*2*6) || (s == single && requests != n) {
+			t.Errorf("%s: %d requests for %d events, %d bad", name, requests, n, len(bad))
+		}
 	}
 	for _, dest := range []string{"ads", "archive"} {
 		dead, err := q.DeadLetters(DestinationTopic(dest), 0, 100)
@@ -140,5 +153,64 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 		if s := proc.Counters().Snapshot().Destinations[dest]; s.Delivered != n-uint64(len(bad)) || s.Failed != uint64(len(bad)) {
 			t.Errorf("%s: counters %+v, want %d delivered and %d failed", dest, s, n-len(bad), len(bad))
 		}
+	}
+}
+
+// TestNarrowingBounded: a destination that refuses every request for its
+// content costs a bounded number of requests per batch before all of it is
+// dead-lettered; one that goes down in the middle of narrowing stops it,
+// and nothing is dead-lettered for that.
+func TestNarrowingBounded(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		answer         func(n int) int
+		dead, maxCalls int
+	}{
+		{"refuses everything", func(int) int { return http.StatusBadRequest }, 100, 1 + narrowBudget(100) + 2*7},
+		{"down after the first refusal", func(n int) int {
+			if n == 1 {
+				return http.StatusBadRequest
+			}
+			return http.StatusServiceUnavailable
+		}, 0, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			proc, _ := newProcessor(t)
+			q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			picky := newPickySink(t)
+			picky.answer = c.answer
+			other := newPickySink(t)
+			p, err := New(q, proc, []delivery.Sink{webhook(t, picky.srv.URL), webhook(t, other.srv.URL), webhook(t, other.srv.URL)},
+				Options{Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var evs [][]byte
+			for i := range 100 {
+				evs = append(evs, event(fmt.Sprintf("ok-%03d", i), true, false))
+			}
+			if err := p.Accept(context.Background(), "web", evs); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan struct{})
+			go func() { p.Run(ctx); close(ran) }()
+			waitFor(t, "the batch to be settled", func() bool {
+				st, err := q.Stats(DestinationTopic("ads"))
+				return err == nil && st.Ready+st.InFlight == 0 && st.Dead+st.Retrying == 100
+			})
+			cancel()
+			<-ran
+			st, _ := q.Stats(DestinationTopic("ads"))
+			_, calls := picky.accepted()
+			if st.Dead != c.dead || st.Retrying != 100-c.dead || calls > c.maxCalls {
+				t.Errorf("dead %d, retrying %d after %d requests; want %d dead, the rest retrying, at most %d requests",
+					st.Dead, st.Retrying, calls, c.dead, c.maxCalls)
+			}
+		})
 	}
 }

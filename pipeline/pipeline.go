@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,19 +359,22 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 // are items' decoded) and settles each item: acknowledged once delivered,
 // retried later when the failure may pass, dead-lettered when it cannot.
 //
-// A permanent failure is narrowed down before anything is dead-lettered:
-// the events a sink reports delivered are acknowledged; the one event a
-// failure is about (delivery.Error.Event) goes to the dead letters alone
-// and the others are sent again; and when a destination refuses the
-// content of a request of several events (delivery.Rejected, say a 400
-// for one malformed event in a batch), the events are sent again in
-// halves until the ones it refuses are alone. One bad event costs about
-// 2·log2(n) more requests, and the good events of its batch are
-// delivered, not dead-lettered with it.
+// A permanent refusal of content (delivery.Rejected: a 400, 413 or 422, or
+// an event the sink cannot write) is narrowed down before anything is
+// dead-lettered: the events a sink reports delivered are acknowledged; the
+// one event a failure is about (delivery.Error.Event) goes to the dead
+// letters alone and the others are sent again; and a request of several
+// events is sent again in halves until the events refused are alone. One
+// bad event costs about 2·log2(n) more requests; the extra requests of a
+// batch are bounded by narrowBudget, past which what is refused is
+// dead-lettered whole (a destination that refuses everything costs a few
+// dozen requests per batch, not 2n). A failure that may pass stops the
+// batch: what was not sent yet waits for its retry with the rest.
 func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
 	sink := p.sinks[dest]
 	type span struct{ lo, hi int }
 	pending := []span{{0, len(items)}}
+	budget := narrowBudget(len(items))
 	for len(pending) > 0 {
 		s := pending[len(pending)-1]
 		pending = pending[:len(pending)-1]
@@ -392,20 +396,36 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 			done = min(s.lo+max(de.Delivered, 0), s.hi)
 		}
 		p.delivered(ctx, dest, c, items[s.lo:done], sources[s.lo:done])
+		narrow := delivery.Rejected(err) && budget > 0
 		switch {
 		case done == s.hi:
-		case de != nil && de.Permanent && de.Event > 0 && s.lo+de.Event-1 >= done && s.lo+de.Event-1 < s.hi:
+		case !delivery.Retryable(err) && !narrow:
+			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+		case narrow && de != nil && de.Event > 0 && s.lo+de.Event-1 >= done && s.lo+de.Event-1 < s.hi:
 			bad := s.lo + de.Event - 1
 			p.failed(ctx, dest, c, items[bad:bad+1], sources[bad:bad+1], err)
 			pending = append(pending, span{bad + 1, s.hi}, span{done, bad}) // the earlier events first
-		case s.hi-done > 1 && delivery.Rejected(err):
+			budget--
+		case narrow && s.hi-done > 1:
 			mid := done + (s.hi-done)/2
 			pending = append(pending, span{mid, s.hi}, span{done, mid})
-		default:
+			budget -= 2
+		case narrow:
 			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+		default: // may pass: retry this span and every one not sent yet
+			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+			for _, r := range pending {
+				p.failed(ctx, dest, c, items[r.lo:r.hi], sources[r.lo:r.hi], err)
+			}
+			pending = pending[:0]
 		}
 	}
 }
+
+// narrowBudget is how many more requests send may make to find the events
+// a destination refuses in a batch of n: enough to single out about four
+// bad events by halving.
+func narrowBudget(n int) int { return 8 * bits.Len(uint(n)) }
 
 // delivered acknowledges items delivered to destination dest and counts
 // them.

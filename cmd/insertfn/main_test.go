@@ -185,14 +185,14 @@ func TestTestSandboxFailures(t *testing.T) {
 	}
 	wantLogs := []admin.TestLog{{Level: "info", Message: "checking track"}, {Level: "warn", Message: "about to decide"}}
 	for _, c := range []struct {
-		event, verdict, kind, reason string
-		code                         int
+		event, timeout, verdict, kind, reason string
+		code                                  int
 	}{
-		{`{"type":"track"}`, "deliver", "", "", 0},
-		{`{"type":"track","hostile":"loop"}`, "error", "Timeout", "100ms", 1},
-		{`{"type":"track","hostile":"panic"}`, "error", "GuestExit", "logloop: told to panic", 1},
+		{`{"type":"track"}`, "10s", "deliver", "", "", 0},
+		{`{"type":"track","hostile":"loop"}`, "100ms", "error", "Timeout", "100ms", 1},
+		{`{"type":"track","hostile":"panic"}`, "10s", "error", "GuestExit", "logloop: told to panic", 1},
 	} {
-		args := []string{"test", wasm, "--event", c.event, "--timeout", "100ms", "--cache-dir", cacheDir}
+		args := []string{"test", wasm, "--event", c.event, "--timeout", c.timeout, "--cache-dir", cacheDir}
 		code, stdout, stderr := runCLI(t, append(args, "--json")...)
 		var res testResult
 		if err := json.Unmarshal([]byte(stdout), &res); err != nil {
