@@ -3,12 +3,8 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,60 +13,6 @@ import (
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/queue"
 )
-
-// pickySink is a webhook receiver that refuses (400) any request holding
-// an event whose messageId starts with "bad-", as receivers that validate
-// a batch as a whole do, and records how often it accepted each event.
-type pickySink struct {
-	srv      *httptest.Server
-	mu       sync.Mutex
-	got      map[string]int
-	requests int
-	// answer, when set, answers request n (from 1) instead, with a status
-	// other than 200 (0: as usual).
-	answer func(n int) int
-}
-
-func newPickySink(t *testing.T) *pickySink {
-	s := &pickySink{got: make(map[string]int)}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		events := gjson.GetBytes(body, "batch").Array()
-		if !gjson.GetBytes(body, "batch").Exists() {
-			events = []gjson.Result{gjson.ParseBytes(body)} // one event per request
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.requests++
-		if s.answer != nil {
-			if st := s.answer(s.requests); st != 0 {
-				w.WriteHeader(st)
-				return
-			}
-		}
-		for _, ev := range events {
-			if strings.HasPrefix(ev.Get("messageId").String(), "bad-") {
-				http.Error(w, `{"error":"invalid event"}`, http.StatusBadRequest)
-				return
-			}
-		}
-		for _, ev := range events {
-			s.got[ev.Get("messageId").String()]++
-		}
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *pickySink) accepted() (map[string]int, int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	got := make(map[string]int, len(s.got))
-	for k, v := range s.got {
-		got[k] = v
-	}
-	return got, s.requests
-}
 
 // TestPermanentFailureNarrowed: a destination that refuses a batch for one
 // bad event gets the good ones all the same (the batch is sent again in
@@ -84,7 +26,7 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	batch, single := newPickySink(t), newPickySink(t)
+	batch, single := newSink(t), newSink(t)
 	perEvent, err := delivery.NewWebhook(delivery.WebhookConfig{URL: single.srv.URL, Timeout: 2 * time.Second, Mode: delivery.ModeEvent})
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +63,7 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 	cancel()
 	<-ran
 
-	for name, s := range map[string]*pickySink{"batches": batch, "one per request": single} {
+	for name, s := range map[string]*sink{"batches": batch, "one per request": single} {
 		got, requests := s.accepted()
 		if len(got) != n-len(bad) {
 			t.Errorf("%s: %d events accepted, want the %d good ones", name, len(got), n-len(bad))
@@ -181,9 +123,9 @@ func TestNarrowingBounded(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer q.Close()
-			picky := newPickySink(t)
+			picky := newSink(t)
 			picky.answer = c.answer
-			other := newPickySink(t)
+			other := newSink(t)
 			p, err := New(q, proc, []delivery.Sink{webhook(t, picky.srv.URL), webhook(t, other.srv.URL), webhook(t, other.srv.URL)},
 				Options{Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: 3}})
 			if err != nil {

@@ -387,22 +387,19 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 			p.delivered(ctx, dest, c, items[s.lo:s.hi], sources[s.lo:s.hi])
 			continue
 		}
+		done, bad := s.lo, -1 // bad: the one event the failure is about
 		var de *delivery.Error
-		if !errors.As(err, &de) {
-			de = nil
-		}
-		done := s.lo
-		if de != nil {
+		if errors.As(err, &de) {
 			done = min(s.lo+max(de.Delivered, 0), s.hi)
+			if de.Event > 0 {
+				bad = s.lo + de.Event - 1
+			}
 		}
 		p.delivered(ctx, dest, c, items[s.lo:done], sources[s.lo:done])
 		narrow := delivery.Rejected(err) && budget > 0
 		switch {
 		case done == s.hi:
-		case !delivery.Retryable(err) && !narrow:
-			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
-		case narrow && de != nil && de.Event > 0 && s.lo+de.Event-1 >= done && s.lo+de.Event-1 < s.hi:
-			bad := s.lo + de.Event - 1
+		case narrow && bad >= done && bad < s.hi:
 			p.failed(ctx, dest, c, items[bad:bad+1], sources[bad:bad+1], err)
 			pending = append(pending, span{bad + 1, s.hi}, span{done, bad}) // the earlier events first
 			budget--
@@ -410,7 +407,7 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 			mid := done + (s.hi-done)/2
 			pending = append(pending, span{mid, s.hi}, span{done, mid})
 			budget -= 2
-		case narrow:
+		case !delivery.Retryable(err): // for good: to the dead letters
 			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
 		default: // may pass: retry this span and every one not sent yet
 			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -23,31 +24,61 @@ import (
 	"github.com/insertfn/insertfn/server"
 )
 
-// sink is a webhook receiver that records the messageIds it got and can be
-// told to fail.
+// sink is a webhook receiver that records how often it accepted each
+// messageId, in batches or one event per request. It can be told to fail
+// (503), or to answer request n (from 1) with answer(n) (0: as usual), and
+// it refuses (400) any request holding an event whose messageId starts
+// with "bad-", as receivers that validate a batch as a whole do.
 type sink struct {
-	srv     *httptest.Server
-	mu      sync.Mutex
-	got     map[string]int
-	failing atomic.Bool
+	srv      *httptest.Server
+	mu       sync.Mutex
+	got      map[string]int
+	requests int
+	failing  atomic.Bool
+	answer   func(n int) int
 }
 
 func newSink(t *testing.T) *sink {
 	s := &sink{got: make(map[string]int)}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		events := gjson.GetBytes(body, "batch").Array()
+		if !gjson.GetBytes(body, "batch").Exists() {
+			events = []gjson.Result{gjson.ParseBytes(body)} // one event per request
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.requests++
 		if s.failing.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		s.mu.Lock()
-		for _, ev := range gjson.GetBytes(body, "batch").Array() {
+		if s.answer != nil {
+			if st := s.answer(s.requests); st != 0 {
+				w.WriteHeader(st)
+				return
+			}
+		}
+		for _, ev := range events {
+			if strings.HasPrefix(ev.Get("messageId").String(), "bad-") {
+				http.Error(w, `{"error":"invalid event"}`, http.StatusBadRequest)
+				return
+			}
+		}
+		for _, ev := range events {
 			s.got[ev.Get("messageId").String()]++
 		}
-		s.mu.Unlock()
 	}))
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// accepted returns how often each messageId was accepted, and how many
+// requests came.
+func (s *sink) accepted() (map[string]int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.got), s.requests
 }
 
 func (s *sink) count() int {

@@ -39,41 +39,35 @@ func TestABIPageMatchesTheCode(t *testing.T) {
 		fmt.Sprintf("| `%s` | `(result i32) -> i32` |", abi.FuncBatchNext),
 		fmt.Sprintf("at most **%d** bytes (`abi.MaxReasonLen`)", abi.MaxReasonLen),
 		fmt.Sprintf("Names longer than %d bytes\n(`abi.MaxNameLen`)", abi.MaxNameLen),
-	}
-	for _, f := range []struct {
-		name string
-		v    uint8
-	}{{"Purpose", abi.FlagPurpose}, {"InStored", abi.FlagInStored}, {"StoredConsented", abi.FlagStoredConsented},
-		{"InEvent", abi.FlagInEvent}, {"EventConsented", abi.FlagEventConsented}} {
-		rows = append(rows, fmt.Sprintf("| `%s` | `0x%02X` |", f.name, f.v))
-	}
-	for _, r := range []struct {
-		name string
-		v    abi.Result
-	}{{"Deliver", abi.ResultDeliver}, {"DropEvent", abi.ResultDrop}, {"EventNotSupported", abi.ResultEventNotSupported},
-		{"InvalidEventPayload", abi.ResultInvalidEventPayload}, {"ValidationError", abi.ResultValidationError},
-		{"RetryError", abi.ResultRetry}, {"FunctionError", abi.ResultFunctionError}} {
-		rows = append(rows, fmt.Sprintf("| %d | `%s` |", r.v, r.name))
-	}
-	for _, s := range []struct {
-		name string
-		v    abi.Status
-	}{{"StatusOK", abi.StatusOK}, {"StatusInvalidJSON", abi.StatusInvalidJSON}, {"StatusInvalidPath", abi.StatusInvalidPath}} {
-		rows = append(rows, fmt.Sprintf("| %d | `%s` |", s.v, s.name))
-	}
-	for _, k := range []struct {
-		name string
-		v    abi.Kind
-	}{{"Missing", abi.KindMissing}, {"Null", abi.KindNull}, {"False", abi.KindFalse}, {"True", abi.KindTrue},
-		{"Number", abi.KindNumber}, {"String", abi.KindString}, {"JSON", abi.KindJSON}} {
-		rows = append(rows, fmt.Sprintf("| %d | `%s` |", k.v, k.name))
-	}
-	for _, c := range []struct {
-		name string
-		v    abi.ConsentStatus
-	}{{"Found", abi.ConsentFound}, {"Same", abi.ConsentSame}, {"Differs", abi.ConsentDiffers}, {"NoRecord", abi.ConsentNoRecord},
-		{"NoEventConsent", abi.ConsentNoEventConsent}, {"NoID", abi.ConsentNoID}, {"Unavailable", abi.ConsentUnavailable}} {
-		rows = append(rows, fmt.Sprintf("| %d | `%s` |", c.v, c.name))
+		fmt.Sprintf("| `Purpose` | `0x%02X` |", abi.FlagPurpose),
+		fmt.Sprintf("| `InStored` | `0x%02X` |", abi.FlagInStored),
+		fmt.Sprintf("| `StoredConsented` | `0x%02X` |", abi.FlagStoredConsented),
+		fmt.Sprintf("| `InEvent` | `0x%02X` |", abi.FlagInEvent),
+		fmt.Sprintf("| `EventConsented` | `0x%02X` |", abi.FlagEventConsented),
+		fmt.Sprintf("| %d | `Deliver` |", abi.ResultDeliver),
+		fmt.Sprintf("| %d | `DropEvent` |", abi.ResultDrop),
+		fmt.Sprintf("| %d | `EventNotSupported` |", abi.ResultEventNotSupported),
+		fmt.Sprintf("| %d | `InvalidEventPayload` |", abi.ResultInvalidEventPayload),
+		fmt.Sprintf("| %d | `ValidationError` |", abi.ResultValidationError),
+		fmt.Sprintf("| %d | `RetryError` |", abi.ResultRetry),
+		fmt.Sprintf("| %d | `FunctionError` |", abi.ResultFunctionError),
+		fmt.Sprintf("| %d | `StatusOK` |", abi.StatusOK),
+		fmt.Sprintf("| %d | `StatusInvalidJSON` |", abi.StatusInvalidJSON),
+		fmt.Sprintf("| %d | `StatusInvalidPath` |", abi.StatusInvalidPath),
+		fmt.Sprintf("| %d | `Missing` |", abi.KindMissing),
+		fmt.Sprintf("| %d | `Null` |", abi.KindNull),
+		fmt.Sprintf("| %d | `False` |", abi.KindFalse),
+		fmt.Sprintf("| %d | `True` |", abi.KindTrue),
+		fmt.Sprintf("| %d | `Number` |", abi.KindNumber),
+		fmt.Sprintf("| %d | `String` |", abi.KindString),
+		fmt.Sprintf("| %d | `JSON` |", abi.KindJSON),
+		fmt.Sprintf("| %d | `Found` |", abi.ConsentFound),
+		fmt.Sprintf("| %d | `Same` |", abi.ConsentSame),
+		fmt.Sprintf("| %d | `Differs` |", abi.ConsentDiffers),
+		fmt.Sprintf("| %d | `NoRecord` |", abi.ConsentNoRecord),
+		fmt.Sprintf("| %d | `NoEventConsent` |", abi.ConsentNoEventConsent),
+		fmt.Sprintf("| %d | `NoID` |", abi.ConsentNoID),
+		fmt.Sprintf("| %d | `Unavailable` |", abi.ConsentUnavailable),
 	}
 	for _, e := range []abi.EventType{abi.EventTrack, abi.EventIdentify, abi.EventPage, abi.EventScreen, abi.EventGroup, abi.EventAlias, abi.EventDelete} {
 		rows = append(rows, fmt.Sprintf("| %d | `%s` |", e, e))

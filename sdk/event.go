@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/insertfn/insertfn/sdk/abi"
 )
@@ -140,26 +139,16 @@ func (e *Event) ConsentPreferences() map[string]bool {
 	if v.Kind != abi.KindJSON {
 		return nil
 	}
-	dec := json.NewDecoder(strings.NewReader(v.raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
 	m := make(map[string]bool)
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		k, _ := t.(string)
-		var r json.RawMessage
-		if dec.Decode(&r) != nil {
-			return nil
-		}
+	if !eachMember([]byte(v.raw), func(k string, r json.RawMessage) bool {
 		yes := consentedJSON(r)
 		if prev, seen := m[k]; seen {
 			yes = yes && prev
 		}
 		m[k] = yes
+		return true
+	}) {
+		return nil
 	}
 	return m
 }
@@ -170,11 +159,23 @@ func consentedJSON(r json.RawMessage) bool {
 	if string(r) == "true" {
 		return true
 	}
-	if len(r) == 0 || r[0] != '{' {
+	consented := false
+	eachMember(r, func(k string, v json.RawMessage) bool {
+		if k != "consented" {
+			return true
+		}
+		consented = string(v) == "true"
 		return false
-	}
-	dec := json.NewDecoder(bytes.NewReader(r))
-	if _, err := dec.Token(); err != nil {
+	})
+	return consented
+}
+
+// eachMember calls f with each member of the JSON object obj, in order and
+// repeated keys included, until f returns false. It reports false when obj
+// is not an object or not valid JSON up to where f stopped.
+func eachMember(obj []byte, f func(key string, value json.RawMessage) bool) bool {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return false
 	}
 	for dec.More() {
@@ -182,15 +183,16 @@ func consentedJSON(r json.RawMessage) bool {
 		if err != nil {
 			return false
 		}
+		k, _ := t.(string)
 		var v json.RawMessage
 		if dec.Decode(&v) != nil {
 			return false
 		}
-		if t == "consented" {
-			return string(v) == "true"
+		if !f(k, v) {
+			return true
 		}
 	}
-	return false
+	return true
 }
 
 // Settings returns the function's settings.
