@@ -67,6 +67,8 @@ var (
 		"Events answered 200 but not stored because their messageId was seen recently.")
 	descEventsInvalid = counterDesc("ingest_events_invalid_total",
 		"Events refused by validation.")
+	descRequestsCleaned = counterDesc("ingest_requests_cleaned_total",
+		"Requests whose body repeated a member name or held invalid UTF-8: stored with the first member of each name and U+FFFD.")
 
 	// Pipeline (pipeline.Counters).
 	descProcessed = counterDesc("pipeline_events_processed_total",
@@ -120,7 +122,7 @@ var (
 )
 
 var allDescs = []*prometheus.Desc{
-	descRequests, descRequestsRejected, descEvents, descEventsAccepted, descEventsDuplicates, descEventsInvalid,
+	descRequests, descRequestsRejected, descEvents, descEventsAccepted, descEventsDuplicates, descEventsInvalid, descRequestsCleaned,
 	descProcessed, descSourceDropped, descThrottled, descConsentUpdates, descConsentRejected,
 	descDelivered, descFailed, descRetried, descFiltered, descDestDropped, descFunctionEvents,
 	descDestQueueItems, descDestQueueBytes, descInboxItems, descInboxBytes, descQueueUsed, descQueueLimit,
@@ -165,6 +167,7 @@ func (c *collector) collectServer(ch chan<- prometheus.Metric, s server.Stats) {
 	counter(ch, descEventsAccepted, s.Accepted)
 	counter(ch, descEventsDuplicates, s.Duplicates)
 	counter(ch, descEventsInvalid, s.Rejected.InvalidEvents)
+	counter(ch, descRequestsCleaned, s.Cleaned)
 	r := s.Rejected
 	for _, x := range []struct {
 		reason string

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // eventType is the type of a Segment call.
@@ -110,14 +112,40 @@ func idType(r gjson.Result) bool {
 	return r.Type == gjson.Null || r.Type == gjson.String || r.Type == gjson.Number
 }
 
-// fields are the members of an event that the server reads. The first
-// occurrence of a key wins, as it does for gjson everywhere else in
-// insertfn; later occurrences are dropped from the stored event so that
-// no reader, whatever its rule, sees another value.
+// fields are the members of an event that the server reads. No object
+// repeats a member name by the time normalize reads it (scanBody and
+// cleanBody see to that, at every depth).
 type fields struct {
 	typ, messageID, timestamp, origTimestamp, sentAt gjson.Result
 	context, integrations                            gjson.Result
 	userID, anonymousID, event, previousID, groupID  gjson.Result
+	// previousAt and groupAt index previousId and groupId in the members
+	// copied as they are, when they are numbers (else -1).
+	previousAt, groupAt int
+}
+
+// Identifiers that are numbers are stored as the strings JavaScript's
+// String(n) gives them (consent.NumberID), so that 123, 123.0 and 1.23e2
+// are the one id "123" for the consent lookup, the store and every
+// destination; a number no string denotes exactly is refused.
+
+// idProblem is the refusal of an id field that is a number no id denotes
+// exactly.
+func idProblem(field string, err error) problem {
+	return problem{400, field + ": " + err.Error()}
+}
+
+// stringID returns id as the string it stands for: itself unless it is a
+// number, else its canonical form (which allocates: numeric ids are rare).
+func stringID(id gjson.Result, field string) (gjson.Result, problem) {
+	if id.Type != gjson.Number {
+		return id, problem{}
+	}
+	s, err := consent.NumberID(id.Raw)
+	if err != nil {
+		return id, idProblem(field, err)
+	}
+	return gjson.Result{Type: gjson.String, Str: s, Raw: `"` + s + `"`}, problem{}
 }
 
 // normalize validates one event and appends its normalized form to
@@ -145,19 +173,10 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 	if !ev.object {
 		return key, false, errNotObject
 	}
-	var f fields
-	seen := sc.keys[:0]
+	f := fields{previousAt: -1, groupAt: -1}
 	rest := sc.members[:0] // members copied as they are, written after the ones the host reads most
-members:
 	for _, m := range ev.members {
-		name := m.name
-		for _, s := range seen {
-			if s == name {
-				continue members
-			}
-		}
-		seen = append(seen, name)
-		switch name {
+		switch m.name {
 		case "type":
 			f.typ = gjson.Parse(m.value)
 			continue
@@ -192,12 +211,18 @@ members:
 			continue
 		case "previousId":
 			f.previousID = gjson.Parse(m.value)
+			if f.previousID.Type == gjson.Number {
+				f.previousAt = len(rest)
+			}
 		case "groupId":
 			f.groupID = gjson.Parse(m.value)
+			if f.groupID.Type == gjson.Number {
+				f.groupAt = len(rest)
+			}
 		}
 		rest = append(rest, member{m.key, m.value})
 	}
-	sc.keys, sc.members = seen[:0], rest[:0] // keep the grown buffers
+	sc.members = rest[:0] // keep the grown buffer
 	fail := func(p problem) (idKey, bool, problem) {
 		return idKey{}, false, p
 	}
@@ -221,6 +246,23 @@ members:
 	}
 	if !isID(f.userID) && !isID(f.anonymousID) {
 		return fail(errMissingID)
+	}
+	for _, id := range [...]struct {
+		v     *gjson.Result
+		field string
+		at    int
+	}{{&f.userID, "userId", -1}, {&f.anonymousID, "anonymousId", -1}, {&f.previousID, "previousId", f.previousAt}, {&f.groupID, "groupId", f.groupAt}} {
+		if id.v.Type != gjson.Number {
+			continue
+		}
+		v, p := stringID(*id.v, id.field)
+		if !p.ok() {
+			return fail(p)
+		}
+		*id.v = v
+		if id.at >= 0 {
+			rest[id.at].value = v.Raw
+		}
 	}
 	switch typ {
 	case typeTrack:
@@ -483,8 +525,13 @@ func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batc
 		out = append(out, '{')
 		out = append(out, inner...)
 		first := len(inner) == 0
+		var owns nameSet
+		own.ForEach(func(k, _ gjson.Result) bool {
+			owns.add(k.Str)
+			return true
+		})
 		batch.ForEach(func(k, v gjson.Result) bool {
-			if !hasMember(own, k.Str) {
+			if !owns.has(k.Str) {
 				if !first {
 					out = append(out, ',')
 				}
@@ -499,22 +546,18 @@ func appendMerged(out []byte, own gjson.Result, ownMembers []indexedMember, batc
 	}
 	// Reorder: collect own's members, then batch's that own lacks.
 	ms := (*scratch)[:0]
-	owned := 0
+	var owns nameSet
 	if ownObj {
 		for _, m := range ownMembers {
 			ms = append(ms, namedMember{m.name, member{m.key, m.value}})
+			owns.add(m.name)
 		}
-		owned = len(ms)
 	}
 	if batchObj {
-	batch:
 		for _, b := range batchMembers {
-			for _, m := range ms[:owned] {
-				if m.name == b.name {
-					continue batch
-				}
+			if !owns.has(b.name) {
+				ms = append(ms, namedMember{b.name, member{b.key, b.value}})
 			}
-			ms = append(ms, namedMember{b.name, member{b.key, b.value}})
 		}
 	}
 	at := slices.IndexFunc(ms, func(m namedMember) bool { return m.name == lead })
@@ -547,14 +590,42 @@ func appendMember(out []byte, m member) []byte {
 	return append(out, m.value...)
 }
 
-// hasMember reports whether the object obj has a member named name.
-func hasMember(obj gjson.Result, name string) bool {
-	has := false
-	obj.ForEach(func(k, _ gjson.Result) bool {
-		has = k.Str == name
-		return !has
-	})
-	return has
+// nameSet is a set of member names, compared one by one while it is
+// small and hashed once it is not, so that merging two large objects
+// stays linear. The zero value is empty.
+type nameSet struct {
+	n     int
+	small [smallObject]string
+	large map[string]struct{}
+}
+
+func (s *nameSet) add(name string) {
+	switch {
+	case s.large != nil:
+		s.large[name] = struct{}{}
+	case s.n < len(s.small):
+		s.small[s.n] = name
+		s.n++
+	default:
+		s.large = make(map[string]struct{}, 4*len(s.small))
+		for _, n := range s.small {
+			s.large[n] = struct{}{}
+		}
+		s.large[name] = struct{}{}
+	}
+}
+
+func (s *nameSet) has(name string) bool {
+	if s.large != nil {
+		_, ok := s.large[name]
+		return ok
+	}
+	for _, n := range s.small[:s.n] {
+		if n == name {
+			return true
+		}
+	}
+	return false
 }
 
 // leadsWith reports whether the raw JSON object's first member is named

@@ -3,7 +3,9 @@ package server
 import (
 	"encoding/binary"
 	"math/bits"
+	"slices"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -34,6 +36,13 @@ type bodyIndex struct {
 	sawBatch bool            // a member named batch was read (the first counts)
 	hasBatch bool            // and it is an array, whose elements are in elements
 	object   bool            // the body is an object (members, context are its)
+	// unclean is set when the body must be rewritten by [cleanBody]
+	// before it is read: an object somewhere repeats a member name, or a
+	// string holds bytes that are not UTF-8.
+	unclean bool
+	// names is the scanner's stack of the member names of the objects
+	// it is inside, kept between bodies for its capacity.
+	names []string
 }
 
 // indexedMember is one member of an object: its name unescaped, its key
@@ -96,7 +105,8 @@ func (x *bodyIndex) member(name string) gjson.Result {
 
 func (x *bodyIndex) reset() {
 	x.members, x.elements, x.fields, x.contexts = x.members[:0], x.elements[:0], x.fields[:0], x.contexts[:0]
-	x.context, x.sawBatch, x.hasBatch, x.object = fieldSpan{}, false, false, false
+	x.context, x.sawBatch, x.hasBatch, x.object, x.unclean = fieldSpan{}, false, false, false, false
+	x.names = x.names[:0]
 }
 
 // release resets x and lets go of its views of the last body.
@@ -105,6 +115,7 @@ func (x *bodyIndex) release() {
 	clear(x.elements[:cap(x.elements)])
 	clear(x.fields[:cap(x.fields)])
 	clear(x.contexts[:cap(x.contexts)])
+	clear(x.names[:cap(x.names)])
 	x.reset()
 }
 
@@ -114,9 +125,14 @@ func (x *bodyIndex) release() {
 // index is not nil, index receives what bodyIndex lists: the body's
 // members and its first context's; if a member named "batch" is an
 // array, its elements, with the members of each object element and of
-// its first context.
+// its first context. index.unclean then tells whether some object in the
+// body repeats a member name or some string is not UTF-8.
 func scanBody(body string, index *bodyIndex) bool {
 	s := scanner{b: body, raw: unsafe.Slice(unsafe.StringData(body), len(body))}
+	if index != nil {
+		s.names = index.names[:0]
+		defer func() { index.names, index.unclean = s.names[:0], s.unclean }()
+	}
 	s.space()
 	if index != nil && s.i < len(s.b) && s.b[s.i] == '{' {
 		if !s.indexed(index, &index.members, &index.context, true) {
@@ -137,6 +153,47 @@ type scanner struct {
 	raw   []byte
 	i     int
 	depth int
+	// names holds the member names of the objects being read, innermost
+	// last, to find a name an object repeats.
+	names []string
+	// unclean: a repeated member name or a string that is not UTF-8 was
+	// read.
+	unclean bool
+}
+
+// smallObject is how many members of an object are compared one by one
+// with each new member's name; an object with more is checked by sorting
+// its names when it ends, so that the check stays O(n log n).
+const smallObject = 16
+
+// member notes the name of a member of the object whose names start at
+// names[from].
+func (s *scanner) member(from int, name string) {
+	if !s.unclean && len(s.names)-from < smallObject {
+		for _, n := range s.names[from:] {
+			if n == name {
+				s.unclean = true
+				break
+			}
+		}
+	}
+	s.names = append(s.names, name)
+}
+
+// endObject forgets the names of the object whose names start at
+// names[from], after checking the names of a large one.
+func (s *scanner) endObject(from int) {
+	if ns := s.names[from:]; !s.unclean && len(ns) > smallObject {
+		slices.Sort(ns)
+		for i := 1; i < len(ns); i++ {
+			if ns[i] == ns[i-1] {
+				s.unclean = true
+				break
+			}
+		}
+	}
+	clear(s.names[from:])
+	s.names = s.names[:from]
 }
 
 func (s *scanner) space() {
@@ -194,14 +251,14 @@ const (
 
 // specialMask returns, for the 8 bytes of x (the first in the low bits),
 // a word whose lowest set bit is the high bit of the first byte below
-// 0x20, '"' or '\\' (0 when there is none). (x - ones*n) & ^x & highs
-// flags the bytes below n (n <= 0x80); a byte equal to c is a zero byte
-// of x^(ones*c). A borrow may flag bytes after the first such byte, never
-// before it.
+// 0x20, '"', '\\' or from 0x80 up (0 when there is none). (x - ones*n) &
+// ^x & highs flags the bytes below n (n <= 0x80); a byte equal to c is a
+// zero byte of x^(ones*c). A borrow may flag bytes after the first such
+// byte, never before it.
 func specialMask(x uint64) uint64 {
 	q := x ^ (ones * '"')
 	b := x ^ (ones * '\\')
-	return ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs
+	return ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b | x) & highs
 }
 
 // str reads a string at s.i, which is its opening quote.
@@ -215,7 +272,7 @@ func (s *scanner) str() bool {
 			}
 			s.i += 8
 		}
-		for s.i < len(s.b) && s.b[s.i] >= 0x20 && s.b[s.i] != '"' && s.b[s.i] != '\\' {
+		for s.i < len(s.b) && s.b[s.i] >= 0x20 && s.b[s.i] < utf8.RuneSelf && s.b[s.i] != '"' && s.b[s.i] != '\\' {
 			s.i++
 		}
 		if s.i >= len(s.b) {
@@ -245,8 +302,15 @@ func (s *scanner) str() bool {
 			default:
 				return false
 			}
-		default: // a control character
-			return false
+		default:
+			if s.b[s.i] < 0x20 { // a control character
+				return false
+			}
+			r, n := utf8.DecodeRuneInString(s.b[s.i:])
+			if r == utf8.RuneError && n == 1 {
+				s.unclean = true
+			}
+			s.i += n
 		}
 	}
 }
@@ -335,10 +399,13 @@ func (s *scanner) object() bool {
 	if empty || !ok {
 		return ok
 	}
+	from := len(s.names)
 	for {
+		keyStart := s.i
 		if s.i >= len(s.b) || s.b[s.i] != '"' || !s.str() {
 			return false
 		}
+		s.member(from, keyName(s.b[keyStart:s.i]))
 		s.space()
 		if s.i >= len(s.b) || s.b[s.i] != ':' {
 			return false
@@ -349,6 +416,7 @@ func (s *scanner) object() bool {
 			return false
 		}
 		if more, ok := s.next('}'); !more {
+			s.endObject(from)
 			return ok
 		}
 	}
@@ -364,6 +432,7 @@ func (s *scanner) indexed(x *bodyIndex, into *[]indexedMember, context *fieldSpa
 	if empty || !ok {
 		return ok
 	}
+	from := len(s.names)
 	sawContext := false
 	for {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
@@ -382,6 +451,7 @@ func (s *scanner) indexed(x *bodyIndex, into *[]indexedMember, context *fieldSpa
 		s.space()
 		valueStart := s.i
 		name := keyName(key)
+		s.member(from, name)
 		opens := byte(0)
 		if s.i < len(s.b) {
 			opens = s.b[s.i]
@@ -406,6 +476,7 @@ func (s *scanner) indexed(x *bodyIndex, into *[]indexedMember, context *fieldSpa
 		}
 		*into = append(*into, indexedMember{name: name, key: key, value: s.b[valueStart:s.i]})
 		if more, ok := s.next('}'); !more {
+			s.endObject(from)
 			return ok
 		}
 	}

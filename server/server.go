@@ -363,12 +363,12 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 type scratch struct {
 	auth     []byte             // decoded Basic credentials
 	body     []byte             // inflated gzip body
+	clean    []byte             // the body rewritten by cleanBody
 	br       bytes.Reader       // reads the gzip body
 	gz       *gzip.Reader       // reused inflater
 	out      []byte             // normalized events, back to back
 	spans    []span             // one per valid event
 	events   [][]byte           // what Accept gets: views of out
-	keys     []string           // member names of the event being normalized
 	members  []member           // its members copied as they are
 	merged   []namedMember      // the members of its context, reordered
 	index    bodyIndex          // the body's members, a batch's events
@@ -403,11 +403,13 @@ func (s *Server) putScratch(sc *scratch) {
 	if cap(sc.body) > maxPooled {
 		sc.body = nil
 	}
+	if cap(sc.clean) > maxPooled {
+		sc.clean = nil
+	}
+	sc.clean = sc.clean[:0]
 	sc.out, sc.body, sc.spans, sc.events = sc.out[:0], sc.body[:0], sc.spans[:0], sc.events[:0]
 	clear(sc.events[:cap(sc.events)]) // do not keep views of out alive past their use
 	sc.rejected, sc.resp, sc.received = sc.rejected[:0], sc.resp[:0], sc.received[:0]
-	clear(sc.keys[:cap(sc.keys)])
-	sc.keys = sc.keys[:0]
 	clear(sc.members[:cap(sc.members)])
 	clear(sc.merged[:cap(sc.merged)])
 	sc.index.release()
@@ -516,6 +518,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.stats.malformed.Add(1)
 		s.fail(ctx, sc, errBadJSON)
 		return
+	}
+	if sc.index.unclean {
+		// A repeated member name or invalid UTF-8: store what every reader
+		// reads alike (see cleanBody), and read that.
+		s.stats.cleaned.Add(1)
+		sc.clean = cleanBody(sc.clean[:0], js)
+		js = unsafe.String(unsafe.SliceData(sc.clean), len(sc.clean))
+		sc.index.reset()
+		if !scanBody(js, &sc.index) || sc.index.unclean {
+			s.stats.malformed.Add(1)
+			s.fail(ctx, sc, errBadJSON)
+			return
+		}
 	}
 	if !sc.index.object {
 		s.stats.malformed.Add(1)

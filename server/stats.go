@@ -16,6 +16,11 @@ type Stats struct {
 	// Duplicates is the events answered 200 but not handed to the
 	// Accepter because their messageId was seen (see [Config.DedupeWindow]).
 	Duplicates uint64
+	// Cleaned is the requests whose body repeated a member name in some
+	// object or held bytes that are not UTF-8: their events were stored
+	// with the first member of each name and U+FFFD for such bytes, so
+	// that destinations read what insertfn judged.
+	Cleaned uint64
 	// Rejected counts refusals by reason.
 	Rejected Rejections
 }
@@ -46,7 +51,7 @@ type Rejections struct {
 
 // counters are the live, atomic form of Stats.
 type counters struct {
-	requests, events, accepted, duplicates atomic.Uint64
+	requests, events, accepted, duplicates, cleaned atomic.Uint64
 
 	notFound, methodNotAllowed, unauthorized, malformed, tooLarge atomic.Uint64
 	invalidEvents, backpressure, storeFailed                      atomic.Uint64
@@ -61,6 +66,7 @@ func (s *Server) Stats() Stats {
 		Events:     c.events.Load(),
 		Accepted:   c.accepted.Load(),
 		Duplicates: c.duplicates.Load(),
+		Cleaned:    c.cleaned.Load(),
 		Rejected: Rejections{
 			NotFound:         c.notFound.Load(),
 			MethodNotAllowed: c.methodNotAllowed.Load(),
