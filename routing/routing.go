@@ -6,13 +6,16 @@
 //     mapped to no category, consent allows the destination. Otherwise it
 //     allows it only if every category the destination is mapped to is true
 //     in context.consent.categoryPreferences (the singular
-//     categoryPreference is accepted too); a category missing there is
-//     false, a category given more than once is true only if every copy is,
-//     and a consent object that says nothing grants nothing.
+//     categoryPreference is accepted too; so is mParticle's style, an
+//     object whose consented is true, as functions read it); a category
+//     missing there is false, a category given more than once is true only
+//     if every copy is, and a consent object that says nothing grants
+//     nothing.
 //  2. Integrations second: the integrations object can only take
 //     destinations away. A destination is refused if integrations[D] is
 //     false, or if integrations.All is false and integrations[D] is not
-//     true (an options object counts as true).
+//     true (an options object counts as true). Of a name the object
+//     repeats, the first copy counts.
 //
 // A [Router] is built once from the configured destinations and used for
 // every event; [Router.Route] allocates nothing.
@@ -177,7 +180,19 @@ type members struct {
 	n     int
 	keys  [inlineMembers]string
 	types [inlineMembers]gjson.Type
-	obj   gjson.Result // set when the object has more members than fit
+	yes   [inlineMembers]bool // the value grants consent (see consents)
+	obj   gjson.Result        // set when the object has more members than fit
+}
+
+// consents reports whether a category's value grants consent: true, or
+// an object (mParticle's style) whose first member named "consented" is
+// true. Functions read a category the same way (sdk/hostcall), so that the
+// function's check and this router never disagree.
+func consents(v gjson.Result) bool {
+	if v.Type == gjson.True {
+		return true
+	}
+	return v.IsObject() && v.Get("consented").Type == gjson.True
 }
 
 // read loads obj's members and reports whether obj is an object.
@@ -191,23 +206,26 @@ func (m *members) read(obj gjson.Result) bool {
 			return false
 		}
 		m.keys[m.n], m.types[m.n] = k.Str, v.Type
+		m.yes[m.n] = v.Type == gjson.True || (v.Type == gjson.JSON && consents(v))
 		m.n++
 		return true
 	})
 	return true
 }
 
-// get returns the JSON type of the member called name (the last one when a
-// key repeats, as JSON decoders do) and whether there is one.
+// get returns the JSON type of the member called name and whether there
+// is one. Of a key the object repeats, the first copy counts, as gjson,
+// the functions and the consent store read it (the ingest keeps only
+// that copy in what it stores; see the server package).
 func (m *members) get(name string) (gjson.Type, bool) {
-	if m.obj.Exists() {
-		v := key(m.obj, name)
-		return v.Type, v.Exists()
-	}
-	for i := m.n - 1; i >= 0; i-- {
+	for i := range m.n {
 		if m.keys[i] == name {
 			return m.types[i], true
 		}
+	}
+	if m.obj.Exists() {
+		v := key(m.obj, name)
+		return v.Type, v.Exists()
 	}
 	return gjson.Null, false
 }
@@ -221,7 +239,7 @@ func (m *members) granted(name string) bool {
 	if m.obj.Exists() {
 		m.obj.ForEach(func(k, v gjson.Result) bool {
 			if k.Str == name {
-				if found = v.Type == gjson.True; !found {
+				if found = consents(v); !found {
 					return false
 				}
 			}
@@ -231,7 +249,7 @@ func (m *members) granted(name string) bool {
 	}
 	for i := range m.n {
 		if m.keys[i] == name {
-			if m.types[i] != gjson.True {
+			if !m.yes[i] {
 				return false
 			}
 			found = true
@@ -240,9 +258,8 @@ func (m *members) granted(name string) bool {
 	return found
 }
 
-// key returns the member of object obj whose key is exactly name (no gjson
-// path syntax: names may contain dots, stars or spaces), the last one when
-// a key repeats, as JSON decoders do.
+// key returns the first member of object obj whose key is exactly name
+// (no gjson path syntax: names may contain dots, stars or spaces).
 func key(obj gjson.Result, name string) gjson.Result {
 	var found gjson.Result
 	if !obj.IsObject() {
@@ -251,6 +268,7 @@ func key(obj gjson.Result, name string) gjson.Result {
 	obj.ForEach(func(k, v gjson.Result) bool {
 		if k.Str == name {
 			found = v
+			return false
 		}
 		return true
 	})

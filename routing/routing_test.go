@@ -111,6 +111,12 @@ func TestConsentStates(t *testing.T) {
 		{"a repeated category refused by a later copy", `{"categoryPreferences":{"ad":true,"ad":false}}`, []string{"webhook"}},
 		{"a repeated category refused by the first copy", `{"categoryPreferences":{"ad":false,"ad":true}}`, []string{"webhook"}},
 		{"of repeated categoryPreferences, the first counts", `{"categoryPreferences":{"ad":true},"categoryPreferences":{"ad":false}}`, []string{"facebook", "google-ads", "webhook"}},
+		// An mParticle-style object grants when its consented is true, for
+		// the router as for a function (sdk/hostcall).
+		{"a category as a consented object", `{"categoryPreferences":{"ad":{"consented":true}}}`, []string{"facebook", "google-ads", "webhook"}},
+		{"a category as a refusing object", `{"categoryPreferences":{"ad":{"consented":false,"consented":true}}}`, []string{"webhook"}},
+		{"a category as an object without consented", `{"categoryPreferences":{"ad":{"ts":1}}}`, []string{"webhook"}},
+		{"a consented object in a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":{"consented":true}}}`, []string{"facebook", "google-ads", "webhook"}},
 		{"a repeated category every copy grants", `{"categoryPreferences":{"ad":true,"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
 		{"a repeated category in a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true,"ad":false}}`, []string{"webhook"}},
 		{"a long object", `{"categoryPreferences":{` + manyCategories(30) + `"ad":true}}`, []string{"facebook", "google-ads", "webhook"}},
@@ -135,6 +141,10 @@ func TestIntegrations(t *testing.T) {
 		{`{"Webhook":false}`, []string{"facebook", "google-ads", "amplitude", "webhook"}}, // case-sensitive
 		{`{"All":false,"facebook":true}`, []string{"facebook"}},
 		{`"nonsense"`, []string{"facebook", "google-ads", "amplitude", "webhook"}},
+		// Of a repeated name the first copy counts, as for consent.
+		{`{"All":false,"All":true}`, nil},
+		{`{"webhook":false,"webhook":true}`, []string{"facebook", "google-ads", "amplitude"}},
+		{`{` + manyCategories(30) + `"All":false,"All":true}`, nil},
 	} {
 		if got := receivers(adAll, event("", c.integrations)); !slices.Equal(got, c.want) {
 			t.Errorf("integrations %s: receivers %v, want %v", c.integrations, got, c.want)
