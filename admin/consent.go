@@ -64,7 +64,8 @@ func storeStatus(err error) int {
 	switch {
 	case errors.Is(err, consent.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, consentstore.ErrNoID):
+	case errors.Is(err, consentstore.ErrNoID), errors.Is(err, consentstore.ErrFutureTime),
+		errors.Is(err, consent.ErrInexactID):
 		return http.StatusBadRequest
 	case errors.Is(err, consentstore.ErrReadOnly):
 		return http.StatusConflict
@@ -103,10 +104,20 @@ func (a *Admin) getConsent(w http.ResponseWriter, r *http.Request) {
 // consentError answers a store error.
 func (a *Admin) consentError(w http.ResponseWriter, r *http.Request, id string, err error) {
 	if errors.Is(err, consent.ErrNotFound) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no consent record for %q", id))
+		writeError(w, http.StatusNotFound, notFound(id))
 		return
 	}
 	a.fail(w, r, storeStatus(err), err)
+}
+
+// notFound is the message of a 404 for id: for an id written as a
+// non-canonical number, where such a number is stored.
+func notFound(id string) string {
+	msg := fmt.Sprintf("no consent record for %q", id)
+	if hint := consentstore.NumericIDHint(id); hint != "" {
+		msg += " " + hint
+	}
+	return msg
 }
 
 // PUT /admin/consent/{id}: a record (its entries) merged into the stored
@@ -124,6 +135,12 @@ func (a *Admin) patchConsent(w http.ResponseWriter, r *http.Request) { a.putOrPa
 // upsert of a record and must name at least one category or purpose;
 // PATCH may also only link aliases. The body's "source", if any, is kept
 // in the history as "admin:SOURCE".
+//
+// A timestamp more than consentstore.MaxFutureSkew past this server's
+// clock is refused with 400 and an error naming the field (see
+// consentstore.FutureTimeError). The body's "id" and "aliases" may be
+// JSON numbers, taken as a numeric userId is (123.0 is "123"); the path's
+// {id} is text, looked up as written.
 func (a *Admin) putOrPatch(w http.ResponseWriter, r *http.Request, put bool) {
 	s, ok := a.store(w)
 	if !ok {
@@ -192,7 +209,7 @@ func (a *Admin) deleteConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !deleted {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no consent record for %q", id))
+		writeError(w, http.StatusNotFound, notFound(id))
 		return
 	}
 	a.log.Info("admin: consent record erased")

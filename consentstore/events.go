@@ -3,6 +3,7 @@ package consentstore
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -39,8 +40,11 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 // consent update the store must not take):
 //
 //   - the id: the event's userId, with its anonymousId as an alias; or the
-//     anonymousId alone when there is no userId. Ids are strings (numbers
-//     are taken as written). An event with neither is an error.
+//     anonymousId alone when there is no userId. Ids are strings; a
+//     number is the id JavaScript's String(n) makes of it (userId 123.0,
+//     1.23e2 and 123 are all "123", see [consent.NumberID]), and a number
+//     that cannot be an id exactly (an integer beyond 2^53 that a double
+//     rounds) is an error. An event with neither is an error.
 //   - the categories: context.consent.categoryPreferences, an object of
 //     booleans ({"Advertising": true, ...}). Segment's early documentation
 //     called it consentPreferences; that name is read when
@@ -58,6 +62,14 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 //     falling back past a bad value). With none of them, the entries carry
 //     no timestamp and [Store.Update] stamps them with the time it receives
 //     the update, as Segment uses its server's time.
+//   - the clamp: a decision time is a client's claim, and never later than
+//     the moment the server received the event: its "receivedAt" (which
+//     the ingest server stamps), or the current time when it has none or
+//     a later one. A later time is set to that moment, and the update's
+//     [Update.ClampedFrom] keeps the time claimed, which the history
+//     shows in the entry's source (see [ClampNote]). Otherwise one event
+//     dated 2099 would outrank, under last-writer-wins, every decision
+//     the person makes until then.
 //   - the source: "segment:" + messageId ("segment" without a messageId).
 //
 // An event with an empty categoryPreferences object and no anonymousId
@@ -65,6 +77,13 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 // for it (Segment reads an empty object as "no category consented", but
 // the store cannot know which categories that denies).
 func UpdateFromSegment(event []byte) (u Update, ok bool, err error) {
+	return UpdateFromSegmentAt(event, time.Now())
+}
+
+// UpdateFromSegmentAt is [UpdateFromSegment] with now as the current time
+// (the latest decision time an event may give, and the clamp of an event
+// without receivedAt).
+func UpdateFromSegmentAt(event []byte, now time.Time) (u Update, ok bool, err error) {
 	// A view of the event for the first look (every event gets one): gjson
 	// then returns substrings instead of copies. Only the name's
 	// comparison reads it.
@@ -76,7 +95,7 @@ func UpdateFromSegment(event []byte) (u Update, ok bool, err error) {
 	if typ := gjson.GetBytes(event, "type"); typ.Exists() && (typ.Type != gjson.String || typ.Str != "track") {
 		return Update{}, false, nil
 	}
-	u, err = segmentUpdate(event, name.Str)
+	u, err = segmentUpdate(event, name.Str, now.UnixMilli())
 	if err != nil {
 		return Update{}, true, err
 	}
@@ -86,7 +105,7 @@ func UpdateFromSegment(event []byte) (u Update, ok bool, err error) {
 	return u, true, nil
 }
 
-func segmentUpdate(event []byte, name string) (Update, error) {
+func segmentUpdate(event []byte, name string, now int64) (Update, error) {
 	fail := func(format string, args ...any) (Update, error) {
 		return Update{}, fmt.Errorf("consent store: %q event: %s", name, fmt.Sprintf(format, args...))
 	}
@@ -130,6 +149,14 @@ func segmentUpdate(event []byte, name string) (Update, error) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	limit, err := receiptTime(event, now)
+	if err != nil {
+		return fail("%v", err)
+	}
+	var claimed int64 // the time the event claimed, when clamped
+	if ts > limit {
+		claimed, ts = ts, limit
+	}
 
 	u := Update{Source: "segment"}
 	if msgID != "" {
@@ -168,7 +195,36 @@ func segmentUpdate(event []byte, name string) (Update, error) {
 		return fail("%v", err)
 	}
 	r.Normalize()
+	if claimed != 0 {
+		u.ClampedFrom = make(map[string]int64, len(r.Categories))
+		for _, c := range r.Categories {
+			u.ClampedFrom[(&Point{Kind: KindCategory, Name: c.Name}).EntryKey()] = claimed
+		}
+	}
 	return u, nil
+}
+
+// receiptTime returns the latest decision time an event may give, in Unix
+// milliseconds: its "receivedAt" when it has one that parses and is not
+// later than now, else now. A receivedAt that is not an ISO-8601 string
+// is an error, as for the other time fields.
+func receiptTime(event []byte, now int64) (int64, error) {
+	v := gjson.GetBytes(event, "receivedAt")
+	if !v.Exists() || v.Type == gjson.Null {
+		return now, nil
+	}
+	if v.Type != gjson.String {
+		return 0, fmt.Errorf("receivedAt: want an ISO-8601 string (\"2023-01-01T00:00:00.000Z\"), got %s", jsonType(v))
+	}
+	t, err := parseISO8601(v.Str)
+	if err != nil {
+		return 0, fmt.Errorf("receivedAt %q: want an ISO-8601 time such as \"2023-01-01T00:00:00.000Z\"", truncate(v.Str, 64))
+	}
+	ms := t.UnixMilli()
+	if ms <= 0 {
+		return 0, fmt.Errorf("receivedAt %q: a time before 1970", v.Str)
+	}
+	return min(ms, now), nil
 }
 
 // segmentTimestamp returns the decision time of a Segment event in Unix
@@ -280,7 +336,9 @@ const secondsBelow = 100_000_000_000
 //   - the id: user_identities.customer_id (the company's own user id, the
 //     counterpart of Segment's userId), with the batch's mpid as an alias;
 //     or the mpid alone when there is no customer_id. An mpid of 0 is
-//     mParticle's "unknown" and is ignored. Neither is an error.
+//     mParticle's "unknown" and is ignored. Neither is an error. A
+//     numeric customer_id is read as a numeric userId is (see
+//     [UpdateFromSegment]); the mpid, a 64-bit integer, as written.
 //   - the purposes: consent_state.REGULATION.PURPOSE, each an object with
 //     "consented" (a boolean, required) and "timestamp_unixtime_ms" (a
 //     number, required; values below 1e11 are taken as seconds), and the
@@ -288,9 +346,18 @@ const secondsBelow = 100_000_000_000
 //     regulation is lower-cased ("GDPR" is "gdpr"); purpose names are kept
 //     as written. For CCPA the purpose is "data_sale_opt_out" and
 //     consented true means the person opted out of sale.
+//   - the clamp: a purpose's time later than the current time (the batch
+//     has no time of receipt) is set to it, as [UpdateFromSegment] clamps,
+//     and [Update.ClampedFrom] keeps the time claimed for the history.
 //   - the source: "mparticle:" + the batch's source_request_id, or else
 //     its batch_id or id ("mparticle" without any).
 func UpdateFromMParticle(batch []byte) (u Update, ok bool, err error) {
+	return UpdateFromMParticleAt(batch, time.Now())
+}
+
+// UpdateFromMParticleAt is [UpdateFromMParticle] with now as the current
+// time, the latest decision time a purpose may have.
+func UpdateFromMParticleAt(batch []byte, now time.Time) (u Update, ok bool, err error) {
 	cs := gjson.GetBytes(batch, "consent_state")
 	if !cs.Exists() || cs.Type == gjson.Null {
 		return Update{}, false, nil
@@ -301,6 +368,17 @@ func UpdateFromMParticle(batch []byte) (u Update, ok bool, err error) {
 	}
 	if len(u.Record.Purposes) == 0 {
 		return Update{}, false, nil
+	}
+	limit := now.UnixMilli()
+	for i := range u.Record.Purposes {
+		p := &u.Record.Purposes[i]
+		if p.Timestamp > limit {
+			if u.ClampedFrom == nil {
+				u.ClampedFrom = make(map[string]int64)
+			}
+			u.ClampedFrom[(&Point{Kind: KindPurpose, Regulation: p.Regulation, Name: p.Name}).EntryKey()] = p.Timestamp
+			p.Timestamp = limit
+		}
 	}
 	return u, true, nil
 }
@@ -327,7 +405,7 @@ func mparticleUpdate(batch []byte, cs gjson.Result) (Update, error) {
 	default:
 		return fail("user_identities: want an object ({\"customer_id\": \"...\"}), got %s", jsonType(ui))
 	}
-	mpid, err := idField(f[1], "mpid")
+	mpid, err := mparticleIDField(f[1], "mpid")
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -339,7 +417,7 @@ func mparticleUpdate(batch []byte, cs gjson.Result) (Update, error) {
 	}
 	u := Update{Source: "mparticle"}
 	for i, field := range []string{"source_request_id", "batch_id", "id"} {
-		id, err := idField(f[2+i], field)
+		id, err := mparticleIDField(f[2+i], field)
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -434,8 +512,11 @@ func mparticlePurpose(reg, name, path string, entry gjson.Result) (consent.Purpo
 	return p, nil
 }
 
-// idField reads an id: a string, or a number taken as written; absent,
-// null and "" are no id. field names it in errors.
+// idField reads an id: a string, or a number in its canonical form (as
+// JavaScript's String(n) writes it: 123.0, 1.23e2 and 123e0 are all
+// "123", see [consent.NumberID]); absent, null and "" are no id. A number
+// that is not exactly an id (beyond 2^53, too many digits) is an error
+// wrapping [consent.ErrInexactID]. field names it in errors.
 func idField(v gjson.Result, field string) (string, error) {
 	switch v.Type {
 	case gjson.Null:
@@ -443,9 +524,26 @@ func idField(v gjson.Result, field string) (string, error) {
 	case gjson.String:
 		return v.Str, nil
 	case gjson.Number:
-		return v.Raw, nil
+		id, err := consent.NumberID(v.Raw)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", field, err)
+		}
+		return id, nil
 	}
 	return "", fmt.Errorf("%s: want a string, got %s", field, jsonType(v))
+}
+
+// mparticleIDField reads one of mParticle's own ids (mpid, batch_id):
+// 64-bit integers, which its JSON carries as numbers that JavaScript
+// cannot hold. An integer is taken as written; anything else as
+// [idField] reads it.
+func mparticleIDField(v gjson.Result, field string) (string, error) {
+	if v.Type == gjson.Number {
+		if _, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
+			return v.Raw, nil
+		}
+	}
+	return idField(v, field)
 }
 
 // jsonType names the JSON type of v for error messages.

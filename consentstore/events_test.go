@@ -123,7 +123,10 @@ func TestUpdateFromSegment(t *testing.T) {
 		{"messageId", withField(t, segmentSeedEvent, "messageId", `"m-1"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment:m-1"},
 		{"userId only", withField(t, segmentSeedEvent, "anonymousId", ""), "u123", nil, seedCats, "segment"},
 		{"same userId and anonymousId", withField(t, segmentSeedEvent, "anonymousId", `"u123"`), "u123", nil, seedCats, "segment"},
-		{"numeric userId", withField(t, segmentSeedEvent, "userId", `12345678901234567890`), "12345678901234567890", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		{"numeric userId", withField(t, segmentSeedEvent, "userId", `12345678901234567000`), "12345678901234567000", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		{"numeric userId 123.0", withField(t, segmentSeedEvent, "userId", `123.0`), "123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		{"numeric userId 1.23e2", withField(t, segmentSeedEvent, "userId", `1.23e2`), "123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		{"numeric ids 123e0, 1.5E1", withField(t, withField(t, segmentSeedEvent, "userId", `123e0`), "anonymousId", `1.5E1`), "123", []string{"15"}, seedCats, "segment"},
 		{"empty userId is none", withField(t, segmentSeedEvent, "userId", `""`), "23adfd82-aa0f-45a7-a756-24f2a7a4c895", nil, seedCats, "segment"},
 		{"consentPreferences, the early name", withField(t, segmentSeedEvent, "context", `{"consent":{"consentPreferences":{"Advertising":true}}}`),
 			"u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, cats(seedTS, "Advertising", true), "segment"},
@@ -200,6 +203,8 @@ func TestUpdateFromSegmentErrors(t *testing.T) {
 		{"bad timestamp does not fall back", withField(t, withField(t, segmentSeedEvent, "timestamp", `"2023-13-01T00:00:00Z"`), "originalTimestamp", `"2023-01-01T00:00:00Z"`), `timestamp "2023-13-01T00:00:00Z"`},
 		{"bad originalTimestamp", withField(t, withField(t, segmentSeedEvent, "timestamp", ""), "originalTimestamp", `"01/01/2023"`), `originalTimestamp "01/01/2023"`},
 		{"before 1970", withField(t, segmentSeedEvent, "timestamp", `"1969-12-31T23:59:59Z"`), "before 1970"},
+		{"inexact numeric userId", withField(t, segmentSeedEvent, "userId", `12345678901234567890`), "userId: number 12345678901234567890 would be the id 12345678901234567000"},
+		{"bad receivedAt", withField(t, segmentSeedEvent, "receivedAt", `"yesterday"`), `receivedAt "yesterday"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, ok, err := UpdateFromSegment([]byte(tc.event))
@@ -271,6 +276,9 @@ func TestLinkFromEvent(t *testing.T) {
 	}{
 		{"identify", `{"type":"identify","userId":"u1","anonymousId":"a1","traits":{"email":"x@example.com"}}`, "u1", []string{"a1"}},
 		{"identify numeric userId", `{"type":"identify","userId":42,"anonymousId":"a1"}`, "42", []string{"a1"}},
+		{"identify numeric ids written differently", `{"type":"identify","userId":4.2e1,"anonymousId":7.0}`, "42", []string{"7"}},
+		{"alias numeric previousId", `{"type":"alias","previousId":1.23e2,"userId":"u1"}`, "u1", []string{"123"}},
+		{"inexact numeric userId links nothing", `{"type":"identify","userId":12345678901234567890,"anonymousId":"a1"}`, "", nil},
 		{"alias", `{"type":"alias","previousId":"a1","userId":"u1"}`, "u1", []string{"a1"}},
 		{"alias with anonymousId", `{"type":"alias","previousId":"old@example.com","userId":"u1","anonymousId":"a1"}`, "u1", []string{"old@example.com", "a1"}},
 		{"alias, anonymousId is previousId", `{"type":"alias","previousId":"a1","userId":"u1","anonymousId":"a1"}`, "u1", []string{"a1"}},

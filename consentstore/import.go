@@ -246,13 +246,83 @@ func parseRecord(raw []byte) (consent.Record, error) {
 		return consent.Record{}, fmt.Errorf("want a consent record (a JSON object), got %.32s", raw)
 	}
 	var rec consent.Record
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	if err := UnmarshalRecord(raw, &rec); err != nil {
+		if errors.Is(err, consent.ErrInexactID) {
+			return consent.Record{}, err
+		}
 		if bad := badCategory(raw); bad != nil {
 			return consent.Record{}, bad
 		}
 		return consent.Record{}, jsonError(err)
 	}
 	return rec, nil
+}
+
+// UnmarshalRecord decodes a record in the wire format of the
+// consent-record contract into rec, as [consent.Record.UnmarshalJSON]
+// does, except that its "id" and "aliases" may also be JSON numbers: each
+// becomes the id JavaScript's String(n) makes of it, as for a numeric
+// userId of an event (123.0, 1.23e2 and 123 are all "123", see
+// [consent.NumberID]). A number that cannot be an id exactly is an error
+// wrapping [consent.ErrInexactID] that names the field. Every reader of
+// records from outside (import, the admin API, the CLI, the http
+// backend) decodes with it, so that a numeric id is one id everywhere.
+func UnmarshalRecord(raw []byte, rec *consent.Record) error {
+	raw, err := canonicalIDs(raw)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, rec)
+}
+
+// canonicalIDs returns raw with a numeric "id" and numeric aliases
+// written as their canonical strings; raw itself when it has none (the
+// usual case, which costs two lookups).
+func canonicalIDs(raw []byte) ([]byte, error) {
+	numeric := gjson.GetBytes(raw, "id").Type == gjson.Number
+	if !numeric {
+		gjson.GetBytes(raw, "aliases").ForEach(func(_, v gjson.Result) bool {
+			numeric = v.Type == gjson.Number
+			return !numeric
+		})
+	}
+	if !numeric {
+		return raw, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return raw, nil // the record's decoder says what is wrong
+	}
+	if v := gjson.ParseBytes(m["id"]); v.Type == gjson.Number {
+		id, err := consent.NumberID(v.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("id: %w", err)
+		}
+		m["id"], _ = json.Marshal(id)
+	}
+	if a := gjson.ParseBytes(m["aliases"]); a.IsArray() {
+		var aliases []json.RawMessage
+		var err error
+		a.ForEach(func(_, v gjson.Result) bool {
+			if v.Type != gjson.Number {
+				aliases = append(aliases, json.RawMessage(v.Raw))
+				return true
+			}
+			var id string
+			if id, err = consent.NumberID(v.Raw); err != nil {
+				err = fmt.Errorf("aliases[%d]: %w", len(aliases), err)
+				return false
+			}
+			b, _ := json.Marshal(id)
+			aliases = append(aliases, b)
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
+		m["aliases"], _ = json.Marshal(aliases)
+	}
+	return json.Marshal(m)
 }
 
 // badCategory names the category entry of a record that is neither a

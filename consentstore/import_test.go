@@ -293,7 +293,9 @@ func TestParseUpdate(t *testing.T) {
 	for in, want := range map[string]string{
 		`{"id":"u1","Advertising":true}`: `unknown field "Advertising"`,
 		`{"id":"u1","source":["a"]}`:     "field source: want a string, got an array",
-		`{"id":"u1","aliases":[1]}`:      "aliases",
+		`{"id":"u1","aliases":[true]}`:   "aliases",
+		`{"id":"u1","aliases":[1e400]}`:  "aliases[0]: number 1e400",
+		`{"id":12345678901234567890}`:    "id: number 12345678901234567890 would be the id 12345678901234567000",
 		`"u1"`:                           "want a consent record",
 		`{"id":"u1"`:                     "unexpected end of JSON input",
 	} {

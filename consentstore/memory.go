@@ -117,7 +117,7 @@ func (m *Memory) Update(_ context.Context, u *Update) (*consent.Record, []consen
 		}
 		delete(m.history, old.ID)
 	}
-	for _, p := range PointsOf(&u.Record, u.Source, u.RecordedAt) {
+	for _, p := range u.Points() {
 		UpsertPoint(hist, p)
 	}
 

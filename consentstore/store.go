@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -25,7 +28,71 @@ var (
 	ErrUnavailable = errors.New("consent store: backend unavailable")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("consent store: closed")
+	// ErrFutureTime: an update dates a decision later than the store's
+	// clock plus [MaxFutureSkew]. The error wrapping it is a
+	// [*FutureTimeError] that names the field.
+	ErrFutureTime = errors.New("consent store: a decision time in the future")
 )
+
+// MaxFutureSkew is how far past its own clock [Store.Update] accepts a
+// decision time (an entry's timestamp_unixtime_ms, or the record's
+// updated_at_unixtime_ms): room for the clocks of the machines that
+// write to the store (the admin API's callers, an import's source,
+// several insertfn hosts on one Redis) to run a little ahead of this
+// one. A later time is refused: under last-writer-wins, one decision
+// dated in the future would outrank every real decision until then.
+// Times taken from events are clamped to the event's receipt instead (see
+// [UpdateFromSegment]).
+const MaxFutureSkew = 5 * time.Minute
+
+// FutureTimeError is the error of an update that dates a decision later
+// than [MaxFutureSkew] past the store's clock. It matches [ErrFutureTime]
+// with errors.Is.
+type FutureTimeError struct {
+	// ID is the id the update is about.
+	ID string
+	// Field names the time in the wire format:
+	// "categoryPreferences.NAME.timestamp_unixtime_ms",
+	// "consent_state.REGULATION.PURPOSE.timestamp_unixtime_ms" or
+	// "updated_at_unixtime_ms".
+	Field string
+	// Time is the time the update gives (Unix milliseconds); Now is the
+	// store's clock when it refused it.
+	Time, Now int64
+}
+
+// Error says which field is in the future, by how much, and what to do.
+func (e *FutureTimeError) Error() string {
+	return fmt.Sprintf("consent store: update of %q: %s: %d (%s) is %s in the future (more than %v past this server's clock): date a decision when it was taken, or leave the time out for now",
+		e.ID, e.Field, e.Time, time.UnixMilli(e.Time).UTC().Format(time.RFC3339Nano), aheadBy(e.Time-e.Now), MaxFutureSkew)
+}
+
+// Is reports whether target is [ErrFutureTime].
+func (e *FutureTimeError) Is(target error) bool { return target == ErrFutureTime }
+
+// aheadBy writes ms milliseconds, at least MaxFutureSkew, in the largest
+// whole unit that fits: "73 years", "12 days", "3 hours", "6 minutes".
+func aheadBy(ms int64) string {
+	const minute = int64(time.Minute / time.Millisecond)
+	const hour, day = 60 * minute, 24 * 60 * minute
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(n, 10) + " " + one + "s"
+	}
+	switch {
+	case ms >= 365*day:
+		return unit(ms/(365*day), "year")
+	case ms >= day:
+		return unit(ms/day, "day")
+	case ms >= hour:
+		return unit(ms/hour, "hour")
+	case ms >= minute:
+		return unit(ms/minute, "minute")
+	}
+	return unit(ms/1000, "second")
+}
 
 // Update is a partial, timestamped change to one person's consent.
 //
@@ -42,6 +109,37 @@ type Update struct {
 	// milliseconds). [Store.Update] sets it; backends store it with each
 	// point of the history.
 	RecordedAt int64
+	// ClampedFrom holds, for each entry whose decision time was clamped
+	// (an event dated later than its receipt, see [UpdateFromSegment]),
+	// the time the event claimed (Unix milliseconds), by the entry's
+	// [Point.EntryKey]. Backends write it into those points' sources (see
+	// [Update.Points] and [ClampNote]). Nil when nothing was clamped.
+	ClampedFrom map[string]int64
+}
+
+// Points returns the decisions u carries as history points, as
+// [PointsOf] does, with the source of each clamped entry noted (see
+// [ClampNote]). Backends store these.
+func (u *Update) Points() []Point {
+	pts := PointsOf(&u.Record, u.Source, u.RecordedAt)
+	if len(u.ClampedFrom) == 0 {
+		return pts
+	}
+	for i := range pts {
+		if from, ok := u.ClampedFrom[pts[i].EntryKey()]; ok {
+			pts[i].Source = ClampNote(pts[i].Source, from)
+		}
+	}
+	return pts
+}
+
+// ClampNote returns the history source of a decision whose time was
+// clamped: source followed by " (clamped from TIME)", TIME being the time
+// the event claimed in RFC 3339, UTC, to the millisecond; for example
+// "segment:m1 (clamped from 2099-01-01T00:00:00.000Z)". The point's own
+// timestamp is the time it was clamped to.
+func ClampNote(source string, claimed int64) string {
+	return source + " (clamped from " + time.UnixMilli(claimed).UTC().Format("2006-01-02T15:04:05.000Z07:00") + ")"
 }
 
 // Backend is where a [Store] keeps records: the embedded database, Redis,
@@ -148,6 +246,13 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 // Update validates u, stamps entries without a timestamp with the current
 // time, merges it (see [Backend.Update]) and returns the changes it made to
 // stored values. Update keeps nothing of u.
+//
+// Update refuses an update that dates a decision (or the record's
+// updated_at) more than [MaxFutureSkew] past the store's clock, with a
+// [*FutureTimeError] naming the field; nothing of it is stored. This is
+// the one rule every writer meets: the admin API, `insertfn consent set`
+// and import. Updates taken from events never meet it: their times are
+// clamped to the event's receipt first (see [UpdateFromSegment]).
 func (s *Store) Update(ctx context.Context, u Update) ([]consent.Change, error) {
 	now := s.now().UnixMilli()
 	if err := prepare(&u, now); err != nil {
@@ -259,6 +364,9 @@ func prepare(u *Update, now int64) error {
 		if c.Timestamp == 0 {
 			c.Timestamp = now
 		}
+		if c.Timestamp > now+MaxFutureSkew.Milliseconds() {
+			return &FutureTimeError{ID: r.ID, Field: "categoryPreferences." + c.Name + ".timestamp_unixtime_ms", Time: c.Timestamp, Now: now}
+		}
 	}
 	for i := range r.Purposes {
 		p := &r.Purposes[i]
@@ -271,6 +379,12 @@ func prepare(u *Update, now int64) error {
 		if p.Timestamp == 0 {
 			p.Timestamp = now
 		}
+		if p.Timestamp > now+MaxFutureSkew.Milliseconds() {
+			return &FutureTimeError{ID: r.ID, Field: "consent_state." + p.Regulation + "." + p.Name + ".timestamp_unixtime_ms", Time: p.Timestamp, Now: now}
+		}
+	}
+	if r.UpdatedAt > now+MaxFutureSkew.Milliseconds() {
+		return &FutureTimeError{ID: r.ID, Field: "updated_at_unixtime_ms", Time: r.UpdatedAt, Now: now}
 	}
 	for _, a := range r.Aliases {
 		if strings.TrimSpace(a) == "" {
@@ -307,4 +421,25 @@ func MergeRecords(u *Update, base *consent.Record, linked []*consent.Record) (*c
 	changes := merged.Merge(&u.Record)
 	merged.UpdatedAt = max(merged.UpdatedAt, updatedAt, u.Record.UpdatedAt)
 	return merged, changes
+}
+
+// NumericIDHint returns, for an id that is a JSON number written other
+// than JavaScript writes it ("123.0", "1.23e2"), a sentence saying under
+// which id such a number is stored ("123"), to add to a "no record"
+// message; "" for any other id. An id given as text (a URL path, a
+// command-line argument) is a string and is looked up as written: the
+// string "123.0" and the number 123.0 are different ids, as they are for
+// analytics.js.
+func NumericIDHint(id string) string {
+	if !gjson.Valid(id) || gjson.Parse(id).Type != gjson.Number {
+		return ""
+	}
+	canon, err := consent.NumberID(id)
+	if err != nil {
+		return fmt.Sprintf("(an id sent as the JSON number %s is refused: %v)", id, err)
+	}
+	if canon == id {
+		return ""
+	}
+	return fmt.Sprintf("(an id sent as the JSON number %s is stored as %q, as JavaScript writes it)", id, canon)
 }

@@ -92,8 +92,12 @@ the update does not name stay as they are.
                               {"consented": true, "timestamp_unixtime_ms": 1700000000000}}},
                             "aliases": ["an-anonymous-id"]}
                          A bare boolean, or an entry without a timestamp, is
-                         a decision taken now. Its "id", if any, must be ID;
+                         a decision taken now; a timestamp more than 5
+                         minutes past this machine's clock is refused (exit
+                         status 2). Its "id", if any, must be ID;
                          "source" (optional) is kept in the history.
+                         An id or alias given as a JSON number is stored as
+                         JavaScript writes it (123.0 and 1.23e2 are "123").
 
 Prints the changes the update made to stored values and the resulting record.
 
@@ -121,7 +125,8 @@ Merges FILE ("-": standard input) into the store: one record or update per
 line in the wire format of the consent record (what 'insertfn consent
 export' prints), in order. Each line is merged like 'insertfn consent set';
 its history source is import:FILE:LINE. A bad line is reported on standard
-error as FILE:LINE: ERROR and the rest still imports. Prints a summary
+error as FILE:LINE: ERROR and the rest still imports; a line that dates a
+decision more than 5 minutes past this machine's clock is a bad line. Prints a summary
 (with --json: {"lines", "applied", "failed", "changes"}).
 
 Exit status 1 when a line failed (the others are imported).
@@ -226,6 +231,15 @@ func (e *consentEnv) storeError(err error) int {
 	return e.failf(exitFail, "%v", err)
 }
 
+// notFound prints that there is no record for id (for an id written as a
+// non-canonical number, where such a number is stored) and returns 1.
+func (e *consentEnv) notFound(id string) int {
+	if hint := consentstore.NumericIDHint(id); hint != "" {
+		return e.failf(exitFail, "no record for %q %s", id, hint)
+	}
+	return e.failf(exitFail, "no record for %q", id)
+}
+
 // printJSON writes v as one line of JSON.
 func (e *consentEnv) printJSON(v any) int {
 	enc := json.NewEncoder(e.stdout)
@@ -274,7 +288,7 @@ func runConsentGet(c *command, args []string, stdout, stderr io.Writer) int {
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
 		rec, err := s.Get(ctx, id)
 		if errors.Is(err, consent.ErrNotFound) {
-			return e.failf(exitFail, "no record for %q", id)
+			return e.notFound(id)
 		}
 		if err != nil {
 			return e.storeError(err)
@@ -381,6 +395,9 @@ func runConsentSet(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
 		changes, err := s.Update(ctx, u)
+		if errors.Is(err, consentstore.ErrFutureTime) {
+			return e.failf(exitUsage, "update %s: %v", inputName(*file), err)
+		}
 		if err != nil {
 			return e.storeError(fmt.Errorf("update %s: %w", inputName(*file), err))
 		}
@@ -488,7 +505,7 @@ func runConsentDelete(c *command, args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 		if !deleted {
-			return e.failf(exitFail, "no record for %q", id)
+			return e.notFound(id)
 		}
 		fmt.Fprintf(stdout, "deleted the record of %q, its aliases and its history\n", id)
 		return exitOK
@@ -515,7 +532,7 @@ func runConsentHistory(c *command, args []string, stdout, stderr io.Writer) int 
 		if *at != "" {
 			rec, err := s.AsOf(ctx, id, atTime)
 			if errors.Is(err, consent.ErrNotFound) {
-				return e.failf(exitFail, "no record for %q", id)
+				return e.notFound(id)
 			}
 			if err != nil {
 				return e.storeError(err)
@@ -524,7 +541,7 @@ func runConsentHistory(c *command, args []string, stdout, stderr io.Writer) int 
 		}
 		_, hist, err := s.History(ctx, id)
 		if errors.Is(err, consent.ErrNotFound) {
-			return e.failf(exitFail, "no record for %q", id)
+			return e.notFound(id)
 		}
 		if err != nil {
 			return e.storeError(err)

@@ -422,7 +422,7 @@ func apply(tx *bolt.Tx, u *consentstore.Update, touched []string) (*consent.Reco
 		}
 		touched = append(touched, old.IDs()...)
 	}
-	for _, p := range consentstore.PointsOf(&u.Record, u.Source, u.RecordedAt) {
+	for _, p := range u.Points() {
 		if err := upsertPoint(people, pk, &p); err != nil {
 			return nil, nil, touched, fmt.Errorf("history of %q: %w", merged.ID, err)
 		}

@@ -372,7 +372,7 @@ func decodeRecord(id string, body []byte) (*consent.Record, error) {
 		return nil, errors.New("want a JSON object in the consent-record format")
 	}
 	rec := new(consent.Record)
-	if err := json.Unmarshal(body, rec); err != nil {
+	if err := consentstore.UnmarshalRecord(body, rec); err != nil {
 		return nil, err
 	}
 	if rec.ID == "" {

@@ -380,7 +380,7 @@ func TestOversizedBody(t *testing.T) {
 func TestMalformedBody(t *testing.T) {
 	deep := strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)
 	bodies := []string{
-		``, `{"id":`, `null`, `[]`, `"u1"`, `42`, `{"id": 7}`, deep,
+		``, `{"id":`, `null`, `[]`, `"u1"`, `42`, `{"id": [7]}`, `{"id": 12345678901234567890}`, deep,
 		`{"id":"u1","categoryPreferences":{"A":` + deep + `}}`,
 		`{"id":"u1","categoryPreferences":{"A":"yes"}}`,
 		`{"id":"u1","categoryPreferences":{"":true}}`,

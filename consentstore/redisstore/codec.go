@@ -121,7 +121,7 @@ func updateArgs(u *consentstore.Update) ([]any, error) {
 		}
 		args = append(args, purposeField(p.Regulation, p.Name), v)
 	}
-	points := consentstore.PointsOf(r, u.Source, u.RecordedAt)
+	points := u.Points()
 	args = append(args, len(points))
 	for _, p := range points {
 		v, err := encodePoint(p)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,9 @@ func Run(t *testing.T, b Backends) {
 	t.Run("History", s.history)
 	t.Run("HistoryFollowsLinks", s.historyLinks)
 	t.Run("AsOf", s.asOf)
+	t.Run("RefusesFutureTimes", s.refusesFuture)
+	t.Run("ClampedInHistory", s.clampedInHistory)
+	t.Run("NumericIDs", s.numericIDs)
 	t.Run("Close", s.close)
 }
 
@@ -599,4 +603,105 @@ func join(lines []string) string {
 		out += l
 	}
 	return out
+}
+
+// refusesFuture: an update dated more than MaxFutureSkew past the store's
+// clock is refused, naming the field, and stores nothing; one within the
+// tolerance is taken.
+func (s suite) refusesFuture(t *testing.T) {
+	read, write := s.b.Open(t)
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	st := consentstore.New(write, consentstore.Options{Now: func() time.Time { return now }})
+	limit := now.Add(consentstore.MaxFutureSkew).UnixMilli()
+	for _, c := range []struct {
+		name  string
+		rec   consent.Record
+		field string
+	}{
+		{"category", consent.Record{ID: "u1", Categories: []consent.Category{
+			{Name: "Analytics", Consented: true, Timestamp: 1000},
+			{Name: "Advertising", Consented: true, Timestamp: 4070908800000}}},
+			"categoryPreferences.Advertising.timestamp_unixtime_ms: 4070908800000 (2099-01-01T00:00:00Z) is 72 years in the future (more than 5m0s past this server's clock)"},
+		{"one millisecond past the tolerance", consent.Record{ID: "u1", Categories: []consent.Category{
+			{Name: "Advertising", Consented: true, Timestamp: limit + 1}}},
+			"categoryPreferences.Advertising.timestamp_unixtime_ms: " + fmt.Sprint(limit+1)},
+		{"purpose", consent.Record{ID: "u1", Purposes: []consent.Purpose{
+			{Regulation: "gdpr", Name: "marketing", Consented: true, Timestamp: now.Add(3 * time.Hour).UnixMilli()}}},
+			"consent_state.gdpr.marketing.timestamp_unixtime_ms: " + fmt.Sprint(now.Add(3*time.Hour).UnixMilli()) + " (2026-12-05T15:00:00Z) is 3 hours in the future"},
+		{"updated_at", consent.Record{ID: "u1", UpdatedAt: now.Add(48 * time.Hour).UnixMilli()},
+			"updated_at_unixtime_ms: " + fmt.Sprint(now.Add(48*time.Hour).UnixMilli()) + " (2026-12-07T12:00:00Z) is 2 days in the future"},
+	} {
+		_, err := st.Update(ctx, consentstore.Update{Record: c.rec, Source: "admin"})
+		var fe *consentstore.FutureTimeError
+		if !errors.Is(err, consentstore.ErrFutureTime) || !errors.As(err, &fe) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s: Update = %v; want ErrFutureTime naming %q", c.name, err, c.field)
+		}
+	}
+	if r, err := read.Get(ctx, "u1"); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("after refused updates Get(u1) = %s, %v; want nothing stored", wire(r), err)
+	}
+	// At the tolerance's edge: taken.
+	if _, err := st.Update(ctx, consentstore.Update{Record: consent.Record{ID: "u1", Categories: []consent.Category{
+		{Name: "Advertising", Consented: true, Timestamp: limit}}}, Source: "admin"}); err != nil {
+		t.Fatalf("Update at now+MaxFutureSkew: %v", err)
+	}
+	wantCats(t, getFrom(t, read, "u1"), fmt.Sprintf("Advertising=true@%d", limit))
+}
+
+// clampedInHistory: an update whose entries were clamped (ClampedFrom)
+// shows the time claimed in those entries' history sources, and only
+// in theirs.
+func (s suite) clampedInHistory(t *testing.T) {
+	e := s.open(t)
+	u := consentstore.Update{Source: "segment:m1", Record: consent.Record{ID: "u1", Categories: []consent.Category{
+		{Name: "Advertising", Consented: false, Timestamp: 5000},
+		{Name: "Analytics", Consented: true, Timestamp: 4000}}},
+		ClampedFrom: map[string]int64{(&consentstore.Point{Kind: consentstore.KindCategory, Name: "Advertising"}).EntryKey(): 4070908800000}}
+	if _, err := e.write.Update(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	_, pts, err := e.read.History(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range pts {
+		got[fmt.Sprintf("%s@%d", p.Name, p.Timestamp)] = p.Source
+	}
+	want := map[string]string{
+		"Advertising@5000": "segment:m1 (clamped from 2099-01-01T00:00:00.000Z)",
+		"Analytics@4000":   "segment:m1",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("history sources = %v, want %v", got, want)
+	}
+}
+
+// numericIDs: an update whose id and aliases were JSON numbers, read with
+// UnmarshalRecord, is stored and found under their canonical ids.
+func (s suite) numericIDs(t *testing.T) {
+	e := s.open(t)
+	var r consent.Record
+	if err := consentstore.UnmarshalRecord([]byte(`{"id":1.23e2,"aliases":[4.5e1,"a1"],"categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":1000}}}`), &r); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.write.Update(ctx, consentstore.Update{Record: r, Source: "import"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"123", "45", "a1"} {
+		if got := e.get(id); got.ID != "123" {
+			t.Errorf("Get(%q) = %s, want the record of 123", id, wire(got))
+		}
+	}
+	e.missing("1.23e2")
+	e.missing("123.0")
+}
+
+func getFrom(t *testing.T, b consentstore.Backend, id string) *consent.Record {
+	t.Helper()
+	r, err := b.Get(ctx, id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	return r
 }
