@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // Event is the event a handler works on. It lives on the host: every method
@@ -83,11 +84,23 @@ func (e *Event) Name() string {
 	return ""
 }
 
-// UserID returns the event's userId, "" when it has none.
-func (e *Event) UserID() string { return e.Get("userId").String() }
+// UserID returns the event's userId, "" when it has none. A number is the
+// id the consent store keys it by ([consent.NumberID]: 123.0 is "123").
+func (e *Event) UserID() string { return idValue(e.Get("userId")) }
 
-// AnonymousID returns the event's anonymousId, "" when it has none.
-func (e *Event) AnonymousID() string { return e.Get("anonymousId").String() }
+// AnonymousID returns the event's anonymousId, "" when it has none, a
+// number as [Event.UserID] reads one.
+func (e *Event) AnonymousID() string { return idValue(e.Get("anonymousId")) }
+
+// idValue returns an id field as the string it stands for.
+func idValue(v Value) string {
+	if v.Kind == abi.KindNumber {
+		if id, err := consent.NumberID(v.raw); err == nil {
+			return id
+		}
+	}
+	return v.String()
+}
 
 // MessageID returns the event's messageId.
 func (e *Event) MessageID() string { return e.Get("messageId").String() }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/big"
 	"strconv"
+	"strings"
 )
 
 // ErrInexactID is wrapped by [AppendNumberID] and [NumberID] for a number
@@ -146,12 +146,58 @@ func appendJSNumber(dst []byte, f float64) []byte {
 	return dst
 }
 
-// sameDecimal reports whether the decimal numbers a and b (both within a
-// double's range, as AppendNumberID has checked) denote the same value.
+// sameDecimal reports whether the JSON numbers a and b denote the same
+// value, comparing their significant digits and the power of ten they
+// are scaled by (no big-number arithmetic: the guest SDK links this too).
 func sameDecimal(a, b string) bool {
-	x, ok1 := new(big.Rat).SetString(a)
-	y, ok2 := new(big.Rat).SetString(b)
-	return ok1 && ok2 && x.Cmp(y) == 0
+	na, da, ea, ok1 := decimalParts(a)
+	nb, db, eb, ok2 := decimalParts(b)
+	if !ok1 || !ok2 {
+		return false
+	}
+	if da == "" || db == "" { // zero, of either sign
+		return da == db
+	}
+	return na == nb && da == db && ea == eb
+}
+
+// decimalParts reads the JSON number s as neg, digits × 10^exp, digits
+// without leading or trailing zeros ("" for zero). ok is false for an
+// exponent too long to be a double's.
+func decimalParts(s string) (neg bool, digits string, exp int, ok bool) {
+	if s != "" && s[0] == '-' {
+		neg, s = true, s[1:]
+	}
+	mant := s
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant = s[:i]
+		x := s[i+1:]
+		if len(x) > 9 {
+			return false, "", 0, false
+		}
+		var err error
+		if exp, err = strconv.Atoi(x); err != nil {
+			return false, "", 0, false
+		}
+	}
+	intPart, frac := mant, ""
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		intPart, frac = mant[:i], mant[i+1:]
+	}
+	intPart = strings.TrimLeft(intPart, "0")
+	if intPart == "" {
+		n := len(frac)
+		frac = strings.TrimLeft(frac, "0")
+		exp -= n - len(frac)
+	}
+	frac = strings.TrimRight(frac, "0")
+	exp -= len(frac)
+	if frac == "" {
+		t := strings.TrimRight(intPart, "0")
+		exp += len(intPart) - len(t)
+		intPart = t
+	}
+	return neg, intPart + frac, exp, true
 }
 
 // zeroMantissa reports whether the digits of the JSON number raw before

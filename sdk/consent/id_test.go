@@ -2,6 +2,8 @@ package consent
 
 import (
 	"errors"
+	"math/big"
+	"regexp"
 	"strconv"
 	"testing"
 )
@@ -88,4 +90,26 @@ func FuzzNumberID(f *testing.F) {
 			t.Fatalf("NumberID(%q) = %q, %v; not a fixed point", id, again, err)
 		}
 	})
+}
+
+// FuzzSameDecimal checks the digit comparison against math/big's.
+func FuzzSameDecimal(f *testing.F) {
+	f.Add("120.50", "1205e-1")
+	f.Add("0.0012", "12E-4")
+	f.Add("-0", "0.000")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if len(a) > 60 || len(b) > 60 || !jsonNumber(a) || !jsonNumber(b) {
+			return
+		}
+		x, _ := new(big.Rat).SetString(a)
+		y, _ := new(big.Rat).SetString(b)
+		if want := x.Cmp(y) == 0; sameDecimal(a, b) != want {
+			t.Fatalf("sameDecimal(%s, %s) = %v, want %v", a, b, !want, want)
+		}
+	})
+}
+
+// jsonNumber reports whether s is a JSON number with a short exponent.
+func jsonNumber(s string) bool {
+	return regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]{1,3})?$`).MatchString(s)
 }

@@ -20,6 +20,7 @@ import (
 	"unsafe"
 
 	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/consent"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 )
@@ -155,12 +156,19 @@ func (d *Doc) scanConsent() {
 	}
 }
 
-// idString returns an id field as a string; Segment accepts numbers as ids.
+// idString returns an id field as a string. Segment accepts numbers as
+// ids: a number is the id consent.NumberID gives it (JavaScript's
+// String(n)), as the ingest stores it and the consent store keys it, so
+// that 123.0 finds the record of "123". A number no id denotes exactly
+// (the ingest refuses those) is read as written.
 func idString(v gjson.Result) string {
 	switch v.Type {
 	case gjson.String:
 		return v.Str
 	case gjson.Number:
+		if id, err := consent.NumberID(v.Raw); err == nil {
+			return id
+		}
 		return v.Raw
 	}
 	return ""

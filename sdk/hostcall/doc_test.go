@@ -289,7 +289,12 @@ func TestDocIDsAndType(t *testing.T) {
 		uid, aid string
 	}{
 		{baseEvent, abi.EventTrack, "u1", "a1"},
-		{`{"type":"identify","userId":123,"anonymousId":4.5e3}`, abi.EventIdentify, "123", "4.5e3"},
+		{`{"type":"identify","userId":123,"anonymousId":4.5e3}`, abi.EventIdentify, "123", "4500"},
+		// A number is the id JavaScript's String(n) gives it, as the ingest
+		// stores it and the consent store keys it.
+		{`{"type":"identify","userId":123.0,"anonymousId":1.23e2}`, abi.EventIdentify, "123", "123"},
+		{`{"type":"identify","userId":123e0,"anonymousId":1e21}`, abi.EventIdentify, "123", "1e+21"},
+		{`{"type":"identify","userId":12345678901234567891}`, abi.EventIdentify, "12345678901234567891", ""}, // not exact: as written
 		{`{"type":"page","userId":-7}`, abi.EventPage, "-7", ""},
 		{`{"type":"screen","anonymousId":"a\"b"}`, abi.EventScreen, "", `a"b`},
 		{`{"type":"group","userId":true,"anonymousId":null}`, abi.EventGroup, "", ""},
