@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
+	stdruntime "runtime"
+	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/insertfn/insertfn/runtime/internal/loopcheck"
+	"github.com/insertfn/insertfn/runtime/internal/wasmlimits"
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
 	"github.com/tetratelabs/wazero"
@@ -18,26 +22,50 @@ import (
 )
 
 // Config configures an Engine. The zero value is ready to use: an in-memory
-// compilation cache only.
+// compilation cache, the default memory budget and module limits.
 type Config struct {
 	// CacheDir keeps compiled code on disk so that the next start of the same
 	// wasm skips compilation. Empty: in memory only.
 	CacheDir string
+	// MemoryBudget bounds, in bytes, the memory of all instances of all
+	// the engine's functions together: each instance counts for its memory
+	// cap (Limits.MemoryPages) plus [InstanceOverhead] while it exists.
+	// When an event needs a new instance and the budget is spent, idle
+	// instances of other functions are closed to make room; failing that,
+	// the event waits for room up to its time limit (Limits.Timeout, or
+	// its context's deadline if sooner), then fails with KindMemoryBudget.
+	// 0: [DefaultMemoryBudget]; negative: no budget.
+	MemoryBudget int64
+	// ModuleLimits bound what a module may be before it is compiled.
+	ModuleLimits ModuleLimits
+	// CompileTimeout bounds one module's compilation. Default 1 minute;
+	// a module within the default ModuleLimits compiles in well under
+	// that.
+	CompileTimeout time.Duration
 }
+
+// DefaultCompileTimeout is the default of Config.CompileTimeout.
+const DefaultCompileTimeout = time.Minute
 
 // Engine compiles and runs functions. It is safe for concurrent use.
 type Engine struct {
-	cache wazero.CompilationCache
-	wd    *watchdog
-	// compiling holds a *sync.Mutex per wasm hash: two Loads of the same
-	// wasm compile one after the other, so that the second finds the
-	// first's code in the cache instead of compiling it again beside it.
+	cache          wazero.CompilationCache
+	wd             *watchdog
+	budget         *budget
+	moduleLimits   ModuleLimits
+	compileTimeout time.Duration
+	// compileSlots bounds the compilations in progress to half the
+	// cores (at least one), so that the rest of the host (ingest, the
+	// pipeline) keeps the other half and compilation's memory does not
+	// multiply. It also makes two Loads of the same wasm compile one after
+	// the other, so that the second finds the first's code in the cache:
 	// wazero 1.12 once panicked in moduleEngine.NewFunction (a compiled
 	// module without its function offsets) when several runtimes loaded
-	// one wasm at once over a shared on-disk cache, right after a test run
-	// had been killed while writing to that cache; which of the two caused
-	// it is not known.
-	compiling sync.Map
+	// one wasm at once over a shared on-disk cache.
+	compileSlots chan struct{}
+
+	fnsMu sync.Mutex
+	fns   map[*Function]struct{} // the functions loaded and not closed, whose idle instances may be reclaimed
 }
 
 // NewEngine returns an Engine.
@@ -49,18 +77,45 @@ type Engine struct {
 //   - the engine, to Close when no function of it is used any more;
 //   - an error when the cache directory cannot be created.
 func NewEngine(cfg Config) (*Engine, error) {
+	var cache wazero.CompilationCache
 	if cfg.CacheDir == "" {
-		return &Engine{cache: wazero.NewCompilationCache(), wd: newWatchdog()}, nil
+		cache = wazero.NewCompilationCache()
+	} else {
+		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+		}
+		var err error
+		if cache, err = wazero.NewCompilationCacheWithDir(cfg.CacheDir); err != nil {
+			return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+		}
 	}
-	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+	total := cfg.MemoryBudget
+	if total == 0 {
+		total = DefaultMemoryBudget()
 	}
-	cache, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
-	if err != nil {
-		return nil, fmt.Errorf("runtime: compilation cache %s: %w", cfg.CacheDir, err)
+	timeout := cfg.CompileTimeout
+	if timeout <= 0 {
+		timeout = DefaultCompileTimeout
 	}
-	return &Engine{cache: cache, wd: newWatchdog()}, nil
+	return &Engine{
+		cache:          cache,
+		wd:             newWatchdog(),
+		budget:         newBudget(total),
+		moduleLimits:   cfg.ModuleLimits.WithDefaults(),
+		compileTimeout: timeout,
+		compileSlots:   make(chan struct{}, max(1, stdruntime.GOMAXPROCS(0)/2)),
+		fns:            make(map[*Function]struct{}),
+	}, nil
 }
+
+// MemoryBudget returns the engine's memory budget in bytes (0: none) and
+// the part of it the instances that exist now take.
+func (e *Engine) MemoryBudget() (total, inUse int64) {
+	return e.budget.total, e.budget.inUse()
+}
+
+// ModuleLimits returns the module limits in force, defaults filled in.
+func (e *Engine) ModuleLimits() ModuleLimits { return e.moduleLimits }
 
 // Close stops the engine's watchdog (time limits are no longer enforced)
 // and releases the compilation cache and with it the compiled code of every
@@ -149,16 +204,30 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return nil, fmt.Errorf("function %s: %w", name, err)
 	}
 	limits := opts.Limits.WithDefaults()
+	if err := e.checkModule(wasm, limits); err != nil {
+		return nil, fmt.Errorf("function %s: %w", name, err)
+	}
 	// No WithCloseOnContextDone: the time limit stops a guest through the
 	// interrupt global loopcheck adds, which costs a load and a branch per
 	// loop iteration instead of a goroutine per call and an exit to Go per
 	// loop iteration (RATIONALE.md).
+	//
+	// No WithMemoryLimitPages: wazero's limit stays the 4 GiB of the
+	// address space, and each instance's linearMemory enforces the cap,
+	// so that it sees the grows it refuses (checkModule refused a module
+	// whose memory starts above the cap).
 	rc := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(e.cache).
-		WithMemoryLimitPages(limits.MemoryPages)
+		WithCompilationCache(e.cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	keepRT := false // an abandoned compilation closes rt when it ends
 	fail := func(err error) (*Function, error) {
-		_ = rt.Close(ctx)
+		if !keepRT {
+			_ = rt.Close(ctx)
+		}
+		var ferr *Error
+		if errors.As(err, &ferr) { // it names the function already
+			return nil, err
+		}
 		return nil, fmt.Errorf("function %s: %w", name, err)
 	}
 	if err := instantiateHost(ctx, rt); err != nil {
@@ -172,14 +241,14 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return fail(fmt.Errorf("compile: %w", err))
 	}
 	hash := Hash(wasm)
-	mu, _ := e.compiling.LoadOrStore(hash, new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	compiled, err := rt.CompileModule(ctx, instrumented)
-	mu.(*sync.Mutex).Unlock()
+	compiled, err := e.compile(ctx, rt, instrumented)
+	if errors.Is(err, errCompileAbandoned) {
+		keepRT = true
+	}
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
 	}
-	if err := checkModule(compiled); err != nil {
+	if err := checkABI(compiled); err != nil {
 		return fail(err)
 	}
 	f := &Function{
@@ -187,6 +256,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		hash:     hash,
 		rt:       rt,
 		compiled: compiled,
+		engine:   e,
 		wd:       e.wd,
 		settings: settings,
 		store:    opts.Store,
@@ -203,16 +273,134 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	}
 	f.pool.freed = make(chan struct{}, limits.PoolSize)
 	f.pool.closed = make(chan struct{})
+	e.register(f)
 	inst, err := f.acquire(ctx) // the first instance: start-up problems show here
 	if err != nil {
+		e.unregister(f)
 		return fail(err)
 	}
 	f.release(inst)
 	return f, nil
 }
 
-// checkModule checks a compiled module's imports and exports against the ABI.
-func checkModule(m wazero.CompiledModule) error {
+// checkModule checks a module against the engine's module limits and its
+// memory minimum against the function's cap, before anything is
+// allocated for it.
+func (e *Engine) checkModule(wasm []byte, limits Limits) error {
+	ml := e.moduleLimits
+	err := wasmlimits.Check(wasm, wasmlimits.Limits{
+		ModuleBytes: ml.MaxModuleBytes, CodeBytes: ml.MaxCodeBytes, FunctionBytes: ml.MaxFunctionBytes,
+		Functions: ml.MaxFunctions, Locals: ml.MaxLocals, Tables: ml.MaxTables,
+		TableElements: ml.MaxTableElements, SectionItems: ml.MaxSectionItems,
+		MemoryPages: limits.MemoryPages,
+	})
+	var lim *wasmlimits.Error
+	if !errors.As(err, &lim) {
+		return err
+	}
+	switch lim.Limit {
+	case "":
+		return fmt.Errorf("compile: %s", lim.Msg)
+	case "MemoryPages":
+		return fmt.Errorf("%s: raise the manifest's limits.memory_pages, or build the module with a smaller initial memory", lim.Msg)
+	}
+	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.ModuleLimits.%s, docs/abi.md)", lim.Limit, lim.Msg, lim.Limit)
+}
+
+// errCompileAbandoned is compile's error when it stopped waiting for a
+// compilation, which goes on in the background and then closes the runtime.
+var errCompileAbandoned = errors.New("compilation abandoned")
+
+// compile compiles a module in one of the engine's compilation slots,
+// within the engine's compile timeout and ctx. A compilation cannot be
+// interrupted: when the time is up it goes on in the background, keeping
+// its slot (so that abandoned compilations cannot pile up), and closes rt
+// when it ends; compile then returns an error wrapping errCompileAbandoned.
+// Memory a large compilation leaves behind is given back to the system.
+func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
+	select {
+	case e.compileSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for another compilation to end: %w", ctx.Err())
+	}
+	type result struct {
+		m   wazero.CompiledModule
+		err error
+	}
+	done := make(chan result, 1)
+	var abandoned sync.Mutex // held by whoever decides: the compilation's end or the timeout
+	gone := false
+	go func() {
+		m, err := rt.CompileModule(context.WithoutCancel(ctx), wasm)
+		<-e.compileSlots
+		if len(wasm) >= 1<<20 || err != nil {
+			debug.FreeOSMemory() // the compiler's garbage, hundreds of MB for a large module
+		}
+		abandoned.Lock()
+		defer abandoned.Unlock()
+		if gone {
+			_ = rt.Close(context.Background())
+			return
+		}
+		done <- result{m, err}
+	}()
+	timer := time.NewTimer(e.compileTimeout)
+	defer timer.Stop()
+	var why error
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-timer.C:
+		why = fmt.Errorf("took longer than %s (runtime.Config.CompileTimeout): %w", e.compileTimeout, errCompileAbandoned)
+	case <-ctx.Done():
+		why = fmt.Errorf("%w: %w", ctx.Err(), errCompileAbandoned)
+	}
+	abandoned.Lock()
+	defer abandoned.Unlock()
+	select {
+	case r := <-done: // it ended meanwhile
+		return r.m, r.err
+	default:
+	}
+	gone = true
+	return nil, why
+}
+
+// register adds a loaded function to those whose idle instances the
+// budget may reclaim; unregister removes it.
+func (e *Engine) register(f *Function) {
+	e.fnsMu.Lock()
+	e.fns[f] = struct{}{}
+	e.fnsMu.Unlock()
+}
+
+func (e *Engine) unregister(f *Function) {
+	e.fnsMu.Lock()
+	delete(e.fns, f)
+	e.fnsMu.Unlock()
+}
+
+// reclaim closes one idle instance of a function other than except, to
+// give its memory back to the budget. It reports whether it found one.
+func (e *Engine) reclaim(except *Function) bool {
+	e.fnsMu.Lock()
+	fns := make([]*Function, 0, len(e.fns))
+	for f := range e.fns {
+		if f != except {
+			fns = append(fns, f)
+		}
+	}
+	e.fnsMu.Unlock()
+	for _, f := range fns {
+		if f.dropIdle() {
+			return true
+		}
+	}
+	return false
+}
+
+// checkABI checks a compiled module's imports and exports against the ABI.
+func checkABI(m wazero.CompiledModule) error {
 	known := make(map[string]hostFunc, len(hostFuncs))
 	for _, h := range hostFuncs {
 		known[h.name] = h

@@ -32,6 +32,12 @@ const (
 	KindLogLimit      ErrorKind = "LogLimit"      // the event's logs exceed Limits.MaxLogBytes
 )
 
+// KindMemoryBudget: no instance could start for the event within its time
+// limit because the Engine's memory budget (Config.MemoryBudget) was in
+// use by other instances. It is not a failure of the guest: no instance is
+// thrown away, and the next event may find room.
+const KindMemoryBudget ErrorKind = "MemoryBudget"
+
 // kindOfResult maps a guest's error result to its kind.
 func kindOfResult(r abi.Result) ErrorKind {
 	switch r {
@@ -91,6 +97,7 @@ var (
 	ErrABIViolation  error = &Error{Kind: KindABIViolation}
 	ErrEventTooLarge error = &Error{Kind: KindEventTooLarge}
 	ErrLogLimit      error = &Error{Kind: KindLogLimit}
+	ErrMemoryBudget  error = &Error{Kind: KindMemoryBudget}
 )
 
 // ErrClosed is returned by Invoke on a closed Function.

@@ -17,6 +17,7 @@ import (
 	"github.com/insertfn/insertfn/sdk/hostcall"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
 )
 
@@ -80,6 +81,7 @@ type Function struct {
 	hash     string
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	engine   *Engine
 	wd       *watchdog // the Engine's
 	settings []byte
 	store    consent.Store
@@ -94,6 +96,15 @@ type Function struct {
 	reasons   map[string]string
 
 	invocations, started, discarded, recycled atomic.Uint64
+}
+
+// budget returns the Engine's memory budget (nil, no bound, for a
+// Function made without an Engine in tests).
+func (f *Function) budget() *budget {
+	if f.engine == nil {
+		return nil
+	}
+	return f.engine.budget
 }
 
 // Name returns the function's name.
@@ -134,6 +145,9 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 	if err != nil {
 		res.Logs, res.Event, res.Modified, res.Duration = res.Logs[:0], nil, false, 0
 		res.Verdict, res.Kind, res.Reason = Fail, KindFunctionError, err.Error()
+		if ferr, ok := err.(*Error); ok { // the memory budget's
+			res.Kind, res.Reason = ferr.Kind, ferr.Message
+		}
 		return err
 	}
 	timeout := f.timeout(ctx)
@@ -387,8 +401,7 @@ func (f *Function) classify(inst *instance, err error, fired bool) *Error {
 	case fired || (errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded):
 		e.Kind, e.Message = KindTimeout, fmt.Sprintf("the event took longer than %s", inst.limit)
 	case inst.outOfMemory(f.limits.MemoryPages):
-		e.Kind, e.Message = KindMemoryLimit, fmt.Sprintf("the guest ran out of its %d pages (%d MiB) of memory",
-			f.limits.MemoryPages, f.limits.MemoryPages/16)
+		e.Kind, e.Message = KindMemoryLimit, f.outOfMemoryMessage(inst)
 	case errors.As(err, &exit):
 		e.Kind = KindGuestExit
 		e.Message = fmt.Sprintf("the guest exited with code %d", exit.ExitCode())
@@ -403,6 +416,15 @@ func (f *Function) classify(inst *instance, err error, fired bool) *Error {
 		e.Kind, e.Message = KindTrap, firstLine(err.Error())
 	}
 	return e
+}
+
+// outOfMemoryMessage says that the guest ran out of memory, and how.
+func (f *Function) outOfMemoryMessage(inst *instance) string {
+	msg := fmt.Sprintf("the guest ran out of its %d pages (%d MiB) of memory", f.limits.MemoryPages, f.limits.MemoryPages/16)
+	if n := inst.memory.refusedGrow(); n > 0 {
+		msg += fmt.Sprintf(" (a memory.grow to %d MiB was refused)", n>>20)
+	}
+	return msg
 }
 
 // goFatal reports whether a guest's stderr shows a Go panic or fatal error.
@@ -436,6 +458,8 @@ type instance struct {
 	batchErr error // the caller's context ended the batch
 
 	ctx    *instanceContext
+	memory *linearMemory // its linear memory, outside the Go heap
+	charge int64         // what it counts for in the Engine's memory budget, given back by close
 	stack  [1]uint64
 	stderr headBuffer
 	clock         // the current event's time limit, which the Engine's watchdog enforces
@@ -446,9 +470,11 @@ type instance struct {
 }
 
 // newInstance instantiates the module, runs its start-up and checks its ABI
-// version.
-func (f *Function) newInstance(ctx context.Context) (*instance, error) {
-	inst := &instance{fn: f}
+// version. charge is what the instance counts for in the Engine's memory
+// budget, taken by the caller: the instance gives it back when it closes,
+// including when it fails to start.
+func (f *Function) newInstance(ctx context.Context, charge int64) (*instance, error) {
+	inst := &instance{fn: f, charge: charge, memory: &linearMemory{limit: uint64(f.limits.MemoryPages) * 65536}}
 	inst.stdoutW = guestOutput{inst: inst, level: abi.LevelInfo, pending: new([]byte)}
 	inst.stderrW = guestOutput{inst: inst, level: abi.LevelError, pending: new([]byte)}
 	inst.ctx = &instanceContext{inst: inst}
@@ -465,8 +491,9 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 		WithRandSource(rand.Reader)
 	// Start-up output goes nowhere but the stderr head: no event is running.
 	inst.call.Reset(ctx, nil, nil, nil, hostcall.Limits{MaxLogBytes: f.limits.MaxLogBytes})
-	mod, err := f.rt.InstantiateModule(inst.ctx, f.compiled, cfg)
+	mod, err := f.instantiate(inst, cfg)
 	if err != nil {
+		inst.close()
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	inst.mod, inst.mem = mod, mod.Memory()
@@ -481,11 +508,17 @@ func (f *Function) newInstance(ctx context.Context) (*instance, error) {
 	inst.handleBatch = mod.ExportedFunction(abi.ExportHandleBatch)
 	f.started.Add(1)
 	fail := func(what string, err error) (*instance, error) {
+		oom := inst.outOfMemory(f.limits.MemoryPages)
 		inst.close()
 		if head := inst.stderrHead(); head != "" {
 			err = fmt.Errorf("%w: %s", err, head)
 		}
-		return nil, fmt.Errorf("%s: %w", what, err)
+		err = fmt.Errorf("%s: %w", what, err)
+		if oom { // whatever the trap says (a Go runtime short of memory traps on a table access)
+			return nil, &Error{Function: f.name, Kind: KindMemoryLimit, Err: err,
+				Message: "start-up: " + f.outOfMemoryMessage(inst) + ": " + err.Error()}
+		}
+		return nil, err
 	}
 	inst.arm(f.limits.StartTimeout)
 	// The module's start function (loopcheck moved it out of instantiation,
@@ -528,17 +561,36 @@ func (inst *instance) flushOutput() {
 	}
 }
 
+// instantiate instantiates the module for inst, its memory from
+// inst.memory. A panic of wazero's (it panics when an allocator gives less
+// than a module's initial memory, which checkModule prevents) is the
+// instance's error, not the host's end.
+func (f *Function) instantiate(inst *instance, cfg wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			mod, err = nil, fmt.Errorf("the engine failed: %v", p)
+		}
+	}()
+	return f.rt.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, inst.memory), f.compiled, cfg)
+}
+
+// close closes the instance, gives its memory back to the system and its
+// charge back to the Engine's budget. It is called once per instance.
 func (inst *instance) close() {
 	inst.fn.wd.forget(inst)
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
 	}
+	inst.memory.Free() // wazero freed it unless instantiation failed: then nothing happens
+	inst.fn.budget().give(inst.charge)
+	inst.charge = 0
 }
 
 // outOfMemory reports whether a failure looks like memory exhaustion: the
-// Go runtime says so on stderr, or memory is within one grow of the cap.
+// Go runtime says so on stderr, a memory.grow past the cap was refused, or
+// memory is within one grow of the cap.
 func (inst *instance) outOfMemory(limitPages uint32) bool {
-	if strings.Contains(inst.stderr.String(), "out of memory") {
+	if strings.Contains(inst.stderr.String(), "out of memory") || inst.memory.refusedGrow() > 0 {
 		return true
 	}
 	return inst.mem != nil && uint64(inst.mem.Size())+4<<20 >= uint64(limitPages)*65536

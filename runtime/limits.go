@@ -71,3 +71,66 @@ func (l Limits) WithDefaults() Limits {
 	}
 	return l
 }
+
+// ModuleLimits bound what a module may be, checked before it is compiled
+// (nothing is allocated for a module that breaks one): its size, its code,
+// its functions, tables and locals, and the entries of each section. They
+// are the Engine's, for every function ([Config]). The zero value of each
+// field takes its default. A module's declared memory minimum is checked
+// against its function's Limits.MemoryPages at the same time.
+type ModuleLimits struct {
+	// MaxModuleBytes bounds the module's size. Default 32 MiB (the admin
+	// API's upload limit); a Go guest of the SDK is about 3 MiB.
+	MaxModuleBytes int
+	// MaxCodeBytes bounds the code section, which compilation's time and
+	// memory follow. Default 16 MiB (about 12 s and 300 MB to compile on
+	// a 2020s core; a Go guest of the SDK has 1.7 MiB of code).
+	MaxCodeBytes int
+	// MaxFunctionBytes bounds one function's body. Default 2 MiB.
+	MaxFunctionBytes int
+	// MaxFunctions bounds the functions, imported and defined. Default
+	// 100 000 (a Go guest of the SDK has about 1 900).
+	MaxFunctions int
+	// MaxLocals bounds the locals of one function. Default 50 000.
+	MaxLocals int
+	// MaxTables bounds the tables. Default 16.
+	MaxTables int
+	// MaxTableElements bounds a table's initial size, in entries (each
+	// costs every instance 8 bytes). Default 100 000.
+	MaxTableElements int
+	// MaxSectionItems bounds the entries of any one section (types,
+	// imports, globals, exports, element and data segments). Default
+	// 1 000 000 (a Go guest of the SDK has 32 585 data segments).
+	MaxSectionItems int
+}
+
+// Default module limits.
+const (
+	DefaultMaxModuleBytes   = 32 << 20
+	DefaultMaxCodeBytes     = 16 << 20
+	DefaultMaxFunctionBytes = 2 << 20
+	DefaultMaxFunctions     = 100_000
+	DefaultMaxLocals        = 50_000
+	DefaultMaxTables        = 16
+	DefaultMaxTableElements = 100_000
+	DefaultMaxSectionItems  = 1_000_000
+)
+
+// WithDefaults returns l with every zero (or negative) field set to its
+// default.
+func (l ModuleLimits) WithDefaults() ModuleLimits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxModuleBytes, DefaultMaxModuleBytes)
+	def(&l.MaxCodeBytes, DefaultMaxCodeBytes)
+	def(&l.MaxFunctionBytes, DefaultMaxFunctionBytes)
+	def(&l.MaxFunctions, DefaultMaxFunctions)
+	def(&l.MaxLocals, DefaultMaxLocals)
+	def(&l.MaxTables, DefaultMaxTables)
+	def(&l.MaxTableElements, DefaultMaxTableElements)
+	def(&l.MaxSectionItems, DefaultMaxSectionItems)
+	return l
+}

@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // pool holds a Function's instances: at most Limits.PoolSize exist, each
@@ -56,6 +58,18 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		}
 		return inst, nil
 	}
+	var bw budgetWait
+	inst, err := f.acquireSlow(ctx, &bw)
+	if bw.timer != nil {
+		bw.timer.Stop()
+	}
+	return inst, err
+}
+
+// acquireSlow is acquire when no instance waits in hot: it takes an idle
+// instance, starts one, or waits.
+func (f *Function) acquireSlow(ctx context.Context, bw *budgetWait) (*instance, error) {
+	p := &f.pool
 	p.mu.Lock()
 	for {
 		if p.isClosed {
@@ -74,19 +88,23 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 			p.mu.Unlock()
 			return inst, nil
 		}
+		var budgetFreed <-chan struct{} // set when the pool has room but the memory budget has not
 		if p.live < f.limits.PoolSize {
-			p.live++
-			p.busy++
-			p.mu.Unlock()
-			inst, err := f.newInstance(ctx)
-			if err != nil {
-				p.mu.Lock()
-				p.live--
-				p.returned()
+			var ok bool
+			if ok, budgetFreed = f.budget().take(f.charge()); ok {
+				p.live++
+				p.busy++
 				p.mu.Unlock()
-				return nil, err
+				inst, err := f.newInstance(ctx, f.charge())
+				if err != nil {
+					p.mu.Lock()
+					p.live--
+					p.returned()
+					p.mu.Unlock()
+					return nil, err
+				}
+				return inst, nil
 			}
-			return inst, nil
 		}
 		p.waiters++
 		p.waiting.Store(true)
@@ -98,11 +116,15 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 		}
 		p.mu.Unlock()
 		var err error
-		select {
-		case <-p.freed:
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-p.closed:
+		if budgetFreed != nil {
+			err = f.waitForBudget(ctx, budgetFreed, bw)
+		} else {
+			select {
+			case <-p.freed:
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-p.closed:
+			}
 		}
 		p.mu.Lock()
 		p.unwait()
@@ -111,6 +133,77 @@ func (f *Function) acquire(ctx context.Context) (*instance, error) {
 			return nil, err
 		}
 	}
+}
+
+// charge is what an instance of the function counts for in the Engine's
+// memory budget.
+func (f *Function) charge() int64 {
+	return int64(f.limits.MemoryPages)*65536 + InstanceOverhead
+}
+
+// budgetWait is the state of one acquire's wait for the memory budget.
+type budgetWait struct {
+	timer *time.Timer
+	start time.Time
+}
+
+// waitForBudget waits, for an acquire that found room in the pool but not
+// in the Engine's memory budget, until it may look again: an idle instance
+// of another function was closed to make room, memory was given back
+// (freed), an instance of this function came back, or the function
+// closed. The whole wait lasts at most the function's time limit (or until
+// ctx's deadline, if sooner); then it fails with KindMemoryBudget.
+func (f *Function) waitForBudget(ctx context.Context, freed <-chan struct{}, w *budgetWait) error {
+	if f.engine.reclaim(f) {
+		return nil
+	}
+	if w.timer == nil {
+		w.start = time.Now()
+		w.timer = time.NewTimer(f.limits.Timeout)
+	}
+	select {
+	case <-freed:
+	case <-f.pool.freed:
+	case <-f.pool.closed:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w.timer.C:
+		total, used := f.engine.MemoryBudget()
+		return &Error{Function: f.name, Kind: KindMemoryBudget, Message: fmt.Sprintf(
+			"no instance could start within %s: the memory budget of %d MiB for all functions' instances is in use (%d MiB; an instance of this function counts for %d MiB, its memory cap and overhead): "+
+				"raise the memory budget, or lower functions' limits.memory_pages or pool sizes",
+			time.Since(w.start).Round(time.Millisecond), total>>20, used>>20, f.charge()>>20)}
+	}
+	return nil
+}
+
+// dropIdle closes one idle instance, the least recently used, to give its
+// memory back to the Engine's budget. It reports whether there was one.
+func (f *Function) dropIdle() bool {
+	p := &f.pool
+	p.mu.Lock()
+	var inst *instance
+	if len(p.idle) > 0 {
+		inst = p.idle[0]
+		p.idle = append(p.idle[:0], p.idle[1:]...)
+		p.live--
+		if p.waiters > 0 {
+			select {
+			case p.freed <- struct{}{}:
+			default:
+			}
+		}
+	} else if inst = p.hot.Swap(nil); inst != nil {
+		p.live--
+		p.returned() // it counted as busy while in hot
+	}
+	p.mu.Unlock()
+	if inst == nil {
+		return false
+	}
+	f.recycled.Add(1)
+	inst.close()
+	return true
 }
 
 // unwait accounts for a waiter done waiting; p.mu is held.
@@ -229,6 +322,9 @@ func (f *Function) Close(ctx context.Context) error {
 	}
 	if !first {
 		return nil
+	}
+	if f.engine != nil {
+		f.engine.unregister(f)
 	}
 	return f.rt.Close(ctx) // the compiled code stays in the Engine: see Engine.Close
 }

@@ -1,0 +1,155 @@
+// Package wasmtest writes small WebAssembly modules by hand, byte by byte,
+// for tests of the runtime's limits: guests that grow their memory to the
+// cap, fail a memory.grow and trap, exhaust memory during start-up, or are
+// not what their header says. Each follows the insertfn ABI as far as the
+// case needs (it exports memory, insertfn_abi_version and insertfn_handle),
+// so that the host loads it and the misbehaviour is what a test sees.
+//
+// Tests of several packages (runtime, host, cmd/insertfn) use the same
+// modules; nothing here is used outside tests.
+package wasmtest
+
+import "bytes"
+
+// Opcodes and other bytes of the binary format used below.
+const (
+	opUnreachable = 0x00
+	opBlock       = 0x02
+	opLoop        = 0x03
+	opBr          = 0x0C
+	opBrIf        = 0x0D
+	opEnd         = 0x0B
+	opDrop        = 0x1A
+	opLocalGet    = 0x20
+	opLocalTee    = 0x22
+	opI32Const    = 0x41
+	opI32Eq       = 0x46
+	opI32Shl      = 0x74
+	opMemoryGrow  = 0x40
+	opPrefixFC    = 0xFC
+	opMemoryFill  = 0x0B // after 0xFC
+	blockVoid     = 0x40
+	typeI32       = 0x7F
+)
+
+// GrowAndTouch returns a guest whose insertfn_handle grows its memory by
+// step pages at a time until memory.grow fails (at the host's cap), writes
+// to every page it got (so that the pages are really in use), and returns
+// Deliver. An instance that served an event is at its cap.
+//
+// # Parameters
+//   - step: pages per memory.grow (1 to 1024); a Go guest grows by a few
+//     pages at a time.
+func GrowAndTouch(step uint32) []byte {
+	step = min(max(step, 1), 1024)
+	var body []byte
+	body = append(body, 1, 1, typeI32) // one local: the grow's result
+	body = append(body, opBlock, blockVoid, opLoop, blockVoid)
+	body = append(body, opI32Const)
+	body = sleb(body, int64(step))
+	body = append(body, opMemoryGrow, 0, opLocalTee, 1, opI32Const, 0x7F /* -1 */, opI32Eq, opBrIf, 1)
+	body = append(body, opLocalGet, 1, opI32Const, 16, opI32Shl) // the new pages' address
+	body = append(body, opI32Const, 1)                           // the value
+	body = append(body, opI32Const)
+	body = sleb(body, int64(step)*65536) // their length
+	body = append(body, opPrefixFC, opMemoryFill, 0)
+	body = append(body, opBr, 0, opEnd, opEnd)
+	body = append(body, opI32Const, 0, opEnd) // Deliver
+	return module(1, body, nil)
+}
+
+// GrowFailThenTrap returns a guest whose insertfn_handle asks for all of
+// the 4 GiB address space in one memory.grow, which fails under any cap,
+// and then traps with unreachable, as a guest without a fallback does when
+// its allocator gets nothing.
+func GrowFailThenTrap() []byte {
+	return module(1, growFailTrapBody(), nil)
+}
+
+// StartUpExhaustsMemory returns a guest whose wasm start function does what
+// GrowFailThenTrap's handler does: its start-up runs out of memory.
+func StartUpExhaustsMemory() []byte {
+	return module(1, []byte{0, opI32Const, 0, opEnd}, growFailTrapBody())
+}
+
+func growFailTrapBody() []byte {
+	body := []byte{0, opI32Const}
+	body = sleb(body, 65535)
+	return append(body, opMemoryGrow, 0, opDrop, opUnreachable, opEnd)
+}
+
+// Oversized returns a module of size bytes: the wasm header followed by
+// zeros, which a parser must refuse before it spends memory on it.
+func Oversized(size int) []byte {
+	b := make([]byte, max(size, 8))
+	copy(b, "\x00asm\x01\x00\x00\x00")
+	return b
+}
+
+// module assembles a module with one memory of minPages (no maximum) and
+// the exports of the ABI; handle is the body of insertfn_handle (locals
+// included), start, when not nil, the body of a start function.
+func module(minPages uint32, handle, start []byte) []byte {
+	var w bytes.Buffer
+	w.WriteString("\x00asm\x01\x00\x00\x00")
+	// Types: 0 (i32) -> i32, 1 () -> i32, 2 () -> ().
+	section(&w, 1, []byte{3, 0x60, 1, typeI32, 1, typeI32, 0x60, 0, 1, typeI32, 0x60, 0, 0})
+	funcs := []byte{2, 1, 0} // abi version, handle
+	if start != nil {
+		funcs = []byte{3, 1, 0, 2}
+	}
+	section(&w, 3, funcs)
+	mem := []byte{1, 0}
+	section(&w, 5, uleb(mem, uint64(minPages)))
+	var exports []byte
+	exports = append(exports, 3)
+	exports = export(exports, "memory", 2, 0)
+	exports = export(exports, "insertfn_abi_version", 0, 0)
+	exports = export(exports, "insertfn_handle", 0, 1)
+	section(&w, 7, exports)
+	if start != nil {
+		section(&w, 8, []byte{2})
+	}
+	version := []byte{0, opI32Const, 1, opEnd}
+	code := []byte{byte(len(funcs) - 1)}
+	for _, b := range [][]byte{version, handle, start} {
+		if b != nil {
+			code = append(uleb(code, uint64(len(b))), b...)
+		}
+	}
+	section(&w, 10, code)
+	return w.Bytes()
+}
+
+func export(b []byte, name string, kind, index byte) []byte {
+	b = uleb(b, uint64(len(name)))
+	return append(append(b, name...), kind, index)
+}
+
+func section(w *bytes.Buffer, id byte, body []byte) {
+	w.WriteByte(id)
+	w.Write(uleb(nil, uint64(len(body))))
+	w.Write(body)
+}
+
+func uleb(b []byte, v uint64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func sleb(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
