@@ -553,3 +553,16 @@ func BenchmarkGet(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeNumericIDs: a service that writes ids as JSON numbers gets
+// them read as every other reader of the store reads them ("123" for
+// 1.23e2); an inexact one fails the lookup.
+func TestDecodeNumericIDs(t *testing.T) {
+	r, err := httpstore.Decode(httpstore.FormatRecord, "123", []byte(`{"id":1.23e2,"aliases":[4.5e1,"a"],"categoryPreferences":{"A":true}}`))
+	if err != nil || r.ID != "123" || !slices.Equal(r.Aliases, []string{"45", "a"}) {
+		t.Errorf("Decode = %+v, %v; want id 123, aliases 45 and a", r, err)
+	}
+	if _, err := httpstore.Decode(httpstore.FormatRecord, "x", []byte(`{"id":9007199254740993}`)); !errors.Is(err, consent.ErrInexactID) {
+		t.Errorf("Decode of an inexact numeric id: %v, want ErrInexactID", err)
+	}
+}
