@@ -23,6 +23,10 @@ type Version struct {
 	Size     int       // bytes of wasm
 	LoadedAt time.Time // when this version was loaded
 	fn       *runtime.Function
+	// wasm is the module's bytes, kept so that a version deployed from
+	// the configuration can be stored when the admin API replaces it (see
+	// VersionStore.Deploy): it is what a rollback goes back to.
+	wasm []byte
 }
 
 // Function returns the runtime function of the version.
@@ -71,7 +75,7 @@ func (r *Registry) Deploy(ctx context.Context, m Manifest, wasm []byte) (*Versio
 	if err != nil {
 		return nil, fmt.Errorf("functions: deploy %s: %w", m.Name, err)
 	}
-	v := &Version{Manifest: m, Hash: fn.Hash(), Size: len(wasm), LoadedAt: time.Now(), fn: fn}
+	v := &Version{Manifest: m, Hash: fn.Hash(), Size: len(wasm), LoadedAt: time.Now(), fn: fn, wasm: wasm}
 	r.mu.Lock()
 	slot, ok := r.fns[m.Name]
 	if !ok {

@@ -211,7 +211,7 @@ func (s *VersionStore) Deploy(ctx context.Context, m Manifest, wasm []byte) (Ver
 	if err := m.Validate(); err != nil {
 		return VersionInfo{}, &RefusedError{err}
 	}
-	prev, err := s.readActive(m.Name)
+	prev, err := s.readActiveOrLive(m.Name)
 	if err != nil {
 		return VersionInfo{}, err
 	}
@@ -258,11 +258,11 @@ func (s *VersionStore) Activate(ctx context.Context, name, hash string) (Version
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	vf, err := s.readVersion(name, hash)
+	prev, err := s.readActiveOrLive(name)
 	if err != nil {
 		return VersionInfo{}, err
 	}
-	prev, err := s.readActive(name)
+	vf, err := s.readVersion(name, hash)
 	if err != nil {
 		return VersionInfo{}, err
 	}
@@ -363,6 +363,30 @@ func sameLive(a, b *liveVersion) bool {
 	ja, err1 := json.Marshal(&a.Manifest)
 	jb, err2 := json.Marshal(&b.Manifest)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// readActiveOrLive reads a function's active.json; when there is none but
+// the registry runs a version of the function that the store does not
+// have (one deployed from the configuration), it stores that version and
+// returns it as the active one, so that what replaces it can be rolled
+// back to it and its hash can be activated. Nothing is recorded as active
+// until a change is: until then, a restart runs the configuration's file.
+func (s *VersionStore) readActiveOrLive(name string) (*activeRecord, error) {
+	rec, err := s.readActive(name)
+	if err != nil || rec != nil {
+		return rec, err
+	}
+	v, err := s.reg.Active(name)
+	if err != nil || v.wasm == nil {
+		return nil, nil // not live either
+	}
+	m := v.Manifest
+	m.Name = name
+	info, err := s.save(m, v.wasm)
+	if err != nil {
+		return nil, fmt.Errorf("functions: %s: storing the version from the configuration, to roll back to: %w", name, err)
+	}
+	return &activeRecord{Active: liveVersion{Hash: info.Hash, Manifest: info.Manifest}}, nil
 }
 
 // readActive reads a function's active.json: nil when there is none.

@@ -32,6 +32,17 @@ const (
 	typeI32       = 0x7F
 )
 
+// Deliver returns a guest whose insertfn_handle returns Deliver, and
+// nothing else. Different values of id make different modules (a custom
+// section holds it), for tests that need several versions.
+func Deliver(id byte) []byte {
+	wasm := module(1, []byte{0, opI32Const, 0, opEnd}, nil)
+	return append(wasm, secCustomID, 3, 1, 'v', id)
+}
+
+// secCustomID is the id of a custom section.
+const secCustomID = 0
+
 // GrowAndTouch returns a guest whose insertfn_handle grows its memory by
 // step pages at a time until memory.grow fails (at the host's cap), writes
 // to every page it got (so that the pages are really in use), and returns
