@@ -120,8 +120,8 @@ func TestCleanBodyIsIdempotentAndValid(t *testing.T) {
 // members with the time for 4n in one run: quadratic gives about 16x, linear 4x (more with
 // the caches' share).
 func TestIngestLinearInMembers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing ratios")
+	if testing.Short() || raceEnabled {
+		t.Skip("timing ratios: not in -short, nor under the race detector")
 	}
 	for _, c := range []struct {
 		name string

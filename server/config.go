@@ -21,6 +21,13 @@ const (
 	// DefaultMaxBatchEvents bounds the number of events in one batch
 	// (Segment's 2500).
 	DefaultMaxBatchEvents = 2500
+	// DefaultMaxHeaderBytes bounds a request's line and headers (as
+	// nginx's large_client_header_buffers does by default).
+	DefaultMaxHeaderBytes = 8 << 10
+	// DrainFactor times the larger body limit is how much of an oversized
+	// body is read and discarded before its 413 (see
+	// [Config.MaxBatchBytes]).
+	DrainFactor = 16
 	// DefaultReadTimeout, DefaultWriteTimeout and DefaultIdleTimeout bound
 	// slow clients and idle keep-alive connections.
 	DefaultReadTimeout  = 10 * time.Second
@@ -54,15 +61,30 @@ type Config struct {
 	//
 	// The limits also bound decompression: a gzip body is inflated only up
 	// to the limit of its route, so a small "gzip bomb" costs no more than
-	// an honest body of the largest accepted size. The body as sent on the
-	// wire may be at most max(MaxEventBytes, MaxBatchBytes) plus 64 KiB
-	// (room for gzip's framing of incompressible data); fasthttp refuses a
-	// longer one with 413 before the handler runs.
+	// an honest body of the largest accepted size. A gzip body as sent on
+	// the wire may be at most max(MaxEventBytes, MaxBatchBytes) plus 64
+	// KiB (room for gzip's framing of incompressible data).
+	//
+	// A body over its limit is answered with the JSON 413 after it has
+	// been read and discarded, up to [DrainFactor] times
+	// max(MaxEventBytes, MaxBatchBytes) (8 MiB by default): most clients
+	// write the whole body before they read the answer, and one answered
+	// and disconnected mid-body sees a reset connection instead, which it
+	// cannot tell from a network fault. A body longer still (by its
+	// Content-Length, or once that much is read) gets the same 413, and
+	// the connection is closed without reading the rest: a client still
+	// writing may then see the reset.
 	MaxBatchBytes int `yaml:"max_batch_bytes" json:"max_batch_bytes"`
 	// MaxBatchEvents bounds the number of events in one batch; over it the
 	// whole batch is refused with 413 and nothing is accepted.
 	// Default [DefaultMaxBatchEvents].
 	MaxBatchEvents int `yaml:"max_batch_events" json:"max_batch_events"`
+
+	// MaxHeaderBytes bounds the request line and headers of one request
+	// (cookies included, for a first-party endpoint); over it the answer
+	// is 431. Each connection holds a read buffer of this size.
+	// Default [DefaultMaxHeaderBytes].
+	MaxHeaderBytes int `yaml:"max_header_bytes" json:"max_header_bytes"`
 
 	// ReadTimeout bounds reading one request, headers and body.
 	// Default [DefaultReadTimeout].
@@ -105,6 +127,14 @@ type Config struct {
 	RetryAfter time.Duration `yaml:"retry_after" json:"retry_after"`
 }
 
+// wireLimit is the longest body read as sent: a gzip body of the largest
+// route, with room for gzip's framing of incompressible data.
+func (cfg Config) wireLimit() int { return max(cfg.MaxBatchBytes, cfg.MaxEventBytes) + 64<<10 }
+
+// drainLimit is how much of an oversized body is read and discarded
+// before its 413.
+func (cfg Config) drainLimit() int { return DrainFactor * max(cfg.MaxBatchBytes, cfg.MaxEventBytes) }
+
 // Source is one source of events: the name events are accepted under and
 // the write keys that authenticate its clients.
 type Source struct {
@@ -141,6 +171,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	setInt(&cfg.MaxEventBytes, DefaultMaxEventBytes)
 	setInt(&cfg.MaxBatchBytes, DefaultMaxBatchBytes)
 	setInt(&cfg.MaxBatchEvents, DefaultMaxBatchEvents)
+	setInt(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setInt(&cfg.DedupeWindow, DefaultDedupeWindow)
 	setDur(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDur(&cfg.WriteTimeout, DefaultWriteTimeout)
@@ -154,6 +185,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{"max_event_bytes", cfg.MaxEventBytes},
 		{"max_batch_bytes", cfg.MaxBatchBytes},
 		{"max_batch_events", cfg.MaxBatchEvents},
+		{"max_header_bytes", cfg.MaxHeaderBytes},
 	} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("server.%s is %d; it must be positive (or 0 for the default)", f.name, f.v))

@@ -266,10 +266,12 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 		Handler:              s.handle,
 		ErrorHandler:         s.handleError,
 		Name:                 "insertfn",
+		ReadBufferSize:       cfg.MaxHeaderBytes,
 		ReadTimeout:          cfg.ReadTimeout,
 		WriteTimeout:         cfg.WriteTimeout,
 		IdleTimeout:          cfg.IdleTimeout,
-		MaxRequestBodySize:   max(cfg.MaxBatchBytes, cfg.MaxEventBytes) + 64<<10,
+		MaxRequestBodySize:   cfg.wireLimit(),
+		StreamRequestBody:    true, // the handler reads the body: see readWire
 		CloseOnShutdown:      true,
 		NoDefaultContentType: true,
 		Logger:               fasthttpLogger{s.log},
@@ -281,8 +283,10 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 func (s *Server) Config() Config { return s.cfg }
 
 // Handler returns the request handler, for mounting in a fasthttp server
-// of the caller's own (Serve and ListenAndServe use it too). Such a server
-// should set MaxRequestBodySize; the handler bounds bodies again anyway.
+// of the caller's own (Serve and ListenAndServe use it too). The handler
+// bounds bodies itself; with StreamRequestBody it also reads and discards
+// an oversized body as [Config.MaxBatchBytes] documents, so the client
+// gets its 413.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // Serve serves HTTP on ln until [Server.Shutdown] is called, then returns
@@ -362,6 +366,7 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 // field is reset (not freed) between requests.
 type scratch struct {
 	auth     []byte             // decoded Basic credentials
+	wire     []byte             // the body as sent
 	body     []byte             // inflated gzip body
 	clean    []byte             // the body rewritten by cleanBody
 	br       bytes.Reader       // reads the gzip body
@@ -403,6 +408,10 @@ func (s *Server) putScratch(sc *scratch) {
 	if cap(sc.body) > maxPooled {
 		sc.body = nil
 	}
+	if cap(sc.wire) > maxPooled {
+		sc.wire = nil
+	}
+	sc.wire = sc.wire[:0]
 	if cap(sc.clean) > maxPooled {
 		sc.clean = nil
 	}
@@ -438,6 +447,9 @@ var (
 	errBackpressure   = problem{503, "the server's event queue is full (a destination is not keeping up); retry later"}
 	errStore          = problem{500, "the server could not store the events; retry later"}
 	errMalformedHTTP  = problem{400, "malformed HTTP request"}
+	errBodyRead       = problem{400, "the request body could not be read to its end (the client stopped sending, or bad chunked encoding)"}
+	errHeaderTooLarge = problem{431, "the request headers are larger than the server reads (server.max_header_bytes); send fewer or shorter headers"}
+	errReadTimeout    = problem{408, "the request was not received within the server's read timeout (server.read_timeout)"}
 	errHTTPBodyTooBig = problem{413, "the request body is larger than the server accepts (max_batch_bytes)"}
 )
 
@@ -469,17 +481,37 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	typ, batch, ok := route(ctx.Path())
 	if !ok {
 		s.stats.notFound.Add(1)
+		s.discardBody(ctx)
 		s.fail(ctx, nil, errNotFound)
 		return
 	}
 	if !ctx.IsPost() {
 		s.stats.methodNotAllowed.Add(1)
+		s.discardBody(ctx)
 		ctx.Response.Header.Set("Allow", "POST")
 		s.fail(ctx, nil, errMethod)
 		return
 	}
 	sc := s.pool.Get().(*scratch)
 	defer s.putScratch(sc)
+
+	limit, tooBig := s.cfg.MaxEventBytes, errEventBody
+	if batch {
+		limit, tooBig = s.cfg.MaxBatchBytes, errBatchBody
+	}
+	// The body as sent, read whole before anything is answered (as
+	// fasthttp does without streaming), so that a refusal reaches a
+	// client that writes its whole body before it reads.
+	raw, p := s.readWire(ctx, sc, limit, tooBig)
+	if !p.ok() {
+		if p.status == 413 {
+			s.stats.tooLarge.Add(1)
+		} else {
+			s.stats.malformed.Add(1)
+		}
+		s.fail(ctx, sc, p)
+		return
+	}
 
 	var src *source
 	if auth := ctx.Request.Header.Peek("Authorization"); len(auth) > 0 {
@@ -496,11 +528,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}
 
-	limit, tooBig := s.cfg.MaxEventBytes, errEventBody
-	if batch {
-		limit, tooBig = s.cfg.MaxBatchBytes, errBatchBody
-	}
-	body, p := s.readBody(ctx, sc, limit, tooBig)
+	body, p := s.readBody(ctx, sc, raw, limit, tooBig)
 	if !p.ok() {
 		if p.status == 413 {
 			s.stats.tooLarge.Add(1)
@@ -726,10 +754,79 @@ func appendRejected(b []byte, rs []rejected) []byte {
 	return append(b, ']')
 }
 
-// readBody returns the request body, inflated if it is gzip, refusing one
-// over limit.
-func (s *Server) readBody(ctx *fasthttp.RequestCtx, sc *scratch, limit int, tooBig problem) ([]byte, problem) {
-	raw := ctx.Request.Body()
+// readWire returns the request body as sent, refusing one longer than
+// limit (uncompressed) or the wire limit (gzip). An oversized body is read
+// and discarded up to the drain limit, so the client, which may be still
+// writing it, reads the 413 instead of a reset connection; past the drain
+// limit (or when Content-Length says it will be passed) the connection is
+// closed after the 413.
+func (s *Server) readWire(ctx *fasthttp.RequestCtx, sc *scratch, limit int, tooBig problem) ([]byte, problem) {
+	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && string(enc) != "identity" {
+		limit = s.cfg.wireLimit()
+	}
+	if !ctx.Request.IsBodyStream() { // a server of the caller's own, without streaming
+		raw := ctx.Request.Body()
+		if len(raw) > limit {
+			return nil, tooBig
+		}
+		return raw, problem{}
+	}
+	if n := ctx.Request.Header.ContentLength(); n > limit {
+		if n > s.cfg.drainLimit() {
+			ctx.SetConnectionClose()
+		} else {
+			s.discardBody(ctx)
+		}
+		return nil, tooBig
+	}
+	r := ctx.RequestBodyStream()
+	buf := sc.wire[:0]
+	if n := ctx.Request.Header.ContentLength(); n > 0 {
+		buf = slices.Grow(buf, n+1)
+	}
+	for len(buf) <= limit {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), 8<<10), limit+1-len(buf)))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			sc.wire = buf
+			ctx.SetConnectionClose()
+			return nil, errBodyRead
+		}
+	}
+	sc.wire = buf
+	if len(buf) > limit {
+		s.discardBody(ctx)
+		return nil, tooBig
+	}
+	return buf, problem{}
+}
+
+// discardBody reads what is left of a streamed request body, up to the
+// drain limit, and closes the connection after the answer when more is
+// left or the body cannot be read.
+func (s *Server) discardBody(ctx *fasthttp.RequestCtx) {
+	if !ctx.Request.IsBodyStream() {
+		return
+	}
+	if n := ctx.Request.Header.ContentLength(); n > s.cfg.drainLimit() {
+		ctx.SetConnectionClose()
+		return
+	}
+	// One byte more than the limit tells a body that goes on.
+	if _, err := io.CopyN(io.Discard, ctx.RequestBodyStream(), int64(s.cfg.drainLimit())+1); err != io.EOF {
+		ctx.SetConnectionClose()
+	}
+}
+
+// readBody returns the request body raw, inflated if it is gzip, refusing
+// one over limit.
+func (s *Server) readBody(ctx *fasthttp.RequestCtx, sc *scratch, raw []byte, limit int, tooBig problem) ([]byte, problem) {
 	enc := ctx.Request.Header.ContentEncoding()
 	switch {
 	case len(enc) == 0 || string(enc) == "identity":
@@ -820,19 +917,25 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, sc *scratch, p problem) {
 }
 
 // handleError answers the requests fasthttp could not parse.
+// They are answered in JSON like every other refusal.
 func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
 	s.stats.requests.Add(1)
-	var tooLarge bool
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		tooLarge = true
-	}
-	if tooLarge {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		s.stats.tooLarge.Add(1)
 		s.fail(ctx, nil, errHTTPBodyTooBig)
-		return
+	case errors.As(err, &small):
+		s.stats.tooLarge.Add(1)
+		s.fail(ctx, nil, errHeaderTooLarge)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.stats.malformed.Add(1)
+		s.fail(ctx, nil, errReadTimeout)
+	default:
+		s.stats.malformed.Add(1)
+		s.fail(ctx, nil, errMalformedHTTP)
 	}
-	s.stats.malformed.Add(1)
-	s.fail(ctx, nil, errMalformedHTTP)
 }
 
 // appendJSONString appends s as a JSON string.
