@@ -304,7 +304,8 @@ func (e *Engine) checkModule(wasm []byte, limits Limits) error {
 	case "MemoryPages":
 		return fmt.Errorf("%s: raise the manifest's limits.memory_pages, or build the module with a smaller initial memory", lim.Msg)
 	}
-	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.ModuleLimits.%s, docs/abi.md)", lim.Limit, lim.Msg, lim.Limit)
+	name := "Max" + lim.Limit // ModuleLimits' field
+	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.ModuleLimits.%s, docs/abi.md)", name, lim.Msg, name)
 }
 
 // errCompileAbandoned is compile's error when it stopped waiting for a
