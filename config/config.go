@@ -33,6 +33,7 @@ import (
 	"github.com/insertfn/insertfn/delivery"
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/runtime"
 	"github.com/insertfn/insertfn/server"
 )
 
@@ -62,8 +63,68 @@ type Config struct {
 	Destinations []Destination `yaml:"destinations"`
 	// Delivery tunes processing and delivery.
 	Delivery Delivery `yaml:"delivery"`
+	// Runtime bounds what functions may cost the host together: the
+	// memory budget of all their instances, the module limits checked
+	// before compilation, and the compilation's time limit.
+	Runtime Runtime `yaml:"runtime"`
 
 	dir string // the file's directory, for relative paths
+}
+
+// Runtime is the runtime's engine-wide configuration (runtime.Config);
+// zero fields take the runtime's defaults.
+type Runtime struct {
+	// MemoryBudget bounds the memory of all instances of all functions, in
+	// bytes: each instance counts for its memory cap (limits.memory_pages)
+	// plus runtime.InstanceOverhead. 0: half the machine's memory (or its
+	// cgroup's limit); negative: no budget.
+	MemoryBudget int64 `yaml:"memory_budget"`
+	// CompileTimeout bounds one module's compilation (default 1m).
+	CompileTimeout time.Duration `yaml:"compile_timeout"`
+	// Module limits, checked before a module is compiled (runtime.ModuleLimits).
+	MaxModuleBytes   int `yaml:"max_module_bytes"`
+	MaxCodeBytes     int `yaml:"max_code_bytes"`
+	MaxFunctionBytes int `yaml:"max_function_bytes"`
+	MaxFunctions     int `yaml:"max_functions"`
+	MaxLocals        int `yaml:"max_locals"`
+	MaxTables        int `yaml:"max_tables"`
+	MaxTableElements int `yaml:"max_table_elements"`
+	MaxSectionItems  int `yaml:"max_section_items"`
+}
+
+// RuntimeConfig returns the runtime's engine configuration: the runtime
+// section, and the compilation cache in DATA/compile-cache.
+func (c *Config) RuntimeConfig() runtime.Config {
+	r := c.Runtime
+	return runtime.Config{
+		CacheDir:       filepath.Join(c.DataDir(), "compile-cache"),
+		MemoryBudget:   r.MemoryBudget,
+		CompileTimeout: r.CompileTimeout,
+		ModuleLimits: runtime.ModuleLimits{
+			MaxModuleBytes: r.MaxModuleBytes, MaxCodeBytes: r.MaxCodeBytes, MaxFunctionBytes: r.MaxFunctionBytes,
+			MaxFunctions: r.MaxFunctions, MaxLocals: r.MaxLocals, MaxTables: r.MaxTables,
+			MaxTableElements: r.MaxTableElements, MaxSectionItems: r.MaxSectionItems,
+		},
+	}
+}
+
+// validate reports the runtime section's problems through bad.
+func (r *Runtime) validate(bad func(key, format string, args ...any)) {
+	if r.CompileTimeout < 0 {
+		bad("runtime.compile_timeout", "%s is negative", r.CompileTimeout)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"max_module_bytes", r.MaxModuleBytes}, {"max_code_bytes", r.MaxCodeBytes}, {"max_function_bytes", r.MaxFunctionBytes},
+		{"max_functions", r.MaxFunctions}, {"max_locals", r.MaxLocals}, {"max_tables", r.MaxTables},
+		{"max_table_elements", r.MaxTableElements}, {"max_section_items", r.MaxSectionItems},
+	} {
+		if l.v < 0 {
+			bad("runtime."+l.key, "%d is negative (0 or absent: the default)", l.v)
+		}
+	}
 }
 
 // Function is one function: a manifest in YAML.
@@ -285,6 +346,7 @@ func (c *Config) Validate() error {
 	if err := c.Consent.Validate(); err != nil {
 		bad("consent", "%v", err)
 	}
+	c.Runtime.validate(bad)
 	fns := make(map[string]bool)
 	for i, f := range c.Functions {
 		key := fmt.Sprintf("functions[%d]", i)

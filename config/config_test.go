@@ -31,11 +31,18 @@ func TestExampleFile(t *testing.T) {
 	if err != nil || string(m.Settings) != `{"missingConsent":"pass","missingRecord":"pass"}` {
 		t.Errorf("manifest %+v, %v", m, err)
 	}
+	rc := c.RuntimeConfig()
+	if rc.CompileTimeout.String() != "1m0s" || rc.ModuleLimits.MaxModuleBytes != 32<<20 || rc.ModuleLimits.MaxTables != 16 ||
+		rc.ModuleLimits.MaxSectionItems != 1_000_000 || rc.MemoryBudget != 0 || rc.CacheDir != filepath.Join(abs, "compile-cache") {
+		t.Errorf("runtime config %+v", rc)
+	}
 }
 
 func TestErrorsNameTheKey(t *testing.T) {
 	for _, c := range []struct{ yaml, want string }{
 		{"sources: []\n", "sources: at least one source"},
+		{"runtime: {max_tables: -1, compile_timeout: -1s}\nsources: []\n", "runtime.max_tables: -1 is negative"},
+		{"runtime: {compile_timeout: -1s}\nsources: []\n", "runtime.compile_timeout: -1s is negative"},
 		{"sources:\n  - {name: web, write_keys: [k], functions: [x]}\n", `sources[0].functions[0]: no function called "x"`},
 		{"sources:\n  - {name: web, write_keys: [k]}\n  - {name: app, write_keys: [k]}\n", `sources[1].write_keys[0]: already the write key of source "web"`},
 		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: webhook}\n", "destinations[0].url"},
