@@ -11,6 +11,7 @@ import (
 	stdruntime "runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insertfn/insertfn/runtime/internal/loopcheck"
@@ -66,6 +67,20 @@ type Engine struct {
 
 	fnsMu sync.Mutex
 	fns   map[*Function]struct{} // the functions loaded and not closed, whose idle instances may be reclaimed
+
+	returning atomic.Bool // a returnMemory is under way
+}
+
+// returnMemory collects garbage and gives free memory back to the system,
+// in the background; calls while one is under way do nothing.
+func (e *Engine) returnMemory() {
+	if e.returning.Swap(true) {
+		return
+	}
+	go func() {
+		debug.FreeOSMemory()
+		e.returning.Store(false)
+	}()
 }
 
 // NewEngine returns an Engine.

@@ -175,6 +175,7 @@ func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error 
 		ferr := f.classify(inst, callErr, fired)
 		res.fail(ferr, c)
 		f.discard(inst)
+		f.afterDiscard(ferr)
 		return ferr
 	}
 	f.finish(res, c, abi.Result(int32(uint32(inst.stack[0]))))
@@ -255,6 +256,7 @@ func (f *Function) InvokeBatch(ctx context.Context, events [][]byte, results []R
 		}
 		results[done+pos].fail(ferr, &inst.call)
 		f.batchDone(inst, results[done:done+pos+1], elapsed, false)
+		f.afterDiscard(ferr)
 		first = cmp.Or(first, error(ferr))
 		done += pos + 1
 	}
@@ -425,6 +427,17 @@ func (f *Function) outOfMemoryMessage(inst *instance) string {
 		msg += fmt.Sprintf(" (a memory.grow to %d MiB was refused)", n>>20)
 	}
 	return msg
+}
+
+// afterDiscard gives the host's memory back to the system after an
+// instance thrown away for a stack overflow: wazero's stack for the guest
+// is a Go slice that doubles up to about 84 MB before it overflows, and
+// the copies it left behind (about as much again) would otherwise keep the
+// heap's size up until the garbage collector's next cycles.
+func (f *Function) afterDiscard(err *Error) {
+	if f.engine != nil && err.Kind == KindTrap && strings.Contains(err.Message, "stack overflow") {
+		f.engine.returnMemory()
+	}
 }
 
 // goFatal reports whether a guest's stderr shows a Go panic or fatal error.

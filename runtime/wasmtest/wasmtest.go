@@ -20,6 +20,7 @@ const (
 	opBrIf        = 0x0D
 	opEnd         = 0x0B
 	opDrop        = 0x1A
+	opCall        = 0x10
 	opLocalGet    = 0x20
 	opLocalTee    = 0x22
 	opI32Const    = 0x41
@@ -42,6 +43,12 @@ func Deliver(id byte) []byte {
 
 // secCustomID is the id of a custom section.
 const secCustomID = 0
+
+// Recurse returns a guest whose insertfn_handle calls itself without end,
+// until the engine's stack overflows.
+func Recurse() []byte {
+	return module(1, []byte{0, opLocalGet, 0, opCall, 1, opEnd}, nil)
+}
 
 // GrowAndTouch returns a guest whose insertfn_handle grows its memory by
 // step pages at a time until memory.grow fails (at the host's cap), writes
