@@ -302,7 +302,7 @@ func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { done <- srv.Serve(jsonErrorsListener{ln}) }()
 	select {
 	case err := <-done:
 		return fmt.Errorf("admin: serve: %w", err)
