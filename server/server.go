@@ -34,7 +34,12 @@
 //   - 401: missing or unknown write key.
 //   - 413: a single call over MaxEventBytes, a batch over MaxBatchBytes or
 //     with more than [Config.MaxBatchEvents] events (413 rather than
-//     Segment's 400: clients treat both alike, 413 says why).
+//     Segment's 400: clients treat both alike, 413 says why). An
+//     oversized body is read and discarded before the answer, up to
+//     [DrainFactor] times the larger limit, so that a client writing it
+//     whole reads the 413 (see [Config.MaxBatchBytes]).
+//   - 431: headers over [Config.MaxHeaderBytes]; 408: a request not
+//     received within [Config.ReadTimeout].
 //   - 503 with Retry-After: the Accepter reported [ErrBackpressure], or the
 //     server is shutting down and gave up waiting.
 //   - 500: the Accepter failed otherwise; the events were not accepted and
@@ -50,9 +55,21 @@
 // timestamp, originalTimestamp and sentAt, if sent, must be ISO 8601 dates
 // or date-times (RFC 3339 and the common variants parseTime lists; no
 // offset means UTC); the clock skew sentAt - timestamp is corrected only
-// when both have a time, both with an offset or both without. The event handed on keeps every member the client sent,
-// except writeKey and later duplicates of a member (the first one wins, as
-// gjson reads it everywhere in insertfn), and gets:
+// when both have a time, both with an offset or both without.
+//
+// What is stored is what insertfn judges, so that a destination can read
+// nothing else: of a member name an object repeats, at any depth and
+// compared after unescaping, only the first member is kept (as gjson, the
+// functions, the router and the consent store read it; a destination's
+// JSON decoder would read the last), and bytes that are not UTF-8 become
+// U+FFFD (as a destination's decoder reads them). Ids that are numbers
+// (userId, anonymousId, previousId, groupId) are stored as strings, as
+// JavaScript's String(n) writes them (sdk/consent.NumberID): 123, 123.0
+// and 1.23e2 are all "123", the id the consent store keys; a number no
+// string denotes exactly (12345678901234567891) is refused with a 400.
+//
+// The event handed on keeps every other member the client sent, except
+// writeKey, and gets:
 //
 //   - type: the path's for single calls, else the event's own;
 //   - messageId: the client's, or "ifn-" and 32 random hex digits;
