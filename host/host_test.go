@@ -204,9 +204,11 @@ func TestWorkedCases(t *testing.T) {
 		{9, `{"categoryPreferences":{"ad":true,"analytics":false}}`, "overlap", fbAmp, []string{"google-ads", "webhook"}},
 		{10, `{"categoryPreferences":{"ad":true,"analytics":true}}`, "overlap", fbAmp, []string{"facebook", "google-ads", "webhook"}},
 		{11, `{"categoryPreferences":{"ad":false,"analytics":true}}`, "overlap", fbAmp, []string{"webhook"}},
-		// Not in the contract: a category the event repeats grants only if
-		// every copy does (a destination's decoder would read the last).
-		{12, `{"categoryPreferences":{"ad":true,"analytics":true,"ad":false}}`, "ad+analytics", "", []string{"amplitude", "webhook"}},
+		// Not in the contract: of a category the event repeats, the ingest
+		// keeps the first copy (at every depth, so that a destination's
+		// decoder, which reads the last, reads what was judged).
+		{12, `{"categoryPreferences":{"ad":true,"analytics":true,"ad":false}}`, "ad+analytics", "", []string{"amplitude", "facebook", "google-ads", "webhook"}},
+		{13, `{"categoryPreferences":{"ad":false,"analytics":true,"ad":true}}`, "ad+analytics", "", []string{"amplitude", "webhook"}},
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("case%d", c.n), func(t *testing.T) {

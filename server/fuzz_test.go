@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
@@ -23,6 +24,8 @@ func FuzzHandler(f *testing.F) {
 		`{"userId":1,"event":"e","context":{"b":[1,{"c":"\u0041"}]},"context":null,"messageId":"m"}`,
 		`{"batch":[{"type":"alias","anonymousId":"a","previousId":"p","context":{}},1,"x",null,{}]}`,
 		`{"\u0075serId":"u","event":"e","userId":"v"}`,
+		`{"userId":"u","event":"e","context":{"consent":{"a":1,"a":2},"con\u0073ent":3},"x":"\xff"}`,
+		"{\"batch\":[{\"type\":\"group\",\"userId\":1.5e1,\"groupId\":2E0,\"p\":{\"\xfe\":1,\"\xff\":2}}]}",
 		`{"batch":[]}`, `[]`, `{`, ``, `{"userId":"u","event":"e","integrations":{ }}`,
 	}
 	for i, s := range seeds {
@@ -82,6 +85,15 @@ func acceptChecked(_ context.Context, _ string, events [][]byte) error {
 		}
 		if m["userId"] == nil && m["anonymousId"] == nil {
 			panic("accepted an event without userId or anonymousId: " + string(e))
+		}
+		for _, f := range []string{"userId", "anonymousId", "previousId", "groupId"} {
+			if _, isNumber := m[f].(float64); isNumber {
+				panic("accepted an event whose " + f + " is still a number: " + string(e))
+			}
+		}
+		var x bodyIndex
+		if !scanBody(string(e), &x) || x.unclean || !utf8.Valid(e) {
+			panic("accepted an event that repeats a name or is not UTF-8: " + string(e))
 		}
 		if c := gjson.GetBytes(e, "context"); c.IsObject() && c.Get("consent").Exists() {
 			first := ""
