@@ -25,6 +25,12 @@
 // limit becomes an [*Error] for that event. The instance that failed is
 // thrown away and replaced on demand; other events and functions go on.
 //
+// An instance's linear memory is mapped outside the Go heap (its cap
+// reserved, pages committed as it grows, unmapped when it closes), and the
+// Engine's memory budget ([Config].MemoryBudget) bounds all instances of
+// all functions together, each counted at its cap. A module is checked
+// against [ModuleLimits] before it is compiled.
+//
 // # Time limits
 //
 // Every module is instrumented at load (package runtime/internal/loopcheck)
