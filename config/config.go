@@ -392,6 +392,11 @@ func (c *Config) Validate() error {
 			}
 			keys[k] = s.Name
 		}
+		for j, o := range s.AllowedOrigins {
+			if err := server.CheckOrigin(o); err != nil {
+				bad(fmt.Sprintf("%s.allowed_origins[%d]", key, j), "%v", err)
+			}
+		}
 		refs(key, s.Functions)
 	}
 	dests := make(map[string]bool)

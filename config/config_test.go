@@ -45,6 +45,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"runtime: {compile_timeout: -1s}\nsources: []\n", "runtime.compile_timeout: -1s is negative"},
 		{"sources:\n  - {name: web, write_keys: [k], functions: [x]}\n", `sources[0].functions[0]: no function called "x"`},
 		{"sources:\n  - {name: web, write_keys: [k]}\n  - {name: app, write_keys: [k]}\n", `sources[1].write_keys[0]: already the write key of source "web"`},
+		{"sources:\n  - {name: web, write_keys: [k], allowed_origins: [\"https://a.example/\"]}\n", `sources[0].allowed_origins[0]: "https://a.example/": an origin is scheme://host[:port]`},
 		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: webhook}\n", "destinations[0].url"},
 		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: ftp}\n", "destinations[0].type"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nconsent: {backend: mongo}\n", "consent"},

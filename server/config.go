@@ -143,6 +143,16 @@ type Source struct {
 	// WriteKeys are the keys a client may send (as the HTTP Basic user
 	// name, or as writeKey in the body). Several keys allow rotation.
 	WriteKeys []string `yaml:"write_keys" json:"write_keys"`
+	// AllowedOrigins are the browser origins (the Origin header) whose
+	// pages may send this source's events: "https://shop.example.com",
+	// "https://*.example.com" for its subdomains, or "*". Empty (the
+	// default) accepts any origin, as Segment does: a write key is public
+	// in every page that uses it, so an origin list is a guard against
+	// other sites spending a key, not authentication. A browser request
+	// from another origin is answered 403, with the CORS headers that let
+	// the page read why; a request without an Origin header (a server's
+	// library) is not restricted.
+	AllowedOrigins []string `yaml:"allowed_origins" json:"allowed_origins"`
 }
 
 // Validate reports every field of cfg that makes no sense, each named by
@@ -222,6 +232,9 @@ func checkSources(sources []Source) error {
 		names[src.Name] = true
 		if len(src.WriteKeys) == 0 {
 			errs = append(errs, fmt.Errorf("server: source %q has no write key; give it at least one", src.Name))
+		}
+		if _, err := newOrigins(src.AllowedOrigins); err != nil {
+			errs = append(errs, fmt.Errorf("server: source %q: %w", src.Name, err))
 		}
 		for _, k := range src.WriteKeys {
 			switch other, dup := keys[k]; {

@@ -10,8 +10,21 @@
 // POST /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group and
 // /v1/alias take one event; POST /v1/batch and /v1/import (an older name
 // of batch) take {"batch":[events...]} with optional top-level context,
-// integrations, sentAt and writeKey. Other paths answer 404; another
-// method answers 405 with "Allow: POST". Content-Type is not checked.
+// integrations, sentAt and writeKey. analytics.js's short paths are the
+// same routes: /v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a and /v1/b; its
+// own metrics, POST /v1/m, are answered 200 and not kept. Other paths
+// answer 404; another method answers 405 with "Allow: POST, OPTIONS".
+// Content-Type is not checked (analytics.js sends text/plain).
+//
+// # Browsers
+//
+// OPTIONS on a route is a CORS preflight: 204 with
+// Access-Control-Allow-Origin (the request's Origin), -Methods, -Headers
+// (those the browser asks for) and -Max-Age ([PreflightMaxAge]) when some
+// source accepts the origin, else 403. Every answer to a request with an
+// Origin header carries Access-Control-Allow-Origin, errors included, so
+// that the page's library sees the status. A source's
+// [Source.AllowedOrigins] restricts which pages may send its events.
 //
 // # Authentication
 //
@@ -209,10 +222,13 @@ type Server struct {
 	noisy   *logthrottle.Throttle // failures that repeat per request
 	now     func() time.Time
 	sources map[string]*source // by write key
-	hash    hasher
-	srv     *fasthttp.Server
-	pool    sync.Pool // of *scratch
-	stats   counters
+	// anyOrigins accepts the origins some source accepts: preflights,
+	// which carry no write key, are answered for those.
+	anyOrigins origins
+	hash       hasher
+	srv        *fasthttp.Server
+	pool       sync.Pool // of *scratch
+	stats      counters
 
 	// acceptCtx is passed to Accept; cancel ends it when Shutdown gives up.
 	acceptCtx context.Context
@@ -226,8 +242,9 @@ type Server struct {
 // source is one configured source and its dedupe window (nil when
 // deduplication is off).
 type source struct {
-	name   string
-	window *window
+	name    string
+	window  *window
+	origins origins // the browser origins it accepts
 }
 
 // New returns a server for sources that hands accepted events to acc.
@@ -271,6 +288,8 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 	s.pool.New = func() any { return new(scratch) }
 	for _, src := range sources {
 		st := &source{name: src.Name}
+		st.origins, _ = newOrigins(src.AllowedOrigins) // checked by checkSources
+		s.anyOrigins.union(st.origins)
 		if cfg.DedupeWindow > 0 {
 			st.window = newWindow(cfg.DedupeWindow)
 		}
@@ -445,7 +464,7 @@ func (s *Server) putScratch(sc *scratch) {
 
 // Request-level problems.
 var (
-	errNotFound       = problem{404, "no such endpoint: use POST /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias, /v1/batch or /v1/import"}
+	errNotFound       = problem{404, "no such endpoint: use POST /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias, /v1/batch or /v1/import (or analytics.js's /v1/t, /v1/i, /v1/p, /v1/s, /v1/g, /v1/a, /v1/b)"}
 	errMethod         = problem{405, "method not allowed: the tracking API takes POST"}
 	errNoKey          = problem{401, "missing write key: send it as the HTTP Basic auth user name (empty password) or as writeKey in the body"}
 	errUnknownKey     = problem{401, "unknown write key: no source has this write key"}
@@ -474,19 +493,19 @@ var (
 // batch paths.
 func route(path []byte) (typ eventType, batch, ok bool) {
 	switch string(path) {
-	case "/v1/batch", "/v1/import":
+	case "/v1/batch", "/v1/import", "/v1/b":
 		return typeNone, true, true
-	case "/v1/track":
+	case "/v1/track", "/v1/t":
 		return typeTrack, false, true
-	case "/v1/identify":
+	case "/v1/identify", "/v1/i":
 		return typeIdentify, false, true
-	case "/v1/page":
+	case "/v1/page", "/v1/p":
 		return typePage, false, true
-	case "/v1/screen":
+	case "/v1/screen", "/v1/s":
 		return typeScreen, false, true
-	case "/v1/group":
+	case "/v1/group", "/v1/g":
 		return typeGroup, false, true
-	case "/v1/alias":
+	case "/v1/alias", "/v1/a":
 		return typeAlias, false, true
 	}
 	return typeNone, false, false
@@ -496,6 +515,20 @@ func route(path []byte) (typ eventType, batch, ok bool) {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.stats.requests.Add(1)
 	typ, batch, ok := route(ctx.Path())
+	metrics := !ok && string(ctx.Path()) == metricsPath
+	origin := ctx.Request.Header.Peek("Origin")
+	if (ok || metrics) && ctx.IsOptions() {
+		s.discardBody(ctx)
+		s.preflight(ctx, origin)
+		return
+	}
+	if len(origin) > 0 {
+		allowOrigin(ctx, origin)
+	}
+	if metrics && ctx.IsPost() {
+		s.clientMetrics(ctx)
+		return
+	}
 	if !ok {
 		s.stats.notFound.Add(1)
 		s.discardBody(ctx)
@@ -505,7 +538,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
 		s.stats.methodNotAllowed.Add(1)
 		s.discardBody(ctx)
-		ctx.Response.Header.Set("Allow", "POST")
+		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 		s.fail(ctx, nil, errMethod)
 		return
 	}
@@ -594,6 +627,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.fail(ctx, sc, errUnknownKey)
 			return
 		}
+	}
+
+	if len(origin) > 0 && !src.origins.allows(origin) {
+		s.stats.forbiddenOrigin.Add(1)
+		s.fail(ctx, sc, errOrigin)
+		return
 	}
 
 	now := s.now().UTC()

@@ -24,23 +24,25 @@ func TestSingleCallRoutes(t *testing.T) {
 		"alias":    `{"userId":"u1","previousId":"a1"}`,
 	}
 	for typ, body := range bodies {
-		t.Run(typ, func(t *testing.T) {
-			s, rec := newTestServer(t, Config{})
-			resp := do(t, s, request{path: "/v1/" + typ, auth: testKey, body: body})
-			if resp.status != 200 || string(resp.body) != `{"success":true}` {
-				t.Fatalf("answered %d %s, want 200 {\"success\":true}", resp.status, resp.body)
-			}
-			evs := rec.events()
-			if len(evs) != 1 || rec.calls[0].source != "web" {
-				t.Fatalf("accepted %v in %d calls, want one event from source web", evs, len(rec.calls))
-			}
-			if evs[0]["type"] != typ {
-				t.Errorf("type = %v, want %s (from the path)", evs[0]["type"], typ)
-			}
-			if evs[0]["receivedAt"] != testNowString || evs[0]["timestamp"] != testNowString {
-				t.Errorf("receivedAt %v timestamp %v, want both %s", evs[0]["receivedAt"], evs[0]["timestamp"], testNowString)
-			}
-		})
+		for _, path := range []string{"/v1/" + typ, "/v1/" + typ[:1]} { // analytics.js's short path too
+			t.Run(path, func(t *testing.T) {
+				s, rec := newTestServer(t, Config{})
+				resp := do(t, s, request{path: path, auth: testKey, body: body})
+				if resp.status != 200 || string(resp.body) != `{"success":true}` {
+					t.Fatalf("answered %d %s, want 200 {\"success\":true}", resp.status, resp.body)
+				}
+				evs := rec.events()
+				if len(evs) != 1 || rec.calls[0].source != "web" {
+					t.Fatalf("accepted %v in %d calls, want one event from source web", evs, len(rec.calls))
+				}
+				if evs[0]["type"] != typ {
+					t.Errorf("type = %v, want %s (from the path)", evs[0]["type"], typ)
+				}
+				if evs[0]["receivedAt"] != testNowString || evs[0]["timestamp"] != testNowString {
+					t.Errorf("receivedAt %v timestamp %v, want both %s", evs[0]["receivedAt"], evs[0]["timestamp"], testNowString)
+				}
+			})
+		}
 	}
 }
 
@@ -121,8 +123,8 @@ func TestRequestErrors(t *testing.T) {
 			if !strings.Contains(msg, tt.errHas) {
 				t.Errorf("error %q does not mention %q", msg, tt.errHas)
 			}
-			if resp.status == 405 && string(resp.header.Peek("Allow")) != "POST" {
-				t.Errorf("405 without Allow: POST (got %q)", resp.header.Peek("Allow"))
+			if resp.status == 405 && string(resp.header.Peek("Allow")) != "POST, OPTIONS" {
+				t.Errorf("405 without Allow: POST, OPTIONS (got %q)", resp.header.Peek("Allow"))
 			}
 			if n := len(rec.events()); n != 0 {
 				t.Errorf("a refused request handed %d events to Accept", n)

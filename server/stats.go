@@ -16,6 +16,11 @@ type Stats struct {
 	// Duplicates is the events answered 200 but not handed to the
 	// Accepter because their messageId was seen (see [Config.DedupeWindow]).
 	Duplicates uint64
+	// Preflights is the CORS preflight (OPTIONS) requests answered.
+	Preflights uint64
+	// ClientMetrics is the reports of a client library's own metrics
+	// (analytics.js's /v1/m), answered 200 and not kept.
+	ClientMetrics uint64
 	// Cleaned is the requests whose body repeated a member name in some
 	// object or held bytes that are not UTF-8: their events were stored
 	// with the first member of each name and U+FFFD for such bytes, so
@@ -47,11 +52,15 @@ type Rejections struct {
 	Backpressure uint64
 	// StoreFailed: requests answered 500 because the Accepter failed.
 	StoreFailed uint64
+	// ForbiddenOrigin: browser requests (and preflights) from an origin
+	// their source does not accept (403; see [Source.AllowedOrigins]).
+	ForbiddenOrigin uint64
 }
 
 // counters are the live, atomic form of Stats.
 type counters struct {
 	requests, events, accepted, duplicates, cleaned atomic.Uint64
+	preflights, clientMetrics, forbiddenOrigin      atomic.Uint64
 
 	notFound, methodNotAllowed, unauthorized, malformed, tooLarge atomic.Uint64
 	invalidEvents, backpressure, storeFailed                      atomic.Uint64
@@ -62,11 +71,13 @@ type counters struct {
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Requests:   c.requests.Load(),
-		Events:     c.events.Load(),
-		Accepted:   c.accepted.Load(),
-		Duplicates: c.duplicates.Load(),
-		Cleaned:    c.cleaned.Load(),
+		Requests:      c.requests.Load(),
+		Events:        c.events.Load(),
+		Accepted:      c.accepted.Load(),
+		Duplicates:    c.duplicates.Load(),
+		Cleaned:       c.cleaned.Load(),
+		Preflights:    c.preflights.Load(),
+		ClientMetrics: c.clientMetrics.Load(),
 		Rejected: Rejections{
 			NotFound:         c.notFound.Load(),
 			MethodNotAllowed: c.methodNotAllowed.Load(),
@@ -76,6 +87,7 @@ func (s *Server) Stats() Stats {
 			InvalidEvents:    c.invalidEvents.Load(),
 			Backpressure:     c.backpressure.Load(),
 			StoreFailed:      c.storeFailed.Load(),
+			ForbiddenOrigin:  c.forbiddenOrigin.Load(),
 		},
 	}
 }
