@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	if h.store, err = sc.Open(ctx); err != nil {
 		return nil, fmt.Errorf("host: consent store (%s): %w", sc.Backend, err)
 	}
-	if h.engine, err = runtime.NewEngine(runtime.Config{CacheDir: filepath.Join(cfg.DataDir(), "compile-cache")}); err != nil {
+	if h.engine, err = runtime.NewEngine(cfg.RuntimeConfig()); err != nil {
 		return nil, fmt.Errorf("host: runtime: %w", err)
 	}
 	h.registry = functions.NewRegistry(h.engine, h.metrics.InstrumentStore(h.store, sc.Backend))
