@@ -141,3 +141,17 @@ func TestHardeningRefusedGrowIsMemory(t *testing.T) {
 		t.Errorf("verdict %s, kind %q, reason %q; want a MemoryLimit error that names the refused memory.grow", res.Verdict, res.ErrorKind, res.Reason)
 	}
 }
+
+// TestHardeningRuntimeConfigReachesTheEngine: the configuration's runtime
+// section (here a module limit) is the one the server's engine enforces,
+// and its error names the key to change.
+func TestHardeningRuntimeConfigReachesTheEngine(t *testing.T) {
+	c := baseConfig(t, nil, nil)
+	c.Runtime.MaxModuleBytes = 4 << 10
+	h := start(t, c)
+	client := &admin.Client{URL: "http://" + h.AdminAddr().String(), Token: h.AdminToken()}
+	_, err := client.Deploy(context.Background(), functions.Manifest{Name: "big"}, wasmtest.Oversized(64<<10))
+	if !isStatus(err, 422) || !strings.Contains(err.Error(), "runtime.max_module_bytes") {
+		t.Errorf("a 64 KiB module under runtime.max_module_bytes = 4096: %v; want a 422 naming the key", err)
+	}
+}

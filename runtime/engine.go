@@ -320,7 +320,25 @@ func (e *Engine) checkModule(wasm []byte, limits Limits) error {
 		return fmt.Errorf("%s: raise the manifest's limits.memory_pages, or build the module with a smaller initial memory", lim.Msg)
 	}
 	name := "Max" + lim.Limit // ModuleLimits' field
-	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.ModuleLimits.%s, docs/abi.md)", name, lim.Msg, name)
+	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.%s in the configuration file, ModuleLimits.%s in Go; docs/abi.md)",
+		name, lim.Msg, snakeCase(name), name)
+}
+
+// snakeCase writes a Go field name as its configuration key:
+// MaxModuleBytes is max_module_bytes.
+func snakeCase(field string) string {
+	var b []byte
+	for i := 0; i < len(field); i++ {
+		c := field[i]
+		if c >= 'A' && c <= 'Z' {
+			if i > 0 {
+				b = append(b, '_')
+			}
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // errCompileAbandoned is compile's error when it stopped waiting for a
