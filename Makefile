@@ -3,9 +3,13 @@ GO       ?= go
 BIN      := bin
 EXAMPLES := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/main.go))))
 WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm)
-GOFILES  := $(shell find . -name '*.go' -not -path './bin/*')
+GOFILES  := $(shell find . -name '*.go' -not -path './bin/*' -not -path '*/node_modules/*')
+# The browser test's bundle: Segment's analytics.js and consent wrapper from
+# npm (pinned with checksums by package-lock.json), bundled by esbuild.
+BROWSER  := internal/browsertest
+NPM      ?= npm
 
-.PHONY: all build examples test vet bench bench-peers run clean help
+.PHONY: all build examples browser-bundle test vet bench bench-peers run clean help
 
 all: build examples
 
@@ -23,6 +27,21 @@ $(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go)
 	@mkdir -p $(dir $@)
 	cd examples/$* && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(abspath $@) .
 
+browser-bundle: $(BIN)/browsertest/bundle.js ## fetch the browser test's npm packages (npm ci) and bundle them into bin/browsertest/
+
+# npm ci installs exactly package-lock.json, checking every package's
+# checksum, and writes node_modules/.package-lock.json last. Install
+# scripts are not run: esbuild's binary comes in its platform package.
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "npm is missing: apt-get install -y nodejs npm"; exit 1; }
+	cd $(BROWSER) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+$(BIN)/browsertest/bundle.js: $(BROWSER)/entry.js $(BROWSER)/node_modules/.package-lock.json
+	@mkdir -p $(dir $@)
+	cd $(BROWSER) && ./node_modules/.bin/esbuild entry.js --bundle --format=iife --platform=browser \
+		--target=chrome100 --log-level=warning --outfile=$(abspath $@)
+
 vet: ## gofmt, go vet (both modules), and the SDK and examples compile for wasm
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
@@ -31,7 +50,7 @@ vet: ## gofmt, go vet (both modules), and the SDK and examples compile for wasm
 
 # The first go test run also fills the shared wazero compilation cache, so the
 # -race run (where compiling a Go guest is ~20x slower) mostly loads from it.
-test: vet examples ## vet, build the examples, run every test (plain, then -race)
+test: vet examples browser-bundle ## vet, build the examples and the browser bundle, run every test (plain, then -race)
 	cd sdk && $(GO) test -race ./...
 	$(GO) test ./...
 	$(GO) test -race ./...
@@ -46,5 +65,5 @@ run: build examples ## run the server on embedded defaults (data in ./data), wit
 	$(BIN)/insertfn consent import cmd/insertfn/testdata/consent.ndjson --data data
 	$(BIN)/insertfn serve --data data
 
-clean: ## remove bin/
-	rm -rf $(BIN)
+clean: ## remove bin/ and the browser test's node_modules
+	rm -rf $(BIN) $(BROWSER)/node_modules
