@@ -11,14 +11,17 @@ import (
 
 // Browsers: analytics.js sends its events from the page's origin to the
 // server's, with an Authorization header, so every request is a CORS
-// request with a preflight. The server answers preflights (OPTIONS) for
-// the origins some source accepts, and puts Access-Control-Allow-Origin
-// on every answer to a request with an Origin header, errors included, so
-// that the library sees the status. Which origins a source accepts is
-// [Source.AllowedOrigins]. A request without an Origin header (a server
-// library, curl) is not a browser's and is not restricted: an origin is a
-// browser's guard, not authentication (anyone may send any Origin outside
-// a browser).
+// request with a preflight. The server answers every preflight (OPTIONS)
+// on its routes, and puts Access-Control-Allow-Origin on every answer to
+// a request with an Origin header, errors included, so that the library
+// sees the status. Which origins a source accepts is
+// [Source.AllowedOrigins], checked on the request itself once its write
+// key names the source: a preflight carries no key, and a refused
+// preflight is a network error to the page, which analytics.js retries
+// ten times and never explains, while a 403 it can read is dropped at
+// once. A request without an Origin header (a server library, curl) is
+// not restricted: an origin is a browser's guard, not authentication
+// (anyone may send any Origin outside a browser).
 
 // PreflightMaxAge is how long, in seconds, a browser may reuse a
 // preflight's answer (Chromium caps it at two hours, Firefox at a day).
@@ -91,18 +94,6 @@ func newOrigins(list []string) (origins, error) {
 	return o, errors.Join(errs...)
 }
 
-// union adds the origins of o to u.
-func (u *origins) union(o origins) {
-	u.any = u.any || o.any
-	for k := range o.exact {
-		if u.exact == nil {
-			u.exact = make(map[string]bool)
-		}
-		u.exact[k] = true
-	}
-	u.subdomains = append(u.subdomains, o.subdomains...)
-}
-
 // metricsPath is where analytics.js sends its own metrics (its error and
 // delivery counters, for Segment's engineers). They are not events: the
 // server answers 200 and keeps nothing, as a page expects.
@@ -144,9 +135,6 @@ func (o *origins) allows(origin []byte) bool {
 // accept.
 var errOrigin = problem{403, "this source does not accept events from the page's origin: add it to the source's allowed_origins (sources[].allowed_origins), or remove the list to accept any origin"}
 
-// errPreflightOrigin refuses a preflight from an origin no source accepts.
-var errPreflightOrigin = problem{403, "no source accepts events from this origin (sources[].allowed_origins)"}
-
 // allowOrigin puts the CORS answer headers for the request's origin on
 // every answer: the browser then lets the page read the status.
 func allowOrigin(ctx *fasthttp.RequestCtx, origin []byte) {
@@ -155,17 +143,12 @@ func allowOrigin(ctx *fasthttp.RequestCtx, origin []byte) {
 }
 
 // preflight answers a CORS preflight for a tracking path: 204 with what
-// the browser may send, or 403 when no source accepts the origin.
+// the browser may send.
 func (s *Server) preflight(ctx *fasthttp.RequestCtx, origin []byte) {
 	s.stats.preflights.Add(1)
 	if len(origin) == 0 { // not a browser's: say what the path takes
 		ctx.Response.Header.Set("Allow", "POST, OPTIONS")
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
-		return
-	}
-	if !s.anyOrigins.allows(origin) {
-		s.stats.forbiddenOrigin.Add(1)
-		s.fail(ctx, nil, errPreflightOrigin)
 		return
 	}
 	allowOrigin(ctx, origin)

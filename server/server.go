@@ -20,8 +20,9 @@
 //
 // OPTIONS on a route is a CORS preflight: 204 with
 // Access-Control-Allow-Origin (the request's Origin), -Methods, -Headers
-// (those the browser asks for) and -Max-Age ([PreflightMaxAge]) when some
-// source accepts the origin, else 403. Every answer to a request with an
+// (those the browser asks for) and -Max-Age ([PreflightMaxAge]), whatever
+// the origin: a source's origins are checked on the request itself, which
+// names the source. Every answer to a request with an
 // Origin header carries Access-Control-Allow-Origin, errors included, so
 // that the page's library sees the status. A source's
 // [Source.AllowedOrigins] restricts which pages may send its events.
@@ -222,13 +223,10 @@ type Server struct {
 	noisy   *logthrottle.Throttle // failures that repeat per request
 	now     func() time.Time
 	sources map[string]*source // by write key
-	// anyOrigins accepts the origins some source accepts: preflights,
-	// which carry no write key, are answered for those.
-	anyOrigins origins
-	hash       hasher
-	srv        *fasthttp.Server
-	pool       sync.Pool // of *scratch
-	stats      counters
+	hash    hasher
+	srv     *fasthttp.Server
+	pool    sync.Pool // of *scratch
+	stats   counters
 
 	// acceptCtx is passed to Accept; cancel ends it when Shutdown gives up.
 	acceptCtx context.Context
@@ -289,7 +287,6 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 	for _, src := range sources {
 		st := &source{name: src.Name}
 		st.origins, _ = newOrigins(src.AllowedOrigins) // checked by checkSources
-		s.anyOrigins.union(st.origins)
 		if cfg.DedupeWindow > 0 {
 			st.window = newWindow(cfg.DedupeWindow)
 		}
@@ -299,18 +296,21 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 	}
 	s.acceptCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:              s.handle,
-		ErrorHandler:         s.handleError,
-		Name:                 "insertfn",
-		ReadBufferSize:       cfg.MaxHeaderBytes,
-		ReadTimeout:          cfg.ReadTimeout,
-		WriteTimeout:         cfg.WriteTimeout,
-		IdleTimeout:          cfg.IdleTimeout,
-		MaxRequestBodySize:   cfg.wireLimit(),
-		StreamRequestBody:    true, // the handler reads the body: see readWire
-		CloseOnShutdown:      true,
-		NoDefaultContentType: true,
-		Logger:               fasthttpLogger{s.log},
+		Handler:            s.handle,
+		ErrorHandler:       s.handleError,
+		Name:               "insertfn",
+		ReadBufferSize:     cfg.MaxHeaderBytes,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		MaxRequestBodySize: cfg.wireLimit(),
+		StreamRequestBody:  true, // the handler reads the body: see readWire
+		// With streaming, fasthttp would read a multipart body whole (large
+		// parts into temporary files) before the handler could refuse it.
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		NoDefaultContentType:         true,
+		Logger:                       fasthttpLogger{s.log},
 	}
 	return s, nil
 }

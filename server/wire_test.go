@@ -141,3 +141,28 @@ func TestHeaderTooLargeIsJSON(t *testing.T) {
 		t.Fatalf("a 4 KiB cookie answered %d %v", status, m)
 	}
 }
+
+// TestMultipartBodyNotPreRead: a multipart body is the handler's to
+// refuse like any other; fasthttp must not read it whole (into memory and
+// temporary files) first. A 200 MB multipart upload announced by its
+// Content-Length gets the 413 at once, with only its first bytes sent.
+func TestMultipartBodyNotPreRead(t *testing.T) {
+	s, _ := newTestServer(t, Config{})
+	url := serve(t, s)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST /v1/track HTTP/1.1\r\nHost: insertfn\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: %d\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\n\r\n%s",
+		200<<20, strings.Repeat("x", 8<<10))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a 200 MB multipart body announced: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 413 {
+		t.Fatalf("answered %d, want 413", res.StatusCode)
+	}
+}
