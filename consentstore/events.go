@@ -176,8 +176,18 @@ func segmentUpdate(event []byte, name string, now int64) (Update, error) {
 			err = fmt.Errorf("%s: a category with an empty name", path)
 			return false
 		}
+		// mParticle's style, {"consented": true}, reads as the functions
+		// and the router read it: by its first "consented" member.
+		if value.IsObject() {
+			c := value.Get("consented")
+			if !c.Exists() {
+				err = fmt.Errorf("%s.%s: an object needs \"consented\": true or false", path, cat)
+				return false
+			}
+			value = c
+		}
 		if value.Type != gjson.True && value.Type != gjson.False {
-			err = fmt.Errorf("%s.%s: want true or false, got %s", path, cat, jsonType(value))
+			err = fmt.Errorf("%s.%s: want true, false or {\"consented\": true|false}, got %s", path, cat, jsonType(value))
 			return false
 		}
 		consents := value.Type == gjson.True

@@ -2,6 +2,7 @@ package consentstore
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -193,9 +194,10 @@ func TestUpdateFromSegmentErrors(t *testing.T) {
 		{"no context", withField(t, segmentSeedEvent, "context", ""), "no context.consent.categoryPreferences"},
 		{"preferences array", withPrefs(t, `["Advertising"]`), "categoryPreferences: want an object of booleans"},
 		{"preferences null", withPrefs(t, `null`), "categoryPreferences: want an object of booleans ({\"Advertising\": true}), got null"},
-		{"preference string", withPrefs(t, `{"Advertising":"true"}`), `categoryPreferences.Advertising: want true or false, got a string ("true")`},
-		{"preference object", withPrefs(t, `{"Advertising":{"consented":true}}`), "categoryPreferences.Advertising: want true or false, got an object"},
-		{"preference null", withPrefs(t, `{"Advertising":null}`), "categoryPreferences.Advertising: want true or false, got null"},
+		{"preference string", withPrefs(t, `{"Advertising":"true"}`), `categoryPreferences.Advertising: want true, false or {"consented": true|false}, got a string ("true")`},
+		{"preference object without consented", withPrefs(t, `{"Advertising":{"ok":true}}`), `categoryPreferences.Advertising: an object needs "consented": true or false`},
+		{"preference object with a string", withPrefs(t, `{"Advertising":{"consented":"yes"}}`), `categoryPreferences.Advertising: want true, false or {"consented": true|false}, got a string ("yes")`},
+		{"preference null", withPrefs(t, `{"Advertising":null}`), `categoryPreferences.Advertising: want true, false or {"consented": true|false}, got null`},
 		{"empty category", withPrefs(t, `{"":true}`), "a category with an empty name"},
 		{"unparseable timestamp", withField(t, segmentSeedEvent, "timestamp", `"yesterday"`), `timestamp "yesterday": want an ISO-8601 time`},
 		{"date only", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01"`), `timestamp "2023-01-01": want an ISO-8601 time`},
@@ -495,4 +497,17 @@ func FuzzEvents(f *testing.F) {
 			t.Fatalf("LinkFromEvent = %q %q, not ok", id, aliases)
 		}
 	})
+}
+
+// TestUpdateFromSegmentConsentedObjects: a category given mParticle's way
+// is read as the functions and the router read it, by its first consented.
+func TestUpdateFromSegmentConsentedObjects(t *testing.T) {
+	u, ok, err := UpdateFromSegment([]byte(withPrefs(t, `{"Advertising":{"consented":true},"Analytics":{"consented":false,"consented":true},"Functional":false}`)))
+	if err != nil || !ok {
+		t.Fatalf("UpdateFromSegment: ok %v, %v", ok, err)
+	}
+	want := map[string]bool{"Advertising": true, "Analytics": false, "Functional": false}
+	if got := u.Record.CategoryMap(); !maps.Equal(got, want) {
+		t.Fatalf("categories %v, want %v", got, want)
+	}
 }
