@@ -324,6 +324,9 @@ func (f *Function) timeout(ctx context.Context) time.Duration {
 
 // begin makes event the instance's current event.
 func (inst *instance) begin(ctx context.Context, event []byte) *hostcall.Call {
+	// A grow refused during an earlier event (which the guest coped with)
+	// says nothing about this one's failure.
+	inst.memory.refused.Store(0)
 	inst.call.Next(ctx, event)
 	inst.stderr.b = inst.stderr.b[:0]
 	return &inst.call

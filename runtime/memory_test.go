@@ -28,3 +28,28 @@ func TestRefusedGrowIsOutOfMemory(t *testing.T) {
 		t.Errorf("start-up: %v, want a MemoryLimit error", err)
 	}
 }
+
+// TestRefusedGrowForgottenAfterEvent: a memory.grow refused during one
+// event that the guest coped with does not make a later event's unrelated
+// trap a memory failure, in Invoke and in a batch.
+func TestRefusedGrowForgottenAfterEvent(t *testing.T) {
+	f, err := engine(t).Load(context.Background(), wasmtest.GrowRefusedThenTrap(),
+		runtime.Options{Name: "coper", Limits: runtime.Limits{MemoryPages: 512, PoolSize: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close(context.Background())
+	mustDeliver(t, f, `{"type":"track"}`) // the grow to 1000 pages is refused; the guest copes
+	res, err := invoke(t, f, `{"type":"identify"}`)
+	if !errors.Is(err, runtime.ErrTrap) || res.Kind != runtime.KindTrap {
+		t.Errorf("the trap after a refused grow in an earlier event: %v (kind %q, reason %q), want a trap", err, res.Kind, res.Reason)
+	}
+	if st := f.Stats(); st.Started != 1 {
+		t.Fatalf("stats %+v: want the first instance reused for the second event", st)
+	}
+	results := make([]runtime.Result, 2)
+	err = f.InvokeBatch(context.Background(), [][]byte{[]byte(`{"type":"track"}`), []byte(`{"type":"identify"}`)}, results)
+	if results[0].Verdict != runtime.Deliver || !errors.Is(err, runtime.ErrTrap) || results[1].Kind != runtime.KindTrap {
+		t.Errorf("batch: %v, results %+v, want deliver then a trap", err, results)
+	}
+}

@@ -16,6 +16,8 @@ const (
 	opUnreachable = 0x00
 	opBlock       = 0x02
 	opLoop        = 0x03
+	opIf          = 0x04
+	opReturn      = 0x0F
 	opBr          = 0x0C
 	opBrIf        = 0x0D
 	opEnd         = 0x0B
@@ -82,6 +84,18 @@ func GrowAndTouch(step uint32) []byte {
 // its allocator gets nothing.
 func GrowFailThenTrap() []byte {
 	return module(1, growFailTrapBody(), nil)
+}
+
+// GrowRefusedThenTrap returns a guest whose insertfn_handle, for a track
+// event, asks for 1000 pages (64 MiB) in one memory.grow, copes with a
+// refusal and returns Deliver; for any other event it traps with
+// unreachable. Under a cap below 1000 pages the first is a refused grow the
+// guest survived, the second a trap that has nothing to do with memory.
+func GrowRefusedThenTrap() []byte {
+	body := []byte{0, opLocalGet, 0, opI32Const, 1, opI32Eq, opIf, blockVoid, opI32Const}
+	body = sleb(body, 1000)
+	body = append(body, opMemoryGrow, 0, opDrop, opI32Const, 0, opReturn, opEnd, opUnreachable, opEnd)
+	return module(1, body, nil)
 }
 
 // StartUpExhaustsMemory returns a guest whose wasm start function does what
