@@ -77,3 +77,23 @@ func TestModuleRefusedBeforeAllocation(t *testing.T) {
 		})
 	}
 }
+
+// TestHugeCountsRefused: a count or a length inside a section's entry (an
+// element or data segment, an export or import name, a function type, the
+// name section) that the module's bytes cannot hold is refused by the
+// check before the engine's decoder allocates for it; wazero's would ask
+// for up to 2^32-1 items and the process would die.
+func TestHugeCountsRefused(t *testing.T) {
+	for _, c := range wasmtest.HugeCounts() {
+		t.Run(c.Name, func(t *testing.T) {
+			f, err := engine(t).Load(context.Background(), c.Wasm, runtime.Options{Name: "crafted"})
+			if err == nil {
+				f.Close(context.Background())
+				t.Fatal("Load succeeded")
+			}
+			if !strings.Contains(err.Error(), "function crafted: compile: malformed module: ") {
+				t.Errorf("Load: %v, want the module check's refusal", err)
+			}
+		})
+	}
+}

@@ -90,6 +90,27 @@ func TestHardeningCraftedModuleCostsNothing(t *testing.T) {
 	if peak > base+128<<20 {
 		t.Errorf("peak resident size %d MiB, want at most %d MiB more than on a small module: the module must be refused before anything is allocated for it", peak>>20, 128)
 	}
+	// Modules of a few hundred bytes whose entries announce counts or
+	// lengths of up to 2^32-1 (an element segment's, a data segment's, a
+	// name's, a function type's): the engine's decoder would allocate for
+	// them before it reads them, and the process died ("fatal error: out of
+	// memory") or took a GiB.
+	for i, c := range wasmtest.HugeCounts() {
+		peak, code, stderr := peakOf(fmt.Sprintf("huge%d.wasm", i), c.Wasm)
+		if code != exitUsage || !strings.Contains(stderr, "malformed module") {
+			t.Errorf("%s: exit %d, stderr %q; want %d and the module called malformed", c.Name, code, firstLines(stderr), exitUsage)
+		}
+		if peak > base+32<<20 {
+			t.Errorf("%s: peak resident size %d MiB, want at most 32 MiB more than on a small module (%d MiB)", c.Name, peak>>20, base>>20)
+		}
+	}
+}
+
+// firstLines returns the first lines of a child's stderr (a Go crash
+// prints every goroutine's stack).
+func firstLines(s string) string {
+	lines := strings.SplitN(s, "\n", 4)
+	return strings.Join(lines[:min(len(lines), 3)], "\n")
 }
 
 // TestHardeningMemoryAtTheCap runs `insertfn serve` with a function whose

@@ -118,30 +118,110 @@ func Oversized(size int) []byte {
 	return b
 }
 
+// SlowCompile returns a guest whose insertfn_handle is blocks empty
+// blocks (`block end`) one after the other, then reads (`local.get 0;
+// drop`), then returns Deliver. wazero 1.12's compiler takes time in
+// proportion to blocks times reads: 10 000 of each took 1.4 s on a 2020s
+// core, 20 000 of each 6 s.
+func SlowCompile(blocks, reads int) []byte {
+	body := []byte{0}
+	for range blocks {
+		body = append(body, opBlock, blockVoid, opEnd)
+	}
+	for range reads {
+		body = append(body, opLocalGet, 0, opDrop)
+	}
+	body = append(body, opI32Const, 0, opEnd)
+	return module(1, body, nil)
+}
+
+// Crafted is a module crafted to make a decoder allocate what its bytes do
+// not hold, with what it is.
+type Crafted struct {
+	Name string
+	Wasm []byte
+}
+
+// HugeCounts returns modules that each announce, inside one entry of a
+// section, a count or a length far beyond their bytes: a decoder that
+// allocates for the count before it reads the items (wazero 1.12's does,
+// for every one of these) asks for gigabytes, or for more than the address
+// space, and the Go runtime dies. Each is otherwise a Deliver guest, so
+// that it reaches the engine's decoder when nothing refuses it before.
+func HugeCounts() []Crafted {
+	const max32 = "\xff\xff\xff\xff\x0f" // 2^32-1 as LEB128
+	i32zero := string([]byte{opI32Const, 0, opEnd})
+	abiTypes := "\x03\x60\x01\x7f\x01\x7f\x60\x00\x01\x7f\x60\x00\x00"
+	return []Crafted{
+		{"an element segment of 2^32-1 function indexes", moduleWith(map[byte]string{secElement: "\x01\x00" + i32zero + max32})},
+		{"an element segment of 2^32-1 expressions", moduleWith(map[byte]string{secElement: "\x01\x05\x70" + max32})},
+		{"a data segment of 2^30 bytes", moduleWith(map[byte]string{secData: "\x01\x00" + i32zero + "\x80\x80\x80\x80\x04"})},
+		{"a passive data segment of 2^32-1 bytes", moduleWith(map[byte]string{secData: "\x01\x01" + max32})},
+		{"an export name of 2^32-1 bytes", moduleWith(map[byte]string{secExport: "\x01" + max32})},
+		{"an import module name of 2^32-1 bytes", moduleWith(map[byte]string{secImport: "\x01" + max32})},
+		{"a function type of 2^32-1 parameters", moduleWith(map[byte]string{secType: abiTypes[:len(abiTypes)-3] + "\x60" + max32})},
+		{"a function type of 2^32-1 results", moduleWith(map[byte]string{secType: abiTypes[:len(abiTypes)-3] + "\x60\x00" + max32})},
+		{"a custom section name of 2^32-1 bytes", moduleWith(map[byte]string{secCustomID: max32})},
+		{"2^32-1 function names", moduleWith(map[byte]string{secCustomID: "\x04name\x01\x05" + max32})},
+		{"2^32-1 functions with local names", moduleWith(map[byte]string{secCustomID: "\x04name\x02\x05" + max32})},
+		{"2^32-1 local names of one function", moduleWith(map[byte]string{secCustomID: "\x04name\x02\x07\x01\x00" + max32})},
+	}
+}
+
+// Section ids moduleWith knows.
+const (
+	secType    = 1
+	secImport  = 2
+	secExport  = 7
+	secElement = 9
+	secData    = 11
+)
+
 // module assembles a module with one memory of minPages (no maximum) and
 // the exports of the ABI; handle is the body of insertfn_handle (locals
 // included), start, when not nil, the body of a start function.
 func module(minPages uint32, handle, start []byte) []byte {
+	return assemble(minPages, handle, start, nil)
+}
+
+// moduleWith is a Deliver guest whose sections of the ids in replace have
+// the given bodies instead (sections it lacks are added in their place; a
+// custom section goes last).
+func moduleWith(replace map[byte]string) []byte {
+	return assemble(1, []byte{0, opI32Const, 0, opEnd}, nil, replace)
+}
+
+func assemble(minPages uint32, handle, start []byte, replace map[byte]string) []byte {
 	var w bytes.Buffer
 	w.WriteString("\x00asm\x01\x00\x00\x00")
+	sec := func(id byte, body []byte) {
+		if r, ok := replace[id]; ok {
+			body = []byte(r)
+		}
+		if body != nil {
+			section(&w, id, body)
+		}
+	}
 	// Types: 0 (i32) -> i32, 1 () -> i32, 2 () -> ().
-	section(&w, 1, []byte{3, 0x60, 1, typeI32, 1, typeI32, 0x60, 0, 1, typeI32, 0x60, 0, 0})
+	sec(secType, []byte{3, 0x60, 1, typeI32, 1, typeI32, 0x60, 0, 1, typeI32, 0x60, 0, 0})
+	sec(secImport, nil)
 	funcs := []byte{2, 1, 0} // abi version, handle
 	if start != nil {
 		funcs = []byte{3, 1, 0, 2}
 	}
-	section(&w, 3, funcs)
+	sec(3, funcs)
 	mem := []byte{1, 0}
-	section(&w, 5, uleb(mem, uint64(minPages)))
+	sec(5, uleb(mem, uint64(minPages)))
 	var exports []byte
 	exports = append(exports, 3)
 	exports = export(exports, "memory", 2, 0)
 	exports = export(exports, "insertfn_abi_version", 0, 0)
 	exports = export(exports, "insertfn_handle", 0, 1)
-	section(&w, 7, exports)
+	sec(secExport, exports)
 	if start != nil {
-		section(&w, 8, []byte{2})
+		sec(8, []byte{2})
 	}
+	sec(secElement, nil)
 	version := []byte{0, opI32Const, 1, opEnd}
 	code := []byte{byte(len(funcs) - 1)}
 	for _, b := range [][]byte{version, handle, start} {
@@ -149,7 +229,9 @@ func module(minPages uint32, handle, start []byte) []byte {
 			code = append(uleb(code, uint64(len(b))), b...)
 		}
 	}
-	section(&w, 10, code)
+	sec(10, code)
+	sec(secData, nil)
+	sec(secCustomID, nil)
 	return w.Bytes()
 }
 

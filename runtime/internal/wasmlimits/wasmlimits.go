@@ -151,13 +151,19 @@ type checker struct {
 	l         Limits
 	functions int
 	tables    int
+	defined   uint32 // the functions the function section declares
+	elements  int64  // the entries of the element segments so far
 }
 
 func (c *checker) section(id byte, body []byte) error {
 	r := reader{b: body}
 	if id == secCustom {
-		if _, err := r.name(); err != nil {
+		name, err := r.name()
+		if err != nil {
 			return malformed("a custom section of %d bytes without a name", len(body))
+		}
+		if string(name) == "name" {
+			return c.names(&r)
 		}
 		return nil
 	}
@@ -174,11 +180,21 @@ func (c *checker) section(id byte, body []byte) error {
 	if int(n) > c.l.SectionItems {
 		return limitErr("SectionItems", "section %s has %d entries; at most %d are allowed", sectionName(id), n, c.l.SectionItems)
 	}
+	var walk func(*reader) error // one entry, when the engine allocates from counts inside it
 	switch id {
+	case secType:
+		walk = c.funcType
 	case secImport:
 		return c.imports(&r, n)
+	case secExport:
+		walk = export
+	case secElement:
+		walk = c.element
+	case secData:
+		walk = data
 	case secFunction:
 		c.functions += int(n)
+		c.defined = n
 	case secTable:
 		for range n {
 			if err := c.table(&r); err != nil {
@@ -192,7 +208,237 @@ func (c *checker) section(id byte, body []byte) error {
 			}
 		}
 	case secCode:
+		if n != c.defined { // the engine allocates for n before it compares
+			return malformed("%d function bodies for %d functions", n, c.defined)
+		}
 		return c.code(&r, n, len(body))
+	}
+	if walk != nil {
+		for i := range n {
+			if err := walk(&r); err != nil {
+				var lim *Error
+				if errors.As(err, &lim) {
+					return err
+				}
+				return malformed("section %s, entry %d: %v", sectionName(id), i, err)
+			}
+		}
+	}
+	return nil
+}
+
+// count reads the count of a vector inside an entry, whose items take at
+// least minBytes each, and refuses a count the rest of the section cannot
+// hold: the engine allocates for the count before it reads the items.
+func (r *reader) count(what string, minBytes int) (uint32, error) {
+	n, err := r.u32()
+	if err != nil {
+		return 0, fmt.Errorf("%s: count: %w", what, err)
+	}
+	if int64(n)*int64(minBytes) > int64(len(r.b)-r.pos) {
+		return 0, fmt.Errorf("%s: %d announced in %d bytes", what, n, len(r.b)-r.pos)
+	}
+	return n, nil
+}
+
+// funcType reads a function type: its parameter and result counts are
+// checked against the bytes that follow (one per value type at least).
+func (c *checker) funcType(r *reader) error {
+	form, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if form != 0x60 {
+		return fmt.Errorf("type form 0x%02x is not a function type", form)
+	}
+	for _, what := range []string{"parameters", "results"} {
+		n, err := r.count(what, 1)
+		if err != nil {
+			return err
+		}
+		for range n {
+			if err := r.valueType(); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+	}
+	return nil
+}
+
+// export reads an export: a name (which must fit in the section), a kind
+// and an index.
+func export(r *reader) error {
+	if _, err := r.name(); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if _, err := r.byte(); err != nil {
+		return err
+	}
+	_, err := r.u32()
+	return err
+}
+
+// element reads an element segment in any of its eight encodings. Its
+// entries (function indexes or constant expressions) must fit in the
+// section, and the entries of all segments together are bounded by
+// TableElements: the engine holds each entry in 30-odd bytes.
+func (c *checker) element(r *reader) error {
+	prefix, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if prefix > 7 {
+		return fmt.Errorf("element segment prefix %d", prefix)
+	}
+	if prefix&0x02 != 0 && prefix&0x01 == 0 { // 2, 6: an explicit table index
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	if prefix&0x01 == 0 { // 0, 2, 4, 6: active, an offset expression
+		if err := r.constExpr(); err != nil {
+			return fmt.Errorf("offset: %w", err)
+		}
+	}
+	exprs := prefix&0x04 != 0
+	if prefix != 0 && prefix != 4 { // an element kind (0x00) or a reference type
+		if exprs {
+			err = r.valueType()
+		} else {
+			_, err = r.byte()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	minBytes := 1 // a function index
+	if exprs {
+		minBytes = 2 // an instruction and end
+	}
+	n, err := r.count("entries", minBytes)
+	if err != nil {
+		return err
+	}
+	c.elements += int64(n)
+	if c.elements > int64(c.l.TableElements) {
+		return limitErr("TableElements", "the element segments hold more than %d entries in all", c.l.TableElements)
+	}
+	for range n {
+		if exprs {
+			err = r.constExpr()
+		} else {
+			_, err = r.u32()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// data reads a data segment: its bytes must fit in the section.
+func data(r *reader) error {
+	prefix, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch prefix {
+	case 0:
+		err = r.constExpr()
+	case 1:
+	case 2:
+		if _, err = r.u32(); err == nil {
+			err = r.constExpr()
+		}
+	default:
+		return fmt.Errorf("data segment prefix %d", prefix)
+	}
+	if err != nil {
+		return fmt.Errorf("offset: %w", err)
+	}
+	if _, err := r.name(); err != nil { // a vector of bytes, read as a name is
+		return fmt.Errorf("bytes: %w", err)
+	}
+	return nil
+}
+
+// names checks the "name" custom section, which the engine decodes (its
+// function and local name maps, allocated from their counts) while it
+// skips every other custom section. The module, function and local name
+// subsections must each hold exactly what they announce: the engine
+// reads them without regard to their sizes.
+func (c *checker) names(r *reader) error {
+	for !r.done() {
+		id, err := r.byte()
+		if err != nil {
+			return malformed("name section: %v", err)
+		}
+		size, err := r.u32()
+		if err != nil {
+			return malformed("name section: subsection %d: size: %v", id, err)
+		}
+		body, err := r.bytes(int(size))
+		if err != nil {
+			return malformed("name section: subsection %d: %d bytes announced, %d left", id, size, len(r.b)-r.pos)
+		}
+		sr := reader{b: body}
+		switch id {
+		case 0: // the module's name
+			_, err = sr.name()
+		case 1: // function names
+			err = c.nameMap(&sr, "function names")
+		case 2: // local names: a name map per function
+			var n uint32
+			if n, err = c.nameCount(&sr, "functions with local names", 2); err == nil {
+				for i := uint32(0); i < n && err == nil; i++ {
+					if _, err = sr.u32(); err == nil {
+						err = c.nameMap(&sr, "local names")
+					}
+				}
+			}
+		default:
+			continue // the engine skips it
+		}
+		if err == nil && !sr.done() {
+			err = fmt.Errorf("%d bytes after its content", len(sr.b)-sr.pos)
+		}
+		if err != nil {
+			var lim *Error
+			if errors.As(err, &lim) {
+				return err
+			}
+			return malformed("name section: subsection %d: %v", id, err)
+		}
+	}
+	return nil
+}
+
+// nameCount reads the count of a name map (or of the functions of the
+// local names), whose entries take at least minBytes each.
+func (c *checker) nameCount(r *reader, what string, minBytes int) (uint32, error) {
+	n, err := r.count(what, minBytes)
+	if err != nil {
+		return 0, err
+	}
+	if int(n) > c.l.SectionItems {
+		return 0, limitErr("SectionItems", "the name section has %d %s; at most %d are allowed", n, what, c.l.SectionItems)
+	}
+	return n, nil
+}
+
+// nameMap reads a name map: a count, then an index and a name each.
+func (c *checker) nameMap(r *reader, what string) error {
+	n, err := c.nameCount(r, what, 2)
+	if err != nil {
+		return err
+	}
+	for range n {
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+		if _, err := r.name(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -310,7 +556,7 @@ func (c *checker) code(r *reader, n uint32, size int) error {
 			if err != nil {
 				return malformed("function body %d: locals: %v", i, err)
 			}
-			if _, err := br.byte(); err != nil { // the type; a reference type's heap type follows
+			if err := br.valueType(); err != nil {
 				return malformed("function body %d: locals: %v", i, err)
 			}
 			locals += uint64(k)
@@ -376,6 +622,53 @@ func (r *reader) u32() (uint32, error) {
 		return 0, errors.New("u32 out of range")
 	}
 	return uint32(v), nil
+}
+
+// valueType reads a value type: one byte, or a reference type's prefix
+// (0x63, 0x64) and its heap type (a signed LEB128 number).
+func (r *reader) valueType() error {
+	b, err := r.byte()
+	if err != nil {
+		return err
+	}
+	if b == 0x63 || b == 0x64 {
+		_, err = r.leb(5)
+	}
+	return err
+}
+
+// constExpr reads a constant expression up to its end.
+func (r *reader) constExpr() error {
+	for {
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch op {
+		case 0x0B: // end
+			return nil
+		case 0x41, 0x23, 0xD2: // i32.const, global.get, ref.func
+			_, err = r.leb(5)
+		case 0x42: // i64.const
+			_, err = r.leb(10)
+		case 0x43: // f32.const
+			_, err = r.bytes(4)
+		case 0x44: // f64.const
+			_, err = r.bytes(8)
+		case 0xD0: // ref.null: a heap type
+			_, err = r.leb(5)
+		case 0xFD: // v128.const
+			if _, err = r.u32(); err == nil {
+				_, err = r.bytes(16)
+			}
+		case 0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E: // extended constant arithmetic
+		default:
+			return fmt.Errorf("instruction 0x%02x in a constant expression", op)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func (r *reader) name() ([]byte, error) {
