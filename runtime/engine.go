@@ -64,6 +64,12 @@ type Engine struct {
 	// module without its function offsets) when several runtimes loaded
 	// one wasm at once over a shared on-disk cache.
 	compileSlots chan struct{}
+	// abandoned counts the compilations whose caller gave up (the compile
+	// timeout, or its context) and which still run: they have given
+	// their slot back, and while maxAbandoned of them run, compile
+	// refuses new ones.
+	abandoned    atomic.Int32
+	maxAbandoned int32
 
 	fnsMu sync.Mutex
 	fns   map[*Function]struct{} // the functions loaded and not closed, whose idle instances may be reclaimed
@@ -112,13 +118,15 @@ func NewEngine(cfg Config) (*Engine, error) {
 	if timeout <= 0 {
 		timeout = DefaultCompileTimeout
 	}
+	slots := max(1, stdruntime.GOMAXPROCS(0)/2)
 	return &Engine{
 		cache:          cache,
 		wd:             newWatchdog(),
 		budget:         newBudget(total),
 		moduleLimits:   cfg.ModuleLimits.WithDefaults(),
 		compileTimeout: timeout,
-		compileSlots:   make(chan struct{}, max(1, stdruntime.GOMAXPROCS(0)/2)),
+		compileSlots:   make(chan struct{}, slots),
+		maxAbandoned:   int32(2 * slots),
 		fns:            make(map[*Function]struct{}),
 	}, nil
 }
@@ -248,9 +256,13 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	if err := instantiateHost(ctx, rt); err != nil {
 		return fail(err)
 	}
-	instrumented, err := loopcheck.Instrument(wasm, loopcheck.Names{Interrupt: interruptExport, Start: startExport})
+	instrumented, err := loopcheck.Instrument(wasm, loopcheck.Options{Interrupt: interruptExport, Start: startExport, MaxBlocks: e.moduleLimits.MaxFunctionBlocks})
 	if errors.Is(err, loopcheck.ErrNoMemory) {
 		return fail(fmt.Errorf("does not export its memory as %q: is it built with the insertfn SDK (or does it follow docs/abi.md)?", abi.ExportMemory))
+	}
+	var blocks *loopcheck.BlocksError
+	if errors.As(err, &blocks) {
+		return fail(moduleLimitError("FunctionBlocks", blocks.Error()))
 	}
 	if err != nil {
 		return fail(fmt.Errorf("compile: %w", err))
@@ -319,9 +331,15 @@ func (e *Engine) checkModule(wasm []byte, limits Limits) error {
 	case "MemoryPages":
 		return fmt.Errorf("%s: raise the manifest's limits.memory_pages, or build the module with a smaller initial memory", lim.Msg)
 	}
-	name := "Max" + lim.Limit // ModuleLimits' field
+	return moduleLimitError(lim.Limit, lim.Msg)
+}
+
+// moduleLimitError is the error for a module that breaks the module limit
+// Max+limit, msg saying how.
+func moduleLimitError(limit, msg string) error {
+	name := "Max" + limit // ModuleLimits' field
 	return fmt.Errorf("module limit %s: %s: shrink the module, or raise the limit (runtime.%s in the configuration file, ModuleLimits.%s in Go; docs/abi.md)",
-		name, lim.Msg, snakeCase(name), name)
+		name, msg, snakeCase(name), name)
 }
 
 // snakeCase writes a Go field name as its configuration key:
@@ -347,11 +365,17 @@ var errCompileAbandoned = errors.New("compilation abandoned")
 
 // compile compiles a module in one of the engine's compilation slots,
 // within the engine's compile timeout and ctx. A compilation cannot be
-// interrupted: when the time is up it goes on in the background, keeping
-// its slot (so that abandoned compilations cannot pile up), and closes rt
-// when it ends; compile then returns an error wrapping errCompileAbandoned.
-// Memory a large compilation leaves behind is given back to the system.
+// interrupted: when the time is up (or ctx ends) compile gives the slot
+// back, so that later compilations do not wait for it, and returns an
+// error wrapping errCompileAbandoned; the compilation goes on in the
+// background and closes rt when it ends. While maxAbandoned such
+// compilations run, compile refuses to start another (each takes a core
+// and memory). Memory a large compilation leaves behind is given back to
+// the system.
 func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (wazero.CompiledModule, error) {
+	if n := e.abandoned.Load(); n >= e.maxAbandoned {
+		return nil, fmt.Errorf("%d compilations that took longer than %s (runtime.Config.CompileTimeout) are still running: try again when they end (a module whose compilation does not end in time is refused; shrink its largest functions)", n, e.compileTimeout)
+	}
 	select {
 	case e.compileSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -362,20 +386,21 @@ func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (w
 		err error
 	}
 	done := make(chan result, 1)
-	var abandoned sync.Mutex // held by whoever decides: the compilation's end or the timeout
+	var decide sync.Mutex // held by whoever decides: the compilation's end or the caller giving up
 	gone := false
 	go func() {
 		m, err := rt.CompileModule(context.WithoutCancel(ctx), wasm)
-		<-e.compileSlots
 		if len(wasm) >= 1<<20 || err != nil {
 			debug.FreeOSMemory() // the compiler's garbage, hundreds of MB for a large module
 		}
-		abandoned.Lock()
-		defer abandoned.Unlock()
-		if gone {
+		decide.Lock()
+		defer decide.Unlock()
+		if gone { // the caller gave the slot back
+			e.abandoned.Add(-1)
 			_ = rt.Close(context.Background())
 			return
 		}
+		<-e.compileSlots
 		done <- result{m, err}
 	}()
 	timer := time.NewTimer(e.compileTimeout)
@@ -389,14 +414,16 @@ func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (w
 	case <-ctx.Done():
 		why = fmt.Errorf("%w: %w", ctx.Err(), errCompileAbandoned)
 	}
-	abandoned.Lock()
-	defer abandoned.Unlock()
+	decide.Lock()
+	defer decide.Unlock()
 	select {
 	case r := <-done: // it ended meanwhile
 		return r.m, r.err
 	default:
 	}
 	gone = true
+	e.abandoned.Add(1)
+	<-e.compileSlots
 	return nil, why
 }
 

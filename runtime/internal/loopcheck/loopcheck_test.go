@@ -13,7 +13,7 @@ import (
 
 const flag = "insertfn.interrupt"
 
-var names = Names{Interrupt: flag, Start: "insertfn.start"}
+var names = Options{Interrupt: flag, Start: "insertfn.start"}
 
 // module assembles a module from sections (id, body).
 func module(sections ...[]byte) []byte {
