@@ -256,7 +256,7 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	if err := instantiateHost(ctx, rt); err != nil {
 		return fail(err)
 	}
-	instrumented, err := loopcheck.Instrument(wasm, loopcheck.Options{Interrupt: interruptExport, Start: startExport, MaxBlocks: e.moduleLimits.MaxFunctionBlocks})
+	instrumented, err := loopcheck.Instrument(wasm, loopcheck.Options{Interrupt: interruptExport, Start: startExport, MaxBlocks: e.moduleLimits.MaxFunctionBlocks, RefuseTableGrow: true})
 	if errors.Is(err, loopcheck.ErrNoMemory) {
 		return fail(fmt.Errorf("does not export its memory as %q: is it built with the insertfn SDK (or does it follow docs/abi.md)?", abi.ExportMemory))
 	}

@@ -237,6 +237,14 @@ func (f *Function) release(inst *instance) {
 		f.drop(inst)
 		return
 	}
+	if inst.stackBytes() > maxIdleStack {
+		f.recycled.Add(1)
+		f.drop(inst)
+		if f.engine != nil {
+			f.engine.returnMemory() // the stack and the copies its growth left
+		}
+		return
+	}
 	p := &f.pool
 	if !p.closing.Load() && !p.waiting.Load() && p.hot.CompareAndSwap(nil, inst) {
 		if !p.closing.Load() && !p.waiting.Load() {

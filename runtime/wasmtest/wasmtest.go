@@ -28,6 +28,8 @@ const (
 	opI32Const    = 0x41
 	opI32Eq       = 0x46
 	opI32Shl      = 0x74
+	opI32GtU      = 0x4B
+	opI32Add      = 0x6A
 	opMemoryGrow  = 0x40
 	opPrefixFC    = 0xFC
 	opMemoryFill  = 0x0B // after 0xFC
@@ -135,6 +137,28 @@ func SlowCompile(blocks, reads int) []byte {
 	return module(1, body, nil)
 }
 
+// RecurseThenReturn returns a guest whose insertfn_handle calls itself
+// until its argument, the event's type, passes depth, then returns
+// Deliver all the way up: the engine's call stack grows to hold depth
+// calls, and the event succeeds.
+func RecurseThenReturn(depth uint32) []byte {
+	body := []byte{0, opLocalGet, 0, opI32Const}
+	body = sleb(body, int64(depth))
+	body = append(body, opI32GtU, opIf, blockVoid, opI32Const, 0, opReturn, opEnd)
+	body = append(body, opLocalGet, 0, opI32Const, 1, opI32Add, opCall, 1, opEnd)
+	return module(1, body, nil)
+}
+
+// TableGrow returns a guest with a table of no maximum whose
+// insertfn_handle grows it by 100 million entries (800 MB of the host's
+// memory in wazero), then returns Deliver.
+func TableGrow() []byte {
+	body := []byte{0, 0xD0, 0x70, opI32Const} // ref.null func
+	body = sleb(body, 100_000_000)
+	body = append(body, opPrefixFC, 0x0F, 0, opDrop, opI32Const, 0, opEnd) // table.grow 0
+	return assemble(1, body, nil, map[byte]string{secTable: "\x01\x70\x00\x00"})
+}
+
 // Crafted is a module crafted to make a decoder allocate what its bytes do
 // not hold, with what it is.
 type Crafted struct {
@@ -172,6 +196,7 @@ func HugeCounts() []Crafted {
 const (
 	secType    = 1
 	secImport  = 2
+	secTable   = 4
 	secExport  = 7
 	secElement = 9
 	secData    = 11
@@ -210,6 +235,7 @@ func assemble(minPages uint32, handle, start []byte, replace map[byte]string) []
 		funcs = []byte{3, 1, 0, 2}
 	}
 	sec(3, funcs)
+	sec(secTable, nil)
 	mem := []byte{1, 0}
 	sec(5, uleb(mem, uint64(minPages)))
 	var exports []byte

@@ -102,6 +102,10 @@ type Options struct {
 	// proportion to a function's blocks times its reads of locals (10 000
 	// of each took 1.2 s, 10 000 blocks and 100 000 reads 8.5 s).
 	MaxBlocks int
+	// RefuseTableGrow refuses a module that uses table.grow: a table
+	// without a declared maximum could grow to 2^32-1 entries, 8 bytes
+	// each, outside any memory bound the host keeps.
+	RefuseTableGrow bool
 }
 
 // BlocksError is Instrument's error for a function with more blocks than
@@ -206,7 +210,7 @@ func Instrument(wasm []byte, names Options) ([]byte, error) {
 	interrupt, fuel := globals, globals+1
 
 	if codeAt >= 0 {
-		code, err := m.instrumentCode(secs[codeAt].body, interrupt, fuel, names.MaxBlocks)
+		code, err := m.instrumentCode(secs[codeAt].body, interrupt, fuel, names)
 		if err != nil {
 			return nil, err
 		}
@@ -468,9 +472,10 @@ func checkExports(body []byte, names Options, globals uint32) error {
 
 // checks are the instruction sequences the rewrite inserts.
 type checks struct {
-	fuel  uint32 // the fuel global's index
-	tick  []byte // at loop heads and function entries: one unit of fuel, then yield
-	yield []byte // if fuel <= 0 { refill; memory.grow 0; if interrupt { unreachable } }
+	noTableGrow bool   // Options.RefuseTableGrow
+	fuel        uint32 // the fuel global's index
+	tick        []byte // at loop heads and function entries: one unit of fuel, then yield
+	yield       []byte // if fuel <= 0 { refill; memory.grow 0; if interrupt { unreachable } }
 }
 
 // newChecks builds the sequences for the given global indices (see the
@@ -524,8 +529,10 @@ func (c checks) appendBulk(b, op []byte, scratch uint32) []byte {
 }
 
 // instrumentCode rewrites the code section.
-func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, maxBlocks int) ([]byte, error) {
+func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, opts Options) ([]byte, error) {
 	c := newChecks(interrupt, fuel)
+	c.noTableGrow = opts.RefuseTableGrow
+	maxBlocks := opts.MaxBlocks
 	globals := m.importedGlobals + m.definedGlobals
 
 	r := reader{b: body}
@@ -622,6 +629,10 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 		case 0xFC:
 			ir := reader{b: code[at+1 : r.pos]}
 			switch sub, _ := ir.u32(); sub {
+			case 15: // table.grow
+				if c.noTableGrow {
+					return nil, nil, 0, fmt.Errorf("instruction table.grow at byte %d of the body: this host does not let tables grow (they keep the size they declare)", at)
+				}
 			case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill: length on top
 				bulk = true
 				instrs = append(instrs, code[copied:at]...)
