@@ -144,17 +144,6 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Host, err 
 	if h.queue, err = queue.Open(cfg.QueuePath(), cfg.Queue); err != nil {
 		return nil, fmt.Errorf("host: queue: %w", err)
 	}
-	// A queue file of an earlier insertfn (bbolt) holds events already
-	// accepted: they go first.
-	legacy := filepath.Join(cfg.DataDir(), queue.LegacyFileName)
-	items, dead, err := h.queue.ImportBolt(ctx, legacy)
-	if err != nil {
-		return nil, fmt.Errorf("host: %w", err)
-	}
-	if items+dead > 0 {
-		h.log.Info("imported the queue of an earlier insertfn", "file", legacy, "items", items, "dead_letters", dead,
-			"renamed_to", legacy+queue.ImportedSuffix)
-	}
 	var dests []pipeline.Destination
 	for _, d := range cfg.Destinations {
 		sc := d.Config

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -104,9 +102,6 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	defer q.Close()
 	ctx := context.Background()
-	if legacy := filepath.Join(filepath.Dir(path), queue.LegacyFileName); fileExists(legacy) {
-		fmt.Fprintf(stderr, "insertfn dead: %s, the queue of an earlier insertfn, is not imported yet: insertfn serve imports it when it starts; until then its dead letters are not seen here\n", legacy)
-	}
 
 	switch sub {
 	case "list":
@@ -243,10 +238,4 @@ func rawOrString(b []byte) json.RawMessage {
 	}
 	s, _ := json.Marshal(string(b))
 	return s
-}
-
-// fileExists reports whether path names an existing file.
-func fileExists(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
 }

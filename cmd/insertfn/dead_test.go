@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,21 +133,3 @@ func TestInboxDeadLetters(t *testing.T) {
 	}
 }
 
-// TestDeadLettersLegacyQueueHint: with the queue file of an earlier
-// insertfn still in the data directory, dead says it is not imported yet.
-func TestDeadLettersLegacyQueueHint(t *testing.T) {
-	data := t.TempDir()
-	if err := os.WriteFile(filepath.Join(data, queue.LegacyFileName), []byte("old"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	code, _, stderr := runCLI(t, "dead", "list", "--data", data)
-	if code != 0 || !strings.Contains(stderr, "not imported yet") || !strings.Contains(stderr, "insertfn serve imports it") {
-		t.Fatalf("list: exit %d\n%s", code, stderr)
-	}
-	if err := os.Rename(filepath.Join(data, queue.LegacyFileName), filepath.Join(data, queue.LegacyFileName+queue.ImportedSuffix)); err != nil {
-		t.Fatal(err)
-	}
-	if code, _, stderr := runCLI(t, "dead", "list", "--data", data); code != 0 || stderr != "" {
-		t.Fatalf("list after the import: exit %d\n%s", code, stderr)
-	}
-}
