@@ -70,6 +70,8 @@ type Engine struct {
 	// refuses new ones.
 	abandoned    atomic.Int32
 	maxAbandoned int32
+	closeMu      sync.Mutex
+	closed       bool // Close was called: the last abandoned compilation closes the cache
 
 	fnsMu sync.Mutex
 	fns   map[*Function]struct{} // the functions loaded and not closed, whose idle instances may be reclaimed
@@ -142,7 +144,9 @@ func (e *Engine) ModuleLimits() ModuleLimits { return e.moduleLimits }
 
 // Close stops the engine's watchdog (time limits are no longer enforced)
 // and releases the compilation cache and with it the compiled code of every
-// module the engine compiled. Close every Function first.
+// module the engine compiled (when compilations abandoned after the
+// compile timeout still run, the last of them releases it as it ends).
+// Close every Function first.
 //
 // Compiled code stays in the engine until then: each distinct wasm (each
 // function version ever loaded) keeps its machine code in memory. Closing a
@@ -151,6 +155,15 @@ func (e *Engine) ModuleLimits() ModuleLimits { return e.moduleLimits }
 // ("index out of range" in moduleEngine.NewFunction), so insertfn does not.
 func (e *Engine) Close(ctx context.Context) error {
 	e.wd.close()
+	e.closeMu.Lock()
+	e.closed = true
+	running := e.abandoned.Load()
+	e.closeMu.Unlock()
+	if running > 0 {
+		// wazero crashes when a compilation ends in a closed cache: the
+		// last abandoned compilation closes it when it ends.
+		return nil
+	}
 	return e.cache.Close(ctx)
 }
 
@@ -396,8 +409,12 @@ func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, wasm []byte) (w
 		decide.Lock()
 		defer decide.Unlock()
 		if gone { // the caller gave the slot back
-			e.abandoned.Add(-1)
 			_ = rt.Close(context.Background())
+			e.closeMu.Lock()
+			if e.abandoned.Add(-1) == 0 && e.closed {
+				_ = e.cache.Close(context.Background())
+			}
+			e.closeMu.Unlock()
 			return
 		}
 		<-e.compileSlots
