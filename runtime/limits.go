@@ -103,7 +103,7 @@ type ModuleLimits struct {
 	// function. Default 5 000 (the Go guests of the SDK's examples have at
 	// most 799). wazero's compiler takes time in proportion to a
 	// function's blocks times its reads of locals: at 5 000 blocks a
-	// function of MaxFunctionBytes compiles in about 30 s on a 2020s core.
+	// function of MaxFunctionBytes compiled in 23 s on a 2020s core.
 	MaxFunctionBlocks int
 	// MaxSectionItems bounds the entries of any one section (types,
 	// imports, globals, exports, element and data segments). Default
