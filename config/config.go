@@ -82,14 +82,15 @@ type Runtime struct {
 	// CompileTimeout bounds one module's compilation (default 1m).
 	CompileTimeout time.Duration `yaml:"compile_timeout"`
 	// Module limits, checked before a module is compiled (runtime.ModuleLimits).
-	MaxModuleBytes   int `yaml:"max_module_bytes"`
-	MaxCodeBytes     int `yaml:"max_code_bytes"`
-	MaxFunctionBytes int `yaml:"max_function_bytes"`
-	MaxFunctions     int `yaml:"max_functions"`
-	MaxLocals        int `yaml:"max_locals"`
-	MaxTables        int `yaml:"max_tables"`
-	MaxTableElements int `yaml:"max_table_elements"`
-	MaxSectionItems  int `yaml:"max_section_items"`
+	MaxModuleBytes    int `yaml:"max_module_bytes"`
+	MaxCodeBytes      int `yaml:"max_code_bytes"`
+	MaxFunctionBytes  int `yaml:"max_function_bytes"`
+	MaxFunctions      int `yaml:"max_functions"`
+	MaxLocals         int `yaml:"max_locals"`
+	MaxTables         int `yaml:"max_tables"`
+	MaxTableElements  int `yaml:"max_table_elements"`
+	MaxSectionItems   int `yaml:"max_section_items"`
+	MaxFunctionBlocks int `yaml:"max_function_blocks"`
 }
 
 // RuntimeConfig returns the runtime's engine configuration: the runtime
@@ -103,7 +104,7 @@ func (c *Config) RuntimeConfig() runtime.Config {
 		ModuleLimits: runtime.ModuleLimits{
 			MaxModuleBytes: r.MaxModuleBytes, MaxCodeBytes: r.MaxCodeBytes, MaxFunctionBytes: r.MaxFunctionBytes,
 			MaxFunctions: r.MaxFunctions, MaxLocals: r.MaxLocals, MaxTables: r.MaxTables,
-			MaxTableElements: r.MaxTableElements, MaxSectionItems: r.MaxSectionItems,
+			MaxTableElements: r.MaxTableElements, MaxSectionItems: r.MaxSectionItems, MaxFunctionBlocks: r.MaxFunctionBlocks,
 		},
 	}
 }
@@ -119,7 +120,7 @@ func (r *Runtime) validate(bad func(key, format string, args ...any)) {
 	}{
 		{"max_module_bytes", r.MaxModuleBytes}, {"max_code_bytes", r.MaxCodeBytes}, {"max_function_bytes", r.MaxFunctionBytes},
 		{"max_functions", r.MaxFunctions}, {"max_locals", r.MaxLocals}, {"max_tables", r.MaxTables},
-		{"max_table_elements", r.MaxTableElements}, {"max_section_items", r.MaxSectionItems},
+		{"max_table_elements", r.MaxTableElements}, {"max_section_items", r.MaxSectionItems}, {"max_function_blocks", r.MaxFunctionBlocks},
 	} {
 		if l.v < 0 {
 			bad("runtime."+l.key, "%d is negative (0 or absent: the default)", l.v)

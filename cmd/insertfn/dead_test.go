@@ -132,4 +132,3 @@ func TestInboxDeadLetters(t *testing.T) {
 		t.Errorf("the inbox holds %d items (%v); want the request", len(items), err)
 	}
 }
-
