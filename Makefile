@@ -6,7 +6,7 @@ WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm)
 GOFILES  := $(shell find . -name '*.go' -not -path './bin/*' -not -path '*/node_modules/*')
 # The browser test's bundle: Segment's analytics.js and consent wrapper from
 # npm (pinned with checksums by package-lock.json), bundled by esbuild.
-BROWSER  := internal/browsertest
+BROWSER  := internal/testkit/browsertest
 NPM      ?= npm
 
 .PHONY: all build examples browser-bundle test vet bench bench-peers run clean help

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insertfn/insertfn/consentstore"
-	"github.com/insertfn/insertfn/consentstore/boltstore"
-	"github.com/insertfn/insertfn/consentstore/httpstore"
-	"github.com/insertfn/insertfn/consentstore/redisstore"
-	"github.com/insertfn/insertfn/internal/redistest"
+	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/consentstore/boltstore"
+	"github.com/insertfn/insertfn/internal/consentstore/httpstore"
+	"github.com/insertfn/insertfn/internal/consentstore/redisstore"
+	"github.com/insertfn/insertfn/internal/testkit/redistest"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 

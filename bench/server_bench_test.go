@@ -18,10 +18,10 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
-	"github.com/insertfn/insertfn/config"
-	"github.com/insertfn/insertfn/delivery"
-	"github.com/insertfn/insertfn/host"
-	"github.com/insertfn/insertfn/server"
+	"github.com/insertfn/insertfn/internal/app"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/delivery"
+	"github.com/insertfn/insertfn/internal/ingest"
 )
 
 const benchWriteKey = "bench-key"
@@ -53,7 +53,7 @@ func newCountingSink(b *testing.B) *countingSink {
 // startServer starts a whole insertfn server (embedded consent store
 // holding the benchmark's users, consent-match as the source function, one
 // webhook destination) and returns its address.
-func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
+func startServer(b *testing.B, sink *countingSink) (*app.Server, string) {
 	wasm := guest(b, "../examples/consent-match")
 	dir := b.TempDir()
 	wasmPath := filepath.Join(dir, "consent-match.wasm")
@@ -65,7 +65,7 @@ func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
 		b.Fatal(err)
 	}
 	c.Functions = []config.Function{{Name: "consent-match", Wasm: wasmPath}}
-	c.Sources = []config.Source{{Source: server.Source{Name: "web", WriteKeys: []string{benchWriteKey}}, Functions: []string{"consent-match"}}}
+	c.Sources = []config.Source{{Source: ingest.Source{Name: "web", WriteKeys: []string{benchWriteKey}}, Functions: []string{"consent-match"}}}
 	c.Destinations = []config.Destination{{Name: "warehouse", Categories: []string{"C0001"},
 		Config: delivery.Config{Type: "webhook", WebhookConfig: delivery.WebhookConfig{URL: "http://" + sink.addr + "/"}}}}
 	if err := c.Validate(); err != nil {
@@ -79,7 +79,7 @@ func startServer(b *testing.B, sink *countingSink) (*host.Host, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(benchLog(), nil)), SummaryEvery: time.Second})
+	h, err := app.Start(context.Background(), c, app.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(benchLog(), nil)), SummaryEvery: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/insertfn/insertfn/admin"
-	"github.com/insertfn/insertfn/config"
 	"github.com/insertfn/insertfn/functions"
-	"github.com/insertfn/insertfn/pipeline"
+	"github.com/insertfn/insertfn/internal/admin"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/pipeline"
 )
 
 // The commands that drive a running server through its admin API.

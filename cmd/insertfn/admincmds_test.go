@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/insertfn/insertfn/config"
-	"github.com/insertfn/insertfn/host"
-	"github.com/insertfn/insertfn/server"
+	"github.com/insertfn/insertfn/internal/app"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/ingest"
 )
 
 // TestAdminCommands drives a running server with deploy, functions,
@@ -26,14 +26,14 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Functions = []config.Function{{Name: "consent-match", Wasm: consentMatchWasm}}
-	c.Sources = []config.Source{{Source: server.Source{Name: "web", WriteKeys: []string{"k"}}, Functions: []string{"consent-match"}}}
+	c.Sources = []config.Source{{Source: ingest.Source{Name: "web", WriteKeys: []string{"k"}}, Functions: []string{"consent-match"}}}
 	c.Destinations = []config.Destination{}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	adminLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	h, err := host.Start(context.Background(), c, host.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := app.Start(context.Background(), c, app.Options{Listener: ln, AdminListener: adminLn, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/insertfn/insertfn/consentstore"
-	"github.com/insertfn/insertfn/costbench"
+	"github.com/insertfn/insertfn/bench/cost"
+	"github.com/insertfn/insertfn/internal/consentstore"
 )
 
 var benchCmd = &command{
@@ -68,12 +68,12 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 	eventsArg := fs.String("events", "", "")
 	consentArg := fs.String("consent", "", "")
 	settingsArg := fs.String("settings", "", "")
-	mismatch := fs.Float64("mismatch", costbench.DefaultMismatch, "")
-	duration := fs.Duration("duration", costbench.DefaultDuration, "")
-	rounds := fs.Int("rounds", costbench.DefaultRounds, "")
+	mismatch := fs.Float64("mismatch", cost.DefaultMismatch, "")
+	duration := fs.Duration("duration", cost.DefaultDuration, "")
+	rounds := fs.Int("rounds", cost.DefaultRounds, "")
 	concurrency := fs.String("concurrency", "1,2,4", "")
-	priceGBs := fs.Float64("price-gb-second", costbench.LambdaGBSecond, "")
-	priceReq := fs.Float64("price-request", costbench.LambdaPerMillionRequests, "")
+	priceGBs := fs.Float64("price-gb-second", cost.LambdaGBSecond, "")
+	priceReq := fs.Float64("price-request", cost.LambdaPerMillionRequests, "")
 	asJSON := fs.Bool("json", false, "")
 	htmlPath := fs.String("html", "", "")
 	pos, code, ok := parseArgs(c, fs, args, stdout, stderr)
@@ -106,7 +106,7 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 			return fail("%v", err)
 		}
 	}
-	targets := make([]costbench.Target, 0, len(pos))
+	targets := make([]cost.Target, 0, len(pos))
 	names := map[string]int{}
 	for _, p := range pos {
 		wasm, err := os.ReadFile(p)
@@ -120,22 +120,22 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 		if names[name]++; names[name] > 1 {
 			name = fmt.Sprintf("%s#%d", name, names[name])
 		}
-		targets = append(targets, costbench.Target{Name: name, Path: p, Wasm: wasm, Settings: settings})
+		targets = append(targets, cost.Target{Name: name, Path: p, Wasm: wasm, Settings: settings})
 	}
 
-	var w *costbench.Workload
+	var w *cost.Workload
 	if *eventsArg != "" {
-		events, err := costbench.LoadEvents(*eventsArg)
+		events, err := cost.LoadEvents(*eventsArg)
 		if err != nil {
 			return fail("%v", err)
 		}
-		w = &costbench.Workload{Events: events, Source: fmt.Sprintf("%d events from %s", len(events), *eventsArg)}
+		w = &cost.Workload{Events: events, Source: fmt.Sprintf("%d events from %s", len(events), *eventsArg)}
 	} else {
 		m := *mismatch
 		if m == 0 {
 			m = -1 // none
 		}
-		if w, err = costbench.Generate(costbench.GenerateConfig{Mismatch: m}); err != nil {
+		if w, err = cost.Generate(cost.GenerateConfig{Mismatch: m}); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -150,9 +150,9 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	rep, err := costbench.Run(ctx, targets, w, costbench.Config{
+	rep, err := cost.Run(ctx, targets, w, cost.Config{
 		Duration: *duration, Rounds: *rounds, Concurrency: levels,
-		Prices:   &costbench.Prices{GBSecond: *priceGBs, PerMillionRequests: *priceReq},
+		Prices:   &cost.Prices{GBSecond: *priceGBs, PerMillionRequests: *priceReq},
 		Progress: stderr,
 	})
 	if err != nil {
@@ -177,7 +177,7 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 }
 
 // writeHTMLReport writes the HTML report to path.
-func writeHTMLReport(rep *costbench.Report, path string) error {
+func writeHTMLReport(rep *cost.Report, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("--html: %v", unwrapPath(err))

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/insertfn/insertfn/internal/chromiumtest"
+	"github.com/insertfn/insertfn/internal/testkit/chromiumtest"
 )
 
 // benchReport is the part of the --json output the tests check.

@@ -14,8 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/insertfn/insertfn/consentstore"
-	"github.com/insertfn/insertfn/consentstore/storeconfig"
+	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/consentstore/storeconfig"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 

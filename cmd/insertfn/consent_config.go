@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/insertfn/insertfn/config"
-	"github.com/insertfn/insertfn/consentstore"
-	"github.com/insertfn/insertfn/consentstore/storeconfig"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/consentstore/storeconfig"
 )
 
 // storeFlags are the flags that choose the consent store: the server's

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insertfn/insertfn/consentstore"
-	"github.com/insertfn/insertfn/internal/redistest"
+	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/testkit/redistest"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/insertfn/insertfn/config"
-	"github.com/insertfn/insertfn/pipeline"
-	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/queue"
 )
 
 var deadCmd = &command{

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/insertfn/insertfn/pipeline"
-	"github.com/insertfn/insertfn/queue"
+	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/queue"
 )
 
 func TestDeadLetters(t *testing.T) {

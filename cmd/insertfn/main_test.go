@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/insertfn/insertfn/admin"
+	"github.com/insertfn/insertfn/internal/admin"
 )
 
 // Built once by TestMain with the build subcommand: the seed's

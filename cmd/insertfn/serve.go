@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/insertfn/insertfn/config"
-	"github.com/insertfn/insertfn/host"
+	"github.com/insertfn/insertfn/internal/app"
+	"github.com/insertfn/insertfn/internal/config"
 )
 
 var serveCmd = &command{
@@ -92,7 +92,7 @@ func runServe(c *command, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	h, err := host.Start(ctx, cfg, host.Options{Logger: log, SummaryEvery: 5 * time.Second})
+	h, err := app.Start(ctx, cfg, app.Options{Logger: log, SummaryEvery: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintf(stderr, "insertfn serve: %v\n", err)
 		return exitFail
@@ -219,7 +219,7 @@ func usedFunctions(cfg *config.Config) []config.Function {
 	return out
 }
 
-func printBanner(w io.Writer, cfg *config.Config, h *host.Host) {
+func printBanner(w io.Writer, cfg *config.Config, h *app.Server) {
 	addr := h.Addr().String()
 	fmt.Fprintf(w, "insertfn serving on http://%s (data in %s)\n", addr, cfg.DataDir())
 	for _, s := range cfg.Sources {
@@ -253,7 +253,7 @@ func orNone(s []string) string {
 
 // adminTokenHint says where the admin token is, without printing a
 // configured one.
-func adminTokenHint(cfg *config.Config, h *host.Host) string {
+func adminTokenHint(cfg *config.Config, h *app.Server) string {
 	path := filepath.Join(cfg.DataDir(), "admin-token")
 	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == h.AdminToken() {
 		return "in " + path

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/insertfn/insertfn/admin"
-	"github.com/insertfn/insertfn/consentstore"
+	"github.com/insertfn/insertfn/internal/admin"
+	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/runtime"
 	"github.com/insertfn/insertfn/sdk/consent"
 )

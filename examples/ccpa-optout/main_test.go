@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/insertfn/insertfn/internal/exampletest"
+	"github.com/insertfn/insertfn/internal/testkit/exampletest"
 	"github.com/insertfn/insertfn/sdk/abi"
 )
 

@@ -1,6 +1,0 @@
-//go:build race
-
-package host
-
-// raceEnabled: timings under the race detector mean nothing.
-const raceEnabled = true

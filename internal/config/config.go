@@ -1,0 +1,468 @@
+// Package config is insertfn's configuration file: one YAML document that
+// says where the server listens, where its data lives, which consent store
+// it uses, which functions run for which sources, and where events go.
+//
+// [Load] reads and validates a file; [Default] is the configuration a
+// fresh machine runs with no file at all. Every error names the key at
+// fault ("sources[0].functions[1]: no function called \"x\" is defined")
+// and, for YAML syntax and unknown keys, the line.
+//
+// Relative paths in a file (wasm modules, the data directory, file
+// destinations) are relative to the file's directory; in [Default], to the
+// working directory.
+package config
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/admin"
+	"github.com/insertfn/insertfn/internal/consentstore/storeconfig"
+	"github.com/insertfn/insertfn/internal/delivery"
+	"github.com/insertfn/insertfn/internal/ingest"
+	"github.com/insertfn/insertfn/internal/queue"
+	"github.com/insertfn/insertfn/runtime"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen is the address the server listens on (default
+	// 127.0.0.1:8080); it overrides server.listen.
+	Listen string `yaml:"listen"`
+	// Data is the data directory: the embedded consent store, the durable
+	// queue and the default file destination live there (default ./data).
+	Data string `yaml:"data"`
+	// Server holds the ingest's limits and timeouts.
+	Server ingest.Config `yaml:"server"`
+	// Admin is the admin API's listener (default 127.0.0.1:8081) and
+	// token; without a token one is generated and kept in DATA/admin-token.
+	Admin admin.Config `yaml:"admin"`
+	// Consent chooses and configures the consent store. With the embedded
+	// backend and no dir, the store lives in DATA/consent.
+	Consent storeconfig.Config `yaml:"consent"`
+	// Queue configures the durable queue in DATA/queue.
+	Queue queue.Options `yaml:"queue"`
+	// Functions are the functions sources and destinations may name.
+	Functions []Function `yaml:"functions"`
+	// Sources are where events come from: write keys and source functions.
+	Sources []Source `yaml:"sources"`
+	// Destinations are where events go, with their consent categories.
+	Destinations []Destination `yaml:"destinations"`
+	// Delivery tunes processing and delivery.
+	Delivery Delivery `yaml:"delivery"`
+	// Runtime bounds what functions may cost the host together: the
+	// memory budget of all their instances, the module limits checked
+	// before compilation, and the compilation's time limit.
+	Runtime Runtime `yaml:"runtime"`
+
+	dir string // the file's directory, for relative paths
+}
+
+// Runtime is the runtime's engine-wide configuration (runtime.Config);
+// zero fields take the runtime's defaults.
+type Runtime struct {
+	// MemoryBudget bounds the memory of all instances of all functions, in
+	// bytes: each instance counts for its memory cap (limits.memory_pages)
+	// plus runtime.InstanceOverhead. 0: half the machine's memory (or its
+	// cgroup's limit); negative: no budget.
+	MemoryBudget int64 `yaml:"memory_budget"`
+	// CompileTimeout bounds one module's compilation (default 1m).
+	CompileTimeout time.Duration `yaml:"compile_timeout"`
+	// Module limits, checked before a module is compiled (runtime.ModuleLimits).
+	MaxModuleBytes    int `yaml:"max_module_bytes"`
+	MaxCodeBytes      int `yaml:"max_code_bytes"`
+	MaxFunctionBytes  int `yaml:"max_function_bytes"`
+	MaxFunctions      int `yaml:"max_functions"`
+	MaxLocals         int `yaml:"max_locals"`
+	MaxTables         int `yaml:"max_tables"`
+	MaxTableElements  int `yaml:"max_table_elements"`
+	MaxSectionItems   int `yaml:"max_section_items"`
+	MaxFunctionBlocks int `yaml:"max_function_blocks"`
+}
+
+// RuntimeConfig returns the runtime's engine configuration: the runtime
+// section, and the compilation cache in DATA/compile-cache.
+func (c *Config) RuntimeConfig() runtime.Config {
+	r := c.Runtime
+	return runtime.Config{
+		CacheDir:       filepath.Join(c.DataDir(), "compile-cache"),
+		MemoryBudget:   r.MemoryBudget,
+		CompileTimeout: r.CompileTimeout,
+		ModuleLimits: runtime.ModuleLimits{
+			MaxModuleBytes: r.MaxModuleBytes, MaxCodeBytes: r.MaxCodeBytes, MaxFunctionBytes: r.MaxFunctionBytes,
+			MaxFunctions: r.MaxFunctions, MaxLocals: r.MaxLocals, MaxTables: r.MaxTables,
+			MaxTableElements: r.MaxTableElements, MaxSectionItems: r.MaxSectionItems, MaxFunctionBlocks: r.MaxFunctionBlocks,
+		},
+	}
+}
+
+// validate reports the runtime section's problems through bad.
+func (r *Runtime) validate(bad func(key, format string, args ...any)) {
+	if r.CompileTimeout < 0 {
+		bad("runtime.compile_timeout", "%s is negative", r.CompileTimeout)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"max_module_bytes", r.MaxModuleBytes}, {"max_code_bytes", r.MaxCodeBytes}, {"max_function_bytes", r.MaxFunctionBytes},
+		{"max_functions", r.MaxFunctions}, {"max_locals", r.MaxLocals}, {"max_tables", r.MaxTables},
+		{"max_table_elements", r.MaxTableElements}, {"max_section_items", r.MaxSectionItems}, {"max_function_blocks", r.MaxFunctionBlocks},
+	} {
+		if l.v < 0 {
+			bad("runtime."+l.key, "%d is negative (0 or absent: the default)", l.v)
+		}
+	}
+}
+
+// Function is one function: a manifest in YAML.
+type Function struct {
+	// Name identifies the function: letters, digits, '-', '_' and '.'.
+	Name string `yaml:"name"`
+	// Wasm is the path of the compiled module.
+	Wasm string `yaml:"wasm"`
+	// Settings is the object the function reads through the SDK.
+	Settings map[string]any `yaml:"settings"`
+	// Limits bound the function; zero fields take the runtime's defaults.
+	Limits Limits `yaml:"limits"`
+	// OnError is the failure policy: "drop" (default) or "deliver".
+	OnError string `yaml:"on_error"`
+	// Retries is how many times a RetryError is retried (0: the default,
+	// negative: none).
+	Retries int `yaml:"retries"`
+}
+
+// Limits are a function's runtime limits.
+type Limits struct {
+	MemoryPages    uint32        `yaml:"memory_pages"`
+	HighWaterPages uint32        `yaml:"high_water_pages"`
+	Timeout        time.Duration `yaml:"timeout"`
+	MaxEventBytes  int           `yaml:"max_event_bytes"`
+	MaxLogBytes    int           `yaml:"max_log_bytes"`
+	PoolSize       int           `yaml:"pool_size"`
+}
+
+// Source is one source of events.
+type Source struct {
+	ingest.Source `yaml:",inline"`
+	// Functions are the source functions its events run through, in order.
+	Functions []string `yaml:"functions"`
+}
+
+// Destination is one destination: its sink (type and options), the
+// consent categories it is mapped to, and its own functions.
+type Destination struct {
+	// Name is the destination's name as an event's integrations object
+	// spells it.
+	Name string `yaml:"name"`
+	// Categories are the consent categories it is mapped to; none: it is
+	// unmapped and consent does not restrict it.
+	Categories []string `yaml:"categories"`
+	// Functions run for this destination only, after routing.
+	Functions       []string `yaml:"functions"`
+	delivery.Config `yaml:",inline"`
+}
+
+// Delivery tunes the pipeline.
+type Delivery struct {
+	// Workers process the inbox (default 8).
+	Workers int `yaml:"workers"`
+	// BatchSize is the most events one delivery carries, and how many
+	// accepted requests (each one item in the inbox) a worker processes
+	// at once (default 500).
+	BatchSize int `yaml:"batch_size"`
+	// BatchBytes bounds the bytes of the events delivered at once, and of
+	// the requests processed at once (default 1 KB under Segment's 500 KB
+	// /v1/batch limit, so that a webhook's batch body stays within it).
+	BatchBytes int `yaml:"batch_bytes"`
+	// ThrottleBytes is the backlog (events waiting to be processed, and
+	// what the backlogs of destinations that are up grew by) above which
+	// ingest waits for the pipeline to catch up (default 4 MiB;
+	// negative: never).
+	ThrottleBytes int64 `yaml:"throttle_bytes"`
+	// ThrottleWait is the longest a request waits so before its events
+	// are accepted all the same (default 1s).
+	ThrottleWait time.Duration `yaml:"throttle_wait"`
+	// Backoff is the retry policy of deliveries.
+	Backoff delivery.Backoff `yaml:"backoff"`
+}
+
+// Defaults of a configuration.
+const (
+	DefaultListen = "127.0.0.1:8080"
+	DefaultData   = "data"
+)
+
+// ExampleFunction is the wasm [Default] runs: the consent-match example
+// as `make examples` builds it.
+const ExampleFunction = "bin/examples/consent-match.wasm"
+
+// Load reads, defaults and validates the configuration file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.dir = abs
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a YAML configuration, refusing unknown keys, and fills in
+// defaults. It does not validate: call [Config.Validate].
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
+		return nil, err
+	}
+	c.defaults()
+	return &c, nil
+}
+
+// Default returns the configuration of a fresh machine: the server on
+// 127.0.0.1:8080, everything under ./data, the embedded consent store,
+// the consent-match example as the function of one source "default", and
+// an NDJSON file destination data/events.ndjson. The write key is writeKey,
+// or else the one [WriteKey] keeps in the data directory.
+func Default(writeKey string) (*Config, error) {
+	c := &Config{
+		Functions: []Function{{Name: "consent-match", Wasm: ExampleFunction}},
+		Sources:   []Source{{Source: ingest.Source{Name: "default"}, Functions: []string{"consent-match"}}},
+		Destinations: []Destination{{Name: "events-file",
+			Config: delivery.Config{Type: "file", FileConfig: delivery.FileConfig{Path: filepath.Join(DefaultData, "events.ndjson")}}}},
+	}
+	c.defaults()
+	if writeKey == "" {
+		k, err := WriteKey(c.Data)
+		if err != nil {
+			return nil, err
+		}
+		writeKey = k
+	}
+	c.Sources[0].WriteKeys = []string{writeKey}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// WriteKey returns the write key kept in dir/write-key, creating a random
+// one on first use, so that a default server keeps its key across restarts.
+func WriteKey(dir string) (string, error) {
+	path := filepath.Join(dir, "write-key")
+	if b, err := os.ReadFile(path); err == nil {
+		if k := strings.TrimSpace(string(b)); k != "" {
+			return k, nil
+		}
+	}
+	var buf [16]byte
+	if _, err := rand.Read(buf[:]); err != nil {
+		return "", fmt.Errorf("config: making a write key: %w", err)
+	}
+	k := hex.EncodeToString(buf[:])
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("config: data directory: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(k+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("config: saving the write key: %w", err)
+	}
+	return k, nil
+}
+
+func (c *Config) defaults() {
+	if c.Data == "" {
+		c.Data = DefaultData
+	}
+	if c.Listen == "" {
+		c.Listen = c.Server.Listen
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	c.Server.Listen = c.Listen
+}
+
+// Path resolves a path from the configuration: relative paths are relative
+// to the configuration file's directory (the working directory for
+// [Default]).
+func (c *Config) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// DataDir returns the resolved data directory.
+func (c *Config) DataDir() string { return c.Path(c.Data) }
+
+// ConsentStore returns the consent store's configuration with its paths
+// resolved: the embedded store defaults to DATA/consent.
+func (c *Config) ConsentStore() storeconfig.Config {
+	s := c.Consent
+	if s.Dir == "" {
+		s.Dir = filepath.Join(c.DataDir(), "consent")
+	} else {
+		s.Dir = c.Path(s.Dir)
+	}
+	return s
+}
+
+// QueuePath returns where the durable queue lives.
+func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), queue.DirName) }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// Validate checks the whole configuration and reports every problem it
+// finds, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if err := c.Consent.Validate(); err != nil {
+		bad("consent", "%v", err)
+	}
+	c.Runtime.validate(bad)
+	fns := make(map[string]bool)
+	for i, f := range c.Functions {
+		key := fmt.Sprintf("functions[%d]", i)
+		if fns[f.Name] {
+			bad(key+".name", "%q is defined twice", f.Name)
+		}
+		fns[f.Name] = true
+		if f.Wasm == "" {
+			bad(key+".wasm", "required: the path of the compiled function (insertfn build DIR -o FILE.wasm)")
+		}
+		if _, err := f.Manifest(); err != nil {
+			bad(key, "%v", err)
+		}
+	}
+	refs := func(key string, names []string) {
+		for j, n := range names {
+			if !fns[n] {
+				bad(fmt.Sprintf("%s.functions[%d]", key, j), "no function called %q is defined under functions", n)
+			}
+		}
+	}
+	if len(c.Sources) == 0 {
+		bad("sources", "at least one source is needed (name, write_keys, functions)")
+	}
+	srcs, keys := make(map[string]bool), make(map[string]string)
+	for i, s := range c.Sources {
+		key := fmt.Sprintf("sources[%d]", i)
+		switch {
+		case !nameRE.MatchString(s.Name):
+			bad(key+".name", "%q: want 1-128 letters, digits, '-', '_' or '.'", s.Name)
+		case srcs[s.Name]:
+			bad(key+".name", "%q is defined twice", s.Name)
+		}
+		srcs[s.Name] = true
+		if len(s.WriteKeys) == 0 {
+			bad(key+".write_keys", "at least one write key is needed")
+		}
+		for j, k := range s.WriteKeys {
+			if k == "" {
+				bad(fmt.Sprintf("%s.write_keys[%d]", key, j), "empty")
+			} else if other, dup := keys[k]; dup {
+				bad(fmt.Sprintf("%s.write_keys[%d]", key, j), "already the write key of source %q", other)
+			}
+			keys[k] = s.Name
+		}
+		for j, o := range s.AllowedOrigins {
+			if err := ingest.CheckOrigin(o); err != nil {
+				bad(fmt.Sprintf("%s.allowed_origins[%d]", key, j), "%v", err)
+			}
+		}
+		refs(key, s.Functions)
+	}
+	dests := make(map[string]bool)
+	for i, d := range c.Destinations {
+		key := fmt.Sprintf("destinations[%d]", i)
+		switch {
+		case d.Name == "" || d.Name == "All":
+			bad(key+".name", "%q: a destination needs a name other than All (as events' integrations objects spell it)", d.Name)
+		case dests[d.Name]:
+			bad(key+".name", "%q is defined twice", d.Name)
+		}
+		dests[d.Name] = true
+		for j, cat := range d.Categories {
+			if cat == "" {
+				bad(fmt.Sprintf("%s.categories[%d]", key, j), "empty")
+			}
+		}
+		refs(key, d.Functions)
+		if err := d.Config.Validate(); err != nil {
+			var ce *delivery.ConfigError
+			if errors.As(err, &ce) {
+				bad(key+"."+ce.Key, "%s", ce.Problem)
+			} else {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	if err := c.Server.Validate(); err != nil {
+		errs = append(errs, err) // its errors name their server.* keys
+	}
+	if err := c.Delivery.Backoff.Validate(); err != nil {
+		bad("delivery.backoff", "%v", err)
+	}
+	for _, n := range []struct {
+		key      string
+		negative bool
+	}{
+		{"delivery.workers", c.Delivery.Workers < 0},
+		{"delivery.batch_size", c.Delivery.BatchSize < 0},
+		{"delivery.batch_bytes", c.Delivery.BatchBytes < 0},
+		{"delivery.throttle_wait", c.Delivery.ThrottleWait < 0},
+		{"queue.interval", c.Queue.Interval < 0},
+	} {
+		if n.negative {
+			bad(n.key, "must not be negative (0 means the default)")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Manifest returns the function's manifest for the registry.
+func (f *Function) Manifest() (functions.Manifest, error) {
+	m := functions.Manifest{Name: f.Name, Wasm: f.Wasm, OnError: functions.FailurePolicy(f.OnError), Retries: f.Retries,
+		Limits: functions.ManifestLimits{MemoryPages: f.Limits.MemoryPages, HighWaterPages: f.Limits.HighWaterPages,
+			Timeout: functions.Duration{Duration: f.Limits.Timeout}, MaxEventBytes: f.Limits.MaxEventBytes,
+			MaxLogBytes: f.Limits.MaxLogBytes, PoolSize: f.Limits.PoolSize}}
+	if f.Settings != nil {
+		b, err := json.Marshal(f.Settings)
+		if err != nil {
+			return m, fmt.Errorf("settings: %w", err)
+		}
+		m.Settings = b
+	}
+	if err := m.Validate(); err != nil {
+		return m, err
+	}
+	return m, nil
+}
