@@ -23,9 +23,13 @@ $(BIN)/insertfn: $(GOFILES) go.mod go.sum
 
 examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
 
-$(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go)
+# `insertfn build` runs the one recipe (internal/wasmbuild/recipe) that the
+# tests use too, with the go command on PATH. The binary is an order-only
+# prerequisite: it is built when missing or stale, but a new binary alone
+# does not rebuild every example; a change to the recipe does.
+$(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go) internal/wasmbuild/recipe/recipe.go | $(BIN)/insertfn
 	@mkdir -p $(dir $@)
-	cd examples/$* && GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(abspath $@) .
+	$(BIN)/insertfn build examples/$* -o $@
 
 browser-bundle: $(BIN)/browsertest/bundle.js ## fetch the browser test's npm packages (npm ci) and bundle them into bin/browsertest/
 

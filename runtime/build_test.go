@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insertfn/insertfn/internal/wasmbuild/recipe"
 	"github.com/insertfn/insertfn/runtime"
 )
 
@@ -62,9 +63,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// guest returns the wasm of a guest, built from source with
-//
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared
+// guest returns the wasm of a guest, built from source with the recipe of
+// `insertfn build` (internal/wasmbuild/recipe).
 func guest(t testing.TB, name string) []byte {
 	t.Helper()
 	buildGuests(t)
@@ -110,7 +110,7 @@ func buildAll() error {
 	var wg sync.WaitGroup
 	for i, name := range names {
 		wg.Go(func() {
-			errs[i] = goBuild(guestDirs[name], filepath.Join(dir, name+".wasm"), true, "-buildmode=c-shared")
+			errs[i] = buildGuest(guestDirs[name], filepath.Join(dir, name+".wasm"))
 		})
 	}
 	wg.Wait()
@@ -135,7 +135,7 @@ func buildAll() error {
 		// the binary's build information; a test binary has none and says
 		// "dev". The helper must say the same, or the cache would be missed.
 		ldflags := "-ldflags=-X github.com/tetratelabs/wazero/internal/version.version=" + wazeroVersion()
-		if err := goBuild("testdata/precompile", helper, false, ldflags); err != nil {
+		if err := goBuild("testdata/precompile", helper, ldflags); err != nil {
 			return err
 		}
 		args := []string{cfg.CacheDir}
@@ -160,18 +160,25 @@ func buildAll() error {
 	return nil
 }
 
-// goBuild builds the main package in dir into out: a wasm guest (wasip1)
-// or a program for this machine.
-func goBuild(dir, out string, wasm bool, flags ...string) error {
+// buildGuest builds the main package in dir into the wasm guest out, with
+// the recipe of `insertfn build`.
+func buildGuest(dir, out string) error {
+	return runGo(recipe.Command("go", dir, out))
+}
+
+// goBuild builds the main package in dir into out, a program for this
+// machine.
+func goBuild(dir, out string, flags ...string) error {
 	args := append([]string{"build", "-o", out}, flags...)
 	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Dir = dir
-	cmd.Env = os.Environ()
-	if wasm {
-		cmd.Env = append(cmd.Env, "GOOS=wasip1", "GOARCH=wasm")
-	}
+	return runGo(cmd)
+}
+
+// runGo runs a go command and returns its output with its error.
+func runGo(cmd *exec.Cmd) error {
 	if outp, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(cmd.Args[1:], " "), dir, err, outp)
+		return fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(cmd.Args[1:], " "), cmd.Dir, err, outp)
 	}
 	return nil
 }

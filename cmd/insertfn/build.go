@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/insertfn/insertfn/internal/wasmbuild/recipe"
 )
 
 var buildCmd = &command{
@@ -18,7 +20,7 @@ var buildCmd = &command{
 Compiles the Go main package in DIR, a function written with the insertfn
 SDK, to a WebAssembly module that 'insertfn test' and the host load. It runs
 
-  GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -trimpath -o FILE.wasm .
+  ` + recipe.String("FILE.wasm") + `
 
 in DIR, with the go command found on PATH; the go command's output is
 passed through. -trimpath keeps the build machine's directories out of the
@@ -69,9 +71,7 @@ func runBuild(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "insertfn build: the go command is not on PATH (%v); install Go 1.26 or later (https://go.dev/dl/) or add its bin directory to PATH\n", err)
 		return exitFail
 	}
-	cmd := exec.Command(goCmd, "build", "-buildmode=c-shared", "-trimpath", "-o", output, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd := recipe.Command(goCmd, dir, output)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Run(); err != nil {
 		var exit *exec.ExitError

@@ -1,14 +1,16 @@
 // Package wasmbuild compiles Go packages to WebAssembly guests for tests and
-// benchmarks, from source, once per test binary.
+// benchmarks, from source, once per test binary, with the same recipe as
+// `insertfn build` and the Makefile (package recipe).
 package wasmbuild
 
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/insertfn/insertfn/internal/wasmbuild/recipe"
 )
 
 // Builder builds guests into one temporary directory and remembers what it
@@ -37,8 +39,8 @@ func CompilationCache() string { return filepath.Join(os.TempDir(), "insertfn-te
 // Close removes the built files.
 func (b *Builder) Close() error { return os.RemoveAll(b.dir) }
 
-// Build compiles the Go package in dir (GOOS=wasip1 GOARCH=wasm
-// -buildmode=c-shared) and returns the module's bytes. A package is built
+// Build compiles the Go package in dir with the recipe `insertfn build`
+// uses (package recipe) and returns the module's bytes. A package is built
 // once per Builder. It fails tb when the build fails, with the compiler's
 // output.
 func (b *Builder) Build(tb testing.TB, dir string) []byte {
@@ -61,9 +63,7 @@ func (b *Builder) build(dir string) ([]byte, error) {
 		return wasm, nil
 	}
 	out := filepath.Join(b.dir, fmt.Sprintf("%d-%s.wasm", len(b.built), filepath.Base(abs)))
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
-	cmd.Dir = abs
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd := recipe.Command("go", abs, out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("wasmbuild: build %s: %v\n%s", dir, err, msg)
 	}

@@ -27,6 +27,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/insertfn/insertfn/internal/wasmbuild/recipe"
 )
 
 func main() {
@@ -177,8 +179,9 @@ func median(xs []float64) float64 {
 	}
 }
 
-// buildWasm compiles the Go package in dir with GOOS=wasip1 GOARCH=wasm
-// -buildmode=c-shared into out and returns the module's bytes.
+// buildWasm compiles the Go package in dir into out with the recipe of
+// `insertfn build` (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared -trimpath)
+// and returns the module's bytes.
 func buildWasm(dir, out string) ([]byte, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -187,9 +190,7 @@ func buildWasm(dir, out string) ([]byte, error) {
 	if _, err := os.Stat(filepath.Join(abs, "main.go")); err != nil {
 		return nil, fmt.Errorf("no guest at %s (run from bench/peers or pass -dir): %w", abs, err)
 	}
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, ".")
-	cmd.Dir = abs
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	cmd := recipe.Command("go", abs, out)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build %s: %v\n%s", abs, err, msg)
 	}
