@@ -35,6 +35,21 @@ import (
 	"github.com/insertfn/insertfn/runtime"
 )
 
+// pipelineAccepter adapts the pipeline to the ingest's [ingest.Accepter]:
+// data flows ingest → pipeline, and neither imports the other. A full
+// queue ([pipeline.ErrFull]) becomes [ingest.ErrBackpressure], which the
+// ingest answers with 503 and Retry-After; every other error passes as it
+// is (a 500).
+func pipelineAccepter(p *pipeline.Pipeline) ingest.Accepter {
+	return ingest.AccepterFunc(func(ctx context.Context, source string, events [][]byte) error {
+		err := p.Accept(ctx, source, events)
+		if err != nil && errors.Is(err, pipeline.ErrFull) {
+			return fmt.Errorf("%w: %w", ingest.ErrBackpressure, err)
+		}
+		return err
+	})
+}
+
 // Server is a running insertfn server. Its methods are safe for concurrent use.
 type Server struct {
 	cfg      *config.Config
@@ -172,7 +187,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		ThrottleBytes: cfg.Delivery.ThrottleBytes, ThrottleWait: cfg.Delivery.ThrottleWait, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
-	if h.srv, err = ingest.New(cfg.Server, ingestSources, h.pipe, ingest.WithLogger(h.log)); err != nil {
+	if h.srv, err = ingest.New(cfg.Server, ingestSources, pipelineAccepter(h.pipe), ingest.WithLogger(h.log)); err != nil {
 		return nil, fmt.Errorf("insertfn: server: %w", err)
 	}
 	var destNames, fnNames []string

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/internal/delivery"
-	"github.com/insertfn/insertfn/internal/ingest"
 	"github.com/insertfn/insertfn/internal/logthrottle"
 	"github.com/insertfn/insertfn/internal/queue"
 )
@@ -73,8 +72,10 @@ const (
 
 // Pipeline moves events from the durable queue through a [Processor] to
 // each destination's backlog, and from each backlog to its [delivery.Sink].
-// It is the server's [server.Accepter]: an event is accepted once it is in
-// the queue's inbox.
+// Events enter through [Pipeline.Accept]: an event is accepted once it is
+// in the queue's inbox. The pipeline knows nothing of where events come
+// from; the composition root (internal/app) hands Accept to the ingest
+// server, mapping [ErrFull] to the server's backpressure error.
 //
 // An event leaves the inbox in the same transaction that puts its outputs
 // into the destinations' backlogs, and leaves a backlog only once its sink
@@ -97,7 +98,12 @@ type Pipeline struct {
 	down       []atomic.Bool
 }
 
-var _ ingest.Accepter = (*Pipeline)(nil)
+// ErrFull is the error (wrapped) [Pipeline.Accept] returns when the
+// queue's disk bound is reached: the events were not taken, and the caller
+// should have its client retry later (the ingest answers 503 with
+// Retry-After). It passes once the pipeline delivers the backlog; if it
+// persists, a destination is down or queue.max_bytes is too small.
+var ErrFull = errors.New("pipeline: the queue is full (queue.max_bytes reached); retry later")
 
 // New returns a pipeline over q. sinks holds one sink per destination of
 // proc, in the same order; the pipeline does not close them.
@@ -151,7 +157,8 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 // queue's sync policy) before it returns, as one inbox item (see
 // requestFormat). While the pipeline is behind (see
 // Options.ThrottleBytes) it first waits, up to Options.ThrottleWait, for
-// it to catch up. A full queue is reported as [server.ErrBackpressure].
+// it to catch up. A full queue is reported as an error wrapping [ErrFull]
+// (and the queue's [queue.ErrFull]).
 //
 // Consent first: once the request is queued, its consent-preference
 // events update the consent store before Accept returns, so that a request
@@ -181,7 +188,7 @@ func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) e
 	}
 	err := p.q.Append(ctx, InboxTopic, item)
 	if errors.Is(err, queue.ErrFull) {
-		return fmt.Errorf("%w (%w)", ingest.ErrBackpressure, err)
+		return fmt.Errorf("%w (%w)", ErrFull, err)
 	}
 	if err != nil {
 		return err

@@ -19,7 +19,6 @@ import (
 
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/delivery"
-	"github.com/insertfn/insertfn/internal/ingest"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -397,8 +396,8 @@ func TestAcceptConsentEarlyLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Accept(ctx, "web", [][]byte{pref("u2", "m1")}); !errors.Is(err, ingest.ErrBackpressure) {
-		t.Fatalf("Accept into a full queue: %v; want backpressure", err)
+	if err := p.Accept(ctx, "web", [][]byte{pref("u2", "m1")}); !errors.Is(err, ErrFull) || !errors.Is(err, queue.ErrFull) {
+		t.Fatalf("Accept into a full queue: %v; want ErrFull", err)
 	}
 	if rec, err := store.Get(ctx, "u2"); !errors.Is(err, consent.ErrNotFound) {
 		t.Errorf("a refused request changed the store: %+v, %v", rec, err)
