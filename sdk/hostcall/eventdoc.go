@@ -6,6 +6,7 @@ import (
 
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/sdk/segment"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 )
@@ -59,8 +60,10 @@ func (d *Doc) str() string {
 }
 
 // The fields the host itself needs are read lazily, each with one gjson
-// lookup that stops at the field: "type" for every event (it usually comes
-// first), the ids and context.consent only when a consent helper asks.
+// lookup that stops at the field: "type" for every event (read without a
+// lookup when it comes first, as the ingest writes it: see
+// segment.LeadingMembers), the ids and context.consent only when a consent
+// helper asks (the ingest writes them before the event's other members).
 const (
 	haveType uint8 = 1 << iota
 	haveUserID
@@ -71,70 +74,34 @@ const (
 func (d *Doc) scanType() {
 	if d.have&haveType == 0 {
 		d.have |= haveType
-		if t, ok := leadingType(d.buf); ok {
+		// The ingest writes the type first (segment.LeadingMembers):
+		// read it there without a lookup when it is.
+		if t, ok := segment.LeadingType(d.buf); ok {
 			d.typ = t
 			return
 		}
-		d.typ = abi.ParseEventType(gjson.Get(d.str(), "type").Str)
+		d.typ = segment.ParseType(gjson.Get(d.str(), segment.MemberType).Str)
 	}
-}
-
-// leadingType reads the type of an event that starts with {"type":"...",
-// as Segment's libraries write them and the server normalizes them,
-// without a gjson lookup. The known types differ in their first letter;
-// each case compares a constant, which the compiler does inline (a
-// comparison of variable length calls memequal and costs ten times more).
-func leadingType(b []byte) (abi.EventType, bool) {
-	const prefix = `{"type":"`
-	// The longest known type, its closing quote and what follows.
-	if len(b) < len(prefix)+len(`identify",`) || string(b[:len(prefix)]) != prefix {
-		return 0, false
-	}
-	rest := b[len(prefix):]
-	var t abi.EventType
-	var n int // the length of the type and its closing quote
-	switch {
-	case string(rest[:6]) == `track"`:
-		t, n = abi.EventTrack, 6
-	case string(rest[:9]) == `identify"`:
-		t, n = abi.EventIdentify, 9
-	case string(rest[:5]) == `page"`:
-		t, n = abi.EventPage, 5
-	case string(rest[:7]) == `screen"`:
-		t, n = abi.EventScreen, 7
-	case string(rest[:6]) == `group"`:
-		t, n = abi.EventGroup, 6
-	case string(rest[:6]) == `alias"`:
-		t, n = abi.EventAlias, 6
-	case string(rest[:7]) == `delete"`:
-		t, n = abi.EventDelete, 7
-	default: // another type, or an escape: let gjson read it
-		return 0, false
-	}
-	if rest[n] != ',' && rest[n] != '}' {
-		return 0, false
-	}
-	return t, true
 }
 
 func (d *Doc) scanUserID() {
 	if d.have&haveUserID == 0 {
 		d.have |= haveUserID
-		d.userID = idString(gjson.Get(d.str(), "userId"))
+		d.userID = idString(gjson.Get(d.str(), segment.MemberUserID))
 	}
 }
 
 func (d *Doc) scanAnonymousID() {
 	if d.have&haveAnonymousID == 0 {
 		d.have |= haveAnonymousID
-		d.anonymousID = idString(gjson.Get(d.str(), "anonymousId"))
+		d.anonymousID = idString(gjson.Get(d.str(), segment.MemberAnonymousID))
 	}
 }
 
 func (d *Doc) scanConsent() {
 	if d.have&haveConsent == 0 {
 		d.have |= haveConsent
-		d.consent = gjson.Get(d.str(), "context.consent")
+		d.consent = gjson.Get(d.str(), segment.MemberContext+"."+segment.MemberConsent)
 		if d.consent.Type == gjson.Null { // "consent": null is no consent object
 			d.consent = gjson.Result{}
 		}

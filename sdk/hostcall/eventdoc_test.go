@@ -11,6 +11,7 @@ import (
 
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/hostcall"
+	"github.com/insertfn/insertfn/sdk/segment"
 	"github.com/tidwall/gjson"
 )
 
@@ -464,4 +465,35 @@ func FuzzType(f *testing.F) {
 			t.Errorf("%q: Type() = %d, gjson reads %d", event, got, want)
 		}
 	})
+}
+
+// TestDocReadsTheIngestOrder: an event written in the order the ingest
+// writes every event (segment.LeadingMembers, consent first in context) has
+// its type read where Doc.Type looks first, without a lookup
+// (segment.LeadingType), and its ids and consent found. The ingest's
+// TestStoredOrder checks the other half: that it writes this order.
+func TestDocReadsTheIngestOrder(t *testing.T) {
+	for typ := segment.Track; typ <= segment.Delete; typ++ {
+		ev := []byte(segment.TypePrefix + typ.String() + `"`)
+		for _, m := range segment.LeadingMembers()[1:] {
+			ev = append(ev, `,"`+m+`":`...)
+			switch m {
+			case segment.MemberIntegrations:
+				ev = append(ev, `{"All":true}`...)
+			case segment.MemberContext:
+				ev = append(ev, `{"`+segment.ContextLeadingMember+`":{"categoryPreferences":{"A":true}},"ip":"192.0.2.1"}`...)
+			default:
+				ev = append(ev, `"`+m+`-value"`...)
+			}
+		}
+		ev = append(ev, `,"properties":{"type":"other"}}`...)
+		if got, ok := segment.LeadingType(ev); !ok || got != typ {
+			t.Errorf("%s: the type is not read without a lookup (LeadingType = %d, %v): the ingest's order and the host's reader disagree", ev, got, ok)
+		}
+		var d hostcall.Doc
+		d.Reset(ev, 0)
+		if d.Type() != typ || d.UserID() != "userId-value" || d.AnonymousID() != "anonymousId-value" || !d.HasConsent() {
+			t.Errorf("%s: type %d userId %q anonymousId %q consent %v", ev, d.Type(), d.UserID(), d.AnonymousID(), d.HasConsent())
+		}
+	}
 }
