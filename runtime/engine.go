@@ -479,15 +479,11 @@ func (e *Engine) reclaim(except *Function) bool {
 
 // checkABI checks a compiled module's imports and exports against the ABI.
 func checkABI(m wazero.CompiledModule) error {
-	known := make(map[string]hostFunc, len(hostFuncs))
-	for _, h := range hostFuncs {
-		known[h.name] = h
-	}
 	for _, imp := range m.ImportedFunctions() {
 		mod, name, _ := imp.Import()
 		switch mod {
 		case abi.ModuleName:
-			h, ok := known[name]
+			h, ok := hostSigs[name]
 			if !ok {
 				return fmt.Errorf("imports %s.%s, which this host (ABI version %d) does not offer", mod, name, abi.Version)
 			}

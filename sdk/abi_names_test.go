@@ -19,20 +19,31 @@ import (
 // host_wasip1.go spells the ABI's names out. This test keeps them equal to
 // package abi, the one place they are defined.
 
-// hostFuncs are all the host functions of the ABI, with the WebAssembly
-// signature package abi documents for each.
-var hostFuncs = map[string]string{
-	abi.FuncEventGet:       "(i32, i32, i32, i32) -> i64",
-	abi.FuncEventSet:       "(i32, i32, i32, i32) -> i32",
-	abi.FuncEventDelete:    "(i32, i32) -> i32",
-	abi.FuncEventRead:      "(i32, i32) -> i32",
-	abi.FuncEventWrite:     "(i32, i32) -> i32",
-	abi.FuncConsentLookup:  "(i32, i32, i32, i32) -> i64",
-	abi.FuncConsentCompare: "(i32, i32, i32, i32) -> i64",
-	abi.FuncSettingsGet:    "(i32, i32, i32, i32) -> i64",
-	abi.FuncLog:            "(i32, i32, i32) -> ()",
-	abi.FuncSetReason:      "(i32, i32) -> ()",
-	abi.FuncBatchNext:      "(i32) -> i32",
+// hostFuncs are all the host functions of the ABI (abi.HostFuncs), with
+// their WebAssembly signatures in types alone: "(i32, i32) -> i64".
+var hostFuncs = typeSignatures(abi.HostFuncs())
+
+func typeSignatures(fs []abi.HostFunc) map[string]string {
+	m := make(map[string]string, len(fs))
+	for _, f := range fs {
+		var params, results []string
+		for _, p := range f.Params {
+			params = append(params, p.Type.String())
+		}
+		for _, r := range f.Results {
+			results = append(results, r.String())
+		}
+		res := "()"
+		switch len(results) {
+		case 0:
+		case 1:
+			res = results[0]
+		default:
+			res = "(" + strings.Join(results, ", ") + ")"
+		}
+		m[f.Name] = "(" + strings.Join(params, ", ") + ") -> " + res
+	}
+	return m
 }
 
 // guestExports are the exports the Go SDK defines with //go:wasmexport
@@ -181,7 +192,7 @@ func checkDirectives(file string, src any) problems {
 			}
 			want, ok := hostFuncs[d.name]
 			if !ok {
-				t.Errorf("host_wasip1.go:%d: imports %q, which is not an abi.Func* constant", d.line, d.name)
+				t.Errorf("host_wasip1.go:%d: imports %q, which is not in abi.HostFuncs (add the function to package abi first)", d.line, d.name)
 				continue
 			}
 			if d.sig != want {
@@ -217,13 +228,19 @@ func checkDirectives(file string, src any) problems {
 }
 
 // TestABIConstantsListed reads package abi's source so that a host function
-// or an export added there without being added to the lists above (and so
-// to host_wasip1.go) fails this test.
+// added there without its entry in abi.HostFuncs, or an export added without
+// being added to guestExports above (and so to host_wasip1.go), fails this
+// test. The signature line in each Func* constant's doc comment must be
+// the one abi.HostFuncs gives.
 func TestABIConstantsListed(t *testing.T) {
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "abi/abi.go", nil, 0)
+	f, err := parser.ParseFile(fset, "abi/abi.go", nil, parser.ParseComments)
 	if err != nil {
 		t.Fatal(err)
+	}
+	table := map[string]abi.HostFunc{}
+	for _, hf := range abi.HostFuncs() {
+		table[hf.Name] = hf
 	}
 	var funcs, exports []string
 	for _, decl := range f.Decls {
@@ -248,8 +265,13 @@ func TestABIConstantsListed(t *testing.T) {
 				switch {
 				case strings.HasPrefix(name.Name, "Func"):
 					funcs = append(funcs, val)
-					if _, ok := hostFuncs[val]; !ok {
-						t.Errorf("abi.%s = %q is not in this test's hostFuncs (nor, probably, in host_wasip1.go)", name.Name, val)
+					hf, ok := table[val]
+					if !ok {
+						t.Errorf("abi.%s = %q is not in abi.HostFuncs: add its signature there", name.Name, val)
+						continue
+					}
+					if want := docSignature(hf); !hasSignatureLine(vs.Doc, want) {
+						t.Errorf("the doc comment of abi.%s does not give its signature as abi.HostFuncs does: want the line\n\t%s", name.Name, want)
 					}
 				case strings.HasPrefix(name.Name, "Export"):
 					exports = append(exports, val)
@@ -260,8 +282,9 @@ func TestABIConstantsListed(t *testing.T) {
 			}
 		}
 	}
-	if len(funcs) != len(hostFuncs) {
-		t.Errorf("abi.go defines %d Func* constants %v, this test lists %d", len(funcs), funcs, len(hostFuncs))
+	if len(funcs) != len(abi.HostFuncs()) || len(hostFuncs) != len(abi.HostFuncs()) {
+		t.Errorf("abi.go defines %d Func* constants %v, abi.HostFuncs lists %d functions (%d names): want one entry per constant",
+			len(funcs), funcs, len(abi.HostFuncs()), len(hostFuncs))
 	}
 	for name := range guestExports {
 		if !slices.Contains(exports, name) {
@@ -271,9 +294,51 @@ func TestABIConstantsListed(t *testing.T) {
 	// Names must be unique: two constants with one value would hide a
 	// missing import.
 	slices.Sort(funcs)
-	if len(slices.Compact(funcs)) != len(hostFuncs) {
+	if n := len(funcs); len(slices.Compact(funcs)) != n {
 		t.Errorf("abi.go's Func* constants are not unique: %v", funcs)
 	}
+}
+
+// docSignature is f's signature as package abi's doc comments write it,
+// parameters of one type grouped: "event_get(path_ptr, path_len, buf,
+// buf_limit i32) -> i64".
+func docSignature(f abi.HostFunc) string {
+	var b strings.Builder
+	b.WriteString(f.Name + "(")
+	for i, p := range f.Params {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(p.Name)
+		if i == len(f.Params)-1 || f.Params[i+1].Type != p.Type {
+			b.WriteString(" " + p.Type.String())
+		}
+	}
+	b.WriteString(")")
+	for i, r := range f.Results {
+		if i == 0 {
+			b.WriteString(" -> ")
+		} else {
+			b.WriteString(", ")
+		}
+		b.WriteString(r.String())
+	}
+	return b.String()
+}
+
+// hasSignatureLine reports whether doc has a line that is sig, alone or
+// followed by a remark after two spaces.
+func hasSignatureLine(doc *ast.CommentGroup, sig string) bool {
+	if doc == nil {
+		return false
+	}
+	for line := range strings.SplitSeq(doc.Text(), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), sig)
+		if ok && (rest == "" || strings.HasPrefix(rest, "  ")) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestDirectiveCheckCatchesMistakes runs the check on broken copies of

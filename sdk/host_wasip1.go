@@ -8,8 +8,11 @@ import (
 	"github.com/insertfn/insertfn/sdk/abi"
 )
 
-// The imports below must match the names in package abi; abi_names_test.go
-// checks that they do (a go:wasmimport directive cannot use a constant).
+// The imports below are the guest side of abi.HostFuncs, one declaration
+// per host function; a go:wasmimport directive cannot use a constant, so
+// abi_names_test.go checks their names and signatures against package abi,
+// and the runtime's tests check that every function of abi.HostFuncs is
+// imported here.
 
 //go:wasmimport insertfn event_get
 func hostEventGet(path unsafe.Pointer, pathLen uint32, buf unsafe.Pointer, limit uint32) uint64

@@ -151,6 +151,100 @@ const (
 	FuncBatchNext = "batch_next"
 )
 
+// ValueType is a WebAssembly value type, by its binary encoding (the same
+// byte wazero's api.ValueType uses).
+type ValueType byte
+
+// The value types of the ABI's signatures.
+const (
+	I32 ValueType = 0x7f
+	I64 ValueType = 0x7e
+)
+
+// String returns the type's name in the WebAssembly text format ("i32").
+func (t ValueType) String() string {
+	switch t {
+	case I32:
+		return "i32"
+	case I64:
+		return "i64"
+	}
+	return "unknown"
+}
+
+// Param is one parameter of a host function: the name docs/abi.md gives it
+// and its type.
+type Param struct {
+	Name string
+	Type ValueType
+}
+
+// HostFunc is the signature of one host function.
+type HostFunc struct {
+	Name    string      // a Func* constant
+	Params  []Param     // in order
+	Results []ValueType // none or one
+}
+
+// Signature renders the signature as docs/abi.md writes it:
+// "(path_ptr i32, path_len i32) -> i32", and without the arrow for a
+// function that returns nothing.
+func (f HostFunc) Signature() string {
+	s := "("
+	for i, p := range f.Params {
+		if i > 0 {
+			s += ", "
+		}
+		s += p.Name + " " + p.Type.String()
+	}
+	s += ")"
+	for i, r := range f.Results {
+		if i == 0 {
+			s += " -> "
+		} else {
+			s += ", "
+		}
+		s += r.String()
+	}
+	return s
+}
+
+// HostFuncs returns the signature of every host function above, in the
+// order of docs/abi.md. It is the one list of the host functions: the host
+// runtime registers its functions with these signatures and refuses to
+// start when a function is missing on either side, and the tests hold the
+// guest SDK's imports and docs/abi.md to it. Each call returns a new slice.
+//
+// A new host function takes, besides its logic in package hostcall: a
+// Func* constant above (its doc comment giving the signature) and its
+// entry here; its body in the runtime's table (runtime/host.go); its
+// //go:wasmimport declaration in the Go SDK (sdk/host_wasip1.go), with the
+// SDK method that calls it; and its row in docs/abi.md. The tests name
+// whichever of these is missing.
+func HostFuncs() []HostFunc {
+	in := func(names ...string) []Param { // i32 parameters
+		ps := make([]Param, len(names))
+		for i, n := range names {
+			ps[i] = Param{n, I32}
+		}
+		return ps
+	}
+	out := func(ts ...ValueType) []ValueType { return ts }
+	return []HostFunc{
+		{FuncEventGet, in("path_ptr", "path_len", "buf", "buf_limit"), out(I64)},
+		{FuncEventSet, in("path_ptr", "path_len", "value_ptr", "value_len"), out(I32)},
+		{FuncEventDelete, in("path_ptr", "path_len"), out(I32)},
+		{FuncEventRead, in("buf", "buf_limit"), out(I32)},
+		{FuncEventWrite, in("ptr", "len"), out(I32)},
+		{FuncConsentLookup, in("id_ptr", "id_len", "buf", "buf_limit"), out(I64)},
+		{FuncConsentCompare, in("id_ptr", "id_len", "buf", "buf_limit"), out(I64)},
+		{FuncSettingsGet, in("path_ptr", "path_len", "buf", "buf_limit"), out(I64)},
+		{FuncLog, in("level", "ptr", "len"), out()},
+		{FuncSetReason, in("ptr", "len"), out()},
+		{FuncBatchNext, in("result"), out(I32)},
+	}
+}
+
 // Guest exports the host calls.
 const (
 	// ExportABIVersion returns the [Version] the guest was built against.
