@@ -9,6 +9,8 @@ import (
 
 	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
+
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 var fuzzPaths = []string{"/v1/batch", "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group", "/v1/alias", "/v1/import", "/v2/x"}
@@ -70,8 +72,11 @@ func acceptChecked(_ context.Context, _ string, events [][]byte) error {
 			panic("accepted an event that is not a JSON object: " + err.Error() + ": " + string(e))
 		}
 		typ, _ := m["type"].(string)
-		if parseType(typ) == typeNone {
+		if segment.ParseCall(typ) == segment.Other {
 			panic("accepted an event without a valid type: " + string(e))
+		}
+		if lt, ok := segment.LeadingType(e); !ok || lt.String() != typ {
+			panic("accepted an event whose type the host cannot read first (segment.LeadingType): " + string(e))
 		}
 		id, _ := m["messageId"].(string)
 		if id == "" || m["receivedAt"] != nil && !strings.HasSuffix(m["receivedAt"].(string), "Z") {

@@ -10,52 +10,8 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
-
-// eventType is the type of a Segment call.
-type eventType uint8
-
-const (
-	typeNone eventType = iota // a batch element: the type comes from the event
-	typeTrack
-	typeIdentify
-	typePage
-	typeScreen
-	typeGroup
-	typeAlias
-)
-
-// String returns the type as the type field spells it.
-func (t eventType) String() string {
-	switch t {
-	case typeTrack:
-		return "track"
-	case typeIdentify:
-		return "identify"
-	case typePage:
-		return "page"
-	case typeScreen:
-		return "screen"
-	case typeGroup:
-		return "group"
-	case typeAlias:
-		return "alias"
-	}
-	return ""
-}
-
-func parseType(s string) eventType {
-	for t := typeTrack; t <= typeAlias; t++ {
-		if t.String() == s {
-			return t
-		}
-	}
-	return typeNone
-}
-
-// timeLayout is how receivedAt and timestamp are written: RFC 3339 in UTC
-// with milliseconds, as Segment writes them.
-const timeLayout = "2006-01-02T15:04:05.000Z"
 
 // problem is why an event or a request is refused: the HTTP status and a
 // message for the client. The zero value means no problem.
@@ -81,8 +37,8 @@ var (
 	errLongMessageID  = problem{400, "messageId is longer than 100 characters"}
 	errBadContext     = problem{400, "context must be a JSON object"}
 	errBadIntegration = problem{400, "integrations must be a JSON object"}
-	errBadTimestamp   = problem{400, "timestamp (or originalTimestamp) must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
-	errBadSentAt      = problem{400, "sentAt must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
+	errBadTimestamp   = problem{400, "timestamp (or originalTimestamp) must be an ISO 8601 date-time string such as " + segment.TimeExample}
+	errBadSentAt      = problem{400, "sentAt must be an ISO 8601 date-time string such as " + segment.TimeExample}
 	errEventTooLarge  = problem{413, "the event is larger than the server's per-event limit (max_event_bytes)"}
 )
 
@@ -149,7 +105,7 @@ func stringID(id gjson.Result, field string) (gjson.Result, problem) {
 }
 
 // normalize validates one event and appends its normalized form to
-// sc.out. typ is the type the path gives (typeNone for a batch element);
+// sc.out. typ is the type the path gives (segment.Other for a batch element);
 // sh is what the batch adds; now is receivedAt (UTC), already formatted in
 // sc.received.
 //
@@ -169,7 +125,7 @@ func stringID(id gjson.Result, field string) (gjson.Result, problem) {
 // It returns the dedupe key of a client-supplied messageId (dedupe false
 // for a generated one, which cannot repeat), or the problem that refuses
 // the event, in which case sc.out is left as it was.
-func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Time, h hasher) (key idKey, dedupe bool, p problem) {
+func normalize(sc *scratch, ev eventView, typ segment.EventType, sh *shared, now time.Time, h hasher) (key idKey, dedupe bool, p problem) {
 	if !ev.object {
 		return key, false, errNotObject
 	}
@@ -177,10 +133,10 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 	rest := sc.members[:0] // members copied as they are, written after the ones the host reads most
 	for _, m := range ev.members {
 		switch m.name {
-		case "type":
+		case segment.MemberType:
 			f.typ = gjson.Parse(m.value)
 			continue
-		case "messageId":
+		case segment.MemberMessageID:
 			f.messageID = gjson.Parse(m.value)
 			continue
 		case "timestamp":
@@ -192,21 +148,21 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 		case "sentAt":
 			f.sentAt = gjson.Parse(m.value)
 			continue
-		case "context":
+		case segment.MemberContext:
 			f.context = gjson.Parse(m.value)
 			continue
-		case "integrations":
+		case segment.MemberIntegrations:
 			f.integrations = gjson.Parse(m.value)
 			continue
 		case "writeKey", "receivedAt":
 			continue
-		case "userId":
+		case segment.MemberUserID:
 			f.userID = gjson.Parse(m.value)
 			continue
-		case "anonymousId":
+		case segment.MemberAnonymousID:
 			f.anonymousID = gjson.Parse(m.value)
 			continue
-		case "event":
+		case segment.MemberEvent:
 			f.event = gjson.Parse(m.value)
 			continue
 		case "previousId":
@@ -227,14 +183,14 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 		return idKey{}, false, p
 	}
 
-	if typ == typeNone {
+	if typ == segment.Other {
 		if f.typ.Type != gjson.String {
 			if present(f.typ) {
 				return fail(errBadType)
 			}
 			return fail(errMissingType)
 		}
-		if typ = parseType(f.typ.Str); typ == typeNone {
+		if typ = segment.ParseCall(f.typ.Str); typ == segment.Other {
 			return fail(errBadType)
 		}
 	}
@@ -265,15 +221,15 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 		}
 	}
 	switch typ {
-	case typeTrack:
+	case segment.Track:
 		if f.event.Type != gjson.String || f.event.Str == "" {
 			return fail(errMissingEvent)
 		}
-	case typeAlias:
+	case segment.Alias:
 		if !isID(f.previousID) {
 			return fail(errMissingPrevID)
 		}
-	case typeGroup:
+	case segment.Group:
 		if !isID(f.groupID) {
 			return fail(errMissingGroupID)
 		}
@@ -300,9 +256,9 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 		sentAt = sh.sentAt
 	}
 	var sent time.Time
-	var sentForm timeForm
+	var sentForm segment.TimeForm
 	if present(sentAt) {
-		if sent, sentForm = parseTime(sentAt); sentForm == 0 {
+		if sent, sentForm = parseTimeField(sentAt); sentForm == segment.TimeInvalid {
 			return fail(errBadSentAt)
 		}
 	}
@@ -312,39 +268,41 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 	}
 	ts := now
 	if present(orig) {
-		o, origForm := parseTime(orig)
-		if origForm == 0 {
+		o, origForm := parseTimeField(orig)
+		if origForm == segment.TimeInvalid {
 			return fail(errBadTimestamp)
 		}
 		ts = o
 		// The clock skew is sentAt - timestamp only when both are times of
 		// the same kind: a date alone, or a time with an offset against one
 		// without, would shift the event by hours.
-		if sentForm == origForm && origForm != formDate {
+		if sentForm == origForm && origForm != segment.TimeDate {
 			ts = now.Add(-sent.Sub(o))
 		}
 	}
 
-	// type, event, userId, anonymousId, messageId, integrations and
-	// context (its consent first) come first: the runtime reads the type
-	// from the event's first member without a scan; the consent lookup's
-	// ids, the check for a consent preference event (its name), the
-	// integrations and the consent (context.consent) are found without
-	// scanning past properties, traits or the rest of the context.
-	out := append(sc.out, `{"type":"`...)
+	// The stored order (segment.LeadingMembers): type, event, userId,
+	// anonymousId, messageId, integrations and context (its consent
+	// first) come first, in that order: the host reads the type from the
+	// event's first member without a lookup (segment.LeadingType); the
+	// consent lookup's ids, the check for a consent preference event (its
+	// name), the integrations and the consent (context.consent) are found
+	// without scanning past properties, traits or the rest of the context.
+	// TestStoredOrder holds this code to the contract.
+	out := append(sc.out, segment.TypePrefix...)
 	first := false
 	out = append(out, typ.String()...)
 	out = append(out, '"')
 	for _, m := range [...]struct {
 		key string
 		v   gjson.Result
-	}{{`"event":`, f.event}, {`"userId":`, f.userID}, {`"anonymousId":`, f.anonymousID}} {
+	}{{keyEvent, f.event}, {keyUserID, f.userID}, {keyAnonymousID, f.anonymousID}} {
 		if m.v.Exists() {
 			out = appendKey(out, &first, m.key)
 			out = append(out, m.v.Raw...)
 		}
 	}
-	out = appendKey(out, &first, `"messageId":`)
+	out = appendKey(out, &first, keyMessageID)
 	if dedupe {
 		out = append(out, f.messageID.Raw...)
 	} else {
@@ -355,12 +313,12 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 		out = append(out, '"')
 	}
 	if present(f.integrations) || sh.integrations.IsObject() {
-		out = appendKey(out, &first, `"integrations":`)
+		out = appendKey(out, &first, keyIntegrations)
 		out = appendMerged(out, f.integrations, nil, sh.integrations, nil, "", nil)
 	}
 	if present(f.context) || sh.context.IsObject() {
-		out = appendKey(out, &first, `"context":`)
-		out = appendMerged(out, f.context, ev.context, sh.context, sh.contextMembers, "consent", &sc.merged)
+		out = appendKey(out, &first, keyContext)
+		out = appendMerged(out, f.context, ev.context, sh.context, sh.contextMembers, segment.ContextLeadingMember, &sc.merged)
 	}
 	for _, m := range rest {
 		out = appendKey(out, &first, m.key)
@@ -379,7 +337,7 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 	if ts.Equal(now) {
 		out = append(out, sc.received...)
 	} else {
-		out = appendTime(out, ts)
+		out = segment.AppendTime(out, ts)
 	}
 	out = append(out, '"')
 	out = appendKey(out, &first, `"receivedAt":"`)
@@ -388,6 +346,17 @@ func normalize(sc *scratch, ev eventView, typ eventType, sh *shared, now time.Ti
 	sc.out = out
 	return key, dedupe, problem{}
 }
+
+// The keys of the leading members (segment.LeadingMembers after type) as
+// normalize writes them: the quoted name and a colon.
+const (
+	keyEvent        = `"` + segment.MemberEvent + `":`
+	keyUserID       = `"` + segment.MemberUserID + `":`
+	keyAnonymousID  = `"` + segment.MemberAnonymousID + `":`
+	keyMessageID    = `"` + segment.MemberMessageID + `":`
+	keyIntegrations = `"` + segment.MemberIntegrations + `":`
+	keyContext      = `"` + segment.MemberContext + `":`
+)
 
 // appendKey appends a separating comma unless this is the first member,
 // then key (a quoted name and colon, maybe more).
@@ -402,100 +371,13 @@ func appendKey(out []byte, first *bool, key string) []byte {
 	return append(out, key...)
 }
 
-// appendTime appends t in UTC as timeLayout does, without interpreting
-// the layout for every event.
-func appendTime(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	y, mo, d := t.Date()
-	if y < 0 || y > 9999 {
-		return t.AppendFormat(b, timeLayout)
-	}
-	h, mi, s := t.Clock()
-	ms := t.Nanosecond() / 1e6
-	b = appendDigits(b, y, 4)
-	b = append(b, '-')
-	b = appendDigits(b, int(mo), 2)
-	b = append(b, '-')
-	b = appendDigits(b, d, 2)
-	b = append(b, 'T')
-	b = appendDigits(b, h, 2)
-	b = append(b, ':')
-	b = appendDigits(b, mi, 2)
-	b = append(b, ':')
-	b = appendDigits(b, s, 2)
-	b = append(b, '.')
-	b = appendDigits(b, ms, 3)
-	return append(b, 'Z')
-}
-
-// appendDigits appends the n lowest decimal digits of v >= 0, zero-padded.
-func appendDigits(b []byte, v, n int) []byte {
-	b = append(b, "0000"[:n]...)
-	for i := len(b) - 1; n > 0; n-- {
-		b[i] = byte('0' + v%10)
-		v /= 10
-		i--
-	}
-	return b
-}
-
-// timeForm is how much of an instant a timestamp string gives; 0: it is
-// not a timestamp parseTime accepts.
-type timeForm uint8
-
-const (
-	formDate  timeForm = iota + 1 // a date alone (midnight UTC)
-	formLocal                     // a date and a time without an offset (read as UTC)
-	formZoned                     // a date and a time with an offset or Z
-)
-
-// parseTime parses a date-time string in ISO 8601's common forms, as
-// clients send them: RFC 3339 (with or without fractional seconds, the
-// fast path), a UTC offset without its colon (+0200) or without minutes
-// (+02), no offset (UTC), no seconds, a space or a lower-case t between
-// date and time, or a date alone (midnight UTC). It reports which form it
-// read, 0 for a string it refuses.
-func parseTime(r gjson.Result) (time.Time, timeForm) {
+// parseTimeField parses a time member's value with [segment.ParseTime]:
+// a string in one of the forms it accepts, else [segment.TimeInvalid].
+func parseTimeField(r gjson.Result) (time.Time, segment.TimeForm) {
 	if r.Type != gjson.String {
-		return time.Time{}, 0
+		return time.Time{}, segment.TimeInvalid
 	}
-	if t, err := time.Parse(time.RFC3339Nano, r.Str); err == nil {
-		return t, formZoned
-	}
-	s := r.Str
-	if len(s) > 10 {
-		if s[10] == ' ' || s[10] == 't' {
-			s = s[:10] + "T" + s[11:]
-		}
-		if len(s) < 14 || s[13] != ':' { // a two-digit hour (Go's layouts take one)
-			return time.Time{}, 0
-		}
-		if n := len(s); s[n-1] == 'z' {
-			s = s[:n-1] + "Z"
-		}
-	}
-	for _, l := range isoLayouts {
-		if t, err := time.Parse(l.layout, s); err == nil {
-			return t, l.form
-		}
-	}
-	return time.Time{}, 0
-}
-
-// isoLayouts are the forms parseTime accepts besides RFC 3339 as it is; a
-// layout's fractional seconds (.999999999) are optional in the input.
-var isoLayouts = [...]struct {
-	layout string
-	form   timeForm
-}{
-	{time.RFC3339Nano, formZoned}, // after a space or t became T
-	{"2006-01-02T15:04:05.999999999Z0700", formZoned},
-	{"2006-01-02T15:04:05.999999999Z07", formZoned},
-	{"2006-01-02T15:04:05.999999999", formLocal},
-	{"2006-01-02T15:04Z07:00", formZoned},
-	{"2006-01-02T15:04Z0700", formZoned},
-	{"2006-01-02T15:04", formLocal},
-	{"2006-01-02", formDate},
+	return segment.ParseTime(r.Str)
 }
 
 // appendMerged appends the JSON object own with the members of batch that

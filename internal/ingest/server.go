@@ -67,8 +67,9 @@
 // needs a type; a single call's type is its path, whatever the body says.
 // messageId, if sent, must be a string of at most 100 characters.
 // timestamp, originalTimestamp and sentAt, if sent, must be ISO 8601 dates
-// or date-times (RFC 3339 and the common variants parseTime lists; no
-// offset means UTC); the clock skew sentAt - timestamp is corrected only
+// or date-times (RFC 3339 and the common variants [segment.ParseTime]
+// lists, the forms the consent store reads too; no offset means UTC); the
+// clock skew sentAt - timestamp is corrected only
 // when both have a time, both with an offset or both without.
 //
 // What is stored is what insertfn judges, so that a destination can read
@@ -136,6 +137,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/insertfn/insertfn/internal/logthrottle"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 // ErrBackpressure is the error (possibly wrapped) an [Accepter] returns
@@ -491,24 +493,24 @@ var (
 
 // route maps a path to the type its single call sets; batch reports the
 // batch paths.
-func route(path []byte) (typ eventType, batch, ok bool) {
+func route(path []byte) (typ segment.EventType, batch, ok bool) {
 	switch string(path) {
 	case "/v1/batch", "/v1/import", "/v1/b":
-		return typeNone, true, true
+		return segment.Other, true, true
 	case "/v1/track", "/v1/t":
-		return typeTrack, false, true
+		return segment.Track, false, true
 	case "/v1/identify", "/v1/i":
-		return typeIdentify, false, true
+		return segment.Identify, false, true
 	case "/v1/page", "/v1/p":
-		return typePage, false, true
+		return segment.Page, false, true
 	case "/v1/screen", "/v1/s":
-		return typeScreen, false, true
+		return segment.Screen, false, true
 	case "/v1/group", "/v1/g":
-		return typeGroup, false, true
+		return segment.Group, false, true
 	case "/v1/alias", "/v1/a":
-		return typeAlias, false, true
+		return segment.Alias, false, true
 	}
-	return typeNone, false, false
+	return segment.Other, false, false
 }
 
 // handle serves one request.
@@ -636,7 +638,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 
 	now := s.now().UTC()
-	sc.received = appendTime(sc.received[:0], now)
+	sc.received = segment.AppendTime(sc.received[:0], now)
 	if batch {
 		if p := s.normalizeBatch(sc, &sc.index, now); !p.ok() {
 			s.fail(ctx, sc, p)
@@ -673,7 +675,7 @@ func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) proble
 		return errBatchIntegs
 	}
 	if present(sh.sentAt) {
-		if _, form := parseTime(sh.sentAt); form == 0 {
+		if _, form := parseTimeField(sh.sentAt); form == segment.TimeInvalid {
 			s.stats.malformed.Add(1)
 			return errBatchSentAt
 		}
@@ -692,7 +694,7 @@ func (s *Server) normalizeBatch(sc *scratch, x *bodyIndex, now time.Time) proble
 		if len(raw) > s.cfg.MaxEventBytes {
 			p = errEventTooLarge
 		} else {
-			key, dedupe, p = normalize(sc, x.view(e), typeNone, &sh, now, s.hash)
+			key, dedupe, p = normalize(sc, x.view(e), segment.Other, &sh, now, s.hash)
 		}
 		if p.ok() {
 			sc.spans = append(sc.spans, span{start: start, end: len(sc.out), key: key, dedupe: dedupe})

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 func TestSingleCallRoutes(t *testing.T) {
@@ -630,58 +631,21 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 }
 
-func TestParseTime(t *testing.T) {
-	utc := func(h, m, sec, ns int) time.Time { return time.Date(2024, 5, 1, h, m, sec, ns, time.UTC) }
-	for _, c := range []struct {
-		in   string
-		want time.Time
-		form timeForm // 0: refused
-	}{
-		{"2024-05-01T12:00:00Z", utc(12, 0, 0, 0), formZoned},
-		{"2024-05-01T12:00:00.250Z", utc(12, 0, 0, 250_000_000), formZoned},
-		{"2024-05-01T14:00:00.250+02:00", utc(12, 0, 0, 250_000_000), formZoned},
-		{"2024-05-01T14:00:00.250+0200", utc(12, 0, 0, 250_000_000), formZoned},
-		{"2024-05-01T14:00:00+02", utc(12, 0, 0, 0), formZoned},
-		{"2024-05-01 14:00:00+02:00", utc(12, 0, 0, 0), formZoned},
-		{"2024-05-01 12:00:00Z", utc(12, 0, 0, 0), formZoned},
-		{"2024-05-01t12:00:00z", utc(12, 0, 0, 0), formZoned},
-		{"2024-05-01T14:30+02:00", utc(12, 30, 0, 0), formZoned},
-		{"2024-05-01T12:00:00.123456", utc(12, 0, 0, 123_456_000), formLocal},
-		{"2024-05-01 12:00:00.5", utc(12, 0, 0, 500_000_000), formLocal},
-		{"2024-05-01T12:30", utc(12, 30, 0, 0), formLocal},
-		{"2024-05-01", utc(0, 0, 0, 0), formDate},
-		{"May 1, 2024", time.Time{}, 0},
-		{"yesterday", time.Time{}, 0},
-		{"2024-13-01", time.Time{}, 0},
-		{"2024-05-01T25:00:00Z", time.Time{}, 0},
-		{"2024-05-01T9:30", time.Time{}, 0},
-		{"2024-05-01T12:00:00+2", time.Time{}, 0},
-		{"2024-05-01T", time.Time{}, 0},
-		{"1714564800", time.Time{}, 0},
-		{"", time.Time{}, 0},
-	} {
-		got, form := parseTime(gjson.Parse(strconv.Quote(c.in)))
-		if form != c.form || !got.Equal(c.want) {
-			t.Errorf("parseTime(%q) = %v, form %d; want %v, form %d", c.in, got, form, c.want, c.form)
+// TestParseTimeField: a time member is read by segment.ParseTime (its
+// forms are tested there, and against the consent store in internal/app's
+// TestTimestampFormsAgree) when it is a string, and refused otherwise.
+func TestParseTimeField(t *testing.T) {
+	for _, raw := range []string{`"2024-05-01T14:00:00.250+0200"`, `"2024-05-01"`, `"yesterday"`, `1714564800`, `null`, `true`, `{}`} {
+		got, form := parseTimeField(gjson.Parse(raw))
+		want, wantForm := time.Time{}, segment.TimeInvalid
+		if r := gjson.Parse(raw); r.Type == gjson.String {
+			want, wantForm = segment.ParseTime(r.Str)
+		}
+		if form != wantForm || !got.Equal(want) {
+			t.Errorf("parseTimeField(%s) = %v, form %d; want %v, form %d", raw, got, form, want, wantForm)
 		}
 	}
-	if _, form := parseTime(gjson.Parse(`1714564800`)); form != 0 {
-		t.Error("a number was taken for a date")
-	}
-}
-
-func TestAppendTime(t *testing.T) {
-	for _, tm := range []time.Time{
-		testNow,
-		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(2024, 12, 31, 23, 59, 59, 999_999_999, time.FixedZone("x", -7*3600)),
-		time.Date(999, 2, 3, 4, 5, 6, 7_000_000, time.UTC),
-		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
-		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC),
-	} {
-		if got, want := string(appendTime(nil, tm)), tm.UTC().Format(timeLayout); got != want {
-			t.Errorf("appendTime(%v) = %s, want %s", tm, got, want)
-		}
+	if _, form := parseTimeField(gjson.Parse(`"2024-05-01T12:00:00Z"`)); form != segment.TimeZoned {
+		t.Error("an RFC 3339 string was refused")
 	}
 }
