@@ -11,15 +11,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/insertfn/insertfn/sdk/consent"
-)
-
-// Names of the Segment track events that carry a person's new consent
-// preferences. The consent-record contract's seed calls the event
-// "Segment Consent Preference"; Segment's own consent wrappers send
-// "Segment Consent Preference Updated". Both are consent updates.
-const (
-	SegmentConsentPreference        = "Segment Consent Preference"
-	SegmentConsentPreferenceUpdated = "Segment Consent Preference Updated"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 // segmentTimestampFields are the fields of a Segment event that
@@ -31,7 +23,7 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 //
 // An event is a consent update when it is a track call (its "type" is
 // "track", or absent as in the body of POST /v1/track) whose "event" is
-// [SegmentConsentPreference] or [SegmentConsentPreferenceUpdated]. For any
+// [segment.ConsentPreference] or [segment.ConsentPreferenceUpdated]. For any
 // other event UpdateFromSegment returns ok false after reading only those
 // two fields; it does not decode the event.
 //
@@ -56,8 +48,10 @@ var segmentTimestampFields = [...]string{"timestamp", "originalTimestamp", "rece
 //     has: "timestamp" is what Segment's API settles on (client clock skew
 //     corrected, see segment-compat.md), originalTimestamp the client's
 //     clock, receivedAt and sentAt later stand-ins. Each is an ISO-8601
-//     string as Segment sends it ("2023-01-01T00:00:00.000Z", any fraction,
-//     "Z" or a numeric offset; without an offset UTC is assumed). A field
+//     string as Segment sends it ("2023-01-01T00:00:00.000Z"), in any of
+//     the forms [segment.ParseTime] accepts, which are the forms the
+//     ingest accepts (any fraction, "Z" or a numeric offset; without an
+//     offset UTC is assumed; a date alone is midnight UTC). A field
 //     present that does not parse, or a time before 1970, is an error (no
 //     falling back past a bad value). With none of them, the entries carry
 //     no timestamp and [Store.Update] stamps them with the time it receives
@@ -87,12 +81,12 @@ func UpdateFromSegmentAt(event []byte, now time.Time) (u Update, ok bool, err er
 	// A view of the event for the first look (every event gets one): gjson
 	// then returns substrings instead of copies. Only the name's
 	// comparison reads it.
-	name := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), "event")
-	if name.Type != gjson.String || (name.Str != SegmentConsentPreference && name.Str != SegmentConsentPreferenceUpdated) {
+	name := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), segment.MemberEvent)
+	if name.Type != gjson.String || !segment.IsConsentPreference(name.Str) {
 		return Update{}, false, nil
 	}
-	name = gjson.GetBytes(event, "event") // a copy: its Str outlives this call
-	if typ := gjson.GetBytes(event, "type"); typ.Exists() && (typ.Type != gjson.String || typ.Str != "track") {
+	name = gjson.GetBytes(event, segment.MemberEvent) // a copy: its Str outlives this call
+	if typ := gjson.GetBytes(event, segment.MemberType); typ.Exists() && (typ.Type != gjson.String || segment.ParseType(typ.Str) != segment.Track) {
 		return Update{}, false, nil
 	}
 	u, err = segmentUpdate(event, name.Str, now.UnixMilli())
@@ -226,8 +220,8 @@ func receiptTime(event []byte, now int64) (int64, error) {
 	if v.Type != gjson.String {
 		return 0, fmt.Errorf("receivedAt: want an ISO-8601 string (\"2023-01-01T00:00:00.000Z\"), got %s", jsonType(v))
 	}
-	t, err := parseISO8601(v.Str)
-	if err != nil {
+	t, form := segment.ParseTime(v.Str)
+	if form == segment.TimeInvalid {
 		return 0, fmt.Errorf("receivedAt %q: want an ISO-8601 time such as \"2023-01-01T00:00:00.000Z\"", truncate(v.Str, 64))
 	}
 	ms := t.UnixMilli()
@@ -248,8 +242,8 @@ func segmentTimestamp(event []byte) (int64, error) {
 		if v.Type != gjson.String {
 			return 0, fmt.Errorf("%s: want an ISO-8601 string (\"2023-01-01T00:00:00.000Z\"), got %s", field, jsonType(v))
 		}
-		t, err := parseISO8601(v.Str)
-		if err != nil {
+		t, form := segment.ParseTime(v.Str)
+		if form == segment.TimeInvalid {
 			return 0, fmt.Errorf("%s %q: want an ISO-8601 time such as \"2023-01-01T00:00:00.000Z\"", field, truncate(v.Str, 64))
 		}
 		ms := t.UnixMilli()
@@ -259,28 +253,6 @@ func segmentTimestamp(event []byte) (int64, error) {
 		return ms, nil
 	}
 	return 0, nil
-}
-
-// isoLayouts are the ISO-8601 forms Segment's libraries and users send, after
-// RFC 3339 itself. Fractions of any length parse with each.
-var isoLayouts = [...]string{
-	"2006-01-02T15:04:05.999999999Z0700", // offset without a colon (+0000)
-	"2006-01-02T15:04:05.999999999",      // no offset: UTC
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999",
-}
-
-func parseISO8601(s string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err == nil {
-		return t, nil
-	}
-	for _, layout := range isoLayouts {
-		if t, err2 := time.Parse(layout, s); err2 == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, err
 }
 
 // LinkFromEvent returns the ids an identify or alias call says belong to
@@ -298,8 +270,9 @@ func parseISO8601(s string) (time.Time, error) {
 // together by identify and alias (and by consent preference events, whose
 // update links them, see [UpdateFromSegment]).
 func LinkFromEvent(event []byte) (id string, aliases []string, ok bool) {
-	typ := gjson.GetBytes(event, "type")
-	if typ.Type != gjson.String || (typ.Str != "identify" && typ.Str != "alias") {
+	typ := gjson.GetBytes(event, segment.MemberType)
+	kind := segment.ParseType(typ.Str)
+	if typ.Type != gjson.String || (kind != segment.Identify && kind != segment.Alias) {
 		return "", nil, false
 	}
 	if !gjson.ValidBytes(event) {
@@ -311,7 +284,7 @@ func LinkFromEvent(event []byte) (id string, aliases []string, ok bool) {
 		return "", nil, false
 	}
 	others := []gjson.Result{f[1]}
-	if typ.Str == "alias" {
+	if kind == segment.Alias {
 		others = []gjson.Result{f[2], f[1]}
 	}
 	for _, o := range others {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/insertfn/insertfn/sdk/consent"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 // segmentSeedEvent is the example of the seed ("Consent in Unify"), with
@@ -46,12 +47,12 @@ const segmentWrapperEvent = `{"type":"track","event":"Segment Consent Preference
 "consent":{"categoryPreferences":{"C0001":true,"C0002":false,"C0003":true,"C0004":false}}},
 "integrations":{}}`
 
-// ms parses an RFC 3339 time to Unix milliseconds.
+// ms parses a Segment time to Unix milliseconds.
 func ms(t *testing.T, s string) int64 {
 	t.Helper()
-	tm, err := parseISO8601(s)
-	if err != nil {
-		t.Fatal(err)
+	tm, form := segment.ParseTime(s)
+	if form == segment.TimeInvalid {
+		t.Fatalf("%q is not a Segment time", s)
 	}
 	return tm.UnixMilli()
 }
@@ -120,6 +121,11 @@ func TestUpdateFromSegment(t *testing.T) {
 		{"offset without colon", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01T01:00:00.000+0100"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
 		{"no offset: UTC", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01T00:00:00"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
 		{"microseconds", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01T00:00:00.000999Z"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		// The forms the ingest accepts (segment.ParseTime), a date alone
+		// included (midnight UTC); internal/app's TestTimestampFormsAgree
+		// runs the whole table through both.
+		{"date only", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
+		{"offset hours only", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01T02:00:00+02"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
 		{"without type (POST /v1/track)", withField(t, segmentSeedEvent, "type", ""), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment"},
 		{"messageId", withField(t, segmentSeedEvent, "messageId", `"m-1"`), "u123", []string{"23adfd82-aa0f-45a7-a756-24f2a7a4c895"}, seedCats, "segment:m-1"},
 		{"userId only", withField(t, segmentSeedEvent, "anonymousId", ""), "u123", nil, seedCats, "segment"},
@@ -200,7 +206,7 @@ func TestUpdateFromSegmentErrors(t *testing.T) {
 		{"preference null", withPrefs(t, `{"Advertising":null}`), `categoryPreferences.Advertising: want true, false or {"consented": true|false}, got null`},
 		{"empty category", withPrefs(t, `{"":true}`), "a category with an empty name"},
 		{"unparseable timestamp", withField(t, segmentSeedEvent, "timestamp", `"yesterday"`), `timestamp "yesterday": want an ISO-8601 time`},
-		{"date only", withField(t, segmentSeedEvent, "timestamp", `"2023-01-01"`), `timestamp "2023-01-01": want an ISO-8601 time`},
+		{"a number of seconds in a string", withField(t, segmentSeedEvent, "timestamp", `"1672531200"`), `timestamp "1672531200": want an ISO-8601 time`},
 		{"numeric timestamp", withField(t, segmentSeedEvent, "timestamp", `1672531200000`), "timestamp: want an ISO-8601 string"},
 		{"bad timestamp does not fall back", withField(t, withField(t, segmentSeedEvent, "timestamp", `"2023-13-01T00:00:00Z"`), "originalTimestamp", `"2023-01-01T00:00:00Z"`), `timestamp "2023-13-01T00:00:00Z"`},
 		{"bad originalTimestamp", withField(t, withField(t, segmentSeedEvent, "timestamp", ""), "originalTimestamp", `"01/01/2023"`), `originalTimestamp "01/01/2023"`},
