@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 // DefaultOverviewWindow is how far back an [Overview] remembers.
@@ -34,9 +34,9 @@ type flowCounts struct {
 	dests    map[string]*destCounts
 
 	// For Counters and the Observer only (the overview does not show them).
-	types           [abi.EventDelete + 1]uint64 // received, by abi.EventType
-	consentUpdates  uint64                      // consent-preference events applied to the store
-	consentRejected uint64                      // consent-preference events too malformed to apply
+	types           [segment.Delete + 1]uint64 // received, by segment.EventType
+	consentUpdates  uint64                     // consent-preference events applied to the store
+	consentRejected uint64                     // consent-preference events too malformed to apply
 }
 
 type destCounts struct {

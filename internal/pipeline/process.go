@@ -22,7 +22,7 @@ import (
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/pipeline/routing"
 	"github.com/insertfn/insertfn/runtime"
-	"github.com/insertfn/insertfn/sdk/abi"
+	"github.com/insertfn/insertfn/sdk/segment"
 )
 
 // Source is one configured source: the functions its events run through,
@@ -68,8 +68,9 @@ type Observer interface {
 // # Parameters
 //   - reg: runs functions by name; every function the sources and
 //     destinations name must be deployed there before events flow.
-//   - store: the consent store that "Segment Consent Preference" events
-//     update; nil: such events update nothing (they still flow).
+//   - store: the consent store that consent preference events
+//     ([segment.IsConsentPreference]) update; nil: such events update
+//     nothing (they still flow).
 //   - sources, dests: the configuration; NewProcessor keeps copies.
 //   - counters: where the processor counts; nil: a new one.
 func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []Source, dests []Destination, counters *Counters) (*Processor, error) {
@@ -233,7 +234,7 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 // counts of the event's source.
 func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
 	c.received++
-	c.types[abi.ParseEventType(eventType(event))]++
+	c.types[eventType(event)]++
 	switch res.update {
 	case updateApplied:
 		c.consentUpdates++
@@ -267,7 +268,7 @@ func (p *Processor) count(b flowBatch) {
 	for source, c := range b {
 		for t, n := range c.types {
 			if n > 0 {
-				p.observer.ObserveEvents(source, abi.EventType(t).String(), n)
+				p.observer.ObserveEvents(source, segment.EventType(t).String(), n)
 			}
 		}
 	}
@@ -336,12 +337,15 @@ func (p *Processor) updateConsent(ctx context.Context, event []byte, res *Result
 	return nil
 }
 
-// eventType returns the event's type without copying it (a view into
-// event, valid while event is).
-func eventType(event []byte) string {
-	t := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), "type")
-	if t.Type != gjson.String {
-		return ""
+// eventType returns the event's type: read where the ingest writes it
+// (first, see segment.LeadingMembers) when it is there, else looked up.
+func eventType(event []byte) segment.EventType {
+	if t, ok := segment.LeadingType(event); ok {
+		return t
 	}
-	return t.Str
+	t := gjson.Get(unsafe.String(unsafe.SliceData(event), len(event)), segment.MemberType)
+	if t.Type != gjson.String {
+		return segment.Other
+	}
+	return segment.ParseType(t.Str)
 }
