@@ -454,3 +454,25 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+func TestHostFuncSignature(t *testing.T) {
+	for _, tc := range []struct {
+		f    abi.HostFunc
+		want string
+	}{
+		{abi.HostFunc{Name: "f", Params: []abi.Param{{"a", abi.I32}, {"b", abi.I64}}, Results: []abi.ValueType{abi.I64}}, "(a i32, b i64) -> i64"},
+		{abi.HostFunc{Name: "g", Params: []abi.Param{{"ptr", abi.I32}}}, "(ptr i32)"},
+		{abi.HostFunc{Name: "h", Results: []abi.ValueType{abi.I32}}, "() -> i32"},
+		{abi.HostFunc{Name: "x", Params: []abi.Param{{"v", abi.ValueType(0x7d)}}}, "(v unknown)"},
+	} {
+		if got := tc.f.Signature(); got != tc.want {
+			t.Errorf("%s: Signature() = %q, want %q", tc.f.Name, got, tc.want)
+		}
+	}
+	// Each call returns its own table: a caller cannot change the ABI.
+	fs := abi.HostFuncs()
+	fs[0].Name, fs[0].Params[0].Type, fs[0].Results[0] = "changed", abi.I64, abi.I32
+	if again := abi.HostFuncs(); again[0].Name != abi.FuncEventGet || again[0].Params[0].Type != abi.I32 || again[0].Results[0] != abi.I64 {
+		t.Errorf("changing abi.HostFuncs' result changed the table: %+v", again[0])
+	}
+}
