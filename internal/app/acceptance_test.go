@@ -308,7 +308,7 @@ func TestConsentStoreDown(t *testing.T) {
 }
 
 // TestBacklogBound: a destination that is down fills its backlog up to the
-// queue's disk bound; then the ingest answers 503 with a clear error
+// queue's disk bound; then the ingest answers 429 (slow down) with a clear error
 // instead of growing without end, and takes events again once the backlog
 // drains.
 func TestBacklogBound(t *testing.T) {
@@ -318,7 +318,7 @@ func TestBacklogBound(t *testing.T) {
 	c.Queue.MaxBytes = 64 << 10
 	h := start(t, c)
 	body := `{"userId":"u1","event":"e","messageId":"%s","properties":{"pad":"` + strings.Repeat("x", 1000) + `"}}`
-	var got503 bool
+	var got429 bool
 	accepted := 0
 	for i := range 200 {
 		req, _ := http.NewRequest("POST", "http://"+h.Addr().String()+"/v1/track", strings.NewReader(fmt.Sprintf(body, fmt.Sprint("m", i))))
@@ -329,10 +329,10 @@ func TestBacklogBound(t *testing.T) {
 		}
 		msg, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusServiceUnavailable {
-			got503 = true
+		if resp.StatusCode == http.StatusTooManyRequests {
+			got429 = true
 			if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(msg), "full") {
-				t.Errorf("503 without Retry-After or a clear error: %s", msg)
+				t.Errorf("429 without Retry-After or a clear error: %s", msg)
 			}
 			break
 		}
@@ -341,7 +341,7 @@ func TestBacklogBound(t *testing.T) {
 		}
 		accepted++
 	}
-	if !got503 {
+	if !got429 {
 		t.Fatalf("200 events of 1 KB accepted with a 64 KiB bound and the destination down")
 	}
 	used, limit := h.Queue().Usage()

@@ -36,7 +36,7 @@ const (
 	// DefaultDedupeWindow is how many recent messageIds each source
 	// remembers to drop client retries of events it already accepted.
 	DefaultDedupeWindow = 100_000
-	// DefaultRetryAfter is the Retry-After of a 503 answered because the
+	// DefaultRetryAfter is the Retry-After of a 429 answered because the
 	// [Accepter] reported [ErrBackpressure].
 	DefaultRetryAfter = time.Second
 	// MaxMessageIDLength is the longest messageId accepted, in characters
@@ -121,7 +121,7 @@ type Config struct {
 	// accepted.
 	StrictBatch bool `yaml:"strict_batch" json:"strict_batch"`
 
-	// RetryAfter is the Retry-After (rounded up to whole seconds) of a 503
+	// RetryAfter is the Retry-After (rounded up to whole seconds) of a 429
 	// answered when the [Accepter] reports [ErrBackpressure].
 	// Default [DefaultRetryAfter].
 	RetryAfter time.Duration `yaml:"retry_after" json:"retry_after"`

@@ -54,8 +54,13 @@
 //     whole reads the 413 (see [Config.MaxBatchBytes]).
 //   - 431: headers over [Config.MaxHeaderBytes]; 408: a request not
 //     received within [Config.ReadTimeout].
-//   - 503 with Retry-After: the Accepter reported [ErrBackpressure], or the
-//     server is shutting down and gave up waiting.
+//   - 429 with Retry-After: the Accepter reported [ErrBackpressure] (the
+//     queue is full). 429 rather than 503: it is how Segment's API tells a
+//     client to slow down, and the clients honour Retry-After on it
+//     (analytics.js only on a 429; analytics-node and analytics-go retry
+//     it too).
+//   - 503 with Retry-After: the server is shutting down and gave up
+//     waiting for the Accepter.
 //   - 500: the Accepter failed otherwise; the events were not accepted and
 //     the client should retry.
 //
@@ -111,7 +116,7 @@
 // accepted for the same source are answered 200 and not handed to the
 // Accepter again; so are repeats of one messageId within a request. An id
 // is remembered only once the Accepter has taken its event, so an event
-// refused with 503 or 500 is not mistaken for a duplicate when the client
+// refused with 429, 503 or 500 is not mistaken for a duplicate when the client
 // retries. Two requests carrying the same event at the same moment can
 // both be accepted: delivery is at-least-once, and receivers deduplicate by
 // messageId.
@@ -142,7 +147,7 @@ import (
 
 // ErrBackpressure is the error (possibly wrapped) an [Accepter] returns
 // when it cannot take events now but will later, for example because its
-// queue is full: the server answers 503 with a Retry-After header, and
+// queue is full: the server answers 429 with a Retry-After header, and
 // Segment's clients retry.
 var ErrBackpressure = errors.New("server: the event store is full; retry later")
 
@@ -174,7 +179,7 @@ var ErrServerClosed = errors.New("server: the server has been shut down")
 // # Results
 //
 // nil: the events are accepted and the client is answered 200. An error
-// wrapping [ErrBackpressure]: 503 with Retry-After. Any other error: 500,
+// wrapping [ErrBackpressure]: 429 with Retry-After. Any other error: 500,
 // and the error is logged (the client is told only that storing failed).
 type Accepter interface {
 	Accept(ctx context.Context, source string, events [][]byte) error
@@ -482,7 +487,8 @@ var (
 	errBatchContext   = problem{400, "the batch's top-level context must be a JSON object"}
 	errBatchIntegs    = problem{400, "the batch's top-level integrations must be a JSON object"}
 	errBatchSentAt    = problem{400, "the batch's sentAt must be an ISO 8601 date-time string such as 2024-05-01T12:00:00.000Z"}
-	errBackpressure   = problem{503, "the server's event queue is full (a destination is not keeping up); retry later"}
+	errBackpressure   = problem{429, "the server's event queue is full (a destination is not keeping up); retry after the Retry-After seconds"}
+	errShuttingDown   = problem{503, "the server is shutting down; retry later"}
 	errStore          = problem{500, "the server could not store the events; retry later"}
 	errMalformedHTTP  = problem{400, "malformed HTTP request"}
 	errBodyRead       = problem{400, "the request body could not be read to its end (the client stopped sending, or bad chunked encoding)"}
@@ -756,7 +762,11 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, sc *scratch, src *source) {
 				s.stats.backpressure.Add(1)
 				secs := int((s.cfg.RetryAfter + time.Second - 1) / time.Second)
 				ctx.Response.Header.Set("Retry-After", strconv.Itoa(secs))
-				s.fail(ctx, sc, errBackpressure)
+				if s.acceptCtx.Err() != nil {
+					s.fail(ctx, sc, errShuttingDown)
+				} else {
+					s.fail(ctx, sc, errBackpressure)
+				}
 				return
 			}
 			s.stats.storeFailed.Add(1)

@@ -549,8 +549,8 @@ func TestDedupe(t *testing.T) {
 	t.Run("a refused request is not remembered", func(t *testing.T) {
 		s, rec := newTestServer(t, Config{})
 		rec.setErr(fmt.Errorf("queue: %w", ErrBackpressure))
-		if resp := do(t, s, request{path: "/v1/batch", auth: testKey, body: batch("a")}); resp.status != 503 {
-			t.Fatalf("answered %d, want 503", resp.status)
+		if resp := do(t, s, request{path: "/v1/batch", auth: testKey, body: batch("a")}); resp.status != 429 {
+			t.Fatalf("answered %d, want 429", resp.status)
 		}
 		rec.setErr(nil)
 		do(t, s, request{path: "/v1/batch", auth: testKey, body: batch("a")})
@@ -564,8 +564,8 @@ func TestAccepterErrors(t *testing.T) {
 	s, rec := newTestServer(t, Config{RetryAfter: 1500 * time.Millisecond})
 	rec.setErr(fmt.Errorf("appending to the queue: %w", ErrBackpressure))
 	resp := do(t, s, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e"}`})
-	if resp.status != 503 || string(resp.header.Peek("Retry-After")) != "2" {
-		t.Errorf("backpressure answered %d Retry-After %q, want 503 and 2", resp.status, resp.header.Peek("Retry-After"))
+	if resp.status != 429 || string(resp.header.Peek("Retry-After")) != "2" {
+		t.Errorf("backpressure answered %d Retry-After %q, want 429 and 2", resp.status, resp.header.Peek("Retry-After"))
 	}
 	rec.setErr(errors.New("disk on fire"))
 	resp = do(t, s, request{path: "/v1/track", auth: testKey, body: `{"userId":"u","event":"e"}`})

@@ -47,8 +47,8 @@ type Rejections struct {
 	// InvalidEvents: events refused by validation, whether or not the
 	// rest of their batch was accepted (each also counted in Events).
 	InvalidEvents uint64
-	// Backpressure: requests answered 503 because the Accepter reported
-	// [ErrBackpressure] or shutdown gave up on them.
+	// Backpressure: requests answered 429 because the Accepter reported
+	// [ErrBackpressure], or 503 because shutdown gave up on them.
 	Backpressure uint64
 	// StoreFailed: requests answered 500 because the Accepter failed.
 	StoreFailed uint64
