@@ -289,8 +289,18 @@ func TestHardeningIngestLinear(t *testing.T) {
 	}
 	const n = 3300
 	cost(n)
-	small, large := cost(n), cost(4*n)
-	ratio := float64(large) / float64(small)
+	// The best of three ratios: other work on a shared machine can slow one
+	// measurement, never make quadratic work linear.
+	ratio, small, large := 1e9, time.Duration(0), time.Duration(0)
+	for range 3 {
+		s, l := cost(n), cost(4*n)
+		if r := float64(l) / float64(s); r < ratio {
+			ratio, small, large = r, s, l
+		}
+		if ratio <= 10 {
+			break
+		}
+	}
 	t.Logf("%d members: %v; %d members: %v; ratio %.1f", n, small, 4*n, large, ratio)
 	if ratio > 10 {
 		t.Errorf("4x the members cost %.1fx the time (%v vs %v): quadratic", ratio, large, small)
