@@ -12,11 +12,14 @@ package functions
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -38,32 +41,38 @@ const (
 // does not say.
 const DefaultRetries = 2
 
-// Manifest describes one function.
+// Manifest describes one function. It is the one shape a function's
+// definition takes from where it is written to the [Registry]: a JSON
+// manifest (a file, the admin API's X-Insertfn-Manifest header, the version
+// store) and an entry of the configuration's functions list decode into it
+// alike, with the same keys.
 type Manifest struct {
 	// Name identifies the function: letters, digits, '-', '_' and '.'.
-	Name string `json:"name"`
-	// Wasm is the path of the module, relative to the manifest's directory.
-	Wasm string `json:"wasm"`
+	Name string `json:"name" yaml:"name"`
+	// Wasm is the path of the module, relative to the file the manifest is
+	// written in (a JSON manifest, or the configuration).
+	Wasm string `json:"wasm" yaml:"wasm"`
 	// Settings is the JSON object the function reads through the SDK.
-	Settings json.RawMessage `json:"settings,omitempty"`
+	Settings Settings `json:"settings,omitempty" yaml:"settings"`
 	// Limits bound the function; zero fields take the runtime's defaults.
-	Limits ManifestLimits `json:"limits,omitzero"`
+	Limits ManifestLimits `json:"limits,omitzero" yaml:"limits"`
 	// OnError is the failure policy: "drop" (default) or "deliver".
-	OnError FailurePolicy `json:"on_error,omitempty"`
+	OnError FailurePolicy `json:"on_error,omitempty" yaml:"on_error"`
 	// Retries is how many times a RetryError is retried before the failure
 	// policy applies (0: DefaultRetries; negative: none).
-	Retries int `json:"retries,omitempty"`
+	Retries int `json:"retries,omitempty" yaml:"retries"`
 }
 
 // ManifestLimits are runtime.Limits as a manifest writes them (durations
-// as strings such as "250ms").
+// as strings such as "250ms"). They are what a manifest may set; the
+// registry hands them to the runtime with [ManifestLimits.Runtime].
 type ManifestLimits struct {
-	MemoryPages    uint32   `json:"memory_pages,omitempty"`
-	HighWaterPages uint32   `json:"high_water_pages,omitempty"`
-	Timeout        Duration `json:"timeout,omitzero"`
-	MaxEventBytes  int      `json:"max_event_bytes,omitempty"`
-	MaxLogBytes    int      `json:"max_log_bytes,omitempty"`
-	PoolSize       int      `json:"pool_size,omitempty"`
+	MemoryPages    uint32   `json:"memory_pages,omitempty" yaml:"memory_pages"`
+	HighWaterPages uint32   `json:"high_water_pages,omitempty" yaml:"high_water_pages"`
+	Timeout        Duration `json:"timeout,omitzero" yaml:"timeout"`
+	MaxEventBytes  int      `json:"max_event_bytes,omitempty" yaml:"max_event_bytes"`
+	MaxLogBytes    int      `json:"max_log_bytes,omitempty" yaml:"max_log_bytes"`
+	PoolSize       int      `json:"pool_size,omitempty" yaml:"pool_size"`
 }
 
 // retries returns how many retries the manifest allows (Validate must have
@@ -78,17 +87,39 @@ func (l ManifestLimits) Runtime() runtime.Limits {
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
-// Validate checks the manifest and fills in defaults.
+// ManifestError is a manifest key that is missing or out of range. Key is
+// spelled as the manifest spells it, in JSON and YAML alike ("name",
+// "on_error", "settings", "wasm"); a caller that nests manifests prefixes
+// its own path ("functions[2]."+Key).
+type ManifestError struct {
+	// Name is the manifest's name ("" when the name is the problem).
+	Name string
+	// Key is the key at fault.
+	Key string
+	// Problem says what is wrong and what is wanted.
+	Problem string
+}
+
+// Error returns "functions: manifest NAME: KEY: PROBLEM".
+func (e *ManifestError) Error() string {
+	if e.Name == "" {
+		return "functions: manifest: " + e.Key + ": " + e.Problem
+	}
+	return "functions: manifest " + e.Name + ": " + e.Key + ": " + e.Problem
+}
+
+// Validate checks the manifest and fills in defaults. The problem it
+// reports is a [*ManifestError] naming the key.
 func (m *Manifest) Validate() error {
 	if !validName.MatchString(m.Name) {
-		return fmt.Errorf("functions: manifest: name %q: use 1-128 letters, digits, '.', '-' or '_'", m.Name)
+		return &ManifestError{Key: "name", Problem: fmt.Sprintf("%q: use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit", m.Name)}
 	}
 	switch m.OnError {
 	case "":
 		m.OnError = PolicyDrop
 	case PolicyDrop, PolicyDeliver:
 	default:
-		return fmt.Errorf("functions: manifest %s: on_error %q: want %q or %q", m.Name, m.OnError, PolicyDrop, PolicyDeliver)
+		return &ManifestError{Name: m.Name, Key: "on_error", Problem: fmt.Sprintf("%q: want %q or %q", m.OnError, PolicyDrop, PolicyDeliver)}
 	}
 	if m.Retries == 0 {
 		m.Retries = DefaultRetries
@@ -96,10 +127,27 @@ func (m *Manifest) Validate() error {
 	if len(m.Settings) > 0 {
 		trimmed := bytes.TrimSpace(m.Settings)
 		if !json.Valid(trimmed) || len(trimmed) == 0 || trimmed[0] != '{' {
-			return fmt.Errorf("functions: manifest %s: settings must be a JSON object", m.Name)
+			return &ManifestError{Name: m.Name, Key: "settings", Problem: "must be a JSON object"}
 		}
 	}
 	return nil
+}
+
+// ValidateFile is [Manifest.Validate] for a manifest written in a file (a
+// JSON manifest, or the configuration's functions): such a manifest must
+// also name its module. It reports every problem it finds, each a
+// [*ManifestError], joined.
+func (m *Manifest) ValidateFile() error {
+	err := m.Validate()
+	if m.Wasm == "" {
+		name := m.Name
+		if !validName.MatchString(name) {
+			name = ""
+		}
+		err = errors.Join(err, &ManifestError{Name: name, Key: "wasm",
+			Problem: "required: the path of the compiled function (insertfn build DIR -o FILE.wasm)"})
+	}
+	return err
 }
 
 // LoadManifest reads a JSON manifest and the wasm it names.
@@ -119,11 +167,8 @@ func LoadManifest(path string) (Manifest, []byte, error) {
 	if err := dec.Decode(&m); err != nil {
 		return m, nil, fmt.Errorf("functions: manifest %s: %w", path, err)
 	}
-	if err := m.Validate(); err != nil {
+	if err := m.ValidateFile(); err != nil {
 		return m, nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	if m.Wasm == "" {
-		return m, nil, fmt.Errorf("functions: manifest %s: \"wasm\" is required", path)
 	}
 	wasmPath := m.Wasm
 	if !filepath.IsAbs(wasmPath) {
@@ -154,4 +199,61 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	d.Duration = v
 	return nil
+}
+
+// UnmarshalYAML reads a duration such as 250ms, as the configuration file
+// writes durations.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error { return n.Decode(&d.Duration) }
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Settings is a function's settings: a JSON object, kept as its bytes. In
+// JSON it is the object itself; in YAML (the configuration file) a mapping,
+// turned into the same JSON.
+type Settings []byte
+
+// MarshalJSON returns the settings as they are ("null" when there are none).
+func (s Settings) MarshalJSON() ([]byte, error) {
+	if s == nil {
+		return []byte("null"), nil
+	}
+	return s, nil
+}
+
+// UnmarshalJSON keeps a copy of the JSON value; [Manifest.Validate] checks
+// that it is an object.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	*s = append((*s)[:0], b...)
+	return nil
+}
+
+// UnmarshalYAML reads a mapping and keeps it as a JSON object.
+func (s *Settings) UnmarshalYAML(n *yaml.Node) error {
+	var v map[string]any
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	if v == nil {
+		*s = nil
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("line %d: settings: %w (write the settings as a mapping whose keys are strings)", n.Line, err)
+	}
+	*s = b
+	return nil
+}
+
+// MarshalYAML writes the settings as a mapping.
+func (s Settings) MarshalYAML() (any, error) {
+	if s == nil {
+		return nil, nil
+	}
+	var v any
+	if err := json.Unmarshal(s, &v); err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	return v, nil
 }

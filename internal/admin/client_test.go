@@ -19,7 +19,7 @@ func TestClient(t *testing.T) {
 	wasm, other := verdicts(t), consentMatch(t)
 	c := admin.Client{URL: e.srv.URL + "/", Token: token, HTTP: e.srv.Client()}
 
-	v1, err := c.Deploy(ctx, functions.Manifest{Name: "f", Settings: json.RawMessage(`{"version":"1"}`), OnError: functions.PolicyDeliver}, wasm)
+	v1, err := c.Deploy(ctx, functions.Manifest{Name: "f", Settings: functions.Settings(`{"version":"1"}`), OnError: functions.PolicyDeliver}, wasm)
 	if err != nil || v1.Hash != runtime.Hash(wasm) || !v1.Active || v1.Manifest.OnError != functions.PolicyDeliver {
 		t.Fatalf("deploy: %+v, %v", v1, err)
 	}

@@ -440,7 +440,7 @@ func (a *Admin) testRegistry(ctx context.Context, name string, req *TestRequest)
 	}
 	m := live.Manifest
 	if req.Settings != nil {
-		m.Settings = req.Settings
+		m.Settings = functions.Settings(req.Settings)
 	}
 	m.Limits.PoolSize = 1
 	reg := functions.NewRegistry(a.deps.Engine, store)
