@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // Destination types a [Config] can name.
@@ -96,4 +98,64 @@ func Open(cfg Config) (Sink, error) {
 	default:
 		return NewStdout(nil), nil
 	}
+}
+
+// Settings tune processing and delivery: the configuration's delivery
+// section, as the pipeline takes it (pipeline.Options). Zero fields take
+// the pipeline's defaults.
+//
+//	workers: 8
+//	batch_size: 500
+//	batch_bytes: 510976
+//	throttle_bytes: 4194304
+//	throttle_wait: 1s
+//	backoff: {initial: 500ms, max: 5m, multiplier: 2, jitter: 0.2, max_attempts: 58}
+type Settings struct {
+	// Workers process the inbox (default 8).
+	Workers int `yaml:"workers" json:"workers"`
+	// BatchSize is the most events one delivery carries, and how many
+	// accepted requests (each one item in the inbox) a worker processes
+	// at once (default 500).
+	BatchSize int `yaml:"batch_size" json:"batch_size"`
+	// BatchBytes bounds the bytes of the events delivered at once, and of
+	// the requests processed at once (default 1 KB under Segment's 500 KB
+	// /v1/batch limit, so that a webhook's batch body stays within it).
+	BatchBytes int `yaml:"batch_bytes" json:"batch_bytes"`
+	// ThrottleBytes is the backlog (events waiting to be processed, and
+	// what the backlogs of destinations that are up grew by) above which
+	// ingest waits for the pipeline to catch up (default 4 MiB;
+	// negative: never).
+	ThrottleBytes int64 `yaml:"throttle_bytes" json:"throttle_bytes"`
+	// ThrottleWait is the longest a request waits so before its events
+	// are accepted all the same (default 1s).
+	ThrottleWait time.Duration `yaml:"throttle_wait" json:"throttle_wait"`
+	// Backoff is the retry policy of deliveries.
+	Backoff Backoff `yaml:"backoff" json:"backoff"`
+}
+
+// Validate reports every field out of range, each a [*ConfigError] naming
+// its key ("workers", "backoff.initial"...), joined.
+func (s *Settings) Validate() error {
+	var errs []error
+	for _, n := range []struct {
+		key      string
+		negative bool
+	}{
+		{"workers", s.Workers < 0},
+		{"batch_size", s.BatchSize < 0},
+		{"batch_bytes", s.BatchBytes < 0},
+		{"throttle_wait", s.ThrottleWait < 0},
+	} {
+		if n.negative {
+			errs = append(errs, &ConfigError{Key: n.key, Problem: "must not be negative (0 means the default)"})
+		}
+	}
+	if err := s.Backoff.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			err = &ConfigError{Key: "backoff." + ce.Key, Problem: ce.Problem}
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }

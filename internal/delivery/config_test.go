@@ -135,3 +135,24 @@ func TestOpenStdoutDelivers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSettingsValidateNamesEveryKey(t *testing.T) {
+	s := Settings{Workers: -1, BatchBytes: -1, ThrottleBytes: -1, Backoff: Backoff{Jitter: 2}}
+	err := s.Validate()
+	var keys []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var ce *ConfigError
+		if !errors.As(e, &ce) {
+			t.Fatalf("%v is not a *ConfigError", e)
+		}
+		keys = append(keys, ce.Key)
+	}
+	if got := strings.Join(keys, ","); got != "workers,batch_bytes,backoff.jitter" {
+		t.Errorf("keys %s (%v), want workers,batch_bytes,backoff.jitter (a negative throttle_bytes means never)", got, err)
+	}
+	var ok Settings
+	if err := yaml.Unmarshal([]byte("workers: 2\nthrottle_wait: 1s\nbackoff: {initial: 1s}\n"), &ok); err != nil || ok.Validate() != nil ||
+		ok.Workers != 2 || ok.ThrottleWait != time.Second || ok.Backoff.Initial != time.Second {
+		t.Errorf("settings %+v, %v", ok, err)
+	}
+}
