@@ -128,12 +128,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: runtime: %w", err)
 	}
 	h.registry = functions.NewRegistry(h.engine, h.metrics.InstrumentStore(h.store, sc.Backend))
-	for i := range cfg.Functions {
-		f := &cfg.Functions[i]
-		m, err := f.Manifest()
-		if err != nil {
-			return nil, fmt.Errorf("insertfn: functions[%d]: %w", i, err)
-		}
+	for _, f := range cfg.Functions { // each a functions.Manifest, deployed as it is
 		path := cfg.Path(f.Wasm)
 		wasm, err := os.ReadFile(path)
 		if err != nil {
@@ -143,7 +138,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 			}
 			return nil, fmt.Errorf("insertfn: function %s: %w%s", f.Name, err, hint)
 		}
-		if _, err := h.registry.Deploy(ctx, m, wasm); err != nil {
+		if _, err := h.registry.Deploy(ctx, f, wasm); err != nil {
 			return nil, fmt.Errorf("insertfn: function %s (%s): %w", f.Name, path, err)
 		}
 	}

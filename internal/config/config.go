@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -128,32 +127,11 @@ func (r *Runtime) validate(bad func(key, format string, args ...any)) {
 	}
 }
 
-// Function is one function: a manifest in YAML.
-type Function struct {
-	// Name identifies the function: letters, digits, '-', '_' and '.'.
-	Name string `yaml:"name"`
-	// Wasm is the path of the compiled module.
-	Wasm string `yaml:"wasm"`
-	// Settings is the object the function reads through the SDK.
-	Settings map[string]any `yaml:"settings"`
-	// Limits bound the function; zero fields take the runtime's defaults.
-	Limits Limits `yaml:"limits"`
-	// OnError is the failure policy: "drop" (default) or "deliver".
-	OnError string `yaml:"on_error"`
-	// Retries is how many times a RetryError is retried (0: the default,
-	// negative: none).
-	Retries int `yaml:"retries"`
-}
-
-// Limits are a function's runtime limits.
-type Limits struct {
-	MemoryPages    uint32        `yaml:"memory_pages"`
-	HighWaterPages uint32        `yaml:"high_water_pages"`
-	Timeout        time.Duration `yaml:"timeout"`
-	MaxEventBytes  int           `yaml:"max_event_bytes"`
-	MaxLogBytes    int           `yaml:"max_log_bytes"`
-	PoolSize       int           `yaml:"pool_size"`
-}
+// Function is one function: its manifest, written in YAML with the keys
+// of a JSON manifest (name, wasm, settings, limits, on_error, retries). It
+// is the type the registry deploys; its wasm is relative to the
+// configuration file.
+type Function = functions.Manifest
 
 // Source is one source of events.
 type Source struct {
@@ -176,29 +154,9 @@ type Destination struct {
 	delivery.Config `yaml:",inline"`
 }
 
-// Delivery tunes the pipeline.
-type Delivery struct {
-	// Workers process the inbox (default 8).
-	Workers int `yaml:"workers"`
-	// BatchSize is the most events one delivery carries, and how many
-	// accepted requests (each one item in the inbox) a worker processes
-	// at once (default 500).
-	BatchSize int `yaml:"batch_size"`
-	// BatchBytes bounds the bytes of the events delivered at once, and of
-	// the requests processed at once (default 1 KB under Segment's 500 KB
-	// /v1/batch limit, so that a webhook's batch body stays within it).
-	BatchBytes int `yaml:"batch_bytes"`
-	// ThrottleBytes is the backlog (events waiting to be processed, and
-	// what the backlogs of destinations that are up grew by) above which
-	// ingest waits for the pipeline to catch up (default 4 MiB;
-	// negative: never).
-	ThrottleBytes int64 `yaml:"throttle_bytes"`
-	// ThrottleWait is the longest a request waits so before its events
-	// are accepted all the same (default 1s).
-	ThrottleWait time.Duration `yaml:"throttle_wait"`
-	// Backoff is the retry policy of deliveries.
-	Backoff delivery.Backoff `yaml:"backoff"`
-}
+// Delivery tunes processing and delivery: the delivery package's
+// settings, as the pipeline takes them.
+type Delivery = delivery.Settings
 
 // Defaults of a configuration.
 const (
@@ -338,11 +296,34 @@ func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), queue.Di
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // Validate checks the whole configuration and reports every problem it
-// finds, each naming its key.
+// finds, each naming its key. Each section is validated by the package it
+// configures (the consent store, the runtime's limits, the functions'
+// manifests, the ingest's sources and limits, the destinations' sinks, the
+// delivery settings); Validate prefixes their keys with the section's path
+// and itself checks what no section can alone: names defined twice, the
+// functions sources and destinations name, write keys shared by sources.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	// under reports a section's error under key: a *functions.ManifestError
+	// or a *delivery.ConfigError names its own key below it.
+	var under func(key string, err error)
+	under = func(key string, err error) {
+		var me *functions.ManifestError
+		var ce *delivery.ConfigError
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				under(key, e)
+			}
+		} else if errors.As(err, &me) {
+			bad(key+"."+me.Key, "%s", me.Problem)
+		} else if errors.As(err, &ce) {
+			bad(key+"."+ce.Key, "%s", ce.Problem)
+		} else if err != nil {
+			bad(key, "%v", err)
+		}
 	}
 	if err := c.Consent.Validate(); err != nil {
 		bad("consent", "%v", err)
@@ -355,12 +336,7 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q is defined twice", f.Name)
 		}
 		fns[f.Name] = true
-		if f.Wasm == "" {
-			bad(key+".wasm", "required: the path of the compiled function (insertfn build DIR -o FILE.wasm)")
-		}
-		if _, err := f.Manifest(); err != nil {
-			bad(key, "%v", err)
-		}
+		under(key, f.ValidateFile()) // f is a copy: the configuration keeps its zero fields
 	}
 	refs := func(key string, names []string) {
 		for j, n := range names {
@@ -416,53 +392,14 @@ func (c *Config) Validate() error {
 			}
 		}
 		refs(key, d.Functions)
-		if err := d.Config.Validate(); err != nil {
-			var ce *delivery.ConfigError
-			if errors.As(err, &ce) {
-				bad(key+"."+ce.Key, "%s", ce.Problem)
-			} else {
-				bad(key, "%v", err)
-			}
-		}
+		under(key, d.Config.Validate())
 	}
 	if err := c.Server.Validate(); err != nil {
 		errs = append(errs, err) // its errors name their server.* keys
 	}
-	if err := c.Delivery.Backoff.Validate(); err != nil {
-		bad("delivery.backoff", "%v", err)
-	}
-	for _, n := range []struct {
-		key      string
-		negative bool
-	}{
-		{"delivery.workers", c.Delivery.Workers < 0},
-		{"delivery.batch_size", c.Delivery.BatchSize < 0},
-		{"delivery.batch_bytes", c.Delivery.BatchBytes < 0},
-		{"delivery.throttle_wait", c.Delivery.ThrottleWait < 0},
-		{"queue.interval", c.Queue.Interval < 0},
-	} {
-		if n.negative {
-			bad(n.key, "must not be negative (0 means the default)")
-		}
+	under("delivery", c.Delivery.Validate())
+	if c.Queue.Interval < 0 {
+		bad("queue.interval", "must not be negative (0 means the default)")
 	}
 	return errors.Join(errs...)
-}
-
-// Manifest returns the function's manifest for the registry.
-func (f *Function) Manifest() (functions.Manifest, error) {
-	m := functions.Manifest{Name: f.Name, Wasm: f.Wasm, OnError: functions.FailurePolicy(f.OnError), Retries: f.Retries,
-		Limits: functions.ManifestLimits{MemoryPages: f.Limits.MemoryPages, HighWaterPages: f.Limits.HighWaterPages,
-			Timeout: functions.Duration{Duration: f.Limits.Timeout}, MaxEventBytes: f.Limits.MaxEventBytes,
-			MaxLogBytes: f.Limits.MaxLogBytes, PoolSize: f.Limits.PoolSize}}
-	if f.Settings != nil {
-		b, err := json.Marshal(f.Settings)
-		if err != nil {
-			return m, fmt.Errorf("settings: %w", err)
-		}
-		m.Settings = b
-	}
-	if err := m.Validate(); err != nil {
-		return m, err
-	}
-	return m, nil
 }

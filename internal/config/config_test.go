@@ -27,8 +27,10 @@ func TestExampleFile(t *testing.T) {
 	if c.Functions[0].Limits.Timeout.String() != "250ms" {
 		t.Errorf("timeout %v", c.Functions[0].Limits.Timeout)
 	}
-	m, err := c.Functions[0].Manifest()
-	if err != nil || string(m.Settings) != `{"missingConsent":"pass","missingRecord":"pass"}` {
+	m := c.Functions[0] // the manifest the registry deploys
+	err = m.Validate()
+	if err != nil || string(m.Settings) != `{"missingConsent":"pass","missingRecord":"pass"}` || m.Limits.MemoryPages != 256 ||
+		m.OnError != "drop" || m.Retries != 2 {
 		t.Errorf("manifest %+v, %v", m, err)
 	}
 	rc := c.RuntimeConfig()
@@ -50,7 +52,16 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: ftp}\n", "destinations[0].type"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nconsent: {backend: mongo}\n", "consent"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f}\n", "functions[0].wasm: required"},
-		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, on_error: explode}\n", "functions[0]:"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, on_error: explode}\n", `functions[0].on_error: "explode": want "drop" or "deliver"`},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: \"bad name\", wasm: f.wasm}\n", `functions[0].name: "bad name": use 1-128`},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm}\n  - {name: f, wasm: g.wasm}\n", `functions[1].name: "f" is defined twice`},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, settings: [1]}\n", "line 4"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, limits: {timeout: soon}}\n", "line 4"},
+		{"sources:\n  - {name: web, write_keys: [k]}\nfunctions:\n  - {name: f, wasm: f.wasm, limits: {timout: 1s}}\n", "timout"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: webhook, url: \"http://h\"}\n  - {name: d, type: stdout}\n", `destinations[1].name: "d" is defined twice`},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: file, path: x, url: \"http://h\"}\n", "destinations[0].url: is an option of webhook destinations"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {backoff: {multiplier: 0.5}}\n", "delivery.backoff.multiplier: must be at least 1"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {throttle_wait: -1s}\n", "delivery.throttle_wait: must not be negative"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {max_event_bytes: -5}\n", "server.max_event_bytes is -5"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nserver: {read_timeout: -1s}\n", "server.read_timeout is -1s"},
 		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {batch_bytes: -1}\n", "delivery.batch_bytes: must not be negative"},
