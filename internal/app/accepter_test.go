@@ -13,7 +13,7 @@ import (
 
 // TestPipelineAccepterBackpressure: the pipeline reports a full queue in
 // its own terms (pipeline.ErrFull); the adapter the composition root hands
-// the ingest turns it into ingest.ErrBackpressure (a 503 with
+// the ingest turns it into ingest.ErrBackpressure (a 429 with
 // Retry-After), keeping the cause.
 func TestPipelineAccepterBackpressure(t *testing.T) {
 	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{MaxBytes: 64})

@@ -38,7 +38,7 @@ import (
 // pipelineAccepter adapts the pipeline to the ingest's [ingest.Accepter]:
 // data flows ingest → pipeline, and neither imports the other. A full
 // queue ([pipeline.ErrFull]) becomes [ingest.ErrBackpressure], which the
-// ingest answers with 503 and Retry-After; every other error passes as it
+// ingest answers with 429 and Retry-After; every other error passes as it
 // is (a 500).
 func pipelineAccepter(p *pipeline.Pipeline) ingest.Accepter {
 	return ingest.AccepterFunc(func(ctx context.Context, source string, events [][]byte) error {

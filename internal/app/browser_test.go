@@ -42,7 +42,7 @@ const browserUser = "u-browser"
 const browserBudget = 30 * time.Second
 
 // TestBrowser: Segment's analytics.js behind its consent wrapper, both
-// unmodified from npm (internal/browsertest), in headless Chromium on a
+// unmodified from npm (internal/testkit/browsertest), in headless Chromium on a
 // page from another origin than the server's, sends identify, track and
 // page, then a consent change, then more events, and one event stamped
 // with stale consent (entry.js's scenario), one request per event and

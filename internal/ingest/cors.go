@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -57,8 +58,23 @@ func CheckOrigin(o string) error {
 		return fmt.Errorf("%q: an origin is scheme://host[:port], without a path or a trailing slash (as the browser's Origin header writes it)", o)
 	case strings.ToLower(o) != o:
 		return fmt.Errorf("%q: write the origin in lower case, as browsers send it", o)
-	case strings.Contains(u.Hostname(), "*") && (!strings.HasPrefix(u.Hostname(), "*.") || strings.Count(u.Hostname(), "*") > 1 || len(u.Hostname()) < 3):
-		return fmt.Errorf("%q: a wildcard stands only for the subdomains, as in https://*.example.com", o)
+	case strings.Contains(u.Hostname(), "*") && (!strings.HasPrefix(u.Hostname(), "*.") || strings.Count(u.Hostname(), "*") > 1 ||
+		strings.Count(u.Hostname(), ".") < 2 || strings.HasSuffix(u.Hostname(), ".")):
+		return fmt.Errorf("%q: a wildcard stands only for the subdomains of a domain of two labels or more, as in https://*.example.com (which does not match https://example.com itself)", o)
+	}
+	for i := 0; i < len(o); i++ {
+		if o[i] >= 0x80 {
+			return fmt.Errorf("%q: write a host that is not ASCII in its punycode form (xn--...), as browsers send it", o)
+		}
+	}
+	if p, hasPort := u.Port(), strings.LastIndexByte(u.Host, ':') > strings.LastIndexByte(u.Host, ']'); hasPort {
+		n, err := strconv.Atoi(p)
+		switch {
+		case err != nil || n < 1 || n > 65535 || p[0] == '0':
+			return fmt.Errorf("%q: the port must be a number from 1 to 65535", o)
+		case u.Scheme == "https" && n == 443, u.Scheme == "http" && n == 80:
+			return fmt.Errorf("%q: leave the default port out (browsers do): %s://%s", o, u.Scheme, u.Hostname())
+		}
 	}
 	return nil
 }
@@ -136,9 +152,12 @@ func (o *origins) allows(origin []byte) bool {
 var errOrigin = problem{403, "this source does not accept events from the page's origin: add it to the source's allowed_origins (sources[].allowed_origins), or remove the list to accept any origin"}
 
 // allowOrigin puts the CORS answer headers for the request's origin on
-// every answer: the browser then lets the page read the status.
+// every answer: the browser then lets the page read the status, and the
+// Retry-After of a 429 (a header a page cannot read unless it is exposed;
+// analytics.js waits that long before it retries).
 func allowOrigin(ctx *fasthttp.RequestCtx, origin []byte) {
 	ctx.Response.Header.SetBytesV("Access-Control-Allow-Origin", origin)
+	ctx.Response.Header.Set("Access-Control-Expose-Headers", "Retry-After")
 	ctx.Response.Header.Set("Vary", "Origin")
 }
 

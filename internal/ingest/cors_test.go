@@ -73,7 +73,8 @@ func TestCORSOnEveryAnswer(t *testing.T) {
 		{"client metrics", "/v1/m", nil, `{"series":[{"type":"Counter","metric":"analytics_js.invoke","value":1,"tags":{}}]}`, 200},
 	} {
 		resp := browserDo(t, s, "", c.path, "http://localhost:3000", c.header, c.body)
-		if resp.StatusCode() != c.status || string(resp.Header.Peek("Access-Control-Allow-Origin")) != "http://localhost:3000" {
+		if resp.StatusCode() != c.status || string(resp.Header.Peek("Access-Control-Allow-Origin")) != "http://localhost:3000" ||
+			string(resp.Header.Peek("Access-Control-Expose-Headers")) != "Retry-After" {
 			t.Errorf("%s: answered %d with Access-Control-Allow-Origin %q; want %d and the origin", c.name, resp.StatusCode(), resp.Header.Peek("Access-Control-Allow-Origin"), c.status)
 		}
 	}
@@ -138,13 +139,16 @@ func TestAllowedOrigins(t *testing.T) {
 }
 
 func TestCheckOrigin(t *testing.T) {
-	for _, o := range []string{"*", "https://shop.example", "http://localhost:3000", "https://*.example.com", "http://127.0.0.1:8080"} {
+	for _, o := range []string{"*", "https://shop.example", "http://localhost:3000", "https://*.example.com", "http://127.0.0.1:8080",
+		"https://xn--bcher-kva.example", "https://shop.example:8443", "https://*.co.uk", "http://[::1]", "http://[::1]:8080"} {
 		if err := CheckOrigin(o); err != nil {
 			t.Errorf("CheckOrigin(%q) = %v", o, err)
 		}
 	}
 	for _, o := range []string{"", "shop.example", "https://shop.example/", "https://shop.example/path", "ftp://x", "https://Shop.example",
-		"https://a*.example.com", "https://*.*.example", "https://user@shop.example", "https://*"} {
+		"https://a*.example.com", "https://*.*.example", "https://user@shop.example", "https://*", "https://*.com", "https://*.example.com.",
+		"https://shop.example:443", "http://shop.example:80", "https://shop.example:", "https://shop.example:0443", "https://shop.example:99999",
+		"https://bücher.example"} {
 		if err := CheckOrigin(o); err == nil {
 			t.Errorf("CheckOrigin(%q) accepted it", o)
 		}

@@ -987,6 +987,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, sc *scratch, p problem) {
 // handleError answers the requests fasthttp could not parse.
 // They are answered in JSON like every other refusal.
 func (s *Server) handleError(ctx *fasthttp.RequestCtx, err error) {
+	// fasthttp has reset the request by now, so its Origin is gone: any
+	// origin may read these answers (they carry no credentials, only why).
+	ctx.Response.Header.Set("Access-Control-Allow-Origin", "*")
 	s.stats.requests.Add(1)
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error

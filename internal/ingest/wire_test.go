@@ -166,3 +166,27 @@ func TestMultipartBodyNotPreRead(t *testing.T) {
 		t.Fatalf("answered %d, want 413", res.StatusCode)
 	}
 }
+
+// TestProtocolErrorsAllowAnyOrigin: answers fasthttp gives before the
+// handler runs (here a 431) carry Access-Control-Allow-Origin too, or a
+// page's library would see a network error and retry.
+func TestProtocolErrorsAllowAnyOrigin(t *testing.T) {
+	s, _ := newTestServer(t, Config{})
+	url := serve(t, s)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = fmt.Fprintf(conn, "POST /v1/t HTTP/1.1\r\nHost: insertfn\r\nOrigin: https://shop.example\r\nCookie: %s\r\nContent-Length: 2\r\n\r\n{}",
+		strings.Repeat("c", 2*DefaultMaxHeaderBytes))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 431 || res.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("answered %d with Access-Control-Allow-Origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+}
