@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/internal/config"
-	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/queue"
 )
 
@@ -105,50 +104,26 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 
 	switch sub {
 	case "list":
-		var topics []string
+		var query queue.DeadQuery // every destination's, then the inbox's
 		switch {
 		case inbox:
+			query.Topic = queue.InboxTopic
 		case len(pos) == 1:
-			topics = []string{pipeline.DestinationTopic(pos[0])}
-		default:
-			for _, t := range q.Topics() {
-				if t != pipeline.InboxTopic {
-					topics = append(topics, t)
-				}
-			}
+			query.Topic = queue.DestinationTopic(pos[0])
 		}
-		for _, t := range topics {
-			items, err := q.DeadLetters(t, 0, 0)
-			if err != nil {
-				fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
-				return exitFail
-			}
-			dest := strings.TrimPrefix(t, "dest:")
-			for _, it := range items {
-				source, ev, err := pipeline.DecodeItem(it.Data)
-				if err != nil {
-					source, ev = "", it.Data
-				}
-				if asJSON {
-					b, _ := json.Marshal(struct {
-						Destination string          `json:"destination"`
-						Source      string          `json:"source,omitempty"`
-						Seq         uint64          `json:"seq"`
-						At          time.Time       `json:"at"`
-						Attempts    int             `json:"attempts"`
-						Reason      string          `json:"reason"`
-						Event       json.RawMessage `json:"event"`
-					}{dest, source, it.Seq, it.At, it.Attempts + 1, it.Reason, rawOrString(ev)})
-					fmt.Fprintf(stdout, "%s\n", b)
-					continue
-				}
-				fmt.Fprintf(stdout, "%s\t%d\t%s\tattempts: %d\t%s\n\t%s\n", dest, it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts+1, it.Reason, ev)
-			}
+		page, err := q.ListDead(query)
+		if inbox && errors.Is(err, queue.ErrNotFound) {
+			err = nil // nothing was ever accepted
 		}
-		if inbox || len(pos) == 0 {
-			if err := listInboxDead(q, stdout, asJSON); err != nil {
-				fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
-				return exitFail
+		if err != nil {
+			fmt.Fprintf(stderr, "insertfn dead: %v\n", err)
+			return exitFail
+		}
+		for _, d := range page.Letters {
+			if d.Topic.IsInbox() {
+				printInboxDead(stdout, d, asJSON)
+			} else {
+				printDestinationDead(stdout, d, asJSON)
 			}
 		}
 		return exitOK
@@ -162,9 +137,9 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 			}
 			seqs = append(seqs, n)
 		}
-		topic, what := pipeline.InboxTopic, "the inbox"
+		topic, what := queue.InboxTopic, "the inbox"
 		if !inbox {
-			topic, what = pipeline.DestinationTopic(pos[0]), pos[0]
+			topic, what = queue.DestinationTopic(pos[0]), pos[0]
 		}
 		var n int
 		if sub == "replay" {
@@ -185,42 +160,52 @@ func runDead(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// listInboxDead lists the inbox's dead letters, one line (or one JSON
-// object) per event; an item that does not decode is shown as it is.
-func listInboxDead(q *queue.Queue, w io.Writer, asJSON bool) error {
-	items, err := q.DeadLetters(pipeline.InboxTopic, 0, 0)
-	if errors.Is(err, queue.ErrNotFound) { // nothing was ever accepted
-		return nil
+// printDestinationDead prints a destination's dead letter: two lines, or
+// one JSON object.
+func printDestinationDead(w io.Writer, d queue.DeadLetter, asJSON bool) {
+	dest, ok := d.Topic.Destination()
+	if !ok {
+		dest = string(d.Topic) // a topic of no destination is shown by its name
 	}
-	if err != nil {
-		return err
+	ev := d.Events[0]
+	if !asJSON {
+		fmt.Fprintf(w, "%s\t%d\t%s\tattempts: %d\t%s\n\t%s\n", dest, d.Seq, d.At.UTC().Format(time.RFC3339), d.Tries, d.Reason, ev)
+		return
 	}
-	for _, it := range items {
-		source, events, err := pipeline.DecodeInboxItem(it.Data)
-		if err != nil {
-			source, events = "", [][]byte{it.Data}
-		}
+	b, _ := json.Marshal(struct {
+		Destination string          `json:"destination"`
+		Source      string          `json:"source,omitempty"`
+		Seq         uint64          `json:"seq"`
+		At          time.Time       `json:"at"`
+		Attempts    int             `json:"attempts"`
+		Reason      string          `json:"reason"`
+		Event       json.RawMessage `json:"event"`
+	}{dest, d.Source, d.Seq, d.At, d.Tries, d.Reason, rawOrString(ev)})
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+// printInboxDead prints an inbox dead letter: a line, then one line per
+// event of its request; or one JSON object per event.
+func printInboxDead(w io.Writer, d queue.DeadLetter, asJSON bool) {
+	if !asJSON {
+		fmt.Fprintf(w, "(inbox)\t%d\t%s\tattempts: %d\t%s\n", d.Seq, d.At.UTC().Format(time.RFC3339), d.Tries, d.Reason)
+	}
+	for _, ev := range d.Events {
 		if !asJSON {
-			fmt.Fprintf(w, "(inbox)\t%d\t%s\tattempts: %d\t%s\n", it.Seq, it.At.UTC().Format(time.RFC3339), it.Attempts+1, it.Reason)
+			fmt.Fprintf(w, "\t%s\n", ev)
+			continue
 		}
-		for _, ev := range events {
-			if !asJSON {
-				fmt.Fprintf(w, "\t%s\n", ev)
-				continue
-			}
-			b, _ := json.Marshal(struct {
-				Inbox    bool            `json:"inbox"`
-				Source   string          `json:"source,omitempty"`
-				Seq      uint64          `json:"seq"`
-				At       time.Time       `json:"at"`
-				Attempts int             `json:"attempts"`
-				Reason   string          `json:"reason"`
-				Event    json.RawMessage `json:"event"`
-			}{true, source, it.Seq, it.At, it.Attempts + 1, it.Reason, rawOrString(ev)})
-			fmt.Fprintf(w, "%s\n", b)
-		}
+		b, _ := json.Marshal(struct {
+			Inbox    bool            `json:"inbox"`
+			Source   string          `json:"source,omitempty"`
+			Seq      uint64          `json:"seq"`
+			At       time.Time       `json:"at"`
+			Attempts int             `json:"attempts"`
+			Reason   string          `json:"reason"`
+			Event    json.RawMessage `json:"event"`
+		}{true, d.Source, d.Seq, d.At, d.Tries, d.Reason, rawOrString(ev)})
+		fmt.Fprintf(w, "%s\n", b)
 	}
-	return nil
 }
 
 // queuePath is the queue of the data directory dir (default ./data).
@@ -232,6 +217,8 @@ func queuePath(dir string) string {
 	return c.QueuePath()
 }
 
+// rawOrString returns b as a JSON value: itself when valid JSON, else a
+// JSON string of it.
 func rawOrString(b []byte) json.RawMessage {
 	if json.Valid(b) {
 		return b

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/queue"
 )
 
@@ -17,8 +16,8 @@ func TestDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	topic := pipeline.DestinationTopic("ads")
-	// Backlog items carry their source (see pipeline.DecodeItem).
+	topic := queue.DestinationTopic("ads")
+	// Backlog items carry their source (see queue.DecodeEventItem).
 	item := func(ev string) []byte { return append([]byte{1, 3, 'w', 'e', 'b'}, ev...) }
 	if err := q.Append(ctx, topic, item(`{"messageId":"m1"}`), item(`{"messageId":"m2"}`)); err != nil {
 		t.Fatal(err)
@@ -84,12 +83,12 @@ func TestInboxDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A request of two events in the inbox's format (see
-	// pipeline.DecodeInboxItem), and bytes no insertfn wrote.
+	// queue.DecodeInboxItem), and bytes no insertfn wrote.
 	request := "\x02\x03web\x12{\"messageId\":\"m1\"}\x12{\"messageId\":\"m2\"}"
-	if err := q.Append(ctx, pipeline.InboxTopic, []byte(request), []byte("\x07???")); err != nil {
+	if err := q.Append(ctx, queue.InboxTopic, []byte(request), []byte("\x07???")); err != nil {
 		t.Fatal(err)
 	}
-	c := q.Consumer(pipeline.InboxTopic)
+	c := q.Consumer(queue.InboxTopic)
 	items, err := c.Next(ctx, 10, 0)
 	if err != nil || len(items) != 2 {
 		t.Fatalf("Next: %v %v", items, err)
@@ -123,11 +122,11 @@ func TestInboxDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	st, _ := q.Stats(pipeline.InboxTopic)
+	st, _ := q.Stats(queue.InboxTopic)
 	if st.Ready != 1 || st.Dead != 0 {
 		t.Errorf("after replay and drop: %+v, want the request ready, nothing dead", st)
 	}
-	items, err = q.Consumer(pipeline.InboxTopic).Next(ctx, 10, 0)
+	items, err = q.Consumer(queue.InboxTopic).Next(ctx, 10, 0)
 	if err != nil || len(items) != 1 || string(items[0].Data) != request {
 		t.Errorf("the inbox holds %d items (%v); want the request", len(items), err)
 	}

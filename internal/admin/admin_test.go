@@ -16,7 +16,6 @@ import (
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/admin"
 	"github.com/insertfn/insertfn/internal/consentstore"
-	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/internal/wasmbuild"
 	"github.com/insertfn/insertfn/runtime"
@@ -571,7 +570,7 @@ func TestConsentEndpoints(t *testing.T) {
 func TestDeadLetters(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	topic := pipeline.DestinationTopic("hook")
+	topic := queue.DestinationTopic("hook")
 	if err := e.q.Append(ctx, topic, []byte(`{"n":1}`), []byte(`{"n":2}`), []byte("not json")); err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/queue"
 )
 
@@ -54,7 +53,7 @@ type DeadSettled struct {
 }
 
 // deadTopic returns the queue and topic of {destination}, or answers.
-func (a *Admin) deadTopic(w http.ResponseWriter, r *http.Request) (*queue.Queue, string, string, bool) {
+func (a *Admin) deadTopic(w http.ResponseWriter, r *http.Request) (*queue.Queue, queue.Topic, string, bool) {
 	if a.deps.Queue == nil {
 		writeError(w, http.StatusNotImplemented, "no queue is configured")
 		return nil, "", "", false
@@ -64,7 +63,7 @@ func (a *Admin) deadTopic(w http.ResponseWriter, r *http.Request) (*queue.Queue,
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no destination %q", dest))
 		return nil, "", "", false
 	}
-	return a.deps.Queue, pipeline.DestinationTopic(dest), dest, true
+	return a.deps.Queue, queue.DestinationTopic(dest), dest, true
 }
 
 // queueStatus maps a queue error to a status.
@@ -103,8 +102,8 @@ func (a *Admin) listDead(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = v
 	}
-	items, err := q.DeadLetters(topic, after, limit+1)
-	out := DeadList{Destination: dest, Items: []DeadLetter{}}
+	page, err := q.ListDead(queue.DeadQuery{Topic: topic, After: after, Limit: limit})
+	out := DeadList{Destination: dest, Items: []DeadLetter{}, Next: page.Next}
 	if errors.Is(err, queue.ErrNotFound) {
 		writeJSON(w, http.StatusOK, out) // nothing queued for it yet
 		return
@@ -113,17 +112,9 @@ func (a *Admin) listDead(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, queueStatus(err), err)
 		return
 	}
-	if len(items) > limit {
-		items = items[:limit]
-		out.Next = items[limit-1].Seq
-	}
-	for _, it := range items {
-		source, ev, err := pipeline.DecodeItem(it.Data)
-		if err != nil {
-			source, ev = "", it.Data
-		}
-		out.Items = append(out.Items, DeadLetter{Seq: it.Seq, At: it.At.UTC(), Attempts: it.Attempts + 1, Reason: it.Reason,
-			Source: source, Event: rawOrString(ev)})
+	for _, d := range page.Letters {
+		out.Items = append(out.Items, DeadLetter{Seq: d.Seq, At: d.At.UTC(), Attempts: d.Tries, Reason: d.Reason,
+			Source: d.Source, Event: rawOrString(d.Events[0])})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -237,21 +237,20 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet,
 
 func (c *collector) collectQueue(ch chan<- prometheus.Metric, src *sourceSet) {
 	q := src.queue
-	inbox, err := q.Stats(pipeline.InboxTopic)
+	inbox, err := q.Stats(queue.InboxTopic)
 	if errors.Is(err, queue.ErrClosed) {
 		return // shutting down: no queue metrics rather than zeros
 	}
 	queueStats(ch, descInboxItems, descInboxBytes, inbox)
 
-	prefix := pipeline.DestinationTopic("")
 	names := slices.Clone(src.destinations)
-	for _, t := range q.Topics() {
-		if name, ok := strings.CutPrefix(t, prefix); ok && !slices.Contains(src.destinations, name) {
+	for _, name := range q.Destinations() {
+		if !slices.Contains(src.destinations, name) {
 			names = append(names, name)
 		}
 	}
 	for i, name := range names {
-		st, err := q.Stats(pipeline.DestinationTopic(name))
+		st, err := q.Stats(queue.DestinationTopic(name))
 		if err != nil && !errors.Is(err, queue.ErrNotFound) {
 			continue
 		}

@@ -15,10 +15,6 @@ import (
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 
-// HealthTopic is the queue topic the readiness check writes to and
-// acknowledges at once; it holds nothing between checks.
-const HealthTopic = "health"
-
 // DefaultProbeID is the consent id the readiness check looks up.
 const DefaultProbeID = "insertfn-readiness-probe"
 
@@ -37,7 +33,7 @@ type HealthConfig struct {
 	// ProbeID is the id looked up; "": DefaultProbeID.
 	ProbeID string
 	// Queue must take a write: the check appends one small item to
-	// HealthTopic and acknowledges it (two commits, synced per the
+	// [queue.HealthTopic] and acknowledges it (two commits, synced per the
 	// queue's policy). nil: not checked.
 	Queue *queue.Queue
 	// Functions must hold an active version of every name in
@@ -200,10 +196,10 @@ func (h *Health) checkStore(ctx context.Context) error {
 func (h *Health) checkQueue(ctx context.Context) error {
 	return h.bounded(ctx, h.queueBusy, "queue write", func(ctx context.Context) error {
 		q := h.cfg.Queue
-		if err := q.Append(ctx, HealthTopic, []byte("probe")); err != nil {
+		if err := q.Append(ctx, queue.HealthTopic, []byte("probe")); err != nil {
 			return fmt.Errorf("cannot write: %w", err)
 		}
-		c := q.Consumer(HealthTopic)
+		c := q.Consumer(queue.HealthTopic)
 		items, err := c.Next(ctx, 64, 0)
 		if err != nil {
 			return fmt.Errorf("cannot read back: %w", err)

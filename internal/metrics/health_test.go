@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/internal/metrics"
+	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
 
@@ -95,7 +96,7 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 	}
 
 	// The queue's writes were acknowledged: nothing piles up.
-	st, err := q.Stats(metrics.HealthTopic)
+	st, err := q.Stats(queue.HealthTopic)
 	if err != nil {
 		t.Fatal(err)
 	}

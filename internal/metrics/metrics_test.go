@@ -132,16 +132,16 @@ func TestScrapeAfterKnownEvents(t *testing.T) {
 	}
 
 	q := openQueue(t)
-	if err := q.Append(ctx, pipeline.InboxTopic, []byte("12345")); err != nil {
+	if err := q.Append(ctx, queue.InboxTopic, []byte("12345")); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Append(ctx, pipeline.DestinationTopic("a"), []byte("a1"), []byte("a22"), []byte("a333")); err != nil {
+	if err := q.Append(ctx, queue.DestinationTopic("a"), []byte("a1"), []byte("a22"), []byte("a333")); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Append(ctx, pipeline.DestinationTopic("gone"), []byte("g")); err != nil {
+	if err := q.Append(ctx, queue.DestinationTopic("gone"), []byte("g")); err != nil {
 		t.Fatal(err)
 	}
-	c := q.Consumer(pipeline.DestinationTopic("a"))
+	c := q.Consumer(queue.DestinationTopic("a"))
 	items, err := c.Next(ctx, 2, 0) // a1 and a22 in flight
 	if err != nil || len(items) != 2 {
 		t.Fatalf("next: %v, %d items", err, len(items))

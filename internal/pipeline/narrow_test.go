@@ -56,7 +56,7 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 	ran := make(chan struct{})
 	go func() { p.Run(ctx); close(ran) }()
 	settled := func(dest string) bool {
-		st, err := q.Stats(DestinationTopic(dest))
+		st, err := q.Stats(queue.DestinationTopic(dest))
 		return err == nil && st.Ready+st.InFlight+st.Retrying == 0 && st.Dead == len(bad)
 	}
 	waitFor(t, "both backlogs to settle", func() bool { return settled("ads") && settled("archive") })
@@ -80,13 +80,13 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 		}
 	}
 	for _, dest := range []string{"ads", "archive"} {
-		dead, err := q.DeadLetters(DestinationTopic(dest), 0, 100)
+		dead, err := q.DeadLetters(queue.DestinationTopic(dest), 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var ids []string
 		for _, d := range dead {
-			_, ev, _ := decodeItem(d.Data, "")
+			_, ev, _ := queue.DecodeEventItem(d.Data, "")
 			ids = append(ids, gjson.GetBytes(ev, "messageId").String())
 		}
 		if fmt.Sprint(ids) != "[bad-00 bad-21 bad-22 bad-63]" {
@@ -142,12 +142,12 @@ func TestNarrowingBounded(t *testing.T) {
 			ran := make(chan struct{})
 			go func() { p.Run(ctx); close(ran) }()
 			waitFor(t, "the batch to be settled", func() bool {
-				st, err := q.Stats(DestinationTopic("ads"))
+				st, err := q.Stats(queue.DestinationTopic("ads"))
 				return err == nil && st.Ready+st.InFlight == 0 && st.Dead+st.Retrying == 100
 			})
 			cancel()
 			<-ran
-			st, _ := q.Stats(DestinationTopic("ads"))
+			st, _ := q.Stats(queue.DestinationTopic("ads"))
 			_, calls := picky.accepted()
 			if st.Dead != c.dead || st.Retrying != 100-c.dead || calls > c.maxCalls {
 				t.Errorf("dead %d, retrying %d after %d requests; want %d dead, the rest retrying, at most %d requests",

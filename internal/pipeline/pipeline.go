@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,12 +14,6 @@ import (
 	"github.com/insertfn/insertfn/internal/logthrottle"
 	"github.com/insertfn/insertfn/internal/queue"
 )
-
-// InboxTopic is the queue topic accepted events wait in before processing.
-const InboxTopic = "inbox"
-
-// DestinationTopic returns the queue topic of a destination's backlog.
-func DestinationTopic(name string) string { return "dest:" + name }
 
 // Options tune a [Pipeline]. The zero value is usable.
 type Options struct {
@@ -94,7 +87,7 @@ type Pipeline struct {
 	throttle throttle
 	// destTopics are the destinations' queue topics, and down says per
 	// destination whether its last delivery failed.
-	destTopics []string
+	destTopics []queue.Topic
 	down       []atomic.Bool
 }
 
@@ -144,7 +137,7 @@ func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (
 		throttle: throttle{limit: opts.ThrottleBytes, wait: opts.ThrottleWait, waits: &proc.Counters().throttled},
 		down:     make([]atomic.Bool, len(sinks))}
 	for _, d := range proc.Destinations() {
-		p.destTopics = append(p.destTopics, DestinationTopic(d.Name))
+		p.destTopics = append(p.destTopics, queue.DestinationTopic(d.Name))
 	}
 	return p, nil
 }
@@ -155,7 +148,7 @@ func (p *Pipeline) Overview() *Overview { return p.flows }
 
 // Accept puts the events of one request into the inbox, durably (per the
 // queue's sync policy) before it returns, as one inbox item (see
-// requestFormat). While the pipeline is behind (see
+// [queue.AppendRequestItem]). While the pipeline is behind (see
 // Options.ThrottleBytes) it first waits, up to Options.ThrottleWait, for
 // it to catch up. A full queue is reported as an error wrapping [ErrFull]
 // (and the queue's [queue.ErrFull]).
@@ -186,7 +179,7 @@ func (p *Pipeline) Accept(ctx context.Context, source string, events [][]byte) e
 	} else {
 		item = enc.request(source, events)
 	}
-	err := p.q.Append(ctx, InboxTopic, item)
+	err := p.q.Append(ctx, queue.InboxTopic, item)
 	if errors.Is(err, queue.ErrFull) {
 		return fmt.Errorf("%w (%w)", ErrFull, err)
 	}
@@ -228,7 +221,7 @@ func (p *Pipeline) updateConsentEarly(ctx context.Context, source string, events
 func (p *Pipeline) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { p.pace(ctx) })
-	inbox := p.q.Consumer(InboxTopic)
+	inbox := p.q.Consumer(queue.InboxTopic)
 	for range p.opts.Workers {
 		wg.Go(func() { p.process(ctx, inbox) })
 	}
@@ -262,12 +255,12 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		// taken is finished and handed over.
 		work := context.WithoutCancel(ctx)
 		enc.reset() // Move below copies the items: the buffer is free again
-		to := make(map[string][][]byte, len(dests))
+		to := make(map[queue.Topic][][]byte, len(dests))
 		done := items[:0:0]
 		flows, itemFlows := make(flowBatch), make(flowBatch)
 		for _, it := range items {
 			var err error
-			source, events, err = decodeInboxItem(it.Data, source, events[:0])
+			source, events, err = queue.DecodeInboxItem(it.Data, source, events[:0])
 			if err != nil {
 				p.log.Error("pipeline: unreadable inbox item; moved to the dead letters (insertfn dead list --inbox)", "seq", it.Seq, "err", err)
 				_ = inbox.Dead(work, it, err.Error())
@@ -314,7 +307,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 // to to and their counts to flows. It stops at the first event that must
 // wait, and returns its error; the events are counted (Processor.count)
 // only once the item is handed over.
-func (p *Pipeline) processItem(ctx context.Context, source string, events [][]byte, res *Result, enc *encoder, to map[string][][]byte, flows flowBatch) error {
+func (p *Pipeline) processItem(ctx context.Context, source string, events [][]byte, res *Result, enc *encoder, to map[queue.Topic][][]byte, flows flowBatch) error {
 	fc := flows.source(source)
 	for _, ev := range events {
 		if err := p.proc.run(ctx, source, ev, res); err != nil {
@@ -351,7 +344,7 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 		for _, it := range items {
 			var ev []byte
 			var derr error
-			source, ev, derr = decodeItem(it.Data, source)
+			source, ev, derr = queue.DecodeEventItem(it.Data, source)
 			if derr != nil {
 				source, ev = "", it.Data // not ours: deliver as it is
 			}
@@ -478,25 +471,6 @@ func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, item
 	}
 }
 
-// Items in the inbox and in the destinations' backlogs start with a
-// format byte (a JSON event never starts with one), then the source name's
-// length (one byte) and the source name. Then:
-//   - itemFormat: the event. Backlog items, and inbox items of a request
-//     with one event.
-//   - requestFormat: every event of one request, each as its length (an
-//     unsigned varint) and its bytes. Inbox items of a request with more
-//     than one event: one record in the queue per request rather than per
-//     event spares the queue an insertion and a deletion per event, and
-//     its reader an item (BenchmarkServeBatch, runs interleaved: +8% events
-//     per second).
-//
-// Worked example: the events {"a":1} and {} of source "web" as a request
-// item are 02 03 'w' 'e' 'b' 07 '{"a":1}' 02 '{}'.
-const (
-	itemFormat    = 0x01
-	requestFormat = 0x02
-)
-
 // encoder encodes items into chunks it reuses after reset: the queue
 // copies what it is given, so a batch's items need not outlive the call
 // that hands them over.
@@ -509,32 +483,20 @@ type encoder struct {
 // chunk of its own size).
 const encoderChunk = 256 << 10
 
-// item returns the event encoded as an itemFormat item, valid until reset.
+// item returns the event encoded as an event item (see
+// [queue.AppendEventItem]), valid until reset.
 func (e *encoder) item(source string, event []byte) []byte {
-	c := e.chunk(2 + len(source) + len(event))
+	c := e.chunk(queue.EventItemLen(source, event))
 	start := len(c)
-	c = append(c, itemFormat, byte(len(source)))
-	c = append(c, source...)
-	c = append(c, event...)
-	return e.took(c, start)
+	return e.took(queue.AppendEventItem(c, source, event), start)
 }
 
-// request returns the events encoded as one requestFormat item, valid
-// until reset.
+// request returns the events encoded as one request item (see
+// [queue.AppendRequestItem]), valid until reset.
 func (e *encoder) request(source string, events [][]byte) []byte {
-	size := 2 + len(source)
-	for _, ev := range events {
-		size += binary.MaxVarintLen64 + len(ev)
-	}
-	c := e.chunk(size)
+	c := e.chunk(queue.RequestItemMaxLen(source, events))
 	start := len(c)
-	c = append(c, requestFormat, byte(len(source)))
-	c = append(c, source...)
-	for _, ev := range events {
-		c = binary.AppendUvarint(c, uint64(len(ev)))
-		c = append(c, ev...)
-	}
-	return e.took(c, start)
+	return e.took(queue.AppendRequestItem(c, source, events), start)
 }
 
 // chunk returns the chunk to append an item of at most size bytes to.
@@ -566,65 +528,4 @@ func (e *encoder) reset() {
 		e.chunks[i] = e.chunks[i][:0]
 	}
 	e.n = 0
-}
-
-// DecodeItem splits a destination's backlog item (or its dead letter) into
-// the name of the source the event came in through and the event.
-func DecodeItem(b []byte) (source string, event []byte, err error) {
-	return decodeItem(b, "")
-}
-
-// decodeItem is DecodeItem returning last, without a copy, when the
-// item's source is named that (the items of a batch mostly share one).
-func decodeItem(b []byte, last string) (source string, event []byte, err error) {
-	if len(b) < 2 || b[0] != itemFormat {
-		return "", nil, fmt.Errorf("pipeline: a queue item of %d bytes that the pipeline did not write", len(b))
-	}
-	n := int(b[1])
-	if len(b) < 2+n {
-		return "", nil, fmt.Errorf("pipeline: queue item of %d bytes is truncated", len(b))
-	}
-	if name := b[2 : 2+n]; string(name) != last {
-		last = string(name)
-	}
-	return last, b[2+n:], nil
-}
-
-// DecodeInboxItem splits an inbox item (or its dead letter: an item the
-// pipeline could not read) into the name of the source its request came in
-// through and the request's events. The events are views into b.
-func DecodeInboxItem(b []byte) (source string, events [][]byte, err error) {
-	return decodeInboxItem(b, "", nil)
-}
-
-// decodeInboxItem splits an inbox item of either format into its source
-// (last, without a copy, when the item's source is named that) and its
-// events, which it appends to events.
-func decodeInboxItem(b []byte, last string, events [][]byte) (source string, _ [][]byte, err error) {
-	if len(b) == 0 || b[0] != requestFormat {
-		source, ev, err := decodeItem(b, last)
-		if err != nil {
-			return "", events, err
-		}
-		return source, append(events, ev), nil
-	}
-	if len(b) < 2 || len(b) < 2+int(b[1]) {
-		return "", events, fmt.Errorf("pipeline: inbox item of %d bytes is truncated in its source name", len(b))
-	}
-	n := int(b[1])
-	if name := b[2 : 2+n]; string(name) != last {
-		last = string(name)
-	}
-	if len(b) == 2+n { // Accept writes no request without events
-		return "", events, fmt.Errorf("pipeline: inbox item of %d bytes holds no events", len(b))
-	}
-	for rest := b[2+n:]; len(rest) > 0; {
-		size, k := binary.Uvarint(rest)
-		if k <= 0 || size > uint64(len(rest)-k) {
-			return "", events, fmt.Errorf("pipeline: inbox item of %d bytes is truncated at its event %d", len(b), len(events))
-		}
-		events = append(events, rest[k:k+int(size):k+int(size)])
-		rest = rest[k+int(size):]
-	}
-	return last, events, nil
 }

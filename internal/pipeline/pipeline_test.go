@@ -160,7 +160,7 @@ func TestPipelineDelivers(t *testing.T) {
 	if ads.count() != 0 {
 		t.Errorf("the failing ads sink recorded %d events", ads.count())
 	}
-	st, err := q.Stats(DestinationTopic("ads"))
+	st, err := q.Stats(queue.DestinationTopic("ads"))
 	if err != nil || st.Ready+st.InFlight+st.Retrying != 50 {
 		t.Errorf("ads backlog while down: %+v, %v; want 50 waiting", st, err)
 	}
@@ -234,7 +234,7 @@ func TestInboxEncoding(t *testing.T) {
 			want = append(want, string(ev))
 		}
 		for i, b := range items {
-			src, ev, err := DecodeItem(b)
+			src, ev, err := queue.DecodeEventItem(b, "")
 			if err != nil || src != "web" || string(ev) != want[i] {
 				t.Fatalf("round %d: item %d decodes as %q %.40q %v", round, i, src, ev, err)
 			}
@@ -242,8 +242,8 @@ func TestInboxEncoding(t *testing.T) {
 		enc.reset()
 	}
 	for _, bad := range [][]byte{nil, {1, 5, 'a'}, []byte(`{"a":1}`)} {
-		if _, _, err := DecodeItem(bad); err == nil {
-			t.Errorf("DecodeItem(%q) accepted a truncated item", bad)
+		if _, _, err := queue.DecodeEventItem(bad, ""); err == nil {
+			t.Errorf("DecodeEventItem(%q) accepted a truncated item", bad)
 		}
 	}
 }
@@ -291,7 +291,7 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	if err := p.Accept(context.Background(), "web", [][]byte{event("m4", true, false), event("m5", true, false)}); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := q.Stats(InboxTopic); err != nil || st.Ready != 2 {
+	if st, err := q.Stats(queue.InboxTopic); err != nil || st.Ready != 2 {
 		t.Fatalf("inbox after accepting two requests of 3 and 2 events: %+v, %v; want 2 items", st, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -420,7 +420,7 @@ func TestAcceptConsentEarlyLimits(t *testing.T) {
 			t.Errorf("%s stored on arrival after the store failed: %+v, %v", user, rec, err)
 		}
 	}
-	if st, err := q.Stats(InboxTopic); err != nil || st.Ready != 1 {
+	if st, err := q.Stats(queue.InboxTopic); err != nil || st.Ready != 1 {
 		t.Errorf("inbox: %+v, %v; want the request queued all the same", st, err)
 	}
 }
@@ -445,7 +445,7 @@ func TestCorruptInboxItem(t *testing.T) {
 	if err := p.Accept(ctx, "web", [][]byte{event("m1", true, false), event("m2", true, false)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Append(ctx, InboxTopic, []byte("\x02\x03web\x09{}")); err != nil { // an event cut short
+	if err := q.Append(ctx, queue.InboxTopic, []byte("\x02\x03web\x09{}")); err != nil { // an event cut short
 		t.Fatal(err)
 	}
 	if err := p.Accept(ctx, "web", [][]byte{event("m3", true, false)}); err != nil {
@@ -457,7 +457,7 @@ func TestCorruptInboxItem(t *testing.T) {
 	waitFor(t, "the three events", func() bool { return archive.count() == 3 })
 	cancel()
 	<-ran
-	if st, err := q.Stats(InboxTopic); err != nil || st.Dead != 1 || st.Ready+st.InFlight+st.Retrying != 0 {
+	if st, err := q.Stats(queue.InboxTopic); err != nil || st.Dead != 1 || st.Ready+st.InFlight+st.Retrying != 0 {
 		t.Errorf("inbox: %+v, %v; want the corrupt item dead and nothing else left", st, err)
 	}
 	if n := proc.Counters().Snapshot().Processed; n != 3 {
@@ -506,7 +506,7 @@ func TestRequestEncoding(t *testing.T) {
 		last := ""
 		for i, e := range all {
 			var err error
-			last, events, err = decodeInboxItem(e.item, last, events[:0])
+			last, events, err = queue.DecodeInboxItem(e.item, last, events[:0])
 			if err != nil || last != e.source || len(events) != len(e.events) {
 				t.Fatalf("round %d: item %d decodes as %q with %d events, %v; want %q with %d", round, i, last, len(events), err, e.source, len(e.events))
 			}
@@ -520,15 +520,15 @@ func TestRequestEncoding(t *testing.T) {
 	}
 	for _, bad := range [][]byte{
 		nil,
-		{requestFormat},
-		{requestFormat, 5, 'a'},
+		{queue.RequestItemFormat},
+		{queue.RequestItemFormat, 5, 'a'},
 		[]byte("\x02\x03web\x08{\"a\":1}"),     // an event one byte short
 		[]byte("\x02\x03web\x07{\"a\":1}\x80"), // a length cut short
 		[]byte("\x02\x03web"),                  // no events
 		[]byte(`{"a":1}`),
 	} {
-		if _, _, err := decodeInboxItem(bad, "", nil); err == nil {
-			t.Errorf("decodeInboxItem(%q) accepted a truncated or empty item", bad)
+		if _, _, err := queue.DecodeInboxItem(bad, "", nil); err == nil {
+			t.Errorf("DecodeInboxItem(%q) accepted a truncated or empty item", bad)
 		}
 	}
 }
@@ -541,7 +541,7 @@ func FuzzInboxItem(f *testing.F) {
 	f.Add(enc.item("web", []byte(`{}`)))
 	f.Add([]byte("\x02\x00\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		source, events, err := decodeInboxItem(b, "", nil)
+		source, events, err := queue.DecodeInboxItem(b, "", nil)
 		if err != nil {
 			return
 		}
@@ -551,7 +551,7 @@ func FuzzInboxItem(f *testing.F) {
 			}
 		}
 		var enc encoder
-		again, events2, err := decodeInboxItem(enc.request(source, events), "", nil)
+		again, events2, err := queue.DecodeInboxItem(enc.request(source, events), "", nil)
 		if err != nil || again != source || len(events2) != len(events) {
 			t.Fatalf("re-encoded: %q, %d events, %v; want %q, %d", again, len(events2), err, source, len(events))
 		}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/insertfn/insertfn/internal/queue"
 )
 
 // Ingest is throttled to the pipeline's pace. Accepting events faster
@@ -135,7 +137,7 @@ type backlog struct {
 // destination that is up, what its backlog holds above its floor.
 func (b *backlog) measure(p *Pipeline) int64 {
 	var n int64
-	if s, err := p.q.Stats(InboxTopic); err == nil {
+	if s, err := p.q.Stats(queue.InboxTopic); err == nil {
 		n += s.ReadyBytes
 	}
 	for i, topic := range p.destTopics {

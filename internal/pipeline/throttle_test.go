@@ -108,7 +108,7 @@ func TestThrottle(t *testing.T) {
 	release()
 	waitFor(t, "the archive's backlog to drain", func() bool { return archive.got.Load() >= 31 })
 	waitFor(t, "the throttle to open", func() bool { return p.throttle.gate.Load() == nil })
-	if st, err := q.Stats(DestinationTopic("ads")); err != nil || st.ReadyBytes <= 4<<10 {
+	if st, err := q.Stats(queue.DestinationTopic("ads")); err != nil || st.ReadyBytes <= 4<<10 {
 		t.Fatalf("ads backlog %+v, %v; want one over the limit (ads is down and must not throttle)", st, err)
 	}
 	before := proc.Counters().Snapshot().Throttled
@@ -133,8 +133,8 @@ func TestBacklogMeasure(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ads := DestinationTopic("ads")
-	add := func(topic string, n int) {
+	ads := queue.DestinationTopic("ads")
+	add := func(topic queue.Topic, n int) {
 		t.Helper()
 		for range n {
 			if err := q.Append(ctx, topic, []byte(strings.Repeat("x", 100))); err != nil {
@@ -165,6 +165,6 @@ func TestBacklogMeasure(t *testing.T) {
 	check("draining", 0)
 	add(ads, 3)
 	check("grown by 3 items from its smallest", 300)
-	add(InboxTopic, 2)
+	add(queue.InboxTopic, 2)
 	check("and 2 in the inbox", 500)
 }

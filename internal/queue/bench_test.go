@@ -63,7 +63,7 @@ func BenchmarkMove(b *testing.B) {
 		for i, it := range items {
 			out[i] = it.Data
 		}
-		return q.Move(ctx, c, items, map[string][][]byte{"dest": out})
+		return q.Move(ctx, c, items, map[Topic][][]byte{"dest": out})
 	})
 }
 

@@ -45,7 +45,7 @@ const keyFormat = string(kindMeta) + "format"
 var ErrCorrupt = errors.New("queue: corrupt stored data")
 
 // topicPrefix returns the prefix of the keys of kind in the named topic.
-func topicPrefix(kind byte, name string) []byte {
+func topicPrefix(kind byte, name Topic) []byte {
 	p := make([]byte, 0, 2+len(name)+8)
 	p = append(p, kind, byte(len(name)))
 	return append(p, name...)

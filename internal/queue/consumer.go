@@ -40,7 +40,7 @@ type Consumer struct {
 // Consumer returns the consumer of the named topic, creating the topic
 // when needed. An invalid name gives a consumer whose every call fails
 // with the name's error.
-func (q *Queue) Consumer(topic string) *Consumer {
+func (q *Queue) Consumer(topic Topic) *Consumer {
 	if err := checkTopic(topic); err != nil {
 		return &Consumer{q: q, err: err}
 	}
@@ -53,8 +53,8 @@ func (q *Queue) Consumer(topic string) *Consumer {
 	return t.consumer
 }
 
-// Topic returns the name of the consumer's topic.
-func (c *Consumer) Topic() string {
+// Topic returns the consumer's topic.
+func (c *Consumer) Topic() Topic {
 	if c.t == nil {
 		return ""
 	}
@@ -101,7 +101,7 @@ func (c *Consumer) Next(ctx context.Context, maxItems, maxBytes int) ([]Item, er
 		items, corrupt, err := q.take(t, maxItems, maxBytes)
 		if err != nil {
 			t.mu.Unlock()
-			return nil, q.dbErr("next of "+t.name, err)
+			return nil, q.dbErr("next of "+string(t.name), err)
 		}
 		if len(items) > 0 || len(corrupt) > 0 {
 			t.mu.Unlock()
@@ -385,7 +385,7 @@ func storedErr(seq uint64, err error) error {
 // flight on c (nothing is done); [ErrClosed] after Close; ctx's error
 // when it is done before the write is queued. When the write fails, done
 // stays in flight and nothing is appended.
-func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[string][][]byte) error {
+func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[Topic][][]byte) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -455,7 +455,7 @@ func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[strin
 		if len(done) > 0 {
 			src.unclaim(done, sizes, total)
 		}
-		return q.dbErr("move from "+src.name, err)
+		return q.dbErr("move from "+string(src.name), err)
 	}
 	q.used.Add(charge - total - int64(len(done))*ItemOverhead)
 	if len(done) > 0 {

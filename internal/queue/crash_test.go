@@ -90,7 +90,7 @@ func crash(t *testing.T, policy SyncPolicy) {
 	}
 	defer q.Close()
 	found := map[string]int{}
-	for _, topic := range []string{"inbox", "out"} {
+	for _, topic := range []Topic{"inbox", "out"} {
 		c := q.Consumer(topic)
 		for {
 			items, err := c.Next(ctxT(t, 100*time.Millisecond), 1000, 0)
@@ -172,7 +172,7 @@ func crashChild(dir string) {
 			for i, it := range items {
 				moved[i] = it.Data
 			}
-			if err := q.Move(ctx, c, items, map[string][][]byte{"out": moved}); err != nil {
+			if err := q.Move(ctx, c, items, map[Topic][][]byte{"out": moved}); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}

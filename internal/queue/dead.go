@@ -32,6 +32,118 @@ type DeadItem struct {
 // DropDead of all moves.
 const replayChunk = 1000
 
+// DeadLetter is a dead letter of a destination's topic or of the inbox
+// with its event item decoded: what insertfn dead list and the admin API
+// show.
+type DeadLetter struct {
+	// Topic is the topic it died in.
+	Topic Topic
+	// Seq names it to [Queue.Replay] and [Queue.DropDead].
+	Seq uint64
+	// At is when it died.
+	At time.Time
+	// Tries is how many times it was tried, the last one included
+	// ([DeadItem.Attempts] + 1).
+	Tries int
+	// Reason is why it died.
+	Reason string
+	// Source is the name of the source its events came in through; empty
+	// when the item does not decode.
+	Source string
+	// Events are its events, never none: one in a destination's dead
+	// letter, a request's in an inbox dead letter (see
+	// [DecodeInboxItem]). An item that does not decode is its one event,
+	// as it is stored.
+	Events [][]byte
+}
+
+// DeadQuery selects the dead letters [Queue.ListDead] returns.
+type DeadQuery struct {
+	// Topic is the topic whose dead letters are listed, usually a
+	// [DestinationTopic] or [InboxTopic]. Empty: those of every topic
+	// but the inbox, by name, then the inbox's.
+	Topic Topic
+	// After and Limit page through Topic's dead letters: only those with
+	// Seq > After, at most Limit of them (Limit < 1: all). Both must be
+	// zero when Topic is empty.
+	After uint64
+	Limit int
+}
+
+// DeadPage is a page of dead letters, in order.
+type DeadPage struct {
+	Letters []DeadLetter
+	// Next is the DeadQuery.After of the next page; 0 when this page is
+	// the last.
+	Next uint64
+}
+
+// ListDead returns the dead letters query selects, their items decoded
+// (see [DeadLetter]).
+//
+// # Results
+//
+// For a query of one topic, an error wrapping [ErrNotFound] when the
+// topic does not exist (nothing was ever queued for it), else whatever
+// [Queue.DeadLetters] returns. A query of every topic skips an inbox that
+// does not exist.
+func (q *Queue) ListDead(query DeadQuery) (DeadPage, error) {
+	if query.Topic != "" {
+		return q.listDead(query.Topic, query.After, query.Limit)
+	}
+	if query.After != 0 || query.Limit != 0 {
+		return DeadPage{}, errors.New("queue: dead letters of every topic are listed whole: name a topic to page through it")
+	}
+	var page DeadPage
+	for _, t := range append(slices.DeleteFunc(q.Topics(), Topic.IsInbox), InboxTopic) {
+		p, err := q.listDead(t, 0, 0)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return DeadPage{}, err
+		}
+		page.Letters = append(page.Letters, p.Letters...)
+	}
+	return page, nil
+}
+
+// listDead returns a page of the dead letters of topic.
+func (q *Queue) listDead(topic Topic, after uint64, limit int) (DeadPage, error) {
+	fetch := limit
+	if limit > 0 {
+		fetch++ // one more tells whether a next page exists
+	}
+	items, err := q.DeadLetters(topic, after, fetch)
+	if err != nil {
+		return DeadPage{}, err
+	}
+	var page DeadPage
+	if limit > 0 && len(items) > limit {
+		items = items[:limit]
+		page.Next = items[limit-1].Seq
+	}
+	page.Letters = make([]DeadLetter, 0, len(items))
+	for _, it := range items {
+		var source string
+		var events [][]byte
+		var err error
+		if topic.IsInbox() {
+			source, events, err = DecodeInboxItem(it.Data, "", nil)
+		} else {
+			var ev []byte
+			source, ev, err = DecodeEventItem(it.Data, "")
+			events = [][]byte{ev}
+		}
+		if err != nil {
+			source, events = "", [][]byte{it.Data}
+		}
+		page.Letters = append(page.Letters, DeadLetter{Topic: topic, Seq: it.Seq, At: it.At, Tries: it.Attempts + 1,
+			Reason: it.Reason, Source: source, Events: events})
+	}
+	return page, nil
+}
+
 // DeadLetters returns the dead letters of the named topic in sequence
 // order: those with Seq > after, at most limit of them (limit < 1: all).
 // Page through a large set by passing the last Seq seen as after.
@@ -41,7 +153,7 @@ const replayChunk = 1000
 // An error wrapping [ErrNotFound] for a topic that does not exist. A
 // dead letter that cannot be decoded is returned with its raw bytes as
 // Data and the problem as Reason.
-func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, error) {
+func (q *Queue) DeadLetters(topic Topic, after uint64, limit int) ([]DeadItem, error) {
 	if q.isClosed.Load() {
 		return nil, ErrClosed
 	}
@@ -54,7 +166,7 @@ func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, 
 	}
 	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.deadKey(after + 1), UpperBound: t.deadEnd})
 	if err != nil {
-		return nil, q.dbErr("dead letters of "+topic, err)
+		return nil, q.dbErr("dead letters of "+string(topic), err)
 	}
 	defer iter.Close()
 	var out []DeadItem
@@ -62,7 +174,7 @@ func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, 
 		seq := keySeq(iter.Key())
 		v, err := iter.ValueAndErr()
 		if err != nil {
-			return nil, q.dbErr("dead letters of "+topic, err)
+			return nil, q.dbErr("dead letters of "+string(topic), err)
 		}
 		dv, err := decodeDead(v)
 		if err != nil {
@@ -78,7 +190,7 @@ func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, 
 		})
 	}
 	if err := iter.Error(); err != nil {
-		return nil, q.dbErr("dead letters of "+topic, err)
+		return nil, q.dbErr("dead letters of "+string(topic), err)
 	}
 	return out, nil
 }
@@ -95,18 +207,18 @@ func (q *Queue) DeadLetters(topic string, after uint64, limit int) ([]DeadItem, 
 // The number of items replayed. When a seq is not a dead letter of the
 // topic nothing is replayed and the error wraps [ErrNotFound]; so does a
 // topic that does not exist.
-func (q *Queue) Replay(ctx context.Context, topic string, seqs ...uint64) (int, error) {
+func (q *Queue) Replay(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
 	return q.settleDead(ctx, topic, seqs, true)
 }
 
 // DropDead deletes dead letters of the named topic: those of seqs, or
 // all of them when seqs is empty. Results as [Queue.Replay].
-func (q *Queue) DropDead(ctx context.Context, topic string, seqs ...uint64) (int, error) {
+func (q *Queue) DropDead(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
 	return q.settleDead(ctx, topic, seqs, false)
 }
 
 // settleDead replays (or drops) dead letters.
-func (q *Queue) settleDead(ctx context.Context, topic string, seqs []uint64, replay bool) (int, error) {
+func (q *Queue) settleDead(ctx context.Context, topic Topic, seqs []uint64, replay bool) (int, error) {
 	verb := "drop dead letters of "
 	if replay {
 		verb = "replay dead letters of "
@@ -124,7 +236,7 @@ func (q *Queue) settleDead(ctx context.Context, topic string, seqs []uint64, rep
 		seqs = slices.Compact(seqs)
 		n, err := q.settleDeadTx(ctx, t, seqs, replay)
 		if err != nil {
-			return 0, q.dbErr(verb+topic, err)
+			return 0, q.dbErr(verb+string(topic), err)
 		}
 		return n, nil
 	}
@@ -133,7 +245,7 @@ func (q *Queue) settleDead(ctx context.Context, topic string, seqs []uint64, rep
 		n, err := q.settleDeadTx(ctx, t, nil, replay)
 		total += n
 		if err != nil {
-			return total, q.dbErr(verb+topic, err)
+			return total, q.dbErr(verb+string(topic), err)
 		}
 		if n < replayChunk {
 			return total, nil

@@ -57,7 +57,8 @@
 //
 // # Model
 //
-// A topic ("inbox", "dest:webhook-1") is an ordered sequence of items
+// A [Topic] ([InboxTopic], [DestinationTopic]("webhook-1"), ...) is an
+// ordered sequence of items
 // keyed by a uint64 sequence number (big-endian, so the store's key order
 // is the append order). [Queue.Append] adds items; [Queue.Consumer] returns
 // the topic's one logical consumer, whose [Consumer.Next] hands out ready
@@ -70,6 +71,13 @@
 // [Queue.Move] acknowledges items of one topic and appends new items to
 // others in one atomic batch: the pipeline's step from the inbox to the
 // destination topics can neither lose nor duplicate a transfer.
+//
+// The queue stores any bytes; the items of the inbox and of the
+// destinations' topics are event items, written and read only by
+// [AppendEventItem], [AppendRequestItem], [DecodeEventItem] and
+// [DecodeInboxItem]. [Queue.ListDead] lists dead letters with their
+// events decoded, for insertfn dead and the admin API alike;
+// [Queue.Replay] and [Queue.DropDead] settle them.
 //
 // # Durability
 //

@@ -99,7 +99,7 @@ func powerLoss(t *testing.T, opts Options, keepPercent int, seed uint64) {
 			for i, it := range items {
 				data[i] = it.Data
 			}
-			if err := q.Move(ctx, in, items, map[string][][]byte{"out": data}); err != nil {
+			if err := q.Move(ctx, in, items, map[Topic][][]byte{"out": data}); err != nil {
 				return
 			}
 			time.Sleep(time.Millisecond) // slower than the producers: a backlog in "inbox"
@@ -158,7 +158,7 @@ func powerLoss(t *testing.T, opts Options, keepPercent int, seed uint64) {
 	}
 	defer q2.Close()
 	found := map[string]string{}
-	for _, topic := range []string{"inbox", "out"} {
+	for _, topic := range []Topic{"inbox", "out"} {
 		c := q2.Consumer(topic)
 		for {
 			rctx, rcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -174,7 +174,7 @@ func powerLoss(t *testing.T, opts Options, keepPercent int, seed uint64) {
 				if where, twice := found[string(it.Data)]; twice {
 					t.Errorf("%s is stored twice, in %s and in %s", it.Data, where, topic)
 				}
-				found[string(it.Data)] = topic
+				found[string(it.Data)] = string(topic)
 			}
 		}
 	}

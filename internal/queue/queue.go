@@ -203,7 +203,7 @@ type Queue struct {
 	used     atomic.Int64
 
 	topicsMu sync.RWMutex
-	topics   map[string]*topic
+	topics   map[Topic]*topic
 
 	closeMu    sync.RWMutex // held for reading while sending to ops
 	closed     bool
@@ -332,7 +332,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		path:         path,
 		sync:         opts.Sync,
 		maxBytes:     opts.MaxBytes,
-		topics:       make(map[string]*topic),
+		topics:       make(map[Topic]*topic),
 		done:         make(chan struct{}),
 		ops:          make(chan *op, maxOpsPerCommit),
 		commitDone:   make(chan struct{}),
@@ -461,9 +461,9 @@ func (q *Queue) load() error {
 		if err != nil {
 			return err
 		}
-		if t == nil || t.name != string(name) {
-			if t = q.topics[string(name)]; t == nil {
-				t = newTopic(string(name))
+		if t == nil || string(t.name) != string(name) {
+			if t = q.topics[Topic(name)]; t == nil {
+				t = newTopic(Topic(name))
 				q.topics[t.name] = t
 			}
 		}
@@ -705,7 +705,7 @@ func (q *Queue) Close() error {
 func (q *Queue) Path() string { return q.path }
 
 // checkTopic reports whether name is a valid topic name.
-func checkTopic(name string) error {
+func checkTopic(name Topic) error {
 	if name == "" {
 		return errors.New("queue: empty topic name")
 	}
@@ -717,7 +717,7 @@ func checkTopic(name string) error {
 
 // topic returns the in-memory state of the named topic, creating it when
 // create is set; nil when it does not exist and create is not set.
-func (q *Queue) topic(name string, create bool) *topic {
+func (q *Queue) topic(name Topic, create bool) *topic {
 	q.topicsMu.RLock()
 	t := q.topics[name]
 	q.topicsMu.RUnlock()
@@ -759,7 +759,7 @@ func (q *Queue) reserve(n int64) error {
 //     bytes over [Options.MaxBytes]; nothing is stored.
 //   - [ErrClosed] after Close; ctx's error when it is done before the
 //     write is queued.
-func (q *Queue) Append(ctx context.Context, topic string, items ...[]byte) error {
+func (q *Queue) Append(ctx context.Context, topic Topic, items ...[]byte) error {
 	if q.isClosed.Load() {
 		return ErrClosed
 	}
@@ -787,7 +787,7 @@ func (q *Queue) Append(ctx context.Context, topic string, items ...[]byte) error
 	})
 	if err != nil {
 		q.used.Add(-charge)
-		return q.dbErr("append to "+topic, err)
+		return q.dbErr("append to "+string(topic), err)
 	}
 	t.mu.Lock()
 	t.count += len(items)
@@ -824,11 +824,11 @@ func (q *Queue) dbErr(what string, err error) error {
 	return fmt.Errorf("queue: %s: %w", what, err)
 }
 
-// Topics returns the names of the topics, sorted: those stored, and those
+// Topics returns the topics, sorted by name: those stored, and those
 // named in a call since Open.
-func (q *Queue) Topics() []string {
+func (q *Queue) Topics() []Topic {
 	q.topicsMu.RLock()
-	names := make([]string, 0, len(q.topics))
+	names := make([]Topic, 0, len(q.topics))
 	for name := range q.topics {
 		names = append(names, name)
 	}
@@ -855,7 +855,7 @@ type Stats struct {
 
 // Stats returns the counts of the named topic, or an error wrapping
 // [ErrNotFound] for a topic that does not exist.
-func (q *Queue) Stats(topic string) (Stats, error) {
+func (q *Queue) Stats(topic Topic) (Stats, error) {
 	if q.isClosed.Load() {
 		return Stats{}, ErrClosed
 	}

@@ -82,7 +82,7 @@ func expectEmpty(t testing.TB, c *Consumer) {
 	}
 }
 
-func stats(t testing.TB, q *Queue, topic string) Stats {
+func stats(t testing.TB, q *Queue, topic Topic) Stats {
 	t.Helper()
 	s, err := q.Stats(topic)
 	if err != nil {
@@ -119,7 +119,7 @@ func TestOrder(t *testing.T) {
 	if got := datas(next(t, q.Consumer("other"), 0, time.Second)); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("other topic: %q", got)
 	}
-	if got := q.Topics(); !slices.Equal(got, []string{"inbox", "other"}) {
+	if got := q.Topics(); !slices.Equal(got, []Topic{"inbox", "other"}) {
 		t.Fatalf("Topics: %q", got)
 	}
 }
@@ -207,7 +207,7 @@ func TestInvalidInput(t *testing.T) {
 	if err := q.Append(ctx, "", []byte("x")); err == nil {
 		t.Error("Append to an empty topic name: no error")
 	}
-	if err := q.Append(ctx, strings.Repeat("n", MaxTopicLen+1), []byte("x")); err == nil {
+	if err := q.Append(ctx, Topic(strings.Repeat("n", MaxTopicLen+1)), []byte("x")); err == nil {
 		t.Error("Append to a too long topic name: no error")
 	}
 	if _, err := q.Consumer("").Next(ctx, 1, 0); err == nil {
@@ -573,11 +573,11 @@ func TestMove(t *testing.T) {
 	}
 	in := q.Consumer("inbox")
 	items := next(t, in, 2, time.Second)
-	to := map[string][][]byte{"dest:a": bs("e1>a", "e2>a"), "dest:b": bs("e2>b")}
+	to := map[Topic][][]byte{"dest:a": bs("e1>a", "e2>a"), "dest:b": bs("e2>b")}
 	if err := q.Move(ctx, in, items, to); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Move(ctx, in, items[:1], map[string][][]byte{"dest:a": bs("dup")}); !errors.Is(err, ErrNotInFlight) {
+	if err := q.Move(ctx, in, items[:1], map[Topic][][]byte{"dest:a": bs("dup")}); !errors.Is(err, ErrNotInFlight) {
 		t.Fatalf("second Move of the same items: %v", err)
 	}
 	q = reopen(t, q, Options{})
@@ -606,7 +606,7 @@ func TestMoveFailsWhole(t *testing.T) {
 	in := q.Consumer("inbox")
 	items := next(t, in, 1, time.Second)
 	q.beforeApply = func(*pebble.Batch) error { return errors.New("disk on fire") }
-	to := map[string][][]byte{"ok": bs("x"), "other": bs("y")}
+	to := map[Topic][][]byte{"ok": bs("x"), "other": bs("y")}
 	if err := q.Move(ctx, in, items, to); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Move with a failing write: %v", err)
 	}
@@ -614,7 +614,7 @@ func TestMoveFailsWhole(t *testing.T) {
 	if s := stats(t, q, "inbox"); s.InFlight != 1 {
 		t.Fatalf("inbox after the failed Move: %+v", s)
 	}
-	for _, topic := range []string{"ok", "other"} {
+	for _, topic := range []Topic{"ok", "other"} {
 		if s := stats(t, q, topic); s != (Stats{}) {
 			t.Fatalf("%s after the failed Move: %+v", topic, s)
 		}
@@ -623,7 +623,7 @@ func TestMoveFailsWhole(t *testing.T) {
 		t.Fatalf("Usage after the failed Move: %d", used)
 	}
 	// The items are still in flight and can be moved elsewhere.
-	if err := q.Move(ctx, in, items, map[string][][]byte{"ok": bs("x")}); err != nil {
+	if err := q.Move(ctx, in, items, map[Topic][][]byte{"ok": bs("x")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := datas(next(t, q.Consumer("ok"), 10, time.Second)); !slices.Equal(got, []string{"x"}) {
@@ -634,7 +634,7 @@ func TestMoveFailsWhole(t *testing.T) {
 	if got := datas(next(t, q.Consumer("ok"), 10, time.Second)); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("ok after reopen: %q", got)
 	}
-	for _, topic := range []string{"inbox", "other"} {
+	for _, topic := range []Topic{"inbox", "other"} {
 		if s, err := q.Stats(topic); err == nil && s != (Stats{}) {
 			t.Fatalf("%s after reopen: %+v", topic, s)
 		}
@@ -678,7 +678,7 @@ func TestFull(t *testing.T) {
 		t.Fatalf("Append after DropDead: %v", err)
 	}
 	// Moves are not refused for space.
-	if err := q.Move(ctx, c, items[1:], map[string][][]byte{"d1": {item}, "d2": {item}}); err != nil {
+	if err := q.Move(ctx, c, items[1:], map[Topic][][]byte{"d1": {item}, "d2": {item}}); err != nil {
 		t.Fatalf("Move when full: %v", err)
 	}
 	if used, _ := q.Usage(); used != limit+itemLen+ItemOverhead {

@@ -23,7 +23,7 @@ import (
 //
 // All fields are guarded by mu.
 type topic struct {
-	name       string
+	name       Topic
 	itemPrefix []byte // of the keys of its items
 	itemEnd    []byte // above every key of its items
 	deadPrefix []byte // of the keys of its dead letters
@@ -56,7 +56,7 @@ type topic struct {
 	consumer *Consumer
 }
 
-func newTopic(name string) *topic {
+func newTopic(name Topic) *topic {
 	ip, dp := topicPrefix(kindItem, name), topicPrefix(kindDead, name)
 	return &topic{
 		name:       name,
