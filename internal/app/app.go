@@ -177,9 +177,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
 	h.proc.SetObserver(h.metrics.Observer())
-	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Workers: cfg.Delivery.Workers,
-		BatchSize: cfg.Delivery.BatchSize, BatchBytes: cfg.Delivery.BatchBytes,
-		ThrottleBytes: cfg.Delivery.ThrottleBytes, ThrottleWait: cfg.Delivery.ThrottleWait, Backoff: cfg.Delivery.Backoff, Logger: h.log}); err != nil {
+	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log}); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
 	if h.srv, err = ingest.New(cfg.Server, ingestSources, pipelineAccepter(h.pipe), ingest.WithLogger(h.log)); err != nil {

@@ -54,7 +54,7 @@ func counterDesc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	// Ingest (server.Stats).
+	// Ingest (ingest.Stats).
 	descRequests = counterDesc("ingest_requests_total",
 		"HTTP requests the ingest answered, refused ones included.")
 	descRequestsRejected = counterDesc("ingest_requests_rejected_total",
@@ -106,7 +106,7 @@ var (
 	descQueueUsed = prometheus.NewDesc("insertfn_queue_used_bytes",
 		"Bytes stored in the durable queue, counted against its bound (data plus a per-item overhead, dead letters included).", nil, nil)
 	descQueueLimit = prometheus.NewDesc("insertfn_queue_limit_bytes",
-		"The durable queue's bound; absent when it has none. Ingest answers 503 once used reaches it.", nil, nil)
+		"The durable queue's bound; absent when it has none. Ingest answers 429 once used reaches it.", nil, nil)
 
 	// Function runtime pools.
 	descInvocations = counterDesc("function_invocations_total",

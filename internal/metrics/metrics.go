@@ -22,7 +22,7 @@ type Sources struct {
 	// Counters are the pipeline's counts: events processed, dropped,
 	// filtered and delivered, per destination and per function.
 	Counters *pipeline.Counters
-	// Server is the ingest; its [server.Stats] count requests and events.
+	// Server is the ingest; its [ingest.Stats] count requests and events.
 	Server *ingest.Server
 	// Queue is the durable queue: the inbox's and each destination's
 	// backlog, dead letters, and the bytes stored.
@@ -97,7 +97,7 @@ type Metrics struct {
 //   - ingest_requests_total, ingest_requests_rejected_total{reason},
 //     ingest_events_total, ingest_events_accepted_total,
 //     ingest_events_duplicates_total, ingest_events_invalid_total:
-//     from [server.Server.Stats].
+//     from [ingest.Server.Stats].
 //   - events_received_total{source,type}: from [Observer.ObserveEvents].
 //   - pipeline_events_processed_total, pipeline_events_dropped_total{reason}
 //     (by source functions), consent_updates_total,

@@ -35,7 +35,7 @@ func TestPermanentFailureNarrowed(t *testing.T) {
 	// ads (batches), analytics (consent filters everything), archive (one
 	// event per request).
 	p, err := New(q, proc, []delivery.Sink{webhook(t, batch.srv.URL), webhook(t, batch.srv.URL), perEvent},
-		Options{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 3}})
+		Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 3}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestNarrowingBounded(t *testing.T) {
 			picky.answer = c.answer
 			other := newSink(t)
 			p, err := New(q, proc, []delivery.Sink{webhook(t, picky.srv.URL), webhook(t, other.srv.URL), webhook(t, other.srv.URL)},
-				Options{Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: 3}})
+				Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: 3}}})
 			if err != nil {
 				t.Fatal(err)
 			}

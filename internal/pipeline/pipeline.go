@@ -17,33 +17,23 @@ import (
 
 // Options tune a [Pipeline]. The zero value is usable.
 type Options struct {
-	// Workers is how many goroutines process the inbox (0: 8). They
-	// spend much of their time waiting for the queue's fsync, so more
-	// workers than CPUs pay: each hands a batch over in one transaction,
-	// and concurrent transactions share an fsync.
-	Workers int
+	// Settings are the delivery section of the configuration file, the
+	// one type from the file to here: Workers (goroutines processing the
+	// inbox, 0: 8; they spend much of their time waiting for the queue's
+	// fsync, so more workers than CPUs pay), BatchSize (the most events one
+	// delivery carries, and how many inbox items a worker takes at once;
+	// 0: DefaultBatchSize), BatchBytes (the bytes of such a batch; a single
+	// larger event goes alone; 0: DefaultBatchBytes, so that a batch
+	// delivered to a webhook is a body Segment's API and insertfn's own
+	// /v1/batch take), ThrottleBytes (the backlog above which Accept waits
+	// for it to drain; 0: DefaultThrottleBytes, negative: never; see
+	// throttle.go), ThrottleWait (the longest Accept waits so; 0:
+	// DefaultThrottleWait) and Backoff (the retry policy of deliveries, and
+	// of events whose processing must wait: the consent store down).
+	delivery.Settings
 	// DeliveryWorkers is how many batches each destination may have in
 	// flight at once (0: 4).
 	DeliveryWorkers int
-	// BatchSize is the most events one delivery carries, and how many
-	// inbox items (each holds the events of one request) a worker takes
-	// from the inbox at once (0: DefaultBatchSize).
-	BatchSize int
-	// BatchBytes bounds the events' bytes in such a batch; a single event
-	// (or inbox item) larger goes alone (0: DefaultBatchBytes, so that a
-	// batch delivered to a webhook is a body Segment's API and insertfn's
-	// own /v1/batch take).
-	BatchBytes int
-	// ThrottleBytes is the backlog (events waiting in the inbox, and what
-	// the backlogs of destinations that are up grew by) above which Accept
-	// waits for it to drain (0: DefaultThrottleBytes; negative: never).
-	// See throttle.go.
-	ThrottleBytes int64
-	// ThrottleWait is the longest Accept waits so (0: DefaultThrottleWait).
-	ThrottleWait time.Duration
-	// Backoff is the retry policy of deliveries (and of events whose
-	// processing must wait: the consent store down).
-	Backoff delivery.Backoff
 	// Logger receives failures; nil: slog.Default().
 	Logger *slog.Logger
 }

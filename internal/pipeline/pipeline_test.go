@@ -131,7 +131,7 @@ func TestPipelineDelivers(t *testing.T) {
 	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
 	ads.failing.Store(true)
 	p, err := New(q, proc, []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)},
-		Options{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: -1}})
+		Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: -1}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	defer q.Close()
 	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
 	sinks := []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)}
-	p, err := New(q, proc, sinks, Options{Backoff: delivery.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: -1}})
+	p, err := New(q, proc, sinks, Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: -1}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,10 +65,10 @@ func TestThrottle(t *testing.T) {
 	q := openQueue(t)
 	archive := &heldSink{release: make(chan struct{})}
 	const wait = 300 * time.Millisecond
-	p, err := New(q, proc, []delivery.Sink{downSink{}, webhook(t, newSink(t).srv.URL), archive}, Options{
+	p, err := New(q, proc, []delivery.Sink{downSink{}, webhook(t, newSink(t).srv.URL), archive}, Options{Settings: delivery.Settings{
 		BatchSize: 1, ThrottleBytes: 4 << 10, ThrottleWait: wait,
 		Backoff: delivery.Backoff{Initial: time.Hour, Max: time.Hour, MaxAttempts: -1},
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
