@@ -21,7 +21,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -293,8 +292,6 @@ func (c *Config) ConsentStore() storeconfig.Config {
 // QueuePath returns where the durable queue lives.
 func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), queue.DirName) }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
 // Validate checks the whole configuration and reports every problem it
 // finds, each naming its key. Each section is validated by the package it
 // configures (the consent store, the runtime's limits, the functions'
@@ -313,6 +310,7 @@ func (c *Config) Validate() error {
 	under = func(key string, err error) {
 		var me *functions.ManifestError
 		var ce *delivery.ConfigError
+		var se *ingest.SourceError
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range j.Unwrap() {
 				under(key, e)
@@ -321,6 +319,8 @@ func (c *Config) Validate() error {
 			bad(key+"."+me.Key, "%s", me.Problem)
 		} else if errors.As(err, &ce) {
 			bad(key+"."+ce.Key, "%s", ce.Problem)
+		} else if errors.As(err, &se) {
+			bad(key+"."+se.Key, "%s", se.Problem)
 		} else if err != nil {
 			bad(key, "%v", err)
 		}
@@ -351,28 +351,16 @@ func (c *Config) Validate() error {
 	srcs, keys := make(map[string]bool), make(map[string]string)
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d]", i)
-		switch {
-		case !nameRE.MatchString(s.Name):
-			bad(key+".name", "%q: want 1-128 letters, digits, '-', '_' or '.'", s.Name)
-		case srcs[s.Name]:
+		under(key, s.Source.Validate())
+		if srcs[s.Name] {
 			bad(key+".name", "%q is defined twice", s.Name)
 		}
 		srcs[s.Name] = true
-		if len(s.WriteKeys) == 0 {
-			bad(key+".write_keys", "at least one write key is needed")
-		}
 		for j, k := range s.WriteKeys {
-			if k == "" {
-				bad(fmt.Sprintf("%s.write_keys[%d]", key, j), "empty")
-			} else if other, dup := keys[k]; dup {
+			if other, dup := keys[k]; dup && k != "" {
 				bad(fmt.Sprintf("%s.write_keys[%d]", key, j), "already the write key of source %q", other)
 			}
 			keys[k] = s.Name
-		}
-		for j, o := range s.AllowedOrigins {
-			if err := ingest.CheckOrigin(o); err != nil {
-				bad(fmt.Sprintf("%s.allowed_origins[%d]", key, j), "%v", err)
-			}
 		}
 		refs(key, s.Functions)
 	}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -217,29 +218,64 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, errors.Join(errs...)
 }
 
-// checkSources reports sources without a name or key, names used twice and
-// write keys shared between sources.
+// SourceError is a problem with one field of a [Source], named by its
+// configuration key below the source ("name", "write_keys[1]",
+// "allowed_origins[0]").
+type SourceError struct {
+	Key, Problem string
+}
+
+func (e *SourceError) Error() string { return e.Key + ": " + e.Problem }
+
+// sourceName is what a source may be called: it names the source in
+// metrics, logs and the overview page.
+var sourceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// Validate reports every problem of the source on its own, each a
+// [*SourceError], joined; what concerns several sources (a name or a
+// write key used twice) is [New]'s to check.
+func (s *Source) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &SourceError{Key: key, Problem: fmt.Sprintf(format, args...)})
+	}
+	if !sourceName.MatchString(s.Name) {
+		bad("name", "%q: want 1-128 letters, digits, '-', '_' or '.'", s.Name)
+	}
+	if len(s.WriteKeys) == 0 {
+		bad("write_keys", "at least one write key is needed")
+	}
+	for j, k := range s.WriteKeys {
+		if k == "" {
+			bad(fmt.Sprintf("write_keys[%d]", j), "empty")
+		}
+	}
+	for j, o := range s.AllowedOrigins {
+		if err := CheckOrigin(o); err != nil {
+			bad(fmt.Sprintf("allowed_origins[%d]", j), "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkSources reports each source's own problems ([Source.Validate]) and
+// those between sources: names used twice, write keys shared.
 func checkSources(sources []Source) error {
 	var errs []error
 	names := make(map[string]bool, len(sources))
 	keys := make(map[string]string)
-	for i, src := range sources {
-		if src.Name == "" {
-			errs = append(errs, fmt.Errorf("server: sources[%d] has no name", i))
-		} else if names[src.Name] {
+	for i := range sources {
+		src := &sources[i]
+		if err := src.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("server: sources[%d]: %w", i, err))
+		}
+		if names[src.Name] {
 			errs = append(errs, fmt.Errorf("server: source %q is defined twice; source names must be unique", src.Name))
 		}
 		names[src.Name] = true
-		if len(src.WriteKeys) == 0 {
-			errs = append(errs, fmt.Errorf("server: source %q has no write key; give it at least one", src.Name))
-		}
-		if _, err := newOrigins(src.AllowedOrigins); err != nil {
-			errs = append(errs, fmt.Errorf("server: source %q: %w", src.Name, err))
-		}
 		for _, k := range src.WriteKeys {
 			switch other, dup := keys[k]; {
 			case k == "":
-				errs = append(errs, fmt.Errorf("server: source %q has an empty write key", src.Name))
 			case dup && other == src.Name:
 				errs = append(errs, fmt.Errorf("server: source %q lists a write key twice", src.Name))
 			case dup:

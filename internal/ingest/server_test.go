@@ -606,9 +606,9 @@ func TestNewChecksConfig(t *testing.T) {
 	}{
 		{"no sources", Config{}, nil, acc, "no source"},
 		{"nil accepter", Config{}, testSources, nil, "Accepter is nil"},
-		{"unnamed source", Config{}, []Source{{WriteKeys: []string{"k"}}}, acc, "has no name"},
-		{"no key", Config{}, []Source{{Name: "s"}}, acc, "no write key"},
-		{"empty key", Config{}, []Source{{Name: "s", WriteKeys: []string{""}}}, acc, "empty write key"},
+		{"unnamed source", Config{}, []Source{{WriteKeys: []string{"k"}}}, acc, `sources[0]: name: "": want 1-128`},
+		{"no key", Config{}, []Source{{Name: "s"}}, acc, "write_keys: at least one write key is needed"},
+		{"empty key", Config{}, []Source{{Name: "s", WriteKeys: []string{""}}}, acc, "write_keys[0]: empty"},
 		{"shared key", Config{}, []Source{{Name: "a", WriteKeys: []string{"k"}}, {Name: "b", WriteKeys: []string{"k"}}}, acc, "share a write key"},
 		{"same name", Config{}, []Source{{Name: "a", WriteKeys: []string{"k"}}, {Name: "a", WriteKeys: []string{"l"}}}, acc, "defined twice"},
 		{"negative limit", Config{MaxBatchBytes: -1}, testSources, acc, "max_batch_bytes"},
