@@ -61,6 +61,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/insertfn/insertfn/runtime/internal/wasmbin"
 )
 
 // FuelPerYield is the units of work (loop iterations, calls, 4 KiB of bulk
@@ -147,17 +149,17 @@ func Instrument(wasm []byte, names Options) ([]byte, error) {
 		return nil, fmt.Errorf("loopcheck: binary format version %d; only version 1 is known", binary.LittleEndian.Uint32(wasm[4:8]))
 	}
 	var secs []section
-	r := reader{b: wasm, pos: 8}
-	for !r.done() {
-		id, err := r.byte()
+	r := reader{wasmbin.Reader{B: wasm, Pos: 8}}
+	for !r.Done() {
+		id, err := r.Byte()
 		if err != nil {
 			return nil, err
 		}
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: section %d: size: %w", id, err)
 		}
-		body, err := r.bytes(int(size))
+		body, err := r.Bytes(int(size))
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: section %d: %w", id, err)
 		}
@@ -186,8 +188,8 @@ func Instrument(wasm []byte, names Options) ([]byte, error) {
 			exportAt = i
 		case secStart:
 			startAt = i
-			sr := reader{b: s.body}
-			m.start, err = sr.u32()
+			sr := reader{wasmbin.Reader{B: s.body}}
+			m.start, err = sr.U32()
 			if err != nil {
 				err = fmt.Errorf("loopcheck: start section: %w", err)
 			}
@@ -318,24 +320,24 @@ func insertSection(secs *[]section, s section) int {
 }
 
 func isDebugSection(body []byte) bool {
-	r := reader{b: body}
-	name, err := r.name()
+	r := reader{wasmbin.Reader{B: body}}
+	name, err := r.Name()
 	return err == nil && bytes.HasPrefix(name, []byte(".debug_"))
 }
 
 // appendToVec returns a vector's body (of n elements) with added more
 // elements, encoded in elems.
 func appendToVec(body []byte, n, added uint32, elems []byte) []byte {
-	r := reader{b: body}
-	_, _ = r.u32() // callers have decoded the count once already
+	r := reader{wasmbin.Reader{B: body}}
+	_, _ = r.U32() // callers have decoded the count once already
 	out := appendU32(make([]byte, 0, len(body)+len(elems)+5), n+added)
-	out = append(out, body[r.pos:]...)
+	out = append(out, body[r.Pos:]...)
 	return append(out, elems...)
 }
 
 func vecCount(body []byte) (uint32, error) {
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return 0, fmt.Errorf("loopcheck: vector count: %w", err)
 	}
@@ -344,39 +346,39 @@ func vecCount(body []byte) (uint32, error) {
 
 // countImports counts the functions, globals and memories a module imports.
 func (m *moduleInfo) countImports(body []byte) error {
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return fmt.Errorf("loopcheck: import section: %w", err)
 	}
 	for i := uint32(0); i < n; i++ {
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return fmt.Errorf("loopcheck: import %d: module name: %w", i, err)
 		}
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return fmt.Errorf("loopcheck: import %d: name: %w", i, err)
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return fmt.Errorf("loopcheck: import %d: %w", i, err)
 		}
 		switch kind {
 		case 0x00: // function: type index
 			m.importedFuncs++
-			_, err = r.u32()
+			_, err = r.U32()
 		case 0x01: // table: reference type, limits
-			if _, err = r.byte(); err == nil {
-				err = r.limits()
+			if _, err = r.Byte(); err == nil {
+				_, _, err = r.Limits()
 			}
 		case 0x02: // memory: limits
 			m.memories++
-			err = r.limits()
+			_, _, err = r.Limits()
 		case 0x03: // global: value type, mutability
 			m.importedGlobals++
-			_, err = r.bytes(2)
+			_, err = r.Bytes(2)
 		case 0x04: // tag: attribute, type index
-			if _, err = r.byte(); err == nil {
-				_, err = r.u32()
+			if _, err = r.Byte(); err == nil {
+				_, err = r.U32()
 			}
 		default:
 			return fmt.Errorf("loopcheck: import %d: unknown kind 0x%02x", i, kind)
@@ -391,14 +393,14 @@ func (m *moduleInfo) countImports(body []byte) error {
 // paramCounts decodes the type section into the parameter count of each
 // function type.
 func paramCounts(body []byte) ([]uint32, error) {
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return nil, fmt.Errorf("loopcheck: type section: %w", err)
 	}
 	params := make([]uint32, 0, min(n, uint32(len(body))))
 	for i := uint32(0); i < n; i++ {
-		form, err := r.byte()
+		form, err := r.Byte()
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: type %d: %w", i, err)
 		}
@@ -407,7 +409,7 @@ func paramCounts(body []byte) ([]uint32, error) {
 		}
 		var counts [2]uint32
 		for j := range counts {
-			if counts[j], err = r.u32(); err != nil {
+			if counts[j], err = r.U32(); err != nil {
 				return nil, fmt.Errorf("loopcheck: type %d: %w", i, err)
 			}
 			for k := uint32(0); k < counts[j]; k++ {
@@ -423,14 +425,14 @@ func paramCounts(body []byte) ([]uint32, error) {
 
 // u32Vec decodes a vector of u32 (the function section).
 func u32Vec(body []byte) ([]uint32, error) {
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return nil, fmt.Errorf("loopcheck: function section: %w", err)
 	}
 	v := make([]uint32, 0, min(n, uint32(len(body))))
 	for i := uint32(0); i < n; i++ {
-		x, err := r.u32()
+		x, err := r.U32()
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: function section: %w", err)
 		}
@@ -442,24 +444,24 @@ func u32Vec(body []byte) ([]uint32, error) {
 // checkExports refuses exports of the reserved names, and of globals past
 // the module's own (which would be the fuel or the flag).
 func checkExports(body []byte, names Options, globals uint32) error {
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return fmt.Errorf("loopcheck: export section: %w", err)
 	}
 	for i := uint32(0); i < n; i++ {
-		name, err := r.name()
+		name, err := r.Name()
 		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
 		}
 		if string(name) == names.Interrupt || string(name) == names.Start {
 			return fmt.Errorf("loopcheck: the module already exports %q, a name the host reserves", name)
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
 		}
-		index, err := r.u32()
+		index, err := r.U32()
 		if err != nil {
 			return fmt.Errorf("loopcheck: export %d: %w", i, err)
 		}
@@ -535,8 +537,8 @@ func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, opts Op
 	maxBlocks := opts.MaxBlocks
 	globals := m.importedGlobals + m.definedGlobals
 
-	r := reader{b: body}
-	n, err := r.u32()
+	r := reader{wasmbin.Reader{B: body}}
+	n, err := r.U32()
 	if err != nil {
 		return nil, fmt.Errorf("loopcheck: code section: %w", err)
 	}
@@ -546,11 +548,11 @@ func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, opts Op
 	out := appendU32(make([]byte, 0, len(body)+len(body)/8), n)
 	var fn, instrs []byte
 	for i := uint32(0); i < n; i++ {
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: code %d: size: %w", i, err)
 		}
-		code, err := r.bytes(int(size))
+		code, err := r.Bytes(int(size))
 		if err != nil {
 			return nil, fmt.Errorf("loopcheck: code %d: %w", i, err)
 		}
@@ -569,8 +571,8 @@ func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, opts Op
 		out = appendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
 	}
-	if !r.done() {
-		return nil, fmt.Errorf("loopcheck: code section: %d bytes after the last function", len(r.b)-r.pos)
+	if !r.Done() {
+		return nil, fmt.Errorf("loopcheck: code section: %d bytes after the last function", len(r.B)-r.Pos)
 	}
 	return out, nil
 }
@@ -581,15 +583,15 @@ func (m *moduleInfo) instrumentCode(body []byte, interrupt, fuel uint32, opts Op
 // space for the instructions. It also returns the function's blocks (block,
 // loop, if, try and try_table instructions).
 func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) (_, _ []byte, blocks int, err error) {
-	r := reader{b: code}
-	groups, err := r.u32()
+	r := reader{wasmbin.Reader{B: code}}
+	groups, err := r.U32()
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("locals: %w", err)
 	}
-	groupsStart := r.pos
+	groupsStart := r.Pos
 	locals := uint64(params)
 	for g := uint32(0); g < groups; g++ {
-		count, err := r.u32()
+		count, err := r.U32()
 		if err != nil {
 			return nil, nil, 0, fmt.Errorf("locals: %w", err)
 		}
@@ -601,15 +603,15 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 	if locals >= 1<<32-1 {
 		return nil, nil, 0, errors.New("locals: too many")
 	}
-	localsEnd := r.pos
+	localsEnd := r.Pos
 	scratch := uint32(locals) // the index the scratch local gets, if added
 	bulk := false
 
 	instrs = append(instrs, c.tick...)
-	copied := r.pos // code[:copied] is in instrs (or in the header)
-	for !r.done() {
-		at := r.pos
-		op, _ := r.byte()
+	copied := r.Pos // code[:copied] is in instrs (or in the header)
+	for !r.Done() {
+		at := r.Pos
+		op, _ := r.Byte()
 		if err := r.immediates(op); err != nil {
 			return nil, nil, 0, fmt.Errorf("instruction 0x%02x at byte %d of the body: %w", op, at, err)
 		}
@@ -618,17 +620,17 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 			blocks++
 		case 0x03: // loop: the tick goes after its block type
 			blocks++
-			instrs = append(instrs, code[copied:r.pos]...)
+			instrs = append(instrs, code[copied:r.Pos]...)
 			instrs = append(instrs, c.tick...)
-			copied = r.pos
+			copied = r.Pos
 		case 0x23, 0x24: // global.get, global.set
-			ir := reader{b: code[at+1 : r.pos]}
-			if index, _ := ir.u32(); index >= globals {
+			ir := reader{wasmbin.Reader{B: code[at+1 : r.Pos]}}
+			if index, _ := ir.U32(); index >= globals {
 				return nil, nil, 0, fmt.Errorf("instruction 0x%02x at byte %d of the body: global %d does not exist", op, at, index)
 			}
 		case 0xFC:
-			ir := reader{b: code[at+1 : r.pos]}
-			switch sub, _ := ir.u32(); sub {
+			ir := reader{wasmbin.Reader{B: code[at+1 : r.Pos]}}
+			switch sub, _ := ir.U32(); sub {
 			case 15: // table.grow
 				if c.noTableGrow {
 					return nil, nil, 0, fmt.Errorf("instruction table.grow at byte %d of the body: this host does not let tables grow (they keep the size they declare)", at)
@@ -636,8 +638,8 @@ func instrumentFunc(out, instrs, code []byte, params, globals uint32, c checks) 
 			case 8, 10, 11, 12, 14, 17: // memory.init/copy/fill, table.init/copy/fill: length on top
 				bulk = true
 				instrs = append(instrs, code[copied:at]...)
-				instrs = c.appendBulk(instrs, code[at:r.pos], scratch)
-				copied = r.pos
+				instrs = c.appendBulk(instrs, code[at:r.Pos], scratch)
+				copied = r.Pos
 			}
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/insertfn/insertfn/runtime/internal/wasmbin"
 )
 
 const flag = "insertfn.interrupt"
@@ -202,23 +204,23 @@ func plausible(in []byte) bool {
 	if len(in) < 8 {
 		return true
 	}
-	r := reader{b: in, pos: 8}
-	for !r.done() {
-		id, err := r.byte()
+	r := reader{wasmbin.Reader{B: in, Pos: 8}}
+	for !r.Done() {
+		id, err := r.Byte()
 		if err != nil {
 			return true
 		}
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return true
 		}
-		body := r.b[r.pos:min(len(r.b), r.pos+int(size))] // a truncated one too
-		r.pos += len(body)
+		body := r.B[r.Pos:min(len(r.B), r.Pos+int(size))] // a truncated one too
+		r.Pos += len(body)
 		if id == 0 || len(body) == 0 {
 			continue
 		}
-		br := reader{b: body}
-		if n, err := br.u32(); err == nil && int64(n) > int64(len(in)) {
+		br := reader{wasmbin.Reader{B: body}}
+		if n, err := br.U32(); err == nil && int64(n) > int64(len(in)) {
 			return false
 		}
 	}
@@ -328,10 +330,10 @@ func TestImmediates(t *testing.T) {
 		{[]byte{0x1F, 0x40, 1, 0, 0, 0}, 6}, // try_table: one catch (tag 0, label 0)
 	} {
 		code := append(c.code, make([]byte, 20)...)
-		r := reader{b: code}
-		op, _ := r.byte()
-		if err := r.immediates(op); err != nil || r.pos != c.next {
-			t.Errorf("% x: next instruction at %d (%v), want %d", c.code, r.pos, err, c.next)
+		r := reader{wasmbin.Reader{B: code}}
+		op, _ := r.Byte()
+		if err := r.immediates(op); err != nil || r.Pos != c.next {
+			t.Errorf("% x: next instruction at %d (%v), want %d", c.code, r.Pos, err, c.next)
 		}
 	}
 }

@@ -3,99 +3,17 @@ package loopcheck
 import (
 	"errors"
 	"fmt"
+
+	"github.com/insertfn/insertfn/runtime/internal/wasmbin"
 )
 
-var errShort = errors.New("unexpected end")
-
-// reader decodes the binary format. Every method fails rather than read
-// past the end.
-type reader struct {
-	b   []byte
-	pos int
-}
-
-func (r *reader) done() bool { return r.pos >= len(r.b) }
-
-func (r *reader) byte() (byte, error) {
-	if r.pos >= len(r.b) {
-		return 0, errShort
-	}
-	c := r.b[r.pos]
-	r.pos++
-	return c, nil
-}
-
-func (r *reader) bytes(n int) ([]byte, error) {
-	if n < 0 || n > len(r.b)-r.pos {
-		return nil, errShort
-	}
-	s := r.b[r.pos : r.pos+n]
-	r.pos += n
-	return s, nil
-}
-
-// leb skips an LEB128 number of at most maxBytes bytes and returns its low
-// 64 bits (unsigned reading).
-func (r *reader) leb(maxBytes int) (uint64, error) {
-	var v uint64
-	for i := 0; i < maxBytes; i++ {
-		c, err := r.byte()
-		if err != nil {
-			return 0, err
-		}
-		if i < 10 {
-			v |= uint64(c&0x7F) << (7 * i)
-		}
-		if c&0x80 == 0 {
-			return v, nil
-		}
-	}
-	return 0, errors.New("LEB128 number too long")
-}
-
-func (r *reader) u32() (uint32, error) {
-	v, err := r.leb(5)
-	if err != nil {
-		return 0, err
-	}
-	if v > 1<<32-1 {
-		return 0, errors.New("u32 out of range")
-	}
-	return uint32(v), nil
-}
-
-func (r *reader) name() ([]byte, error) {
-	n, err := r.u32()
-	if err != nil {
-		return nil, err
-	}
-	return r.bytes(int(n))
-}
-
-func (r *reader) limits() error {
-	flags, err := r.byte()
-	if err != nil {
-		return err
-	}
-	if flags > 0x07 {
-		return fmt.Errorf("unknown limits flags 0x%02x", flags)
-	}
-	size := 5
-	if flags&0x04 != 0 { // 64-bit
-		size = 10
-	}
-	if _, err := r.leb(size); err != nil {
-		return err
-	}
-	if flags&0x01 != 0 {
-		_, err = r.leb(size)
-	}
-	return err
-}
+// reader is the binary format's reader with what loopcheck also reads:
+// value and block types, instructions' immediates.
+type reader struct{ wasmbin.Reader }
 
 // valueType skips a value type.
 func (r *reader) valueType() error {
-	c, err := r.byte()
+	c, err := r.Byte()
 	if err != nil {
 		return err
 	}
@@ -108,33 +26,33 @@ func (r *reader) valueType() error {
 
 // blockType skips a block type: empty, a value type, or a type index (s33).
 func (r *reader) blockType() error {
-	if r.pos >= len(r.b) {
-		return errShort
+	if r.Pos >= len(r.B) {
+		return wasmbin.ErrShort
 	}
-	switch r.b[r.pos] {
+	switch r.B[r.Pos] {
 	case 0x40:
-		r.pos++
+		r.Pos++
 		return nil
 	case 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F, 0x69:
 		return r.valueType()
 	}
-	_, err := r.leb(5)
+	_, err := r.LEB(5)
 	return err
 }
 
 // memarg skips a memory argument: alignment (with the multi-memory bit, a
 // memory index follows) and offset.
 func (r *reader) memarg() error {
-	align, err := r.u32()
+	align, err := r.U32()
 	if err != nil {
 		return err
 	}
 	if align&0x40 != 0 {
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
-	_, err = r.leb(10)
+	_, err = r.LEB(10)
 	return err
 }
 
@@ -151,24 +69,24 @@ func (r *reader) immediates(op byte) error {
 		err = r.blockType()
 	case op == 0x07, op == 0x08, op == 0x09, op == 0x0C, op == 0x0D, op == 0x18, op == 0xD5, op == 0xD6:
 		// catch throw rethrow br br_if delegate br_on_null br_on_non_null
-		_, err = r.u32()
+		_, err = r.U32()
 	case op == 0x0E: // br_table
 		var n uint32
-		if n, err = r.u32(); err == nil {
+		if n, err = r.U32(); err == nil {
 			for i := uint32(0); i <= n && err == nil; i++ {
-				_, err = r.u32()
+				_, err = r.U32()
 			}
 		}
 	case op == 0x10, op == 0x12, op == 0x14, op == 0x15, op == 0xD2:
 		// call return_call call_ref return_call_ref ref.func
-		_, err = r.u32()
+		_, err = r.U32()
 	case op == 0x11, op == 0x13: // call_indirect return_call_indirect
-		if _, err = r.u32(); err == nil {
-			_, err = r.u32()
+		if _, err = r.U32(); err == nil {
+			_, err = r.U32()
 		}
 	case op == 0x1C: // select with types
 		var n uint32
-		if n, err = r.u32(); err == nil {
+		if n, err = r.U32(); err == nil {
 			for i := uint32(0); i < n && err == nil; i++ {
 				err = r.valueType()
 			}
@@ -176,19 +94,19 @@ func (r *reader) immediates(op byte) error {
 	case op == 0x1F: // try_table
 		err = r.tryTable()
 	case op >= 0x20 && op <= 0x26: // local.* global.* table.get table.set
-		_, err = r.u32()
+		_, err = r.U32()
 	case op >= 0x28 && op <= 0x3E: // loads and stores
 		err = r.memarg()
 	case op == 0x3F, op == 0x40: // memory.size memory.grow
-		_, err = r.u32()
+		_, err = r.U32()
 	case op == 0x41:
-		_, err = r.leb(5)
+		_, err = r.LEB(5)
 	case op == 0x42:
-		_, err = r.leb(10)
+		_, err = r.LEB(10)
 	case op == 0x43:
-		_, err = r.bytes(4)
+		_, err = r.Bytes(4)
 	case op == 0x44:
-		_, err = r.bytes(8)
+		_, err = r.Bytes(8)
 	case op >= 0x45 && op <= 0xC4: // numeric, no immediates
 	case op == 0xD0: // ref.null
 		err = r.blockType() // a heap type: one byte or an s33, read the same way
@@ -208,25 +126,25 @@ func (r *reader) tryTable() error {
 	if err := r.blockType(); err != nil {
 		return err
 	}
-	n, err := r.u32()
+	n, err := r.U32()
 	if err != nil {
 		return err
 	}
 	for i := uint32(0); i < n; i++ {
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return err
 		}
 		switch kind {
 		case 0x00, 0x01: // catch, catch_ref: tag and label
-			if _, err := r.u32(); err != nil {
+			if _, err := r.U32(); err != nil {
 				return err
 			}
 		case 0x02, 0x03: // catch_all, catch_all_ref: label
 		default:
 			return fmt.Errorf("unknown catch kind 0x%02x", kind)
 		}
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
@@ -235,7 +153,7 @@ func (r *reader) tryTable() error {
 
 // prefixFC: saturating truncation, bulk memory, tables.
 func (r *reader) prefixFC() error {
-	sub, err := r.u32()
+	sub, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -250,7 +168,7 @@ func (r *reader) prefixFC() error {
 		return fmt.Errorf("unknown 0xFC instruction %d", sub)
 	}
 	for i := 0; i < indices; i++ {
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
@@ -259,7 +177,7 @@ func (r *reader) prefixFC() error {
 
 // prefixFD: SIMD (and relaxed SIMD, which has no immediates).
 func (r *reader) prefixFD() error {
-	sub, err := r.u32()
+	sub, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -267,12 +185,12 @@ func (r *reader) prefixFD() error {
 	case sub <= 11, sub == 92, sub == 93: // loads, stores, load_zero
 		return r.memarg()
 	case sub == 12, sub == 13: // v128.const, i8x16.shuffle
-		_, err = r.bytes(16)
+		_, err = r.Bytes(16)
 	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
-		_, err = r.byte()
+		_, err = r.Byte()
 	case sub >= 84 && sub <= 91: // load_lane, store_lane
 		if err = r.memarg(); err == nil {
-			_, err = r.byte()
+			_, err = r.Byte()
 		}
 	case sub <= 0x113:
 	default:
@@ -283,13 +201,13 @@ func (r *reader) prefixFD() error {
 
 // prefixFE: threads (atomics).
 func (r *reader) prefixFE() error {
-	sub, err := r.u32()
+	sub, err := r.U32()
 	if err != nil {
 		return err
 	}
 	switch {
 	case sub == 0x03: // atomic.fence
-		_, err = r.byte()
+		_, err = r.Byte()
 		return err
 	case sub <= 0x02, sub >= 0x10 && sub <= 0x4E:
 		return r.memarg()

@@ -19,6 +19,8 @@ package wasmlimits
 import (
 	"errors"
 	"fmt"
+
+	"github.com/insertfn/insertfn/runtime/internal/wasmbin"
 )
 
 // Limits are the bounds a module is checked against. Every field must be
@@ -108,19 +110,19 @@ func Check(wasm []byte, l Limits) error {
 		return malformed("not a WebAssembly binary (no \\0asm header)")
 	}
 	c := checker{l: l}
-	r := reader{b: wasm, pos: 8}
-	for !r.done() {
-		id, err := r.byte()
+	r := reader{wasmbin.Reader{B: wasm, Pos: 8}}
+	for !r.Done() {
+		id, err := r.Byte()
 		if err != nil {
 			return err
 		}
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return malformed("section %s: size: %v", sectionName(id), err)
 		}
-		body, err := r.bytes(int(size))
+		body, err := r.Bytes(int(size))
 		if err != nil {
-			return malformed("section %s: %d bytes announced, %d left in the module", sectionName(id), size, len(r.b)-r.pos)
+			return malformed("section %s: %d bytes announced, %d left in the module", sectionName(id), size, len(r.B)-r.Pos)
 		}
 		if err := c.section(id, body); err != nil {
 			return err
@@ -156,9 +158,9 @@ type checker struct {
 }
 
 func (c *checker) section(id byte, body []byte) error {
-	r := reader{b: body}
+	r := reader{wasmbin.Reader{B: body}}
 	if id == secCustom {
-		name, err := r.name()
+		name, err := r.Name()
 		if err != nil {
 			return malformed("a custom section of %d bytes without a name", len(body))
 		}
@@ -170,12 +172,12 @@ func (c *checker) section(id byte, body []byte) error {
 	if int(id) >= len(minItemBytes) || id == secStart || id == secDataCnt {
 		return nil // one number, or a section the engine refuses
 	}
-	n, err := r.u32()
+	n, err := r.U32()
 	if err != nil {
 		return malformed("section %s: count: %v", sectionName(id), err)
 	}
-	if minItemBytes[id] > 0 && int64(n)*int64(minItemBytes[id]) > int64(len(body)-r.pos) {
-		return malformed("section %s announces %d entries in %d bytes", sectionName(id), n, len(body)-r.pos)
+	if minItemBytes[id] > 0 && int64(n)*int64(minItemBytes[id]) > int64(len(body)-r.Pos) {
+		return malformed("section %s announces %d entries in %d bytes", sectionName(id), n, len(body)-r.Pos)
 	}
 	if int(n) > c.l.SectionItems {
 		return limitErr("SectionItems", "section %s has %d entries; at most %d are allowed", sectionName(id), n, c.l.SectionItems)
@@ -231,12 +233,12 @@ func (c *checker) section(id byte, body []byte) error {
 // least minBytes each, and refuses a count the rest of the section cannot
 // hold: the engine allocates for the count before it reads the items.
 func (r *reader) count(what string, minBytes int) (uint32, error) {
-	n, err := r.u32()
+	n, err := r.U32()
 	if err != nil {
 		return 0, fmt.Errorf("%s: count: %w", what, err)
 	}
-	if int64(n)*int64(minBytes) > int64(len(r.b)-r.pos) {
-		return 0, fmt.Errorf("%s: %d announced in %d bytes", what, n, len(r.b)-r.pos)
+	if int64(n)*int64(minBytes) > int64(len(r.B)-r.Pos) {
+		return 0, fmt.Errorf("%s: %d announced in %d bytes", what, n, len(r.B)-r.Pos)
 	}
 	return n, nil
 }
@@ -244,7 +246,7 @@ func (r *reader) count(what string, minBytes int) (uint32, error) {
 // funcType reads a function type: its parameter and result counts are
 // checked against the bytes that follow (one per value type at least).
 func (c *checker) funcType(r *reader) error {
-	form, err := r.byte()
+	form, err := r.Byte()
 	if err != nil {
 		return err
 	}
@@ -268,13 +270,13 @@ func (c *checker) funcType(r *reader) error {
 // export reads an export: a name (which must fit in the section), a kind
 // and an index.
 func export(r *reader) error {
-	if _, err := r.name(); err != nil {
+	if _, err := r.Name(); err != nil {
 		return fmt.Errorf("name: %w", err)
 	}
-	if _, err := r.byte(); err != nil {
+	if _, err := r.Byte(); err != nil {
 		return err
 	}
-	_, err := r.u32()
+	_, err := r.U32()
 	return err
 }
 
@@ -283,7 +285,7 @@ func export(r *reader) error {
 // section, and the entries of all segments together are bounded by
 // TableElements: the engine holds each entry in 30-odd bytes.
 func (c *checker) element(r *reader) error {
-	prefix, err := r.u32()
+	prefix, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -291,7 +293,7 @@ func (c *checker) element(r *reader) error {
 		return fmt.Errorf("element segment prefix %d", prefix)
 	}
 	if prefix&0x02 != 0 && prefix&0x01 == 0 { // 2, 6: an explicit table index
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
 	}
@@ -305,7 +307,7 @@ func (c *checker) element(r *reader) error {
 		if exprs {
 			err = r.valueType()
 		} else {
-			_, err = r.byte()
+			_, err = r.Byte()
 		}
 		if err != nil {
 			return err
@@ -327,7 +329,7 @@ func (c *checker) element(r *reader) error {
 		if exprs {
 			err = r.constExpr()
 		} else {
-			_, err = r.u32()
+			_, err = r.U32()
 		}
 		if err != nil {
 			return err
@@ -338,7 +340,7 @@ func (c *checker) element(r *reader) error {
 
 // data reads a data segment: its bytes must fit in the section.
 func data(r *reader) error {
-	prefix, err := r.u32()
+	prefix, err := r.U32()
 	if err != nil {
 		return err
 	}
@@ -347,7 +349,7 @@ func data(r *reader) error {
 		err = r.constExpr()
 	case 1:
 	case 2:
-		if _, err = r.u32(); err == nil {
+		if _, err = r.U32(); err == nil {
 			err = r.constExpr()
 		}
 	default:
@@ -356,7 +358,7 @@ func data(r *reader) error {
 	if err != nil {
 		return fmt.Errorf("offset: %w", err)
 	}
-	if _, err := r.name(); err != nil { // a vector of bytes, read as a name is
+	if _, err := r.Name(); err != nil { // a vector of bytes, read as a name is
 		return fmt.Errorf("bytes: %w", err)
 	}
 	return nil
@@ -368,30 +370,30 @@ func data(r *reader) error {
 // subsections must each hold exactly what they announce: the engine
 // reads them without regard to their sizes.
 func (c *checker) names(r *reader) error {
-	for !r.done() {
-		id, err := r.byte()
+	for !r.Done() {
+		id, err := r.Byte()
 		if err != nil {
 			return malformed("name section: %v", err)
 		}
-		size, err := r.u32()
+		size, err := r.U32()
 		if err != nil {
 			return malformed("name section: subsection %d: size: %v", id, err)
 		}
-		body, err := r.bytes(int(size))
+		body, err := r.Bytes(int(size))
 		if err != nil {
-			return malformed("name section: subsection %d: %d bytes announced, %d left", id, size, len(r.b)-r.pos)
+			return malformed("name section: subsection %d: %d bytes announced, %d left", id, size, len(r.B)-r.Pos)
 		}
-		sr := reader{b: body}
+		sr := reader{wasmbin.Reader{B: body}}
 		switch id {
 		case 0: // the module's name
-			_, err = sr.name()
+			_, err = sr.Name()
 		case 1: // function names
 			err = c.nameMap(&sr, "function names")
 		case 2: // local names: a name map per function
 			var n uint32
 			if n, err = c.nameCount(&sr, "functions with local names", 2); err == nil {
 				for i := uint32(0); i < n && err == nil; i++ {
-					if _, err = sr.u32(); err == nil {
+					if _, err = sr.U32(); err == nil {
 						err = c.nameMap(&sr, "local names")
 					}
 				}
@@ -399,8 +401,8 @@ func (c *checker) names(r *reader) error {
 		default:
 			continue // the engine skips it
 		}
-		if err == nil && !sr.done() {
-			err = fmt.Errorf("%d bytes after its content", len(sr.b)-sr.pos)
+		if err == nil && !sr.Done() {
+			err = fmt.Errorf("%d bytes after its content", len(sr.B)-sr.Pos)
 		}
 		if err != nil {
 			var lim *Error
@@ -433,10 +435,10 @@ func (c *checker) nameMap(r *reader, what string) error {
 		return err
 	}
 	for range n {
-		if _, err := r.u32(); err != nil {
+		if _, err := r.U32(); err != nil {
 			return err
 		}
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return err
 		}
 	}
@@ -445,35 +447,35 @@ func (c *checker) nameMap(r *reader, what string) error {
 
 func (c *checker) imports(r *reader, n uint32) error {
 	for range n {
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return malformed("import section: %v", err)
 		}
-		if _, err := r.name(); err != nil {
+		if _, err := r.Name(); err != nil {
 			return malformed("import section: %v", err)
 		}
-		kind, err := r.byte()
+		kind, err := r.Byte()
 		if err != nil {
 			return malformed("import section: %v", err)
 		}
 		switch kind {
 		case 0: // function: a type index
 			c.functions++
-			_, err = r.u32()
+			_, err = r.U32()
 		case 1:
 			err = c.table(r)
 		case 2:
 			err = c.memory(r)
 		case 3: // global: a value type (a reference type with its heap type), mutability
 			var vt byte
-			if vt, err = r.byte(); err == nil && (vt == 0x63 || vt == 0x64) {
-				_, err = r.leb(5)
+			if vt, err = r.Byte(); err == nil && (vt == 0x63 || vt == 0x64) {
+				_, err = r.LEB(5)
 			}
 			if err == nil {
-				_, err = r.byte()
+				_, err = r.Byte()
 			}
 		case 4: // tag: an attribute, a type index
-			if _, err = r.byte(); err == nil {
-				_, err = r.u32()
+			if _, err = r.Byte(); err == nil {
+				_, err = r.U32()
 			}
 		default:
 			return malformed("import section: import kind 0x%02x", kind)
@@ -496,14 +498,14 @@ func (c *checker) table(r *reader) error {
 	if c.tables > c.l.Tables {
 		return limitErr("Tables", "the module has more than %d tables", c.l.Tables)
 	}
-	rt, err := r.byte()
+	rt, err := r.Byte()
 	if err != nil {
 		return malformed("table: %v", err)
 	}
 	if rt != 0x70 && rt != 0x6F { // funcref, externref
 		return malformed("table of reference type 0x%02x, which is not supported", rt)
 	}
-	min, _, err := r.limits()
+	min, _, err := r.Limits()
 	if err != nil {
 		return malformed("table: %v", err)
 	}
@@ -515,7 +517,7 @@ func (c *checker) table(r *reader) error {
 
 // memory reads a memory type and checks its minimum against the cap.
 func (c *checker) memory(r *reader) error {
-	min, _, err := r.limits()
+	min, _, err := r.Limits()
 	if err != nil {
 		return malformed("memory: %v", err)
 	}
@@ -531,19 +533,19 @@ func (c *checker) code(r *reader, n uint32, size int) error {
 		return limitErr("CodeBytes", "the code section is %d bytes; at most %d are allowed", size, c.l.CodeBytes)
 	}
 	for i := range n {
-		bodySize, err := r.u32()
+		bodySize, err := r.U32()
 		if err != nil {
 			return malformed("function body %d: size: %v", i, err)
 		}
 		if int64(bodySize) > int64(c.l.FunctionBytes) {
 			return limitErr("FunctionBytes", "function body %d is %d bytes; at most %d are allowed", i, bodySize, c.l.FunctionBytes)
 		}
-		body, err := r.bytes(int(bodySize))
+		body, err := r.Bytes(int(bodySize))
 		if err != nil {
-			return malformed("function body %d: %d bytes announced, %d left", i, bodySize, len(r.b)-r.pos)
+			return malformed("function body %d: %d bytes announced, %d left", i, bodySize, len(r.B)-r.Pos)
 		}
-		br := reader{b: body}
-		decls, err := br.u32()
+		br := reader{wasmbin.Reader{B: body}}
+		decls, err := br.U32()
 		if err != nil {
 			return malformed("function body %d: locals: %v", i, err)
 		}
@@ -552,7 +554,7 @@ func (c *checker) code(r *reader, n uint32, size int) error {
 		}
 		var locals uint64
 		for range decls {
-			k, err := br.u32()
+			k, err := br.U32()
 			if err != nil {
 				return malformed("function body %d: locals: %v", i, err)
 			}
@@ -568,71 +570,19 @@ func (c *checker) code(r *reader, n uint32, size int) error {
 	return nil
 }
 
-var errShort = errors.New("unexpected end")
-
-// reader decodes the binary format; every method fails rather than read
-// past the end.
-type reader struct {
-	b   []byte
-	pos int
-}
-
-func (r *reader) done() bool { return r.pos >= len(r.b) }
-
-func (r *reader) byte() (byte, error) {
-	if r.pos >= len(r.b) {
-		return 0, errShort
-	}
-	c := r.b[r.pos]
-	r.pos++
-	return c, nil
-}
-
-func (r *reader) bytes(n int) ([]byte, error) {
-	if n < 0 || n > len(r.b)-r.pos {
-		return nil, errShort
-	}
-	s := r.b[r.pos : r.pos+n]
-	r.pos += n
-	return s, nil
-}
-
-// leb reads an unsigned LEB128 number of at most maxBytes bytes.
-func (r *reader) leb(maxBytes int) (uint64, error) {
-	var v uint64
-	for i := range maxBytes {
-		c, err := r.byte()
-		if err != nil {
-			return 0, err
-		}
-		v |= uint64(c&0x7F) << (7 * i)
-		if c&0x80 == 0 {
-			return v, nil
-		}
-	}
-	return 0, errors.New("LEB128 number too long")
-}
-
-func (r *reader) u32() (uint32, error) {
-	v, err := r.leb(5)
-	if err != nil {
-		return 0, err
-	}
-	if v > 1<<32-1 {
-		return 0, errors.New("u32 out of range")
-	}
-	return uint32(v), nil
-}
+// reader is the binary format's reader with what the check also reads:
+// value types, constant expressions, counts checked against the bytes.
+type reader struct{ wasmbin.Reader }
 
 // valueType reads a value type: one byte, or a reference type's prefix
 // (0x63, 0x64) and its heap type (a signed LEB128 number).
 func (r *reader) valueType() error {
-	b, err := r.byte()
+	b, err := r.Byte()
 	if err != nil {
 		return err
 	}
 	if b == 0x63 || b == 0x64 {
-		_, err = r.leb(5)
+		_, err = r.LEB(5)
 	}
 	return err
 }
@@ -640,7 +590,7 @@ func (r *reader) valueType() error {
 // constExpr reads a constant expression up to its end.
 func (r *reader) constExpr() error {
 	for {
-		op, err := r.byte()
+		op, err := r.Byte()
 		if err != nil {
 			return err
 		}
@@ -648,18 +598,18 @@ func (r *reader) constExpr() error {
 		case 0x0B: // end
 			return nil
 		case 0x41, 0x23, 0xD2: // i32.const, global.get, ref.func
-			_, err = r.leb(5)
+			_, err = r.LEB(5)
 		case 0x42: // i64.const
-			_, err = r.leb(10)
+			_, err = r.LEB(10)
 		case 0x43: // f32.const
-			_, err = r.bytes(4)
+			_, err = r.Bytes(4)
 		case 0x44: // f64.const
-			_, err = r.bytes(8)
+			_, err = r.Bytes(8)
 		case 0xD0: // ref.null: a heap type
-			_, err = r.leb(5)
+			_, err = r.LEB(5)
 		case 0xFD: // v128.const
-			if _, err = r.u32(); err == nil {
-				_, err = r.bytes(16)
+			if _, err = r.U32(); err == nil {
+				_, err = r.Bytes(16)
 			}
 		case 0x6A, 0x6B, 0x6C, 0x7C, 0x7D, 0x7E: // extended constant arithmetic
 		default:
@@ -669,37 +619,4 @@ func (r *reader) constExpr() error {
 			return err
 		}
 	}
-}
-
-func (r *reader) name() ([]byte, error) {
-	n, err := r.u32()
-	if err != nil {
-		return nil, err
-	}
-	return r.bytes(int(n))
-}
-
-// limits reads a limits type: flags, minimum and, when flagged, maximum
-// (64-bit numbers for memory64 and table64).
-func (r *reader) limits() (min, max uint64, err error) {
-	flags, err := r.byte()
-	if err != nil {
-		return 0, 0, err
-	}
-	if flags > 0x07 {
-		return 0, 0, fmt.Errorf("limits flags 0x%02x", flags)
-	}
-	width := 5
-	if flags&0x04 != 0 {
-		width = 10
-	}
-	if min, err = r.leb(width); err != nil {
-		return 0, 0, err
-	}
-	if flags&0x01 != 0 {
-		if max, err = r.leb(width); err != nil {
-			return 0, 0, err
-		}
-	}
-	return min, max, nil
 }
