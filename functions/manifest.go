@@ -100,6 +100,12 @@ type ManifestError struct {
 	Problem string
 }
 
+// ConfigKey returns the key at fault, below its section.
+func (e *ManifestError) ConfigKey() string { return e.Key }
+
+// ConfigProblem says what is wrong with the key.
+func (e *ManifestError) ConfigProblem() string { return e.Problem }
+
 // Error returns "functions: manifest NAME: KEY: PROBLEM".
 func (e *ManifestError) Error() string {
 	if e.Name == "" {

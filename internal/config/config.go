@@ -79,16 +79,9 @@ type Runtime struct {
 	MemoryBudget int64 `yaml:"memory_budget"`
 	// CompileTimeout bounds one module's compilation (default 1m).
 	CompileTimeout time.Duration `yaml:"compile_timeout"`
-	// Module limits, checked before a module is compiled (runtime.ModuleLimits).
-	MaxModuleBytes    int `yaml:"max_module_bytes"`
-	MaxCodeBytes      int `yaml:"max_code_bytes"`
-	MaxFunctionBytes  int `yaml:"max_function_bytes"`
-	MaxFunctions      int `yaml:"max_functions"`
-	MaxLocals         int `yaml:"max_locals"`
-	MaxTables         int `yaml:"max_tables"`
-	MaxTableElements  int `yaml:"max_table_elements"`
-	MaxSectionItems   int `yaml:"max_section_items"`
-	MaxFunctionBlocks int `yaml:"max_function_blocks"`
+	// ModuleLimits are checked before a module is compiled; the runtime
+	// owns them and validates them.
+	runtime.ModuleLimits `yaml:",inline"`
 }
 
 // RuntimeConfig returns the runtime's engine configuration: the runtime
@@ -99,31 +92,17 @@ func (c *Config) RuntimeConfig() runtime.Config {
 		CacheDir:       filepath.Join(c.DataDir(), "compile-cache"),
 		MemoryBudget:   r.MemoryBudget,
 		CompileTimeout: r.CompileTimeout,
-		ModuleLimits: runtime.ModuleLimits{
-			MaxModuleBytes: r.MaxModuleBytes, MaxCodeBytes: r.MaxCodeBytes, MaxFunctionBytes: r.MaxFunctionBytes,
-			MaxFunctions: r.MaxFunctions, MaxLocals: r.MaxLocals, MaxTables: r.MaxTables,
-			MaxTableElements: r.MaxTableElements, MaxSectionItems: r.MaxSectionItems, MaxFunctionBlocks: r.MaxFunctionBlocks,
-		},
+		ModuleLimits:   r.ModuleLimits,
 	}
 }
 
-// validate reports the runtime section's problems through bad.
-func (r *Runtime) validate(bad func(key, format string, args ...any)) {
-	if r.CompileTimeout < 0 {
-		bad("runtime.compile_timeout", "%s is negative", r.CompileTimeout)
-	}
-	for _, l := range []struct {
-		key string
-		v   int
-	}{
-		{"max_module_bytes", r.MaxModuleBytes}, {"max_code_bytes", r.MaxCodeBytes}, {"max_function_bytes", r.MaxFunctionBytes},
-		{"max_functions", r.MaxFunctions}, {"max_locals", r.MaxLocals}, {"max_tables", r.MaxTables},
-		{"max_table_elements", r.MaxTableElements}, {"max_section_items", r.MaxSectionItems}, {"max_function_blocks", r.MaxFunctionBlocks},
-	} {
-		if l.v < 0 {
-			bad("runtime."+l.key, "%d is negative (0 or absent: the default)", l.v)
-		}
-	}
+// keyError is what each section's own validation returns for one key
+// (functions.ManifestError, delivery.ConfigError, ingest.SourceError,
+// runtime.LimitError): the key below the section, and what is wrong.
+type keyError interface {
+	error
+	ConfigKey() string
+	ConfigProblem() string
 }
 
 // Function is one function: its manifest, written in YAML with the keys
@@ -304,23 +283,17 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	// under reports a section's error under key: a *functions.ManifestError
-	// or a *delivery.ConfigError names its own key below it.
+	// under reports a section's error under key: a keyError names its own
+	// key below it.
 	var under func(key string, err error)
 	under = func(key string, err error) {
-		var me *functions.ManifestError
-		var ce *delivery.ConfigError
-		var se *ingest.SourceError
+		var ke keyError
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range j.Unwrap() {
 				under(key, e)
 			}
-		} else if errors.As(err, &me) {
-			bad(key+"."+me.Key, "%s", me.Problem)
-		} else if errors.As(err, &ce) {
-			bad(key+"."+ce.Key, "%s", ce.Problem)
-		} else if errors.As(err, &se) {
-			bad(key+"."+se.Key, "%s", se.Problem)
+		} else if errors.As(err, &ke) {
+			bad(key+"."+ke.ConfigKey(), "%s", ke.ConfigProblem())
 		} else if err != nil {
 			bad(key, "%v", err)
 		}
@@ -328,7 +301,10 @@ func (c *Config) Validate() error {
 	if err := c.Consent.Validate(); err != nil {
 		bad("consent", "%v", err)
 	}
-	c.Runtime.validate(bad)
+	if c.Runtime.CompileTimeout < 0 {
+		bad("runtime.compile_timeout", "%s is negative", c.Runtime.CompileTimeout)
+	}
+	under("runtime", c.Runtime.ModuleLimits.Validate())
 	fns := make(map[string]bool)
 	for i, f := range c.Functions {
 		key := fmt.Sprintf("functions[%d]", i)

@@ -171,6 +171,12 @@ type ConfigError struct {
 	Problem string
 }
 
+// ConfigKey returns the key at fault, below its section.
+func (e *ConfigError) ConfigKey() string { return e.Key }
+
+// ConfigProblem says what is wrong with the key.
+func (e *ConfigError) ConfigProblem() string { return e.Problem }
+
 // Error returns "delivery config: KEY: PROBLEM".
 func (e *ConfigError) Error() string {
 	return "delivery config: " + e.Key + ": " + e.Problem

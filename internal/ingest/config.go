@@ -225,6 +225,12 @@ type SourceError struct {
 	Key, Problem string
 }
 
+// ConfigKey returns the key at fault, below its section.
+func (e *SourceError) ConfigKey() string { return e.Key }
+
+// ConfigProblem says what is wrong with the key.
+func (e *SourceError) ConfigProblem() string { return e.Problem }
+
 func (e *SourceError) Error() string { return e.Key + ": " + e.Problem }
 
 // sourceName is what a source may be called: it names the source in
