@@ -22,6 +22,7 @@ import (
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/ingest"
+	"github.com/insertfn/insertfn/internal/pipeline"
 )
 
 const benchWriteKey = "bench-key"
@@ -66,7 +67,7 @@ func startServer(b *testing.B, sink *countingSink) (*app.Server, string) {
 	}
 	c.Functions = []config.Function{{Name: "consent-match", Wasm: wasmPath}}
 	c.Sources = []config.Source{{Source: ingest.Source{Name: "web", WriteKeys: []string{benchWriteKey}}, Functions: []string{"consent-match"}}}
-	c.Destinations = []config.Destination{{Name: "warehouse", Categories: []string{"C0001"},
+	c.Destinations = []config.Destination{{Destination: pipeline.Destination{Name: "warehouse", Categories: []string{"C0001"}},
 		Config: delivery.Config{Type: "webhook", WebhookConfig: delivery.WebhookConfig{URL: "http://" + sink.addr + "/"}}}}
 	if err := c.Validate(); err != nil {
 		b.Fatal(err)

@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 			return nil, fmt.Errorf("insertfn: destination %s: %w", d.Name, err)
 		}
 		h.sinks = append(h.sinks, sink)
-		dests = append(dests, pipeline.Destination{Name: d.Name, Categories: d.Categories, Functions: d.Functions})
+		dests = append(dests, d.Destination)
 	}
 	var sources []pipeline.Source
 	var ingestSources []ingest.Source

@@ -21,6 +21,7 @@ import (
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/ingest"
+	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/wasmbuild"
 )
 
@@ -75,7 +76,7 @@ func (s *sink) ids() []string {
 }
 
 func webhookDest(name, url string, categories ...string) config.Destination {
-	return config.Destination{Name: name, Categories: categories,
+	return config.Destination{Destination: pipeline.Destination{Name: name, Categories: categories},
 		Config: delivery.Config{Type: "webhook", WebhookConfig: delivery.WebhookConfig{URL: url, Timeout: 5 * time.Second}}}
 }
 

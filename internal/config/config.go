@@ -31,6 +31,7 @@ import (
 	"github.com/insertfn/insertfn/internal/consentstore/storeconfig"
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/ingest"
+	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -121,14 +122,10 @@ type Source struct {
 // Destination is one destination: its sink (type and options), the
 // consent categories it is mapped to, and its own functions.
 type Destination struct {
-	// Name is the destination's name as an event's integrations object
-	// spells it.
-	Name string `yaml:"name"`
-	// Categories are the consent categories it is mapped to; none: it is
-	// unmapped and consent does not restrict it.
-	Categories []string `yaml:"categories"`
-	// Functions run for this destination only, after routing.
-	Functions       []string `yaml:"functions"`
+	// Destination is what the pipeline knows of it: name, categories,
+	// functions.
+	pipeline.Destination `yaml:",inline"`
+	// Config is its sink: type and options.
 	delivery.Config `yaml:",inline"`
 }
 
@@ -189,7 +186,7 @@ func Default(writeKey string) (*Config, error) {
 	c := &Config{
 		Functions: []Function{{Name: "consent-match", Wasm: ExampleFunction}},
 		Sources:   []Source{{Source: ingest.Source{Name: "default"}, Functions: []string{"consent-match"}}},
-		Destinations: []Destination{{Name: "events-file",
+		Destinations: []Destination{{Destination: pipeline.Destination{Name: "events-file"},
 			Config: delivery.Config{Type: "file", FileConfig: delivery.FileConfig{Path: filepath.Join(DefaultData, "events.ndjson")}}}},
 	}
 	c.defaults()

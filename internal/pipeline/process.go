@@ -34,10 +34,17 @@ type Source struct {
 
 // Destination is one configured destination: the consent categories it is
 // mapped to and the functions its events run through after routing.
+// It is also the destination's entry in the configuration file (with its
+// sink's settings beside it), under the keys its tags give.
 type Destination struct {
-	Name       string
-	Categories []string
-	Functions  []string
+	// Name is the destination's name as an event's integrations object
+	// spells it.
+	Name string `yaml:"name"`
+	// Categories are the consent categories it is mapped to; none: it is
+	// unmapped and consent does not restrict it.
+	Categories []string `yaml:"categories"`
+	// Functions run for this destination only, after routing.
+	Functions []string `yaml:"functions"`
 }
 
 // Processor turns one accepted event into what each destination receives.
