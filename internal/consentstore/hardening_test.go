@@ -1,6 +1,7 @@
 package consentstore
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -198,4 +199,39 @@ func sget(t *testing.T, s *Store, id string) *consent.Record {
 		t.Fatalf("Get(%q): %v", id, err)
 	}
 	return r
+}
+
+// TestGetAsOf: the record as it stood at a time: the current one when
+// nothing was decided after it, else rebuilt from the history; not found
+// when nothing was decided by then.
+func TestGetAsOf(t *testing.T) {
+	ctx := context.Background()
+	s := New(NewMemory(), Options{})
+	for _, u := range []struct {
+		ts  int64
+		ads bool
+	}{{1000, true}, {5000, false}} {
+		if _, err := s.Update(ctx, Update{Source: "t", Record: consent.Record{ID: "u",
+			Categories: []consent.Category{{Name: "Advertising", Consented: u.ads, Timestamp: u.ts}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		at   int64
+		want bool
+	}{{1000, true}, {4999, true}, {5000, false}, {9000, false}} {
+		rec, err := s.GetAsOf(ctx, "u", c.at)
+		if err != nil {
+			t.Fatalf("GetAsOf(%d): %v", c.at, err)
+		}
+		if got, _ := rec.Category("Advertising"); got.Consented != c.want {
+			t.Errorf("GetAsOf(%d): Advertising %v, want %v", c.at, got.Consented, c.want)
+		}
+	}
+	if _, err := s.GetAsOf(ctx, "u", 999); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("GetAsOf before any decision: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetAsOf(ctx, "nobody", 9000); !errors.Is(err, consent.ErrNotFound) {
+		t.Errorf("GetAsOf of an unknown id: %v, want ErrNotFound", err)
+	}
 }

@@ -196,7 +196,7 @@ type Store struct {
 	closed atomic.Bool
 }
 
-var _ consent.Store = (*Store)(nil)
+var _ consent.AsOfStore = (*Store)(nil)
 
 // New returns a Store over b. The Store owns b: [Store.Close] closes it.
 func New(b Backend, opts Options) *Store {
@@ -327,6 +327,30 @@ func (s *Store) AsOf(ctx context.Context, id string, at time.Time) (*consent.Rec
 		return nil, err
 	}
 	return AsOf(rec, points, at.UnixMilli()), nil
+}
+
+// GetAsOf implements consent.AsOfStore: the record of id as it stood at
+// at (Unix milliseconds), for judging an event by the consent of the
+// moment it was received. When nothing was decided after at, that is the
+// current record (the cached lookup of [Store.Get], the common case);
+// otherwise it is rebuilt from the history ([Store.AsOf]). A backend that
+// keeps no history (http) answers with the current record. An id with no
+// decision by at is not found.
+func (s *Store) GetAsOf(ctx context.Context, id string, at int64) (*consent.Record, error) {
+	rec, err := s.Get(ctx, id)
+	if err != nil || rec.UpdatedAt <= at {
+		return rec, err
+	}
+	then, err := s.AsOf(ctx, id, time.UnixMilli(at))
+	switch {
+	case errors.Is(err, ErrReadOnly):
+		return rec, nil
+	case err != nil:
+		return nil, err
+	case len(then.Categories) == 0 && len(then.Purposes) == 0:
+		return nil, fmt.Errorf("consent store: %q had decided nothing by %s: %w", id, time.UnixMilli(at).UTC().Format(time.RFC3339Nano), consent.ErrNotFound)
+	}
+	return then, nil
 }
 
 // Scan calls fn with every stored record until fn returns an error.

@@ -340,7 +340,7 @@ func normalize(sc *scratch, ev eventView, typ segment.EventType, sh *shared, now
 		out = segment.AppendTime(out, ts)
 	}
 	out = append(out, '"')
-	out = appendKey(out, &first, `"receivedAt":"`)
+	out = appendKey(out, &first, `"`+segment.MemberReceivedAt+`":"`) // last: segment.TrailingReceivedAt
 	out = append(out, sc.received...)
 	out = append(out, `"}`...)
 	sc.out = out

@@ -52,6 +52,9 @@ func TestStoredOrder(t *testing.T) {
 		if got, ok := segment.LeadingType([]byte(ev)); !ok || got.String() != typ {
 			t.Errorf("%s: segment.LeadingType = %d, %v: the host cannot read the type first", ev, got, ok)
 		}
+		if at, ok := segment.TrailingReceivedAt([]byte(ev)); !ok || at != gjson.Get(ev, segment.MemberReceivedAt).Str {
+			t.Errorf("%s: segment.TrailingReceivedAt = %q, %v: the host cannot read receivedAt last", ev, at, ok)
+		}
 		var names []string
 		gjson.Parse(ev).ForEach(func(k, _ gjson.Result) bool {
 			names = append(names, k.Str)

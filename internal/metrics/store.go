@@ -31,13 +31,33 @@ func (m *Metrics) InstrumentStore(s consent.Store, backend string) consent.Store
 		return s
 	}
 	b := labelValue(strings.Clone(backend))
-	return &instrumentedStore{
+	st := &instrumentedStore{
 		s:        s,
 		found:    m.lookups.WithLabelValues(b, "found"),
 		notFound: m.lookups.WithLabelValues(b, "not_found"),
 		failed:   m.lookups.WithLabelValues(b, "error"),
 		latency:  m.lookupLatency.WithLabelValues(b),
 	}
+	if as, ok := s.(consent.AsOfStore); ok {
+		return &instrumentedAsOfStore{instrumentedStore: st, as: as}
+	}
+	return st
+}
+
+// instrumentedAsOfStore measures the lookups of a store that also answers
+// as of a time, keeping that ability for the host.
+type instrumentedAsOfStore struct {
+	*instrumentedStore
+	as consent.AsOfStore
+}
+
+// GetAsOf looks id up as of at in the wrapped store and records the
+// lookup.
+func (st *instrumentedAsOfStore) GetAsOf(ctx context.Context, id string, at int64) (*consent.Record, error) {
+	start := time.Now()
+	rec, err := st.as.GetAsOf(ctx, id, at)
+	st.record(start, err)
+	return rec, err
 }
 
 // instrumentedStore measures the lookups of the store it wraps.
@@ -51,6 +71,12 @@ type instrumentedStore struct {
 func (st *instrumentedStore) Get(ctx context.Context, id string) (*consent.Record, error) {
 	start := time.Now()
 	rec, err := st.s.Get(ctx, id)
+	st.record(start, err)
+	return rec, err
+}
+
+// record counts one lookup that began at start and ended with err.
+func (st *instrumentedStore) record(start time.Time, err error) {
 	st.latency.Observe(time.Since(start).Seconds())
 	switch {
 	case err == nil:
@@ -60,5 +86,4 @@ func (st *instrumentedStore) Get(ctx context.Context, id string) (*consent.Recor
 	default:
 		st.failed.Inc()
 	}
-	return rec, err
 }

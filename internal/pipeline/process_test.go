@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/consentstore"
@@ -146,5 +147,50 @@ func TestDestinationFunctions(t *testing.T) {
 	}
 	if !slices.Equal(receivers(p, &res), []string{"ads", "archive"}) {
 		t.Errorf("receivers %v", receivers(p, &res))
+	}
+}
+
+// TestProcessJudgesByConsentAtReceipt: an event is judged by the consent
+// stored as of its receipt (receivedAt), so one that waited in the queue
+// while the person changed their mind is not dropped for carrying the
+// choice it was sent under; an event received after the change is judged
+// by the new choice.
+func TestProcessJudgesByConsentAtReceipt(t *testing.T) {
+	p, store := newProcessor(t)
+	change := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if _, err := store.Update(ctx, consentstore.Update{Source: "test", Record: consent.Record{ID: "u1",
+		Categories: []consent.Category{{Name: "Advertising", Consented: false, Timestamp: change.UnixMilli()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	event := func(id, receivedAt string) []byte {
+		return []byte(`{"type":"track","event":"Viewed","userId":"u1","messageId":"` + id + `",` +
+			`"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false}}},"receivedAt":"` + receivedAt + `"}`)
+	}
+	var res Result
+	if err := p.Process(ctx, "web", event("before", "2026-12-01T09:59:59.999Z"), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Dropped || !slices.Equal(receivers(p, &res), []string{"ads", "archive"}) {
+		t.Errorf("an event received before the change, carrying the choice of then: dropped=%t (%s) receivers %v; want ads and archive",
+			res.Dropped, res.DropReason, receivers(p, &res))
+	}
+	if err := p.Process(ctx, "web", event("after", "2026-12-01T10:00:00.001Z"), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Dropped || res.DropReason != "Consent mismatch" {
+		t.Errorf("an event received after the change, carrying the old choice: dropped=%t (%s); want a Consent mismatch", res.Dropped, res.DropReason)
+	}
+	// Someone who had decided nothing by the event's receipt has no
+	// record for it (consent-match's missingRecord here: drop).
+	if _, err := store.Update(ctx, consentstore.Update{Source: "test", Record: consent.Record{ID: "u2",
+		Categories: []consent.Category{{Name: "Advertising", Consented: true, Timestamp: change.UnixMilli()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	early := []byte(`{"type":"track","event":"Viewed","userId":"u2","messageId":"u2-early","context":{"consent":{"categoryPreferences":{"Advertising":true}}},"receivedAt":"2026-12-01T09:00:00.000Z"}`)
+	if err := p.Process(ctx, "web", early, &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Dropped || res.DropReason != "No stored consent" {
+		t.Errorf("an event received before its person decided anything: dropped=%t (%s); want No stored consent", res.Dropped, res.DropReason)
 	}
 }

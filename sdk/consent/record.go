@@ -327,3 +327,18 @@ var ErrNotFound = errors.New("consent: no record for this id")
 type Store interface {
 	Get(ctx context.Context, id string) (*Record, error)
 }
+
+// AsOfStore is a [Store] that also answers what was decided by a given
+// time. The host asks it for the consent as of the moment an event was
+// received: an event stamped with the person's choice of that moment is
+// judged by that choice, however long it waited in the queue while the
+// person changed their mind (the change itself, received later, is judged
+// by the new choice).
+type AsOfStore interface {
+	Store
+	// GetAsOf returns the record whose id or alias is id, as it stood at
+	// at (milliseconds since the Unix epoch): entries decided after at
+	// are left out. It returns an error wrapping [ErrNotFound] when no
+	// entry was decided by then. The rules of Get apply.
+	GetAsOf(ctx context.Context, id string, at int64) (*Record, error)
+}

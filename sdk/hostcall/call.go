@@ -172,7 +172,20 @@ func (c *Call) get(id string) (*consent.Record, abi.ConsentStatus) {
 	if c.store == nil {
 		return nil, abi.ConsentNoRecord
 	}
-	rec, err := c.store.Get(c.ctx, id)
+	var rec *consent.Record
+	var err error
+	// The consent as of the event's receipt, when the store can tell it:
+	// an event that waited in the queue while the person changed their
+	// mind is judged by the choice it was sent under.
+	if as, ok := c.store.(consent.AsOfStore); ok {
+		if at, ok := c.Doc.ReceivedAt(); ok {
+			rec, err = as.GetAsOf(c.ctx, id, at)
+		} else {
+			rec, err = c.store.Get(c.ctx, id)
+		}
+	} else {
+		rec, err = c.store.Get(c.ctx, id)
+	}
 	switch {
 	case err == nil && rec != nil:
 		return rec, abi.ConsentFound

@@ -583,3 +583,55 @@ func TestStoreFailureLoggedOncePerEvent(t *testing.T) {
 		t.Errorf("%d log lines after 1000 failed lookups, want 1", len(c.Logs()))
 	}
 }
+
+// asOfStore is a consent.AsOfStore that records the time it is asked for.
+type asOfStore struct {
+	*fakeStore
+	at []int64
+}
+
+func (s *asOfStore) GetAsOf(ctx context.Context, id string, at int64) (*consent.Record, error) {
+	s.at = append(s.at, at)
+	return s.Get(ctx, id)
+}
+
+// TestConsentLookupAsOfReceipt: with a store that answers as of a time,
+// the lookup asks for the consent as of the event's receivedAt (read from
+// the end of the event where the ingest writes it, or by a lookup), and
+// as of nothing when the event has none.
+func TestConsentLookupAsOfReceipt(t *testing.T) {
+	rec := &consent.Record{ID: "u1", Categories: []consent.Category{{Name: "A", Consented: true, Timestamp: 1}}}
+	for _, c := range []struct {
+		event string
+		at    []int64
+	}{
+		{`{"type":"track","userId":"u1","receivedAt":"2024-05-01T12:00:00.000Z"}`, []int64{1714564800000}},
+		{`{"type":"track","receivedAt":"2024-05-01T12:00:00.5+00:00","userId":"u1"}`, []int64{1714564800500}},
+		{`{"type":"track","userId":"u1"}`, nil},
+		{`{"type":"track","userId":"u1","receivedAt":"yesterday"}`, nil},
+	} {
+		s := &asOfStore{fakeStore: newStore(rec)}
+		call := newCall(c.event, s, "", hostcall.Limits{})
+		if st, _ := call.ConsentLookup("", nil); st != abi.ConsentFound {
+			t.Fatalf("%s: lookup status %v", c.event, st)
+		}
+		if !slices.Equal(s.at, c.at) {
+			t.Errorf("%s: asked as of %v, want %v", c.event, s.at, c.at)
+		}
+		if c.at == nil && len(s.asked) != 1 {
+			t.Errorf("%s: the plain lookup was not made (asked %v)", c.event, s.asked)
+		}
+	}
+	// The as-of lookup allocates nothing of its own.
+	s := &asOfStore{fakeStore: newStore(rec), at: make([]int64, 0, 1024)}
+	s.asked = make([]string, 0, 1024)
+	event := []byte(`{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"A":true}}},"receivedAt":"2024-05-01T12:00:00.000Z"}`)
+	var call hostcall.Call
+	if n := testing.AllocsPerRun(100, func() {
+		s.at, s.asked = s.at[:0], s.asked[:0]
+		call.Reset(context.Background(), event, s, nil, hostcall.Limits{})
+		call.ConsentLookup("", nil)
+	}); n > 1 { // strings.Clone of the id in fakeStore
+		t.Errorf("%v allocations per lookup", n)
+	}
+}

@@ -28,6 +28,7 @@ type Doc struct {
 	userID      string
 	anonymousID string
 	consent     gjson.Result // context.consent, Exists() false when absent
+	receivedAt  int64        // ms since the epoch; 0: none or unreadable
 }
 
 // Reset makes d hold event, with changes limited to maxBytes (0: no limit).
@@ -69,6 +70,7 @@ const (
 	haveUserID
 	haveAnonymousID
 	haveConsent
+	haveReceivedAt
 )
 
 func (d *Doc) scanType() {
@@ -96,6 +98,27 @@ func (d *Doc) scanAnonymousID() {
 		d.have |= haveAnonymousID
 		d.anonymousID = idString(gjson.Get(d.str(), segment.MemberAnonymousID))
 	}
+}
+
+// ReceivedAt returns when the server received the event (its receivedAt),
+// in milliseconds since the Unix epoch; ok is false when the event has
+// none it can read. The ingest writes receivedAt last
+// (segment.TrailingReceivedAt), where it is read without a scan.
+func (d *Doc) ReceivedAt() (ms int64, ok bool) {
+	if d.have&haveReceivedAt == 0 {
+		d.have |= haveReceivedAt
+		d.receivedAt = 0
+		v, found := segment.TrailingReceivedAt(d.buf)
+		if !found {
+			v = gjson.Get(d.str(), segment.MemberReceivedAt).Str
+		}
+		if t, ok := segment.ParseTimeMillis(v); ok {
+			d.receivedAt = t
+		} else if t, form := segment.ParseTime(v); form != segment.TimeInvalid {
+			d.receivedAt = t.UnixMilli()
+		}
+	}
+	return d.receivedAt, d.receivedAt != 0
 }
 
 func (d *Doc) scanConsent() {

@@ -1,5 +1,7 @@
 package segment
 
+import "unsafe"
+
 // Names of the members of a Segment event that insertfn reads on every
 // event, and of context's consent member.
 const (
@@ -13,7 +15,33 @@ const (
 	// MemberConsent is the member of context that holds the consent
 	// (context.consent.categoryPreferences).
 	MemberConsent = "consent"
+	// MemberReceivedAt is when the server received the event; the ingest
+	// writes it last ([TrailingReceivedAt]).
+	MemberReceivedAt = "receivedAt"
 )
+
+// receivedAtTail is how every event the ingest stores ends: its
+// receivedAt, in [TimeLayout], then the closing brace.
+const receivedAtTail = `,"` + MemberReceivedAt + `":"` + TimeExample + `"}`
+
+// TrailingReceivedAt reads the receivedAt of an event that ends with it,
+// as the ingest writes every event (its last member, in [TimeLayout]),
+// without parsing JSON. The string is a view of event, valid while event
+// is. ok is false for an event that does not end so: the caller then
+// reads the member with a JSON lookup.
+func TrailingReceivedAt(event []byte) (receivedAt string, ok bool) {
+	n := len(event) - len(receivedAtTail)
+	if n < 0 || string(event[n:n+len(`,"`+MemberReceivedAt+`":"`)]) != `,"`+MemberReceivedAt+`":"` || string(event[len(event)-2:]) != `"}` {
+		return "", false
+	}
+	v := event[n+len(`,"`+MemberReceivedAt+`":"`) : len(event)-2]
+	for _, c := range v {
+		if c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return unsafe.String(&v[0], len(v)), true // a view of event
+}
 
 // TypePrefix is how every event the ingest stores begins: its type member,
 // up to the type's name.

@@ -19,6 +19,42 @@ const (
 // milliseconds, as Segment writes them. [AppendTime] writes it.
 const TimeLayout = "2006-01-02T15:04:05.000Z"
 
+// ParseTimeMillis reads a time written in [TimeLayout] (as the ingest
+// writes receivedAt) and returns it in milliseconds since the Unix epoch,
+// without the cost of a general parser. ok is false for anything else.
+func ParseTimeMillis(s string) (ms int64, ok bool) {
+	if len(s) != len(TimeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
+		return 0, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for k := from; k < to; k++ {
+			c := s[k]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	var f [7]int
+	for k, span := range [7][2]int{{0, 4}, {5, 7}, {8, 10}, {11, 13}, {14, 16}, {17, 19}, {20, 23}} {
+		n, good := num(span[0], span[1])
+		if !good {
+			return 0, false
+		}
+		f[k] = n
+	}
+	if f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 || f[4] > 59 || f[5] > 59 {
+		return 0, false
+	}
+	t := time.Date(f[0], time.Month(f[1]), f[2], f[3], f[4], f[5], f[6]*1e6, time.UTC)
+	if t.Day() != f[2] { // February 30 and the like
+		return 0, false
+	}
+	return t.UnixMilli(), true
+}
+
 // TimeExample is a timestamp as Segment writes one, for messages that say
 // what to send.
 const TimeExample = "2024-05-01T12:00:00.000Z"
