@@ -18,8 +18,12 @@ help: ## list the targets
 
 build: $(BIN)/insertfn ## build the insertfn binary into bin/
 
+# The version insertfn version prints: the git revision and its date, when
+# the tree is a git checkout (Go's own VCS stamping may be off: GOFLAGS).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)$(shell git log -1 --format=' (%cs)' 2>/dev/null)
+
 $(BIN)/insertfn: $(GOFILES) go.mod go.sum
-	$(GO) build -o $@ ./cmd/insertfn
+	$(GO) build -ldflags "-X 'main.version=$(VERSION)'" -o $@ ./cmd/insertfn
 
 examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
 

@@ -247,6 +247,10 @@ func runLogs(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "insertfn logs: %v\n", err)
 		return exitFail
 	}
+	if len(lines) == 0 && !asJSON {
+		// Not an error, but an empty screen says nothing: say why.
+		fmt.Fprintf(stderr, "insertfn logs: %s has logged nothing since the server started (the server keeps a function's last lines in memory)\n", pos[0])
+	}
 	for _, l := range lines {
 		if asJSON {
 			b, _ := json.Marshal(l)

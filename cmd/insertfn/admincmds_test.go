@@ -59,8 +59,10 @@ func TestAdminCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "is live again") {
 		t.Errorf("rollback: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if code, stdout, _ = runCLI(t, "logs", "consent-match", "-n", "5", "--admin", adminURL, "--data", data); code != 0 {
-		t.Errorf("logs: exit %d %s", code, stdout)
+	// No event ran: nothing logged, and logs says so instead of printing nothing.
+	if code, stdout, stderr = runCLI(t, "logs", "consent-match", "-n", "5", "--admin", adminURL, "--data", data); code != 0 ||
+		stdout != "" || !strings.Contains(stderr, "consent-match has logged nothing") {
+		t.Errorf("logs: exit %d, stdout %q, stderr %q; want exit 0 and a line saying nothing was logged", code, stdout, stderr)
 	}
 	// A broken module is refused with the reason (exit 2), and nothing changes.
 	bad := filepath.Join(t.TempDir(), "bad.wasm")

@@ -285,6 +285,7 @@ func runConsentGet(c *command, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	id := pos[0]
+	e.flags.reads = true
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
 		rec, err := s.Get(ctx, id)
 		if errors.Is(err, consent.ErrNotFound) {
@@ -528,6 +529,7 @@ func runConsentHistory(c *command, args []string, stdout, stderr io.Writer) int 
 		}
 		atTime = t
 	}
+	e.flags.reads = true
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
 		if *at != "" {
 			rec, err := s.AsOf(ctx, id, atTime)
@@ -652,6 +654,7 @@ func runConsentExport(c *command, args []string, stdout, stderr io.Writer) int {
 	if _, code, ok := e.parse(fs, args); !ok {
 		return code
 	}
+	e.flags.reads = true
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
 		if err := consentstore.Export(ctx, s, stdout); err != nil {
 			return e.storeError(err)

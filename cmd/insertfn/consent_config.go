@@ -5,11 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/consentstore/boltstore"
 	"github.com/insertfn/insertfn/internal/consentstore/storeconfig"
 )
 
@@ -17,6 +20,10 @@ import (
 // configuration file and the overrides of its consent section.
 type storeFlags struct {
 	config, backend, dataDir, redisAddr, consentURL string
+
+	// reads: the subcommand only reads, so an embedded store that does
+	// not exist yet is a mistyped path, not one to create.
+	reads bool
 
 	opened string // the backend open opened
 }
@@ -102,11 +109,16 @@ func (f *storeFlags) open(ctx context.Context) (*consentstore.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d := sc.WithDefaults(); f.reads && d.Backend == storeconfig.Embedded {
+		if _, err := os.Stat(filepath.Join(d.Dir, boltstore.FileName)); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("consent store: there is no store in %s: is --data right? (the server keeps its store in DATA/consent; 'insertfn consent set' or 'import' creates one)", d.Dir)
+		}
+	}
 	s, err := sc.Open(ctx)
 	f.opened = sc.WithDefaults().Backend
 	if err != nil {
 		if strings.Contains(err.Error(), "locked by another process") {
-			err = fmt.Errorf("%w\n(only one process may have the embedded store open: stop 'insertfn serve' on this data directory first, or give another --data-dir)", err)
+			err = fmt.Errorf("%w\n(only one process may have the embedded store open: stop 'insertfn serve' on this data directory first, or give another --data)", err)
 		}
 		return nil, err
 	}

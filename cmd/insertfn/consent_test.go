@@ -51,8 +51,13 @@ func wantContains(t *testing.T, what, got string, wants ...string) {
 
 func TestConsentSetGetHistoryDelete(t *testing.T) {
 	dir := t.TempDir()
+	// A read of a data directory that holds no store is a mistyped path:
+	// refused, and nothing is created there.
 	_, stderr := consentCLI(t, dir, 1, "get", "u123")
-	wantContains(t, "get of an unknown id", stderr, `insertfn consent get: no record for "u123"`)
+	wantContains(t, "get from a directory without a store", stderr, "there is no store in", "is --data right?")
+	if _, err := os.Stat(filepath.Join(dir, "consent")); !os.IsNotExist(err) {
+		t.Errorf("get created %s: %v", filepath.Join(dir, "consent"), err)
+	}
 
 	out, _ := consentCLI(t, dir, 0, "set", "u123", "--file", testdata("consent-update.json"))
 	wantContains(t, "set", out,
@@ -60,6 +65,9 @@ func TestConsentSetGetHistoryDelete(t *testing.T) {
 		"  category Advertising: unset -> true (2023-11-14T22:13:20.000Z)\n",
 		"  purpose ccpa.data_sale_opt_out: unset -> true (2020-01-16T18:19:50.480Z)\n",
 		"aliases  "+anon123+"\n")
+
+	_, stderr = consentCLI(t, dir, 1, "get", "u999")
+	wantContains(t, "get of an unknown id", stderr, `insertfn consent get: no record for "u999"`)
 
 	// The record, by its alias, as JSON and as text.
 	out, _ = consentCLI(t, dir, 0, "get", anon123, "--json")
@@ -193,9 +201,9 @@ func TestConsentImportExport(t *testing.T) {
 		t.Errorf("export after re-import:\n%s\nwant\n%s", again, out)
 	}
 
-	empty, _ := consentCLI(t, t.TempDir(), 0, "export")
-	if empty != "" {
-		t.Errorf("export of an empty store = %q", empty)
+	empty, stderr := consentCLI(t, t.TempDir(), 1, "export")
+	if empty != "" || !strings.Contains(stderr, "there is no store in") {
+		t.Errorf("export of a directory without a store = %q, %q; want a refusal", empty, stderr)
 	}
 }
 

@@ -10,8 +10,9 @@ import (
 )
 
 // version is the release, set at link time with
-// -ldflags "-X main.version=v1.2.3"; empty: the module version from the
-// build information ("(devel)" in a work tree).
+// -ldflags "-X main.version=v1.2.3" (make sets the git revision and its
+// date); empty: the module version and the VCS revision and date from the
+// build information ("(devel)" when there are none).
 var version string
 
 var versionCmd = &command{
@@ -52,16 +53,22 @@ func versionLine() string {
 			}
 		}
 		var modified bool
+		var date string
 		for _, s := range info.Settings {
 			switch s.Key {
 			case "vcs.revision":
 				commit = s.Value[:min(12, len(s.Value))]
 			case "vcs.modified":
 				modified = s.Value == "true"
+			case "vcs.time":
+				date = s.Value[:min(10, len(s.Value))]
 			}
 		}
 		if commit != "" && modified {
 			commit += "+modified"
+		}
+		if commit != "" && date != "" {
+			commit += ", " + date
 		}
 	}
 	if v == "" {

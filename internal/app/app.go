@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	if h.metrics, err = metrics.New(metrics.Sources{}, metrics.Options{}); err != nil {
 		return nil, fmt.Errorf("insertfn: metrics: %w", err)
 	}
-	sc := cfg.ConsentStore()
+	sc := cfg.ConsentStore().WithDefaults() // the backend named, for the metrics label too
 	if h.store, err = sc.Open(ctx); err != nil {
 		return nil, fmt.Errorf("insertfn: consent store (%s): %w", sc.Backend, err)
 	}

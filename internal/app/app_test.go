@@ -84,7 +84,7 @@ func webhookDest(name, url string, categories ...string) config.Destination {
 // source "web" with writeKey and the given functions, and dests.
 func baseConfig(t *testing.T, fns []config.Function, sourceFns []string, dests ...config.Destination) *config.Config {
 	t.Helper()
-	y := fmt.Appendf(nil, "data: %s\nconsent: {backend: embedded}\ndelivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}\n", t.TempDir())
+	y := fmt.Appendf(nil, "data: %s\ndelivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}\n", t.TempDir())
 	c, err := config.Parse(y)
 	if err != nil {
 		t.Fatal(err)
