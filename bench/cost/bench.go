@@ -158,6 +158,16 @@ type Verdicts struct {
 	Dropped map[string]int64 `json:"dropped"`
 	// Errors counts errors by kind (runtime.ErrorKind).
 	Errors map[string]int64 `json:"errors"`
+	// FirstError is the first failed event's error kind and message, so
+	// that a function that fails says why ("" when none failed).
+	FirstError string `json:"first_error,omitempty"`
+}
+
+// FailedAll reports whether every event failed: the figures then measure
+// an error path, not the function.
+func (v Verdicts) FailedAll() bool {
+	e := v.ErrorsTotal()
+	return e > 0 && v.Delivered == 0 && v.DroppedTotal() == 0
 }
 
 // DroppedTotal returns the dropped events, all reasons together.
@@ -408,6 +418,9 @@ func (s *subject) latencyRound(ctx context.Context, events [][]byte, d time.Dura
 			v.Dropped[res.Reason]++
 		default:
 			v.Errors[string(res.Kind)]++
+			if v.FirstError == "" {
+				v.FirstError = string(res.Kind) + ": " + res.Reason
+			}
 		}
 		if s.next++; s.next == len(events) {
 			s.next = 0

@@ -77,6 +77,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("error %s %d", k, f.Verdicts.Errors[k]))
 		}
 		fmt.Fprintf(w, "%s: %s\n", f.Name, strings.Join(parts, ", "))
+		if f.Verdicts.FirstError != "" {
+			fmt.Fprintf(w, "%s: first error: %s\n", f.Name, f.Verdicts.FirstError)
+		}
 	}
 	return nil
 }

@@ -173,7 +173,16 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "insertfn bench: %v\n", err)
 		return exitFail
 	}
-	return exitOK
+	// A function that failed every event measured its error path: the
+	// figures say nothing of it, so the run fails, with the reason.
+	status := exitOK
+	for _, f := range rep.Functions {
+		if f.Verdicts.FailedAll() {
+			fmt.Fprintf(stderr, "insertfn bench: %s failed every event (%s); the figures measure its error path\n", f.Name, f.Verdicts.FirstError)
+			status = exitFail
+		}
+	}
+	return status
 }
 
 // writeHTMLReport writes the HTML report to path.

@@ -182,3 +182,17 @@ func TestBenchUsage(t *testing.T) {
 		t.Errorf("help bench: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestBenchFunctionFailingEveryEvent: a function that fails every event
+// (gdpr-purpose without its required setting) makes bench exit 1 and say
+// why, instead of a table of 100% FunctionError and exit 0.
+func TestBenchFunctionFailingEveryEvent(t *testing.T) {
+	gdpr := filepath.Join(t.TempDir(), "gdpr-purpose.wasm")
+	if code, stdout, stderr := runCLI(t, "build", filepath.Join("..", "..", "examples", "gdpr-purpose"), "-o", gdpr); code != 0 {
+		t.Fatalf("build gdpr-purpose: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "bench", gdpr, "--duration", "20ms", "--rounds", "1", "--concurrency", "1")
+	if code != 1 || !strings.Contains(stderr, "gdpr-purpose failed every event (") || !strings.Contains(stdout, "first error: ") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s\nwant exit 1, the first error in the table and on stderr", code, stdout, stderr)
+	}
+}
