@@ -112,20 +112,8 @@ func TestRefusalsReadTheBody(t *testing.T) {
 func TestHeaderTooLargeIsJSON(t *testing.T) {
 	s, _ := newTestServer(t, Config{})
 	url := serve(t, s)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	_, _ = fmt.Fprintf(conn, "POST /v1/track HTTP/1.1\r\nHost: insertfn\r\nCookie: %s\r\nContent-Length: 2\r\n\r\n{}",
-		strings.Repeat("c", 2*DefaultMaxHeaderBytes))
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer to oversized headers: %v", err)
-	}
-	raw, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	res, raw := rawExchange(t, url, fmt.Sprintf("POST /v1/track HTTP/1.1\r\nHost: insertfn\r\nCookie: %s\r\nContent-Length: 2\r\n\r\n{}",
+		strings.Repeat("c", 2*DefaultMaxHeaderBytes)))
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil || res.StatusCode != 431 || m["success"] != false || res.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("answered %d %q (%s); want a JSON 431", res.StatusCode, raw, res.Header.Get("Content-Type"))
@@ -149,19 +137,8 @@ func TestHeaderTooLargeIsJSON(t *testing.T) {
 func TestMultipartBodyNotPreRead(t *testing.T) {
 	s, _ := newTestServer(t, Config{})
 	url := serve(t, s)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /v1/track HTTP/1.1\r\nHost: insertfn\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: %d\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\n\r\n%s",
-		200<<20, strings.Repeat("x", 8<<10))
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer to a 200 MB multipart body announced: %v", err)
-	}
-	res.Body.Close()
+	res, _ := rawExchange(t, url, fmt.Sprintf("POST /v1/track HTTP/1.1\r\nHost: insertfn\r\nContent-Type: multipart/form-data; boundary=X\r\nContent-Length: %d\r\n\r\n--X\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\n\r\n%s",
+		200<<20, strings.Repeat("x", 8<<10)))
 	if res.StatusCode != 413 {
 		t.Fatalf("answered %d, want 413", res.StatusCode)
 	}
@@ -173,20 +150,31 @@ func TestMultipartBodyNotPreRead(t *testing.T) {
 func TestProtocolErrorsAllowAnyOrigin(t *testing.T) {
 	s, _ := newTestServer(t, Config{})
 	url := serve(t, s)
+	res, _ := rawExchange(t, url, fmt.Sprintf("POST /v1/t HTTP/1.1\r\nHost: insertfn\r\nOrigin: https://shop.example\r\nCookie: %s\r\nContent-Length: 2\r\n\r\n{}",
+		strings.Repeat("c", 2*DefaultMaxHeaderBytes)))
+	if res.StatusCode != 431 || res.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("answered %d with Access-Control-Allow-Origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+// rawExchange sends request, as written, on a new connection to the
+// server at url and returns the answer and its body. The write may fail
+// (the server may answer and close before reading all of it); the answer
+// must come.
+func rawExchange(t *testing.T, url, request string) (*http.Response, []byte) {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, _ = fmt.Fprintf(conn, "POST /v1/t HTTP/1.1\r\nHost: insertfn\r\nOrigin: https://shop.example\r\nCookie: %s\r\nContent-Length: 2\r\n\r\n{}",
-		strings.Repeat("c", 2*DefaultMaxHeaderBytes))
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	_, _ = io.WriteString(conn, request)
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("no answer to %.60q: %v", request, err)
 	}
+	raw, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if res.StatusCode != 431 || res.Header.Get("Access-Control-Allow-Origin") != "*" {
-		t.Fatalf("answered %d with Access-Control-Allow-Origin %q", res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
-	}
+	return res, raw
 }

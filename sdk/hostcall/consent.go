@@ -40,9 +40,12 @@ func (d *Doc) consentParts() (prefs, state gjson.Result) {
 	return prefs, state
 }
 
-// consentedValue reads an event-side consent value: true, or an object
-// with "consented": true (mParticle style). Anything else is not consent.
-func consentedValue(v gjson.Result) bool {
+// Consented reads an event-side consent value, a category's or a
+// purpose's: true, or an object whose first "consented" member is true
+// (mParticle's style). Anything else is not consent. The router reads
+// categories with it too, so that a function and the router never
+// disagree about one event.
+func Consented(v gjson.Result) bool {
 	if v.IsObject() {
 		return v.Get("consented").Type == gjson.True
 	}
@@ -74,7 +77,7 @@ func (d *Doc) CompareConsent(dst []byte, rec *consent.Record) ([]byte, abi.Conse
 	var seen, granted bitset // stored categories the event carries, and those every copy grants
 	if prefs.IsObject() {
 		prefs.ForEach(func(k, v gjson.Result) bool {
-			ev := consentedValue(v)
+			ev := Consented(v)
 			if i := rec.CategoryIndex(k.Str); i >= 0 {
 				carried(&seen, &granted, i, ev)
 				return true
@@ -172,7 +175,7 @@ func comparePurposes(dst []byte, state gjson.Result, rec *consent.Record) []byte
 			return true
 		}
 		purposes.ForEach(func(name, v gjson.Result) bool {
-			ev := consentedValue(v)
+			ev := Consented(v)
 			if i := rec.PurposeIndex(reg.Str, name.Str); i >= 0 {
 				carried(&seen, &granted, i, ev)
 				return true

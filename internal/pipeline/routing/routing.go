@@ -25,6 +25,8 @@ import (
 	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/insertfn/insertfn/sdk/hostcall"
 )
 
 // Destination is what routing knows of one destination.
@@ -180,19 +182,8 @@ type members struct {
 	n     int
 	keys  [inlineMembers]string
 	types [inlineMembers]gjson.Type
-	yes   [inlineMembers]bool // the value grants consent (see consents)
+	yes   [inlineMembers]bool // the value grants consent (hostcall.Consented)
 	obj   gjson.Result        // set when the object has more members than fit
-}
-
-// consents reports whether a category's value grants consent: true, or
-// an object (mParticle's style) whose first member named "consented" is
-// true. Functions read a category the same way (sdk/hostcall), so that the
-// function's check and this router never disagree.
-func consents(v gjson.Result) bool {
-	if v.Type == gjson.True {
-		return true
-	}
-	return v.IsObject() && v.Get("consented").Type == gjson.True
 }
 
 // read loads obj's members and reports whether obj is an object.
@@ -206,7 +197,7 @@ func (m *members) read(obj gjson.Result) bool {
 			return false
 		}
 		m.keys[m.n], m.types[m.n] = k.Str, v.Type
-		m.yes[m.n] = v.Type == gjson.True || (v.Type == gjson.JSON && consents(v))
+		m.yes[m.n] = hostcall.Consented(v)
 		m.n++
 		return true
 	})
@@ -239,7 +230,7 @@ func (m *members) granted(name string) bool {
 	if m.obj.Exists() {
 		m.obj.ForEach(func(k, v gjson.Result) bool {
 			if k.Str == name {
-				if found = consents(v); !found {
+				if found = hostcall.Consented(v); !found {
 					return false
 				}
 			}
