@@ -83,11 +83,43 @@ type DestinationFlow struct {
 // Flow sums the counts of source for the minutes from from to to
 // (inclusive of the minutes they fall in).
 func (o *Overview) Flow(source string, from, to time.Time) Flow {
-	f := Flow{Source: source, From: from, To: to}
+	o.mu.Lock()
+	f := o.sum(source, from.Unix()/60, to.Unix()/60)
+	o.mu.Unlock()
+	f.From, f.To = from, to
+	return f
+}
+
+// Minutes returns the counts of source minute by minute, from the minute
+// from falls in to the minute to falls in: one Flow per minute, oldest
+// first, its From the minute's start and its To the minute's end, with
+// zero counts for a minute in which nothing happened. Charts read it.
+func (o *Overview) Minutes(source string, from, to time.Time) []Flow {
+	lo, hi := from.Unix()/60, to.Unix()/60
+	if hi < lo {
+		return nil
+	}
+	out := make([]Flow, 0, hi-lo+1)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for m := lo; m <= hi; m++ {
+		f := o.sum(source, m, m)
+		f.From, f.To = minuteStart(m), minuteStart(m+1).Add(-time.Nanosecond)
+		out = append(out, f)
+	}
+	return out
+}
+
+// minuteStart returns the start of unix minute m.
+func minuteStart(m int64) time.Time { return time.Unix(m*60, 0).UTC() }
+
+// sum adds up the counts of source from unix minute lo to hi, both
+// included. o.mu must be held.
+func (o *Overview) sum(source string, lo, hi int64) Flow {
+	f := Flow{Source: source}
 	drops := make(map[[2]string]uint64)
 	dests := make(map[string]*destCounts)
-	o.mu.Lock()
-	for m := from.Unix() / 60; m <= to.Unix()/60; m++ {
+	for m := lo; m <= hi; m++ {
 		c := o.minutes[m][source]
 		if c == nil {
 			continue
@@ -111,7 +143,6 @@ func (o *Overview) Flow(source string, from, to time.Time) Flow {
 			}
 		}
 	}
-	o.mu.Unlock()
 	f.Dropped = dropList(drops)
 	for name, d := range dests {
 		f.Destinations = append(f.Destinations, DestinationFlow{Name: name, Delivered: d.delivered, Failed: d.failed,
@@ -189,27 +220,31 @@ func addDrop(m *map[[2]string]uint64, function, reason string, n uint64) {
 	(*m)[k] += n
 }
 
-// add merges a batch into the current minute and forgets minutes older
-// than the window.
+// add merges a batch into the current minute.
 func (o *Overview) add(b flowBatch) {
 	if len(b) == 0 {
 		return
 	}
-	now := o.now().Unix() / 60
+	o.addAt(o.now().Unix()/60, b)
+}
+
+// addAt merges a batch into unix minute m and, when m is a minute not
+// counted in yet, forgets minutes older than the window.
+func (o *Overview) addAt(m int64, b flowBatch) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	m := o.minutes[now]
-	if m == nil {
-		m = make(map[string]*flowCounts)
-		o.minutes[now] = m
-		oldest := now - int64(o.window/time.Minute)
+	counts := o.minutes[m]
+	if counts == nil {
+		counts = make(map[string]*flowCounts)
+		o.minutes[m] = counts
+		oldest := o.now().Unix()/60 - int64(o.window/time.Minute)
 		for k := range o.minutes {
 			if k < oldest {
 				delete(o.minutes, k)
 			}
 		}
 	}
-	flowBatch(m).merge(b)
+	flowBatch(counts).merge(b)
 }
 
 // merge adds o's counts to b's. It may take o's flowCounts as they are:
@@ -247,6 +282,11 @@ func (b flowBatch) merge(o flowBatch) {
 // pipeline had counted them (From and To are ignored). Tests of what reads
 // an overview use it.
 func (o *Overview) Add(f Flow) {
+	o.add(f.batch())
+}
+
+// batch returns the counts of f as a batch of its source.
+func (f Flow) batch() flowBatch {
 	b := make(flowBatch)
 	c := b.source(f.Source)
 	c.received = f.Received
@@ -260,5 +300,5 @@ func (o *Overview) Add(f Flow) {
 			addDrop(&dc.dropped, x.Function, x.Reason, x.Count)
 		}
 	}
-	o.add(b)
+	return b
 }
