@@ -288,17 +288,22 @@ func (a *Admin) authorized(r *http.Request) bool {
 }
 
 // Serve answers admin calls on ln until ctx is done, then shuts the
-// server down, giving calls in flight up to 10 s.
+// server down, giving calls in flight up to 10 s. Streams (GET
+// /admin/tail) end as soon as ctx is done: they have no end of their own
+// to wait for.
 //
 // # Results
 //   - nil after ctx is done, or the error that stopped the server.
 func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
+	// Calls in flight keep their context when ctx is done (a deploy
+	// finishes); streams watch ctx's end through stopping.
+	base := context.WithValue(context.WithoutCancel(ctx), stoppingKey{}, ctx.Done())
 	srv := &http.Server{
 		Handler:           a,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    1 << 20,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan error, 1)
@@ -316,6 +321,18 @@ func (a *Admin) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("admin: shutdown: %w", err)
 	}
 	return nil
+}
+
+// stoppingKey is the context key under which Serve gives its handlers
+// the channel closed when the server begins to shut down.
+type stoppingKey struct{}
+
+// stopping returns the channel closed when the server that serves a
+// request with context ctx begins to shut down: nil (never closed) when
+// the request is not served by [Admin.Serve].
+func stopping(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(stoppingKey{}).(<-chan struct{})
+	return c
 }
 
 // ListenAndServe listens on the configured address and serves until ctx
