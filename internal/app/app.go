@@ -31,6 +31,7 @@ import (
 	"github.com/insertfn/insertfn/internal/ingest"
 	"github.com/insertfn/insertfn/internal/metrics"
 	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -61,6 +62,7 @@ type Server struct {
 	sinks    []delivery.Sink
 	proc     *pipeline.Processor
 	pipe     *pipeline.Pipeline
+	tap      *tap.Tap // the live event debugger's records
 	srv      *ingest.Server
 	ln       net.Listener
 	metrics  *metrics.Metrics
@@ -177,7 +179,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
 	h.proc.SetObserver(h.metrics.Observer())
-	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log}); err != nil {
+	h.tap = tap.New()
+	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log, Tap: h.tap}); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
 	if h.srv, err = ingest.New(cfg.Server, ingestSources, pipelineAccepter(h.pipe), ingest.WithLogger(h.log)); err != nil {
@@ -354,6 +357,9 @@ func (h *Server) Health() *metrics.Health { return h.health }
 
 // Overview returns the per-source account of what became of events.
 func (h *Server) Overview() *pipeline.Overview { return h.pipe.Overview() }
+
+// Tap returns the live event debugger's source: what became of events.
+func (h *Server) Tap() *tap.Tap { return h.tap }
 
 // Store returns the consent store.
 func (h *Server) Store() *consentstore.Store { return h.store }

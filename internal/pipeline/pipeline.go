@@ -12,6 +12,7 @@ import (
 
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/logthrottle"
+	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/internal/queue"
 )
 
@@ -36,6 +37,11 @@ type Options struct {
 	DeliveryWorkers int
 	// Logger receives failures; nil: slog.Default().
 	Logger *slog.Logger
+	// Tap, when set, is told what became of events (the live event
+	// debugger): after an inbox item is handed to the destinations'
+	// backlogs, a record per event that the tap wants (see [tap.Tap.Want]),
+	// and one per delivery, retry and dead letter.
+	Tap *tap.Tap
 }
 
 // Defaults of [Options].
@@ -229,8 +235,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 	var res Result
 	var enc encoder
-	var events [][]byte // the events of the item at hand
-	var marks []int     // per destination, its outputs before the item at hand
+	var events [][]byte      // the events of the item at hand
+	var marks []int          // per destination, its outputs before the item at hand
+	var traces []*tap.Record // the live debugger's records of the batch
 	source := ""
 	dests := p.proc.Destinations()
 	for {
@@ -248,6 +255,7 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		to := make(map[queue.Topic][][]byte, len(dests))
 		done := items[:0:0]
 		flows, itemFlows := make(flowBatch), make(flowBatch)
+		now := time.Now()
 		for _, it := range items {
 			var err error
 			source, events, err = queue.DecodeInboxItem(it.Data, source, events[:0])
@@ -263,13 +271,16 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 			for _, t := range p.destTopics {
 				marks = append(marks, len(to[t]))
 			}
-			if err := p.processItem(work, source, events, &res, &enc, to, itemFlows); err != nil {
+			traced := len(traces)
+			if err := p.processItem(work, now, source, events, &res, &enc, to, itemFlows, &traces); err != nil {
 				for i, t := range p.destTopics {
 					if marks[i] < len(to[t]) {
 						to[t] = to[t][:marks[i]]
 					}
 				}
 				clear(itemFlows)
+				clear(traces[traced:])
+				traces = traces[:traced]
 				delay := p.opts.Backoff.Delay(it.Attempts+1, nil)
 				p.noisy.Log(slog.LevelWarn, "wait", "pipeline: events must wait (retried with backoff)", "seq", it.Seq, "events", len(events), "retry_in", delay, "err", err)
 				_ = inbox.Retry(work, it, time.Now().Add(delay))
@@ -282,14 +293,20 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 		if len(done) == 0 {
 			continue
 		}
-		if err := p.q.Move(work, inbox, done, to); err != nil {
+		err = p.q.Move(work, inbox, done, to)
+		if err != nil {
 			// Not moved: the items stay in the inbox and are processed
 			// again after a restart (at least once).
 			p.log.Error("pipeline: handing events to the destinations' backlogs", "events", len(done), "err", err)
-			continue
+		} else {
+			p.proc.count(flows)
+			p.flows.add(flows) // takes flows' counts: count first
+			for _, r := range traces {
+				p.opts.Tap.Publish(r)
+			}
 		}
-		p.proc.count(flows)
-		p.flows.add(flows) // takes flows' counts: count first
+		clear(traces)
+		traces = traces[:0]
 	}
 }
 
@@ -297,13 +314,20 @@ func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
 // to to and their counts to flows. It stops at the first event that must
 // wait, and returns its error; the events are counted (Processor.count)
 // only once the item is handed over.
-func (p *Pipeline) processItem(ctx context.Context, source string, events [][]byte, res *Result, enc *encoder, to map[queue.Topic][][]byte, flows flowBatch) error {
+func (p *Pipeline) processItem(ctx context.Context, now time.Time, source string, events [][]byte, res *Result, enc *encoder, to map[queue.Topic][][]byte, flows flowBatch, traces *[]*tap.Record) error {
 	fc := flows.source(source)
+	sec := now.Unix()
 	for _, ev := range events {
 		if err := p.proc.run(ctx, source, ev, res); err != nil {
 			return err
 		}
 		p.proc.record(fc, ev, res)
+		if p.opts.Tap != nil {
+			typ := eventType(ev)
+			if want, full := p.opts.Tap.Want(sec, source, typ.String()); want {
+				*traces = append(*traces, p.proc.trace(now, source, ev, typ, res, full))
+			}
+		}
 		for i, out := range res.Outputs {
 			if out != nil {
 				t := p.destTopics[i]
@@ -374,7 +398,7 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 		err := sink.Deliver(ctx, events[s.lo:s.hi])
 		p.down[dest].Store(err != nil)
 		if err == nil {
-			p.delivered(ctx, dest, c, items[s.lo:s.hi], sources[s.lo:s.hi])
+			p.delivered(ctx, dest, c, items[s.lo:s.hi], events[s.lo:s.hi], sources[s.lo:s.hi])
 			continue
 		}
 		done, bad := s.lo, -1 // bad: the one event the failure is about
@@ -385,12 +409,12 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 				bad = s.lo + de.Event - 1
 			}
 		}
-		p.delivered(ctx, dest, c, items[s.lo:done], sources[s.lo:done])
+		p.delivered(ctx, dest, c, items[s.lo:done], events[s.lo:done], sources[s.lo:done])
 		narrow := delivery.Rejected(err) && budget > 0
 		switch {
 		case done == s.hi:
 		case narrow && bad >= done && bad < s.hi:
-			p.failed(ctx, dest, c, items[bad:bad+1], sources[bad:bad+1], err)
+			p.failed(ctx, dest, c, items[bad:bad+1], events[bad:bad+1], sources[bad:bad+1], err)
 			pending = append(pending, span{bad + 1, s.hi}, span{done, bad}) // the earlier events first
 			budget--
 		case narrow && s.hi-done > 1:
@@ -398,11 +422,11 @@ func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items 
 			pending = append(pending, span{mid, s.hi}, span{done, mid})
 			budget -= 2
 		case !delivery.Retryable(err): // for good: to the dead letters
-			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+			p.failed(ctx, dest, c, items[done:s.hi], events[done:s.hi], sources[done:s.hi], err)
 		default: // may pass: retry this span and every one not sent yet
-			p.failed(ctx, dest, c, items[done:s.hi], sources[done:s.hi], err)
+			p.failed(ctx, dest, c, items[done:s.hi], events[done:s.hi], sources[done:s.hi], err)
 			for _, r := range pending {
-				p.failed(ctx, dest, c, items[r.lo:r.hi], sources[r.lo:r.hi], err)
+				p.failed(ctx, dest, c, items[r.lo:r.hi], events[r.lo:r.hi], sources[r.lo:r.hi], err)
 			}
 			pending = pending[:0]
 		}
@@ -416,10 +440,11 @@ func narrowBudget(n int) int { return 8 * bits.Len(uint(n)) }
 
 // delivered acknowledges items delivered to destination dest and counts
 // them.
-func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, sources []string) {
+func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
 	if len(items) == 0 {
 		return
 	}
+	defer p.traceDeliveries(dest, items, events, sources, tap.Delivered, nil)
 	name := p.proc.Destinations()[dest].Name
 	if err := c.Ack(ctx, items...); err != nil {
 		p.log.Error("pipeline: acknowledging a delivery; it will be delivered again", "destination", name, "err", err)
@@ -435,10 +460,11 @@ func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, i
 // failed settles items whose delivery to destination dest failed with err:
 // each is retried with backoff while the backoff allows and err may pass,
 // else moved to the dead letters.
-func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, sources []string, err error) {
+func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string, err error) {
 	if len(items) == 0 {
 		return
 	}
+	defer p.traceDeliveries(dest, items, events, sources, "", err)
 	name, counters := p.proc.Destinations()[dest].Name, p.proc.Counters()
 	failed := make(flowBatch)
 	retried := 0
@@ -458,6 +484,37 @@ func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, item
 	p.flows.add(failed)
 	if retried > 0 {
 		p.noisy.Log(slog.LevelWarn, "retry:"+name, "pipeline: delivery failed; retrying with backoff", "destination", name, "events", retried, "err", err)
+	}
+}
+
+// traceDeliveries tells the tap (when there is one) about the delivery of
+// items (events and sources are theirs) to destination dest: fate, or,
+// when err is not nil, Retried or Failed as the backoff decides (as failed
+// did).
+func (p *Pipeline) traceDeliveries(dest int, items []queue.Item, events [][]byte, sources []string, fate tap.Fate, err error) {
+	t := p.opts.Tap
+	if t == nil {
+		return
+	}
+	now := time.Now()
+	sec := now.Unix()
+	name := p.proc.Destinations()[dest].Name
+	for i, it := range items {
+		typ := eventType(events[i])
+		want, full := t.Want(sec, sources[i], typ.String())
+		if !want {
+			continue
+		}
+		r := &tap.Record{Time: now, Stage: tap.StageDelivery, Source: sources[i], Type: typ.String(),
+			Fate: fate, Destination: name, Attempt: it.Attempts + 1}
+		r.ReadEvent(events[i], full)
+		if err != nil {
+			r.Fate, r.Error = tap.Failed, err.Error()
+			if p.opts.Backoff.ShouldRetry(it.Attempts+1, err) {
+				r.Fate = tap.Retried
+			}
+		}
+		t.Publish(r)
 	}
 }
 

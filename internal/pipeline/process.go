@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -21,6 +22,7 @@ import (
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/pipeline/routing"
+	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/runtime"
 	"github.com/insertfn/insertfn/sdk/segment"
 )
@@ -148,6 +150,7 @@ type Result struct {
 	ConsentChanges int
 
 	update consentUpdate     // what the event did to the consent store
+	routed []byte            // the event as routed (after the source's functions)
 	run    functions.Outcome // reused across functions and events
 }
 
@@ -200,7 +203,7 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 	if src == nil {
 		return fmt.Errorf("%w %q", ErrUnknownSource, source)
 	}
-	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges, res.update = false, "", "", 0, updateNone
+	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges, res.update, res.routed = false, "", "", 0, updateNone, nil
 	res.DestinationDrops = res.DestinationDrops[:0]
 	res.Outcomes = res.Outcomes[:0]
 	res.Outputs = res.Outputs[:0]
@@ -216,6 +219,7 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 		res.Dropped, res.DropFunction, res.DropReason = true, fn, reason
 		return nil
 	}
+	res.routed = ev
 	res.Outcomes = p.router.Route(ev, res.Outcomes)
 	for i := range p.dests {
 		d := &p.dests[i]
@@ -263,6 +267,40 @@ func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
 			addDrop(&c.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
 		}
 	}
+}
+
+// trace returns the live debugger's record of what became of one event
+// (res, as run left it) at now; full: with the event itself.
+func (p *Processor) trace(now time.Time, source string, event []byte, typ segment.EventType, res *Result, full bool) *tap.Record {
+	r := &tap.Record{Time: now, Stage: tap.StagePipeline, Source: source, Type: typ.String()}
+	r.ReadEvent(event, full)
+	switch res.update {
+	case updateApplied:
+		r.ConsentUpdate = fmt.Sprintf("applied (%d changes)", res.ConsentChanges)
+	case updateRejected:
+		r.ConsentUpdate = "rejected: malformed"
+	}
+	if res.Dropped {
+		r.Fate, r.Function, r.Reason = tap.Dropped, res.DropFunction, res.DropReason
+		return r
+	}
+	r.Fate = tap.Filtered
+	r.Destinations = make([]tap.DestinationFate, len(res.Outputs))
+	for i := range res.Outputs {
+		d := &r.Destinations[i]
+		d.Name = p.dests[i].Name
+		switch {
+		case res.Outputs[i] != nil:
+			d.Fate, r.Fate = tap.Queued, tap.Routed
+		case res.Outcomes[i] == routing.FilteredByConsent:
+			d.Fate, d.Categories = tap.FilteredConsent, p.router.Withheld(res.routed, i)
+		case res.Outcomes[i] == routing.FilteredByIntegrations:
+			d.Fate = tap.FilteredIntegrations
+		default:
+			d.Fate, d.Function, d.Reason = tap.Dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason
+		}
+	}
+	return r
 }
 
 // count adds the events recorded in b to the processor's Counters and

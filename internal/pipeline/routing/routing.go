@@ -124,18 +124,8 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 	// the rest of the context. A repeated consent or categoryPreferences
 	// key reads as gjson.Get reads it (the first), as a function's consent
 	// helpers do; a repeated category grants only if every copy does.
-	state := consentAbsent
 	var prefs members
-	if c := gjson.Get(js, "context.consent"); c.Exists() {
-		state = consentPresent
-		if c.IsObject() {
-			p := c.Get("categoryPreferences")
-			if !p.Exists() {
-				p = c.Get("categoryPreference")
-			}
-			prefs.read(p) // not an object: says nothing, grants nothing
-		}
-	}
+	state := readConsent(js, &prefs)
 	integrationsObj := gjson.Get(js, "integrations")
 
 	var integrations members
@@ -166,6 +156,43 @@ func (r *Router) Route(event []byte, out []Outcome) []Outcome {
 			if (ok && typ == gjson.False) || (allOff && !on) {
 				out[i] = FilteredByIntegrations
 			}
+		}
+	}
+	return out
+}
+
+// readConsent reads the event's context.consent into prefs and returns
+// its state.
+func readConsent(js string, prefs *members) consentState {
+	c := gjson.Get(js, "context.consent")
+	if !c.Exists() {
+		return consentAbsent
+	}
+	if c.IsObject() {
+		p := c.Get("categoryPreferences")
+		if !p.Exists() {
+			p = c.Get("categoryPreference")
+		}
+		prefs.read(p) // not an object: says nothing, grants nothing
+	}
+	return consentPresent
+}
+
+// Withheld returns the consent categories of the i-th destination that
+// event's consent does not grant, by the rules of [Router.Route]: the
+// reason Route filtered the destination by consent (none when it did
+// not). It is meant for explaining an outcome, not for every event: it
+// allocates.
+func (r *Router) Withheld(event []byte, i int) []string {
+	d := &r.dests[i]
+	var prefs members
+	if readConsent(unsafe.String(unsafe.SliceData(event), len(event)), &prefs) == consentAbsent {
+		return nil
+	}
+	var out []string
+	for _, c := range d.Categories {
+		if !prefs.granted(c) {
+			out = append(out, c)
 		}
 	}
 	return out

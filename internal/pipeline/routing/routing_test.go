@@ -204,3 +204,26 @@ func BenchmarkRoute(b *testing.B) {
 		out = r.Route(ev, out)
 	}
 }
+
+// TestWithheld: Withheld names the categories that made Route filter a
+// destination by consent, and none for a destination it did not filter so.
+func TestWithheld(t *testing.T) {
+	consents := []string{"", `{}`, `null`, `{"categoryPreferences":{"ad":true}}`, `{"categoryPreferences":{"ad":false,"analytics":true}}`,
+		`{"categoryPreferences":{"ad":true,"ad":false}}`, `{"categoryPreference":{"analytics":true}}`,
+		`{"categoryPreferences":{` + manyCategories(30) + `"analytics":{"consented":true}}}`}
+	r := New(overlap)
+	for _, c := range consents {
+		ev := event(c, `{"All":false,"facebook":true}`)
+		out := r.Route(ev, nil)
+		for i, o := range out {
+			w := r.Withheld(ev, i)
+			if (o == FilteredByConsent) != (len(w) > 0) {
+				t.Errorf("consent %s, %s: outcome %v but withheld %v", c, overlap[i].Name, o, w)
+			}
+		}
+	}
+	ev := event(`{"categoryPreferences":{"ad":false}}`, "")
+	if w := r.Withheld(ev, 0); !slices.Equal(w, []string{"ad", "analytics"}) {
+		t.Errorf("facebook withheld %v, want [ad analytics] (ad false, analytics missing)", w)
+	}
+}
