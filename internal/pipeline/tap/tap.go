@@ -192,7 +192,7 @@ type Filter struct {
 
 // Validate reports what is wrong with f, naming the field.
 func (f Filter) Validate() error {
-	if f.Type != "" && segment.ParseType(f.Type) == segment.Other && f.Type != "other" {
+	if f.Type != "" && segment.ParseType(f.Type) == segment.Other {
 		return fmt.Errorf("type %q: want track, identify, page, screen, group, alias or delete", f.Type)
 	}
 	if f.Fate != "" && !slices.Contains(fates, f.Fate) {
