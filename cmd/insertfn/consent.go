@@ -61,7 +61,8 @@ Subcommands:
   history ID [--at TIME]        print ID's history, or with --at what ID had
                                 consented to at TIME (RFC 3339)
   import FILE.ndjson            merge NDJSON into the store, one record or
-                                update per line
+                                update per line (--replace: replace the
+                                records of the people it names)
   export                        print every record as NDJSON
 
 Run 'insertfn consent SUBCOMMAND -h' for the details of one.
@@ -119,7 +120,7 @@ JSON object per line.
                          (RFC 3339: 2024-01-02T15:04:05Z), as a record
 
 ` + storeFlagsUsage, run: runConsentHistory},
-	{name: "consent import", usage: `Usage: insertfn consent import FILE.ndjson [flags]
+	{name: "consent import", usage: `Usage: insertfn consent import FILE.ndjson [--replace] [flags]
 
 Merges FILE ("-": standard input) into the store: one record or update per
 line in the wire format of the consent record (what 'insertfn consent
@@ -128,6 +129,16 @@ its history source is import:FILE:LINE. A bad line is reported on standard
 error as FILE:LINE: ERROR and the rest still imports; a line that dates a
 decision more than 5 minutes past this machine's clock is a bad line. Prints a summary
 (with --json: {"lines", "applied", "failed", "changes"}).
+
+  --replace              replace instead of merge: the first time FILE names
+                         an id (a line's id or alias), the record stored under
+                         it is erased, with its aliases and history, as
+                         'insertfn consent delete' erases it; the person then
+                         holds exactly what FILE says, even where the stored
+                         decisions were newer ('make run' resets its sample
+                         records this way). Later lines about the same person
+                         merge. A bad line erases nothing; ids FILE does not
+                         name are left as they are.
 
 Exit status 1 when a line failed (the others are imported).
 
@@ -605,6 +616,7 @@ func historyText(hist []consentstore.HistoryEntry) []byte {
 
 func runConsentImport(c *command, args []string, stdout, stderr io.Writer) int {
 	e, fs := newConsentEnv(c, stdout, stderr)
+	replace := fs.Bool("replace", false, "")
 	pos, code, ok := e.parse(fs, args, "FILE.ndjson")
 	if !ok {
 		return code
@@ -621,7 +633,11 @@ func runConsentImport(c *command, args []string, stdout, stderr io.Writer) int {
 		r, name = f, file
 	}
 	return e.withStore(func(ctx context.Context, s *consentstore.Store) int {
-		st, err := consentstore.Import(ctx, s, r, name, func(line int, err error) {
+		importFn := consentstore.Import
+		if *replace {
+			importFn = consentstore.ImportReplace
+		}
+		st, err := importFn(ctx, s, r, name, func(line int, err error) {
 			fmt.Fprintf(stderr, "%s:%d: %v\n", name, line, err)
 		})
 		if err != nil {

@@ -162,6 +162,47 @@ func withStdin(t *testing.T, content string) {
 	t.Cleanup(func() { os.Stdin = old; f.Close() })
 }
 
+// TestConsentImportReplace: "make run" imports its sample records with
+// --replace, so that the quickstart starts from them again after the
+// person changed their mind: a plain import merges (the newer change
+// stays); --replace gives back exactly the file's record, with a history
+// that holds only the import.
+func TestConsentImportReplace(t *testing.T) {
+	dir := t.TempDir()
+	sample := testdata("consent.ndjson")
+	consentCLI(t, dir, 0, "import", sample)
+	change := writeFile(t, "change.json", `{"categoryPreferences":{"Analytics":true}}`)
+	consentCLI(t, dir, 0, "set", "u123", "--file", change)
+
+	out, _ := consentCLI(t, dir, 0, "import", sample)
+	if want := sample + ": 2 lines, 2 imported, 0 failed, 0 changes\n"; out != want {
+		t.Errorf("import without --replace = %q, want %q (a merge: the newer change stays)", out, want)
+	}
+	got, _ := consentCLI(t, dir, 0, "get", anon123, "--json")
+	if !decodeRecord(t, got).CategoryMap()["Analytics"] {
+		t.Errorf("after a plain import, u123 = %s; want Analytics still true", got)
+	}
+
+	out, _ = consentCLI(t, dir, 0, "import", sample, "--replace")
+	if want := sample + ": 2 lines, 2 imported, 0 failed, 6 changes\n"; out != want {
+		t.Errorf("import --replace = %q, want %q", out, want)
+	}
+	got, _ = consentCLI(t, dir, 0, "get", anon123, "--json")
+	if r := decodeRecord(t, got); r.ID != "u123" || r.CategoryMap()["Analytics"] || !slices.Equal(r.Aliases, []string{anon123}) {
+		t.Errorf("after import --replace, u123 = %s; want the sample record (Analytics false, its alias)", got)
+	}
+	hist, _ := consentCLI(t, dir, 0, "history", "u123")
+	if strings.Contains(hist, "cli") || strings.Count(hist, "\n") != 3 {
+		t.Errorf("history after import --replace:\n%s\nwant the import's three decisions only", hist)
+	}
+	wantContains(t, "history after import --replace", hist, "import:"+sample+":1 ")
+	// u456 is replaced by itself: as it was.
+	got, _ = consentCLI(t, dir, 0, "get", "u456", "--json")
+	if r := decodeRecord(t, got); len(r.Categories) != 2 || len(r.Purposes) != 1 {
+		t.Errorf("u456 after import --replace = %s", got)
+	}
+}
+
 func TestConsentImportExport(t *testing.T) {
 	dir := t.TempDir()
 	in := testdata("consent-import.ndjson")

@@ -249,12 +249,23 @@ func (a *Admin) consentHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ConsentHistory{ID: id, History: hist})
 }
 
-// POST /admin/consent/import: NDJSON, one record or update per line (see
-// consentstore.Import). Bad lines are listed and skipped; 200 with the
-// counts, or 503 with them and the error when the import had to stop.
+// POST /admin/consent/import[?replace=true]: NDJSON, one record or
+// update per line, merged (see consentstore.Import) or, with
+// replace=true, replacing the records of the people it names (see
+// consentstore.ImportReplace). Bad lines are listed and skipped; 200 with
+// the counts, or 503 with them and the error when the import had to stop.
 func (a *Admin) importConsent(w http.ResponseWriter, r *http.Request) {
 	s, ok := a.store(w)
 	if !ok {
+		return
+	}
+	importFn := consentstore.Import
+	switch v := r.URL.Query().Get("replace"); v {
+	case "", "false":
+	case "true":
+		importFn = consentstore.ImportReplace
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("replace=%q: want true (replace the records of the people the body names) or false (merge, the default)", v))
 		return
 	}
 	body, status, err := readBody(w, r, MaxBodyBytes)
@@ -270,7 +281,7 @@ func (a *Admin) importConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		res.Errors = append(res.Errors, ImportError{Line: line, Error: err.Error()})
 	}
-	st, err := consentstore.Import(r.Context(), s, bytes.NewReader(body), "admin", report)
+	st, err := importFn(r.Context(), s, bytes.NewReader(body), "admin", report)
 	res.ImportStats = st
 	status = http.StatusOK
 	if err != nil {

@@ -68,7 +68,31 @@ type batchUpdater interface {
 // unavailable, closed or read-only; the stats then count what was done
 // before.
 func Import(ctx context.Context, s *Store, r io.Reader, name string, report func(line int, err error)) (ImportStats, error) {
-	im := importer{s: s, name: name, report: report}
+	return importLines(ctx, &importer{s: s, name: name, report: report}, r)
+}
+
+// ImportReplace applies NDJSON to s as [Import] does, except that the
+// input replaces what is stored about the people it names instead of
+// merging into it: the first time a line names an id (its "id" or one of
+// its aliases), the record stored under that id is erased first, with its
+// aliases and its history, as [Store.Delete] erases it. Each person the
+// input names then holds exactly what the input says, whatever was stored
+// before and however new it was, and a history that starts with the
+// import. Later lines naming the same person merge into what the earlier
+// lines imported, as in [Import]. Records of ids the input does not name
+// are left as they are.
+//
+// A line is checked before anything is erased for it: a bad line erases
+// nothing. The erasure and the line's write are separate writes, so an
+// import that stops (ImportReplace returns an error) may have erased a
+// person whose line it did not write: run it again.
+func ImportReplace(ctx context.Context, s *Store, r io.Reader, name string, report func(line int, err error)) (ImportStats, error) {
+	return importLines(ctx, &importer{s: s, name: name, report: report, replaced: map[string]bool{}}, r)
+}
+
+// importLines reads r and applies its lines with im.
+func importLines(ctx context.Context, im *importer, r io.Reader) (ImportStats, error) {
+	s, name := im.s, im.name
 	if bu, ok := s.b.(batchUpdater); ok && s.cache == nil {
 		im.batch = bu
 	}
@@ -128,6 +152,8 @@ type importer struct {
 	batch   batchUpdater // nil: one Store.Update per line
 	pending []*Update
 	lines   []int // the line of each pending update
+	// replaced holds the ids ImportReplace has erased; nil for Import.
+	replaced map[string]bool
 }
 
 func (im *importer) fail(line int, err error) {
@@ -140,12 +166,20 @@ func (im *importer) fail(line int, err error) {
 // apply applies one line's update now, or queues it for the next batch.
 // It returns an error only when the import must stop.
 func (im *importer) apply(ctx context.Context, line int, u Update) error {
-	if im.batch == nil {
+	if im.batch == nil && im.replaced == nil {
 		return im.applyOne(ctx, line, u)
 	}
 	if err := prepare(&u, im.s.now().UnixMilli()); err != nil {
 		im.fail(line, err)
 		return nil
+	}
+	if im.replaced != nil {
+		if ok, err := im.erase(ctx, line, &u); !ok {
+			return err
+		}
+	}
+	if im.batch == nil {
+		return im.applyOne(ctx, line, u)
 	}
 	im.pending = append(im.pending, &u)
 	im.lines = append(im.lines, line)
@@ -153,6 +187,29 @@ func (im *importer) apply(ctx context.Context, line int, u Update) error {
 		return im.flush(ctx)
 	}
 	return nil
+}
+
+// erase erases, for ImportReplace, the stored records of the ids of u
+// that no earlier line named. An id an earlier line named can only find
+// what this import wrote (erasing an id erases every id of its record),
+// and the pending batch only touches such ids, so erasing before the batch
+// is written changes nothing of it. ok is false when the line failed (err
+// nil: reported) or the import must stop (err).
+func (im *importer) erase(ctx context.Context, line int, u *Update) (ok bool, err error) {
+	for _, id := range u.Record.IDs() {
+		if im.replaced[id] {
+			continue
+		}
+		if _, err := im.s.Delete(ctx, id); err != nil {
+			if fatal(ctx, err) {
+				return false, fmt.Errorf("consent store: import %s:%d: erase %q: %w", im.name, line, id, err)
+			}
+			im.fail(line, fmt.Errorf("erase the stored record of %q: %w", id, err))
+			return false, nil
+		}
+		im.replaced[id] = true
+	}
+	return true, nil
 }
 
 func (im *importer) applyOne(ctx context.Context, line int, u Update) error {

@@ -136,6 +136,30 @@ func TestImportNilReport(t *testing.T) {
 	}
 }
 
+// TestImportReplaceRefusedLineErasesNothing: a line the store refuses
+// (a decision dated in the future) is reported, and the record it names
+// stays as it was; a closed store stops the import.
+func TestImportReplaceRefusedLineErasesNothing(t *testing.T) {
+	s := New(NewMemory(), fixedClock(1800000000000))
+	if _, err := Import(ctx, s, strings.NewReader(recU1), "in", nil); err != nil {
+		t.Fatal(err)
+	}
+	future := `{"id":"anon1","categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":1900000000000}}}`
+	var bad []int
+	st, err := ImportReplace(ctx, s, strings.NewReader(future), "in", func(line int, err error) { bad = append(bad, line) })
+	if err != nil || st.Failed != 1 || !slices.Equal(bad, []int{1}) {
+		t.Fatalf("ImportReplace = %+v, %v, bad lines %v; want line 1 reported", st, err, bad)
+	}
+	rec, err := s.Get(ctx, "anon1")
+	if err != nil || rec.ID != "u1" || len(rec.Categories) != 2 {
+		t.Errorf("after a refused line: %+v, %v; want u1 as it was", rec, err)
+	}
+	s.Close()
+	if _, err := ImportReplace(ctx, s, strings.NewReader(recU2), "in", nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("ImportReplace on a closed store: %v, want ErrClosed", err)
+	}
+}
+
 func TestImportLongLine(t *testing.T) {
 	s := New(NewMemory(), Options{})
 	long := `{"id":"big","aliases":["` + strings.Repeat("a", MaxImportLine) + `"]}`

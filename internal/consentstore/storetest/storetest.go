@@ -1,6 +1,7 @@
 // Package storetest is the behavioural test suite every consent store
 // backend passes: merge order, partial updates, aliases and linking,
-// delete, history, AsOf, scanning and concurrent writers.
+// delete, history, AsOf, scanning, concurrent writers, and an import that
+// replaces records.
 //
 // A backend's test calls [Run] with a way to open a fresh, empty store:
 //
@@ -69,6 +70,7 @@ func Run(t *testing.T, b Backends) {
 	t.Run("RefusesFutureTimes", s.refusesFuture)
 	t.Run("ClampedInHistory", s.clampedInHistory)
 	t.Run("NumericIDs", s.numericIDs)
+	t.Run("ImportReplace", s.importReplace)
 	t.Run("Close", s.close)
 }
 
@@ -704,4 +706,51 @@ func getFrom(t *testing.T, b consentstore.Backend, id string) *consent.Record {
 		t.Fatalf("Get(%q): %v", id, err)
 	}
 	return r
+}
+
+// importReplace: an import with ImportReplace leaves each person it names
+// with exactly what the file says (older decisions than the stored ones
+// included) and a history that starts with the import, whatever was
+// stored under any of the person's ids; later lines about the same person
+// merge; a bad line erases nothing; ids the file does not name keep their
+// records. Importing the same file again gives the same result.
+func (s suite) importReplace(t *testing.T) {
+	e := s.open(t)
+	e.update("test", `{"id":"u1","aliases":["a1"],"categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":100}}}`)
+	e.update("test", `{"id":"u1","categoryPreferences":{"Analytics":{"consented":true,"timestamp_unixtime_ms":300}}}`)
+	e.update("test", `{"id":"a2","categoryPreferences":{"Functional":{"consented":false,"timestamp_unixtime_ms":100}}}`)
+	e.update("test", `{"id":"u9","categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":100}}}`)
+	file := strings.Join([]string{
+		`{"id":"u1","aliases":["a2"],"categoryPreferences":{"Analytics":{"consented":false,"timestamp_unixtime_ms":200}}}`,
+		`{"id":"u1","categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":150}}}`,
+		`{"id":"u9","categoryPreferences":{"Advertising":"yes"}}`,
+	}, "\n")
+	for run := 1; run <= 2; run++ {
+		var bad []int
+		st, err := consentstore.ImportReplace(ctx, e.write, strings.NewReader(file), "f", func(line int, err error) { bad = append(bad, line) })
+		if err != nil {
+			t.Fatalf("run %d: ImportReplace: %v", run, err)
+		}
+		if st.Lines != 3 || st.Applied != 2 || st.Failed != 1 || !slices.Equal(bad, []int{3}) {
+			t.Errorf("run %d: stats %+v, bad lines %v; want 3 lines, 2 applied, line 3 failed", run, st, bad)
+		}
+		r := e.get("a2")
+		if r.ID != "u1" || !slices.Equal(r.Aliases, []string{"a2"}) {
+			t.Errorf("run %d: record = %s, want u1 with the one alias a2", run, wire(r))
+		}
+		wantCats(t, r, "Advertising=false@150", "Analytics=false@200")
+		e.missing("a1")
+		_, pts, err := e.read.History(ctx, "u1")
+		if err != nil {
+			t.Fatalf("run %d: History: %v", run, err)
+		}
+		var srcs []string
+		for _, h := range consentstore.History(pts) {
+			srcs = append(srcs, h.Source)
+		}
+		if want := []string{"import:f:2", "import:f:1"}; !slices.Equal(srcs, want) {
+			t.Errorf("run %d: history sources %v, want %v (the import's lines only, oldest decision first)", run, srcs, want)
+		}
+		wantCats(t, e.get("u9"), "Advertising=true@100")
+	}
 }
