@@ -52,6 +52,10 @@ type VersionInfo struct {
 	// Manifest is the manifest saved with the wasm; its Wasm is the
 	// file's name in the function's directory.
 	Manifest Manifest `json:"manifest"`
+	// Unchanged is set in what [VersionStore.Deploy] returns when the
+	// version was already live with the same manifest: nothing was
+	// deployed, saved or recorded.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // VersionStore keeps the versions of functions in a directory, so that
@@ -197,10 +201,17 @@ func (s *VersionStore) save(m Manifest, wasm []byte) (VersionInfo, error) {
 // registry compiles, checks and starts it first ([Registry.Deploy]); once
 // it is live it is saved ([VersionStore.Save]) and recorded as active, the
 // version it replaced becoming the previous one (what
-// [VersionStore.Rollback] goes back to).
+// [VersionStore.Rollback] goes back to). A version stored before (an
+// older one deployed again) is made live the same way, and the version
+// it replaces becomes the previous one.
+//
+// Deploying the live version again, the same wasm with the same manifest
+// (after [Manifest.Validate]), changes nothing: the running instances
+// stay, the history keeps its previous version, and the version is
+// returned with Unchanged set.
 //
 // # Results
-//   - the version, now active;
+//   - the version, now active (Unchanged when it already was);
 //   - a *[RefusedError] when the registry refused it (the old version
 //     stays live and recorded), or an error saying what failed to be
 //     written: the old version is then made live again when it was
@@ -215,6 +226,9 @@ func (s *VersionStore) Deploy(ctx context.Context, m Manifest, wasm []byte) (Ver
 	if err != nil {
 		return VersionInfo{}, err
 	}
+	if info, ok := s.unchanged(prev, m, wasm); ok {
+		return info, nil
+	}
 	if _, err := s.reg.Deploy(ctx, m, wasm); err != nil {
 		return VersionInfo{}, &RefusedError{err}
 	}
@@ -227,6 +241,29 @@ func (s *VersionStore) Deploy(ctx context.Context, m Manifest, wasm []byte) (Ver
 	}
 	info.Active = true
 	return info, nil
+}
+
+// unchanged reports whether wasm with manifest m (validated) is what is
+// live and recorded as active (prev), and if so returns its stored
+// version, marked Unchanged.
+func (s *VersionStore) unchanged(prev *activeRecord, m Manifest, wasm []byte) (VersionInfo, bool) {
+	if len(wasm) == 0 || prev == nil {
+		return VersionInfo{}, false
+	}
+	hash := runtime.Hash(wasm)
+	m.Wasm = hash + ".wasm"
+	if !sameLive(&prev.Active, &liveVersion{Hash: hash, Manifest: m}) {
+		return VersionInfo{}, false
+	}
+	if live, err := s.reg.Active(m.Name); err != nil || live.Hash != hash {
+		return VersionInfo{}, false
+	}
+	vf, err := s.readVersion(m.Name, hash)
+	if err != nil {
+		return VersionInfo{}, false // not stored after all: deploy it
+	}
+	return VersionInfo{Name: m.Name, Hash: hash, Size: vf.Size, UploadedAt: vf.UploadedAt, Active: true,
+		Manifest: prev.Active.Manifest, Unchanged: true}, true
 }
 
 // restore makes the recorded active version live again after a change

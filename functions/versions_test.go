@@ -112,6 +112,71 @@ func TestVersionStoreDeployActivateRollback(t *testing.T) {
 	}
 }
 
+// TestVersionStoreDeployUnchanged: deploying what is live (same wasm,
+// same manifest) changes nothing, from the configuration or after a
+// deploy, and keeps the way back; deploying an older stored version again
+// makes it live with a way back to the one it replaced.
+func TestVersionStoreDeployUnchanged(t *testing.T) {
+	wasm := builder.Build(t, "testdata/verdicts")
+	other := builder.Build(t, "../examples/consent-match")
+	ctx := context.Background()
+	vs, reg := newVersionStore(t, t.TempDir())
+
+	// Live from the configuration: the same module and manifest again.
+	if _, err := reg.Deploy(ctx, manifest("f", "config", ""), wasm); err != nil {
+		t.Fatal(err)
+	}
+	running, _ := reg.Active("f")
+	info, err := vs.Deploy(ctx, manifest("f", "config", ""), wasm)
+	if err != nil || !info.Unchanged || !info.Active || info.Hash != running.Hash {
+		t.Fatalf("deploy of the configuration's version = %+v, %v; want it unchanged and active", info, err)
+	}
+	if now, _ := reg.Active("f"); now != running {
+		t.Error("deploying the live version again replaced its instances")
+	}
+	if _, err := vs.Rollback(ctx, "f"); !errors.Is(err, functions.ErrNoPrevious) {
+		t.Errorf("rollback after an unchanged deploy: %v, want ErrNoPrevious", err)
+	}
+
+	// Other settings are a new version; deploying it again changes nothing
+	// and rollback still goes back to the configuration's.
+	v1, err := vs.Deploy(ctx, manifest("f", "1", ""), wasm)
+	if err != nil || v1.Unchanged {
+		t.Fatalf("deploy with new settings = %+v, %v; want a change", v1, err)
+	}
+	again, err := vs.Deploy(ctx, manifest("f", "1", ""), wasm)
+	if err != nil || !again.Unchanged || !again.UploadedAt.Equal(v1.UploadedAt) || string(again.Manifest.Settings) != `{"version":"1"}` {
+		t.Fatalf("second deploy = %+v, %v; want unchanged, as uploaded the first time", again, err)
+	}
+	if _, err := vs.Rollback(ctx, "f"); err != nil {
+		t.Fatalf("rollback after deploying the live version again: %v", err)
+	}
+	if got := liveVersion(t, reg, "f"); got != "config" {
+		t.Fatalf("after rollback: live %q, want the configuration's", got)
+	}
+
+	// An older stored version deployed again is live, and rollback goes
+	// back to the one it replaced.
+	v3, err := vs.Deploy(ctx, functions.Manifest{Name: "f"}, other)
+	if err != nil || v3.Unchanged {
+		t.Fatalf("deploy of another wasm = %+v, %v", v3, err)
+	}
+	old, err := vs.Deploy(ctx, manifest("f", "1", ""), wasm)
+	if err != nil || old.Unchanged || !old.Active {
+		t.Fatalf("deploy of an older version again = %+v, %v; want it made live", old, err)
+	}
+	if got := liveVersion(t, reg, "f"); got != "1" {
+		t.Fatalf("live %q, want 1", got)
+	}
+	back, err := vs.Rollback(ctx, "f")
+	if err != nil || back.Hash != v3.Hash {
+		t.Fatalf("rollback = %+v, %v; want %s", back, err, v3.Hash)
+	}
+	if list, _ := vs.List("f"); len(list) != 2 {
+		t.Errorf("%d stored versions, want 2 (one per wasm)", len(list))
+	}
+}
+
 func TestVersionStoreRefusesBrokenModules(t *testing.T) {
 	wasm := builder.Build(t, "testdata/verdicts")
 	ctx := context.Background()

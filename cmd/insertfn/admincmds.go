@@ -30,7 +30,10 @@ var (
 Uploads FILE.wasm as a new version of function NAME. The server compiles and
 starts it before it goes live; a module that fails to compile, fails the ABI
 check or traps at start is refused with the reason, and the version already
-live keeps serving. Events in flight are never dropped by the swap.
+live keeps serving. Events in flight are never dropped by the swap. A file
+and settings identical to the live version's change nothing (it says
+"already live"); a version deployed before is made live again, and
+'insertfn rollback' goes back to the one it replaced.
 ` + adminFlagsHelp,
 		run: runDeploy,
 	}
@@ -147,6 +150,10 @@ func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 	info, err := cl.Deploy(context.Background(), m, wasm)
 	if err != nil {
 		return adminFailed(stderr, "deploy", err)
+	}
+	if info.Unchanged {
+		fmt.Fprintf(stdout, "%s: version %s (%d bytes) is already live with these settings: nothing changed\n", info.Name, short(info.Hash), info.Size)
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "%s: version %s (%d bytes) is live\n", info.Name, short(info.Hash), info.Size)
 	return exitOK

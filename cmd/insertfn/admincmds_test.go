@@ -50,11 +50,17 @@ func TestAdminCommands(t *testing.T) {
 	if code, stdout, stderr = runCLI(t, "deploy", consentMatchWasm, "--name", "consent-match", "--settings", settings, "--admin", adminURL, "--data", data); code != 0 {
 		t.Fatalf("second deploy: exit %d\n%s%s", code, stdout, stderr)
 	}
+	// The same file and settings again: nothing changes, and it says so.
+	code, stdout, stderr = runCLI(t, "deploy", consentMatchWasm, "--name", "consent-match", "--settings", settings, "--admin", adminURL, "--data", data)
+	if code != 0 || !strings.Contains(stdout, "is already live with these settings: nothing changed") {
+		t.Errorf("deploy of the live version: exit %d\n%s%s", code, stdout, stderr)
+	}
 	code, stdout, _ = runCLI(t, "functions", "--admin", adminURL, "--data", data)
 	if code != 0 || !strings.Contains(stdout, "consent-match\tlive: ") || strings.Count(stdout, " bytes ") != 1 {
 		// Same wasm twice: one stored version (its settings are the version's manifest).
 		t.Errorf("functions: exit %d\n%s", code, stdout)
 	}
+	// The way back survives deploying the live version again.
 	code, stdout, stderr = runCLI(t, "rollback", "consent-match", "--admin", adminURL, "--data", data)
 	if code != 0 || !strings.Contains(stdout, "is live again") {
 		t.Errorf("rollback: exit %d\n%s%s", code, stdout, stderr)

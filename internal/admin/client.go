@@ -43,7 +43,8 @@ func (e *APIError) Error() string {
 // policy and retries; its Wasm is ignored.
 //
 // # Results
-//   - the version, now active;
+//   - the version, now active; its Unchanged is set when it already was
+//     (the same wasm and manifest: the server changed nothing);
 //   - an *[APIError] with status 422 and the reason when the module or
 //     manifest was refused (the old version stays live), or another
 //     error.

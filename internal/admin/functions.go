@@ -76,8 +76,10 @@ func nameOf(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 // PUT /admin/functions/{name}: the body is the wasm, the manifest is in
-// ManifestHeader. 201 and the version (now live); 422 and the reason when
-// it is refused.
+// ManifestHeader. 201 and the version (now live); 200 and the version with
+// "unchanged": true when it already was live with that manifest (nothing
+// changed: the history keeps its previous version); 422 and the reason
+// when it is refused.
 func (a *Admin) deployFunction(w http.ResponseWriter, r *http.Request) {
 	name, ok := nameOf(w, r)
 	if !ok {
@@ -105,6 +107,11 @@ func (a *Admin) deployFunction(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.log.Warn("admin: deploy refused", "function", name, "err", err)
 		a.fail(w, r, versionStatus(err), err)
+		return
+	}
+	if info.Unchanged {
+		a.log.Info("admin: deploy changed nothing: the version is already live", "function", name, "version", info.Hash)
+		writeJSON(w, http.StatusOK, info)
 		return
 	}
 	a.log.Info("admin: deployed", "function", name, "version", info.Hash, "size", info.Size)
