@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/delivery"
+	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -130,8 +132,10 @@ func TestPipelineDelivers(t *testing.T) {
 	defer q.Close()
 	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
 	ads.failing.Store(true)
+	tp := tap.New()
+	watch := watchTap(t, tp)
 	p, err := New(q, proc, []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)},
-		Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: -1}}})
+		Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: -1}}, Tap: tp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +186,75 @@ func TestPipelineDelivers(t *testing.T) {
 	if got := p.Overview().Sources(); len(got) != 1 || got[0] != "web" {
 		t.Errorf("overview sources %v", got)
 	}
+
+	// The live debugger saw each event's fate, at each stage.
+	records := watch()
+	fates := make(map[string]int)
+	for _, r := range records {
+		key := string(r.Stage) + " " + string(r.Fate) + " " + r.Destination
+		if r.Stage == tap.StagePipeline && r.Fate == tap.Routed {
+			key += fmt.Sprintf("%+v", r.Destinations)
+		}
+		if r.Fate == tap.Dropped {
+			key += r.Function + ": " + r.Reason
+		}
+		if r.Fate != tap.Retried {
+			fates[key]++
+		} else if r.Error == "" || r.Attempt < 1 {
+			t.Errorf("a retry record without its error or attempt: %+v", r)
+		}
+	}
+	routed := fmt.Sprintf("%+v", []tap.DestinationFate{{Name: "ads", Fate: tap.Queued},
+		{Name: "analytics", Fate: tap.FilteredConsent, Categories: []string{"Analytics"}}, {Name: "archive", Fate: tap.Queued}})
+	wantFates := map[string]int{"pipeline routed " + routed: 50, "pipeline dropped consent-match: Consent mismatch": 10,
+		"delivery delivered archive": 50, "delivery delivered ads": 50}
+	if !maps.Equal(fates, wantFates) {
+		t.Errorf("tap records by fate:\n%v\nwant\n%v", fates, wantFates)
+	}
+	if !slices.ContainsFunc(records, func(r *tap.Record) bool { return r.Fate == tap.Retried && r.Destination == "ads" }) {
+		t.Error("no retry record for the ads destination that was down")
+	}
 	s := proc.Counters().Snapshot()
 	if s.Dropped["Consent mismatch"] != 10 || s.Destinations["ads"].Delivered != 50 || s.Destinations["archive"].Delivered != 50 {
 		t.Errorf("counters %+v", s)
+	}
+}
+
+// watchTap subscribes to every record of tp, with payloads, and returns
+// a function that ends the subscription and returns what it got.
+func watchTap(t *testing.T, tp *tap.Tap) func() []*tap.Record {
+	s, err := tp.Subscribe(tap.Filter{Rate: tap.MaxRate, Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*tap.Record
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case r := <-s.Records():
+				got = append(got, r)
+			case <-done:
+				for {
+					select {
+					case r := <-s.Records():
+						got = append(got, r)
+					default:
+						return
+					}
+				}
+			}
+		}
+	}()
+	return func() []*tap.Record {
+		close(done)
+		<-stopped
+		s.Close()
+		if m := s.Missed(); m > 0 {
+			t.Errorf("the watcher missed %d records", m)
+		}
+		return got
 	}
 }
 
@@ -277,7 +347,9 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	defer q.Close()
 	ads, analytics, archive := newSink(t), newSink(t), newSink(t)
 	sinks := []delivery.Sink{webhook(t, ads.srv.URL), webhook(t, analytics.srv.URL), webhook(t, archive.srv.URL)}
-	p, err := New(q, proc, sinks, Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: -1}}})
+	tp := tap.New()
+	watch := watchTap(t, tp)
+	p, err := New(q, proc, sinks, Options{Settings: delivery.Settings{Backoff: delivery.Backoff{Initial: 10 * time.Millisecond, Max: 20 * time.Millisecond, MaxAttempts: -1}}, Tap: tp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,6 +402,20 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	}
 	if runs := s.Functions["consent-match"].Runs; runs != 7 {
 		t.Errorf("consent-match ran %d times; want 7 (5 events, m1 twice more)", runs)
+	}
+	// The live debugger tells of each event once, as the counters count it,
+	// though m1 ran three times.
+	seen := make(map[string]int)
+	for _, r := range watch() {
+		if r.Stage == tap.StagePipeline {
+			seen[r.MessageID]++
+			if r.MessageID == "m2" && r.ConsentUpdate != "applied (no stored value changed)" {
+				t.Errorf("m2's consent update: %q, want applied (no stored value changed): it repeats what u1 stored", r.ConsentUpdate)
+			}
+		}
+	}
+	if want := map[string]int{"m1": 1, "m2": 1, "m3": 1, "m4": 1, "m5": 1}; !maps.Equal(seen, want) {
+		t.Errorf("pipeline records per messageId %v, want one each", seen)
 	}
 }
 

@@ -276,7 +276,14 @@ func (p *Processor) trace(now time.Time, source string, event []byte, typ segmen
 	r.ReadEvent(event, full)
 	switch res.update {
 	case updateApplied:
-		r.ConsentUpdate = fmt.Sprintf("applied (%d changes)", res.ConsentChanges)
+		switch res.ConsentChanges {
+		case 0:
+			r.ConsentUpdate = "applied (no stored value changed)"
+		case 1:
+			r.ConsentUpdate = "applied (1 change)"
+		default:
+			r.ConsentUpdate = fmt.Sprintf("applied (%d changes)", res.ConsentChanges)
+		}
 	case updateRejected:
 		r.ConsentUpdate = "rejected: malformed"
 	}

@@ -102,7 +102,9 @@ type Record struct {
 	Function string `json:"function,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// ConsentUpdate says what a consent preference event did to the
-	// consent store: "applied (N changes)" or "rejected: malformed".
+	// consent store: "applied (N changes)" (N stored values changed; "no
+	// stored value changed" when it repeated what was stored) or
+	// "rejected: malformed".
 	ConsentUpdate string `json:"consent_update,omitempty"`
 	// Destinations holds each destination's fate (StagePipeline, when not
 	// Dropped), in the configuration's order.
