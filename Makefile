@@ -9,7 +9,7 @@ GOFILES  := $(shell find . -name '*.go' -not -path './bin/*' -not -path '*/node_
 BROWSER  := internal/testkit/browsertest
 NPM      ?= npm
 
-.PHONY: all build examples browser-bundle test vet bench bench-peers run clean help
+.PHONY: all build build-notice examples browser-bundle test vet bench bench-peers run clean help
 
 all: build examples
 
@@ -72,9 +72,17 @@ bench: ## run the Go benchmarks (sandbox vs native, empty call, consent store, w
 bench-peers: ## consent-match as insertfn wasm vs native Go, Extism and Node.js, one table (bench/peers)
 	cd bench/peers && $(GO) run ./cmd/peers
 
-run: build examples ## run the server on embedded defaults (data in ./data), with sample consent records
-	$(BIN)/insertfn consent import cmd/insertfn/testdata/consent.ndjson --data data
+# The sample records are imported with --replace, so that every run starts
+# the quickstart from them, whatever it changed before.
+run: build-notice build examples ## run the server on embedded defaults (data in ./data), with sample consent records
+	$(BIN)/insertfn consent import --replace cmd/insertfn/testdata/consent.ndjson --data data
 	$(BIN)/insertfn serve --data data
+
+# A first build takes minutes without a word from go build: say so first,
+# when something is out of date (make -q answers that without building).
+build-notice:
+	@$(MAKE) -q --no-print-directory build examples || \
+		echo "building bin/insertfn and the example functions (the first build takes a few minutes)..."
 
 clean: ## remove bin/ and the browser test's node_modules
 	rm -rf $(BIN) $(BROWSER)/node_modules
