@@ -113,7 +113,7 @@ func TestREADME(t *testing.T) {
 				continue
 			}
 			out, code := r.sh.run(t, c.text, 5*time.Minute)
-			t.Logf("README:%d: $ %s\n%s", c.line, c.text, out)
+			t.Logf("README:%d: $ %s\n%s", c.line, c.text, clip(out))
 			if code != 0 {
 				t.Fatalf("README:%d: %s\nexited %d:\n%s", c.line, c.text, code, out)
 			}
@@ -130,6 +130,16 @@ func TestREADME(t *testing.T) {
 			t.Errorf("no README command matches %q: the README no longer shows it; update the promises of docs/readme_test.go", p.command)
 		}
 	}
+}
+
+// clip returns the first lines of a long output, for the test's log.
+func clip(out string) string {
+	const max = 30
+	lines := strings.SplitAfter(out, "\n")
+	if len(lines) <= max+1 {
+		return out
+	}
+	return strings.Join(lines[:max], "") + fmt.Sprintf("... (%d more lines)\n", len(lines)-max)
 }
 
 // A promise is what the README says of the commands its pattern matches.
