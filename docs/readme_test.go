@@ -53,7 +53,8 @@ import (
 //
 // The test builds the binary and the examples in the clone (Go's build
 // cache makes that quick after the first build); it does not run under
-// -race (this file's build constraint) or -short.
+// -race (this file's build constraint) or -short. It runs the README
+// committed at HEAD: commit a change to the README to test it.
 func TestREADME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the README's commands build and run the server")
@@ -168,7 +169,10 @@ var promises = []promise{
 	{command: regexp.MustCompile(`^bin/insertfn consent history u123 --data data$`),
 		// the imported record, then the change the third event made
 		output: regexp.MustCompile(`(?s)Analytics\s+false\s+\(first\)\s+import:cmd/insertfn/testdata/consent\.ndjson:1 .*Analytics\s+true\s+\(was false\)\s+segment:`)},
-	{command: regexp.MustCompile(`^bin/insertfn deploy bin/examples/consent-match\.wasm`), output: regexp.MustCompile(`^consent-match: version [0-9a-f]{12} \(\d+ bytes\) is live\n$`)},
+	{command: regexp.MustCompile(`(?s)^bin/insertfn deploy bin/examples/consent-match\.wasm .*--settings`), output: regexp.MustCompile(`^consent-match: version [0-9a-f]{12} \(\d+ bytes\) is live\n$`)},
+	// after the rollback to the configuration's version: that file again
+	{command: regexp.MustCompile(`^bin/insertfn deploy bin/examples/consent-match\.wasm --name consent-match +#`),
+		output: regexp.MustCompile(`^consent-match: version [0-9a-f]{12} \(\d+ bytes\) is already live with these settings: nothing changed\n$`)},
 	{command: regexp.MustCompile(`^bin/insertfn functions`), output: regexp.MustCompile(`(?m)^consent-match\tlive: [0-9a-f]{12}\n(  [ *] [0-9a-f]{12} .*\n)+`)},
 	{command: regexp.MustCompile(`^bin/insertfn rollback consent-match`), output: regexp.MustCompile(`^consent-match: version [0-9a-f]{12} is live again\n$`)},
 	{command: regexp.MustCompile(`^bin/insertfn logs consent-match`), output: regexp.MustCompile(`consent-match has logged nothing since the server started`)},
