@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,9 +11,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/pipeline/tap"
 )
 
 // Client calls the admin API, for the CLI (insertfn deploy, functions,
@@ -151,4 +157,233 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("admin: %s %s: the answer is not what the admin API sends: %w", method, path, err)
 	}
 	return nil
+}
+
+// TailQuery chooses what [Client.Tail] streams. The zero value follows
+// every record as it comes, without the events themselves.
+type TailQuery struct {
+	// Filter: source, type, user, fate, the events themselves (Full), the
+	// rate and the sample (see [tap.Filter]).
+	Filter tap.Filter
+	// Recent sends first up to this many of the last records the server
+	// kept (at most [tap.HistorySize]).
+	Recent int
+	// NoFollow ends the stream after the recent records.
+	NoFollow bool
+}
+
+// values returns q as GET /admin/tail's query.
+func (q TailQuery) values() url.Values {
+	v := url.Values{}
+	f := q.Filter
+	for name, s := range map[string]string{"source": f.Source, "type": f.Type, "user": f.User, "fate": string(f.Fate)} {
+		if s != "" {
+			v.Set(name, s)
+		}
+	}
+	for name, n := range map[string]int{"rate": f.Rate, "sample": f.Sample, "n": q.Recent} {
+		if n != 0 {
+			v.Set(name, strconv.Itoa(n))
+		}
+	}
+	if f.Full {
+		v.Set("full", "1")
+	}
+	if q.NoFollow {
+		v.Set("follow", "0")
+	}
+	return v
+}
+
+// TailMessage is one message of a tail stream: a record, or a count of
+// records the server left out.
+type TailMessage struct {
+	// Record is what became of an event at one stage; nil in a Missed
+	// message.
+	Record *tap.Record
+	// Missed is how many records the server left out because the stream
+	// fell behind (the client read too slowly, or events came faster
+	// than the stream's buffer).
+	Missed uint64
+}
+
+// Client-side limits of a tail stream.
+const (
+	// maxTailLine bounds one line of a tail stream: a record with its
+	// payload (at most tap.MaxPayload, up to six times that when a
+	// payload that is not JSON is escaped as a string) and its other
+	// fields, with room to spare.
+	maxTailLine = 1 << 20
+	// tailSilence is how long a stream may send nothing, keep-alive
+	// comments included, before the client gives up on it.
+	tailSilence = 3 * TailKeepAlive
+	// defaultTailConnect bounds the wait for a stream's answer when the
+	// client has no timeout of its own.
+	defaultTailConnect = 30 * time.Second
+)
+
+// ErrTailEnded is what [Client.Tail] returns when the server ended a
+// stream that follows records: it is shutting down.
+var ErrTailEnded = errors.New("admin: the server ended the tail stream (it is shutting down)")
+
+// Tail streams what becomes of events (GET /admin/tail) and calls fn for
+// each message, in order, until ctx is done, fn returns an error, or the
+// stream ends.
+//
+// The client's HTTP.Timeout bounds only the wait for the answer (30 s
+// without one): a stream lasts as long as it is read. A stream silent for
+// three keep-alive intervals is given up with an error.
+//
+// # Results
+//   - nil when a stream with q.NoFollow ended after its records;
+//   - ctx's error when ctx is done;
+//   - fn's error when fn returns one;
+//   - [ErrTailEnded] when the server ended a following stream;
+//   - an *[APIError] when the server refused the query (400 naming the
+//     parameter, 401 the token, 503 too many streams), or another error
+//     (the server could not be reached, the stream broke).
+func (c *Client) Tail(ctx context.Context, q TailQuery, fn func(TailMessage) error) error {
+	if c.URL == "" {
+		return errors.New("admin: no admin API URL (--admin http://127.0.0.1:8081)")
+	}
+	u := strings.TrimRight(c.URL, "/") + "/admin/tail"
+	if v := q.values(); len(v) > 0 {
+		u += "?" + v.Encode()
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Accept", "text/event-stream")
+	hc := http.Client{}
+	if c.HTTP != nil {
+		hc = *c.HTTP // its transport, without its timeout: that would cut the stream
+	}
+	connect := cmp.Or(hc.Timeout, defaultTailConnect)
+	hc.Timeout = 0
+
+	// The watchdog ends a request without an answer, then a stream gone
+	// silent, with the reason as the context's cause.
+	var answered atomic.Bool
+	watchdog := time.AfterFunc(connect, func() {
+		if answered.Load() {
+			cancel(fmt.Errorf("admin: the tail stream sent nothing for %v: the server or the network is stalled", tailSilence))
+			return
+		}
+		cancel(fmt.Errorf("admin: GET /admin/tail: no answer within %v", connect))
+	})
+	defer watchdog.Stop()
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cause := context.Cause(sctx); cause != nil {
+			return cause
+		}
+		return fmt.Errorf("admin: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e errorBody
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b[:min(len(b), 200)]))
+		}
+		return &APIError{StatusCode: resp.StatusCode, Message: e.Error}
+	}
+	answered.Store(true)
+	watchdog.Reset(tailSilence)
+	err = readTail(resp.Body, func(m TailMessage) error {
+		watchdog.Reset(tailSilence)
+		return fn(m)
+	}, func() { watchdog.Reset(tailSilence) })
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case context.Cause(sctx) != nil: // the watchdog's
+		return context.Cause(sctx)
+	case err != nil:
+		return err
+	case !q.NoFollow:
+		return ErrTailEnded
+	}
+	return nil
+}
+
+// readTail reads a Server-Sent Events stream from r and calls fn for each
+// record ("data" events) and each missed count ("missed" events), and
+// alive for every line (comments included); events of other types are
+// skipped.
+//
+// # Results
+//   - nil at the end of the stream;
+//   - fn's error;
+//   - an error saying what was wrong with the stream (a line over
+//     maxTailLine, data that is not a record).
+func readTail(r io.Reader, fn func(TailMessage) error, alive func()) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxTailLine)
+	var event string
+	var data []byte
+	for sc.Scan() {
+		alive()
+		line := sc.Bytes()
+		if len(line) == 0 { // the end of an event
+			if data != nil {
+				if err := dispatchTail(event, data, fn); err != nil {
+					return err
+				}
+			}
+			event, data = "", nil
+			continue
+		}
+		if line[0] == ':' { // a comment: keep-alive
+			continue
+		}
+		field, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(field) {
+		case "event":
+			event = string(value)
+		case "data":
+			if data == nil {
+				data = []byte{} // "data:" alone is an event with empty data
+			} else {
+				data = append(data, '\n')
+			}
+			data = append(data, value...)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("admin: tail stream: a line longer than %d bytes", maxTailLine)
+		}
+		return fmt.Errorf("admin: tail stream: %w", err)
+	}
+	return nil
+}
+
+// dispatchTail hands one event of a tail stream to fn.
+func dispatchTail(event string, data []byte, fn func(TailMessage) error) error {
+	switch event {
+	case "", "message":
+		var rec tap.Record
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return fmt.Errorf("admin: tail stream: a record that is not the JSON of one: %w", err)
+		}
+		return fn(TailMessage{Record: &rec})
+	case "missed":
+		var m struct {
+			Missed uint64 `json:"missed"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			return fmt.Errorf("admin: tail stream: a missed count that is not {\"missed\": N}: %w", err)
+		}
+		return fn(TailMessage{Missed: m.Missed})
+	}
+	return nil // an event type this client does not know: a newer server's
 }
