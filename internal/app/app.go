@@ -289,6 +289,7 @@ func (h *Server) startAdmin(cfg *config.Config, opts Options, destNames []string
 		Handlers: map[string]http.Handler{
 			"GET /admin/overview/":             http.StripPrefix("/admin/overview", overview.Handler(h.pipe.Overview())),
 			"GET /admin/functions/{name}/logs": http.HandlerFunc(h.functionLogs),
+			"GET /admin/tail":                  admin.TailHandler(h.tap),
 		},
 		Public: map[string]http.Handler{"/healthz": http.HandlerFunc(h.health.Healthz), "/readyz": http.HandlerFunc(h.health.Readyz)},
 	})
