@@ -6,10 +6,11 @@
 //	insertfn serve [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--data DIR] [--write-key KEY] [--function FILE.wasm]...
 //	insertfn build DIR [-o FILE.wasm]
 //	insertfn test FILE.wasm --event EVENT.json [--consent RECORDS] [--settings SETTINGS] [--json]
-//	insertfn deploy FILE.wasm --name NAME [--settings FILE]   (these four through the admin API)
+//	insertfn deploy FILE.wasm --name NAME [--settings FILE]   (these five through the admin API)
 //	insertfn functions
 //	insertfn rollback NAME
 //	insertfn logs NAME [-n N]
+//	insertfn tail [--source S] [--type T] [--user ID] [--fate F] [-n N] [--no-follow] [--json] [--full]
 //	insertfn consent get|set|delete|history|import|export [ARGUMENTS] [--config FILE] [--json]
 //	insertfn dead list|replay|drop [DESTINATION] [SEQ...]
 //	insertfn version
@@ -45,7 +46,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, consentCmd, deadCmd, benchCmd, versionCmd, helpCmd}
+	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, tailCmd, consentCmd, deadCmd, benchCmd, versionCmd, helpCmd}
 }
 
 func lookup(name string) *command {
