@@ -12,16 +12,46 @@
 //
 // # Authentication
 //
-// Every request, /metrics included, needs "Authorization: Bearer TOKEN"
-// (or the token as the password of Basic auth, which a browser prompts for:
-// the delivery overview page); only the probes in [Deps.Public] (/healthz,
-// /readyz) answer without it;
-// the token is compared in constant time (of hashes, so its length does
-// not leak either). A request without it, or with another, gets 401 and
-// the fixed body {"error":"unauthorized"}: nothing about the data or the
-// routes leaks (the token is checked before routing). The token is
+// Tools authenticate every request, /metrics included, with
+// "Authorization: Bearer TOKEN" (or the token as the password of Basic
+// auth, any user name); only the probes in [Deps.Public] (/healthz,
+// /readyz) answer without it. The token is compared in constant time (of
+// hashes, so its length does not leak either). The token is
 // [Config.Token], or else the environment variable [Config.TokenEnv]
 // names, and must be at least [MinTokenLen] bytes.
+//
+// A person's browser logs in instead: GET /admin/login is a form where
+// the token is pasted; POST /admin/login (form fields token and next)
+// exchanges it for a session cookie ([SessionCookie]: HttpOnly,
+// SameSite=Strict, Path=/admin, Secure when the request came over TLS)
+// that lasts [SessionTTL], and leads to next (a page under /admin/, by
+// default [DefaultLanding]). The session authenticates every /admin call
+// the pages make, fetch and EventSource alike. POST /admin/logout ends
+// it. Sessions are random ids kept in memory (at most [MaxSessions]; a
+// restart ends them all).
+//
+// A page opened with the token in its URL (http://x:TOKEN@host/admin/...)
+// works too: a browser's GET of a page without credentials gets 401 with
+// a Basic challenge, which the browser answers with the URL's
+// credentials (or asks the person for them, the token as the password;
+// cancelling shows the login form, which is the 401's body), and a page
+// GET authenticated by Basic auth also sets a session cookie, which the
+// page's own calls then carry.
+//
+// Cookies are sent by the browser whoever asks, so a cookie-authenticated
+// POST, PUT, PATCH or DELETE must show that it comes from the admin
+// pages, beyond what SameSite=Strict already refuses: a Sec-Fetch-Site or
+// Origin header naming another site is refused with 403, and one of
+// Sec-Fetch-Site "same-origin", an Origin of the admin API's own host or
+// the [PageHeader] header (which another origin cannot send without a
+// CORS preflight that is never granted) is required. A login posted from
+// another site is refused too. Calls with the token carry no such
+// ambient authority and are not checked.
+//
+// A request without credentials, or with wrong ones, gets 401 and the
+// fixed body {"error":"unauthorized"} (a browser's page GET: the login
+// form): nothing about the data or the routes leaks (credentials are
+// checked before routing).
 //
 // Without a token the admin API is never open: on a non-loopback address
 // [New] refuses to start; on a loopback address it generates a random
@@ -37,7 +67,8 @@
 // # Errors
 //
 // Every error is JSON, {"error": "..."}, with the status saying the kind:
-// 400 malformed request, 401 no or wrong token, 404 no such function,
+// 400 malformed request, 401 no or wrong credentials, 403 a
+// cookie-authenticated change that does not come from the admin pages, 404 no such function,
 // version, record, destination or dead letter, 409 a conflict (nothing to
 // roll back to, a function in use, a read-only store), 413 body too large
 // (wasm 32 MiB, other bodies 16 MiB), 422 a module or manifest the
@@ -49,7 +80,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,7 +88,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/insertfn/insertfn/functions"
@@ -146,6 +175,8 @@ type Admin struct {
 	generated bool
 	dests     map[string]bool
 	mux       *http.ServeMux
+	sessions  *sessions
+	now       func() time.Time
 }
 
 // New checks cfg and deps and returns the admin API.
@@ -164,7 +195,7 @@ func New(cfg Config, deps Deps) (*Admin, error) {
 	if cfg.TokenEnv == "" {
 		cfg.TokenEnv = DefaultTokenEnv
 	}
-	a := &Admin{cfg: cfg, deps: deps, log: deps.Logger, dests: make(map[string]bool)}
+	a := &Admin{cfg: cfg, deps: deps, log: deps.Logger, dests: make(map[string]bool), sessions: newSessions(), now: time.Now}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -255,36 +286,44 @@ func (a *Admin) routes() (err error) {
 	return nil
 }
 
-// ServeHTTP checks the token, then routes the request.
+// ServeHTTP authenticates the request (see the package documentation),
+// then routes it.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, ok := a.deps.Public[r.URL.Path]; ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		h.ServeHTTP(w, r)
 		return
 	}
-	if !a.authorized(r) {
-		w.Header().Add("WWW-Authenticate", `Bearer realm="insertfn admin"`)
-		w.Header().Add("WWW-Authenticate", `Basic realm="insertfn admin (any user name, the admin token as password)"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized")
+	switch r.URL.Path {
+	case "/admin/login":
+		a.login(w, r)
+		return
+	case "/admin/logout":
+		a.logout(w, r)
 		return
 	}
+	how := a.authenticate(r)
+	switch {
+	case how == noCredential:
+		if wantsPage(r) {
+			// The browser answers the challenge with the credentials of
+			// the page's URL, or asks the person; the body is the login
+			// form, shown when they cancel.
+			w.Header().Set("WWW-Authenticate", `Basic realm="insertfn admin (any user name, the admin token as password)", charset="UTF-8"`)
+			a.loginForm(w, http.StatusUnauthorized, r.URL.RequestURI(), "")
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="insertfn admin"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized")
+		return
+	case how == cookieCredential && unsafe(r) && !sameOrigin(r):
+		writeError(w, http.StatusForbidden, fmt.Sprintf("%s %s with the session cookie does not come from the admin pages (no same-origin Origin, Sec-Fetch-Site or %s header): refused; tools use the bearer token", r.Method, r.URL.Path, PageHeader))
+		return
+	case how == basicCredential && wantsPage(r) && !a.sessions.valid(sessionID(r), a.now()):
+		// The page's own calls cannot carry the URL's credentials: give
+		// them a session.
+		a.setSession(w, r)
+	}
 	a.mux.ServeHTTP(w, r)
-}
-
-// authorized compares the request's bearer token with the admin token in
-// constant time.
-func (a *Admin) authorized(r *http.Request) bool {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		tok = ""
-	}
-	// A browser (the delivery overview page) sends the token as the
-	// password of Basic auth, which it prompts for on a 401.
-	if _, pass, ok := r.BasicAuth(); ok {
-		tok = pass
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(got[:], a.tokenHash[:]) == 1
 }
 
 // Serve answers admin calls on ln until ctx is done, then shuts the

@@ -73,6 +73,10 @@ type Server struct {
 	adminCtx context.CancelFunc
 	adminErr chan error
 
+	overview     *overview.Overview
+	stopOverview context.CancelFunc
+	overviewDone chan struct{}
+
 	stopPipeline context.CancelFunc
 	pipelineDone chan struct{}
 	serveErr     chan error
@@ -198,6 +202,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	h.health = metrics.NewHealth(metrics.HealthConfig{Store: h.store.Backend(), Queue: h.queue,
 		Functions: h.registry, FunctionNames: fnNames})
 
+	// The delivery overview's history outlives restarts (DATA/overview).
+	if h.overview, err = overview.New(overview.Config{Flows: h.pipe.Overview(), Metrics: h.metrics.Registry(),
+		Live: h.liveVersions, Destinations: destNames, Dir: filepath.Join(cfg.DataDir(), "overview"), Logger: h.log}); err != nil {
+		return nil, fmt.Errorf("insertfn: %w", err)
+	}
 	if err := h.startAdmin(cfg, opts, destNames); err != nil {
 		return nil, err
 	}
@@ -216,6 +225,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		h.pipe.Run(pctx)
 	}()
 	go func() { h.serveErr <- h.srv.Serve(h.ln) }()
+	octx, stopOverview := context.WithCancel(context.Background())
+	h.stopOverview, h.overviewDone = stopOverview, make(chan struct{})
+	go func() {
+		defer close(h.overviewDone)
+		h.overview.Run(octx)
+	}()
 	if opts.SummaryEvery > 0 {
 		go h.summarize(pctx, opts.SummaryEvery)
 	}
@@ -287,7 +302,7 @@ func (h *Server) startAdmin(cfg *config.Config, opts Options, destNames []string
 		Registry: h.registry, Versions: h.versions, Store: h.store, Queue: h.queue, Destinations: destNames,
 		Engine: h.engine, FunctionUsers: users, Metrics: h.metrics.Handler(), Logger: h.log,
 		Handlers: map[string]http.Handler{
-			"GET /admin/overview/":             http.StripPrefix("/admin/overview", overview.Handler(h.pipe.Overview())),
+			"GET /admin/overview/":             http.StripPrefix("/admin/overview", h.overview.Handler()),
 			"GET /admin/functions/{name}/logs": http.HandlerFunc(h.functionLogs),
 			"GET /admin/tail":                  admin.TailHandler(h.tap),
 		},
@@ -312,6 +327,17 @@ func (h *Server) startAdmin(cfg *config.Config, opts Options, destNames []string
 	h.adminCtx, h.adminErr = cancel, make(chan error, 1)
 	go func() { h.adminErr <- a.Serve(actx, h.adminLn) }()
 	return nil
+}
+
+// liveVersions returns each function's live version hash.
+func (h *Server) liveVersions() map[string]string {
+	out := make(map[string]string)
+	for _, name := range h.registry.Names() {
+		if v, err := h.registry.Active(name); err == nil {
+			out[name] = v.Hash
+		}
+	}
+	return out
 }
 
 // functionLogs answers GET /admin/functions/{name}/logs[?n=N]: the last
@@ -411,6 +437,10 @@ func (h *Server) closeAll(ctx context.Context) error {
 		case <-time.After(time.Minute):
 			errs = append(errs, errors.New("insertfn: the pipeline did not stop within a minute"))
 		}
+	}
+	if h.stopOverview != nil { // after the pipeline: its last counts are saved
+		h.stopOverview()
+		<-h.overviewDone
 	}
 	if h.queue != nil {
 		errs = append(errs, h.queue.Close())
