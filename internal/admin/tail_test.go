@@ -434,3 +434,22 @@ func TestTailClientReads(t *testing.T) {
 		t.Errorf("no server: %v, want a connection error", err)
 	}
 }
+
+// TestTailLargestPayload: the largest payload a record carries, even one
+// escaped to six times its size (a function's output that is not JSON,
+// of control characters), reaches the client whole.
+func TestTailLargestPayload(t *testing.T) {
+	tp := tap.New()
+	_, c := tailServer(t, tp)
+	event := strings.Repeat("\x01", tap.MaxPayload)
+	r := &tap.Record{Time: time.Now(), Stage: tap.StageDelivery, Source: "web", Type: "track", Fate: tap.Delivered, Destination: "hook"}
+	r.ReadEvent([]byte(event), true)
+	tp.Publish(r)
+	var got string
+	err := c.Tail(context.Background(), admin.TailQuery{Filter: tap.Filter{Full: true}, Recent: 1, NoFollow: true}, func(m admin.TailMessage) error {
+		return json.Unmarshal(m.Record.Payload, &got)
+	})
+	if err != nil || got != event {
+		t.Errorf("Tail: %v; payload of %d bytes, want the event's %d", err, len(got), len(event))
+	}
+}
