@@ -32,9 +32,9 @@ filtered by consent with the categories not granted, filtered by the
 integrations object, dropped by its own function), then each delivery,
 retry and dead letter. Ctrl-C ends it.
 
-  18:02:11.412  web  track  "Order Completed"  user=u123  msg=4f1c2d3e…  dropped by consent-match: Consent mismatch
-  18:02:11.415  web  track  "Order Completed"  user=u123  msg=9a2e7b10…  routed: events-file queued; ads filtered by consent (Advertising)
-  18:02:11.530  web  track  "Order Completed"  user=u123  msg=9a2e7b10…  delivered to events-file
+  18:02:11.412  web  track  "Order Completed"  user=u123  msg=4f1c2d3e77b0…  dropped by consent-match: Consent mismatch
+  18:02:11.415  web  track  "Order Completed"  user=u123  msg=9a2e7b10c4d1…  routed: events-file queued; ads filtered by consent (Advertising)
+  18:02:11.530  web  track  "Order Completed"  user=u123  msg=9a2e7b10c4d1…  delivered to events-file
 
 Filters (all must match):
   --source S     events of source S
@@ -213,7 +213,7 @@ func (p *tailPrinter) print(r *tap.Record) error {
 // shortID shortens a messageId to its first characters: enough to tell
 // an event's records from others' on one screen.
 func shortID(id string) string {
-	const keep = 8
+	const keep = 12
 	if utf8.RuneCountInString(id) <= keep+1 {
 		return orDash(id)
 	}

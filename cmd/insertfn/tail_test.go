@@ -181,3 +181,35 @@ func TestTailFollowInterrupt(t *testing.T) {
 	}
 	waitUntil(t, "the subscription to close", func() bool { return h.Tap().Watchers() == 0 })
 }
+
+// TestTailOutcome: what each fate reads as on tail's lines.
+func TestTailOutcome(t *testing.T) {
+	for _, c := range []struct {
+		r    tap.Record
+		want string
+	}{
+		{tap.Record{Fate: tap.Dropped, Function: "consent-match", Reason: "Consent mismatch"}, "dropped by consent-match: Consent mismatch"},
+		{tap.Record{Fate: tap.Routed, ConsentUpdate: "applied (2 changes)", Destinations: []tap.DestinationFate{
+			{Name: "events-file", Fate: tap.Queued},
+			{Name: "ads", Fate: tap.FilteredConsent, Categories: []string{"Advertising", "Analytics"}},
+			{Name: "amp", Fate: tap.FilteredIntegrations},
+			{Name: "crm", Fate: tap.Dropped, Function: "strip-pii", Reason: "No email"},
+		}}, "consent updated (2 changes); routed: events-file queued; ads filtered by consent (Advertising, Analytics); " +
+			"amp filtered by the integrations object; crm dropped by strip-pii: No email"},
+		{tap.Record{Fate: tap.Filtered, ConsentUpdate: "rejected: malformed", Destinations: []tap.DestinationFate{{Name: "ads", Fate: tap.FilteredConsent}}},
+			"consent update rejected: malformed; filtered: ads filtered by consent"},
+		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Delivered, Destination: "hook", Attempt: 1}, "delivered to hook"},
+		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Delivered, Destination: "hook", Attempt: 3}, "delivered to hook (attempt 3)"},
+		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Retried, Destination: "hook", Attempt: 2, Error: "503 Service Unavailable"},
+			"delivery to hook failed (attempt 2), will retry: 503 Service Unavailable"},
+		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Failed, Destination: "hook", Attempt: 58, Error: "400 Bad Request"},
+			"delivery to hook failed for good (attempt 58), dead-lettered: 400 Bad Request"},
+	} {
+		if got := outcome(&c.r); got != c.want {
+			t.Errorf("%+v:\n got %s\nwant %s", c.r, got, c.want)
+		}
+	}
+	if got := shortID("ifn-268b750b21267861fcdf7655caa400ee"); got != "ifn-268b750b…" {
+		t.Errorf("shortID: %s", got)
+	}
+}
