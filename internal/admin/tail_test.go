@@ -109,9 +109,9 @@ func TestTailFilters(t *testing.T) {
 				rec("web", "track", "u1", "other1", tap.Routed),
 				rec("web", "page", "u3", "other2", tap.Delivered),
 			} {
-				tp.Publish(r)
+				tp.Offer(r)
 			}
-			tp.Publish(tc.match)
+			tp.Offer(tc.match)
 			got, err := wait()
 			if err != nil {
 				t.Fatal(err)
@@ -140,9 +140,9 @@ func TestTailRecent(t *testing.T) {
 	tp := tap.New()
 	srv, c := tailServer(t, tp)
 	for i := range 5 {
-		tp.Publish(rec("web", "track", "u1", fmt.Sprintf("m%d", i), tap.Routed))
+		tp.Offer(rec("web", "track", "u1", fmt.Sprintf("m%d", i), tap.Routed))
 	}
-	tp.Publish(rec("app", "track", "u1", "other-source", tap.Routed))
+	tp.Offer(rec("app", "track", "u1", "other-source", tap.Routed))
 
 	var ids []string
 	err := c.Tail(context.Background(), admin.TailQuery{Filter: tap.Filter{Source: "web"}, Recent: 3, NoFollow: true}, func(m admin.TailMessage) error {
@@ -226,7 +226,7 @@ func TestTailStreamsBounded(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "tail streams are open") {
 		t.Errorf("one stream too many: %d %s, want 503 saying why", resp.StatusCode, body)
 	}
-	tp.Publish(rec("web", "track", "u1", "m1", tap.Routed))
+	tp.Offer(rec("web", "track", "u1", "m1", tap.Routed))
 	for _, wait := range waits {
 		if got, err := wait(); err != nil || got[0].Record.MessageID != "m1" {
 			t.Errorf("stream: %+v, %v", got, err)
@@ -234,7 +234,7 @@ func TestTailStreamsBounded(t *testing.T) {
 	}
 	until(t, "the streams to close", func() bool { return tp.Watchers() == 0 })
 	wait := follow(t, tp, c, admin.TailQuery{}, 1) // a slot is free again
-	tp.Publish(rec("web", "track", "u1", "m2", tap.Routed))
+	tp.Offer(rec("web", "track", "u1", "m2", tap.Routed))
 	if got, err := wait(); err != nil || got[0].Record.MessageID != "m2" {
 		t.Errorf("a stream after the others closed: %+v, %v", got, err)
 	}
@@ -278,11 +278,11 @@ func TestTailMissed(t *testing.T) {
 
 	// The first record's write waits for the reader, which reads nothing
 	// yet: the stream is stuck and its buffer empty.
-	tp.Publish(rec("web", "track", "u1", "first", tap.Routed))
+	tp.Offer(rec("web", "track", "u1", "first", tap.Routed))
 	<-w.entered
 	const over = 10
 	for i := range tap.Buffer + over {
-		tp.Publish(rec("web", "track", "u1", fmt.Sprint(i), tap.Routed))
+		tp.Offer(rec("web", "track", "u1", fmt.Sprint(i), tap.Routed))
 	}
 
 	var records, missed int
@@ -444,7 +444,7 @@ func TestTailLargestPayload(t *testing.T) {
 	event := strings.Repeat("\x01", tap.MaxPayload)
 	r := &tap.Record{Time: time.Now(), Stage: tap.StageDelivery, Source: "web", Type: "track", Fate: tap.Delivered, Destination: "hook"}
 	r.ReadEvent([]byte(event), true)
-	tp.Publish(r)
+	tp.Offer(r)
 	var got string
 	err := c.Tail(context.Background(), admin.TailQuery{Filter: tap.Filter{Full: true}, Recent: 1, NoFollow: true}, func(m admin.TailMessage) error {
 		return json.Unmarshal(m.Record.Payload, &got)

@@ -159,7 +159,7 @@ func TestTailThroughTheServer(t *testing.T) {
 		if w.query.Filter.Type != "" {
 			r.Type = w.query.Filter.Type
 		}
-		h.Tap().Publish(r)
+		h.Tap().Offer(r)
 	}
 	for _, w := range watches {
 		if err := <-w.done; !errors.Is(err, errEndOfWatch) {

@@ -324,8 +324,8 @@ func (p *Pipeline) processItem(ctx context.Context, now time.Time, source string
 		p.proc.record(fc, ev, res)
 		if p.opts.Tap != nil {
 			typ := eventType(ev)
-			if want, full := p.opts.Tap.Want(sec, source, typ.String()); want {
-				*traces = append(*traces, p.proc.trace(now, source, ev, typ, res, full))
+			if k := p.opts.Tap.Want(sec, source, typ.String()); k.OK() {
+				*traces = append(*traces, p.proc.trace(now, source, ev, typ, res, k))
 			}
 		}
 		for i, out := range res.Outputs {
@@ -501,13 +501,13 @@ func (p *Pipeline) traceDeliveries(dest int, items []queue.Item, events [][]byte
 	name := p.proc.Destinations()[dest].Name
 	for i, it := range items {
 		typ := eventType(events[i])
-		want, full := t.Want(sec, sources[i], typ.String())
-		if !want {
+		k := t.Want(sec, sources[i], typ.String())
+		if !k.OK() {
 			continue
 		}
 		r := &tap.Record{Time: now, Stage: tap.StageDelivery, Source: sources[i], Type: typ.String(),
-			Fate: fate, Destination: name, Attempt: it.Attempts + 1}
-		r.ReadEvent(events[i], full)
+			Fate: fate, Destination: name, Attempt: it.Attempts + 1, Ticket: k}
+		r.ReadEvent(events[i], k.Full())
 		if err != nil {
 			r.Fate, r.Error = tap.Failed, err.Error()
 			if p.opts.Backoff.ShouldRetry(it.Attempts+1, err) {

@@ -270,10 +270,10 @@ func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
 }
 
 // trace returns the live debugger's record of what became of one event
-// (res, as run left it) at now; full: with the event itself.
-func (p *Processor) trace(now time.Time, source string, event []byte, typ segment.EventType, res *Result, full bool) *tap.Record {
-	r := &tap.Record{Time: now, Stage: tap.StagePipeline, Source: source, Type: typ.String()}
-	r.ReadEvent(event, full)
+// (res, as run left it) at now, for the takers of ticket k.
+func (p *Processor) trace(now time.Time, source string, event []byte, typ segment.EventType, res *Result, k tap.Ticket) *tap.Record {
+	r := &tap.Record{Time: now, Stage: tap.StagePipeline, Source: source, Type: typ.String(), Ticket: k}
+	r.ReadEvent(event, k.Full())
 	switch res.update {
 	case updateApplied:
 		switch res.ConsentChanges {

@@ -10,7 +10,12 @@
 //     knows for free (the source and the event's type); a record is built
 //     only when a watcher's filter may match it and the watcher's rate
 //     (records per second, [Filter.Rate]) has room, or when the history's
-//     own rate ([HistoryRate]) has;
+//     own rate ([HistoryRate]) has. Want reserves the record's place in
+//     those rates (a [Ticket]), so that a batch of many events builds no
+//     more records than the rates let through. A watcher that filters on
+//     what only the record tells (a user, a fate) reserves from a build
+//     budget of [MaxRate] records a second instead, and its own rate
+//     applies when the record is published;
 //   - [Tap.Publish] never blocks: each watcher has a bounded buffer
 //     ([Buffer] records), and what does not fit is counted as missed
 //     ([Subscription.Missed]) rather than waited for;
@@ -24,6 +29,7 @@ package tap
 import (
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -121,7 +127,27 @@ type Record struct {
 	// its size when it was left out for being larger.
 	Payload      json.RawMessage `json:"payload,omitempty"`
 	PayloadBytes int             `json:"payload_omitted_bytes,omitempty"`
+
+	// Ticket is what [Tap.Want] reserved for the record: who takes it
+	// when it is published.
+	Ticket Ticket `json:"-"`
 }
+
+// Ticket is what [Tap.Want] reserved for one record: the history's place
+// and the watchers' places in their rates.
+type Ticket struct {
+	takers uint64 // a bit per watcher slot, and historyBit
+	full   bool
+}
+
+// historyBit is a [Ticket]'s bit for the history.
+const historyBit = 1 << 63
+
+// OK reports whether anyone takes the record: build it only then.
+func (k Ticket) OK() bool { return k.takers != 0 }
+
+// Full reports whether a taker wants the event itself (Record.Payload).
+func (k Ticket) Full() bool { return k.full }
 
 // DestinationFate is what the pipeline did with an event for one
 // destination.
@@ -172,6 +198,8 @@ const (
 	HistoryRate = 20
 	// MaxPayload is the largest payload a record carries.
 	MaxPayload = 32 << 10
+	// MaxWatchers bounds the subscriptions open at once.
+	MaxWatchers = 63
 )
 
 // Filter says which records a watcher wants. The zero value wants every
@@ -244,10 +272,15 @@ func (l *limiter) take(now int64) bool {
 
 // Subscription is one watcher's stream of records.
 type Subscription struct {
-	tap     *Tap
-	filter  Filter
-	ch      chan *Record
-	limit   limiter
+	tap    *Tap
+	filter Filter
+	slot   uint // its bit in a Ticket
+	late   bool // it filters on what only a record tells: User, Fate
+	ch     chan *Record
+	limit  limiter // the watcher's rate
+	// build is a late watcher's budget of records built for it: it
+	// cannot know which match before they are built.
+	build   limiter
 	matched atomic.Uint64 // records that matched, for sampling
 	missed  atomic.Uint64
 	closed  atomic.Bool
@@ -274,17 +307,32 @@ func (s *Subscription) Close() {
 	defer s.tap.mu.Unlock()
 	subs := slices.DeleteFunc(slices.Clone(*s.tap.subs.Load()), func(x *Subscription) bool { return x == s })
 	s.tap.subs.Store(&subs)
+	s.tap.slots &^= 1 << s.slot
 }
 
-// offer sends r to the watcher if its filter, sample and rate let it.
+// sampled reports whether the next record that matches is one of the
+// one in Sample the watcher takes.
+func (s *Subscription) sampled() bool {
+	n := s.filter.Sample
+	return n <= 1 || (s.matched.Add(1)-1)%uint64(n) == 0
+}
+
+// reserve reports whether the watcher takes a record of an event of
+// source and typ at now, and reserves its place if so.
+func (s *Subscription) reserve(now int64, source, typ string) bool {
+	if !s.filter.early(source, typ) {
+		return false
+	}
+	if s.late {
+		return s.build.room(now) && s.build.take(now)
+	}
+	return s.limit.room(now) && s.sampled() && s.limit.take(now)
+}
+
+// offer sends r, which the watcher reserved, if it is one the watcher
+// wants.
 func (s *Subscription) offer(r *Record, now int64) {
-	if !s.filter.Match(r) {
-		return
-	}
-	if n := s.filter.Sample; n > 1 && (s.matched.Add(1)-1)%uint64(n) != 0 {
-		return
-	}
-	if !s.limit.take(now) {
+	if s.late && !(s.filter.Match(r) && s.sampled() && s.limit.take(now)) {
 		return
 	}
 	select {
@@ -297,8 +345,9 @@ func (s *Subscription) offer(r *Record, now int64) {
 // Tap hands records to watchers and keeps the last ones. The zero value
 // is not usable: call [New]. It is safe for concurrent use.
 type Tap struct {
-	mu   sync.Mutex                      // serializes changes of subs and the history
-	subs atomic.Pointer[[]*Subscription] // copy on write: Want and Publish read it without a lock
+	mu    sync.Mutex                      // serializes changes of subs, slots and the history
+	subs  atomic.Pointer[[]*Subscription] // copy on write: Want and Publish read it without a lock
+	slots uint64                          // the watcher slots taken
 
 	history      [HistorySize]*Record // a ring; next is where the next goes
 	next, stored int
@@ -326,10 +375,16 @@ func (t *Tap) Subscribe(f Filter) (*Subscription, error) {
 	if f.Rate == 0 {
 		f.Rate = DefaultRate
 	}
-	s := &Subscription{tap: t, filter: f, ch: make(chan *Record, Buffer)}
-	s.limit.rate = int64(f.Rate)
+	s := &Subscription{tap: t, filter: f, ch: make(chan *Record, Buffer), late: f.User != "" || f.Fate != ""}
+	s.limit.rate, s.build.rate = int64(f.Rate), MaxRate
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	free := ^t.slots &^ historyBit
+	if free == 0 {
+		return nil, fmt.Errorf("tap: %w", ErrTooManyWatchers)
+	}
+	s.slot = uint(bits.TrailingZeros64(free))
+	t.slots |= 1 << s.slot
 	subs := append(slices.Clone(*t.subs.Load()), s)
 	t.subs.Store(&subs)
 	return s, nil
@@ -338,31 +393,38 @@ func (t *Tap) Subscribe(f Filter) (*Subscription, error) {
 // Watchers returns how many subscriptions are open.
 func (t *Tap) Watchers() int { return len(*t.subs.Load()) }
 
-// Want reports whether a record about an event of source and typ (its
-// type's name) would be taken at now (a unix second): by the history, or
-// by a watcher whose filter may match and whose rate has room. The
-// pipeline builds a record only when Want says so; full says whether a
-// taker wants the payload. A nil tap wants nothing.
-func (t *Tap) Want(now int64, source, typ string) (want, full bool) {
+// ErrTooManyWatchers is returned by Subscribe when MaxWatchers are open.
+var ErrTooManyWatchers = fmt.Errorf("%d watchers are open, the most there may be: end one and try again", MaxWatchers)
+
+// Want reserves, for a record about an event of source and typ (its
+// type's name) at now (a unix second), a place in the history's rate and
+// in the rate of each watcher whose filter may match. The pipeline builds
+// the record only when the ticket is OK (with the payload when it is
+// Full), sets it as the record's Ticket, and publishes it. A nil tap
+// wants nothing.
+func (t *Tap) Want(now int64, source, typ string) Ticket {
+	var k Ticket
 	if t == nil {
-		return false, false
+		return k
 	}
-	if t.historyLimit.room(now) {
-		want, full = true, true
+	if t.historyLimit.room(now) && t.historyLimit.take(now) {
+		k.takers, k.full = historyBit, true
 	}
 	for _, s := range *t.subs.Load() {
-		if s.filter.early(source, typ) && s.limit.room(now) {
-			want, full = true, full || s.filter.Full
+		if s.reserve(now, source, typ) {
+			k.takers |= 1 << s.slot
+			k.full = k.full || s.filter.Full
 		}
 	}
-	return want, full
+	return k
 }
 
-// Publish hands r to the history and to every watcher that wants it.
+// Publish hands r to the history and the watchers its Ticket names (a
+// watcher that filters on a user or a fate takes it only if it matches).
 // It never blocks; r must not change afterwards (it is shared).
 func (t *Tap) Publish(r *Record) {
 	now := r.Time.Unix()
-	if t.historyLimit.take(now) {
+	if r.Ticket.takers&historyBit != 0 {
 		t.mu.Lock()
 		t.history[t.next] = r
 		t.next = (t.next + 1) % HistorySize
@@ -370,7 +432,18 @@ func (t *Tap) Publish(r *Record) {
 		t.mu.Unlock()
 	}
 	for _, s := range *t.subs.Load() {
-		s.offer(r, now)
+		if r.Ticket.takers&(1<<s.slot) != 0 {
+			s.offer(r, now)
+		}
+	}
+}
+
+// Offer publishes r, a record already built, to those of the history and
+// the watchers that take it now (as Want would reserve for it): for
+// producers that have the record before they ask, such as tests.
+func (t *Tap) Offer(r *Record) {
+	if r.Ticket = t.Want(r.Time.Unix(), r.Source, r.Type); r.Ticket.OK() {
+		t.Publish(r)
 	}
 }
 

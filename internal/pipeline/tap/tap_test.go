@@ -2,6 +2,7 @@ package tap
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -77,43 +78,100 @@ func TestFilterValidate(t *testing.T) {
 }
 
 // TestWant: without watchers only the history wants records, and only
-// within its rate; a watcher's early filter and rate decide for it.
+// within its rate; a watcher's early filter and rate decide for it, and
+// Want reserves: a batch of events asks before any record is published.
 func TestWant(t *testing.T) {
 	tp := New()
 	const sec = 1000
 	for i := range HistoryRate {
-		if want, full := tp.Want(sec, "web", "track"); !want || !full {
-			t.Fatalf("record %d: want %v full %v, want the history to take it with its payload", i, want, full)
+		if k := tp.Want(sec, "web", "track"); !k.OK() || !k.Full() {
+			t.Fatalf("record %d: ticket %+v, want the history to take it with its payload", i, k)
 		}
-		tp.Publish(record("web", "track", "u1", Routed))
 	}
-	if want, _ := tp.Want(sec, "web", "track"); want {
-		t.Fatal("the history's rate is spent and there is no watcher, yet Want is true")
+	if k := tp.Want(sec, "web", "track"); k.OK() {
+		t.Fatal("the history's rate is reserved and there is no watcher, yet Want is OK")
 	}
 	s, err := tp.Subscribe(Filter{Source: "app", Rate: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if want, _ := tp.Want(sec, "web", "track"); want {
+	if k := tp.Want(sec, "web", "track"); k.OK() {
 		t.Error("a watcher of source app wants an event of source web")
 	}
-	if want, full := tp.Want(sec, "app", "track"); !want || full {
-		t.Errorf("a watcher of app without Full: want %v full %v, want true false", want, full)
-	}
+	var tickets []Ticket
 	for range 3 {
+		tickets = append(tickets, tp.Want(sec, "app", "track"))
+	}
+	if !tickets[0].OK() || tickets[0].Full() || !tickets[1].OK() || tickets[2].OK() {
+		t.Errorf("a watcher of app at 2 a second, without Full: tickets %+v, want two OK, not full, then none", tickets)
+	}
+	for _, k := range tickets[:2] {
 		r := record("app", "track", "u1", Routed)
-		r.Time = time.Unix(sec, 0)
+		r.Time, r.Ticket = time.Unix(sec, 0), k
 		tp.Publish(r)
 	}
 	if got := len(drain(s)); got != 2 {
-		t.Errorf("a watcher at 2 records a second got %d of 3", got)
+		t.Errorf("the watcher got %d of the 2 records reserved for it", got)
 	}
-	if want, _ := tp.Want(sec, "app", "track"); want {
-		t.Error("the watcher's rate is spent, yet Want is true")
+	if k := tp.Want(sec+1, "app", "track"); !k.OK() {
+		t.Error("a new second, yet Want is not OK")
 	}
-	if want, _ := tp.Want(sec+1, "app", "track"); !want {
-		t.Error("a new second, yet Want is false")
+	// A record reserved for the history alone does not reach the watcher.
+	r := record("app", "track", "u1", Routed)
+	r.Ticket = Ticket{takers: historyBit}
+	tp.Publish(r)
+	if got := len(drain(s)); got != 0 {
+		t.Errorf("the watcher got %d records it did not reserve", got)
+	}
+}
+
+// TestLateFilters: a watcher that filters on a user or a fate reserves
+// from the build budget, and its own rate counts only what matches, so a
+// busy server's other events do not spend it.
+func TestLateFilters(t *testing.T) {
+	tp := New()
+	s, err := tp.Subscribe(Filter{User: "u7", Rate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 50 {
+		r := record("web", "track", fmt.Sprint("u", i%10), Routed)
+		tp.Offer(r)
+	}
+	got := drain(s)
+	if len(got) != 1 || got[0].UserID != "u7" {
+		t.Errorf("a watcher of u7 at 1 a second got %v, want u7's first event", users(got))
+	}
+	for range MaxRate {
+		tp.Want(1000, "web", "track")
+	}
+	if k := tp.Want(1000, "web", "track"); k.takers&^historyBit != 0 {
+		t.Error("the build budget is spent, yet the watcher reserves")
+	}
+}
+
+func TestTooManyWatchers(t *testing.T) {
+	tp := New()
+	var subs []*Subscription
+	for range MaxWatchers {
+		s, err := tp.Subscribe(Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	if _, err := tp.Subscribe(Filter{}); !errors.Is(err, ErrTooManyWatchers) {
+		t.Fatalf("watcher %d: %v, want ErrTooManyWatchers", MaxWatchers+1, err)
+	}
+	subs[5].Close()
+	s, err := tp.Subscribe(Filter{})
+	if err != nil {
+		t.Fatalf("a slot was freed, yet: %v", err)
+	}
+	if s.slot != 5 {
+		t.Errorf("slot %d, want the freed 5", s.slot)
 	}
 }
 
@@ -125,7 +183,7 @@ func TestSampleAndMissed(t *testing.T) {
 	}
 	for i := range 9 {
 		r := record("web", "track", fmt.Sprint(i), Routed)
-		tp.Publish(r)
+		tp.Offer(r)
 	}
 	got := drain(s)
 	if len(got) != 3 || got[0].UserID != "0" || got[1].UserID != "3" || got[2].UserID != "6" {
@@ -136,7 +194,7 @@ func TestSampleAndMissed(t *testing.T) {
 	s, _ = tp.Subscribe(Filter{Rate: MaxRate})
 	defer s.Close()
 	for range Buffer + 10 {
-		tp.Publish(record("web", "track", "u", Routed))
+		tp.Offer(record("web", "track", "u", Routed))
 	}
 	if m := s.Missed(); m != 10 {
 		t.Errorf("a full buffer: missed %d, want 10", m)
@@ -160,7 +218,7 @@ func TestCloseAndRecent(t *testing.T) {
 	if tp.Watchers() != 0 {
 		t.Fatalf("watchers %d after Close, want 0", tp.Watchers())
 	}
-	tp.Publish(record("web", "track", "u1", Routed))
+	tp.Offer(record("web", "track", "u1", Routed))
 	if got := len(drain(s)); got != 0 {
 		t.Errorf("a closed subscription got %d records", got)
 	}
@@ -170,7 +228,7 @@ func TestCloseAndRecent(t *testing.T) {
 		if i%2 == 1 {
 			r.Fate = Dropped
 		}
-		tp.Publish(r)
+		tp.Offer(r)
 	}
 	rec := tp.Recent(Filter{Fate: Dropped}, 3)
 	if len(rec) != 3 || rec[0].UserID != fmt.Sprint(HistorySize-1) || rec[2].UserID != fmt.Sprint(HistorySize+3) {
@@ -226,9 +284,8 @@ func TestWantAllocatesNothing(t *testing.T) {
 
 func BenchmarkWant(b *testing.B) {
 	tp := New()
-	for i := range HistoryRate {
-		_ = i
-		tp.Publish(record("web", "track", "u", Routed))
+	for range HistoryRate {
+		tp.Want(1000, "web", "track")
 	}
 	b.Run("history-full", func(b *testing.B) {
 		for b.Loop() {
@@ -237,7 +294,7 @@ func BenchmarkWant(b *testing.B) {
 	})
 	s, _ := tp.Subscribe(Filter{Rate: 1})
 	defer s.Close()
-	tp.Publish(record("web", "track", "u", Routed))
+	tp.Want(1000, "web", "track")
 	b.Run("watcher-rate-spent", func(b *testing.B) {
 		for b.Loop() {
 			tp.Want(1000, "web", "track")
