@@ -223,8 +223,8 @@ func shortID(id string) string {
 // outcome says in words what became of the event in r.
 func outcome(r *tap.Record) string {
 	var parts []string
-	if u, ok := strings.CutPrefix(r.ConsentUpdate, "applied "); ok {
-		parts = append(parts, "consent updated "+u)
+	if r.ConsentUpdate == tap.ConsentApplied {
+		parts = append(parts, "consent updated")
 	} else if r.ConsentUpdate != "" {
 		parts = append(parts, "consent update "+r.ConsentUpdate)
 	}

@@ -189,14 +189,14 @@ func TestTailOutcome(t *testing.T) {
 		want string
 	}{
 		{tap.Record{Fate: tap.Dropped, Function: "consent-match", Reason: "Consent mismatch"}, "dropped by consent-match: Consent mismatch"},
-		{tap.Record{Fate: tap.Routed, ConsentUpdate: "applied (2 changes)", Destinations: []tap.DestinationFate{
+		{tap.Record{Fate: tap.Routed, ConsentUpdate: tap.ConsentApplied, Destinations: []tap.DestinationFate{
 			{Name: "events-file", Fate: tap.Queued},
 			{Name: "ads", Fate: tap.FilteredConsent, Categories: []string{"Advertising", "Analytics"}},
 			{Name: "amp", Fate: tap.FilteredIntegrations},
 			{Name: "crm", Fate: tap.Dropped, Function: "strip-pii", Reason: "No email"},
-		}}, "consent updated (2 changes); routed: events-file queued; ads filtered by consent (Advertising, Analytics); " +
+		}}, "consent updated; routed: events-file queued; ads filtered by consent (Advertising, Analytics); " +
 			"amp filtered by the integrations object; crm dropped by strip-pii: No email"},
-		{tap.Record{Fate: tap.Filtered, ConsentUpdate: "rejected: malformed", Destinations: []tap.DestinationFate{{Name: "ads", Fate: tap.FilteredConsent}}},
+		{tap.Record{Fate: tap.Filtered, ConsentUpdate: tap.ConsentRejected, Destinations: []tap.DestinationFate{{Name: "ads", Fate: tap.FilteredConsent}}},
 			"consent update rejected: malformed; filtered: ads filtered by consent"},
 		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Delivered, Destination: "hook", Attempt: 1}, "delivered to hook"},
 		{tap.Record{Stage: tap.StageDelivery, Fate: tap.Delivered, Destination: "hook", Attempt: 3}, "delivered to hook (attempt 3)"},

@@ -200,8 +200,8 @@ func TestTailThroughTheServer(t *testing.T) {
 			t.Errorf("%s: destinations %s, want %s", k, got, want)
 		}
 	}
-	if u := byKey["m-consent routed"].ConsentUpdate; !strings.HasPrefix(u, "applied (") {
-		t.Errorf("the consent preference event: consent update %q, want applied (N changes)", u)
+	if u := byKey["m-consent routed"].ConsentUpdate; u != tap.ConsentApplied {
+		t.Errorf("the consent preference event: consent update %q, want %q", u, tap.ConsentApplied)
 	}
 	for _, k := range []string{"m-delivered delivered to events", "m-delivered delivered to amp"} {
 		r := byKey[k]

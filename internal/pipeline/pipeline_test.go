@@ -409,8 +409,8 @@ func TestPipelineRetriesRequest(t *testing.T) {
 	for _, r := range watch() {
 		if r.Stage == tap.StagePipeline {
 			seen[r.MessageID]++
-			if r.MessageID == "m2" && r.ConsentUpdate != "applied (no stored value changed)" {
-				t.Errorf("m2's consent update: %q, want applied (no stored value changed): it repeats what u1 stored", r.ConsentUpdate)
+			if r.MessageID == "m2" && r.ConsentUpdate != tap.ConsentApplied {
+				t.Errorf("m2's consent update: %q, want %q", r.ConsentUpdate, tap.ConsentApplied)
 			}
 		}
 	}

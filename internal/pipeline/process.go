@@ -276,16 +276,11 @@ func (p *Processor) trace(now time.Time, source string, event []byte, typ segmen
 	r.ReadEvent(event, k.Full())
 	switch res.update {
 	case updateApplied:
-		switch res.ConsentChanges {
-		case 0:
-			r.ConsentUpdate = "applied (no stored value changed)"
-		case 1:
-			r.ConsentUpdate = "applied (1 change)"
-		default:
-			r.ConsentUpdate = fmt.Sprintf("applied (%d changes)", res.ConsentChanges)
-		}
+		// Not how many values it changed: the update was applied on
+		// arrival already (Pipeline.Accept), so here it changes nothing.
+		r.ConsentUpdate = tap.ConsentApplied
 	case updateRejected:
-		r.ConsentUpdate = "rejected: malformed"
+		r.ConsentUpdate = tap.ConsentRejected
 	}
 	if res.Dropped {
 		r.Fate, r.Function, r.Reason = tap.Dropped, res.DropFunction, res.DropReason

@@ -89,6 +89,17 @@ const (
 	FilteredIntegrations Fate = "filtered_integrations"
 )
 
+// What a consent preference event did to the consent store
+// (Record.ConsentUpdate).
+const (
+	// ConsentApplied: the store holds the event's choice (merged by each
+	// decision's time, as every update is).
+	ConsentApplied = "applied"
+	// ConsentRejected: the event's consent was too malformed to apply;
+	// the event still flows.
+	ConsentRejected = "rejected: malformed"
+)
+
 // fates are the values [Filter.Fate] accepts.
 var fates = []Fate{Dropped, Routed, Filtered, Delivered, Retried, Failed, Queued, FilteredConsent, FilteredIntegrations}
 
@@ -108,9 +119,7 @@ type Record struct {
 	Function string `json:"function,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// ConsentUpdate says what a consent preference event did to the
-	// consent store: "applied (N changes)" (N stored values changed; "no
-	// stored value changed" when it repeated what was stored) or
-	// "rejected: malformed".
+	// consent store: ConsentApplied or ConsentRejected.
 	ConsentUpdate string `json:"consent_update,omitempty"`
 	// Destinations holds each destination's fate (StagePipeline, when not
 	// Dropped), in the configuration's order.
