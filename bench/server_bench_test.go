@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -109,9 +111,68 @@ func postReq(addr, path string, body []byte) *fasthttp.Request {
 // default sync policy, see benchSync), consent-match in the sandbox,
 // routing, delivery to one webhook on loopback. One op is one
 // batch; the clock stops when the sink has every event.
-func BenchmarkServeBatch(b *testing.B) {
+func BenchmarkServeBatch(b *testing.B) { serveBatch(b, "") }
+
+// BenchmarkServeBatchWatched: BenchmarkServeBatch with a live event
+// debugger attached, as `insertfn tail --full` attaches (GET /admin/tail
+// on the admin listener, server-sent events read as they come), at its
+// default rate and at the highest it may ask for, beside the same server
+// without one: what a watcher costs a busy server.
+func BenchmarkServeBatchWatched(b *testing.B) {
+	for _, c := range []struct{ name, query string }{
+		{"none", ""},
+		{"default-rate", "full=1"},
+		{"max-rate", "full=1&rate=10000"},
+	} {
+		b.Run(c.name, func(b *testing.B) { serveBatch(b, c.query) })
+	}
+}
+
+// watch attaches a watcher to the server's live event stream with query
+// and reads it until the benchmark ends, counting the records.
+func watch(b *testing.B, h *app.Server, query string) *atomic.Int64 {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+h.AdminAddr().String()+"/admin/tail?"+query, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+h.AdminToken())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /admin/tail?%s: %s", query, resp.Status)
+	}
+	var records atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if bytes.HasPrefix(sc.Bytes(), []byte("data: {")) {
+				records.Add(1)
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+		<-done
+	})
+	return &records
+}
+
+// serveBatch is BenchmarkServeBatch, with a watcher attached to the live
+// event stream with query when query is not empty.
+func serveBatch(b *testing.B, query string) {
 	sink := newCountingSink(b)
-	_, addr := startServer(b, sink)
+	h, addr := startServer(b, sink)
+	var watched *atomic.Int64
+	if query != "" {
+		watched = watch(b, h, query)
+	}
 	client := &fasthttp.Client{MaxConnsPerHost: 64}
 	// Each request carries 100 events with messageIds unique across the
 	// run (the server drops repeated messageIds): the body is a template
@@ -151,6 +212,9 @@ func BenchmarkServeBatch(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*100)/accepted.Seconds(), "accepted-events/s")
 	b.ReportMetric(float64(sink.n.Load())/delivered.Seconds(), "delivered-events/s")
+	if watched != nil {
+		b.ReportMetric(float64(watched.Load())/delivered.Seconds(), "watched-records/s")
+	}
 }
 
 // batchTemplate returns a /v1/batch body of 100 realistic events whose
