@@ -122,7 +122,7 @@ func BenchmarkServeBatchWatched(b *testing.B) {
 	for _, c := range []struct{ name, query string }{
 		{"none", ""},
 		{"default-rate", "full=1"},
-		{"max-rate", "full=1&rate=10000"},
+		{"max-rate", "full=1&rate=2000"},
 	} {
 		b.Run(c.name, func(b *testing.B) { serveBatch(b, c.query) })
 	}

@@ -50,7 +50,7 @@ Output:
   -n N           first print up to N of the last records the server kept
                  (at most 256; default 0, or all it kept with --no-follow)
   --no-follow    print the last records and end
-  --rate N       at most N records a second (default 100, at most 10000)
+  --rate N       at most N records a second (default 100, at most 2000)
   --sample N     one in N of the records that match
 
 A watcher never slows the server down: what it cannot take is left out and

@@ -324,7 +324,7 @@ func (p *Pipeline) processItem(ctx context.Context, now time.Time, source string
 		p.proc.record(fc, ev, res)
 		if p.opts.Tap != nil {
 			typ := eventType(ev)
-			if k := p.opts.Tap.Want(sec, source, typ.String()); k.OK() {
+			if k := p.opts.Tap.Want(sec, source, typ.String(), ev); k.OK() {
 				*traces = append(*traces, p.proc.trace(now, source, ev, typ, res, k))
 			}
 		}
@@ -501,7 +501,7 @@ func (p *Pipeline) traceDeliveries(dest int, items []queue.Item, events [][]byte
 	name := p.proc.Destinations()[dest].Name
 	for i, it := range items {
 		typ := eventType(events[i])
-		k := t.Want(sec, sources[i], typ.String())
+		k := t.Want(sec, sources[i], typ.String(), events[i])
 		if !k.OK() {
 			continue
 		}

@@ -7,15 +7,16 @@
 // around what it refuses to do:
 //
 //   - the pipeline asks [Tap.Want] before it builds a record, with what it
-//     knows for free (the source and the event's type); a record is built
+//     knows for free (the source and the event's type) and the event (whose
+//     ids are read only for a watcher of one user); a record is built
 //     only when a watcher's filter may match it and the watcher's rate
 //     (records per second, [Filter.Rate]) has room, or when the history's
 //     own rate ([HistoryRate]) has. Want reserves the record's place in
 //     those rates (a [Ticket]), so that a batch of many events builds no
 //     more records than the rates let through. A watcher that filters on
-//     what only the record tells (a user, a fate) reserves from a build
-//     budget of [MaxRate] records a second instead, and its own rate
-//     applies when the record is published;
+//     a fate, which only the record tells, reserves from a build budget of
+//     [FateBudget] records a second instead, and its own rate applies when
+//     the record is published;
 //   - [Tap.Publish] never blocks: each watcher has a bounded buffer
 //     ([Buffer] records), and what does not fit is counted as missed
 //     ([Subscription.Missed]) rather than waited for;
@@ -34,6 +35,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -196,8 +198,13 @@ const (
 	// DefaultRate is a watcher's rate when its filter gives none: more
 	// records a second than a person reads.
 	DefaultRate = 100
-	// MaxRate bounds a watcher's rate.
-	MaxRate = 10000
+	// MaxRate bounds a watcher's rate: a watcher at MaxRate, with the
+	// events themselves, costs a busy server a few percent of its
+	// throughput (BenchmarkServeBatchWatched).
+	MaxRate = 2000
+	// FateBudget is how many records a second may be built for a watcher
+	// that filters on a fate, to find those that match.
+	FateBudget = 2000
 	// Buffer is how many records wait for a watcher that is behind; more
 	// are missed.
 	Buffer = 1024
@@ -252,6 +259,23 @@ func (f *Filter) early(source, typ string) bool {
 	return (f.Source == "" || f.Source == source) && (f.Type == "" || f.Type == typ)
 }
 
+// eventIDs reads an event's userId and anonymousId once, when a watcher
+// of one user asks.
+type eventIDs struct {
+	event      []byte
+	read       bool
+	user, anon string // views of event: not kept past Want
+}
+
+func (e *eventIDs) has(id string) bool {
+	if !e.read {
+		js := unsafe.String(unsafe.SliceData(e.event), len(e.event))
+		e.user, e.anon = gjson.Get(js, segment.MemberUserID).Str, gjson.Get(js, segment.MemberAnonymousID).Str
+		e.read = true
+	}
+	return id == e.user || id == e.anon
+}
+
 // Match reports whether r is a record f wants.
 func (f *Filter) Match(r *Record) bool {
 	return f.early(r.Source, r.Type) && (f.User == "" || r.User(f.User)) && (f.Fate == "" || r.HasFate(f.Fate))
@@ -284,7 +308,7 @@ type Subscription struct {
 	tap    *Tap
 	filter Filter
 	slot   uint // its bit in a Ticket
-	late   bool // it filters on what only a record tells: User, Fate
+	late   bool // it filters on what only a record tells: a fate
 	ch     chan *Record
 	limit  limiter // the watcher's rate
 	// build is a late watcher's budget of records built for it: it
@@ -328,8 +352,11 @@ func (s *Subscription) sampled() bool {
 
 // reserve reports whether the watcher takes a record of an event of
 // source and typ at now, and reserves its place if so.
-func (s *Subscription) reserve(now int64, source, typ string) bool {
+func (s *Subscription) reserve(now int64, source, typ string, ids *eventIDs) bool {
 	if !s.filter.early(source, typ) {
+		return false
+	}
+	if s.filter.User != "" && (!s.limit.room(now) || !ids.has(s.filter.User)) {
 		return false
 	}
 	if s.late {
@@ -384,8 +411,8 @@ func (t *Tap) Subscribe(f Filter) (*Subscription, error) {
 	if f.Rate == 0 {
 		f.Rate = DefaultRate
 	}
-	s := &Subscription{tap: t, filter: f, ch: make(chan *Record, Buffer), late: f.User != "" || f.Fate != ""}
-	s.limit.rate, s.build.rate = int64(f.Rate), MaxRate
+	s := &Subscription{tap: t, filter: f, ch: make(chan *Record, Buffer), late: f.Fate != ""}
+	s.limit.rate, s.build.rate = int64(f.Rate), FateBudget
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	free := ^t.slots &^ historyBit
@@ -405,13 +432,14 @@ func (t *Tap) Watchers() int { return len(*t.subs.Load()) }
 // ErrTooManyWatchers is returned by Subscribe when MaxWatchers are open.
 var ErrTooManyWatchers = fmt.Errorf("%d watchers are open, the most there may be: end one and try again", MaxWatchers)
 
-// Want reserves, for a record about an event of source and typ (its
-// type's name) at now (a unix second), a place in the history's rate and
-// in the rate of each watcher whose filter may match. The pipeline builds
-// the record only when the ticket is OK (with the payload when it is
-// Full), sets it as the record's Ticket, and publishes it. A nil tap
-// wants nothing.
-func (t *Tap) Want(now int64, source, typ string) Ticket {
+// Want reserves, for a record about event, of source and typ (its type's
+// name), at now (a unix second), a place in the history's rate and in the
+// rate of each watcher whose filter may match. The pipeline builds the
+// record only when the ticket is OK (with the payload when it is Full),
+// sets it as the record's Ticket, and publishes it. Want reads the
+// event's ids only for a watcher of one user whose rate has room, and
+// keeps nothing. A nil tap wants nothing.
+func (t *Tap) Want(now int64, source, typ string, event []byte) Ticket {
 	var k Ticket
 	if t == nil {
 		return k
@@ -419,8 +447,9 @@ func (t *Tap) Want(now int64, source, typ string) Ticket {
 	if t.historyLimit.room(now) && t.historyLimit.take(now) {
 		k.takers, k.full = historyBit, true
 	}
+	ids := eventIDs{event: event}
 	for _, s := range *t.subs.Load() {
-		if s.reserve(now, source, typ) {
+		if s.reserve(now, source, typ, &ids) {
 			k.takers |= 1 << s.slot
 			k.full = k.full || s.filter.Full
 		}
@@ -451,7 +480,8 @@ func (t *Tap) Publish(r *Record) {
 // the watchers that take it now (as Want would reserve for it): for
 // producers that have the record before they ask, such as tests.
 func (t *Tap) Offer(r *Record) {
-	if r.Ticket = t.Want(r.Time.Unix(), r.Source, r.Type); r.Ticket.OK() {
+	ids := fmt.Appendf(nil, `{"userId":%q,"anonymousId":%q}`, r.UserID, r.AnonymousID)
+	if r.Ticket = t.Want(r.Time.Unix(), r.Source, r.Type, ids); r.Ticket.OK() {
 		t.Publish(r)
 	}
 }

@@ -82,13 +82,14 @@ func TestFilterValidate(t *testing.T) {
 // Want reserves: a batch of events asks before any record is published.
 func TestWant(t *testing.T) {
 	tp := New()
+	ev := []byte(`{"type":"track","userId":"u1"}`)
 	const sec = 1000
 	for i := range HistoryRate {
-		if k := tp.Want(sec, "web", "track"); !k.OK() || !k.Full() {
+		if k := tp.Want(sec, "web", "track", ev); !k.OK() || !k.Full() {
 			t.Fatalf("record %d: ticket %+v, want the history to take it with its payload", i, k)
 		}
 	}
-	if k := tp.Want(sec, "web", "track"); k.OK() {
+	if k := tp.Want(sec, "web", "track", ev); k.OK() {
 		t.Fatal("the history's rate is reserved and there is no watcher, yet Want is OK")
 	}
 	s, err := tp.Subscribe(Filter{Source: "app", Rate: 2})
@@ -96,12 +97,12 @@ func TestWant(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if k := tp.Want(sec, "web", "track"); k.OK() {
+	if k := tp.Want(sec, "web", "track", ev); k.OK() {
 		t.Error("a watcher of source app wants an event of source web")
 	}
 	var tickets []Ticket
 	for range 3 {
-		tickets = append(tickets, tp.Want(sec, "app", "track"))
+		tickets = append(tickets, tp.Want(sec, "app", "track", ev))
 	}
 	if !tickets[0].OK() || tickets[0].Full() || !tickets[1].OK() || tickets[2].OK() {
 		t.Errorf("a watcher of app at 2 a second, without Full: tickets %+v, want two OK, not full, then none", tickets)
@@ -114,7 +115,7 @@ func TestWant(t *testing.T) {
 	if got := len(drain(s)); got != 2 {
 		t.Errorf("the watcher got %d of the 2 records reserved for it", got)
 	}
-	if k := tp.Want(sec+1, "app", "track"); !k.OK() {
+	if k := tp.Want(sec+1, "app", "track", ev); !k.OK() {
 		t.Error("a new second, yet Want is not OK")
 	}
 	// A record reserved for the history alone does not reach the watcher.
@@ -126,29 +127,56 @@ func TestWant(t *testing.T) {
 	}
 }
 
-// TestLateFilters: a watcher that filters on a user or a fate reserves
-// from the build budget, and its own rate counts only what matches, so a
-// busy server's other events do not spend it.
-func TestLateFilters(t *testing.T) {
+// TestUserAndFateFilters: a watcher of one user reserves only that
+// user's events, so a busy server's other events do not spend its rate; a
+// watcher of a fate reserves from the build budget, and its own rate
+// counts only what matches.
+func TestUserAndFateFilters(t *testing.T) {
 	tp := New()
-	s, err := tp.Subscribe(Filter{User: "u7", Rate: 1})
+	for range HistoryRate { // the history's rate spent: only the watchers reserve
+		tp.Want(1000, "web", "track", nil)
+	}
+	u7, err := tp.Subscribe(Filter{User: "u7", Rate: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer u7.Close()
+	var tickets int
 	for i := range 50 {
-		r := record("web", "track", fmt.Sprint("u", i%10), Routed)
+		ev := fmt.Appendf(nil, `{"type":"track","userId":"u%d","anonymousId":"a%d"}`, i%10, i%10)
+		if tp.Want(1000, "web", "track", ev).OK() {
+			tickets++
+		}
+	}
+	if tickets != 2 {
+		t.Errorf("a watcher of u7 at 2 a second reserved %d of 50 events (5 of them u7's), want 2", tickets)
+	}
+	if !tp.Want(1001, "web", "track", []byte(`{"anonymousId":"u7"}`)).OK() {
+		t.Error("an event whose anonymousId is u7 was not reserved")
+	}
+	u7.Close()
+
+	dropped, err := tp.Subscribe(Filter{Fate: Dropped, Rate: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dropped.Close()
+	for i := range 10 {
+		r := record("web", "track", "u", Routed)
+		if i >= 5 {
+			r.Fate = Dropped
+			r.UserID = fmt.Sprint(i)
+		}
 		tp.Offer(r)
 	}
-	got := drain(s)
-	if len(got) != 1 || got[0].UserID != "u7" {
-		t.Errorf("a watcher of u7 at 1 a second got %v, want u7's first event", users(got))
+	if got := drain(dropped); len(got) != 1 || got[0].UserID != "5" {
+		t.Errorf("a watcher of dropped events at 1 a second got %v, want the first dropped (5)", users(got))
 	}
-	for range MaxRate {
-		tp.Want(1000, "web", "track")
+	for range FateBudget {
+		tp.Want(1000, "web", "track", nil)
 	}
-	if k := tp.Want(1000, "web", "track"); k.takers&^historyBit != 0 {
-		t.Error("the build budget is spent, yet the watcher reserves")
+	if k := tp.Want(1000, "web", "track", nil); k.OK() {
+		t.Error("the build budget is spent, yet the watcher of a fate reserves")
 	}
 }
 
@@ -277,27 +305,31 @@ func TestWantAllocatesNothing(t *testing.T) {
 	tp := New()
 	s, _ := tp.Subscribe(Filter{Source: "app"})
 	defer s.Close()
-	if n := testing.AllocsPerRun(100, func() { tp.Want(1000, "web", "track") }); n != 0 {
+	u, _ := tp.Subscribe(Filter{User: "a1"})
+	defer u.Close()
+	ev := []byte(`{"type":"track","userId":"u1","anonymousId":"a1"}`)
+	if n := testing.AllocsPerRun(100, func() { tp.Want(1000, "web", "track", ev) }); n != 0 {
 		t.Errorf("Want allocates %v per call", n)
 	}
 }
 
 func BenchmarkWant(b *testing.B) {
 	tp := New()
+	ev := []byte(`{"type":"track","userId":"u1"}`)
 	for range HistoryRate {
-		tp.Want(1000, "web", "track")
+		tp.Want(1000, "web", "track", ev)
 	}
 	b.Run("history-full", func(b *testing.B) {
 		for b.Loop() {
-			tp.Want(1000, "web", "track")
+			tp.Want(1000, "web", "track", ev)
 		}
 	})
 	s, _ := tp.Subscribe(Filter{Rate: 1})
 	defer s.Close()
-	tp.Want(1000, "web", "track")
+	tp.Want(1000, "web", "track", ev)
 	b.Run("watcher-rate-spent", func(b *testing.B) {
 		for b.Loop() {
-			tp.Want(1000, "web", "track")
+			tp.Want(1000, "web", "track", ev)
 		}
 	})
 }
