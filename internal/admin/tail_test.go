@@ -268,7 +268,7 @@ func TestTailMissed(t *testing.T) {
 	w := &blockedWriter{hdr: http.Header{}, pw: pw, entered: make(chan struct{}, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req := httptest.NewRequestWithContext(ctx, "GET", "/admin/tail?rate=10000", nil)
+	req := httptest.NewRequestWithContext(ctx, "GET", "/admin/tail?rate="+fmt.Sprint(tap.MaxRate), nil)
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
