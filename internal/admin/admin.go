@@ -1,6 +1,7 @@
 // Package admin is insertfn's admin API: deploying, listing, activating,
 // rolling back, deleting and testing functions; reading and changing the
-// consent store; listing, replaying and purging dead letters. It runs on
+// consent store; listing, replaying and purging dead letters; the live
+// event stream (GET /admin/tail, see [TailHandler]). It runs on
 // its own listener (default 127.0.0.1:8081), apart from the event
 // listener, and every call needs a bearer token.
 //
