@@ -8,8 +8,13 @@ GOFILES  := $(shell find . -name '*.go' -not -path './bin/*' -not -path '*/node_
 # npm (pinned with checksums by package-lock.json), bundled by esbuild.
 BROWSER  := internal/testkit/browsertest
 NPM      ?= npm
+# The JavaScript engine of JS functions: QuickJS-ng compiled to wasm by
+# emscripten, from npm (pinned with its checksum by package-lock.json), copied
+# into the directory package runtime/internal/quickjs embeds.
+JSENGINE := runtime/internal/quickjs/engine
+JSENGINE_WASM := $(JSENGINE)/dist/emscripten-module.wasm
 
-.PHONY: all build build-notice examples browser-bundle test vet bench bench-peers run clean help
+.PHONY: all build build-notice examples browser-bundle js-engine test vet bench bench-peers run clean help
 
 all: build examples
 
@@ -22,7 +27,7 @@ build: $(BIN)/insertfn ## build the insertfn binary into bin/
 # the tree is a git checkout (Go's own VCS stamping may be off: GOFLAGS).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)$(shell git log -1 --format=' (%cs)' 2>/dev/null)
 
-$(BIN)/insertfn: $(GOFILES) go.mod go.sum
+$(BIN)/insertfn: $(GOFILES) go.mod go.sum $(JSENGINE_WASM)
 	$(GO) build -ldflags "-X 'main.version=$(VERSION)'" -o $@ ./cmd/insertfn
 
 examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
@@ -48,6 +53,18 @@ $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/p
 	cd $(BROWSER) && $(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+js-engine: $(JSENGINE_WASM) ## fetch the JavaScript engine (npm ci) into runtime/internal/quickjs/engine/dist/
+
+# A build without the engine compiles, but its JavaScript functions fail to
+# load; so the binary and the tests need it, and a failure says why.
+$(JSENGINE_WASM): $(JSENGINE)/package.json $(JSENGINE)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "npm is missing: apt-get install -y nodejs npm (the JavaScript engine comes from npm)"; exit 1; }
+	@cd $(JSENGINE) && $(NPM) ci --ignore-scripts --no-audit --no-fund || { \
+		echo "npm ci failed in $(JSENGINE): is the npm registry ($$($(NPM) config get registry)) reachable from here?"; \
+		echo "The JavaScript engine comes from it; without it, go build still builds insertfn, whose JavaScript functions then fail to load."; exit 1; }
+	cp $(JSENGINE)/node_modules/@jitl/quickjs-ng-wasmfile-release-sync/dist/emscripten-module.cjs $(JSENGINE)/dist/
+	cp $(JSENGINE)/node_modules/@jitl/quickjs-ng-wasmfile-release-sync/dist/emscripten-module.wasm $(JSENGINE)/dist/
+
 $(BIN)/browsertest/bundle.js: $(BROWSER)/entry.js $(BROWSER)/node_modules/.package-lock.json
 	@mkdir -p $(dir $@)
 	cd $(BROWSER) && ./node_modules/.bin/esbuild entry.js --bundle --format=iife --platform=browser \
@@ -61,7 +78,7 @@ vet: ## gofmt, go vet (both modules), and the SDK and examples compile for wasm
 
 # The first go test run also fills the shared wazero compilation cache, so the
 # -race run (where compiling a Go guest is ~20x slower) mostly loads from it.
-test: vet examples browser-bundle ## vet, build the examples and the browser bundle, run every test (plain, then -race)
+test: vet js-engine examples browser-bundle ## vet, build the examples and the browser bundle, run every test (plain, then -race)
 	cd sdk && $(GO) test -race ./...
 	$(GO) test ./...
 	$(GO) test -race ./...
