@@ -1,0 +1,5 @@
+package quickjs
+
+import "os"
+
+func tempRoot() string { return os.TempDir() }
