@@ -2,7 +2,12 @@
 GO       ?= go
 BIN      := bin
 EXAMPLES := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/main.go))))
-WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm)
+# Examples in C (main.c) and AssemblyScript (index.ts); see their rules.
+C_EXAMPLES  := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/main.c))))
+AS_EXAMPLES := $(patsubst examples/%/,%,$(sort $(dir $(wildcard examples/*/index.ts))))
+C_WASM   := $(C_EXAMPLES:%=$(BIN)/examples/%.wasm)
+AS_WASM  := $(AS_EXAMPLES:%=$(BIN)/examples/%.wasm)
+WASM     := $(EXAMPLES:%=$(BIN)/examples/%.wasm) $(C_WASM) $(AS_WASM)
 GOFILES  := $(shell find . -name '*.go' -not -path './bin/*' -not -path '*/node_modules/*')
 # The browser test's bundle: Segment's analytics.js and consent wrapper from
 # npm (pinned with checksums by package-lock.json), bundled by esbuild.
@@ -39,6 +44,43 @@ examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
 $(BIN)/examples/%.wasm: examples/%/*.go $(wildcard sdk/*.go sdk/abi/*.go) internal/wasmbuild/recipe/recipe.go | $(BIN)/insertfn
 	@mkdir -p $(dir $@)
 	$(BIN)/insertfn build examples/$* -o $@
+
+# C examples: clang for wasm32-wasi with wasi-libc, as a WASI reactor, and
+# the header sdk/c/insertfn.h (docs/abi.md). The toolchain is checked by
+# linking an empty reactor; without it the example is not built and its test
+# skips (it fails where INSERTFN_REQUIRE_TOOLCHAINS=1, as in CI).
+CLANG    ?= clang-14
+C_TOOLCHAIN := clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32
+C_FLAGS  := --target=wasm32-wasi -O2 -mexec-model=reactor -Wl,--strip-all -Wall -Wextra -Werror -I sdk/c
+
+$(C_WASM): $(BIN)/examples/%.wasm: examples/%/main.c sdk/c/insertfn.h
+	@if ! echo 'int x;' | $(CLANG) --target=wasm32-wasi -mexec-model=reactor -x c - -o /dev/null 2>/dev/null; then \
+		msg="$(CLANG) cannot build for wasm32-wasi: apt-get install -y $(C_TOOLCHAIN)"; \
+		if [ "$$INSERTFN_REQUIRE_TOOLCHAINS" = 1 ]; then echo "$$msg"; exit 1; fi; \
+		echo "$$msg (without it $@ is not built and its test skips)"; exit 0; \
+	fi; \
+	mkdir -p $(dir $@) && echo "$(CLANG) $(C_FLAGS) -o $@ $<" && $(CLANG) $(C_FLAGS) -o $@ $<
+
+# AssemblyScript examples: asc from sdk/assemblyscript (npm ci of its
+# package-lock.json), with the library's abort, since the host offers no
+# "env" module. Without npm the example is not built and its test skips
+# (it fails where INSERTFN_REQUIRE_TOOLCHAINS=1).
+ASDK     := sdk/assemblyscript
+AS_FLAGS := -O3 --runtime incremental --use abort=$(ASDK)/index/abort
+
+HAVE_NPM := $(shell command -v $(NPM) 2>/dev/null)
+
+$(AS_WASM): $(BIN)/examples/%.wasm: examples/%/index.ts $(ASDK)/index.ts $(if $(HAVE_NPM),$(ASDK)/node_modules/.package-lock.json)
+	@if [ -z "$(HAVE_NPM)" ]; then \
+		msg="npm is missing: apt-get install -y nodejs npm (the AssemblyScript compiler comes from npm)"; \
+		if [ "$$INSERTFN_REQUIRE_TOOLCHAINS" = 1 ]; then echo "$$msg"; exit 1; fi; \
+		echo "$$msg (without it $@ is not built and its test skips)"; exit 0; \
+	fi; \
+	mkdir -p $(dir $@) && echo "asc $< $(AS_FLAGS) -o $@" && $(ASDK)/node_modules/.bin/asc $< $(AS_FLAGS) -o $@
+
+$(ASDK)/node_modules/.package-lock.json: $(ASDK)/package.json $(ASDK)/package-lock.json
+	cd $(ASDK) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 # Without npm the browser test skips (it fails where INSERTFN_REQUIRE_CHROMIUM=1, as in CI).
 browser-bundle: ## fetch the browser test's npm packages (npm ci) and bundle them into bin/browsertest/
@@ -102,4 +144,4 @@ build-notice:
 		echo "building bin/insertfn and the example functions (the first build takes a few minutes)..."
 
 clean: ## remove bin/ and the browser test's node_modules
-	rm -rf $(BIN) $(BROWSER)/node_modules
+	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules

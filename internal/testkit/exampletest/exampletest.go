@@ -4,6 +4,10 @@
 // and handing it to both runners keeps the two from drifting: a case that
 // behaves differently in the sandbox fails there.
 //
+// Examples in other languages than Go (C, AssemblyScript) are built by
+// their Makefile rule ([Make]) and run with [Module], on the table of the
+// Go example they mirror, so that every language is held to one table.
+//
 // Only tests import this package.
 package exampletest
 
@@ -106,7 +110,19 @@ func Wasm(t *testing.T, dir string, tab Table) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
+	name := dir
+	if abs, err := filepath.Abs(dir); err == nil {
+		name = filepath.Base(abs)
+	}
+	Module(t, name, wasm, tab)
+}
 
+// Module runs every case of tab through a module built beforehand (an
+// example in another language than Go: see [Make]), as [Wasm] runs them;
+// name names the functions it loads.
+func Module(t *testing.T, name string, wasm []byte, tab Table) {
+	t.Helper()
+	validate(t, tab)
 	store := consentstore.NewMemory()
 	for _, r := range tab.Records {
 		var rec consent.Record
@@ -135,10 +151,6 @@ func Wasm(t *testing.T, dir string, tab Table) {
 	}
 	groups := make(map[key]*group)
 	var order []*group
-	name := dir
-	if abs, err := filepath.Abs(dir); err == nil {
-		name = filepath.Base(abs)
-	}
 	groupOf := make([]*group, len(tab.Cases))
 	for i, c := range tab.Cases {
 		k := key{settings: c.Settings}
@@ -169,7 +181,7 @@ func Wasm(t *testing.T, dir string, tab Table) {
 	}
 	for _, g := range order {
 		if g.err != nil {
-			t.Fatalf("load %s with settings %s: %v", dir, g.opts.Settings, g.err)
+			t.Fatalf("load %s with settings %s: %v", name, g.opts.Settings, g.err)
 		}
 	}
 
