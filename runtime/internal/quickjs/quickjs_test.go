@@ -3,6 +3,8 @@ package quickjs
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,7 +26,7 @@ var testModule = sync.OnceValues(func() (*Module, error) {
 })
 
 func cacheDir() string {
-	return strings.TrimSuffix(tempRoot(), "/") + "/insertfn-quickjs-test-cache"
+	return filepath.Join(os.TempDir(), "insertfn-quickjs-test-cache")
 }
 
 func module(t testing.TB) *Module {
@@ -64,11 +66,177 @@ func handle(t testing.TB, inst *Instance, event string) Result {
 	return res
 }
 
-func TestSmoke(t *testing.T) {
-	inst := load(t, `async function onTrack(event, settings) { event.seen = settings.k; console.log("hi", 1); return event }`, `{"k":"v"}`)
-	res := handle(t, inst, `{"type":"track","event":"A"}`)
-	if res.Verdict != abi.ResultDeliver || string(res.Event) != `{"type":"track","event":"A","seen":"v"}` {
-		t.Fatalf("%+v %s", res, res.Event)
+const trackEvent = `{"type":"track","event":"Order Completed","userId":"u123","properties":{"total":10,"secret":"x"},"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false}}}}`
+
+func TestHandlers(t *testing.T) {
+	tests := []struct {
+		name, code, event string
+		verdict           abi.Result
+		reason            string
+		out               string // the event that flows on, for a delivery
+	}{
+		{name: "sync handler returns the event",
+			code:  `function onTrack(event, settings) { event.properties.tagged = settings.tag; return event }`,
+			event: `{"type":"track","properties":{}}`, verdict: abi.ResultDeliver, out: `{"type":"track","properties":{"tagged":"t1"}}`},
+		{name: "async handler",
+			code:  `async function onTrack(event) { await null; event.later = await Promise.resolve(2); return event }`,
+			event: `{"type":"track"}`, verdict: abi.ResultDeliver, out: `{"type":"track","later":2}`},
+		{name: "the mutated argument flows on when nothing is returned",
+			code:  `async function onTrack(event) { delete event.properties.secret }`,
+			event: trackEvent, verdict: abi.ResultDeliver,
+			out: `{"type":"track","event":"Order Completed","userId":"u123","properties":{"total":10},"context":{"consent":{"categoryPreferences":{"Advertising":true,"Analytics":false}}}}`},
+		{name: "a returned new object",
+			code:  `function onIdentify(event) { return { type: "identify", userId: event.userId, traits: { plan: "pro" } } }`,
+			event: `{"type":"identify","userId":"u1","traits":{"email":"a@b"}}`, verdict: abi.ResultDeliver,
+			out: `{"type":"identify","userId":"u1","traits":{"plan":"pro"}}`},
+		{name: "DropEvent with its reason",
+			code:  `async function onTrack(event) { throw new DropEvent('Consent mismatch') }`,
+			event: trackEvent, verdict: abi.ResultDrop, reason: "Consent mismatch"},
+		{name: "DropEvent from a sync handler",
+			code:  `function onTrack(event) { if (event.userId === "u123") throw new DropEvent("no u123"); return event }`,
+			event: trackEvent, verdict: abi.ResultDrop, reason: "no u123"},
+		{name: "EventNotSupported",
+			code:  `async function onPage() { throw new EventNotSupported('page is not supported') }`,
+			event: `{"type":"page"}`, verdict: abi.ResultEventNotSupported, reason: "page is not supported"},
+		{name: "InvalidEventPayload",
+			code:  `async function onTrack() { throw new InvalidEventPayload('no userId') }`,
+			event: `{"type":"track"}`, verdict: abi.ResultInvalidEventPayload, reason: "no userId"},
+		{name: "ValidationError",
+			code:  `async function onTrack() { throw new ValidationError('bad total') }`,
+			event: `{"type":"track"}`, verdict: abi.ResultValidationError, reason: "bad total"},
+		{name: "RetryError",
+			code:  `async function onTrack() { throw new RetryError('consent service is down') }`,
+			event: `{"type":"track"}`, verdict: abi.ResultRetry, reason: "consent service is down"},
+		{name: "a rejected promise of another error is a function error",
+			code:  `async function onTrack(event) { return event.properties.missing.field }`,
+			event: `{"type":"track","properties":{}}`, verdict: abi.ResultFunctionError, reason: "TypeError: cannot read property 'field' of undefined"},
+		{name: "a thrown non-Error",
+			code:  `function onTrack() { throw {code: 7} }`,
+			event: `{"type":"track"}`, verdict: abi.ResultFunctionError, reason: `a non-Error was thrown: {"code":7}`},
+		{name: "a missing handler is EventNotSupported, as in Segment",
+			code:  `async function onTrack(event) { return event }`,
+			event: `{"type":"identify","userId":"u1"}`, verdict: abi.ResultEventNotSupported, reason: "identify is not supported"},
+		{name: "handlers declared with const",
+			code:  `const onGroup = async (event) => { event.seen = true; return event }`,
+			event: `{"type":"group"}`, verdict: abi.ResultDeliver, out: `{"type":"group","seen":true}`},
+		{name: "an event that is not JSON",
+			code:  `function onTrack(event) { return event }`,
+			event: `{"type":`, verdict: abi.ResultInvalidEventPayload, reason: "the event is not JSON: SyntaxError: Unexpected end of JSON input"},
 	}
-	t.Logf("%+v, memory %d", res, inst.MemorySize())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inst := load(t, tt.code, `{"tag":"t1"}`)
+			for range 2 { // the second event finds the instance as the first left it
+				res := handle(t, inst, tt.event)
+				if res.Verdict != tt.verdict || res.Reason != tt.reason || string(res.Event) != tt.out {
+					t.Fatalf("got %v %q %s\nwant %v %q %s", res.Verdict, res.Reason, res.Event, tt.verdict, tt.reason, tt.out)
+				}
+			}
+		})
+	}
+}
+
+func TestConsole(t *testing.T) {
+	inst := load(t, `function onTrack(event) {
+  console.log("user", event.userId, {a: 1});
+  console.warn("careful");
+  console.error(new Error("boom"));
+  return event
+}`, "")
+	res := handle(t, inst, `{"type":"track","userId":"u1"}`)
+	want := []Log{{abi.LevelInfo, `user u1 {"a":1}`}, {abi.LevelWarn, "careful"}}
+	if len(res.Logs) != 3 || res.Logs[0] != want[0] || res.Logs[1] != want[1] ||
+		res.Logs[2].Level != abi.LevelError || !strings.HasPrefix(res.Logs[2].Message, "Error: boom") {
+		t.Fatalf("logs %+v", res.Logs)
+	}
+	if res.LogsCut {
+		t.Fatal("logs cut")
+	}
+	// The next event's logs are its own.
+	res = handle(t, load(t, `function onTrack(e) { for (let i = 0; i < 10000; i++) console.log("0123456789"); return e }`, ""), `{"type":"track"}`)
+	if !res.LogsCut || len(res.Logs) != testLimits.MaxLogBytes/10 {
+		t.Fatalf("%d lines, cut %v; want %d lines and cut", len(res.Logs), res.LogsCut, testLimits.MaxLogBytes/10)
+	}
+}
+
+func TestSyntaxErrorNamesTheLine(t *testing.T) {
+	code := "// a Segment function\nasync function onTrack(event) {\n  if (event.userId {\n    throw new DropEvent('x')\n  }\n}\n"
+	_, err := module(t).NewInstance(context.Background(), Source{Name: "consent.js", Code: []byte(code)}, testLimits)
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Fatalf("got %v, want a *LoadError", err)
+	}
+	if le.File != "consent.js" || le.Line != 3 || !strings.HasPrefix(le.Message, "SyntaxError: ") {
+		t.Fatalf("got %#v (%v), want SyntaxError at consent.js:3", le, err)
+	}
+	if !strings.HasPrefix(err.Error(), "consent.js:3: SyntaxError: ") {
+		t.Fatalf("message %q", err)
+	}
+}
+
+func TestTopLevelThrowIsALoadError(t *testing.T) {
+	_, err := module(t).NewInstance(context.Background(), Source{Name: "f.js", Code: []byte("\n\nthrow new Error('no settings')")}, testLimits)
+	var le *LoadError
+	if !errors.As(err, &le) || le.Message != "Error: no settings" || le.Line != 3 {
+		t.Fatalf("got %#v (%v)", le, err)
+	}
+}
+
+// newInstanceAfterFailure checks that a failed instance refuses events and
+// that a fresh instance of the same function handles the next one.
+func nextEventFine(t *testing.T, inst *Instance, code string) {
+	t.Helper()
+	if _, err := inst.Handle(context.Background(), []byte(`{"type":"track"}`)); !errors.Is(err, ErrUnusable) {
+		t.Fatalf("a failed instance: got %v, want ErrUnusable", err)
+	}
+	res := handle(t, load(t, code, ""), `{"type":"track","userId":"u1"}`)
+	if res.Verdict != abi.ResultDeliver {
+		t.Fatalf("next event: %+v", res)
+	}
+}
+
+func TestEndlessLoopStoppedByTheDeadline(t *testing.T) {
+	for _, code := range []string{
+		`function onTrack(event) { if (event.userId) return event; while (true) {} }`,
+		`async function onTrack(event) { if (event.userId) return event; for (;;) { await null } }`,
+		`function onTrack(event) { if (event.userId) return event; const s = "x".repeat(1 << 20); for (;;) s.indexOf("y") }`,
+	} {
+		inst := load(t, code, "")
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := inst.Handle(ctx, []byte(`{"type":"track"}`))
+		cancel()
+		var f *Failure
+		if !errors.As(err, &f) || f.Kind != Timeout {
+			t.Fatalf("%s: got %v, want a Timeout failure", code, err)
+		}
+		nextEventFine(t, inst, code)
+	}
+}
+
+func TestMemoryBombStoppedByTheCap(t *testing.T) {
+	code := `function onTrack(event) { if (event.userId) return event; const a = []; for (;;) a.push({n: a.length, s: "x" + a.length}) }`
+	inst := load(t, code, "")
+	_, err := inst.Handle(context.Background(), []byte(`{"type":"track"}`))
+	var f *Failure
+	if !errors.As(err, &f) || f.Kind != MemoryLimit {
+		t.Fatalf("got %v, want a MemoryLimit failure", err)
+	}
+	if inst.MemorySize() > testLimits.MemoryPages*65536 {
+		t.Fatalf("memory %d past the cap", inst.MemorySize())
+	}
+	nextEventFine(t, inst, code)
+}
+
+func TestMemoryCapBelowTheEngineStart(t *testing.T) {
+	_, err := module(t).NewInstance(context.Background(), Source{Name: "f.js"}, Limits{MemoryPages: 16})
+	if err == nil || !strings.Contains(err.Error(), "raise the function's memory limit") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSettingsMustBeAnObject(t *testing.T) {
+	_, err := module(t).NewInstance(context.Background(), Source{Name: "f.js", Settings: []byte(`[1]`)}, testLimits)
+	if err == nil || !strings.Contains(err.Error(), "settings are not a JSON object") {
+		t.Fatalf("got %v", err)
+	}
 }

@@ -1,5 +1,0 @@
-package quickjs
-
-import "os"
-
-func tempRoot() string { return os.TempDir() }
