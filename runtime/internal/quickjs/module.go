@@ -74,7 +74,7 @@ func Compile(ctx context.Context, cache wazero.CompilationCache) (*Module, error
 	if err != nil {
 		return nil, err
 	}
-	prepared, minPages, err := prepare(wasm, 0)
+	prepared, minPages, err := prepare(wasm)
 	if err != nil {
 		return nil, err
 	}

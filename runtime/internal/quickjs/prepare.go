@@ -27,7 +27,11 @@ const maxPages = 32768
 //
 //   - its imported memory (emscripten's "a"."a", which the JavaScript glue
 //     creates) becomes a memory the module defines and exports as "memory",
-//     minimum minPages (0: the import's minimum) and maximum [maxPages].
+//     with maximum [maxPages] and as minimum the pages up to the top of
+//     emscripten's stack (its first global, __stack_pointer) plus one, not
+//     the 16 MiB emscripten's glue starts with: the static data and the
+//     stack lie below the stack's top, the heap above it, and emscripten's
+//     sbrk asks the host (emscripten_resize_heap) for more as it needs it.
 //     Removing a memory import moves no function or global index. The
 //     host's allocator still creates the memory and enforces its cap, and
 //     no other module can reach it;
@@ -41,7 +45,7 @@ const maxPages = 32768
 //   - the minimum pages of its memory;
 //   - an error when the module is not the kind emscripten builds (no
 //     memory import, a second one) or loopcheck refuses it.
-func prepare(wasm []byte, minPages uint32) ([]byte, uint32, error) {
+func prepare(wasm []byte) ([]byte, uint32, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
 		return nil, 0, errors.New("quickjs: the engine is not a WebAssembly module")
 	}
@@ -67,8 +71,9 @@ func prepare(wasm []byte, minPages uint32) ([]byte, uint32, error) {
 		secs = append(secs, section{id, body})
 	}
 	var (
-		found   bool
-		initial uint64
+		found    bool
+		initial  uint64
+		minPages uint32
 	)
 	for i, s := range secs {
 		switch s.id {
@@ -80,12 +85,16 @@ func prepare(wasm []byte, minPages uint32) ([]byte, uint32, error) {
 				return nil, 0, fmt.Errorf("quickjs: import section: %w", err)
 			}
 			secs[i].body, found, initial = body, ok, mem
+		case secGlobal:
+			if top, ok := stackTop(s.body); ok {
+				minPages = top/65536 + 1
+			}
 		}
 	}
 	if !found {
 		return nil, 0, errors.New("quickjs: the engine imports no memory: is it emscripten's build with an imported memory?")
 	}
-	if minPages == 0 {
+	if minPages == 0 || uint64(minPages) > initial {
 		minPages = uint32(initial)
 	}
 	if minPages > maxPages {
@@ -128,8 +137,31 @@ const (
 	secCustom = 0
 	secImport = 2
 	secMemory = 5
+	secGlobal = 6
 	secExport = 7
 )
+
+// stackTop returns the initial value of the module's first global when it
+// is a mutable i32 set by an i32.const: emscripten's __stack_pointer,
+// where its stack begins (it grows down).
+func stackTop(body []byte) (uint32, bool) {
+	r := wasmbin.Reader{B: body}
+	if n, err := r.U32(); err != nil || n == 0 {
+		return 0, false
+	}
+	head, err := r.Bytes(3)
+	if err != nil || head[0] != 0x7F || head[1] != 0x01 || head[2] != 0x41 { // i32, mutable, i32.const
+		return 0, false
+	}
+	v, err := r.LEB(5)
+	if err != nil || v&(1<<31) != 0 {
+		return 0, false
+	}
+	if end, err := r.Byte(); err != nil || end != 0x0B {
+		return 0, false
+	}
+	return uint32(v), true
+}
 
 // sectionOrder is where a section goes in a module: the binary format
 // orders sections by id, except the data count section (12), which comes

@@ -1,0 +1,28 @@
+// Package quickjs runs Segment's JavaScript functions in QuickJS-ng,
+// compiled to WebAssembly by emscripten and run by wazero, under the
+// runtime's limits.
+//
+// The engine is the npm package @jitl/quickjs-ng-wasmfile-release-sync,
+// pinned by engine/package-lock.json and fetched by `make js-engine` into
+// engine/dist/, which is embedded ([EngineWasm]). A binary built without it
+// compiles; [Compile] then returns [ErrNoEngine], which names the make
+// target.
+//
+// [Compile] prepares the engine once: its imported memory becomes one the
+// module defines (each instance's allocator enforces its cap), and
+// runtime/internal/loopcheck instruments it, so that raising its interrupt
+// flag stops the engine within a few microseconds, in JavaScript or in its
+// C code. The host supplies emscripten's imports (host.go): no file,
+// network, environment or timer.
+//
+// An [Instance] is one JavaScript runtime and context: it evaluates a
+// prelude (Segment's error classes and console), the function's file and a
+// bind script once, then [Instance.Handle] calls the handler for each
+// event's type. This first version passes the event as JSON text, parsed
+// and (for a delivery) written back by JavaScript; a later one reads the
+// event lazily through host calls, as Go functions do (RATIONALE.md).
+//
+// A failure (time limit, memory cap, trap) is a [*Failure] and leaves the
+// instance unusable: close it and start another. An exception of the
+// handler is a verdict, as the Go SDK maps its errors.
+package quickjs
