@@ -137,8 +137,8 @@ type Instance struct {
 	stack     [8]uint64
 	unusable  bool
 
-	// The time limit: the context's AfterFunc sets the interrupt flag, if
-	// the call that armed it (gen) is still running.
+	// The time limit: the context's AfterFunc sets the interrupt flag if
+	// the call that armed it is still running (gen has not moved on).
 	mu    sync.Mutex
 	gen   uint64
 	fired bool
@@ -207,12 +207,12 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 // start sets the engine up and evaluates the prelude, the function's file
 // and the bind script.
 func (inst *Instance) start(ctx context.Context, m *Module, src Source, settings []byte) (err error) {
-	gen, stop, err := inst.arm(ctx)
+	stop, err := inst.arm(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if e := inst.disarm(gen, stop, err); e != nil {
+		if e := inst.disarm(stop, err); e != nil {
 			err = e
 		}
 	}()
@@ -362,12 +362,12 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 	if inst.unusable {
 		return Result{}, ErrUnusable
 	}
-	gen, stop, err := inst.arm(ctx)
+	stop, err := inst.arm(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer func() {
-		if e := inst.disarm(gen, stop, err); e != nil {
+		if e := inst.disarm(stop, err); e != nil {
 			res, err = Result{}, e
 		}
 		if err != nil {
@@ -618,19 +618,18 @@ func (inst *Instance) failure(kind FailureKind, msg string, err error) *Failure 
 }
 
 // arm starts the time limit of a call: when ctx ends, the interrupt flag
-// stops the engine. It returns the call's generation and the AfterFunc's
-// stop, nil for a context that never ends.
-func (inst *Instance) arm(ctx context.Context) (uint64, func() bool, error) {
+// stops the engine. It returns the AfterFunc's stop, nil for a context that
+// never ends.
+func (inst *Instance) arm(ctx context.Context) (func() bool, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, nil, err
+		return nil, err
+	}
+	if ctx.Done() == nil {
+		return nil, nil
 	}
 	inst.mu.Lock()
-	inst.gen++
 	gen := inst.gen
 	inst.mu.Unlock()
-	if ctx.Done() == nil {
-		return gen, nil, nil
-	}
 	stop := context.AfterFunc(ctx, func() {
 		inst.mu.Lock()
 		if inst.gen == gen {
@@ -639,12 +638,12 @@ func (inst *Instance) arm(ctx context.Context) (uint64, func() bool, error) {
 		}
 		inst.mu.Unlock()
 	})
-	return gen, stop, nil
+	return stop, nil
 }
 
-// disarm ends the time limit of the call gen. When the limit stopped the
-// call, it returns the Timeout failure that replaces err.
-func (inst *Instance) disarm(gen uint64, stop func() bool, err error) error {
+// disarm ends the time limit of the call. When the limit stopped the call,
+// it returns the Timeout failure that replaces err.
+func (inst *Instance) disarm(stop func() bool, err error) error {
 	if stop != nil {
 		stop()
 	}
@@ -656,7 +655,6 @@ func (inst *Instance) disarm(gen uint64, stop func() bool, err error) error {
 		inst.interrupt.Set(0)
 	}
 	inst.mu.Unlock()
-	_ = gen
 	if fired && err != nil {
 		return inst.failure(Timeout, "the handler did not end before the event's time limit", err)
 	}
