@@ -113,8 +113,14 @@ func tally(c *counts, r *runtime.Result) error {
 
 // newInsertfn loads the consent-match wasm with insertfn's runtime (one
 // instance, as bench/ does) and returns two implementations on it: one
-// Invoke per event, and InvokeBatch with batch events per call.
-func newInsertfn(ctx context.Context, w *workload, wasm []byte, batch int) (single, batched *impl, err error) {
+// Invoke per event, and InvokeBatch with batch events per call. lang names
+// the guest's language in the rows ("" for the Go example); batched.close
+// closes both.
+func newInsertfn(ctx context.Context, w *workload, wasm []byte, batch int, lang string) (single, batched *impl, err error) {
+	label := ""
+	if lang != "" {
+		label = " (" + lang + ")"
+	}
 	eng, err := runtime.NewEngine(runtime.Config{})
 	if err != nil {
 		return nil, nil, err
@@ -123,10 +129,10 @@ func newInsertfn(ctx context.Context, w *workload, wasm []byte, batch int) (sing
 		Limits: runtime.Limits{PoolSize: 1}})
 	if err != nil {
 		eng.Close(ctx)
-		return nil, nil, fmt.Errorf("insertfn: load consent-match: %w", err)
+		return nil, nil, fmt.Errorf("insertfn: load consent-match%s: %w", label, err)
 	}
 	var res runtime.Result
-	single = &impl{name: "insertfn wasm, Invoke per event", pass: func(ctx context.Context) (counts, error) {
+	single = &impl{name: "insertfn wasm" + label + ", Invoke per event", pass: func(ctx context.Context) (counts, error) {
 		var c counts
 		for _, ev := range w.events {
 			if err := f.Invoke(ctx, ev, &res); err != nil {
@@ -139,7 +145,7 @@ func newInsertfn(ctx context.Context, w *workload, wasm []byte, batch int) (sing
 		return c, nil
 	}}
 	results := make([]runtime.Result, batch)
-	batched = &impl{name: fmt.Sprintf("insertfn wasm, InvokeBatch(%d)", batch), pass: func(ctx context.Context) (counts, error) {
+	batched = &impl{name: fmt.Sprintf("insertfn wasm%s, InvokeBatch(%d)", label, batch), pass: func(ctx context.Context) (counts, error) {
 		var c counts
 		for start := 0; start < len(w.events); start += batch {
 			evs := w.events[start:min(start+batch, len(w.events))]

@@ -8,7 +8,11 @@
 //	go run ./cmd/peers [-rounds 5] [-round 500ms] [-mixed=false] [-node node]
 //
 // It builds examples/consent-match and the Extism guest (extism-guest/) to
-// wasm with the Go toolchain first. The rounds are interleaved (every
+// wasm with the Go toolchain first. The C and AssemblyScript versions of
+// consent-match are taken as make examples builds them
+// (bin/examples/consent-match-c.wasm and consent-match-as.wasm; make
+// bench-peers builds them first): each present one adds a row, one call
+// per event, beside the Go guest's. The rounds are interleaved (every
 // implementation once per round, in a rotating order) so that the machine's
 // drift hits all alike. Every pass over the events checks the verdict
 // counts; the program fails when an implementation disagrees.
@@ -17,6 +21,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,13 +44,14 @@ func main() {
 	node := flag.String("node", "node", "the Node.js binary")
 	batch := flag.Int("batch", 64, "events per InvokeBatch call")
 	mixed := flag.Bool("mixed", true, "drop 10% of the events (stored consent disagrees) and leave 1% without stored consent; false: bench/'s workload, every event delivered")
+	others := flag.String("guests", "../../bin/examples", "the directory of the C and AssemblyScript guests (consent-match-c.wasm, consent-match-as.wasm); a relative one is under -dir")
 	flag.Parse()
 	if *rounds < 1 || *batch < 1 {
 		fmt.Fprintln(os.Stderr, "peers: -rounds and -batch must be at least 1")
 		os.Exit(2)
 	}
 	if err := run(context.Background(), os.Stdout, config{dir: *dir, rounds: *rounds, round: *round,
-		warmup: *warmup, node: *node, batch: *batch, mixed: *mixed}); err != nil {
+		warmup: *warmup, node: *node, batch: *batch, mixed: *mixed, guests: *others}); err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
@@ -58,6 +64,14 @@ type config struct {
 	node          string
 	batch         int
 	mixed         bool
+	guests        string
+}
+
+// otherGuests are consent-match in the languages other than Go, by the
+// file make examples writes, in the order of their rows.
+var otherGuests = []struct{ lang, file string }{
+	{"C", "consent-match-c.wasm"},
+	{"AssemblyScript", "consent-match-as.wasm"},
 }
 
 func run(ctx context.Context, out io.Writer, cfg config) error {
@@ -88,7 +102,7 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 	}
 	want := expected(cfg.mixed)
 	native := newNative(w)
-	single, batched, err := newInsertfn(ctx, w, insertfnWasm, cfg.batch)
+	single, batched, err := newInsertfn(ctx, w, insertfnWasm, cfg.batch, "")
 	if err != nil {
 		return err
 	}
@@ -103,6 +117,30 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		return err
 	}
 	impls := []*impl{native, single, batched, ext, js}
+	// The guests in other languages come last, so that the rows above keep
+	// their places; one call per event, as the Go guest's row.
+	var langs []string
+	guests := cfg.guests
+	if !filepath.IsAbs(guests) {
+		guests = filepath.Join(cfg.dir, guests)
+	}
+	for _, g := range otherGuests {
+		wasm, err := os.ReadFile(filepath.Join(guests, g.file))
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(os.Stderr, "no %s in %s: the %s row is left out (make examples builds it)\n", g.file, guests, g.lang)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		one, both, err := newInsertfn(ctx, w, wasm, cfg.batch, g.lang)
+		if err != nil {
+			return err
+		}
+		defer both.close()
+		impls = append(impls, one)
+		langs = append(langs, g.lang)
+	}
 
 	// One untimed pass each: the verdicts must agree before any clock runs.
 	for _, im := range impls {
@@ -152,6 +190,11 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		ex/one, ex/bat, verdict(ex/one >= 20, ex/bat >= 20))
 	fmt.Fprintf(out, "insertfn / native: %.2fx (Invoke per event), %.2fx (InvokeBatch); target <= 2x: %s\n",
 		one/nat, bat/nat, verdict(one/nat <= 2, bat/nat <= 2))
+	for i, lang := range langs {
+		m := medians[5+i]
+		fmt.Fprintf(out, "insertfn %s guest / Go guest: %.2fx (Invoke per event); target <= 1.2x: %s\n",
+			lang, m/one, map[bool]string{true: "met", false: "NOT met"}[m/one <= 1.2])
+	}
 	fmt.Fprintf(out, "total time: %v\n", time.Since(began).Round(time.Second))
 	return nil
 }
