@@ -1,0 +1,453 @@
+package fql
+
+import (
+	"math"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/tidwall/gjson"
+)
+
+// Match reports whether event (JSON) matches the expression: whether the
+// expression evaluates to true. Match allocates nothing for expressions
+// of fields, literals, comparisons, in, contains, match, length and
+// typeof; lowercase allocates where its result must be made (contains,
+// match, length, not =). Malformed JSON is read as far as it goes. To
+// evaluate several expressions on one event, read it once into an
+// [Event] and use MatchEvent.
+func (e *Expr) Match(event []byte) bool {
+	var ev Event
+	ev.Reset(event)
+	return e.MatchEvent(&ev)
+}
+
+// MatchEvent is Match on an event read into ev.
+func (e *Expr) MatchEvent(ev *Event) bool { return e.root.eval(ev).truth() }
+
+// eventMembers is how many of an event's top-level members an [Event]
+// holds; a field under another member is looked up in the JSON.
+const eventMembers = 48
+
+// Event is an event read for evaluating expressions: its top-level
+// members found in one scan, the first time a field is looked up, so that
+// each field's lookup reads only its own member. The zero value is empty;
+// Reset reads an event. An Event is for one goroutine; reuse it.
+type Event struct {
+	js      string
+	scanned bool
+	n       int
+	keys    [eventMembers]string
+	values  [eventMembers]gjson.Result
+	more    bool // the event has more members than it holds
+}
+
+// Reset makes ev the view of event (JSON), which must not change while ev
+// is used. Nothing is read until a field is looked up.
+func (ev *Event) Reset(event []byte) {
+	ev.js = unsafe.String(unsafe.SliceData(event), len(event))
+	ev.scanned, ev.n, ev.more = false, 0, false
+}
+
+// member returns the top-level member called name.
+func (ev *Event) member(name string) gjson.Result {
+	if !ev.scanned {
+		ev.scanned = true
+		gjson.Parse(ev.js).ForEach(func(k, v gjson.Result) bool {
+			if ev.n == eventMembers {
+				ev.more = true
+				return false
+			}
+			ev.keys[ev.n], ev.values[ev.n] = k.Str, v
+			ev.n++
+			return true
+		})
+	}
+	for i := range ev.n { // of a name given twice, the first counts, as gjson reads it
+		if ev.keys[i] == name {
+			return ev.values[i]
+		}
+	}
+	if ev.more {
+		return gjson.Get(ev.js, escapeName(name))
+	}
+	return gjson.Result{}
+}
+
+// kind is the type of an FQL value.
+type kind uint8
+
+const (
+	kindNull kind = iota // also a field the event does not have
+	kindBool
+	kindNumber
+	kindString
+	kindList
+	kindObject
+)
+
+// typeNames are the names typeof returns, by kind.
+var typeNames = [...]string{kindNull: "null", kindBool: "bool", kindNumber: "number", kindString: "string", kindList: "list", kindObject: "object"}
+
+// value is an FQL value: a literal, or a view of the event (strings and
+// the event's lists and objects are read in place).
+type value struct {
+	kind  kind
+	b     bool
+	n     float64
+	s     string
+	lower bool         // s is read lowercased (lowercase's result, made only where needed)
+	res   gjson.Result // kindList, kindObject: the event's
+	lit   []value      // kindList: a literal list's elements
+}
+
+// truth reports whether v is true: anything but the boolean true is not.
+func (v value) truth() bool { return v.kind == kindBool && v.b }
+
+// str returns v's string, lowercased if it is to be read so.
+func (v value) str() string {
+	if v.lower {
+		return strings.ToLower(v.s)
+	}
+	return v.s
+}
+
+// fromJSON returns the value of r.
+func fromJSON(r gjson.Result) value {
+	switch r.Type {
+	case gjson.False:
+		return value{kind: kindBool}
+	case gjson.True:
+		return value{kind: kindBool, b: true}
+	case gjson.Number:
+		return value{kind: kindNumber, n: r.Num}
+	case gjson.String:
+		return value{kind: kindString, s: r.Str}
+	case gjson.JSON:
+		if r.IsArray() {
+			return value{kind: kindList, res: r}
+		}
+		return value{kind: kindObject, res: r}
+	}
+	return value{}
+}
+
+// node is a node of a parsed expression.
+type node interface {
+	// eval evaluates the node on the event.
+	eval(ev *Event) value
+	// appendIR appends the node's tsub IR to b.
+	appendIR(b []byte) []byte
+}
+
+// literalNode is a literal value.
+type literalNode struct {
+	v   value
+	pos int
+}
+
+func (n *literalNode) eval(*Event) value { return n.v }
+
+// pathNode is a field of the event.
+type pathNode struct {
+	names []string // unescaped
+	rest  string   // the gjson path under the top-level member names[0]
+}
+
+func newPathNode(names []string) *pathNode {
+	var b strings.Builder
+	for i, name := range names[1:] {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(escapeName(name))
+	}
+	return &pathNode{names: names, rest: b.String()}
+}
+
+// escapeName escapes a name for a gjson path: every byte outside
+// {a-z A-Z 0-9 _ -} is the name's own, not path syntax.
+func escapeName(name string) string {
+	clean := true
+	for j := 0; j < len(name); j++ {
+		clean = clean && nameByte(name[j])
+	}
+	if clean {
+		return name
+	}
+	var b strings.Builder
+	for j := 0; j < len(name); j++ {
+		if !nameByte(name[j]) {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(name[j])
+	}
+	return b.String()
+}
+
+func (n *pathNode) eval(ev *Event) value {
+	m := ev.member(n.names[0])
+	if n.rest == "" || !m.Exists() {
+		return fromJSON(m)
+	}
+	return fromJSON(m.Get(n.rest))
+}
+
+// logicNode is and (or with or set).
+type logicNode struct {
+	or   bool
+	l, r node
+}
+
+func (n *logicNode) eval(ev *Event) value {
+	l := n.l.eval(ev).truth()
+	if l == n.or { // true or ..., false and ...: decided
+		return value{kind: kindBool, b: l}
+	}
+	return value{kind: kindBool, b: n.r.eval(ev).truth()}
+}
+
+// notNode is !.
+type notNode struct{ x node }
+
+func (n *notNode) eval(ev *Event) value { return value{kind: kindBool, b: !n.x.eval(ev).truth()} }
+
+// op is a comparison operator.
+type op uint8
+
+const (
+	opEq op = iota
+	opNe
+	opLt
+	opLe
+	opGt
+	opGe
+	opIn
+)
+
+var opNames = [...]string{opEq: "=", opNe: "!=", opLt: "<", opLe: "<=", opGt: ">", opGe: ">=", opIn: "in"}
+
+// compareNode is a comparison.
+type compareNode struct {
+	op   op
+	l, r node
+}
+
+func (n *compareNode) eval(ev *Event) value {
+	l, r := n.l.eval(ev), n.r.eval(ev)
+	var b bool
+	switch n.op {
+	case opEq:
+		b = equal(l, r)
+	case opNe:
+		b = !equal(l, r)
+	case opIn:
+		b = in(l, r)
+	default:
+		if l.kind == kindNumber && r.kind == kindNumber {
+			switch n.op {
+			case opLt:
+				b = l.n < r.n
+			case opLe:
+				b = l.n <= r.n
+			case opGt:
+				b = l.n > r.n
+			case opGe:
+				b = l.n >= r.n
+			}
+		}
+	}
+	return value{kind: kindBool, b: b}
+}
+
+// equal reports whether a and b have the same type and are strictly
+// equal (lists element by element, objects member by member in order).
+func equal(a, b value) bool {
+	if a.kind != b.kind {
+		return false
+	}
+	switch a.kind {
+	case kindNull:
+		return true
+	case kindBool:
+		return a.b == b.b
+	case kindNumber:
+		return a.n == b.n
+	case kindString:
+		return equalStrings(a, b)
+	case kindList:
+		return equalLists(a, b)
+	}
+	return equalObjects(a.res, b.res)
+}
+
+// equalStrings compares two strings, either of which may be read
+// lowercased, without making the lowercased copy.
+func equalStrings(a, b value) bool {
+	if !a.lower && !b.lower {
+		return a.s == b.s
+	}
+	x, y := a.s, b.s
+	for len(x) > 0 && len(y) > 0 {
+		rx, nx := utf8.DecodeRuneInString(x)
+		ry, ny := utf8.DecodeRuneInString(y)
+		if a.lower {
+			rx = toLower(rx)
+		}
+		if b.lower {
+			ry = toLower(ry)
+		}
+		if rx != ry {
+			return false
+		}
+		x, y = x[nx:], y[ny:]
+	}
+	return len(x) == 0 && len(y) == 0
+}
+
+// toLower lowercases one rune as strings.ToLower does (for the runes
+// whose lowercase is one rune, which is all but a handful).
+func toLower(r rune) rune {
+	if r < utf8.RuneSelf {
+		if 'A' <= r && r <= 'Z' {
+			r += 'a' - 'A'
+		}
+		return r
+	}
+	return []rune(strings.ToLower(string(r)))[0]
+}
+
+// listLen returns the number of elements of a list value.
+func listLen(v value) int {
+	if v.lit != nil || !v.res.Exists() {
+		return len(v.lit)
+	}
+	n := 0
+	v.res.ForEach(func(_, _ gjson.Result) bool { n++; return true })
+	return n
+}
+
+// listEach calls f with each element of a list value until f returns
+// false.
+func listEach(v value, f func(value) bool) {
+	if !v.res.Exists() {
+		for _, e := range v.lit {
+			if !f(e) {
+				return
+			}
+		}
+		return
+	}
+	v.res.ForEach(func(_, e gjson.Result) bool { return f(fromJSON(e)) })
+}
+
+func equalLists(a, b value) bool {
+	if listLen(a) != listLen(b) {
+		return false
+	}
+	if b.res.Exists() && a.res.Exists() {
+		ae, be := a.res.Array(), b.res.Array()
+		for i := range ae {
+			if !equal(fromJSON(ae[i]), fromJSON(be[i])) {
+				return false
+			}
+		}
+		return true
+	}
+	if a.res.Exists() {
+		a, b = b, a // a is the literal
+	}
+	i, same := 0, true
+	listEach(b, func(e value) bool {
+		same = equal(a.lit[i], e)
+		i++
+		return same
+	})
+	return same
+}
+
+// equalObjects compares two of the event's objects member by member, in
+// order (as Segment's evaluators compare objects by their serialization).
+func equalObjects(a, b gjson.Result) bool {
+	type member struct {
+		k string
+		v gjson.Result
+	}
+	var am []member
+	a.ForEach(func(k, v gjson.Result) bool { am = append(am, member{k.Str, v}); return true })
+	i, same := 0, true
+	b.ForEach(func(k, v gjson.Result) bool {
+		if i == len(am) || am[i].k != k.Str || !equal(fromJSON(am[i].v), fromJSON(v)) {
+			same = false
+			return false
+		}
+		i++
+		return true
+	})
+	return same && i == len(am)
+}
+
+// in reports whether a is an element of the list l (false when l is not
+// a list).
+func in(a, l value) bool {
+	if l.kind != kindList {
+		return false
+	}
+	found := false
+	listEach(l, func(e value) bool {
+		found = equal(a, e)
+		return !found
+	})
+	return found
+}
+
+// function is an FQL function.
+type function uint8
+
+const (
+	fnContains function = iota
+	fnMatch
+	fnLowercase
+	fnLength
+	fnTypeof
+)
+
+var functionNames = [...]string{fnContains: "contains", fnMatch: "match", fnLowercase: "lowercase", fnLength: "length", fnTypeof: "typeof"}
+
+// callNode is a function call.
+type callNode struct {
+	fn   function
+	args []node
+}
+
+func (n *callNode) eval(ev *Event) value {
+	a := n.args[0].eval(ev)
+	switch n.fn {
+	case fnContains, fnMatch:
+		b := n.args[1].eval(ev)
+		if a.kind != kindString || b.kind != kindString {
+			return value{kind: kindBool}
+		}
+		if n.fn == fnContains {
+			return value{kind: kindBool, b: strings.Contains(a.str(), b.str())}
+		}
+		return value{kind: kindBool, b: globMatch(b.str(), a.str())}
+	case fnLowercase:
+		if a.kind != kindString {
+			return value{}
+		}
+		a.lower = true
+		return a
+	case fnLength:
+		switch a.kind {
+		case kindNull:
+			return value{kind: kindNumber}
+		case kindString:
+			return value{kind: kindNumber, n: float64(len(a.str()))}
+		case kindList:
+			return value{kind: kindNumber, n: float64(listLen(a))}
+		}
+		return value{kind: kindNumber, n: math.NaN()} // no length: every comparison is false
+	}
+	return value{kind: kindString, s: typeNames[a.kind]} // typeof
+}
