@@ -95,6 +95,22 @@ $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/p
 	cd $(BROWSER) && $(NPM) ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# The FQL oracle test (internal/pipeline/fql/oracle_test.go) compares package
+# fql's answers with those of Segment's own evaluator, @segment/tsub, run in
+# node and fetched from npm (pinned with checksums by package-lock.json).
+# Without npm the test skips (it fails where INSERTFN_REQUIRE_NODE=1, as in CI).
+FQLORACLE := internal/pipeline/fql/oracle
+
+.PHONY: fql-oracle
+fql-oracle: ## fetch the FQL oracle test's npm package, @segment/tsub (npm ci)
+	@if command -v $(NPM) >/dev/null; then $(MAKE) --no-print-directory $(FQLORACLE)/node_modules/.package-lock.json; \
+	elif [ "$$INSERTFN_REQUIRE_NODE" = 1 ]; then echo "npm is missing: apt-get install -y nodejs npm (the FQL oracle test runs @segment/tsub in node)"; exit 1; \
+	else echo "npm is missing: the FQL oracle test will be skipped (apt-get install -y nodejs npm to run it)"; fi
+
+$(FQLORACLE)/node_modules/.package-lock.json: $(FQLORACLE)/package.json $(FQLORACLE)/package-lock.json
+	cd $(FQLORACLE) && $(NPM) ci --ignore-scripts --no-audit --no-fund
+	@touch $@
+
 js-engine: $(JSENGINE_WASM) ## fetch the JavaScript engine (npm ci) into runtime/internal/quickjs/engine/dist/
 
 # A build without the engine compiles, but its JavaScript functions fail to
@@ -120,7 +136,7 @@ vet: ## gofmt, go vet (both modules), and the SDK and examples compile for wasm
 
 # The first go test run also fills the shared wazero compilation cache, so the
 # -race run (where compiling a Go guest is ~20x slower) mostly loads from it.
-test: vet js-engine examples browser-bundle ## vet, build the examples and the browser bundle, run every test (plain, then -race)
+test: vet js-engine examples browser-bundle fql-oracle ## vet, build the examples and the browser bundle, run every test (plain, then -race)
 	cd sdk && $(GO) test -race ./...
 	$(GO) test ./...
 	$(GO) test -race ./...
@@ -144,4 +160,4 @@ build-notice:
 		echo "building bin/insertfn and the example functions (the first build takes a few minutes)..."
 
 clean: ## remove bin/ and the browser test's node_modules
-	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules
+	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules $(FQLORACLE)/node_modules
