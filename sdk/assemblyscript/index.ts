@@ -211,9 +211,10 @@ export function setting(path: ArrayBuffer): Value {
 }
 
 /**
- * settingBool reads a boolean setting, def when it is missing: true for JSON
- * true, the strings "true" and "1", and a number other than zero (as Go's
- * sdk.Settings.Bool reads it).
+ * settingBool reads a boolean setting, def when it is missing, as Go's
+ * sdk.Settings.Bool reads it: true for JSON true, a string that reads as
+ * true (1, t, T, true, TRUE, True, as strconv.ParseBool), and a number other
+ * than zero.
  */
 export function settingBool(path: ArrayBuffer, def: bool): bool {
   let v = setting(path);
@@ -223,8 +224,9 @@ export function settingBool(path: ArrayBuffer, def: bool): bool {
     case KIND_TRUE:
       return true;
     case KIND_STRING: {
+      if (v.len > 4) return false;
       let s = v.toString();
-      return s == "true" || s == "1";
+      return s == "1" || s == "t" || s == "T" || s == "true" || s == "TRUE" || s == "True";
     }
     case KIND_NUMBER: {
       for (let i: u32 = 0; i < v.len; i++) {

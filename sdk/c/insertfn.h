@@ -219,26 +219,46 @@ static inline uint32_t insertfn_setting(insertfn_str path, void *buf, uint32_t c
     return insertfn_kind(r);
 }
 
+/* insertfn_true_string_ reports whether a string setting reads as true, as
+   Go's strconv.ParseBool reads it: 1, t, T, true, TRUE, True. */
+static inline int insertfn_true_string_(const char *p, uint32_t n) {
+    return insertfn_equal(p, n, INSERTFN_STR("1")) || insertfn_equal(p, n, INSERTFN_STR("t")) ||
+           insertfn_equal(p, n, INSERTFN_STR("T")) || insertfn_equal(p, n, INSERTFN_STR("true")) ||
+           insertfn_equal(p, n, INSERTFN_STR("TRUE")) || insertfn_equal(p, n, INSERTFN_STR("True"));
+}
+
+/* insertfn_nonzero_ reports whether a JSON number is not zero: whether a
+   digit 1-9 comes before its exponent. */
+static inline int insertfn_nonzero_(const char *p, uint32_t n) {
+    for (uint32_t i = 0; i < n && p[i] != 'e' && p[i] != 'E'; i++)
+        if (p[i] >= '1' && p[i] <= '9') return 1;
+    return 0;
+}
+
 /*
- * insertfn_setting_bool reads a boolean setting, def when it is missing:
- * true for JSON true, the strings "true" and "1", and a number other than
- * zero (as the Go SDK's Settings.Bool reads it).
+ * insertfn_setting_bool reads a boolean setting, def when it is missing, as
+ * the Go SDK's Settings.Bool reads it: true for JSON true, a string that
+ * reads as true (1, t, T, true, TRUE, True), and a number other than zero.
  */
 static inline int insertfn_setting_bool(insertfn_str path, int def) {
     char buf[32];
     uint32_t n;
-    switch (insertfn_setting(path, buf, sizeof buf, &n)) {
+    uint32_t kind = insertfn_setting(path, buf, sizeof buf, &n);
+    switch (kind) {
     case INSERTFN_KIND_MISSING:
         return def;
     case INSERTFN_KIND_TRUE:
         return 1;
     case INSERTFN_KIND_STRING:
-        return insertfn_equal(buf, n, INSERTFN_STR("true")) || insertfn_equal(buf, n, INSERTFN_STR("1"));
+        return n <= sizeof buf && insertfn_true_string_(buf, n); /* a longer one is none of them */
     case INSERTFN_KIND_NUMBER:
-        if (n > sizeof buf) return 1; /* a number this long is not a plain 0 */
-        for (uint32_t i = 0; i < n && buf[i] != 'e' && buf[i] != 'E'; i++)
-            if (buf[i] >= '1' && buf[i] <= '9') return 1;
-        return 0;
+        if (n <= sizeof buf) return insertfn_nonzero_(buf, n);
+        char *big = malloc(n); /* a long number: read it whole */
+        if (big == NULL) return def;
+        uint32_t m;
+        int nonzero = insertfn_setting(path, big, n, &m) == INSERTFN_KIND_NUMBER && m <= n && insertfn_nonzero_(big, m);
+        free(big);
+        return nonzero;
     }
     return 0;
 }

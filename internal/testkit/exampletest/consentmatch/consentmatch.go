@@ -68,6 +68,23 @@ var Table = exampletest.Table{
 			Verdict:  abi.ResultDrop, Reason: "Consent mismatch",
 		},
 		{
+			Name:     "GDPR purpose disagrees, comparePurposes as the string \"1\"",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Settings: `{"comparePurposes":"1"}`,
+			Verdict:  abi.ResultDrop, Reason: "Consent mismatch",
+		},
+		{
+			Name:     "GDPR purpose disagrees, comparePurposes as the number 0.0",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Settings: `{"comparePurposes":0.0}`,
+		},
+		{
+			Name:     "GDPR purpose disagrees, comparePurposes as the number 2e0",
+			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":true},"consent_state":{"gdpr":{"location_collection":{"consented":false}}}}}}`,
+			Settings: `{"comparePurposes":2e0}`,
+			Verdict:  abi.ResultDrop, Reason: "Consent mismatch",
+		},
+		{
 			Name:     "GDPR purpose agrees, category disagrees, comparePurposes",
 			Event:    `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Analytics":false},"consent_state":{"gdpr":{"location_collection":{"consented":true}}}}}}`,
 			Settings: `{"comparePurposes":true}`,
