@@ -26,52 +26,172 @@ func (e *Expr) Match(event []byte) bool {
 func (e *Expr) MatchEvent(ev *Event) bool { return e.root.eval(ev).truth() }
 
 // eventMembers is how many of an event's top-level members an [Event]
-// holds; a field under another member is looked up in the JSON.
+// remembers; a field under another member is looked up in the JSON.
 const eventMembers = 48
 
 // Event is an event read for evaluating expressions: its top-level
-// members found in one scan, the first time a field is looked up, so that
-// each field's lookup reads only its own member. The zero value is empty;
-// Reset reads an event. An Event is for one goroutine; reuse it.
+// members are found by one scan that goes only as far as the fields
+// looked up so far need, so that each field's lookup reads only its own
+// member, and a member no expression reads is skipped over once at most.
+// The zero value is empty; Reset reads an event. An Event is for one
+// goroutine; reuse it.
 type Event struct {
-	js      string
-	scanned bool
-	n       int
-	keys    [eventMembers]string
-	values  [eventMembers]gjson.Result
-	more    bool // the event has more members than it holds
+	js     string
+	pos    int  // where the scan of the top-level members goes on
+	done   bool // the scan reached the end (or could go no further)
+	n      int
+	keys   [eventMembers]string
+	starts [eventMembers]int // where each member's value begins in js
 }
 
 // Reset makes ev the view of event (JSON), which must not change while ev
 // is used. Nothing is read until a field is looked up.
 func (ev *Event) Reset(event []byte) {
 	ev.js = unsafe.String(unsafe.SliceData(event), len(event))
-	ev.scanned, ev.n, ev.more = false, 0, false
+	ev.pos, ev.done, ev.n = 0, false, 0
 }
 
-// member returns the top-level member called name.
-func (ev *Event) member(name string) gjson.Result {
-	if !ev.scanned {
-		ev.scanned = true
-		gjson.Parse(ev.js).ForEach(func(k, v gjson.Result) bool {
-			if ev.n == eventMembers {
-				ev.more = true
-				return false
-			}
-			ev.keys[ev.n], ev.values[ev.n] = k.Str, v
-			ev.n++
-			return true
-		})
-	}
+// member returns the value of the top-level member called name, as a
+// string that begins with it (and goes on to the end of the event).
+func (ev *Event) member(name string) (string, bool) {
 	for i := range ev.n { // of a name given twice, the first counts, as gjson reads it
 		if ev.keys[i] == name {
-			return ev.values[i]
+			return ev.js[ev.starts[i]:], true
 		}
 	}
-	if ev.more {
-		return gjson.Get(ev.js, escapeName(name))
+	for !ev.done {
+		key, start, ok := ev.scan()
+		if !ok {
+			ev.done = true
+			break
+		}
+		if ev.n < eventMembers {
+			ev.keys[ev.n], ev.starts[ev.n] = key, start
+			ev.n++
+		}
+		if key == name {
+			return ev.js[start:], true
+		}
 	}
-	return gjson.Result{}
+	if ev.n == eventMembers { // more members than remembered: look it up
+		if r := gjson.Get(ev.js, escapeName(name)); r.Exists() {
+			return ev.js[r.Index:], r.Index > 0
+		}
+	}
+	return "", false
+}
+
+// scan reads the next top-level member: its key (unescaped only if it has
+// escapes) and where its value begins, and moves past the value.
+func (ev *Event) scan() (key string, start int, ok bool) {
+	js, i := ev.js, ev.pos
+	first := i == 0
+	i = skipSpace(js, i)
+	if first { // the opening brace
+		if i >= len(js) || js[i] != '{' {
+			return "", 0, false
+		}
+		i = skipSpace(js, i+1)
+	} else if i < len(js) && js[i] == ',' {
+		i = skipSpace(js, i+1)
+	}
+	if i >= len(js) || js[i] != '"' {
+		return "", 0, false
+	}
+	end, escaped := skipString(js, i)
+	if end < 0 {
+		return "", 0, false
+	}
+	key = js[i+1 : end-1]
+	if escaped {
+		key = gjson.Parse(js[i:end]).Str
+	}
+	i = skipSpace(js, end)
+	if i >= len(js) || js[i] != ':' {
+		return "", 0, false
+	}
+	start = skipSpace(js, i+1)
+	if start >= len(js) {
+		return "", 0, false
+	}
+	end = skipValue(js, start)
+	if end < 0 {
+		return "", 0, false
+	}
+	ev.pos = end
+	return key, start, true
+}
+
+func skipSpace(js string, i int) int {
+	for i < len(js) && (js[i] == ' ' || js[i] == '\t' || js[i] == '\n' || js[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the end of the string that begins at js[i] ('"')
+// and whether it has escapes; -1 when it does not end.
+func skipString(js string, i int) (int, bool) {
+	open := i
+	for i++; ; {
+		q := strings.IndexByte(js[i:], '"')
+		if q < 0 {
+			return -1, false
+		}
+		q += i
+		// The quote ends the string unless an odd run of backslashes
+		// escapes it.
+		b := q
+		for b > i && js[b-1] == '\\' {
+			b--
+		}
+		if (q-b)%2 == 0 {
+			return q + 1, strings.IndexByte(js[open:q], '\\') >= 0
+		}
+		i = q + 1
+	}
+}
+
+// skipValue returns the end of the value that begins at js[i]; -1 when
+// it does not end.
+func skipValue(js string, i int) int {
+	switch js[i] {
+	case '"':
+		end, _ := skipString(js, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for ; i < len(js); i++ {
+			j := strings.IndexAny(js[i:], "\"{}[]")
+			if j < 0 {
+				return -1
+			}
+			i += j
+			switch js[i] {
+			case '"':
+				end, _ := skipString(js, i)
+				if end < 0 {
+					return -1
+				}
+				i = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	for ; i < len(js); i++ {
+		switch js[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+	}
+	return i
 }
 
 // kind is the type of an FQL value.
@@ -186,11 +306,14 @@ func escapeName(name string) string {
 }
 
 func (n *pathNode) eval(ev *Event) value {
-	m := ev.member(n.names[0])
-	if n.rest == "" || !m.Exists() {
-		return fromJSON(m)
+	m, ok := ev.member(n.names[0])
+	if !ok {
+		return value{}
 	}
-	return fromJSON(m.Get(n.rest))
+	if n.rest == "" {
+		return fromJSON(gjson.Parse(m))
+	}
+	return fromJSON(gjson.Get(m, n.rest))
 }
 
 // logicNode is and (or with or set).

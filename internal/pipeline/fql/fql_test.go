@@ -3,6 +3,7 @@ package fql
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -265,4 +266,36 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("String() = %q, want the source", e.String())
 		}
 	})
+}
+
+// TestEventScan: the one scan of an event's members reads what gjson
+// reads: escaped keys, whitespace, a repeated name (the first counts),
+// more members than an Event remembers, and malformed JSON as far as it
+// goes.
+func TestEventScan(t *testing.T) {
+	var many strings.Builder
+	many.WriteString(`{`)
+	for i := range eventMembers + 10 {
+		fmt.Fprintf(&many, `"m%d":%d,`, i, i)
+	}
+	many.WriteString(`"last":"yes"}`)
+	for _, c := range []struct {
+		event, src string
+		want       bool
+	}{
+		{` { "type" : "track" , "event":"x\"y" , "properties" : { "a" : [1, "]}\\\"[", "\\", {"b": 2}] } } `, `properties.a.3.b = 2`, true},
+		{`{"type":"track","event":"x\"y"}`, `event = 'x"y'`, true},
+		{`{"ty\u0070e":"track"}`, `type = 'track'`, true},
+		{`{"type":"track","type":"page"}`, `type = 'track'`, true},
+		{many.String(), `last = 'yes' and m55 = 55 and m3 = 3`, true},
+		{`{"type":"track","event":`, `type = 'track'`, true},
+		{`{"type":"track","event":`, `event = null`, true},
+		{`not json`, `type = null`, true},
+		{`{"a":{"b":"c"}}`, `a = null`, false},
+		{`{"a":-1.5e2,"b":true}`, `a < -100 and b`, true},
+	} {
+		if got := match(t, c.src, c.event); got != c.want {
+			t.Errorf("%s on %s = %v, want %v", c.src, c.event, got, c.want)
+		}
+	}
 }
