@@ -15,6 +15,11 @@
 //	asc fn.ts -O3 --runtime incremental \
 //	    --use abort=sdk/assemblyscript/index/abort -o fn.wasm
 //
+// asc finds abort by the path the function imports this file from,
+// relative to the directory it runs in: run it from the directory that
+// holds sdk/, the function importing "./sdk/assemblyscript/index" (or, from
+// examples/NAME/, "../../sdk/assemblyscript/index").
+//
 // Text crosses the ABI as UTF-8 bytes, while an AssemblyScript string is
 // UTF-16: encode each path, setting name or reason once, into a global
 // (utf8), not per event.
