@@ -200,6 +200,9 @@ func TestEndlessLoopStoppedByTheDeadline(t *testing.T) {
 		`function onTrack(event) { if (event.userId) return event; while (true) {} }`,
 		`async function onTrack(event) { if (event.userId) return event; for (;;) { await null } }`,
 		`function onTrack(event) { if (event.userId) return event; const s = "x".repeat(1 << 20); for (;;) s.indexOf("y") }`,
+		// Catastrophic backtracking: one call into the engine's C code
+		// that would take 2^40 steps.
+		`function onTrack(event) { if (event.userId) return event; return /(a+)+b/.test("a".repeat(40)) }`,
 	} {
 		inst := load(t, code, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -210,6 +213,20 @@ func TestEndlessLoopStoppedByTheDeadline(t *testing.T) {
 			t.Fatalf("%s: got %v, want a Timeout failure", code, err)
 		}
 		nextEventFine(t, inst, code)
+	}
+}
+
+// QuickJS checks its stack depth in wasm too: deep recursion is a
+// RangeError the handler may catch, and the instance goes on.
+func TestDeepRecursionIsARangeError(t *testing.T) {
+	inst := load(t, `function down(n) { return down(n + 1) + 1 }
+function onTrack(event) { if (event.recurse) down(0); return event }`, "")
+	res := handle(t, inst, `{"type":"track","recurse":true}`)
+	if res.Verdict != abi.ResultFunctionError || res.Reason != "RangeError: Maximum call stack size exceeded" {
+		t.Fatalf("got %v %q", res.Verdict, res.Reason)
+	}
+	if res := handle(t, inst, `{"type":"track"}`); res.Verdict != abi.ResultDeliver {
+		t.Fatalf("the next event: %+v", res)
 	}
 }
 
