@@ -41,7 +41,7 @@ type Event struct {
 	done   bool // the scan reached the end (or could go no further)
 	n      int
 	keys   [eventMembers]string
-	starts [eventMembers]int // where each member's value begins in js
+	values [eventMembers]string // each member's value, a slice of js
 }
 
 // Reset makes ev the view of event (JSON), which must not change while ev
@@ -51,56 +51,56 @@ func (ev *Event) Reset(event []byte) {
 	ev.pos, ev.done, ev.n = 0, false, 0
 }
 
-// member returns the value of the top-level member called name, as a
-// string that begins with it (and goes on to the end of the event).
+// member returns the JSON of the value of the top-level member called
+// name.
 func (ev *Event) member(name string) (string, bool) {
 	for i := range ev.n { // of a name given twice, the first counts, as gjson reads it
 		if ev.keys[i] == name {
-			return ev.js[ev.starts[i]:], true
+			return ev.values[i], true
 		}
 	}
 	for !ev.done {
-		key, start, ok := ev.scan()
+		key, v, ok := ev.scan()
 		if !ok {
 			ev.done = true
 			break
 		}
 		if ev.n < eventMembers {
-			ev.keys[ev.n], ev.starts[ev.n] = key, start
+			ev.keys[ev.n], ev.values[ev.n] = key, v
 			ev.n++
 		}
 		if key == name {
-			return ev.js[start:], true
+			return v, true
 		}
 	}
 	if ev.n == eventMembers { // more members than remembered: look it up
 		if r := gjson.Get(ev.js, escapeName(name)); r.Exists() {
-			return ev.js[r.Index:], r.Index > 0
+			return r.Raw, true
 		}
 	}
 	return "", false
 }
 
 // scan reads the next top-level member: its key (unescaped only if it has
-// escapes) and where its value begins, and moves past the value.
-func (ev *Event) scan() (key string, start int, ok bool) {
+// escapes) and its value's JSON, and moves past the value.
+func (ev *Event) scan() (key, value string, ok bool) {
 	js, i := ev.js, ev.pos
 	first := i == 0
 	i = skipSpace(js, i)
 	if first { // the opening brace
 		if i >= len(js) || js[i] != '{' {
-			return "", 0, false
+			return "", "", false
 		}
 		i = skipSpace(js, i+1)
 	} else if i < len(js) && js[i] == ',' {
 		i = skipSpace(js, i+1)
 	}
 	if i >= len(js) || js[i] != '"' {
-		return "", 0, false
+		return "", "", false
 	}
 	end, escaped := skipString(js, i)
 	if end < 0 {
-		return "", 0, false
+		return "", "", false
 	}
 	key = js[i+1 : end-1]
 	if escaped {
@@ -108,18 +108,18 @@ func (ev *Event) scan() (key string, start int, ok bool) {
 	}
 	i = skipSpace(js, end)
 	if i >= len(js) || js[i] != ':' {
-		return "", 0, false
+		return "", "", false
 	}
-	start = skipSpace(js, i+1)
+	start := skipSpace(js, i+1)
 	if start >= len(js) {
-		return "", 0, false
+		return "", "", false
 	}
 	end = skipValue(js, start)
 	if end < 0 {
-		return "", 0, false
+		return "", "", false
 	}
 	ev.pos = end
-	return key, start, true
+	return key, js[start:end], true
 }
 
 func skipSpace(js string, i int) int {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 // referenceEvent is the event of the examples of Segment's FQL reference.
@@ -298,4 +300,33 @@ func TestEventScan(t *testing.T) {
 			t.Errorf("%s on %s = %v, want %v", c.src, c.event, got, c.want)
 		}
 	}
+}
+
+// FuzzEventLookup: a field read through an Event's scan is the field
+// gjson reads from the whole event, for valid JSON objects.
+func FuzzEventLookup(f *testing.F) {
+	f.Add(`{"a":{"b":[1,"x\"y",{"c":true}]},"d":"e"}`, "a", "b")
+	f.Add(` {"k\u0041":1, "kA":2} `, "kA", "")
+	f.Add(`{"x":"\\","y":[{"}":"]"}],"z":null}`, "y", "0")
+	f.Fuzz(func(t *testing.T, event, top, sub string) {
+		if !json.Valid([]byte(event)) || !strings.HasPrefix(strings.TrimSpace(event), "{") || top == "" {
+			return
+		}
+		names := []string{top}
+		if sub != "" {
+			names = append(names, sub)
+		}
+		n := newPathNode(names)
+		var ev Event
+		ev.Reset([]byte(event))
+		got := n.eval(&ev)
+		full := escapeName(top)
+		if sub != "" {
+			full += "." + escapeName(sub)
+		}
+		want := fromJSON(gjson.Get(event, full))
+		if got.kind != want.kind || got.s != want.s || got.b != want.b || (got.n != want.n && got.n == got.n) || got.res.Raw != want.res.Raw {
+			t.Fatalf("%v on %s: %+v through the Event, %+v through gjson", names, event, got, want)
+		}
+	})
 }
