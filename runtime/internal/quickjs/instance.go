@@ -67,8 +67,13 @@ type Result struct {
 	Reason string
 	// Event is the event that flows on (Verdict Deliver): the handler's
 	// return value when it is an object, else its argument as the handler
-	// left it; JSON.
+	// left it; JSON. An event the handler did not change is the event
+	// Handle was given, not a copy.
 	Event []byte
+	// Modified reports that Event is not the event Handle was given: the
+	// handler changed it (a set or delete at any depth) or returned
+	// another object.
+	Modified bool
 	// Logs are the console's lines.
 	Logs []Log
 	// LogsCut reports that lines past Limits.MaxLogBytes were dropped.
@@ -433,7 +438,10 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 		if m := inst.limits.MaxEventBytes; m > 0 && len(out)-2 > m {
 			return Result{}, inst.failure(EventTooLarge, fmt.Sprintf("the handler returned an event of %d bytes, past the limit of %d", len(out)-2, m), nil)
 		}
-		res.Event = out[2:]
+		res.Event, res.Modified = out[2:], true
+		if len(out) == 2 { // unchanged
+			res.Event, res.Modified = event, false
+		}
 	} else {
 		res.Reason = string(out[2:])
 	}

@@ -257,3 +257,36 @@ func TestSettingsMustBeAnObject(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// An event the handler read but did not change flows on as the host's
+// bytes; any change, at any depth and by any means, is seen.
+func TestChangesAreSeenAtAnyDepth(t *testing.T) {
+	const event = `{"type":"track", "userId":"u1", "properties":{"items":[{"sku":"a"}]}, "context":{"consent":{"categoryPreferences":{"Ads":true}}}}`
+	tests := []struct {
+		name, body string
+		modified   bool
+		out        string
+	}{
+		{"read only", `const p = event.context.consent.categoryPreferences; for (const k of Object.keys(p)) if (!p[k]) throw new DropEvent("x"); JSON.stringify(event); return event`, false, event},
+		{"nothing returned", `event.properties.items.map(i => i.sku)`, false, event},
+		{"a nested set", `event.context.consent.categoryPreferences.Ads = false`, true,
+			`{"type":"track","userId":"u1","properties":{"items":[{"sku":"a"}]},"context":{"consent":{"categoryPreferences":{"Ads":false}}}}`},
+		{"a push on a nested array", `event.properties.items.push({sku: "b"}); return event`, true,
+			`{"type":"track","userId":"u1","properties":{"items":[{"sku":"a"},{"sku":"b"}]},"context":{"consent":{"categoryPreferences":{"Ads":true}}}}`},
+		{"Object.assign", `Object.assign(event.properties, {n: 1})`, true,
+			`{"type":"track","userId":"u1","properties":{"items":[{"sku":"a"}],"n":1},"context":{"consent":{"categoryPreferences":{"Ads":true}}}}`},
+		{"a delete through an alias", `const c = event.context; delete c.consent`, true,
+			`{"type":"track","userId":"u1","properties":{"items":[{"sku":"a"}]},"context":{}}`},
+		{"a spread copy returned", `return {...event, userId: "u2"}`, true,
+			`{"type":"track","userId":"u2","properties":{"items":[{"sku":"a"}]},"context":{"consent":{"categoryPreferences":{"Ads":true}}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inst := load(t, "function onTrack(event) {"+tt.body+"}", "")
+			res := handle(t, inst, event)
+			if res.Verdict != abi.ResultDeliver || res.Modified != tt.modified || string(res.Event) != tt.out {
+				t.Fatalf("got %v %q modified %v %s\nwant modified %v %s", res.Verdict, res.Reason, res.Modified, res.Event, tt.modified, tt.out)
+			}
+		})
+	}
+}
