@@ -410,6 +410,9 @@ func equalStrings(a, b value) bool {
 	if !a.lower && !b.lower {
 		return a.s == b.s
 	}
+	if !ascii(a.s) || !ascii(b.s) {
+		return a.str() == b.str() // a rune may lowercase to several
+	}
 	x, y := a.s, b.s
 	for len(x) > 0 && len(y) > 0 {
 		rx, nx := utf8.DecodeRuneInString(x)
@@ -428,16 +431,22 @@ func equalStrings(a, b value) bool {
 	return len(x) == 0 && len(y) == 0
 }
 
-// toLower lowercases one rune as strings.ToLower does (for the runes
-// whose lowercase is one rune, which is all but a handful).
+// toLower lowercases an ASCII character.
 func toLower(r rune) rune {
-	if r < utf8.RuneSelf {
-		if 'A' <= r && r <= 'Z' {
-			r += 'a' - 'A'
-		}
-		return r
+	if 'A' <= r && r <= 'Z' {
+		r += 'a' - 'A'
 	}
-	return []rune(strings.ToLower(string(r)))[0]
+	return r
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // listLen returns the number of elements of a list value.

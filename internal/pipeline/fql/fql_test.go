@@ -150,9 +150,17 @@ func TestGlob(t *testing.T) {
 		{"aXbXd", "a*b*c", false},
 		{"héllo", "h?llo", true},
 		{"abd", "ab[^c]", true},
+		{"abb", "ab[^a-c]", false},
 		{"abc", "ab[^c]", false},
 		{"ab]", `ab[\]]`, true},
-		{"abc", "ab[c", false}, // unclosed
+		{"ab-", `ab[\-]`, true},
+		{"abc", "ab[c", false},   // unclosed
+		{"]", "[]]", false},      // an empty set
+		{"a-", "a[-]", false},    // a lone -
+		{"axb", "a[x-]b", false}, // a range without its end
+		{`a\`, `a\`, false},      // a trailing backslash
+		{"abd", "ab[!c]", false}, // ! is not negation
+		{"ab!", "ab[!c]", true},
 		{"", "?", false},
 		{"a", "", false},
 		{"", "", true},

@@ -2,13 +2,19 @@ package fql
 
 import "unicode/utf8"
 
-// globMatch reports whether the glob pattern matches all of s: `*` any
-// run of characters (a slash included), `?` one character, `[abc]` and
-// `[a-z]` one of a set (`[^...]` or `[!...]` one not in it), `\x` the
-// character x. A malformed pattern (an unclosed set) matches nothing.
-// It allocates nothing; a star backtracks to the last star only, so the
-// time is bounded by the pattern's length times the string's.
+// globMatch reports whether the glob pattern matches all of s, by the
+// rules of Segment's glob matcher (Go's path.Match without a special
+// slash): `*` any run of characters, `?` one character, `[abc]` and
+// `[a-z]` one of a set, `[^...]` one not in it, `\x` the character x. In
+// a set, `-` and `]` are escaped with a backslash (a set cannot be empty).
+// A malformed pattern (an unclosed or empty set, a lone `-` in a set, a
+// trailing backslash) matches nothing. It allocates nothing; a star
+// backtracks to the last star only, so the time is bounded by the
+// pattern's length times the string's.
 func globMatch(pattern, s string) bool {
+	if !validGlob(pattern) {
+		return false
+	}
 	var starP, starS = -1, 0 // where to resume after the last star
 	p, i := 0, 0
 	for i < len(s) || p < len(pattern) {
@@ -27,11 +33,7 @@ func globMatch(pattern, s string) bool {
 			case '[':
 				if i < len(s) {
 					r, n := utf8.DecodeRuneInString(s[i:])
-					ok, next, valid := matchSet(pattern, p, r)
-					if !valid {
-						return false
-					}
-					if ok {
+					if ok, next := matchSet(pattern, p, r); ok {
 						p, i = next, i+n
 						continue
 					}
@@ -57,6 +59,70 @@ func globMatch(pattern, s string) bool {
 	return true
 }
 
+// validGlob reports whether pattern is well formed: every set closed and
+// not empty, its ranges of a character (or an escaped one) on each side
+// of `-`, no backslash at the end.
+func validGlob(pattern string) bool {
+	for p := 0; p < len(pattern); {
+		switch pattern[p] {
+		case '\\':
+			if p+1 == len(pattern) {
+				return false
+			}
+			_, n := utf8.DecodeRuneInString(pattern[p+1:])
+			p += 1 + n
+		case '[':
+			end, ok := setEnd(pattern, p)
+			if !ok {
+				return false
+			}
+			p = end
+		default:
+			p++
+		}
+	}
+	return true
+}
+
+// setChar reads one character of a set at p: escaped, or any but `-`,
+// `]` and the end.
+func setChar(pattern string, p int) (r rune, next int, ok bool) {
+	if p >= len(pattern) || pattern[p] == '-' || pattern[p] == ']' {
+		return 0, p, false
+	}
+	if pattern[p] == '\\' {
+		p++
+		if p == len(pattern) {
+			return 0, p, false
+		}
+	}
+	r, n := utf8.DecodeRuneInString(pattern[p:])
+	return r, p + n, true
+}
+
+// setEnd returns where the set that starts at pattern[p] ('[') ends, and
+// whether it is well formed.
+func setEnd(pattern string, p int) (int, bool) {
+	p++
+	if p < len(pattern) && pattern[p] == '^' {
+		p++
+	}
+	for first := true; ; first = false {
+		if p < len(pattern) && pattern[p] == ']' && !first {
+			return p + 1, true
+		}
+		var ok bool
+		if _, p, ok = setChar(pattern, p); !ok {
+			return p, false
+		}
+		if p < len(pattern) && pattern[p] == '-' {
+			if _, p, ok = setChar(pattern, p+1); !ok {
+				return p, false
+			}
+		}
+	}
+}
+
 // literalAt returns the character the pattern matches literally at p
 // (after a backslash, the escaped one) and the bytes it takes.
 func literalAt(pattern string, p int) (rune, int) {
@@ -67,31 +133,28 @@ func literalAt(pattern string, p int) (rune, int) {
 	return utf8.DecodeRuneInString(pattern[p:])
 }
 
-// matchSet matches r against the set that starts at pattern[p] ('['):
-// whether it matched, where the pattern goes on after the set, and
-// whether the set is closed.
-func matchSet(pattern string, p int, r rune) (matched bool, next int, valid bool) {
+// matchSet matches r against the well-formed set that starts at
+// pattern[p] ('['): whether it matched, and where the pattern goes on
+// after the set.
+func matchSet(pattern string, p int, r rune) (bool, int) {
 	p++
-	negate := p < len(pattern) && (pattern[p] == '^' || pattern[p] == '!')
+	negate := pattern[p] == '^'
 	if negate {
 		p++
 	}
-	first := true
-	for p < len(pattern) {
+	matched := false
+	for first := true; ; first = false {
 		if pattern[p] == ']' && !first {
-			return matched != negate, p + 1, true
+			return matched != negate, p + 1
 		}
-		first = false
-		lo, n := literalAt(pattern, p)
-		p += n
+		lo, next, _ := setChar(pattern, p)
 		hi := lo
-		if p+1 < len(pattern) && pattern[p] == '-' && pattern[p+1] != ']' {
-			hi, n = literalAt(pattern, p+1)
-			p += 1 + n
+		p = next
+		if pattern[p] == '-' {
+			hi, p, _ = setChar(pattern, p+1)
 		}
 		if lo <= r && r <= hi {
 			matched = true
 		}
 	}
-	return false, p, false
 }
