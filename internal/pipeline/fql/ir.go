@@ -77,3 +77,18 @@ func (n *notNode) appendIR(b []byte) []byte { return appendOp(b, "!", n.x) }
 func (n *compareNode) appendIR(b []byte) []byte { return appendOp(b, opNames[n.op], n.l, n.r) }
 
 func (n *callNode) appendIR(b []byte) []byte { return appendOp(b, functionNames[n.fn], n.args...) }
+
+// FieldPath reports whether the expression is a field alone, and if so
+// returns its gjson path (each name escaped): how other parts of a filter
+// (a sample's path, the objects of a properties action) name a field
+// the way FQL does.
+func (e *Expr) FieldPath() (string, bool) {
+	p, ok := e.root.(*pathNode)
+	if !ok {
+		return "", false
+	}
+	if p.rest == "" {
+		return escapeName(p.names[0]), true
+	}
+	return escapeName(p.names[0]) + "." + p.rest, true
+}
