@@ -34,6 +34,21 @@ func benchEvent(c2 bool) []byte {
 		`"consent":{"categoryPreferences":{"C0001":true,"C0002":%t,"C0003":false,"C0004":false,"C0005":false}}},"integrations":{"All":true}}`, c2)
 }
 
+// bigEvent is benchEvent(true) with 4 KB more of properties, which the
+// handler does not read.
+func bigEvent() []byte {
+	e := benchEvent(true)
+	extra := `"extra":[`
+	for i := range 40 {
+		if i > 0 {
+			extra += ","
+		}
+		extra += fmt.Sprintf(`{"sku":"sku-%03d","name":"A product of some length","price":%d.5,"qty":%d}`, i, i, i%3)
+	}
+	extra += `],`
+	return append(append(append([]byte(nil), e[:1]...), extra...), e[1:]...)
+}
+
 const benchSettings = `{"stored":{"user-1":{"C0001":true,"C0002":true,"C0003":false,"C0004":false,"C0005":false}}}`
 
 func BenchmarkConsentMatch(b *testing.B) {
@@ -46,7 +61,8 @@ func BenchmarkConsentMatch(b *testing.B) {
 			name    string
 			event   []byte
 			verdict abi.Result
-		}{{"deliver", benchEvent(true), abi.ResultDeliver}, {"drop", benchEvent(false), abi.ResultDrop}} {
+		}{{"deliver", benchEvent(true), abi.ResultDeliver}, {"drop", benchEvent(false), abi.ResultDrop},
+			{"deliver-5KB", bigEvent(), abi.ResultDeliver}} {
 			b.Run(async+"/"+tc.name, func(b *testing.B) {
 				inst := load(b, code, benchSettings)
 				ctx := context.Background()

@@ -18,9 +18,12 @@
 // An [Instance] is one JavaScript runtime and context: it evaluates a
 // prelude (Segment's error classes and console), the function's file and a
 // bind script once, then [Instance.Handle] calls the handler for each
-// event's type. This first version passes the event as JSON text, parsed
-// and (for a delivery) written back by JavaScript; a later one reads the
-// event lazily through host calls, as Go functions do (RATIONALE.md).
+// event's type. The event stays on the host, as it does for Go functions
+// (RATIONALE.md): the handler's event is a lazy proxy whose property reads
+// are host calls (gjson on the host's copy); whatever needs a whole object
+// (a write, Object.keys, JSON.stringify) parses the event once in
+// JavaScript. An event the handler did not change flows on as the host's
+// bytes; a changed one is written back by JSON.stringify.
 //
 // A failure (time limit, memory cap, trap) is a [*Failure] and leaves the
 // instance unusable: close it and start another. An exception of the

@@ -54,9 +54,10 @@ const (
 //   - timers (setitimer) are refused; JavaScript's own timers are not part
 //     of the engine;
 //   - abort and assertion failures end the call with an error that says so;
-//   - QuickJS's host callbacks (host functions, the interrupt handler,
-//     the module loader) are not enabled by the host, and a call of one
-//     ends the call with an error.
+//   - host functions (QTS_NewFunction) call hostCall, which runs the
+//     instance's function of that id; QuickJS's other host callbacks (the
+//     interrupt handler, the module loader) are not enabled by the host,
+//     and a call of one ends the call with an error.
 func hostImports() []hostImport {
 	return []hostImport{
 		{name: "b", glue: "__assert_fail", marker: "Assertion failed", params: []api.ValueType{i32, i32, i32, i32}, fn: assertFail},
@@ -77,7 +78,7 @@ func hostImports() []hostImport {
 		{name: "q", glue: "clock_time_get", marker: "performance.now()))", params: []api.ValueType{i32, i64, i32}, results: []api.ValueType{i32}, fn: clockTimeGet},
 		{name: "r", glue: "abort", marker: "N(\"\")", fn: abort},
 		{name: "s", glue: "proc_exit", marker: "ma", params: []api.ValueType{i32}, fn: procExit},
-		{name: "t", glue: "qts_host_call_function", marker: "callbacks.callFunction", params: []api.ValueType{i32, i32, i32, i32, i32}, results: []api.ValueType{i32}, fn: notEnabled("host functions")},
+		{name: "t", glue: "qts_host_call_function", marker: "callbacks.callFunction", params: []api.ValueType{i32, i32, i32, i32, i32}, results: []api.ValueType{i32}, fn: hostCall},
 		{name: "u", glue: "qts_host_free_host_ref", marker: "callbacks.freeHostRef", params: []api.ValueType{i32, i32}, fn: func(context.Context, api.Module, []uint64) {}},
 	}
 }
@@ -266,4 +267,20 @@ func cBytes(mem api.Memory, ptr uint32, limit uint32) ([]byte, bool) {
 		}
 	}
 	return b, false
+}
+
+// hostCall is qts_host_call_function(ctx, this, argc, argv, id): JavaScript
+// called the host function id of the instance. It returns a JSValue* the
+// engine takes over (and frees), or 0 for undefined.
+func hostCall(ctx context.Context, _ api.Module, stack []uint64) {
+	inst, _ := ctx.Value(instanceKey{}).(*Instance)
+	argc, argv, id := uint32(stack[2]), uint32(stack[3]), uint32(stack[4])
+	if inst == nil || id >= uint32(len(inst.hostFns)) {
+		panic(&engineFailure{fmt.Sprintf("the engine called host function %d, which the host did not make", id)})
+	}
+	v, err := inst.hostFns[id](argc, argv)
+	if err != nil {
+		panic(err) // a *Failure: the call ends with it
+	}
+	stack[0] = uint64(v)
 }

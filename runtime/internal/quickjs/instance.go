@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/sys"
+	"github.com/tidwall/gjson"
 )
 
 // prelude is evaluated in every instance before the function's file: the
@@ -160,6 +162,12 @@ type Instance struct {
 	freeValue, freeCString    api.Function
 	isJobPending, executeJobs api.Function
 	call, resolveException    api.Function
+	argvGet, newFunction      api.Function
+
+	// event is the event being handled, which the host functions read.
+	event []byte
+	// hostFns are the host functions JavaScript calls, by id.
+	hostFns []func(argc, argv uint32) (uint32, error)
 }
 
 // NewInstance starts an instance of the engine and evaluates the function's
@@ -202,6 +210,8 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 	inst.freeValue, inst.freeCString = fn(expFreeValuePointer), fn(expFreeCString)
 	inst.isJobPending, inst.executeJobs = fn(expIsJobPending), fn(expExecutePending)
 	inst.call, inst.resolveException = fn(expCall), fn(expResolveException)
+	inst.argvGet, inst.newFunction = fn(expArgvGet), fn(expNewFunction)
+	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet}
 	if err := inst.start(ctx, m, src, settings); err != nil {
 		inst.Close(ctx)
 		return nil, err
@@ -246,6 +256,9 @@ func (inst *Instance) start(ctx context.Context, m *Module, src Source, settings
 	inst.scratch = inst.argv + 4
 	if err := inst.evalFree("insertfn:prelude.js", prelude, nil); err != nil {
 		return fmt.Errorf("quickjs: the prelude: %w", err)
+	}
+	if err := inst.installHostFunctions(); err != nil {
+		return err
 	}
 	if err := inst.evalFree(src.Name, string(src.Code), nil); err != nil {
 		return err
@@ -383,27 +396,16 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 		}
 	}()
 	inst.memory.refused = 0
-	if err := inst.ensureBuffer(uint32(len(event)) + 1); err != nil {
-		return Result{}, err
+	if !isObject(event) {
+		return Result{Verdict: abi.ResultInvalidEventPayload, Reason: "the event is not a JSON object"}, nil
 	}
-	inst.mem.Write(inst.buf, event)
-	inst.mem.WriteByte(inst.buf+uint32(len(event)), 0)
-	s, err := inst.invoke32(inst.newString, uint64(inst.ctxPtr), uint64(inst.buf))
-	if err != nil {
-		return Result{}, err
-	}
-	if s == 0 {
-		return Result{}, inst.failure(MemoryLimit, "the engine could not make the event a string", nil)
-	}
-	inst.mem.WriteUint32Le(inst.argv, s)
-	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(inst.dispatch), uint64(inst.undefined), 1, uint64(inst.argv))
+	inst.event = event
+	defer func() { inst.event = nil }()
+	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(inst.dispatch), uint64(inst.undefined), 0, uint64(inst.argv))
 	if err != nil {
 		return Result{}, err
 	}
 	if err := inst.freeResult(v); err != nil {
-		return Result{}, err
-	}
-	if _, err := inst.invoke(inst.freeValue, uint64(inst.ctxPtr), uint64(s)); err != nil {
 		return Result{}, err
 	}
 	// An async handler's promise settles as the engine runs its jobs.
@@ -457,6 +459,123 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 	}
 	return res, nil
 }
+
+// isObject reports whether event is valid JSON whose value is an object.
+func isObject(event []byte) bool {
+	for _, c := range event {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '{':
+			return gjson.ValidBytes(event)
+		}
+		return false
+	}
+	return false
+}
+
+// installHostFunctions makes the host functions JavaScript functions and
+// gives them to the prelude.
+func (inst *Instance) installHostFunctions() error {
+	install, err := inst.evalValue("insertfn:install.js", "__insertfn_install")
+	if err != nil {
+		return err
+	}
+	name, err := inst.allocString("get")
+	if err != nil {
+		return err
+	}
+	get, err := inst.invoke32(inst.newFunction, uint64(inst.ctxPtr), uint64(name), 1, 0, 0) // id 0: hostGet
+	if err != nil {
+		return err
+	}
+	if _, err := inst.invoke(inst.free, uint64(name)); err != nil {
+		return err
+	}
+	if get == 0 {
+		return inst.failure(MemoryLimit, inst.outOfMemory(), nil)
+	}
+	inst.mem.WriteUint32Le(inst.argv, get)
+	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(install), uint64(inst.undefined), 1, uint64(inst.argv))
+	if err != nil {
+		return err
+	}
+	if err := inst.freeResult(v); err != nil {
+		return err
+	}
+	for _, p := range []uint32{get, install} {
+		if _, err := inst.invoke(inst.freeValue, uint64(inst.ctxPtr), uint64(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// evalValue evaluates code and returns its value, a JSValue* to free.
+func (inst *Instance) evalValue(file, code string) (uint32, error) {
+	var v uint32
+	err := inst.evalFree(file, code, &v)
+	return v, err
+}
+
+// hostGet is JavaScript's hostGet(path): the value at the gjson path in the
+// event, as JSON, "{" for an object, "[" for an array, undefined when
+// there is none; the empty path is the whole event.
+func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
+	if argc != 1 {
+		return 0, inst.failure(Trap, fmt.Sprintf("the host function get was called with %d arguments", argc), nil)
+	}
+	arg, err := inst.invoke32(inst.argvGet, uint64(argv), 0)
+	if err != nil {
+		return 0, err
+	}
+	p, err := inst.invoke32(inst.getString, uint64(inst.ctxPtr), uint64(arg))
+	if err != nil {
+		return 0, err
+	}
+	if p == 0 {
+		return 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
+	}
+	path, _ := cBytes(inst.mem, p, 1<<20)
+	var raw string
+	if len(path) == 0 {
+		raw = string(inst.event) // the whole event: materialize
+	} else {
+		r := gjson.GetBytes(inst.event, unsafeString(path))
+		switch {
+		case !r.Exists():
+		case r.IsObject():
+			raw = "{"
+		case r.IsArray():
+			raw = "["
+		default:
+			raw = r.Raw
+		}
+	}
+	if _, err := inst.invoke(inst.freeCString, uint64(inst.ctxPtr), uint64(p)); err != nil {
+		return 0, err
+	}
+	if raw == "" {
+		return 0, nil // undefined
+	}
+	if err := inst.ensureBuffer(uint32(len(raw)) + 1); err != nil {
+		return 0, err
+	}
+	inst.mem.WriteString(inst.buf, raw)
+	inst.mem.WriteByte(inst.buf+uint32(len(raw)), 0)
+	v, err := inst.invoke32(inst.newString, uint64(inst.ctxPtr), uint64(inst.buf))
+	if err != nil {
+		return 0, err
+	}
+	if v == 0 {
+		return 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
+	}
+	return v, nil
+}
+
+// unsafeString is b as a string without a copy, for a lookup that does not
+// keep it.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // readLogs takes the event's console lines.
 func (inst *Instance) readLogs(res *Result) error {

@@ -39,13 +39,15 @@ var (
 	expResolveException = engineExport{"oa", "QTS_ResolveException", 2, 1}
 	expDump             = engineExport{"pa", "QTS_Dump", 2, 1}
 	expEval             = engineExport{"qa", "QTS_Eval", 6, 1}
+	expNewFunction      = engineExport{"Ea", "QTS_NewFunction", 5, 1}
+	expArgvGet          = engineExport{"Fa", "QTS_ArgvGetJSValueConstPointer", 2, 1}
 )
 
 var engineExports = []engineExport{
 	expCallCtors, expMalloc, expFree, expNewRuntime, expNewContext, expSetMaxStackSize,
 	expGetUndefined, expFreeValuePointer, expFreeCString, expNewString, expGetString,
 	expIsJobPending, expExecutePending, expGetPropNumber, expCall, expResolveException,
-	expDump, expEval,
+	expDump, expEval, expNewFunction, expArgvGet,
 }
 
 // Module is the engine compiled, ready to start instances: one per host

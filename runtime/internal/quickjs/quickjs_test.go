@@ -12,6 +12,7 @@ import (
 
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/tetratelabs/wazero"
+	"github.com/tidwall/gjson"
 )
 
 // testModule compiles the engine once for the package's tests, through a
@@ -121,7 +122,7 @@ func TestHandlers(t *testing.T) {
 			event: `{"type":"group"}`, verdict: abi.ResultDeliver, out: `{"type":"group","seen":true}`},
 		{name: "an event that is not JSON",
 			code:  `function onTrack(event) { return event }`,
-			event: `{"type":`, verdict: abi.ResultInvalidEventPayload, reason: "the event is not JSON: SyntaxError: Unexpected end of JSON input"},
+			event: `{"type":`, verdict: abi.ResultInvalidEventPayload, reason: "the event is not a JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -288,5 +289,48 @@ func TestChangesAreSeenAtAnyDepth(t *testing.T) {
 				t.Fatalf("got %v %q modified %v %s\nwant modified %v %s", res.Verdict, res.Reason, res.Modified, res.Event, tt.modified, tt.out)
 			}
 		})
+	}
+}
+
+// The event is read lazily from the host: what a handler sees must be what
+// a parsed event would show, whatever it touches.
+func TestLazyEventReads(t *testing.T) {
+	const event = `{"type":"track","userId":"u1","n":1.5,"ok":false,"nil":null,"s":"a\"b\u00e9",` +
+		`"properties":{"a.b":1,"#":2,"*x?":3,"list":[10,20,{"k":"v"}],"empty":{},"none":[]}}`
+	tests := []struct{ name, body, want string }{
+		{"primitives", `return [e.userId, e.n, e.ok, e.nil, e.s, e.missing === undefined]`, `["u1",1.5,false,null,"a\"bé",true]`},
+		{"keys with gjson's special characters", `const p = e.properties; return [p["a.b"], p["#"], p["*x?"]]`, `[1,2,3]`},
+		{"arrays", `const l = e.properties.list; return [l.length, l[0], l[2].k, l[5] === undefined, Array.isArray(l), l.map(x => typeof x)]`,
+			`[3,10,"v",true,true,["number","number","object"]]`},
+		{"for of and spread of an array", `const out = []; for (const x of e.properties.list) out.push(x); return [out.length, [...e.properties.list].length]`, `[3,3]`},
+		{"in and Object.keys", `return ["userId" in e, "x" in e, Object.keys(e.properties), Object.keys(e.properties.empty), e.properties.none.length]`,
+			`[true,false,["a.b","#","*x?","list","empty","none"],[],0]`},
+		{"identity across materialization", `const c = e.properties; const a = c === e.properties; Object.keys(e); return [a, c === e.properties, c.list === e.properties.list]`, `[true,true,true]`},
+		{"a write through an object read before materialization", `const p = e.properties; p.added = 1; return [e.properties.added, JSON.parse(JSON.stringify(e)).properties.added]`, `[1,1]`},
+		{"methods of Object.prototype", `return [e.hasOwnProperty("userId"), e.hasOwnProperty("zzz"), typeof e.toString]`, `[true,false,"function"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inst := load(t, "function onTrack(e) { e.result = (function () { "+tt.body+" })() }", "")
+			res := handle(t, inst, event)
+			got := gjson.GetBytes(res.Event, "result").Raw
+			if res.Verdict != abi.ResultDeliver || got != tt.want {
+				t.Fatalf("got %v %q %s, want %s", res.Verdict, res.Reason, got, tt.want)
+			}
+		})
+	}
+}
+
+// A handler that reads, stringifies or spreads the event without changing
+// it delivers the host's bytes.
+func TestReadingIsNotChanging(t *testing.T) {
+	const event = `{"type":"track",  "userId":"u1", "properties":{"list":[1,2]}}`
+	inst := load(t, `function onTrack(e) { console.log(JSON.stringify(e)); const copy = {...e}; Object.keys(e.properties.list); return e }`, "")
+	res := handle(t, inst, event)
+	if res.Modified || string(res.Event) != event {
+		t.Fatalf("modified %v: %s", res.Modified, res.Event)
+	}
+	if len(res.Logs) != 1 || res.Logs[0].Message != `{"type":"track","userId":"u1","properties":{"list":[1,2]}}` {
+		t.Fatalf("logs %+v", res.Logs)
 	}
 }
