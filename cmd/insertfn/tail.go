@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -42,7 +43,7 @@ Filters (all must match):
   --user ID      events whose userId or anonymousId is ID
   --fate F       records of fate F: dropped, routed, filtered, delivered,
                  retried, failed, or a destination's: queued,
-                 filtered_consent, filtered_integrations
+                 filtered_consent, filtered_integrations, filtered_filter
 
 Output:
   --json         one record a line, as JSON
@@ -271,6 +272,8 @@ func destinationFates(ds []tap.DestinationFate) string {
 			}
 		case tap.FilteredIntegrations:
 			s = d.Name + " filtered by the integrations object"
+		case tap.FilteredFilter:
+			s = d.Name + " filtered by its filter " + strconv.Quote(d.Filter)
 		case tap.Dropped:
 			s = fmt.Sprintf("%s dropped by %s: %s", d.Name, orDash(d.Function), orDash(d.Reason))
 		default:

@@ -263,6 +263,9 @@ func (h *Server) summarize(ctx context.Context, every time.Duration) {
 			if f := d.FilteredConsent + d.FilteredIntegrations; f > 0 {
 				attrs = append(attrs, "filtered["+name+"]", f)
 			}
+			for filter, n := range d.FilteredByFilter {
+				attrs = append(attrs, "filtered["+name+"]["+filter+"]", n)
+			}
 			if d.Failed > 0 {
 				attrs = append(attrs, "failed["+name+"]", d.Failed)
 			}

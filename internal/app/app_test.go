@@ -36,6 +36,8 @@ type sink struct {
 	srv *httptest.Server
 	mu  sync.Mutex
 	got map[string]int
+	// last is the body of the last batch taken.
+	last []byte
 	// status, when not 0, is answered instead of 200.
 	status int
 }
@@ -53,6 +55,7 @@ func newSink(t *testing.T) *sink {
 		for _, ev := range gjson.GetBytes(body, "batch").Array() {
 			s.got[ev.Get("messageId").String()]++
 		}
+		s.last = body
 	}))
 	t.Cleanup(s.srv.Close)
 	return s

@@ -32,6 +32,7 @@ import (
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/ingest"
 	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -353,6 +354,9 @@ func (c *Config) Validate() error {
 			}
 		}
 		refs(key, d.Functions)
+		if _, err := destfilter.Compile(d.Filters); err != nil {
+			under(key, err)
+		}
 		under(key, d.Config.Validate())
 	}
 	if err := c.Server.Validate(); err != nil {

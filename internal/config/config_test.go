@@ -17,7 +17,8 @@ func TestExampleFile(t *testing.T) {
 	if c.Listen != "127.0.0.1:8080" || len(c.Sources) != 1 || len(c.Destinations) != 3 || len(c.Functions) != 1 {
 		t.Errorf("loaded %+v", c)
 	}
-	if got := c.Destinations[0]; got.Name != "Google Ads" || got.Type != "webhook" || got.Categories[0] != "Advertising" {
+	if got := c.Destinations[0]; got.Name != "Google Ads" || got.Type != "webhook" || got.Categories[0] != "Advertising" ||
+		len(got.Filters) != 3 || got.Filters[1].Fields["context.traits"][0] != "email" || got.Filters[2].Percent != 0.1 {
 		t.Errorf("destination 0 = %+v", got)
 	}
 	abs, _ := filepath.Abs("../../data")
@@ -68,6 +69,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sources:\n  - {name: web, write_keys: [k]}\ndelivery: {workers: -2}\n", "delivery.workers: must not be negative"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nqueue: {interval: -1s}\n", "queue.interval: must not be negative"},
 		{"sources:\n  - {name: web, write_keys: [k]}\nqueue: {sync: sometimes}\n", "sometimes"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: stdout, filters: [{name: a, if: \"type =\", action: drop}]}\n", "destinations[0].filters[0].if: fql: at position 6: expected a value"},
+		{"sources:\n  - {name: web, write_keys: [k]}\ndestinations:\n  - {name: d, type: stdout, filters: [{name: a, action: sample, percent: 5}]}\n", "destinations[0].filters[0].percent: 5: want the share kept"},
 	} {
 		cfg, err := Parse([]byte(c.yaml))
 		if err == nil {

@@ -89,6 +89,8 @@ var (
 		"Delivery attempts of events that failed and were scheduled again (with backoff).", "destination")
 	descFiltered = counterDesc("destination_events_filtered_total",
 		"Events not sent to a destination by routing, by reason: consent (end user consent) or integrations (the event's integrations object).", "destination", "reason")
+	descFilteredByFilter = counterDesc("destination_events_filtered_by_filter_total",
+		"Events one of a destination's filters (Segment's Destination Filters, in FQL) dropped, by filter.", "destination", "filter")
 	descDestDropped = counterDesc("destination_events_dropped_total",
 		"Events a destination's function dropped (or that failed under a drop policy), by reason.", "destination", "reason")
 	descFunctionEvents = counterDesc("function_events_total",
@@ -210,6 +212,9 @@ func (c *collector) collectPipeline(ch chan<- prometheus.Metric, src *sourceSet,
 		counter(ch, descRetried, d.Retried, dest)
 		counter(ch, descFiltered, d.FilteredConsent, dest, "consent")
 		counter(ch, descFiltered, d.FilteredIntegrations, dest, "integrations")
+		for filter, n := range d.FilteredByFilter {
+			counter(ch, descFilteredByFilter, n, dest, labelValue(filter))
+		}
 		for reason, n := range dstDrops[name] {
 			counter(ch, descDestDropped, n, dest, reason)
 		}

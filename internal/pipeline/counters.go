@@ -13,7 +13,8 @@ import (
 //
 // For each destination: every event processed (not dropped by a source
 // function) is delivered, dropped by a destination function, filtered by
-// consent, filtered by integrations, or failed in delivery.
+// consent, filtered by integrations, filtered by a destination filter, or
+// failed in delivery.
 //
 // An event is counted once, when it is handled: the pipeline counts the
 // events of an inbox item (one request) when the item has been handed to
@@ -40,8 +41,9 @@ type DestinationCounters struct {
 	failed               atomic.Uint64
 	retried              atomic.Uint64
 
-	mu    sync.Mutex
-	drops map[string]uint64 // by a destination function, by reason
+	mu       sync.Mutex
+	drops    map[string]uint64 // by a destination function, by reason
+	filtered map[string]uint64 // by destination filter
 }
 
 // FunctionCounters count one function's runs.
@@ -135,6 +137,13 @@ func (c *Counters) add(b flowBatch) {
 			for k, n := range d.dropped {
 				dc.dropped(k[1], n)
 			}
+			if len(d.filtered) > 0 {
+				dc.mu.Lock()
+				for k, n := range d.filtered {
+					addFiltered(&dc.filtered, k, n)
+				}
+				dc.mu.Unlock()
+			}
 		}
 	}
 }
@@ -182,7 +191,8 @@ type DestinationSnapshot struct {
 	Retried              uint64            `json:"retried"`
 	FilteredConsent      uint64            `json:"filtered_consent"`
 	FilteredIntegrations uint64            `json:"filtered_integrations"`
-	Dropped              map[string]uint64 `json:"dropped"` // by destination functions, by reason
+	FilteredByFilter     map[string]uint64 `json:"filtered_filter"` // by destination filter
+	Dropped              map[string]uint64 `json:"dropped"`         // by destination functions, by reason
 }
 
 // FunctionSnapshot is one function's counts.
@@ -211,10 +221,13 @@ func (c *Counters) Snapshot() Snapshot {
 	}
 	for name, d := range c.dests {
 		d.mu.Lock()
-		drops := maps.Clone(d.drops)
+		drops, filtered := maps.Clone(d.drops), maps.Clone(d.filtered)
 		d.mu.Unlock()
+		if filtered == nil {
+			filtered = make(map[string]uint64)
+		}
 		s.Destinations[name] = DestinationSnapshot{Delivered: d.delivered.Load(), Failed: d.failed.Load(), Retried: d.retried.Load(),
-			FilteredConsent: d.filteredConsent.Load(), FilteredIntegrations: d.filteredIntegrations.Load(), Dropped: drops}
+			FilteredConsent: d.filteredConsent.Load(), FilteredIntegrations: d.filteredIntegrations.Load(), FilteredByFilter: filtered, Dropped: drops}
 	}
 	for name, f := range c.fns {
 		s.Functions[name] = FunctionSnapshot{Runs: f.runs.Load(), Delivered: f.delivered.Load(), Dropped: f.dropped.Load(), Failed: f.policyApplied.Load()}

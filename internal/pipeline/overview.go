@@ -41,6 +41,7 @@ type flowCounts struct {
 
 type destCounts struct {
 	delivered, failed, filteredConsent, filteredIntegrations uint64
+	filtered                                                 map[string]uint64 // by destination filter
 	dropped                                                  map[[2]string]uint64
 }
 
@@ -77,7 +78,37 @@ type DestinationFlow struct {
 	Failed               uint64 `json:"failed"`
 	FilteredConsent      uint64 `json:"filtered_consent"`
 	FilteredIntegrations uint64 `json:"filtered_integrations"`
-	Dropped              []Drop `json:"dropped"` // by the destination's functions
+	// FilteredByFilter counts the events each of the destination's
+	// filters dropped, by filter.
+	FilteredByFilter []FilterCount `json:"filtered_filter,omitempty"`
+	Dropped          []Drop        `json:"dropped"` // by the destination's functions
+}
+
+// FilterCount counts the events one destination filter dropped.
+type FilterCount struct {
+	Filter string `json:"filter"`
+	Count  uint64 `json:"count"`
+}
+
+// filterList returns m's counts, sorted by filter.
+func filterList(m map[string]uint64) []FilterCount {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]FilterCount, 0, len(m))
+	for name, n := range m {
+		out = append(out, FilterCount{Filter: name, Count: n})
+	}
+	slices.SortFunc(out, func(a, b FilterCount) int { return cmp.Compare(a.Filter, b.Filter) })
+	return out
+}
+
+// addFiltered adds n to the count of filter in *m.
+func addFiltered(m *map[string]uint64, filter string, n uint64) {
+	if *m == nil {
+		*m = make(map[string]uint64)
+	}
+	(*m)[filter] += n
 }
 
 // Flow sums the counts of source for the minutes from from to to
@@ -141,12 +172,16 @@ func (o *Overview) sum(source string, lo, hi int64) Flow {
 			for k, n := range d.dropped {
 				sum.dropped[k] += n
 			}
+			for k, n := range d.filtered {
+				addFiltered(&sum.filtered, k, n)
+			}
 		}
 	}
 	f.Dropped = dropList(drops)
 	for name, d := range dests {
 		f.Destinations = append(f.Destinations, DestinationFlow{Name: name, Delivered: d.delivered, Failed: d.failed,
-			FilteredConsent: d.filteredConsent, FilteredIntegrations: d.filteredIntegrations, Dropped: dropList(d.dropped)})
+			FilteredConsent: d.filteredConsent, FilteredIntegrations: d.filteredIntegrations,
+			FilteredByFilter: filterList(d.filtered), Dropped: dropList(d.dropped)})
 	}
 	slices.SortFunc(f.Destinations, func(a, b DestinationFlow) int { return cmp.Compare(a.Name, b.Name) })
 	return f
@@ -271,6 +306,9 @@ func (b flowBatch) merge(o flowBatch) {
 			id.failed += d.failed
 			id.filteredConsent += d.filteredConsent
 			id.filteredIntegrations += d.filteredIntegrations
+			for k, n := range d.filtered {
+				addFiltered(&id.filtered, k, n)
+			}
 			for k, n := range d.dropped {
 				addDrop(&id.dropped, k[0], k[1], n)
 			}
@@ -296,6 +334,9 @@ func (f Flow) batch() flowBatch {
 	for _, d := range f.Destinations {
 		dc := c.dest(d.Name)
 		dc.delivered, dc.failed, dc.filteredConsent, dc.filteredIntegrations = d.Delivered, d.Failed, d.FilteredConsent, d.FilteredIntegrations
+		for _, x := range d.FilteredByFilter {
+			addFiltered(&dc.filtered, x.Filter, x.Count)
+		}
 		for _, x := range d.Dropped {
 			addDrop(&dc.dropped, x.Function, x.Reason, x.Count)
 		}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
+	"github.com/insertfn/insertfn/internal/pipeline/fql"
 	"github.com/insertfn/insertfn/internal/pipeline/routing"
 	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/runtime"
@@ -45,8 +47,13 @@ type Destination struct {
 	// Categories are the consent categories it is mapped to; none: it is
 	// unmapped and consent does not restrict it.
 	Categories []string `yaml:"categories"`
-	// Functions run for this destination only, after routing.
+	// Functions run for this destination only, after routing and its
+	// filters.
 	Functions []string `yaml:"functions"`
+	// Filters are the destination's filters (Segment's Destination
+	// Filters, in FQL), in order, after routing and before Functions:
+	// they can only take events, or properties of events, away.
+	Filters []destfilter.Filter `yaml:"filters"`
 }
 
 // Processor turns one accepted event into what each destination receives.
@@ -55,6 +62,7 @@ type Processor struct {
 	store    *consentstore.Store
 	sources  map[string]*Source
 	dests    []Destination
+	filters  []*destfilter.Set // by destination; nil: none
 	router   *routing.Router
 	counters *Counters
 	logs     *FunctionLogs
@@ -107,7 +115,13 @@ func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []
 		seen[d.Name] = true
 		d.Categories = append([]string(nil), d.Categories...)
 		d.Functions = append([]string(nil), d.Functions...)
+		d.Filters = append([]destfilter.Filter(nil), d.Filters...)
+		set, err := destfilter.Compile(d.Filters)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: destination %q: %w", d.Name, err)
+		}
 		p.dests = append(p.dests, d)
+		p.filters = append(p.filters, set)
 		rd[i] = routing.Destination{Name: d.Name, Categories: d.Categories}
 	}
 	p.router = routing.New(rd)
@@ -146,12 +160,16 @@ type Result struct {
 	// DestinationDrops holds, per destination, which of its own functions
 	// dropped the event and why (zero when none did).
 	DestinationDrops []Drop
+	// FilteredBy holds, per destination, the name of the destination
+	// filter that dropped the event ("" when none did).
+	FilteredBy []string
 	// ConsentChanges counts the stored values a consent update changed.
 	ConsentChanges int
 
 	update consentUpdate     // what the event did to the consent store
 	routed []byte            // the event as routed (after the source's functions)
 	run    functions.Outcome // reused across functions and events
+	view   fql.Event         // the routed event, read for destination filters
 }
 
 // consentUpdate is what an event did to the consent store.
@@ -205,6 +223,7 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 	}
 	res.Dropped, res.DropFunction, res.DropReason, res.ConsentChanges, res.update, res.routed = false, "", "", 0, updateNone, nil
 	res.DestinationDrops = res.DestinationDrops[:0]
+	res.FilteredBy = res.FilteredBy[:0]
 	res.Outcomes = res.Outcomes[:0]
 	res.Outputs = res.Outputs[:0]
 
@@ -225,18 +244,25 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 		d := &p.dests[i]
 		var out []byte
 		var drop Drop
-		switch res.Outcomes[i] {
-		case routing.Deliver:
-			out, drop.Function, drop.Reason, err = p.chain(ctx, d.Functions, ev, res)
-			if err != nil {
-				return err
+		filteredBy := ""
+		if res.Outcomes[i] == routing.Deliver {
+			in := ev
+			if p.filters[i] != nil {
+				in, filteredBy = p.filters[i].Apply(&res.view, ev)
 			}
-			if out == nil {
-				drop.Count = 1
+			if in != nil {
+				out, drop.Function, drop.Reason, err = p.chain(ctx, d.Functions, in, res)
+				if err != nil {
+					return err
+				}
+				if out == nil {
+					drop.Count = 1
+				}
 			}
 		}
 		res.Outputs = append(res.Outputs, out)
 		res.DestinationDrops = append(res.DestinationDrops, drop)
+		res.FilteredBy = append(res.FilteredBy, filteredBy)
 	}
 	return nil
 }
@@ -263,6 +289,8 @@ func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
 			c.dest(name).filteredConsent++
 		case res.Outcomes[i] == routing.FilteredByIntegrations:
 			c.dest(name).filteredIntegrations++
+		case res.FilteredBy[i] != "":
+			addFiltered(&c.dest(name).filtered, res.FilteredBy[i], 1)
 		case res.DestinationDrops[i].Count > 0:
 			addDrop(&c.dest(name).dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason, 1)
 		}
@@ -298,6 +326,8 @@ func (p *Processor) trace(now time.Time, source string, event []byte, typ segmen
 			d.Fate, d.Categories = tap.FilteredConsent, p.router.Withheld(res.routed, i)
 		case res.Outcomes[i] == routing.FilteredByIntegrations:
 			d.Fate = tap.FilteredIntegrations
+		case res.FilteredBy[i] != "":
+			d.Fate, d.Filter = tap.FilteredFilter, res.FilteredBy[i]
 		default:
 			d.Fate, d.Function, d.Reason = tap.Dropped, res.DestinationDrops[i].Function, res.DestinationDrops[i].Reason
 		}

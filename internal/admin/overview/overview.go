@@ -361,7 +361,8 @@ type DestinationSeries struct {
 	Failed               []uint64 `json:"failed"`
 	FilteredConsent      []uint64 `json:"filtered_consent"`
 	FilteredIntegrations []uint64 `json:"filtered_integrations"`
-	Dropped              []uint64 `json:"dropped"` // by the destination's functions
+	FilteredByFilter     []uint64 `json:"filtered_filter"` // by any of its filters
+	Dropped              []uint64 `json:"dropped"`         // by the destination's functions
 	// Dead is the number of dead letters at the end of each minute (null
 	// before the first reading), DeadNow the last one read.
 	Dead    []Number `json:"dead"`
@@ -433,7 +434,7 @@ func (o *Overview) Data(source string, minutes int) Data {
 		ds := dests[name]
 		if ds == nil {
 			ds = &DestinationSeries{Name: name, Delivered: make([]uint64, minutes), Failed: make([]uint64, minutes),
-				FilteredConsent: make([]uint64, minutes), FilteredIntegrations: make([]uint64, minutes),
+				FilteredConsent: make([]uint64, minutes), FilteredIntegrations: make([]uint64, minutes), FilteredByFilter: make([]uint64, minutes),
 				Dropped: make([]uint64, minutes), Dead: nans(minutes)}
 			dests[name] = ds
 		}
@@ -455,6 +456,9 @@ func (o *Overview) Data(source string, minutes int) Data {
 			ds := dest(df.Name)
 			ds.Delivered[i], ds.Failed[i] = df.Delivered, df.Failed
 			ds.FilteredConsent[i], ds.FilteredIntegrations[i] = df.FilteredConsent, df.FilteredIntegrations
+			for _, x := range df.FilteredByFilter {
+				ds.FilteredByFilter[i] += x.Count
+			}
 			for _, x := range df.Dropped {
 				ds.Dropped[i] += x.Count
 			}

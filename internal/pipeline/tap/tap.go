@@ -89,6 +89,9 @@ const (
 	// FilteredIntegrations: the event's integrations object refused the
 	// destination.
 	FilteredIntegrations Fate = "filtered_integrations"
+	// FilteredFilter: one of the destination's filters (Filter names it)
+	// dropped the event.
+	FilteredFilter Fate = "filtered_filter"
 )
 
 // What a consent preference event did to the consent store
@@ -103,7 +106,7 @@ const (
 )
 
 // fates are the values [Filter.Fate] accepts.
-var fates = []Fate{Dropped, Routed, Filtered, Delivered, Retried, Failed, Queued, FilteredConsent, FilteredIntegrations}
+var fates = []Fate{Dropped, Routed, Filtered, Delivered, Retried, Failed, Queued, FilteredConsent, FilteredIntegrations, FilteredFilter}
 
 // Record is what became of one event at one stage.
 type Record struct {
@@ -164,10 +167,13 @@ func (k Ticket) Full() bool { return k.full }
 // destination.
 type DestinationFate struct {
 	Name string `json:"name"`
-	Fate Fate   `json:"fate"` // Queued, FilteredConsent, FilteredIntegrations or Dropped
+	Fate Fate   `json:"fate"` // Queued, FilteredConsent, FilteredIntegrations, FilteredFilter or Dropped
 	// Categories are the destination's consent categories the event's
 	// consent did not grant (FilteredConsent).
 	Categories []string `json:"categories,omitempty"`
+	// Filter is the destination filter that dropped the event
+	// (FilteredFilter).
+	Filter string `json:"filter,omitempty"`
 	// Function and Reason: the destination function that dropped the
 	// event, and why (Dropped).
 	Function string `json:"function,omitempty"`
@@ -186,7 +192,7 @@ func (r *Record) HasFate(f Fate) bool {
 		return true
 	}
 	for _, d := range r.Destinations {
-		if d.Fate == f || (f == Filtered && (d.Fate == FilteredConsent || d.Fate == FilteredIntegrations)) {
+		if d.Fate == f || (f == Filtered && (d.Fate == FilteredConsent || d.Fate == FilteredIntegrations || d.Fate == FilteredFilter)) {
 			return true
 		}
 	}
