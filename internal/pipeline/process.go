@@ -14,6 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -62,11 +65,14 @@ type Processor struct {
 	store    *consentstore.Store
 	sources  map[string]*Source
 	dests    []Destination
-	filters  []*destfilter.Set // by destination; nil: none
+	filters  []atomic.Pointer[destfilter.Set] // by destination; nil: none
 	router   *routing.Router
 	counters *Counters
 	logs     *FunctionLogs
 	observer Observer // nil: none
+
+	filterMu     sync.Mutex
+	filterConfig map[string][]destfilter.Filter // set by SetFilters, by destination
 }
 
 // Observer is told about every function run and the events handled
@@ -116,17 +122,65 @@ func NewProcessor(reg *functions.Registry, store *consentstore.Store, sources []
 		d.Categories = append([]string(nil), d.Categories...)
 		d.Functions = append([]string(nil), d.Functions...)
 		d.Filters = append([]destfilter.Filter(nil), d.Filters...)
-		set, err := destfilter.Compile(d.Filters)
-		if err != nil {
+		if _, err := destfilter.Compile(d.Filters); err != nil {
 			return nil, fmt.Errorf("pipeline: destination %q: %w", d.Name, err)
 		}
 		p.dests = append(p.dests, d)
-		p.filters = append(p.filters, set)
 		rd[i] = routing.Destination{Name: d.Name, Categories: d.Categories}
 	}
 	p.router = routing.New(rd)
+	p.filters = make([]atomic.Pointer[destfilter.Set], len(p.dests))
+	for i, d := range p.dests {
+		set, _ := destfilter.Compile(d.Filters) // checked above
+		p.filters[i].Store(set)
+	}
 	return p, nil
 }
+
+// SetFilters replaces the filters of destination name, for the events
+// processed from now on (an event in flight finishes with the filters it
+// began with).
+//
+// # Results
+//   - nil, or an error when there is no such destination or a filter
+//     does not compile (the filters in place stay).
+func (p *Processor) SetFilters(name string, filters []destfilter.Filter) error {
+	i := slices.IndexFunc(p.dests, func(d Destination) bool { return d.Name == name })
+	if i < 0 {
+		return fmt.Errorf("pipeline: %w %q", ErrUnknownDestination, name)
+	}
+	set, err := destfilter.Compile(filters)
+	if err != nil {
+		return fmt.Errorf("pipeline: destination %q: %w", name, err)
+	}
+	p.filters[i].Store(set)
+	p.filterMu.Lock()
+	defer p.filterMu.Unlock()
+	if p.filterConfig == nil {
+		p.filterConfig = make(map[string][]destfilter.Filter)
+	}
+	p.filterConfig[name] = slices.Clone(filters)
+	return nil
+}
+
+// Filters returns the filters of destination name as they are now, and
+// whether there is such a destination.
+func (p *Processor) Filters(name string) ([]destfilter.Filter, bool) {
+	i := slices.IndexFunc(p.dests, func(d Destination) bool { return d.Name == name })
+	if i < 0 {
+		return nil, false
+	}
+	p.filterMu.Lock()
+	defer p.filterMu.Unlock()
+	if f, ok := p.filterConfig[name]; ok {
+		return slices.Clone(f), true
+	}
+	return slices.Clone(p.dests[i].Filters), true
+}
+
+// ErrUnknownDestination is returned for a destination that is not
+// configured.
+var ErrUnknownDestination = errors.New("no destination called")
 
 // Destinations returns the destinations, in the order of
 // [Result.Outputs]. The slice is shared: do not change it.
@@ -247,8 +301,8 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 		filteredBy := ""
 		if res.Outcomes[i] == routing.Deliver {
 			in := ev
-			if p.filters[i] != nil {
-				in, filteredBy = p.filters[i].Apply(&res.view, ev)
+			if set := p.filters[i].Load(); set != nil {
+				in, filteredBy = set.Apply(&res.view, ev)
 			}
 			if in != nil {
 				out, drop.Function, drop.Reason, err = p.chain(ctx, d.Functions, in, res)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"os"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 	"github.com/insertfn/insertfn/internal/pipeline/routing"
 	"github.com/insertfn/insertfn/internal/wasmbuild"
 	"github.com/insertfn/insertfn/runtime"
@@ -192,5 +194,45 @@ func TestProcessJudgesByConsentAtReceipt(t *testing.T) {
 	}
 	if !res.Dropped || res.DropReason != "No stored consent" {
 		t.Errorf("an event received before its person decided anything: dropped=%t (%s); want No stored consent", res.Dropped, res.DropReason)
+	}
+}
+
+// TestSetFilters: filters set while the processor runs apply to the next
+// event; a filter that does not compile leaves the ones in place.
+func TestSetFilters(t *testing.T) {
+	p, _ := newProcessor(t)
+	var res Result
+	ev := event("m1", true, false)
+	archive := slices.IndexFunc(p.Destinations(), func(d Destination) bool { return d.Name == "archive" })
+	run := func() string {
+		t.Helper()
+		if err := p.Process(ctx, "web", ev, &res); err != nil {
+			t.Fatal(err)
+		}
+		return res.FilteredBy[archive]
+	}
+	if by := run(); by != "" {
+		t.Fatalf("filtered by %q before any filter", by)
+	}
+	if err := p.SetFilters("archive", []destfilter.Filter{{Name: "no-views", If: `event = 'Viewed'`, Action: destfilter.Drop}}); err != nil {
+		t.Fatal(err)
+	}
+	if by := run(); by != "no-views" || res.Outputs[archive] != nil {
+		t.Errorf("after SetFilters: filtered by %q, output %s; want no-views, none", by, res.Outputs[archive])
+	}
+	if err := p.SetFilters("archive", []destfilter.Filter{{Name: "bad", If: `event =`, Action: destfilter.Drop}}); err == nil {
+		t.Error("a filter that does not parse was taken")
+	}
+	if f, ok := p.Filters("archive"); !ok || len(f) != 1 || f[0].Name != "no-views" {
+		t.Errorf("Filters after a refused set: %+v, %v; want no-views still", f, ok)
+	}
+	if by := run(); by != "no-views" {
+		t.Errorf("after a refused set: filtered by %q, want no-views still", by)
+	}
+	if err := p.SetFilters("nowhere", nil); !errors.Is(err, ErrUnknownDestination) {
+		t.Errorf("SetFilters of an unknown destination: %v", err)
+	}
+	if s := p.Counters().Snapshot(); s.Destinations["archive"].FilteredByFilter["no-views"] != 2 {
+		t.Errorf("counters: %+v, want 2 filtered by no-views at archive", s.Destinations["archive"])
 	}
 }
