@@ -539,9 +539,11 @@ func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
 	path, _ := cBytes(inst.mem, p, 1<<20)
 	var raw string
 	if len(path) == 0 {
-		raw = string(inst.event) // the whole event: materialize
+		raw = unsafeString(inst.event) // the whole event: materialize
 	} else {
-		r := gjson.GetBytes(inst.event, unsafeString(path))
+		// gjson.Get on the event as a string does not copy what it
+		// finds (GetBytes does): raw is copied into the engine below.
+		r := gjson.Get(unsafeString(inst.event), unsafeString(path))
 		switch {
 		case !r.Exists():
 		case r.IsObject():

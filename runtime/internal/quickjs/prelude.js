@@ -141,9 +141,10 @@
     function materialize() {
       if (root !== null) return;
       root = JSON.parse(hostGet(""));
+      // States come in the order they were made: a parent before its
+      // children.
       for (const st of states.values()) {
-        let o = root;
-        for (let i = 0; i < st.keys.length && o !== null && typeof o === "object"; i++) o = o[st.keys[i]];
+        const o = st.parent === null ? root : st.parent.obj[st.key];
         st.obj = o !== null && typeof o === "object" ? o : st.array ? [] : {};
         proxies.set(st.obj, st.proxy); // the object read again is the same proxy
       }
@@ -175,7 +176,7 @@
           return v !== null && typeof v === "object" ? wrap(v) : v;
         }
         if (typeof k !== "string") return Reflect.get(t, k, r);
-        let v = st.read === null ? undefined : st.read.get(k);
+        let v = st.read === null ? undefined : st.read[k];
         if (v !== undefined) return v;
         let p;
         if (st.array) {
@@ -187,14 +188,14 @@
         }
         const raw = hostGet(p);
         if (raw === undefined) return Reflect.get(t, k, r); // not the event's: a method of its prototype
-        if (raw === "{") v = lazy(st.keys.concat(k), p, {}, false);
-        else if (raw === "[") v = lazy(st.keys.concat(k), p, [], true);
+        if (raw === "{") v = lazy(st, k, p, {}, false);
+        else if (raw === "[") v = lazy(st, k, p, [], true);
         else if (raw === "true") v = true;
         else if (raw === "false") v = false;
         else if (raw === "null") v = null;
         else v = JSON.parse(raw);
-        if (st.read === null) st.read = new Map();
-        st.read.set(k, v);
+        if (st.read === null) st.read = Object.create(null);
+        st.read[k] = v;
         return v;
       },
       set(t, k, v) { changed = true; return Reflect.set(real(t), k, v); },
@@ -204,8 +205,10 @@
       ownKeys(t) { return Reflect.ownKeys(real(t)); },
       getOwnPropertyDescriptor(t, k) { return Reflect.getOwnPropertyDescriptor(real(t), k); },
     };
-    function lazy(keys, path, target, array) {
-      const st = { keys: keys, path: path, array: array, obj: null, proxy: new Proxy(target, lazyTraps), read: null };
+    // lazy makes the proxy of the object at key of parent's (null: the
+    // event), at path.
+    function lazy(parent, key, path, target, array) {
+      const st = { parent: parent, key: key, path: path, array: array, obj: null, proxy: new Proxy(target, lazyTraps), read: null };
       states.set(target, st);
       return st.proxy;
     }
@@ -235,7 +238,7 @@
       logs = [];
       logBytes = 0;
       logsCut = false;
-      const event = lazy([], "", {}, false);
+      const event = lazy(null, "", "", {}, false);
       const type = event.type;
       const name = typeof type === "string" && Object.prototype.hasOwnProperty.call(handlerNames, type) ? handlerNames[type] : undefined;
       const handler = name === undefined ? undefined : handlers[name];
