@@ -25,66 +25,105 @@ func (e *Expr) Match(event []byte) bool {
 // MatchEvent is Match on an event read into ev.
 func (e *Expr) MatchEvent(ev *Event) bool { return e.root.eval(ev).truth() }
 
-// eventMembers is how many of an event's top-level members an [Event]
-// remembers; a field under another member is looked up in the JSON.
-const eventMembers = 48
+// viewMembers is how many members of an object an objectView remembers;
+// past them a member is looked up in the JSON.
+const viewMembers = 32
 
-// Event is an event read for evaluating expressions: its top-level
-// members are found by one scan that goes only as far as the fields
-// looked up so far need, so that each field's lookup reads only its own
-// member, and a member no expression reads is skipped over once at most.
-// The zero value is empty; Reset reads an event. An Event is for one
-// goroutine; reuse it.
+// maxChildren is how many of an event's top-level objects an Event
+// reads into views of their own (properties, context, traits, ...).
+const maxChildren = 8
+
+// Event is an event read for evaluating expressions. Its top-level
+// members, and the members of the top-level objects a field is looked up
+// in, are found by scans that go only as far as the fields looked up so
+// far need: each field's lookup reads only its own part of the event, and
+// nothing is scanned twice. The zero value is empty; Reset reads an event.
+// An Event is for one goroutine; reuse it.
 type Event struct {
-	js     string
-	pos    int  // where the scan of the top-level members goes on
-	done   bool // the scan reached the end (or could go no further)
-	n      int
-	keys   [eventMembers]string
-	values [eventMembers]string // each member's value, a slice of js
+	top      objectView
+	children [maxChildren]struct {
+		member int // its index among top's members
+		view   objectView
+	}
+	nchildren int
 }
 
 // Reset makes ev the view of event (JSON), which must not change while ev
 // is used. Nothing is read until a field is looked up.
 func (ev *Event) Reset(event []byte) {
-	ev.js = unsafe.String(unsafe.SliceData(event), len(event))
-	ev.pos, ev.done, ev.n = 0, false, 0
+	ev.top.reset(unsafe.String(unsafe.SliceData(event), len(event)))
+	ev.nchildren = 0
 }
 
-// member returns the JSON of the value of the top-level member called
-// name.
-func (ev *Event) member(name string) (string, bool) {
-	for i := range ev.n { // of a name given twice, the first counts, as gjson reads it
-		if ev.keys[i] == name {
-			return ev.values[i], true
+// child returns the view of top-level member i, whose value is obj (an
+// object), or nil when there is no room for another.
+func (ev *Event) child(i int, obj string) *objectView {
+	for j := range ev.nchildren {
+		if ev.children[j].member == i {
+			return &ev.children[j].view
 		}
 	}
-	for !ev.done {
-		key, v, ok := ev.scan()
+	if ev.nchildren == maxChildren {
+		return nil
+	}
+	c := &ev.children[ev.nchildren]
+	ev.nchildren++
+	c.member = i
+	c.view.reset(obj)
+	return &c.view
+}
+
+// objectView is a JSON object whose members are found by one scan, as
+// far as the lookups so far needed.
+type objectView struct {
+	js     string
+	pos    int  // where the scan goes on; 0: not begun
+	done   bool // the scan reached the end (or could go no further)
+	n      int
+	keys   [viewMembers]string
+	values [viewMembers]string // each member's value, a slice of js
+}
+
+func (v *objectView) reset(js string) {
+	v.js, v.pos, v.done, v.n = js, 0, false, 0
+}
+
+// member returns the JSON of the value of the member called name, and
+// its index among the members (-1 when it is past those remembered).
+func (v *objectView) member(name string) (string, int, bool) {
+	for i := range v.n { // of a name given twice, the first counts, as gjson reads it
+		if v.keys[i] == name {
+			return v.values[i], i, true
+		}
+	}
+	for !v.done {
+		key, value, ok := v.scan()
 		if !ok {
-			ev.done = true
+			v.done = true
 			break
 		}
-		if ev.n < eventMembers {
-			ev.keys[ev.n], ev.values[ev.n] = key, v
-			ev.n++
-		}
-		if key == name {
-			return v, true
-		}
-	}
-	if ev.n == eventMembers { // more members than remembered: look it up
-		if r := gjson.Get(ev.js, escapeName(name)); r.Exists() {
-			return r.Raw, true
+		if v.n < viewMembers {
+			v.keys[v.n], v.values[v.n] = key, value
+			v.n++
+			if key == name {
+				return value, v.n - 1, true
+			}
+		} else if key == name {
+			return value, -1, true
 		}
 	}
-	return "", false
+	if v.n == viewMembers { // more members than remembered: look it up
+		if r := gjson.Get(v.js, escapeName(name)); r.Exists() {
+			return r.Raw, -1, true
+		}
+	}
+	return "", -1, false
 }
 
-// scan reads the next top-level member: its key (unescaped only if it has
-// escapes) and its value's JSON, and moves past the value.
-func (ev *Event) scan() (key, value string, ok bool) {
-	js, i := ev.js, ev.pos
+// scan reads the next member: its key (unescaped only if it has escapes)
+// and its value's JSON, and moves past the value.
+func (v *objectView) scan() (key, value string, ok bool) {
+	js, i := v.js, v.pos
 	first := i == 0
 	i = skipSpace(js, i)
 	if first { // the opening brace
@@ -118,7 +157,7 @@ func (ev *Event) scan() (key, value string, ok bool) {
 	if end < 0 {
 		return "", "", false
 	}
-	ev.pos = end
+	v.pos = end
 	return key, js[start:end], true
 }
 
@@ -130,13 +169,32 @@ func skipSpace(js string, i int) int {
 }
 
 // skipString returns the end of the string that begins at js[i] ('"')
-// and whether it has escapes; -1 when it does not end.
+// and whether it has escapes; -1 when it does not end. Short strings (most
+// keys and values) are read byte by byte; past 16 bytes IndexByte finds
+// the next quote.
 func skipString(js string, i int) (int, bool) {
-	open := i
-	for i++; ; {
+	escaped := false
+	i++
+	for n := 0; i < len(js); i++ {
+		switch js[i] {
+		case '"':
+			return i + 1, escaped
+		case '\\':
+			escaped = true
+			i++
+			continue
+		}
+		if n++; n == 16 {
+			break
+		}
+	}
+	for i < len(js) {
 		q := strings.IndexByte(js[i:], '"')
 		if q < 0 {
-			return -1, false
+			return -1, escaped
+		}
+		if !escaped && strings.IndexByte(js[i:i+q], '\\') >= 0 {
+			escaped = true
 		}
 		q += i
 		// The quote ends the string unless an odd run of backslashes
@@ -146,11 +204,16 @@ func skipString(js string, i int) (int, bool) {
 			b--
 		}
 		if (q-b)%2 == 0 {
-			return q + 1, strings.IndexByte(js[open:q], '\\') >= 0
+			return q + 1, escaped
 		}
 		i = q + 1
 	}
+	return -1, escaped
 }
+
+// structural marks the bytes skipValue stops at inside an object or
+// a list.
+var structural = [256]bool{'"': true, '{': true, '[': true, '}': true, ']': true}
 
 // skipValue returns the end of the value that begins at js[i]; -1 when
 // it does not end.
@@ -162,12 +225,11 @@ func skipValue(js string, i int) int {
 	case '{', '[':
 		depth := 0
 		for ; i < len(js); i++ {
-			j := strings.IndexAny(js[i:], "\"{}[]")
-			if j < 0 {
-				return -1
+			c := js[i]
+			if !structural[c] {
+				continue
 			}
-			i += j
-			switch js[i] {
+			switch c {
 			case '"':
 				end, _ := skipString(js, i)
 				if end < 0 {
@@ -176,7 +238,7 @@ func skipValue(js string, i int) int {
 				i = end - 1
 			case '{', '[':
 				depth++
-			case '}', ']':
+			default:
 				depth--
 				if depth == 0 {
 					return i + 1
@@ -272,17 +334,25 @@ func (n *literalNode) eval(*Event) value { return n.v }
 type pathNode struct {
 	names []string // unescaped
 	rest  string   // the gjson path under the top-level member names[0]
+	deep  string   // the gjson path under names[0].names[1]
 }
 
 func newPathNode(names []string) *pathNode {
-	var b strings.Builder
-	for i, name := range names[1:] {
-		if i > 0 {
-			b.WriteByte('.')
+	join := func(names []string) string {
+		var b strings.Builder
+		for i, name := range names {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(escapeName(name))
 		}
-		b.WriteString(escapeName(name))
+		return b.String()
 	}
-	return &pathNode{names: names, rest: b.String()}
+	n := &pathNode{names: names, rest: join(names[1:])}
+	if len(names) > 2 {
+		n.deep = join(names[2:])
+	}
+	return n
 }
 
 // escapeName escapes a name for a gjson path: every byte outside
@@ -306,14 +376,28 @@ func escapeName(name string) string {
 }
 
 func (n *pathNode) eval(ev *Event) value {
-	m, ok := ev.member(n.names[0])
-	if !ok {
+	m, i, ok := ev.top.member(n.names[0])
+	switch {
+	case !ok:
 		return value{}
-	}
-	if n.rest == "" {
+	case len(n.names) == 1:
 		return fromJSON(gjson.Parse(m))
 	}
-	return fromJSON(gjson.Get(m, n.rest))
+	var child *objectView
+	if i >= 0 && len(m) > 0 && m[0] == '{' {
+		child = ev.child(i, m)
+	}
+	if child == nil {
+		return fromJSON(gjson.Get(m, n.rest))
+	}
+	m, _, ok = child.member(n.names[1])
+	switch {
+	case !ok:
+		return value{}
+	case n.deep == "":
+		return fromJSON(gjson.Parse(m))
+	}
+	return fromJSON(gjson.Get(m, n.deep))
 }
 
 // logicNode is and (or with or set).
