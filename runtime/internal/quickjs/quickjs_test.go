@@ -34,7 +34,7 @@ func module(t testing.TB) *Module {
 	t.Helper()
 	m, err := testModule()
 	if errors.Is(err, ErrNoEngine) {
-		t.Fatalf("%v", err)
+		skipWithoutEngine(t, err)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -333,4 +333,15 @@ func TestReadingIsNotChanging(t *testing.T) {
 	if len(res.Logs) != 1 || res.Logs[0].Message != `{"type":"track","userId":"u1","properties":{"list":[1,2]}}` {
 		t.Fatalf("logs %+v", res.Logs)
 	}
+}
+
+// skipWithoutEngine skips a test that needs the engine when it was not
+// fetched (npm missing), unless INSERTFN_REQUIRE_NODE=1 (as in CI) makes
+// that a failure.
+func skipWithoutEngine(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+		t.Fatalf("%v", err)
+	}
+	t.Skipf("%v", err)
 }
