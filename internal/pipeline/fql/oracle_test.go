@@ -218,13 +218,17 @@ var oracleSingles = []struct{ expr, event string }{
 	{`match( '😀', '?' )`, "empty"},
 	{`match( 'é', '[a-z]' )`, "empty"},
 	{`lowercase( 'ÀÉ' ) = 'àé'`, "empty"},
-	// Patterns the reference does not describe: a negated class, - and ]
-	// escaped in a class, an unclosed class, a slash (not a separator,
-	// unlike file globs).
+	// Patterns the reference does not describe: a negated class, classes
+	// with - or ] and no escape (and escaped), an unclosed class, a
+	// trailing backslash, a slash (not a separator, unlike file globs).
 	{`match( 'b', '[^a]' )`, "empty"},
+	{`match( 'a-', 'a[-]' )`, "empty"},
 	{`match( 'a-', 'a[\-]' )`, "empty"},
+	{`match( ']', '[]]' )`, "empty"},
 	{`match( ']', '[\]]' )`, "empty"},
+	{`match( 'axb', 'a[x-]b' )`, "empty"},
 	{`match( 'ab', 'a[b' )`, "empty"},
+	{`match( 'a\\', 'a\\' )`, "empty"},
 	{`match( 'a/b', 'a*' )`, "empty"},
 	{`match( 'a*b', '*\**' )`, "empty"},
 	{`match( '', '' )`, "empty"},
