@@ -73,7 +73,8 @@
 // version, record, destination or dead letter, 409 a conflict (nothing to
 // roll back to, a function in use, a read-only store), 413 body too large
 // (wasm 32 MiB, other bodies 16 MiB), 422 a module or manifest the
-// registry refused (the old version stays live), 501 a part the host did
+// registry refused (the old version stays live) or filters that do not
+// compile (the filters in place stay; see [FilterError]), 501 a part the host did
 // not configure, 503 the consent store or queue unavailable.
 package admin
 
@@ -147,6 +148,10 @@ type Deps struct {
 	// settings or consent records (POST /admin/functions/{name}/test);
 	// nil: such tests are refused.
 	Engine *runtime.Engine
+	// Filters holds the destinations' filters of
+	// /admin/destinations/{name}/filters; nil: those calls answer 501
+	// (POST /admin/filters/test of an expression or a list works without).
+	Filters FilterStore
 	// FunctionUsers, when set, returns what uses a function (sources and
 	// destinations that name it); DELETE of a function in use is then
 	// refused with 409 rather than failing its events.
@@ -273,6 +278,11 @@ func (a *Admin) routes() (err error) {
 	mux.HandleFunc("GET /admin/dead/{destination}", a.listDead)
 	mux.HandleFunc("POST /admin/dead/{destination}/replay", a.replayDead)
 	mux.HandleFunc("DELETE /admin/dead/{destination}", a.purgeDead)
+
+	mux.HandleFunc("GET /admin/destinations/{name}/filters", a.getFilters)
+	mux.HandleFunc("PUT /admin/destinations/{name}/filters", a.putFilters)
+	mux.HandleFunc("DELETE /admin/destinations/{name}/filters", a.resetFilters)
+	mux.HandleFunc("POST /admin/filters/test", a.testFilters)
 
 	if a.deps.Metrics != nil {
 		mux.Handle("GET /metrics", a.deps.Metrics)

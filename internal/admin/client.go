@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 	"github.com/insertfn/insertfn/internal/pipeline/tap"
 )
 
@@ -114,6 +115,69 @@ func (c *Client) Test(ctx context.Context, name string, req TestRequest) (TestRe
 	err = c.do(ctx, http.MethodPost, "/admin/functions/"+url.PathEscape(name)+"/test", nil, bytes.NewReader(body),
 		map[string]string{"Content-Type": "application/json"}, &out)
 	return out, err
+}
+
+// GetFilters returns the filters destination applies now (GET
+// /admin/destinations/{name}/filters).
+func (c *Client) GetFilters(ctx context.Context, destination string) ([]destfilter.Filter, error) {
+	var out []destfilter.Filter
+	err := c.do(ctx, http.MethodGet, filtersPath(destination), nil, nil, nil, &out)
+	return out, err
+}
+
+// SetFilters replaces the filters of destination (PUT
+// /admin/destinations/{name}/filters); the server keeps them across
+// restarts.
+//
+// # Results
+//   - the filters, now applied;
+//   - an *[APIError] with status 422 when they do not compile (its
+//     message names each filter, key and FQL position; the filters in
+//     place stay), 404 when there is no such destination, or another
+//     error.
+func (c *Client) SetFilters(ctx context.Context, destination string, filters []destfilter.Filter) ([]destfilter.Filter, error) {
+	if filters == nil {
+		filters = []destfilter.Filter{}
+	}
+	body, err := json.Marshal(filters)
+	if err != nil {
+		return nil, fmt.Errorf("admin: filters: %w", err)
+	}
+	var out []destfilter.Filter
+	err = c.do(ctx, http.MethodPut, filtersPath(destination), nil, bytes.NewReader(body),
+		map[string]string{"Content-Type": "application/json"}, &out)
+	return out, err
+}
+
+// ResetFilters forgets the filters set through the admin API: the
+// configuration's apply again (DELETE /admin/destinations/{name}/filters).
+// It returns them.
+func (c *Client) ResetFilters(ctx context.Context, destination string) ([]destfilter.Filter, error) {
+	var out []destfilter.Filter
+	err := c.do(ctx, http.MethodDelete, filtersPath(destination), nil, nil, nil, &out)
+	return out, err
+}
+
+// TestFilter evaluates an FQL expression, or applies a list of filters
+// or a destination's, on an event (POST /admin/filters/test).
+//
+// # Results
+//   - the result (see [FilterTestResult]);
+//   - an *[APIError] with status 422 when the expression does not parse
+//     or the filters do not compile, 400 when the request is malformed.
+func (c *Client) TestFilter(ctx context.Context, req FilterTestRequest) (FilterTestResult, error) {
+	var out FilterTestResult
+	body, err := json.Marshal(&req)
+	if err != nil {
+		return out, fmt.Errorf("admin: filter test request: %w", err)
+	}
+	err = c.do(ctx, http.MethodPost, "/admin/filters/test", nil, bytes.NewReader(body),
+		map[string]string{"Content-Type": "application/json"}, &out)
+	return out, err
+}
+
+func filtersPath(destination string) string {
+	return "/admin/destinations/" + url.PathEscape(destination) + "/filters"
 }
 
 // do sends one request and decodes the JSON answer into out.

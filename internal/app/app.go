@@ -61,6 +61,7 @@ type Server struct {
 	queue    *queue.Queue
 	sinks    []delivery.Sink
 	proc     *pipeline.Processor
+	filters  *filterStore // the destinations' filters, as the admin API sets them
 	pipe     *pipeline.Pipeline
 	tap      *tap.Tap // the live event debugger's records
 	srv      *ingest.Server
@@ -183,6 +184,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
 	h.proc.SetObserver(h.metrics.Observer())
+	// Filters set through the admin API outlive restarts and win over the
+	// configuration's (DATA/filters).
+	if h.filters, err = newFilterStore(filepath.Join(cfg.DataDir(), "filters"), h.proc, dests, h.log); err != nil {
+		return nil, fmt.Errorf("insertfn: %w", err)
+	}
 	h.tap = tap.New()
 	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log, Tap: h.tap}); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
@@ -303,7 +309,7 @@ func (h *Server) startAdmin(cfg *config.Config, opts Options, destNames []string
 	}
 	a, err := admin.New(acfg, admin.Deps{
 		Registry: h.registry, Versions: h.versions, Store: h.store, Queue: h.queue, Destinations: destNames,
-		Engine: h.engine, FunctionUsers: users, Metrics: h.metrics.Handler(), Logger: h.log,
+		Engine: h.engine, Filters: h.filters, FunctionUsers: users, Metrics: h.metrics.Handler(), Logger: h.log,
 		Handlers: map[string]http.Handler{
 			"GET /admin/overview/":             http.StripPrefix("/admin/overview", h.overview.Handler()),
 			"GET /admin/functions/{name}/logs": http.HandlerFunc(h.functionLogs),

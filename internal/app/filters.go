@@ -1,0 +1,166 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/insertfn/insertfn/internal/admin"
+	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
+)
+
+// filterStore is the admin API's [admin.FilterStore] over the processor.
+// Filters set through the API are kept in DATA/filters/{destination}.json
+// and win over the configuration's at the next start, as versions
+// deployed through the API win over the configuration's functions: what
+// an operator changed on a running server outlives its restarts, until
+// ResetFilters gives the configuration back its say.
+type filterStore struct {
+	dir    string
+	proc   *pipeline.Processor
+	config map[string][]destfilter.Filter // the configuration's, by destination
+	log    *slog.Logger
+	mu     sync.Mutex // one change at a time: the file and the processor agree
+}
+
+// savedFilters is the content of a destination's file.
+type savedFilters struct {
+	Destination string              `json:"destination"`
+	Updated     time.Time           `json:"updated"`
+	Filters     []destfilter.Filter `json:"filters"`
+}
+
+// newFilterStore returns the store of the destinations' filters in dir,
+// and applies the filters kept there over the configuration's. A file
+// that cannot be read or whose filters no longer compile (a newer
+// insertfn's, a hand edit) is logged and the configuration's filters
+// apply; nothing is deleted.
+func newFilterStore(dir string, proc *pipeline.Processor, dests []pipeline.Destination, log *slog.Logger) (*filterStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("destination filters: %w", err)
+	}
+	s := &filterStore{dir: dir, proc: proc, config: make(map[string][]destfilter.Filter), log: log}
+	for _, d := range dests {
+		s.config[d.Name] = slices.Clone(d.Filters)
+		path := s.path(d.Name)
+		b, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		var saved savedFilters
+		if err == nil {
+			err = json.Unmarshal(b, &saved)
+		}
+		if err == nil {
+			err = proc.SetFilters(d.Name, saved.Filters)
+		}
+		if err != nil {
+			log.Error("destination filters set through the admin API cannot be used: the configuration's apply (set them again, or DELETE /admin/destinations/{name}/filters to keep the configuration's)",
+				"destination", d.Name, "file", path, "err", err)
+			continue
+		}
+		log.Info("destination filters: the ones set through the admin API apply, not the configuration's",
+			"destination", d.Name, "filters", len(saved.Filters), "set", saved.Updated.Format(time.RFC3339), "file", path)
+	}
+	return s, nil
+}
+
+// path returns the file of destination's filters.
+func (s *filterStore) path(destination string) string {
+	return filepath.Join(s.dir, url.PathEscape(destination)+".json") // no separator, whatever the name
+}
+
+// Filters implements admin.FilterStore.
+func (s *filterStore) Filters(destination string) ([]destfilter.Filter, bool) {
+	return s.proc.Filters(destination)
+}
+
+// SetFilters implements admin.FilterStore: the file first (written
+// whole, then renamed over the old one), then the processor.
+func (s *filterStore) SetFilters(ctx context.Context, destination string, filters []destfilter.Filter) error {
+	if _, err := destfilter.Compile(filters); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.proc.Filters(destination); !ok {
+		return fmt.Errorf("%w %q", pipeline.ErrUnknownDestination, destination)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path := s.path(destination)
+	old, readErr := os.ReadFile(path)
+	b, err := json.MarshalIndent(savedFilters{Destination: destination, Updated: time.Now().UTC(), Filters: filters}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the filters: %w", err)
+	}
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+		return err
+	}
+	if err := s.proc.SetFilters(destination, filters); err != nil {
+		// Checked above, so not expected; put the file back as it was.
+		if readErr == nil {
+			writeFileAtomic(path, old)
+		} else {
+			os.Remove(path)
+		}
+		return err
+	}
+	return nil
+}
+
+// ResetFilters implements admin.FilterStore.
+func (s *filterStore) ResetFilters(ctx context.Context, destination string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := os.Remove(s.path(destination)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the filters set through the admin API: %w", err)
+	}
+	return s.proc.SetFilters(destination, s.config[destination])
+}
+
+// writeFileAtomic writes b to path through a temporary file in the same
+// directory, synced and renamed over path: a crash leaves the old file or
+// the new one, never a part.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // after the rename, there is nothing to remove
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // the rename itself outlives a power loss
+		d.Close()
+	}
+	return nil
+}
+
+var _ admin.FilterStore = (*filterStore)(nil)
