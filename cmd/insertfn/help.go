@@ -56,6 +56,10 @@ func runHelp(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, c.usage)
 		return exitOK
 	case 2:
+		if pos[0]+" "+pos[1] == "filter test" {
+			fmt.Fprint(stdout, filterCmd.usage)
+			return exitOK
+		}
 		for _, sub := range consentSubcommands {
 			if sub.name == pos[0]+" "+pos[1] {
 				fmt.Fprint(stdout, sub.usage)

@@ -13,6 +13,8 @@
 //	insertfn tail [--source S] [--type T] [--user ID] [--fate F] [-n N] [--no-follow] [--json] [--full]
 //	insertfn consent get|set|delete|history|import|export [ARGUMENTS] [--config FILE] [--json]
 //	insertfn dead list|replay|drop [DESTINATION] [SEQ...]
+//	insertfn filter test --if 'FQL' --event EVENT.json [--json]   (offline)
+//	insertfn filters DESTINATION [--set FILE.json|yaml | --reset] [--json]
 //	insertfn version
 //	insertfn help [COMMAND]
 //
@@ -46,7 +48,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, tailCmd, consentCmd, deadCmd, benchCmd, versionCmd, helpCmd}
+	commands = []*command{serveCmd, buildCmd, testCmd, deployCmd, functionsCmd, rollbackCmd, logsCmd, tailCmd, consentCmd, deadCmd, filterCmd, filtersCmd, benchCmd, versionCmd, helpCmd}
 }
 
 func lookup(name string) *command {
