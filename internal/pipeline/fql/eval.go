@@ -55,6 +55,34 @@ func (ev *Event) Reset(event []byte) {
 	ev.nchildren = 0
 }
 
+// member returns the top-level member called name (see
+// objectView.member). Before the scan skips a member that a child view
+// has begun to read, the child reads the rest of it: the bytes are read
+// once, and the child's members are there for later lookups.
+func (ev *Event) member(name string) (string, int, bool) {
+	t := &ev.top
+	if m, i, ok := t.lookup(name); ok {
+		return m, i, true
+	}
+	for !t.done {
+		if t.open >= 0 && t.openAt >= 0 && t.ends[t.openAt] < 0 {
+			for j := range ev.nchildren {
+				if c := &ev.children[j]; c.member == t.openAt {
+					c.view.finish()
+					if c.view.closedAt > 0 {
+						t.setEnd(t.openAt, t.starts[t.openAt]+c.view.closedAt)
+					}
+				}
+			}
+		}
+		key, start, i, ok := t.next()
+		if ok && key == name {
+			return t.js[start:], i, true
+		}
+	}
+	return t.overflow(name)
+}
+
 // child returns the view of top-level member i, whose value is obj (an
 // object), or nil when there is no room for another.
 func (ev *Event) child(i int, obj string) *objectView {
@@ -74,72 +102,148 @@ func (ev *Event) child(i int, obj string) *objectView {
 }
 
 // objectView is a JSON object whose members are found by one scan, as
-// far as the lookups so far needed.
+// far as the lookups so far needed. The scan does not skip the value of
+// the member it found last until it must go on: a lookup under that
+// member (an Event's child view) may read it first, and tell where it
+// ends.
 type objectView struct {
-	js     string
-	pos    int  // where the scan goes on; 0: not begun
-	done   bool // the scan reached the end (or could go no further)
-	n      int
-	keys   [viewMembers]string
-	values [viewMembers]string // each member's value, a slice of js
+	js       string // the object, and whatever follows it
+	pos      int    // where the scan goes on, once the value at open is skipped
+	begun    bool
+	done     bool // the scan reached the end (or could go no further)
+	closedAt int  // done at the closing brace: the offset after it
+	n        int
+	keys     [viewMembers]string
+	starts   [viewMembers]int // where each member's value begins in js
+	ends     [viewMembers]int // where it ends; -1: not known yet
+	open     int              // the start of the value the scan has not skipped; -1: none
+	openAt   int              // its index among the members remembered; -1: past them
 }
 
 func (v *objectView) reset(js string) {
-	v.js, v.pos, v.done, v.n = js, 0, false, 0
+	v.js, v.pos, v.begun, v.done, v.closedAt, v.n, v.open, v.openAt = js, 0, false, false, 0, 0, -1, -1
 }
 
-// member returns the JSON of the value of the member called name, and
-// its index among the members (-1 when it is past those remembered).
+// member returns the value of the member called name as the rest of js
+// from its start, and its index among the members remembered (-1 when it
+// is past them).
 func (v *objectView) member(name string) (string, int, bool) {
-	for i := range v.n { // of a name given twice, the first counts, as gjson reads it
-		if v.keys[i] == name {
-			return v.values[i], i, true
-		}
+	if m, i, ok := v.lookup(name); ok {
+		return m, i, true
 	}
 	for !v.done {
-		key, value, ok := v.scan()
-		if !ok {
-			v.done = true
-			break
-		}
-		if v.n < viewMembers {
-			v.keys[v.n], v.values[v.n] = key, value
-			v.n++
-			if key == name {
-				return value, v.n - 1, true
-			}
-		} else if key == name {
-			return value, -1, true
+		key, start, i, ok := v.next()
+		if ok && key == name {
+			return v.js[start:], i, true
 		}
 	}
-	if v.n == viewMembers { // more members than remembered: look it up
-		if r := gjson.Get(v.js, escapeName(name)); r.Exists() {
-			return r.Raw, -1, true
+	return v.overflow(name)
+}
+
+// lookup finds name among the members scanned so far.
+func (v *objectView) lookup(name string) (string, int, bool) {
+	for i := range v.n { // of a name given twice, the first counts, as gjson reads it
+		if v.keys[i] == name {
+			return v.js[v.starts[i]:], i, true
 		}
 	}
 	return "", -1, false
 }
 
-// scan reads the next member: its key (unescaped only if it has escapes)
-// and its value's JSON, and moves past the value.
-func (v *objectView) scan() (key, value string, ok bool) {
-	js, i := v.js, v.pos
-	first := i == 0
-	i = skipSpace(js, i)
-	if first { // the opening brace
-		if i >= len(js) || js[i] != '{' {
-			return "", "", false
+// next scans the next member and remembers it if there is room.
+func (v *objectView) next() (key string, start, i int, ok bool) {
+	key, start, ok = v.scan()
+	if !ok {
+		v.done = true
+		return "", 0, -1, false
+	}
+	i = -1
+	if v.n < viewMembers {
+		i = v.n
+		v.keys[i], v.starts[i], v.ends[i] = key, start, -1
+		v.n++
+	}
+	v.openAt = i
+	return key, start, i, true
+}
+
+// overflow looks name up in the JSON when the object has more members
+// than a view remembers.
+func (v *objectView) overflow(name string) (string, int, bool) {
+	if v.n == viewMembers {
+		if r := gjson.Get(v.js, escapeName(name)); r.Exists() {
+			return v.js[r.Index:], -1, r.Index > 0
 		}
+	}
+	return "", -1, false
+}
+
+// finish scans the rest of the object.
+func (v *objectView) finish() {
+	for !v.done {
+		v.next()
+	}
+}
+
+// exact returns the JSON of member i's value, finding its end if it is
+// not known yet.
+func (v *objectView) exact(i int) string {
+	if v.ends[i] < 0 {
+		end := skipValue(v.js, v.starts[i])
+		if end < 0 {
+			end = len(v.js)
+		}
+		v.ends[i] = end
+	}
+	return v.js[v.starts[i]:v.ends[i]]
+}
+
+// setEnd records where member i's value ends (a child view read it whole).
+func (v *objectView) setEnd(i, end int) {
+	if i >= 0 && v.ends[i] < 0 {
+		v.ends[i] = end
+	}
+}
+
+// scan reads the next member: its key (unescaped only if it has escapes)
+// and where its value begins; it skips the value of the member before.
+func (v *objectView) scan() (key string, start int, ok bool) {
+	js, i := v.js, v.pos
+	if !v.begun { // the opening brace
+		v.begun = true
+		i = skipSpace(js, i)
+		if i >= len(js) || js[i] != '{' {
+			return "", 0, false
+		}
+		i++
+	} else if v.open >= 0 {
+		end := -1
+		if v.openAt >= 0 {
+			end = v.ends[v.openAt]
+		}
+		if end < 0 {
+			if end = skipValue(js, v.open); end < 0 {
+				return "", 0, false
+			}
+			if v.openAt >= 0 {
+				v.ends[v.openAt] = end
+			}
+		}
+		v.open, i = -1, end
+	}
+	i = skipSpace(js, i)
+	if i < len(js) && js[i] == ',' {
 		i = skipSpace(js, i+1)
-	} else if i < len(js) && js[i] == ',' {
-		i = skipSpace(js, i+1)
+	} else if i < len(js) && js[i] == '}' {
+		v.closedAt = i + 1
+		return "", 0, false
 	}
 	if i >= len(js) || js[i] != '"' {
-		return "", "", false
+		return "", 0, false
 	}
 	end, escaped := skipString(js, i)
 	if end < 0 {
-		return "", "", false
+		return "", 0, false
 	}
 	key = js[i+1 : end-1]
 	if escaped {
@@ -147,18 +251,22 @@ func (v *objectView) scan() (key, value string, ok bool) {
 	}
 	i = skipSpace(js, end)
 	if i >= len(js) || js[i] != ':' {
-		return "", "", false
+		return "", 0, false
 	}
-	start := skipSpace(js, i+1)
+	start = skipSpace(js, i+1)
 	if start >= len(js) {
-		return "", "", false
+		return "", 0, false
 	}
-	end = skipValue(js, start)
-	if end < 0 {
-		return "", "", false
+	v.open, v.pos = start, start
+	return key, start, true
+}
+
+// exactValue returns the JSON of the value at the start of rest.
+func exactValue(rest string) string {
+	if end := skipValue(rest, 0); end >= 0 {
+		return rest[:end]
 	}
-	v.pos = end
-	return key, js[start:end], true
+	return rest
 }
 
 func skipSpace(js string, i int) int {
@@ -376,26 +484,46 @@ func escapeName(name string) string {
 }
 
 func (n *pathNode) eval(ev *Event) value {
-	m, i, ok := ev.top.member(n.names[0])
+	m, i, ok := ev.member(n.names[0])
 	switch {
 	case !ok:
 		return value{}
 	case len(n.names) == 1:
-		return fromJSON(gjson.Parse(m))
+		if i >= 0 {
+			return fromJSON(gjson.Parse(ev.top.exact(i)))
+		}
+		return fromJSON(gjson.Parse(exactValue(m)))
 	}
 	var child *objectView
 	if i >= 0 && len(m) > 0 && m[0] == '{' {
 		child = ev.child(i, m)
 	}
-	if child == nil {
-		return fromJSON(gjson.Get(m, n.rest))
-	}
-	m, _, ok = child.member(n.names[1])
-	switch {
-	case !ok:
+	if len(m) == 0 || m[0] != '{' && m[0] != '[' { // a field under a scalar
 		return value{}
-	case n.deep == "":
+	}
+	if child == nil {
+		if i >= 0 {
+			return fromJSON(gjson.Get(ev.top.exact(i), n.rest))
+		}
+		return fromJSON(gjson.Get(exactValue(m), n.rest))
+	}
+	m, j, ok := child.member(n.names[1])
+	if child.done && child.closedAt > 0 {
+		ev.top.setEnd(i, ev.top.starts[i]+child.closedAt)
+	}
+	if !ok {
+		return value{}
+	}
+	if j >= 0 {
+		m = child.exact(j)
+	} else {
+		m = exactValue(m)
+	}
+	if n.deep == "" {
 		return fromJSON(gjson.Parse(m))
+	}
+	if len(m) == 0 || m[0] != '{' && m[0] != '[' { // a field under a scalar
+		return value{}
 	}
 	return fromJSON(gjson.Get(m, n.deep))
 }
