@@ -339,11 +339,19 @@ func skipValue(js string, i int) int {
 			}
 			switch c {
 			case '"':
-				end, _ := skipString(js, i)
-				if end < 0 {
+				// The string's closing quote, inline: most strings in an
+				// event are short and have no escapes.
+				j := i + 1
+				for j < len(js) && js[j] != '"' {
+					if js[j] == '\\' {
+						j++
+					}
+					j++
+				}
+				if j >= len(js) {
 					return -1
 				}
-				i = end - 1
+				i = j
 			case '{', '[':
 				depth++
 			default:
@@ -400,6 +408,34 @@ func (v value) str() string {
 		return strings.ToLower(v.s)
 	}
 	return v.s
+}
+
+// parseValue returns the value of the JSON of one value, reading strings
+// without escapes and literals directly (most fields are those), and the
+// rest with gjson.
+func parseValue(m string) value {
+	if len(m) == 0 {
+		return value{}
+	}
+	switch m[0] {
+	case '"':
+		if len(m) >= 2 && m[len(m)-1] == '"' && strings.IndexByte(m[1:len(m)-1], '\\') < 0 {
+			return value{kind: kindString, s: m[1 : len(m)-1]}
+		}
+	case 't':
+		if m == "true" {
+			return value{kind: kindBool, b: true}
+		}
+	case 'f':
+		if m == "false" {
+			return value{kind: kindBool}
+		}
+	case 'n':
+		if m == "null" {
+			return value{}
+		}
+	}
+	return fromJSON(gjson.Parse(m))
 }
 
 // fromJSON returns the value of r.
@@ -490,9 +526,9 @@ func (n *pathNode) eval(ev *Event) value {
 		return value{}
 	case len(n.names) == 1:
 		if i >= 0 {
-			return fromJSON(gjson.Parse(ev.top.exact(i)))
+			return parseValue(ev.top.exact(i))
 		}
-		return fromJSON(gjson.Parse(exactValue(m)))
+		return parseValue(exactValue(m))
 	}
 	var child *objectView
 	if i >= 0 && len(m) > 0 && m[0] == '{' {
@@ -520,7 +556,7 @@ func (n *pathNode) eval(ev *Event) value {
 		m = exactValue(m)
 	}
 	if n.deep == "" {
-		return fromJSON(gjson.Parse(m))
+		return parseValue(m)
 	}
 	if len(m) == 0 || m[0] != '{' && m[0] != '[' { // a field under a scalar
 		return value{}
