@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -49,9 +50,15 @@ const DefaultRetries = 2
 type Manifest struct {
 	// Name identifies the function: letters, digits, '-', '_' and '.'.
 	Name string `json:"name" yaml:"name"`
-	// Wasm is the path of the module, relative to the file the manifest is
-	// written in (a JSON manifest, or the configuration).
+	// Wasm is the path of the function's file, relative to the file the
+	// manifest is written in (a JSON manifest, or the configuration): a
+	// WebAssembly module, or a JavaScript file (see Runtime).
 	Wasm string `json:"wasm" yaml:"wasm"`
+	// Runtime says what the file is: "wasm" (a module built with an SDK),
+	// or "js" (a Segment function file, run in the embedded JavaScript
+	// engine). Empty: "js" for a file whose name ends in .js ([Manifest.Validate]
+	// sets it), else "wasm".
+	Runtime string `json:"runtime,omitempty" yaml:"runtime"`
 	// Settings is the JSON object the function reads through the SDK.
 	Settings Settings `json:"settings,omitempty" yaml:"settings"`
 	// Limits bound the function; zero fields take the runtime's defaults.
@@ -78,6 +85,29 @@ type ManifestLimits struct {
 // retries returns how many retries the manifest allows (Validate must have
 // run: 0 there means the default, negative none).
 func (m *Manifest) retries() int { return max(m.Retries, 0) }
+
+// The values of Manifest.Runtime.
+const (
+	RuntimeWasm = "wasm"
+	RuntimeJS   = "js"
+)
+
+// Language returns the runtime.Language of the manifest's file.
+func (m *Manifest) Language() runtime.Language {
+	if m.Runtime == RuntimeJS {
+		return runtime.JavaScript
+	}
+	return runtime.WebAssembly
+}
+
+// File returns the name a JavaScript function's errors give its file: the
+// base name of Wasm when it is a .js file, else NAME.js.
+func (m *Manifest) File() string {
+	if base := filepath.Base(m.Wasm); strings.HasSuffix(strings.ToLower(base), ".js") {
+		return base
+	}
+	return m.Name + ".js"
+}
 
 // Runtime returns the limits for the runtime.
 func (l ManifestLimits) Runtime() runtime.Limits {
@@ -130,6 +160,15 @@ func (m *Manifest) Validate() error {
 	if m.Retries == 0 {
 		m.Retries = DefaultRetries
 	}
+	switch m.Runtime {
+	case "":
+		if strings.HasSuffix(strings.ToLower(m.Wasm), ".js") {
+			m.Runtime = RuntimeJS
+		}
+	case RuntimeWasm, RuntimeJS:
+	default:
+		return &ManifestError{Name: m.Name, Key: "runtime", Problem: fmt.Sprintf("%q: want %q (a WebAssembly module) or %q (a JavaScript file)", m.Runtime, RuntimeWasm, RuntimeJS)}
+	}
 	if len(m.Settings) > 0 {
 		trimmed := bytes.TrimSpace(m.Settings)
 		if !json.Valid(trimmed) || len(trimmed) == 0 || trimmed[0] != '{' {
@@ -156,7 +195,8 @@ func (m *Manifest) ValidateFile() error {
 	return err
 }
 
-// LoadManifest reads a JSON manifest and the wasm it names.
+// LoadManifest reads a JSON manifest and the file (module or JavaScript) it
+// names.
 //
 // # Results
 //   - the validated manifest;

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -77,6 +78,8 @@ type Engine struct {
 	fns   map[*Function]struct{} // the functions loaded and not closed, whose idle instances may be reclaimed
 
 	returning atomic.Bool // a returnMemory is under way
+
+	js jsEngine // the JavaScript engine, compiled for the first JavaScript function
 }
 
 // returnMemory collects garbage and gives free memory back to the system,
@@ -130,6 +133,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		compileSlots:   make(chan struct{}, slots),
 		maxAbandoned:   int32(2 * slots),
 		fns:            make(map[*Function]struct{}),
+		js:             jsEngine{lock: make(chan struct{}, 1)},
 	}, nil
 }
 
@@ -155,6 +159,7 @@ func (e *Engine) ModuleLimits() ModuleLimits { return e.moduleLimits }
 // ("index out of range" in moduleEngine.NewFunction), so insertfn does not.
 func (e *Engine) Close(ctx context.Context) error {
 	e.wd.close()
+	jsErr := e.closeJS(ctx)
 	e.closeMu.Lock()
 	e.closed = true
 	running := e.abandoned.Load()
@@ -162,9 +167,9 @@ func (e *Engine) Close(ctx context.Context) error {
 	if running > 0 {
 		// wazero crashes when a compilation ends in a closed cache: the
 		// last abandoned compilation closes it when it ends.
-		return nil
+		return jsErr
 	}
-	return e.cache.Close(ctx)
+	return errors.Join(jsErr, e.cache.Close(ctx))
 }
 
 // Options are what a Function needs besides its wasm.
@@ -177,6 +182,12 @@ type Options struct {
 	Store consent.Store
 	// Limits bound the function; zero fields take defaults.
 	Limits Limits
+	// Language says what the code is: a WebAssembly module (the zero
+	// value) or a JavaScript file.
+	Language Language
+	// File is the name of a JavaScript function's file, which its syntax
+	// errors and stack traces show (default NAME.js).
+	File string
 	// TimeEvery says how many calls of [Function.Invoke] share one measure
 	// of Result.Duration: one call in TimeEvery is timed, rounded up to a
 	// power of two; 0 means DefaultTimeEvery and 1 times every call (for a
@@ -217,16 +228,24 @@ func Hash(wasm []byte) string {
 // starts its first instance, so that a module that cannot run is refused
 // here rather than on the first event.
 //
+// A JavaScript function (opts.Language) is a file, not a module: the
+// Engine's JavaScript engine is compiled on the first such Load (through
+// the compilation cache, once per Engine) and the first instance evaluates
+// the file.
+//
 // # Parameters
 //   - ctx: bounds compilation and start-up.
-//   - wasm: the module's bytes.
-//   - opts: name, settings, consent store and limits.
+//   - wasm: the module's bytes, or the JavaScript file's text.
+//   - opts: name, language, settings, consent store and limits.
 //
 // # Results
 //   - the Function, to Close when it is no longer used;
 //   - an error that says why the module was refused: it does not compile,
 //     imports what the host does not offer, lacks an export the ABI needs,
-//     speaks another ABI version, or fails during start-up.
+//     speaks another ABI version, or fails during start-up; for a
+//     JavaScript file, a syntax error or an exception at its top level
+//     (FILE:LINE: SyntaxError: ...), or a binary built without the engine
+//     (the error names make js-engine).
 func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function, error) {
 	name := opts.Name
 	if name == "" {
@@ -240,6 +259,16 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 		return nil, fmt.Errorf("function %s: %w", name, err)
 	}
 	limits := opts.Limits.WithDefaults()
+	switch opts.Language {
+	case WebAssembly:
+	case JavaScript:
+		return e.loadJS(ctx, wasm, opts, name, settings, limits)
+	default:
+		return nil, fmt.Errorf("function %s: %v is not a language this host runs (WebAssembly or JavaScript)", name, opts.Language)
+	}
+	if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
+		return nil, fmt.Errorf("function %s: not a WebAssembly module (it does not begin with \\0asm): build it with insertfn build, or, for a JavaScript file, name it .js or set the manifest's runtime: js", name)
+	}
 	if err := e.checkModule(wasm, limits); err != nil {
 		return nil, fmt.Errorf("function %s: %w", name, err)
 	}

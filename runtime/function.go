@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/insertfn/insertfn/runtime/internal/quickjs"
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
 	"github.com/insertfn/insertfn/sdk/hostcall"
@@ -92,6 +93,8 @@ type Function struct {
 
 	batches bool // the guest exports the batch entry
 
+	js *jsFunction // a JavaScript function's source; nil for a module
+
 	reasonsMu sync.RWMutex
 	reasons   map[string]string
 
@@ -141,13 +144,12 @@ func (f *Function) Stats() Stats {
 //     when no instance could be had; res then says Fail with KindFunctionError
 //     and the reason.
 func (f *Function) Invoke(ctx context.Context, event []byte, res *Result) error {
+	if f.js != nil {
+		return f.invokeJS(ctx, event, res)
+	}
 	inst, err := f.acquire(ctx)
 	if err != nil {
-		res.Logs, res.Event, res.Modified, res.Duration = res.Logs[:0], nil, false, 0
-		res.Verdict, res.Kind, res.Reason = Fail, KindFunctionError, err.Error()
-		if ferr, ok := err.(*Error); ok { // the memory budget's
-			res.Kind, res.Reason = ferr.Kind, ferr.Message
-		}
+		res.noInstance(err)
 		return err
 	}
 	timeout := f.timeout(ctx)
@@ -326,7 +328,9 @@ func (f *Function) timeout(ctx context.Context) time.Duration {
 func (inst *instance) begin(ctx context.Context, event []byte) *hostcall.Call {
 	// A grow refused during an earlier event (which the guest coped with)
 	// says nothing about this one's failure.
-	inst.memory.refused.Store(0)
+	if inst.memory != nil { // a JavaScript instance's engine keeps its own
+		inst.memory.refused.Store(0)
+	}
 	inst.call.Next(ctx, event)
 	inst.stderr.b = inst.stderr.b[:0]
 	return &inst.call
@@ -354,6 +358,15 @@ func (f *Function) finish(res *Result, c *hostcall.Call, result abi.Result) {
 	}
 	if res.Verdict != Deliver {
 		res.Event, res.Modified = nil, false
+	}
+}
+
+// noInstance fills res for an event that found no instance.
+func (res *Result) noInstance(err error) {
+	res.Logs, res.Event, res.Modified, res.Duration = res.Logs[:0], nil, false, 0
+	res.Verdict, res.Kind, res.Reason = Fail, KindFunctionError, err.Error()
+	if ferr, ok := err.(*Error); ok { // the memory budget's
+		res.Kind, res.Reason = ferr.Kind, ferr.Message
 	}
 }
 
@@ -464,6 +477,7 @@ type instance struct {
 	handle      api.Function
 	handleBatch api.Function
 	call        hostcall.Call
+	js          *quickjs.Instance // a JavaScript function's instead of mod
 
 	// The batch in progress (InvokeBatch), driven by batchNext.
 	fn       *Function
@@ -490,6 +504,9 @@ type instance struct {
 // budget, taken by the caller: the instance gives it back when it closes,
 // including when it fails to start.
 func (f *Function) newInstance(ctx context.Context, charge int64) (*instance, error) {
+	if f.js != nil {
+		return f.newJSInstance(ctx, charge)
+	}
 	inst := &instance{fn: f, charge: charge, memory: &linearMemory{limit: uint64(f.limits.MemoryPages) * 65536}}
 	inst.stdoutW = guestOutput{inst: inst, level: abi.LevelInfo, pending: new([]byte)}
 	inst.stderrW = guestOutput{inst: inst, level: abi.LevelError, pending: new([]byte)}
@@ -597,9 +614,20 @@ func (inst *instance) close() {
 	if inst.mod != nil {
 		_ = inst.mod.Close(context.Background())
 	}
+	if inst.js != nil {
+		inst.js.Close(context.Background())
+	}
 	inst.memory.Free() // wazero freed it unless instantiation failed: then nothing happens
 	inst.fn.budget().give(inst.charge)
 	inst.charge = 0
+}
+
+// memorySize returns the size of the instance's linear memory in bytes.
+func (inst *instance) memorySize() uint64 {
+	if inst.js != nil {
+		return uint64(inst.js.MemorySize())
+	}
+	return uint64(inst.mem.Size())
 }
 
 // outOfMemory reports whether a failure looks like memory exhaustion: the

@@ -232,7 +232,7 @@ func (p *pool) returned() {
 // release returns a healthy instance to the pool, unless it grew past the
 // high-water mark or the function is closing.
 func (f *Function) release(inst *instance) {
-	if uint64(inst.mem.Size()) > uint64(f.limits.HighWaterPages)*65536 {
+	if inst.memorySize() > uint64(f.limits.HighWaterPages)*65536 {
 		f.recycled.Add(1)
 		f.drop(inst)
 		return
@@ -333,6 +333,9 @@ func (f *Function) Close(ctx context.Context) error {
 	}
 	if f.engine != nil {
 		f.engine.unregister(f)
+	}
+	if f.rt == nil { // a JavaScript function's engine is the Engine's
+		return nil
 	}
 	return f.rt.Close(ctx) // the compiled code stays in the Engine: see Engine.Close
 }

@@ -21,14 +21,16 @@ import (
 var testCmd = &command{
 	name:  "test",
 	short: "run a function once on one event, like Segment's Test button",
-	usage: `Usage: insertfn test FILE.wasm --event EVENT.json [flags]
+	usage: `Usage: insertfn test FILE.wasm|FILE.js --event EVENT.json [flags]
 
-Loads the function in FILE.wasm, runs it once on the event and prints, like
+Loads the function in FILE (a WebAssembly module built with 'insertfn build',
+or a Segment JavaScript function file, run in the JavaScript engine embedded
+in insertfn), runs it once on the event and prints, like
 the "Test" button of Segment's function editor: the verdict (deliver, drop
 with its reason, or the error's kind and message), the resulting event, the
 function's logs and the time the call took.
 
-Flags (before or after FILE.wasm):
+Flags (before or after FILE):
   --event EVENT.json     the event, a JSON object (required)
   --consent RECORDS      the stored consent the function looks up: a JSON
                          array of records, one record, or NDJSON (one record
@@ -41,7 +43,8 @@ Flags (before or after FILE.wasm):
                          event, logs and duration_ns
   --timeout D            the time the event may take, e.g. 500ms (default 1s)
   --cache-dir DIR        keep compiled code in DIR: the next run of the same
-                         module starts faster
+                         module (or of any JavaScript function: the engine's
+                         code) starts faster
 
 --event and --settings take a file name, or the JSON itself when it starts
 with '{' (or '[').
@@ -70,9 +73,9 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case len(pos) == 0:
-		return usageError(c, stderr, "missing FILE.wasm, the function to run")
+		return usageError(c, stderr, "missing FILE.wasm or FILE.js, the function to run")
 	case len(pos) > 1:
-		return usageError(c, stderr, fmt.Sprintf("one FILE.wasm expected, got %d arguments: %s", len(pos), strings.Join(pos, " ")))
+		return usageError(c, stderr, fmt.Sprintf("one FILE.wasm or FILE.js expected, got %d arguments: %s", len(pos), strings.Join(pos, " ")))
 	case *eventArg == "":
 		return usageError(c, stderr, "missing --event EVENT.json")
 	case *timeout < 0:
@@ -88,8 +91,12 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("function %s: %v", wasmPath, unwrapPath(err))
 	}
-	if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
-		return fail("function %s: not a WebAssembly module (build one with 'insertfn build')", wasmPath)
+	lang := runtime.WebAssembly
+	switch {
+	case strings.EqualFold(filepath.Ext(wasmPath), ".js"):
+		lang = runtime.JavaScript
+	case !bytes.HasPrefix(wasm, []byte("\x00asm")):
+		return fail("function %s: not a WebAssembly module (build one with 'insertfn build') nor a file named .js (a JavaScript function)", wasmPath)
 	}
 	event, err := readObject("event", *eventArg)
 	if err != nil {
@@ -117,7 +124,9 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	}
 	defer engine.Close(ctx)
 	fn, err := engine.Load(ctx, wasm, runtime.Options{
-		Name:      strings.TrimSuffix(filepath.Base(wasmPath), ".wasm"),
+		Name:      strings.TrimSuffix(filepath.Base(wasmPath), filepath.Ext(wasmPath)),
+		Language:  lang,
+		File:      filepath.Base(wasmPath),
 		Settings:  settings,
 		Store:     store,
 		Limits:    runtime.Limits{Timeout: *timeout, PoolSize: 1},

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// skipWithoutJSEngine skips a test of JavaScript functions in a build
+// without the engine (make js-engine), unless INSERTFN_REQUIRE_NODE=1.
+func skipWithoutJSEngine(t *testing.T, stderr string) {
+	t.Helper()
+	if strings.Contains(stderr, "make js-engine") {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(stderr)
+		}
+		t.Skip(stderr)
+	}
+}
+
+const jsTestFunction = `async function onTrack(event, settings) {
+  const prefs = event.context.consent.categoryPreferences;
+  console.log("Analytics", prefs.Analytics);
+  if (prefs.Analytics !== settings.analytics) throw new DropEvent('Consent mismatch');
+  event.properties.checked = true;
+  return event;
+}`
+
+func TestTestJavaScriptFunction(t *testing.T) {
+	fn := writeFile(t, "consent.js", jsTestFunction)
+	event := `{"type":"track","event":"Order Completed","userId":"u1","properties":{},"context":{"consent":{"categoryPreferences":{"Analytics":false}}}}`
+	args := []string{"test", fn, "--json", "--cache-dir", cacheDir, "--event", event}
+	code, stdout, stderr := runCLI(t, append(args, "--settings", `{"analytics":false}`)...)
+	skipWithoutJSEngine(t, stderr)
+	if code != 0 || !strings.Contains(stdout, `"verdict":"deliver"`) || !strings.Contains(stdout, `"checked":true`) ||
+		!strings.Contains(stdout, "Analytics false") {
+		t.Errorf("matching consent: exit %d\nstdout: %s\nstderr: %s\nwant deliver, the changed event and the log line", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCLI(t, append(args, "--settings", `{"analytics":true}`)...)
+	if code != 0 || !strings.Contains(stdout, `"verdict":"drop"`) || !strings.Contains(stdout, `"reason":"Consent mismatch"`) {
+		t.Errorf("mismatch: exit %d\nstdout: %s\nstderr: %s\nwant a drop for Consent mismatch", code, stdout, stderr)
+	}
+}
+
+func TestTestJavaScriptSyntaxError(t *testing.T) {
+	fn := writeFile(t, "broken.js", "function onTrack(event) {\n  return event +\n}\n")
+	code, stdout, stderr := runCLI(t, "test", fn, "--cache-dir", cacheDir, "--event", `{"type":"track"}`)
+	skipWithoutJSEngine(t, stderr)
+	if code != exitUsage || !strings.Contains(stderr, "broken.js:3: SyntaxError") {
+		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d and an error naming broken.js:3", code, stdout, stderr, exitUsage)
+	}
+}

@@ -1,0 +1,140 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/runtime"
+)
+
+// jsCheck is a Segment-style JavaScript function: it drops an event whose
+// Analytics consent is not the settings' and loops forever on an event
+// named "loop".
+const jsCheck = `async function onTrack(event, settings) {
+  if (event.event === "loop") for (;;) {}
+  const prefs = event.context && event.context.consent && event.context.consent.categoryPreferences;
+  if (prefs && prefs.Analytics !== settings.analytics) throw new DropEvent('Consent mismatch');
+  return event;
+}`
+
+// startJS starts a server whose source runs the JavaScript function in
+// FILE.js, configured as functions: [{name: check, wasm: FILE.js}]; it
+// skips the test in a build without the engine (make js-engine), unless
+// INSERTFN_REQUIRE_NODE=1.
+func startJS(t *testing.T, code string, dests ...config.Destination) *Server {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "check.js")
+	if err := os.WriteFile(path, []byte(code), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fn := config.Function{Name: "check", Wasm: path, Settings: []byte(`{"analytics":false}`),
+		Limits: functions.ManifestLimits{Timeout: functions.Duration{Duration: 200 * time.Millisecond}}}
+	c := baseConfig(t, []config.Function{fn}, []string{"check"}, dests...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := Start(context.Background(), c, Options{Listener: ln, AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if errors.Is(err, runtime.ErrNoJSEngine) {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return h
+}
+
+// TestJSFunctionThroughTheServer: a JavaScript function in the
+// configuration judges the events of the real server: a DropEvent drops,
+// an endless loop is stopped by the time limit (and dropped by the failure
+// policy) while the next events flow; a syntax error deployed is refused
+// with its file and line, and the live version stays.
+func TestJSFunctionThroughTheServer(t *testing.T) {
+	out := newSink(t)
+	h := startJS(t, jsCheck, webhookDest("out", out.srv.URL))
+	events := []string{
+		`{"userId":"u1","event":"Order Completed","messageId":"match","context":{"consent":{"categoryPreferences":{"Analytics":false}}}}`,
+		`{"userId":"u1","event":"Order Completed","messageId":"mismatch","context":{"consent":{"categoryPreferences":{"Analytics":true}}}}`,
+		`{"userId":"u1","event":"loop","messageId":"loop"}`,
+		`{"userId":"u1","event":"After the loop","messageId":"after"}`,
+	}
+	for _, ev := range events {
+		if code := post(t, h, "/v1/track", ev); code != 200 {
+			t.Fatalf("POST %s: %d", ev, code)
+		}
+	}
+	waitFor(t, "the events to settle", func() bool { return settled(h, len(events)) })
+	got := out.ids()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"after", "match"}) {
+		t.Errorf("delivered %v, want after and match", got)
+	}
+	s := h.Counters().Snapshot()
+	if s.Dropped["Consent mismatch"] != 1 {
+		t.Errorf("drops by reason %v, want one Consent mismatch", s.Dropped)
+	}
+	if fs := s.Functions["check"]; fs.Runs != 4 || fs.Dropped != 1 || fs.Failed != 1 || fs.Delivered != 2 {
+		t.Errorf("function counts %+v, want 4 runs: 2 delivered, 1 dropped, 1 failed (the loop)", fs)
+	}
+
+	// A syntax error deployed as the admin API deploys (its version
+	// store): refused with the file and line, the live version stays.
+	ctx := context.Background()
+	_, err := h.versions.Deploy(ctx, functions.Manifest{Name: "check", Runtime: functions.RuntimeJS}, []byte("async function onTrack(event) {\n  return event +\n}\n"))
+	var refused *functions.RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "check.js:3: SyntaxError") {
+		t.Errorf("syntax error deployed: %v, want a refusal naming check.js:3", err)
+	}
+	if live, err := h.registry.Active("check"); err != nil || live.Hash != runtime.Hash([]byte(jsCheck)) {
+		t.Errorf("live version after the refused deploy: %v, want the configured file's", err)
+	}
+	if code := post(t, h, "/v1/track", `{"userId":"u1","event":"Still Live","messageId":"still"}`); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the event after the refused upload", func() bool { return slices.Contains(out.ids(), "still") })
+}
+
+// TestJSSyntaxErrorInTheConfiguration: a server whose configured
+// JavaScript function does not parse does not start, and says where.
+func TestJSSyntaxErrorInTheConfiguration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.js")
+	if err := os.WriteFile(path, []byte("function onTrack(event) {\n  return event +\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := baseConfig(t, []config.Function{{Name: "check", Wasm: path}}, []string{"check"})
+	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if errors.Is(err, runtime.ErrNoJSEngine) {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err == nil {
+		_ = h.Shutdown(context.Background())
+		t.Fatal("a server started with a function that does not parse")
+	}
+	if !strings.Contains(err.Error(), "broken.js:3: SyntaxError") {
+		t.Errorf("error %q, want it to name broken.js:3", err)
+	}
+}
