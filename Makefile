@@ -32,9 +32,12 @@ build: $(BIN)/insertfn ## build the insertfn binary into bin/
 # the tree is a git checkout (Go's own VCS stamping may be off: GOFLAGS).
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)$(shell git log -1 --format=' (%cs)' 2>/dev/null)
 
-# The binary does not embed the JavaScript engine yet: no function kind runs
-# it (runtime/internal/quickjs is tested on its own, with make js-engine).
-$(BIN)/insertfn: $(GOFILES) go.mod go.sum
+# The binary embeds the JavaScript engine that JavaScript functions run in:
+# js-engine fetches it first (without npm it says so and the binary is built
+# without it; its JavaScript functions then fail to load with an error that
+# names make js-engine). Order-only, since js-engine always runs; a fetched
+# engine newer than the binary rebuilds it.
+$(BIN)/insertfn: $(GOFILES) go.mod go.sum $(wildcard $(JSENGINE_WASM)) | js-engine
 	$(GO) build -ldflags "-X 'main.version=$(VERSION)'" -o $@ ./cmd/insertfn
 
 examples: $(WASM) ## build every example function into bin/examples/NAME.wasm
