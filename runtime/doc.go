@@ -7,6 +7,19 @@
 // starts a first instance and returns a [Function]. A Function keeps a
 // bounded pool of instances; [Function.Invoke] borrows one for one event.
 //
+// # JavaScript functions
+//
+// A function may also be a Segment function file ([Options].Language
+// [JavaScript]): handlers such as async onTrack(event, settings) that
+// return the event or throw DropEvent and Segment's other error classes.
+// It runs in QuickJS-ng, compiled to WebAssembly and embedded in the binary
+// (runtime/internal/quickjs; make js-engine fetches it), compiled once per
+// Engine through its compilation cache. Its instances live in the same
+// pool, memory budget and watchdog as a module's, its failures are the same
+// [ErrorKind]s, and its insertfn.consent.lookup and compare are the host
+// calls the SDKs' consent functions make. A binary built without the
+// engine refuses JavaScript functions with [ErrNoJSEngine].
+//
 // # What a guest can do
 //
 // Only what package abi offers: read and change the host's copy of the event

@@ -171,6 +171,7 @@ func (f *Function) newJSInstance(ctx context.Context, charge int64) (*instance, 
 		return nil, err // a *quickjs.LoadError names the file and line
 	}
 	inst.js = js
+	js.SetHost(&inst.call) // insertfn.consent: the comparison the SDKs' functions call
 	inst.interrupt = jsInterrupt{js}
 	f.wd.watch(inst)
 	f.started.Add(1)

@@ -205,3 +205,61 @@ func TestTextIsNotAWasmModule(t *testing.T) {
 		t.Errorf("JavaScript loaded as a module: %v, want an error that says how to load it as JavaScript", err)
 	}
 }
+
+// jsConsentMatch is the seed's consent check on the fast path: the host
+// compares the event's consent with the stored record.
+const jsConsentMatch = `
+async function onTrack(event, settings) {
+  const c = insertfn.consent.compare(event);
+  if (c.status === "unavailable") throw new RetryError("Consent store unavailable");
+  if (c.mismatch) {
+    console.log(c.differences.filter(d => d.inEvent && d.inStored).map(d => d.category + ":" + d.storedConsented).join(","));
+    throw new DropEvent("Consent mismatch");
+  }
+  return event;
+}
+function onPage(event) {
+  const r = insertfn.consent.lookup(event.userId);
+  event.properties = { status: r.status, advertising: r.status === "found" ? r.categories.Advertising : null,
+    purposes: r.status === "found" ? r.purposes.map(p => p.regulation + "/" + p.purpose + "=" + p.consented) : [] };
+  return event;
+}
+function onIdentify() {
+  const c = insertfn.consent.compare("anon-2");
+  throw new DropEvent(c.status + " " + c.mismatch + " " + JSON.stringify(c.differences));
+}`
+
+func TestJSConsentFastPath(t *testing.T) {
+	f := loadJS(t, jsConsentMatch, runtime.Options{Store: testStore})
+	mustDeliver(t, f, evMatch)
+	res, err := invoke(t, f, evMismatch)
+	if err != nil || res.Verdict != runtime.Drop || res.Reason != "Consent mismatch" {
+		t.Fatalf("mismatch: %v %v %q, want a drop", err, res.Verdict, res.Reason)
+	}
+	if len(res.Logs) != 1 || res.Logs[0].Message != "Analytics:false" {
+		t.Errorf("logs %+v, want the one conflicting category, Analytics:false", res.Logs)
+	}
+	res = mustDeliver(t, f, `{"type":"page","userId":"u1"}`)
+	if want := `{"type":"page","userId":"u1","properties":{"status":"found","advertising":true,"purposes":["gdpr/location_collection=true"]}}`; string(res.Event) != want {
+		t.Errorf("lookup: %s\nwant %s", res.Event, want)
+	}
+	res = mustDeliver(t, f, `{"type":"page","userId":"nobody"}`)
+	if want := `{"type":"page","userId":"nobody","properties":{"status":"no_record","advertising":null,"purposes":[]}}`; string(res.Event) != want {
+		t.Errorf("lookup of nobody: %s\nwant %s", res.Event, want)
+	}
+	// Compared by another id; an event without consent.
+	res, _ = invoke(t, f, `{"type":"identify","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`)
+	if want := `differs true [{"category":"Advertising","inEvent":true,"eventConsented":true,"inStored":true,"storedConsented":false,"storedAt":2000}]`; res.Reason != want {
+		t.Errorf("compare by id: %q\nwant %q", res.Reason, want)
+	}
+	res, _ = invoke(t, f, `{"type":"identify","userId":"u1"}`)
+	if want := `no_event_consent false []`; res.Reason != want {
+		t.Errorf("compare without consent: %q, want %q", res.Reason, want)
+	}
+
+	down := loadJS(t, jsConsentMatch, runtime.Options{Name: "down", Store: errStore{}})
+	res, err = invoke(t, down, evMatch)
+	if err != nil || res.Kind != runtime.KindRetry || len(res.Logs) != 1 || !strings.Contains(res.Logs[0].Message, "consent lookup failed") {
+		t.Errorf("store down: %v %s %q logs %+v, want a RetryError and the host's log line", err, res.Kind, res.Reason, res.Logs)
+	}
+}

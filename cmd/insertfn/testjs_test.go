@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,5 +50,27 @@ func TestTestJavaScriptSyntaxError(t *testing.T) {
 	skipWithoutJSEngine(t, stderr)
 	if code != exitUsage || !strings.Contains(stderr, "broken.js:3: SyntaxError") {
 		t.Errorf("exit %d\nstdout: %s\nstderr: %s\nwant exit %d and an error naming broken.js:3", code, stdout, stderr, exitUsage)
+	}
+}
+
+// TestTestJavaScriptConsentMatch runs the JavaScript consent-match example
+// (examples/consent-match-js) as the Go one is run: against stored
+// consent, through the host's comparison.
+func TestTestJavaScriptConsentMatch(t *testing.T) {
+	fn := filepath.Join("..", "..", "examples", "consent-match-js", "index.js")
+	for _, tc := range []struct{ event, verdict, reason string }{
+		{"event.json", "deliver", ""},
+		{"event-mismatch.json", "drop", "Consent mismatch"},
+	} {
+		code, stdout, stderr := runCLI(t, "test", fn, "--json", "--cache-dir", cacheDir,
+			"--event", testdata(tc.event), "--consent", testdata("consent.ndjson"))
+		skipWithoutJSEngine(t, stderr)
+		var res testResult
+		if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != 0 {
+			t.Fatalf("%s: exit %d, %v\nstdout: %s\nstderr: %s", tc.event, code, err, stdout, stderr)
+		}
+		if res.Verdict != tc.verdict || res.Reason != tc.reason {
+			t.Errorf("%s: %s %q, want %s %q", tc.event, res.Verdict, res.Reason, tc.verdict, tc.reason)
+		}
 	}
 }

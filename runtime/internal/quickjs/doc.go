@@ -25,6 +25,14 @@
 // JavaScript. An event the handler did not change flows on as the host's
 // bytes; a changed one is written back by JSON.stringify.
 //
+// Beside the event, JavaScript reaches the host's consent store through
+// insertfn.consent.lookup(id) and insertfn.consent.compare(id) (id absent,
+// or the event: the event's own ids), answered by the instance's [Host]
+// (the runtime's hostcall.Call, which the SDKs' functions call too): the
+// record ({status, categories, purposes}) or the comparison ({status,
+// mismatch, categoryMismatch, purposeMismatch, differences}), with no HTTP
+// call. prelude.js documents the shapes and statuses.
+//
 // A failure (time limit, memory cap, trap) is a [*Failure] and leaves the
 // instance unusable: close it and start another. An exception of the
 // handler is a verdict, as the Go SDK maps its errors.

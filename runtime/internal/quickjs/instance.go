@@ -168,6 +168,10 @@ type Instance struct {
 	event []byte
 	// hostFns are the host functions JavaScript calls, by id.
 	hostFns []func(argc, argv uint32) (uint32, error)
+	// host answers the consent calls (nil: no consent is stored), and
+	// consentBuf and consentOut are their buffers.
+	host                   Host
+	consentBuf, consentOut []byte
 }
 
 // NewInstance starts an instance of the engine and evaluates the function's
@@ -211,7 +215,7 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 	inst.isJobPending, inst.executeJobs = fn(expIsJobPending), fn(expExecutePending)
 	inst.call, inst.resolveException = fn(expCall), fn(expResolveException)
 	inst.argvGet, inst.newFunction = fn(expArgvGet), fn(expNewFunction)
-	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet}
+	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet, inst.hostConsent}
 	if err := inst.start(ctx, m, src, settings); err != nil {
 		inst.Close(ctx)
 		return nil, err
@@ -474,6 +478,11 @@ func isObject(event []byte) bool {
 	return false
 }
 
+// hostFunctionNames are the host functions' names, by id (the index of
+// their function in Instance.hostFns), in the order __insertfn_install
+// takes them.
+var hostFunctionNames = []string{"get", "consent"}
+
 // installHostFunctions makes the host functions JavaScript functions and
 // gives them to the prelude.
 func (inst *Instance) installHostFunctions() error {
@@ -481,29 +490,40 @@ func (inst *Instance) installHostFunctions() error {
 	if err != nil {
 		return err
 	}
-	name, err := inst.allocString("get")
+	argv, err := inst.alloc(uint32(4 * len(hostFunctionNames)))
 	if err != nil {
 		return err
 	}
-	get, err := inst.invoke32(inst.newFunction, uint64(inst.ctxPtr), uint64(name), 1, 0, 0) // id 0: hostGet
-	if err != nil {
-		return err
+	fns := make([]uint32, 0, len(hostFunctionNames)+1)
+	for id, n := range hostFunctionNames {
+		name, err := inst.allocString(n)
+		if err != nil {
+			return err
+		}
+		fn, err := inst.invoke32(inst.newFunction, uint64(inst.ctxPtr), uint64(name), 1, 0, uint64(id))
+		if err != nil {
+			return err
+		}
+		if _, err := inst.invoke(inst.free, uint64(name)); err != nil {
+			return err
+		}
+		if fn == 0 {
+			return inst.failure(MemoryLimit, inst.outOfMemory(), nil)
+		}
+		inst.mem.WriteUint32Le(argv+uint32(4*id), fn)
+		fns = append(fns, fn)
 	}
-	if _, err := inst.invoke(inst.free, uint64(name)); err != nil {
-		return err
-	}
-	if get == 0 {
-		return inst.failure(MemoryLimit, inst.outOfMemory(), nil)
-	}
-	inst.mem.WriteUint32Le(inst.argv, get)
-	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(install), uint64(inst.undefined), 1, uint64(inst.argv))
+	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(install), uint64(inst.undefined), uint64(len(hostFunctionNames)), uint64(argv))
 	if err != nil {
 		return err
 	}
 	if err := inst.freeResult(v); err != nil {
 		return err
 	}
-	for _, p := range []uint32{get, install} {
+	if _, err := inst.invoke(inst.free, uint64(argv)); err != nil {
+		return err
+	}
+	for _, p := range append(fns, install) {
 		if _, err := inst.invoke(inst.freeValue, uint64(inst.ctxPtr), uint64(p)); err != nil {
 			return err
 		}

@@ -51,11 +51,65 @@
     };
   }
   // The host's functions, which it installs after the prelude.
-  let hostGet;
-  define("__insertfn_install", function (get) {
+  let hostGet, hostConsent;
+  define("__insertfn_install", function (get, consent) {
     delete g.__insertfn_install;
     hostGet = get;
+    hostConsent = consent;
   });
+
+  // insertfn.consent: the host's consent store, looked up and compared
+  // with the event on the host (as the Go SDK's LookupConsent and
+  // CompareConsent do), without an HTTP call. The id is a string; absent
+  // (or the event itself) it is the event's own ids, userId then
+  // anonymousId. The status names follow sdk/abi's ConsentStatus.
+  const statuses = ["found", "same", "differs", "no_record", "no_event_consent", "no_id", "unavailable"];
+  function consentCall(op, id) {
+    const r = hostConsent(op + (id === undefined || id === null || typeof id === "object" ? "" : String(id)));
+    return r;
+  }
+  // A comparison's differences are parsed when they are read.
+  class Comparison {
+    constructor(status, flags, json) {
+      this.status = status;
+      this.mismatch = flags !== 0; // a category or purpose known to both sides differs
+      this.categoryMismatch = (flags & 1) !== 0;
+      this.purposeMismatch = (flags & 2) !== 0;
+      Object.defineProperty(this, "_json", { value: json });
+    }
+    get differences() {
+      const d = this._json === "" ? [] : JSON.parse(this._json);
+      Object.defineProperty(this, "differences", { value: d, enumerable: true });
+      return d;
+    }
+    toJSON() {
+      return { status: this.status, mismatch: this.mismatch, categoryMismatch: this.categoryMismatch,
+        purposeMismatch: this.purposeMismatch, differences: this.differences };
+    }
+  }
+  define("insertfn", Object.freeze({
+    consent: Object.freeze({
+      // lookup(id): {status: "found", categories: {Name: bool}, purposes:
+      // [{regulation, purpose, consented, timestamp}]}, or {status} alone:
+      // "no_record", "no_id" or "unavailable".
+      lookup(id) {
+        const r = consentCall("l", id);
+        const status = statuses[r.charCodeAt(0) - 48];
+        if (status !== "found") return { status: status };
+        const rec = JSON.parse(r.slice(2));
+        return { status: status, categories: rec.categories, purposes: rec.purposes };
+      },
+      // compare(id): {status, mismatch, categoryMismatch, purposeMismatch,
+      // differences}: status "same" or "differs" (then differences lists
+      // each category and purpose [{category} or {regulation, purpose},
+      // inEvent, eventConsented, inStored, storedConsented, storedAt]), or
+      // "no_record", "no_event_consent", "no_id", "unavailable".
+      compare(id) {
+        const r = consentCall("c", id);
+        return new Comparison(statuses[r.charCodeAt(0) - 48], r.charCodeAt(1) - 48, r.slice(2));
+      },
+    }),
+  }));
 
   // Levels as in sdk/abi: debug 0, info 1, warn 2, error 3.
   define("console", Object.freeze({
