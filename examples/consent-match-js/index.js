@@ -15,22 +15,25 @@
 //   missingConsent    the event carries no context.consent: pass (default), drop, retry
 //   storeUnavailable  the consent store failed: retry (default), drop, pass
 
-async function onTrack(event, settings) {
+// The handlers are plain functions: nothing here is awaited, and a
+// handler that is not async spares the engine a promise per event (Segment
+// calls both kinds alike).
+function onTrack(event, settings) {
   return check(event, settings);
 }
-async function onIdentify(event, settings) {
+function onIdentify(event, settings) {
   return check(event, settings);
 }
-async function onPage(event, settings) {
+function onPage(event, settings) {
   return check(event, settings);
 }
-async function onScreen(event, settings) {
+function onScreen(event, settings) {
   return check(event, settings);
 }
-async function onGroup(event, settings) {
+function onGroup(event, settings) {
   return check(event, settings);
 }
-async function onAlias(event, settings) {
+function onAlias(event, settings) {
   return check(event, settings);
 }
 
