@@ -328,9 +328,7 @@ func (f *Function) timeout(ctx context.Context) time.Duration {
 func (inst *instance) begin(ctx context.Context, event []byte) *hostcall.Call {
 	// A grow refused during an earlier event (which the guest coped with)
 	// says nothing about this one's failure.
-	if inst.memory != nil { // a JavaScript instance's engine keeps its own
-		inst.memory.refused.Store(0)
-	}
+	inst.memory.refused.Store(0)
 	inst.call.Next(ctx, event)
 	inst.stderr.b = inst.stderr.b[:0]
 	return &inst.call

@@ -150,11 +150,14 @@ func (j jsInterrupt) Set(uint64) { j.inst.Interrupt() }
 // evaluates the prelude, the function's file and its handlers' binding,
 // within Limits.StartTimeout.
 func (f *Function) newJSInstance(ctx context.Context, charge int64) (*instance, error) {
-	inst := &instance{fn: f, charge: charge}
+	// Its memory is a module's: mapped outside the Go heap, committed as
+	// it grows, up to the cap.
+	inst := &instance{fn: f, charge: charge, memory: &linearMemory{limit: uint64(f.limits.MemoryPages) * 65536}}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.limits.StartTimeout)
 	defer cancel()
 	js, err := f.js.mod.NewInstance(sctx, f.js.src, quickjs.Limits{
 		MemoryPages: f.limits.MemoryPages, MaxLogBytes: f.limits.MaxLogBytes, MaxEventBytes: f.limits.MaxEventBytes,
+		Memory: inst.memory,
 	})
 	if err != nil {
 		inst.close()
@@ -261,3 +264,10 @@ func (f *Function) classifyJS(inst *instance, err error, fired bool) *Error {
 	}
 	return e
 }
+
+// RefusedGrow and ResetRefused make a linearMemory the memory of a
+// JavaScript instance (quickjs.Memory).
+func (m *linearMemory) RefusedGrow() uint64 { return m.refusedGrow() }
+
+// ResetRefused forgets the grows refused so far.
+func (m *linearMemory) ResetRefused() { m.refused.Store(0) }

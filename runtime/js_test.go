@@ -263,3 +263,37 @@ func TestJSConsentFastPath(t *testing.T) {
 		t.Errorf("store down: %v %s %q logs %+v, want a RetryError and the host's log line", err, res.Kind, res.Reason, res.Logs)
 	}
 }
+
+// Events on a JavaScript function run concurrently on the pool's
+// instances, each with its own verdict; a batch runs event by event.
+func TestJSConcurrentEventsAndBatches(t *testing.T) {
+	f := loadJS(t, jsConsentMatch, runtime.Options{Store: testStore, Limits: runtime.Limits{PoolSize: 3}})
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			var res runtime.Result
+			for i := range 50 {
+				ev, want := evMatch, runtime.Deliver
+				if (w+i)%2 == 1 {
+					ev, want = evMismatch, runtime.Drop
+				}
+				if err := f.Invoke(context.Background(), []byte(ev), &res); err != nil || res.Verdict != want {
+					t.Errorf("worker %d event %d: %v %v %q, want %v", w, i, err, res.Verdict, res.Reason, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if st := f.Stats(); st.Started > 3 || st.Discarded != 0 {
+		t.Errorf("stats %+v, want at most 3 instances and none discarded", st)
+	}
+	events := [][]byte{[]byte(evMatch), []byte(evMismatch), []byte(`{"type":"group"}`)}
+	results := make([]runtime.Result, len(events))
+	if err := f.InvokeBatch(context.Background(), events, results); err != nil {
+		t.Fatal(err)
+	}
+	if results[0].Verdict != runtime.Deliver || results[1].Verdict != runtime.Drop || results[2].Kind != runtime.KindEventNotSupported {
+		t.Errorf("batch: %v, %v, %s; want deliver, drop, EventNotSupported", results[0].Verdict, results[1].Verdict, results[2].Kind)
+	}
+}

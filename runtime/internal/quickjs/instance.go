@@ -56,6 +56,27 @@ type Limits struct {
 	MaxLogBytes int
 	// MaxEventBytes bounds the event a handler returns, as JSON.
 	MaxEventBytes int
+	// Memory, when set, is the instance's linear memory (one per
+	// instance), which must refuse to grow past MemoryPages; nil: a slice
+	// of the Go heap that grows up to MemoryPages.
+	Memory Memory
+}
+
+// Memory is an instance's linear memory as its caller provides it: the
+// allocator wazero asks for the memory, which grows it up to its cap and
+// notes the grows it refuses, by which a failure is known to be memory
+// exhaustion.
+type Memory interface {
+	experimental.MemoryAllocator
+	// RefusedGrow returns the largest size in bytes a grow past the cap
+	// asked for since the last ResetRefused, 0 if none.
+	RefusedGrow() uint64
+	// ResetRefused forgets the grows refused so far (each event starts
+	// afresh).
+	ResetRefused()
+	// Free releases the memory; it is called once the instance is closed
+	// and may be called again.
+	Free()
 }
 
 // Result is what a handler decided about one event.
@@ -135,7 +156,7 @@ var ErrUnusable = errors.New("quickjs: the instance failed on an earlier event: 
 type Instance struct {
 	mod       api.Module
 	mem       api.Memory
-	memory    *cappedMemory
+	memory    Memory
 	interrupt api.MutableGlobal
 	ctx       *instanceContext
 	output    headBuffer
@@ -199,7 +220,10 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 	if err := json.Unmarshal(settings, &obj); err != nil {
 		return nil, fmt.Errorf("quickjs: the settings are not a JSON object: %w", err)
 	}
-	inst := &Instance{memory: &cappedMemory{limit: uint64(limits.MemoryPages) * 65536}, limits: limits}
+	inst := &Instance{memory: limits.Memory, limits: limits}
+	if inst.memory == nil {
+		inst.memory = &cappedMemory{limit: uint64(limits.MemoryPages) * 65536}
+	}
 	inst.ctx = &instanceContext{inst: inst}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions()
 	mod, err := m.rt.InstantiateModule(experimental.WithMemoryAllocator(inst.ctx, inst.memory), m.compiled, cfg)
@@ -399,7 +423,7 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 			}
 		}
 	}()
-	inst.memory.refused = 0
+	inst.memory.ResetRefused()
 	if !isObject(event) {
 		return Result{Verdict: abi.ResultInvalidEventPayload, Reason: "the event is not a JSON object"}, nil
 	}
@@ -434,7 +458,7 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 		return Result{}, err
 	}
 	if len(out) < 2 {
-		if inst.memory.refused > 0 {
+		if inst.memory.RefusedGrow() > 0 {
 			return Result{}, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
 		}
 		return Result{Verdict: abi.ResultFunctionError, Reason: "the handler's promise did not settle: does it await something that never resolves?"}, nil
@@ -456,7 +480,7 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 			return Result{}, err
 		}
 	}
-	if res.Verdict == abi.ResultFunctionError && inst.memory.refused > 0 {
+	if res.Verdict == abi.ResultFunctionError && inst.memory.RefusedGrow() > 0 {
 		// QuickJS's out-of-memory error, when the cap refused the heap
 		// more room: the instance ran out of memory.
 		return Result{}, inst.failure(MemoryLimit, inst.outOfMemory()+": "+res.Reason, nil)
@@ -634,7 +658,7 @@ func (inst *Instance) callString(f uint32, limit int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if inst.memory.refused > 0 {
+		if inst.memory.RefusedGrow() > 0 {
 			return nil, inst.failure(MemoryLimit, inst.outOfMemory()+": "+exc.Message, nil)
 		}
 		return nil, inst.failure(Trap, "the engine's dispatcher threw "+exc.Message, nil)
@@ -668,7 +692,7 @@ func (inst *Instance) freeResult(v uint32) error {
 		return err
 	}
 	if exc != nil {
-		if inst.memory.refused > 0 {
+		if inst.memory.RefusedGrow() > 0 {
 			return inst.failure(MemoryLimit, inst.outOfMemory()+": "+exc.Message, nil)
 		}
 		return inst.failure(Trap, "the engine's dispatcher threw "+exc.Message, nil)
@@ -744,7 +768,7 @@ func (inst *Instance) classify(err error) error {
 	var exit *sys.ExitError
 	var ef *engineFailure
 	switch {
-	case inst.memory.refused > 0:
+	case inst.memory.RefusedGrow() > 0:
 		return inst.failure(MemoryLimit, inst.outOfMemory(), err)
 	case errors.As(err, &exit):
 		return inst.failure(GuestExit, fmt.Sprintf("the engine exited with code %d", exit.ExitCode()), err)
@@ -852,6 +876,12 @@ type cappedMemory struct {
 	buf     []byte
 	refused uint64 // the largest size refused, 0 if none since the last event
 }
+
+// RefusedGrow implements Memory.
+func (m *cappedMemory) RefusedGrow() uint64 { return m.refused }
+
+// ResetRefused implements Memory.
+func (m *cappedMemory) ResetRefused() { m.refused = 0 }
 
 // Allocate implements experimental.MemoryAllocator.
 func (m *cappedMemory) Allocate(capacity, _ uint64) experimental.LinearMemory {
