@@ -397,7 +397,9 @@ func describe(dump string) *LoadError {
 //
 // # Parameters
 //   - ctx: the event's time limit is its deadline: when ctx ends, the
-//     handler is stopped, wherever it is (an endless loop included).
+//     handler is stopped, wherever it is (an endless loop included). A
+//     caller that times calls itself (the runtime's watchdog) passes a
+//     context that never ends, which arms nothing, and calls Interrupt.
 //   - event: the event, JSON.
 //
 // # Results
