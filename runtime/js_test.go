@@ -297,3 +297,30 @@ func TestJSConcurrentEventsAndBatches(t *testing.T) {
 		t.Errorf("batch: %v, %v, %s; want deliver, drop, EventNotSupported", results[0].Verdict, results[1].Verdict, results[2].Kind)
 	}
 }
+
+// The watchdog stops the engine inside its C code too: a regular
+// expression that backtracks catastrophically.
+func TestJSRegexpBacktrackingStopped(t *testing.T) {
+	f := loadJS(t, `function onTrack(event) { /^(a+)+$/.test("a".repeat(40) + "b"); return event }`,
+		runtime.Options{Limits: runtime.Limits{Timeout: 100 * time.Millisecond, PoolSize: 1}})
+	start := time.Now()
+	if _, err := invoke(t, f, `{"type":"track"}`); !errors.Is(err, runtime.ErrTimeout) {
+		t.Fatalf("%v, want a Timeout", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("stopped after %v, want about 100ms", d)
+	}
+}
+
+// A file whose top level never ends is refused at load, within the
+// start-up time limit.
+func TestJSEndlessTopLevelRefused(t *testing.T) {
+	start := time.Now()
+	_, err := tryLoadJS(t, `for (;;) {}`, runtime.Options{Limits: runtime.Limits{StartTimeout: 200 * time.Millisecond}})
+	if err == nil || !strings.Contains(err.Error(), "start-up took longer than 200ms") {
+		t.Errorf("%v, want a refusal for the start-up time", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("refused after %v, want about 200ms", d)
+	}
+}
