@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	stdruntime "runtime"
 	"slices"
 	"strings"
@@ -23,8 +24,10 @@ type Target struct {
 	Name string
 	// Path is where the wasm came from, for the report (may be empty).
 	Path string
-	// Wasm is the module's bytes.
+	// Wasm is the module's bytes, or the JavaScript file's (Language).
 	Wasm []byte
+	// Language says what Wasm is (the zero value: a WebAssembly module).
+	Language runtime.Language
 	// Settings is the function's settings, a JSON object (empty: {}).
 	Settings []byte
 }
@@ -320,7 +323,7 @@ func (s *subject) close() {
 
 // load measures the cold start and keeps the last load for the rounds.
 func load(ctx context.Context, t Target, w *Workload, limits runtime.Limits) (*subject, error) {
-	opts := runtime.Options{Name: t.Name, Settings: t.Settings, Store: w.Store, Limits: limits}
+	opts := runtime.Options{Name: t.Name, Settings: t.Settings, Store: w.Store, Limits: limits, Language: t.Language, File: filepath.Base(t.Path)}
 	s := &subject{res: &Result{Name: t.Name, Path: t.Path, Hash: runtime.Hash(t.Wasm), WasmBytes: len(t.Wasm),
 		Verdicts: Verdicts{Dropped: map[string]int64{}, Errors: map[string]int64{}}}}
 	dir, err := os.MkdirTemp("", "insertfn-bench-cache-")

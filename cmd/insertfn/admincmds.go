@@ -136,6 +136,9 @@ func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	m := functions.Manifest{Name: name, OnError: functions.FailurePolicy(onError), Retries: retries}
+	if strings.HasSuffix(strings.ToLower(pos[0]), ".js") {
+		m.Runtime = functions.RuntimeJS // a Segment function file, as it is
+	}
 	if settings != "" {
 		if m.Settings, err = os.ReadFile(settings); err != nil {
 			fmt.Fprintf(stderr, "insertfn deploy: %v\n", err)

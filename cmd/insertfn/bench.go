@@ -13,6 +13,7 @@ import (
 
 	"github.com/insertfn/insertfn/bench/cost"
 	"github.com/insertfn/insertfn/internal/consentstore"
+	"github.com/insertfn/insertfn/runtime"
 )
 
 var benchCmd = &command{
@@ -113,14 +114,18 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail("function %s: %v", p, unwrapPath(err))
 		}
-		if !bytes.HasPrefix(wasm, []byte("\x00asm")) {
-			return fail("function %s: not a WebAssembly module (build one with 'insertfn build')", p)
+		lang := runtime.WebAssembly
+		switch {
+		case strings.HasSuffix(strings.ToLower(p), ".js"):
+			lang = runtime.JavaScript // a Segment function file, as it is
+		case !bytes.HasPrefix(wasm, []byte("\x00asm")):
+			return fail("function %s: not a WebAssembly module (build one with 'insertfn build') nor a .js file", p)
 		}
-		name := strings.TrimSuffix(filepath.Base(p), ".wasm")
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(p), ".wasm"), ".js")
 		if names[name]++; names[name] > 1 {
 			name = fmt.Sprintf("%s#%d", name, names[name])
 		}
-		targets = append(targets, cost.Target{Name: name, Path: p, Wasm: wasm, Settings: settings})
+		targets = append(targets, cost.Target{Name: name, Path: p, Wasm: wasm, Settings: settings, Language: lang})
 	}
 
 	var w *cost.Workload

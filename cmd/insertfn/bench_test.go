@@ -196,3 +196,33 @@ func TestBenchFunctionFailingEveryEvent(t *testing.T) {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s\nwant exit 1, the first error in the table and on stderr", code, stdout, stderr)
 	}
 }
+
+// TestBenchJavaScript: insertfn bench measures a Segment JavaScript
+// function file beside a wasm one, with the same verdicts on the same
+// events.
+func TestBenchJavaScript(t *testing.T) {
+	js := filepath.Join("..", "..", "examples", "consent-match-js", "index.js")
+	code, stdout, stderr := runCLI(t, "bench", js, consentMatchWasm, "--duration", "200ms", "--rounds", "1",
+		"--concurrency", "1", "--json", "--settings", `{"missingRecord":"pass"}`)
+	if code != 0 && strings.Contains(stderr, "make js-engine") {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(stderr)
+		}
+		t.Skip(stderr)
+	}
+	if code != 0 {
+		t.Fatalf("insertfn bench: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var rep benchReport
+	if err := json.NewDecoder(strings.NewReader(stdout)).Decode(&rep); err != nil {
+		t.Fatalf("--json output is not JSON: %v\n%s", err, stdout)
+	}
+	if len(rep.Functions) != 2 || rep.Functions[0].Name != "index" {
+		t.Fatalf("functions: %+v", rep.Functions)
+	}
+	for _, f := range rep.Functions {
+		if f.Events <= 0 || len(f.Verdicts.Errors) > 0 || f.Verdicts.Dropped["Consent mismatch"] == 0 {
+			t.Errorf("%s: %d events, verdicts %+v: want events, Consent mismatch drops and no errors", f.Name, f.Events, f.Verdicts)
+		}
+	}
+}

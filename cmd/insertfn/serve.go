@@ -162,7 +162,7 @@ func serveConfig(path, listen, data, writeKey string, fns []string) (*config.Con
 	if len(fns) > 0 {
 		var chain []string
 		for _, f := range fns {
-			name := strings.TrimSuffix(filepath.Base(f), ".wasm")
+			name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(f), ".wasm"), ".js")
 			cfg.Functions = append(cfg.Functions, config.Function{Name: name, Wasm: f})
 			chain = append(chain, name)
 		}

@@ -97,10 +97,10 @@ func (a *Admin) deployFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case len(wasm) == 0:
-		writeError(w, http.StatusBadRequest, "empty body: send the WebAssembly module as the body (build it with 'insertfn build')")
+		writeError(w, http.StatusBadRequest, "empty body: send the WebAssembly module (build it with 'insertfn build') or the JavaScript file as the body")
 		return
-	case !bytes.HasPrefix(wasm, []byte("\x00asm")):
-		writeError(w, http.StatusUnprocessableEntity, "the body is not a WebAssembly module (build one with 'insertfn build')")
+	case m.Runtime != functions.RuntimeJS && !bytes.HasPrefix(wasm, []byte("\x00asm")):
+		writeError(w, http.StatusUnprocessableEntity, "the body is not a WebAssembly module (build one with 'insertfn build'); a JavaScript function needs \"runtime\": \"js\" in its manifest (insertfn deploy sets it for a .js file)")
 		return
 	}
 	info, err := a.deps.Versions.Deploy(r.Context(), m, wasm)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/admin"
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -136,5 +137,37 @@ func TestJSSyntaxErrorInTheConfiguration(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "broken.js:3: SyntaxError") {
 		t.Errorf("error %q, want it to name broken.js:3", err)
+	}
+}
+
+// TestJSDeployThroughTheAdminAPI: a JavaScript file uploaded through the
+// admin API (its manifest says runtime js, as insertfn deploy sets it for
+// a .js file) goes live; without the runtime, the body is refused as not
+// a WebAssembly module, saying how to deploy JavaScript.
+func TestJSDeployThroughTheAdminAPI(t *testing.T) {
+	out := newSink(t)
+	h := startJS(t, jsCheck, webhookDest("out", out.srv.URL))
+	c := &admin.Client{URL: "http://" + h.AdminAddr().String(), Token: h.AdminToken()}
+	ctx := context.Background()
+	dropAll := []byte("function onTrack(event) { throw new DropEvent('closed for the day') }")
+	_, err := c.Deploy(ctx, functions.Manifest{Name: "check"}, dropAll)
+	if err == nil || !strings.Contains(err.Error(), `"runtime": "js"`) {
+		t.Errorf("a JavaScript body without runtime js: %v, want a refusal that names the runtime", err)
+	}
+	info, err := c.Deploy(ctx, functions.Manifest{Name: "check", Runtime: functions.RuntimeJS}, dropAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Hash != runtime.Hash(dropAll) {
+		t.Errorf("live version %s, want the uploaded file's", info.Hash)
+	}
+	if code := post(t, h, "/v1/track", `{"userId":"u1","event":"Viewed","messageId":"closed"}`); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the event to be dropped", func() bool {
+		return h.Counters().Snapshot().Dropped["closed for the day"] == 1
+	})
+	if slices.Contains(out.ids(), "closed") {
+		t.Error("the event reached the destination; the uploaded function drops every event")
 	}
 }
