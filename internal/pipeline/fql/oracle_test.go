@@ -218,6 +218,10 @@ var oracleSingles = []struct{ expr, event string }{
 	{`match( '😀', '?' )`, "empty"},
 	{`match( 'é', '[a-z]' )`, "empty"},
 	{`lowercase( 'ÀÉ' ) = 'àé'`, "empty"},
+	// İ lowercases to i by Unicode's simple case mapping (Go's
+	// strings.ToLower), to i and a combining dot by the full mapping
+	// (JavaScript's toLowerCase); the reference does not say which.
+	{`lowercase( 'İ' ) = 'i'`, "empty"},
 	// Patterns the reference does not describe: a negated class, classes
 	// with - or ] and no escape (and escaped), an unclosed class, a
 	// trailing backslash, a slash (not a separator, unlike file globs).
