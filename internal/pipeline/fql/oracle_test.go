@@ -283,8 +283,8 @@ const (
 		"tsub counts UTF-16 code units"
 	diffDot = "an escaped dot is part of a name (properties.utm\\.source is the field \"utm.source\"); " +
 		"the IR's paths are dotted strings, so tsub reads two names, utm and source"
-	diffUTF16        = "? matches one character; tsub matches one UTF-16 code unit, half of 😀"
-	diffLowercase    = "lowercase maps each character by Unicode's simple case mapping, as Segment's evaluator " +
+	diffUTF16     = "? matches one character; tsub matches one UTF-16 code unit, half of 😀"
+	diffLowercase = "lowercase maps each character by Unicode's simple case mapping, as Segment's evaluator " +
 		"in Go does (İ becomes i); tsub uses JavaScript's full mapping (İ becomes i and a combining dot)"
 	diffFieldOfValue = "a path goes through objects and lists only; tsub reads JavaScript's properties of any value: " +
 		"a list's or a string's length"
