@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/insertfn/insertfn/internal/atomicfile"
 	"github.com/insertfn/insertfn/runtime"
 )
 
@@ -173,7 +174,7 @@ func (s *VersionStore) save(m Manifest, wasm []byte) (VersionInfo, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return VersionInfo{}, fmt.Errorf("functions: save %s: %w", m.Name, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return VersionInfo{}, fmt.Errorf("functions: save %s: %w", m.Name, err)
 	}
 	vf := versionFile{Manifest: m, Size: len(wasm), UploadedAt: s.now().UTC()}
@@ -183,11 +184,11 @@ func (s *VersionStore) save(m Manifest, wasm []byte) (VersionInfo, error) {
 	}
 	wasmPath := filepath.Join(dir, m.Wasm)
 	if old, err := os.ReadFile(wasmPath); err != nil || !bytes.Equal(old, wasm) {
-		if err := writeAtomic(wasmPath, wasm); err != nil {
+		if err := atomicfile.Write(wasmPath, wasm); err != nil {
 			return VersionInfo{}, fmt.Errorf("functions: save %s: %w", m.Name, err)
 		}
 	}
-	if err := writeAtomic(filepath.Join(dir, hash+".json"), append(meta, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, hash+".json"), append(meta, '\n')); err != nil {
 		return VersionInfo{}, fmt.Errorf("functions: save %s: %w", m.Name, err)
 	}
 	info := VersionInfo{Name: m.Name, Hash: hash, Size: len(wasm), UploadedAt: vf.UploadedAt, Manifest: m}
@@ -385,7 +386,7 @@ func (s *VersionStore) recordActive(name string, prev *activeRecord, next liveVe
 	if err != nil {
 		return fmt.Errorf("functions: %s: %w", name, err)
 	}
-	if err := writeAtomic(filepath.Join(s.dir, name, activeFile), append(b, '\n')); err != nil {
+	if err := atomicfile.Write(filepath.Join(s.dir, name, activeFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("functions: %s: record the active version: %w", name, err)
 	}
 	return nil
@@ -545,7 +546,7 @@ func (s *VersionStore) Delete(ctx context.Context, name string) error {
 	if err := os.Rename(dir, trash); err != nil {
 		return fmt.Errorf("functions: delete %s: %w", name, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("functions: delete %s: %w", name, err)
 	}
 	if err := os.RemoveAll(trash); err != nil {
@@ -592,48 +593,6 @@ func (s *VersionStore) Load(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// writeAtomic writes data to path: a temporary file in the same
-// directory, fsync, rename over path, fsync of the directory.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Wasm returns the stored wasm of a function's version, checked against

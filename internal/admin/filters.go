@@ -240,17 +240,28 @@ func (a *Admin) filterStore(w http.ResponseWriter) (FilterStore, bool) {
 	return a.deps.Filters, true
 }
 
-// GET /admin/destinations/{name}/filters: the destination's filters as
-// they apply now, a JSON list.
-func (a *Admin) getFilters(w http.ResponseWriter, r *http.Request) {
+// destinationFilters returns the host's filters, the destination the path
+// names and its filters now; or answers 501 (no filter store) or 404 (no
+// such destination).
+func (a *Admin) destinationFilters(w http.ResponseWriter, r *http.Request) (FilterStore, string, []destfilter.Filter, bool) {
 	fs, ok := a.filterStore(w)
 	if !ok {
-		return
+		return nil, "", nil, false
 	}
 	name := r.PathValue("name")
 	filters, ok := fs.Filters(name)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no destination %q", name))
+		return nil, "", nil, false
+	}
+	return fs, name, filters, true
+}
+
+// GET /admin/destinations/{name}/filters: the destination's filters as
+// they apply now, a JSON list.
+func (a *Admin) getFilters(w http.ResponseWriter, r *http.Request) {
+	_, _, filters, ok := a.destinationFilters(w, r)
+	if !ok {
 		return
 	}
 	if filters == nil {
@@ -264,13 +275,8 @@ func (a *Admin) getFilters(w http.ResponseWriter, r *http.Request) {
 // list. A list that does not compile is refused with 422 and every
 // problem, and the filters in place stay.
 func (a *Admin) putFilters(w http.ResponseWriter, r *http.Request) {
-	fs, ok := a.filterStore(w)
+	fs, name, _, ok := a.destinationFilters(w, r)
 	if !ok {
-		return
-	}
-	name := r.PathValue("name")
-	if _, ok := fs.Filters(name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no destination %q", name))
 		return
 	}
 	body, status, err := readBody(w, r, MaxBodyBytes)
@@ -316,13 +322,8 @@ func (a *Admin) putFilters(w http.ResponseWriter, r *http.Request) {
 // through the admin API; the configuration's apply again, and are
 // answered.
 func (a *Admin) resetFilters(w http.ResponseWriter, r *http.Request) {
-	fs, ok := a.filterStore(w)
+	fs, name, _, ok := a.destinationFilters(w, r)
 	if !ok {
-		return
-	}
-	name := r.PathValue("name")
-	if _, ok := fs.Filters(name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no destination %q", name))
 		return
 	}
 	if err := fs.ResetFilters(r.Context(), name); err != nil {

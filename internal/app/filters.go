@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/internal/admin"
+	"github.com/insertfn/insertfn/internal/atomicfile"
 	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 )
@@ -105,13 +106,13 @@ func (s *filterStore) SetFilters(ctx context.Context, destination string, filter
 	if err != nil {
 		return fmt.Errorf("encoding the filters: %w", err)
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
-		return err
+	if err := atomicfile.Write(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("saving %s: %w", path, err)
 	}
 	if err := s.proc.SetFilters(destination, filters); err != nil {
 		// Checked above, so not expected; put the file back as it was.
 		if readErr == nil {
-			writeFileAtomic(path, old)
+			atomicfile.Write(path, old)
 		} else {
 			os.Remove(path)
 		}
@@ -131,36 +132,6 @@ func (s *filterStore) ResetFilters(ctx context.Context, destination string) erro
 		return fmt.Errorf("removing the filters set through the admin API: %w", err)
 	}
 	return s.proc.SetFilters(destination, s.config[destination])
-}
-
-// writeFileAtomic writes b to path through a temporary file in the same
-// directory, synced and renamed over path: a crash leaves the old file or
-// the new one, never a part.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename, there is nothing to remove
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync() // the rename itself outlives a power loss
-		d.Close()
-	}
-	return nil
 }
 
 var _ admin.FilterStore = (*filterStore)(nil)

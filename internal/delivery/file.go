@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/insertfn/insertfn/internal/atomicfile"
 )
 
 // Defaults of [FileConfig].
@@ -136,7 +138,7 @@ func (s *File) open() error {
 		f.Close()
 		return fmt.Errorf("delivery: file sink: open %s: removing a partial last line: %w", s.path, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("delivery: file sink: open: %w", err)
 	}
@@ -171,15 +173,6 @@ func trimTornTail(f *os.File, size int64) (int64, error) {
 		return 0, err
 	}
 	return end, f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Deliver appends events, one per line (see [Sink.Deliver]). Events are

@@ -321,9 +321,9 @@ func (p *Pipeline) processItem(ctx context.Context, now time.Time, source string
 		if err := p.proc.run(ctx, source, ev, res); err != nil {
 			return err
 		}
-		p.proc.record(fc, ev, res)
+		typ := eventType(ev)
+		p.proc.record(fc, typ, res)
 		if p.opts.Tap != nil {
-			typ := eventType(ev)
 			if k := p.opts.Tap.Want(sec, source, typ.String(), ev); k.OK() {
 				*traces = append(*traces, p.proc.trace(now, source, ev, typ, res, k))
 			}

@@ -262,7 +262,7 @@ func (p *Processor) Process(ctx context.Context, source string, event []byte, re
 		return err
 	}
 	b := make(flowBatch, 1)
-	p.record(b.source(source), event, res)
+	p.record(b.source(source), eventType(event), res)
 	p.count(b)
 	return nil
 }
@@ -321,11 +321,11 @@ func (p *Processor) run(ctx context.Context, source string, event []byte, res *R
 	return nil
 }
 
-// record adds what became of one event (res, as run left it) to c, the
-// counts of the event's source.
-func (p *Processor) record(c *flowCounts, event []byte, res *Result) {
+// record adds what became of one event of type typ (res, as run left it)
+// to c, the counts of the event's source.
+func (p *Processor) record(c *flowCounts, typ segment.EventType, res *Result) {
 	c.received++
-	c.types[eventType(event)]++
+	c.types[typ]++
 	switch res.update {
 	case updateApplied:
 		c.consentUpdates++

@@ -41,6 +41,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/insertfn/insertfn/internal/atomicfile"
 	"github.com/insertfn/insertfn/internal/pipeline"
 )
 
@@ -183,47 +184,14 @@ func (o *Overview) Save() error {
 	}
 	o.saveM.Lock()
 	defer o.saveM.Unlock()
-	if err := writeAtomic(o.path(), b); err != nil {
+	err = os.MkdirAll(filepath.Dir(o.path()), 0o700)
+	if err == nil {
+		err = atomicfile.Write(o.path(), b)
+	}
+	if err != nil {
 		return fmt.Errorf("overview: saving the history (check that %s is writable and the disk not full): %w", o.cfg.Dir, err)
 	}
 	return nil
-}
-
-// writeAtomic writes data to path through a temporary file in the same
-// directory, synced, then renamed over path.
-func writeAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Run reads the metrics every Config.Every and saves the history whenever

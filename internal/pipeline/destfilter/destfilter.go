@@ -334,7 +334,7 @@ func (f *filter) edit(event []byte) ([]byte, bool) {
 			return true
 		})
 		for _, name := range remove {
-			p := escape(name)
+			p := fql.EscapeName(name)
 			if obj != "" {
 				p = obj + "." + p
 			}
@@ -344,17 +344,4 @@ func (f *filter) edit(event []byte) ([]byte, bool) {
 		}
 	}
 	return event, changed
-}
-
-// escape escapes a member's name for a gjson/sjson path.
-func escape(name string) string {
-	var b strings.Builder
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
 }

@@ -171,7 +171,7 @@ func (v *objectView) next() (key string, start, i int, ok bool) {
 // than a view remembers.
 func (v *objectView) overflow(name string) (string, int, bool) {
 	if v.n == viewMembers {
-		if r := gjson.Get(v.js, escapeName(name)); r.Exists() {
+		if r := gjson.Get(v.js, EscapeName(name)); r.Exists() {
 			return v.js[r.Index:], -1, r.Index > 0
 		}
 	}
@@ -488,7 +488,7 @@ func newPathNode(names []string) *pathNode {
 			if i > 0 {
 				b.WriteByte('.')
 			}
-			b.WriteString(escapeName(name))
+			b.WriteString(EscapeName(name))
 		}
 		return b.String()
 	}
@@ -499,9 +499,9 @@ func newPathNode(names []string) *pathNode {
 	return n
 }
 
-// escapeName escapes a name for a gjson path: every byte outside
-// {a-z A-Z 0-9 _ -} is the name's own, not path syntax.
-func escapeName(name string) string {
+// EscapeName escapes one member's name for a gjson or sjson path: every
+// byte outside {a-z A-Z 0-9 _ -} is the name's own, not path syntax.
+func EscapeName(name string) string {
 	clean := true
 	for j := 0; j < len(name); j++ {
 		clean = clean && nameByte(name[j])

@@ -108,7 +108,7 @@ func (x *explainer) add(n node, depth int) {
 // raw returns the JSON of the field p in the event, and whether the event
 // has it.
 func (x *explainer) raw(p *pathNode) (string, bool) {
-	path := escapeName(p.names[0])
+	path := EscapeName(p.names[0])
 	if p.rest != "" {
 		path += "." + p.rest
 	}

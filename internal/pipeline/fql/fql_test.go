@@ -328,9 +328,9 @@ func FuzzEventLookup(f *testing.F) {
 		var ev Event
 		ev.Reset([]byte(event))
 		got := n.eval(&ev)
-		full := escapeName(top)
+		full := EscapeName(top)
 		if sub != "" {
-			full += "." + escapeName(sub)
+			full += "." + EscapeName(sub)
 		}
 		want := fromJSON(gjson.Get(event, full))
 		if got.kind != want.kind || got.s != want.s || got.b != want.b || (got.n != want.n && got.n == got.n) || got.res.Raw != want.res.Raw {

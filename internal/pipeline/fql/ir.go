@@ -88,7 +88,7 @@ func (e *Expr) FieldPath() (string, bool) {
 		return "", false
 	}
 	if p.rest == "" {
-		return escapeName(p.names[0]), true
+		return EscapeName(p.names[0]), true
 	}
-	return escapeName(p.names[0]) + "." + p.rest, true
+	return EscapeName(p.names[0]) + "." + p.rest, true
 }

@@ -446,16 +446,21 @@ var ErrTooManyWatchers = fmt.Errorf("%d watchers are open, the most there may be
 // event's ids only for a watcher of one user whose rate has room, and
 // keeps nothing. A nil tap wants nothing.
 func (t *Tap) Want(now int64, source, typ string, event []byte) Ticket {
-	var k Ticket
 	if t == nil {
-		return k
+		return Ticket{}
 	}
+	ids := eventIDs{event: event}
+	return t.want(now, source, typ, &ids)
+}
+
+// want is Want with the event's ids read lazily from ids.
+func (t *Tap) want(now int64, source, typ string, ids *eventIDs) Ticket {
+	var k Ticket
 	if t.historyLimit.room(now) && t.historyLimit.take(now) {
 		k.takers, k.full = historyBit, true
 	}
-	ids := eventIDs{event: event}
 	for _, s := range *t.subs.Load() {
-		if s.reserve(now, source, typ, &ids) {
+		if s.reserve(now, source, typ, ids) {
 			k.takers |= 1 << s.slot
 			k.full = k.full || s.filter.Full
 		}
@@ -486,8 +491,8 @@ func (t *Tap) Publish(r *Record) {
 // the watchers that take it now (as Want would reserve for it): for
 // producers that have the record before they ask, such as tests.
 func (t *Tap) Offer(r *Record) {
-	ids := fmt.Appendf(nil, `{"userId":%q,"anonymousId":%q}`, r.UserID, r.AnonymousID)
-	if r.Ticket = t.Want(r.Time.Unix(), r.Source, r.Type, ids); r.Ticket.OK() {
+	ids := eventIDs{read: true, user: r.UserID, anon: r.AnonymousID}
+	if r.Ticket = t.want(r.Time.Unix(), r.Source, r.Type, &ids); r.Ticket.OK() {
 		t.Publish(r)
 	}
 }

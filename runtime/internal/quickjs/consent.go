@@ -71,7 +71,7 @@ func (inst *Instance) hostConsent(argc, argv uint32) (uint32, error) {
 		out[1] = '0' + flags
 	}
 	inst.consentOut = out
-	return inst.newJSString(out)
+	return inst.newJSString(unsafeString(out))
 }
 
 // appendRecordJSON appends the entries of a found lookup as the record
@@ -202,14 +202,14 @@ func (inst *Instance) stringArg(argv uint32) (string, error) {
 	return s, nil
 }
 
-// newJSString returns a new JavaScript string of b's text (which holds no
-// NUL), a JSValue* the engine takes over.
-func (inst *Instance) newJSString(b []byte) (uint32, error) {
-	if err := inst.ensureBuffer(uint32(len(b)) + 1); err != nil {
+// newJSString returns a new JavaScript string of s (which holds no NUL),
+// a JSValue* the engine takes over.
+func (inst *Instance) newJSString(s string) (uint32, error) {
+	if err := inst.ensureBuffer(uint32(len(s)) + 1); err != nil {
 		return 0, err
 	}
-	inst.mem.Write(inst.buf, b)
-	inst.mem.WriteByte(inst.buf+uint32(len(b)), 0)
+	inst.mem.WriteString(inst.buf, s)
+	inst.mem.WriteByte(inst.buf+uint32(len(s)), 0)
 	v, err := inst.invoke32(inst.newString, uint64(inst.ctxPtr), uint64(inst.buf))
 	if err != nil {
 		return 0, err

@@ -606,19 +606,7 @@ func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
 	if raw == "" {
 		return 0, nil // undefined
 	}
-	if err := inst.ensureBuffer(uint32(len(raw)) + 1); err != nil {
-		return 0, err
-	}
-	inst.mem.WriteString(inst.buf, raw)
-	inst.mem.WriteByte(inst.buf+uint32(len(raw)), 0)
-	v, err := inst.invoke32(inst.newString, uint64(inst.ctxPtr), uint64(inst.buf))
-	if err != nil {
-		return 0, err
-	}
-	if v == 0 {
-		return 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
-	}
-	return v, nil
+	return inst.newJSString(raw)
 }
 
 // unsafeString is b as a string without a copy, for a lookup that does not
