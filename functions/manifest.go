@@ -68,6 +68,34 @@ type Manifest struct {
 	// Retries is how many times a RetryError is retried before the failure
 	// policy applies (0: DefaultRetries; negative: none).
 	Retries int `json:"retries,omitempty" yaml:"retries"`
+	// Fetch says where a JavaScript function's fetch may go: nowhere
+	// unless its allow-list says so.
+	Fetch ManifestFetch `json:"fetch,omitzero" yaml:"fetch"`
+}
+
+// ManifestFetch is runtime.FetchPolicy as a manifest writes it.
+type ManifestFetch struct {
+	// Allow lists the URL prefixes fetch may reach
+	// ("https://consent.internal/v1/"): scheme, host and port equal, the
+	// path at or below the prefix's.
+	Allow []string `json:"allow,omitempty" yaml:"allow"`
+	// Timeout bounds one request (default 2s); the event's time limit
+	// (limits.timeout) bounds it too.
+	Timeout Duration `json:"timeout,omitzero" yaml:"timeout"`
+	// MaxResponseBytes bounds a response's body (default 1 MiB).
+	MaxResponseBytes int `json:"max_response_bytes,omitempty" yaml:"max_response_bytes"`
+	// MaxRequests bounds the requests of one event (default 16).
+	MaxRequests int `json:"max_requests,omitempty" yaml:"max_requests"`
+}
+
+// IsZero reports whether nothing is set (a manifest then leaves fetch out).
+func (f ManifestFetch) IsZero() bool {
+	return len(f.Allow) == 0 && f.Timeout.Duration == 0 && f.MaxResponseBytes == 0 && f.MaxRequests == 0
+}
+
+// Policy returns the fetch policy for the runtime.
+func (f ManifestFetch) Policy() runtime.FetchPolicy {
+	return runtime.FetchPolicy{Allow: f.Allow, Timeout: f.Timeout.Duration, MaxResponseBytes: f.MaxResponseBytes, MaxRequests: f.MaxRequests}
 }
 
 // ManifestLimits are runtime.Limits as a manifest writes them (durations
@@ -168,6 +196,17 @@ func (m *Manifest) Validate() error {
 	case RuntimeWasm, RuntimeJS:
 	default:
 		return &ManifestError{Name: m.Name, Key: "runtime", Problem: fmt.Sprintf("%q: want %q (a WebAssembly module) or %q (a JavaScript file)", m.Runtime, RuntimeWasm, RuntimeJS)}
+	}
+	if err := m.Fetch.Policy().Validate(); err != nil {
+		key, problem := "fetch", err.Error()
+		var se interface{ Setting() (string, string) }
+		if errors.As(err, &se) {
+			key, problem = se.Setting()
+		}
+		return &ManifestError{Name: m.Name, Key: key, Problem: problem}
+	}
+	if len(m.Fetch.Allow) > 0 && m.Runtime != RuntimeJS {
+		return &ManifestError{Name: m.Name, Key: "fetch.allow", Problem: "only a JavaScript function (runtime: js) fetches"}
 	}
 	if len(m.Settings) > 0 {
 		trimmed := bytes.TrimSpace(m.Settings)

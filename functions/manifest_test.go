@@ -80,6 +80,10 @@ func TestManifestErrorsNameTheKey(t *testing.T) {
 		{functions.Manifest{Name: "f"}, []string{"wasm"}},
 		{functions.Manifest{Name: "-f"}, []string{"name", "wasm"}},
 		{functions.Manifest{Name: "f", Wasm: "f.wasm"}, nil},
+		{functions.Manifest{Name: "f", Wasm: "f.wasm", Fetch: functions.ManifestFetch{Allow: []string{"https://c.internal/"}}}, []string{"fetch.allow"}},
+		{functions.Manifest{Name: "f", Wasm: "f.js", Fetch: functions.ManifestFetch{Allow: []string{"https://c.internal/", "c.internal/v1"}}}, []string{"fetch.allow[1]"}},
+		{functions.Manifest{Name: "f", Wasm: "f.js", Fetch: functions.ManifestFetch{MaxRequests: -1}}, []string{"fetch.max_requests"}},
+		{functions.Manifest{Name: "f", Wasm: "f.js", Fetch: functions.ManifestFetch{Allow: []string{"https://c.internal/v1/"}}}, nil},
 	} {
 		err := c.m.ValidateFile()
 		var keys []string

@@ -71,7 +71,7 @@ func (r *Registry) Deploy(ctx context.Context, m Manifest, wasm []byte) (*Versio
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	fn, err := r.engine.Load(ctx, wasm, runtime.Options{Name: m.Name, Language: m.Language(), File: m.File(), Settings: m.Settings, Store: r.store, Limits: m.Limits.Runtime(), TimeEvery: r.TimeEvery})
+	fn, err := r.engine.Load(ctx, wasm, runtime.Options{Name: m.Name, Language: m.Language(), File: m.File(), Settings: m.Settings, Store: r.store, Limits: m.Limits.Runtime(), Fetch: m.Fetch.Policy(), TimeEvery: r.TimeEvery})
 	if err != nil {
 		return nil, fmt.Errorf("functions: deploy %s: %w", m.Name, err)
 	}

@@ -188,6 +188,10 @@ type Options struct {
 	// File is the name of a JavaScript function's file, which its syntax
 	// errors and stack traces show (default NAME.js).
 	File string
+	// Fetch says where a JavaScript function's fetch may go (by default
+	// nowhere). A WebAssembly module cannot fetch: its Fetch must be
+	// zero.
+	Fetch FetchPolicy
 	// TimeEvery says how many calls of [Function.Invoke] share one measure
 	// of Result.Duration: one call in TimeEvery is timed, rounded up to a
 	// power of two; 0 means DefaultTimeEvery and 1 times every call (for a
@@ -261,6 +265,9 @@ func (e *Engine) Load(ctx context.Context, wasm []byte, opts Options) (*Function
 	limits := opts.Limits.WithDefaults()
 	switch opts.Language {
 	case WebAssembly:
+		if len(opts.Fetch.Allow) > 0 {
+			return nil, fmt.Errorf("function %s: fetch.allow: only a JavaScript function fetches; a WebAssembly module reaches the host through the ABI's host functions", name)
+		}
 	case JavaScript:
 		return e.loadJS(ctx, wasm, opts, name, settings, limits)
 	default:

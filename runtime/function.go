@@ -73,6 +73,10 @@ type Stats struct {
 	Discarded   uint64 // instances thrown away after a failure
 	Recycled    uint64 // instances recycled past the memory high-water mark
 	Idle        int    // instances waiting for an event now
+	// IdleMemory is the linear memory the idle instances hold, in bytes:
+	// memory outside the Go heap, committed as each grew (a JavaScript
+	// instance's holds its engine's heap).
+	IdleMemory uint64
 }
 
 // Function is one loaded version of a function with its pool of instances.
@@ -121,8 +125,9 @@ func (f *Function) Limits() Limits { return f.limits }
 
 // Stats returns the pool's counters.
 func (f *Function) Stats() Stats {
+	idle, mem := f.idleCount()
 	return Stats{Invocations: f.invocations.Load(), Started: f.started.Load(),
-		Discarded: f.discarded.Load(), Recycled: f.recycled.Load(), Idle: f.idleCount()}
+		Discarded: f.discarded.Load(), Recycled: f.recycled.Load(), Idle: idle, IdleMemory: mem}
 }
 
 // Invoke runs the function on one event.
@@ -476,6 +481,7 @@ type instance struct {
 	handleBatch api.Function
 	call        hostcall.Call
 	js          *quickjs.Instance // a JavaScript function's instead of mod
+	fetch       *jsFetcher        // the JavaScript instance's fetch calls
 
 	// The batch in progress (InvokeBatch), driven by batchNext.
 	fn       *Function

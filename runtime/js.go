@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/runtime/internal/quickjs"
+	"github.com/insertfn/insertfn/runtime/internal/webfetch"
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/hostcall"
 )
@@ -90,10 +91,36 @@ func (e *Engine) closeJS(ctx context.Context) error {
 	return err
 }
 
+// FetchPolicy says where a JavaScript function's fetch may go
+// (Options.Fetch): the URL prefixes it allows (none by default), the
+// timeout of one request, the size of a response, the requests of one
+// event. A request to any other URL fails the event with
+// [KindFetchForbidden], whether or not the handler catches its TypeError.
+type FetchPolicy = webfetch.Policy
+
+// KindFetchForbidden: a JavaScript function fetched a URL its
+// FetchPolicy does not allow. It is the function's (or its
+// configuration's) error, not the sandbox's: the instance is kept.
+const KindFetchForbidden ErrorKind = "FetchForbidden"
+
 // jsFunction is what a JavaScript Function's instances are started from.
 type jsFunction struct {
-	mod *quickjs.Module
-	src quickjs.Source
+	mod   *quickjs.Module
+	src   quickjs.Source
+	fetch *webfetch.Client
+}
+
+// jsFetcher does the fetch calls of one JavaScript instance: under the
+// function's policy, by the current event's deadline.
+type jsFetcher struct {
+	client   *webfetch.Client
+	deadline time.Time // set when the client allows any URL
+	n        webfetch.Counter
+}
+
+// Fetch implements quickjs.Fetcher.
+func (j *jsFetcher) Fetch(req *webfetch.Request) (*webfetch.Response, error) {
+	return j.client.Fetch(j.deadline, &j.n, req)
 }
 
 // loadJS is Load for a JavaScript function: the engine is compiled (once
@@ -103,6 +130,10 @@ func (e *Engine) loadJS(ctx context.Context, code []byte, opts Options, name str
 	if max := e.moduleLimits.MaxModuleBytes; max > 0 && len(code) > max {
 		return nil, fmt.Errorf("function %s: %w", name, moduleLimitError("ModuleBytes",
 			fmt.Sprintf("the JavaScript file is %d bytes, past %d", len(code), max)))
+	}
+	fetch, err := webfetch.New(opts.Fetch)
+	if err != nil {
+		return nil, fmt.Errorf("function %s: %w", name, err)
 	}
 	mod, err := e.jsModule(ctx)
 	if err != nil {
@@ -122,7 +153,7 @@ func (e *Engine) loadJS(ctx context.Context, code []byte, opts Options, name str
 		limits:   limits,
 		timeMask: timeMask(opts.TimeEvery),
 		reasons:  make(map[string]string),
-		js:       &jsFunction{mod: mod, src: quickjs.Source{Name: file, Code: code, Settings: settings}},
+		js:       &jsFunction{mod: mod, src: quickjs.Source{Name: file, Code: code, Settings: settings}, fetch: fetch},
 	}
 	f.pool.freed = make(chan struct{}, limits.PoolSize)
 	f.pool.closed = make(chan struct{})
@@ -175,6 +206,8 @@ func (f *Function) newJSInstance(ctx context.Context, charge int64) (*instance, 
 	}
 	inst.js = js
 	js.SetHost(&inst.call) // insertfn.consent: the comparison the SDKs' functions call
+	inst.fetch = &jsFetcher{client: f.js.fetch}
+	js.SetFetcher(inst.fetch)
 	inst.interrupt = jsInterrupt{js}
 	f.wd.watch(inst)
 	f.started.Add(1)
@@ -203,6 +236,10 @@ func (f *Function) invokeJS(ctx context.Context, event []byte, res *Result) erro
 	if timed {
 		start = time.Since(epoch)
 	}
+	inst.fetch.n.Reset()
+	if inst.fetch.client.AllowsAny() {
+		inst.fetch.deadline = time.Now().Add(timeout)
+	}
 	inst.arm(timeout)
 	r, callErr := inst.js.Handle(noDeadline, event)
 	fired := inst.disarm()
@@ -230,6 +267,9 @@ func (f *Function) invokeJS(ctx context.Context, event []byte, res *Result) erro
 		res.Verdict, res.Reason = Drop, r.Reason
 	default:
 		res.Verdict, res.Kind, res.Reason = Fail, kindOfResult(r.Verdict), r.Reason
+	}
+	if r.Forbidden != "" {
+		res.Verdict, res.Kind, res.Reason = Fail, KindFetchForbidden, r.Forbidden
 	}
 	if res.Verdict != Deliver {
 		res.Event, res.Modified = nil, false

@@ -30,7 +30,10 @@ type linearMemory struct {
 	// refused is the largest size a memory.grow asked for past the cap;
 	// 0 when none was refused.
 	refused atomic.Uint64
-	freed   bool
+	// committed is len(buf), for Stats, which reads it while the
+	// instance may be running.
+	committed atomic.Uint64
+	freed     bool
 }
 
 // Allocate implements experimental.MemoryAllocator for the instance's one
@@ -57,6 +60,7 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 			return nil
 		}
 		m.buf = b
+		m.committed.Store(uint64(len(b)))
 	}
 	return m.buf[:size:size]
 }
@@ -71,6 +75,7 @@ func (m *linearMemory) Free() {
 	}
 	m.freed = true
 	m.buf = nil
+	m.committed.Store(0)
 	m.mem.release()
 }
 

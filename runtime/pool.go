@@ -284,14 +284,20 @@ func (f *Function) drop(inst *instance) {
 	p.mu.Unlock()
 }
 
-func (f *Function) idleCount() int {
+// idleCount returns the number of idle instances and the linear memory
+// they hold.
+func (f *Function) idleCount() (n int, memory uint64) {
 	f.pool.mu.Lock()
 	defer f.pool.mu.Unlock()
-	n := len(f.pool.idle)
-	if f.pool.hot.Load() != nil {
-		n++
+	for _, inst := range f.pool.idle {
+		memory += inst.memory.committed.Load()
 	}
-	return n
+	n = len(f.pool.idle)
+	if hot := f.pool.hot.Load(); hot != nil {
+		n++
+		memory += hot.memory.committed.Load()
+	}
+	return n, memory
 }
 
 // Close stops the function: new calls get ErrClosed, calls in flight finish

@@ -30,6 +30,8 @@ type Target struct {
 	Language runtime.Language
 	// Settings is the function's settings, a JSON object (empty: {}).
 	Settings []byte
+	// Fetch is where a JavaScript function's fetch may go.
+	Fetch runtime.FetchPolicy
 }
 
 // Config shapes a run. The zero value is ready to use.
@@ -207,11 +209,12 @@ type Memory struct {
 	// InstanceBytes is the memory per pooled instance, used by the cost.
 	InstanceBytes int64 `json:"instance_bytes"`
 	// Method says how InstanceBytes was measured: "pool-growth" (the heap
-	// the pool gained per instance it started) or "loaded-function" (the
-	// heap a loaded function holds with one warm instance, when the pool
-	// never grew).
+	// and linear memory the pool gained per instance it started) or
+	// "loaded-function" (the heap and linear memory a loaded function
+	// holds with one warm instance, when the pool never grew).
 	Method string `json:"method"`
-	// LoadedBytes is the heap a loaded function holds with one warm instance.
+	// LoadedBytes is the Go heap a loaded function holds with one warm
+	// instance, plus that instance's linear memory (outside the heap).
 	LoadedBytes int64 `json:"loaded_bytes"`
 	// Instances is the most instances the pool held.
 	Instances int `json:"instances"`
@@ -323,7 +326,7 @@ func (s *subject) close() {
 
 // load measures the cold start and keeps the last load for the rounds.
 func load(ctx context.Context, t Target, w *Workload, limits runtime.Limits) (*subject, error) {
-	opts := runtime.Options{Name: t.Name, Settings: t.Settings, Store: w.Store, Limits: limits, Language: t.Language, File: filepath.Base(t.Path)}
+	opts := runtime.Options{Name: t.Name, Settings: t.Settings, Store: w.Store, Limits: limits, Language: t.Language, File: filepath.Base(t.Path), Fetch: t.Fetch}
 	s := &subject{res: &Result{Name: t.Name, Path: t.Path, Hash: runtime.Hash(t.Wasm), WasmBytes: len(t.Wasm),
 		Verdicts: Verdicts{Dropped: map[string]int64{}, Errors: map[string]int64{}}}}
 	dir, err := os.MkdirTemp("", "insertfn-bench-cache-")
@@ -378,8 +381,9 @@ func load(ctx context.Context, t Target, w *Workload, limits runtime.Limits) (*s
 			return nil, fmt.Errorf("bench: %s: warm-up: %w", t.Name, err)
 		}
 	}
-	s.res.Memory.LoadedBytes = liveHeap() - before
-	s.res.Memory.Instances = s.fn.Stats().Idle
+	st := s.fn.Stats()
+	s.res.Memory.LoadedBytes = liveHeap() - before + int64(st.IdleMemory)
+	s.res.Memory.Instances = st.Idle
 	return s, nil
 }
 
@@ -442,7 +446,8 @@ func (s *subject) latencyRound(ctx context.Context, events [][]byte, d time.Dura
 
 // throughput runs n goroutines calling Invoke for d.
 func (s *subject) throughput(ctx context.Context, events [][]byte, n int, d time.Duration) error {
-	before, instances := liveHeap(), s.fn.Stats().Idle
+	st := s.fn.Stats()
+	before, instances, linear := liveHeap(), st.Idle, int64(st.IdleMemory)
 	var (
 		stop  atomic.Bool
 		total atomic.Int64
@@ -490,9 +495,9 @@ func (s *subject) throughput(ctx context.Context, events [][]byte, n int, d time
 	}
 	s.res.Throughput = append(s.res.Throughput, Throughput{Concurrency: n, Events: total.Load(), ElapsedNS: int64(elapsed),
 		EventsPerSecond: float64(total.Load()) / elapsed.Seconds()})
-	if now := s.fn.Stats().Idle; now > instances {
-		s.grownBytes += liveHeap() - before
-		s.grownInstances += int64(now - instances)
+	if now := s.fn.Stats(); now.Idle > instances {
+		s.grownBytes += liveHeap() - before + int64(now.IdleMemory) - linear
+		s.grownInstances += int64(now.Idle - instances)
 	}
 	s.res.Memory.Instances = max(s.res.Memory.Instances, s.fn.Stats().Idle)
 	return nil

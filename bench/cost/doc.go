@@ -23,13 +23,13 @@
 // code, start the instance) and on that engine again (the code is in
 // memory: decode and start the instance only).
 //
-// Memory per pooled instance is the live host heap the pool gains per
-// instance it starts while the throughput runs (garbage collected before
-// and after; wazero keeps a guest's linear memory on the Go heap, so this
-// is mostly the guest's memory). The runtime exposes no per-instance memory
-// figure, so this is measured from the outside. When the pool never grows
-// (concurrency 1 only), the heap a loaded function holds with its one warm
-// instance is used instead, and the report says so.
+// Memory per pooled instance is what the pool gains per instance it starts
+// while the throughput runs: the live Go heap (garbage collected before and
+// after) plus the instances' linear memory, which the runtime maps outside
+// the heap and reports (runtime.Stats.IdleMemory). When the pool never
+// grows (concurrency 1 only), the heap a loaded function holds with its one
+// warm instance, plus that instance's linear memory, is used instead, and
+// the report says so.
 //
 // # Cost
 //

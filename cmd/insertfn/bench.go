@@ -39,6 +39,8 @@ Flags (before or after the functions):
                           NDJSON, as 'insertfn test' reads); with generated
                           events it replaces the generated records
   --settings S.json       the functions' settings, a JSON object (default {})
+  --fetch-allow PREFIX    a URL prefix the JavaScript functions may fetch
+                          (repeatable), as a manifest's fetch.allow
   --mismatch SHARE        generated events whose consent differs from the
                           stored record (default 0.1)
   --duration D            time measuring each function's per-event time,
@@ -66,6 +68,8 @@ Exit status: 0 done, 1 a function failed to run, 2 bad usage or input.
 
 func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bench")
+	var fetchAllow stringList
+	fs.Var(&fetchAllow, "fetch-allow", "")
 	eventsArg := fs.String("events", "", "")
 	consentArg := fs.String("consent", "", "")
 	settingsArg := fs.String("settings", "", "")
@@ -125,7 +129,8 @@ func runBench(c *command, args []string, stdout, stderr io.Writer) int {
 		if names[name]++; names[name] > 1 {
 			name = fmt.Sprintf("%s#%d", name, names[name])
 		}
-		targets = append(targets, cost.Target{Name: name, Path: p, Wasm: wasm, Settings: settings, Language: lang})
+		targets = append(targets, cost.Target{Name: name, Path: p, Wasm: wasm, Settings: settings, Language: lang,
+			Fetch: runtime.FetchPolicy{Allow: fetchAllow}})
 	}
 
 	var w *cost.Workload

@@ -42,6 +42,10 @@ Flags (before or after FILE):
                          ("deliver", "drop" or "error"), reason, error_kind,
                          event, logs and duration_ns
   --timeout D            the time the event may take, e.g. 500ms (default 1s)
+  --fetch-allow PREFIX   a URL prefix a JavaScript function may fetch, as a
+                         manifest's fetch.allow lists them (repeatable);
+                         without it, fetch fails the event
+  --fetch-timeout D      the time one fetch may take (default 2s)
   --cache-dir DIR        keep compiled code in DIR: the next run of the same
                          module (or of any JavaScript function: the engine's
                          code) starts faster
@@ -67,6 +71,9 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "")
 	timeout := fs.Duration("timeout", 0, "")
 	cacheDir := fs.String("cache-dir", "", "")
+	var fetchAllow stringList
+	fs.Var(&fetchAllow, "fetch-allow", "")
+	fetchTimeout := fs.Duration("fetch-timeout", 0, "")
 	pos, code, ok := parseArgs(c, fs, args, stdout, stderr)
 	if !ok {
 		return code
@@ -130,6 +137,7 @@ func runTest(c *command, args []string, stdout, stderr io.Writer) int {
 		Settings:  settings,
 		Store:     store,
 		Limits:    runtime.Limits{Timeout: *timeout, PoolSize: 1},
+		Fetch:     runtime.FetchPolicy{Allow: fetchAllow, Timeout: *fetchTimeout},
 		TimeEvery: 1, // the run reports its duration
 	})
 	if err != nil {

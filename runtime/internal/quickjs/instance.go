@@ -25,6 +25,13 @@ import (
 //go:embed prelude.js
 var prelude string
 
+// web is evaluated after the prelude: the web platform's parts Segment's
+// functions use (fetch, Headers, Request, Response, URL, URLSearchParams,
+// btoa, atob).
+//
+//go:embed web.js
+var web string
+
 // bindScript is evaluated after the function's file; %s is the settings,
 // a JSON object, which is a JavaScript expression; %d the log limit.
 const bindScript = `__insertfn_bind({
@@ -101,6 +108,11 @@ type Result struct {
 	Logs []Log
 	// LogsCut reports that lines past Limits.MaxLogBytes were dropped.
 	LogsCut bool
+	// Forbidden is the error of the event's first fetch of a URL the
+	// function may not fetch, "" if none. The handler saw it as a
+	// TypeError and may have caught it; the event fails all the same,
+	// since the function's configuration (or the function) is wrong.
+	Forbidden string
 }
 
 // Log is one console line.
@@ -193,6 +205,10 @@ type Instance struct {
 	// consentBuf and consentOut are their buffers.
 	host                   Host
 	consentBuf, consentOut []byte
+	// fetcher does fetch's requests (nil: none is allowed); forbidden is
+	// the error of the event's first request to a URL not allowed.
+	fetcher   Fetcher
+	forbidden string
 }
 
 // NewInstance starts an instance of the engine and evaluates the function's
@@ -239,7 +255,7 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 	inst.isJobPending, inst.executeJobs = fn(expIsJobPending), fn(expExecutePending)
 	inst.call, inst.resolveException = fn(expCall), fn(expResolveException)
 	inst.argvGet, inst.newFunction = fn(expArgvGet), fn(expNewFunction)
-	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet, inst.hostConsent}
+	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet, inst.hostConsent, inst.hostFetch}
 	if err := inst.start(ctx, m, src, settings); err != nil {
 		inst.Close(ctx)
 		return nil, err
@@ -284,6 +300,9 @@ func (inst *Instance) start(ctx context.Context, m *Module, src Source, settings
 	inst.scratch = inst.argv + 4
 	if err := inst.evalFree("insertfn:prelude.js", prelude, nil); err != nil {
 		return fmt.Errorf("quickjs: the prelude: %w", err)
+	}
+	if err := inst.evalFree("insertfn:web.js", web, nil); err != nil {
+		return fmt.Errorf("quickjs: web.js: %w", err)
 	}
 	if err := inst.installHostFunctions(); err != nil {
 		return err
@@ -430,15 +449,33 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 		return Result{Verdict: abi.ResultInvalidEventPayload, Reason: "the event is not a JSON object"}, nil
 	}
 	inst.event = event
+	inst.forbidden = ""
 	defer func() { inst.event = nil }()
-	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(inst.dispatch), uint64(inst.undefined), 0, uint64(inst.argv))
+	// The dispatcher is given the event's type, which spares it a host
+	// call to read it, and returns the outcome of a handler that settled.
+	typ := inst.undefined
+	if t := gjson.Get(unsafeString(event), "type"); t.Type == gjson.String {
+		if typ, err = inst.newJSString(t.Str); err != nil {
+			return Result{}, err
+		}
+	}
+	inst.mem.WriteUint32Le(inst.argv, typ)
+	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(inst.dispatch), uint64(inst.undefined), 1, uint64(inst.argv))
 	if err != nil {
 		return Result{}, err
 	}
-	if err := inst.freeResult(v); err != nil {
+	if typ != inst.undefined {
+		if _, err := inst.invoke(inst.freeValue, uint64(inst.ctxPtr), uint64(typ)); err != nil {
+			return Result{}, err
+		}
+	}
+	limit := 2 + max(inst.limits.MaxEventBytes, 1<<30)
+	out, err := inst.stringResult(v, limit)
+	if err != nil {
 		return Result{}, err
 	}
-	// An async handler's promise settles as the engine runs its jobs.
+	// An async handler's promise settles as the engine runs its jobs (and
+	// a settled handler may have left jobs of its own).
 	for {
 		pending, err := inst.invoke32(inst.isJobPending, uint64(inst.rtPtr))
 		if err != nil {
@@ -455,9 +492,10 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 			return Result{}, err
 		}
 	}
-	out, err := inst.callString(inst.take, 2+max(inst.limits.MaxEventBytes, 1<<30))
-	if err != nil {
-		return Result{}, err
+	if len(out) == 0 {
+		if out, err = inst.callString(inst.take, limit); err != nil {
+			return Result{}, err
+		}
 	}
 	if len(out) < 2 {
 		if inst.memory.RefusedGrow() > 0 {
@@ -477,6 +515,7 @@ func (inst *Instance) Handle(ctx context.Context, event []byte) (res Result, err
 	} else {
 		res.Reason = string(out[2:])
 	}
+	res.Forbidden = inst.forbidden
 	if out[1] == '1' {
 		if err := inst.readLogs(&res); err != nil {
 			return Result{}, err
@@ -507,7 +546,7 @@ func isObject(event []byte) bool {
 // hostFunctionNames are the host functions' names, by id (the index of
 // their function in Instance.hostFns), in the order __insertfn_install
 // takes them.
-var hostFunctionNames = []string{"get", "consent"}
+var hostFunctionNames = []string{"get", "consent", "fetch"}
 
 // installHostFunctions makes the host functions JavaScript functions and
 // gives them to the prelude.
@@ -643,6 +682,15 @@ func (inst *Instance) callString(f uint32, limit int) ([]byte, error) {
 	v, err := inst.invoke32(inst.call, uint64(inst.ctxPtr), uint64(f), uint64(inst.undefined), 0, uint64(inst.argv))
 	if err != nil {
 		return nil, err
+	}
+	return inst.stringResult(v, limit)
+}
+
+// stringResult returns a copy of the UTF-8 text of the string v, a call's
+// result, which it frees; an exception fails the instance.
+func (inst *Instance) stringResult(v uint32, limit int) ([]byte, error) {
+	if v == 0 {
+		return nil, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
 	}
 	if exc, err := inst.exception(v); err != nil || exc != nil {
 		if err != nil {

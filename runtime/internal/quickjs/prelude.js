@@ -5,10 +5,18 @@
   function define(name, value) {
     Object.defineProperty(g, name, { value: value, writable: true, configurable: true, enumerable: false });
   }
+  // The verdict classes keep no stack trace: they are verdicts, not
+  // faults, and capturing the stack is most of what a throw costs.
   function errorClass(name) {
     const C = class extends Error {
       constructor(message) {
-        super(message);
+        const limit = Error.stackTraceLimit;
+        Error.stackTraceLimit = 0;
+        try {
+          super(message);
+        } finally {
+          Error.stackTraceLimit = limit;
+        }
         this.name = name;
       }
     };
@@ -52,10 +60,12 @@
   }
   // The host's functions, which it installs after the prelude.
   let hostGet, hostConsent;
-  define("__insertfn_install", function (get, consent) {
+  define("__insertfn_install", function (get, consent, fetch) {
     delete g.__insertfn_install;
     hostGet = get;
     hostConsent = consent;
+    const web = g.__insertfn_web_install; // web.js's, evaluated after this file
+    if (typeof web === "function") web(fetch);
   });
 
   // insertfn.consent: the host's consent store, looked up and compared
@@ -133,7 +143,7 @@
     // not (0), then the event (deliver) or the reason.
     function finish(digit, payload) {
       proxies.clear();
-      states = new Map();
+      states.clear();
       root = null;
       out = digit + (logs.length > 0 || logsCut ? "1" : "0") + payload;
     }
@@ -191,7 +201,7 @@
     }
     // The lazy proxies share their traps; each one's state is found by its
     // target (one Map per event), which makes a proxy cheap to create.
-    let states = new Map();
+    const states = new Map();
     function materialize() {
       if (root !== null) return;
       root = JSON.parse(hostGet(""));
@@ -282,18 +292,31 @@
       }
     }
     // dispatch handles one event, which the host has checked is a JSON
-    // object.
-    function dispatch() {
+    // object; type is its type when that is a string (the host read it).
+    // It returns the outcome (see finish), or "" when the handler's
+    // promise has not settled yet (take returns it once it has).
+    function dispatch(type) {
       out = "";
       proxies.clear(); // an earlier handler's promise that never settled
-      states = new Map();
+      states.clear();
       root = null;
       changed = false;
       logs = [];
       logBytes = 0;
       logsCut = false;
-      const event = lazy(null, "", "", {}, false);
-      const type = event.type;
+      const target = {};
+      const event = lazy(null, "", "", target, false);
+      if (typeof type === "string") {
+        const st = states.get(target);
+        st.read = Object.create(null);
+        st.read.type = type;
+      }
+      run(event, type);
+      const o = out;
+      out = "";
+      return o;
+    }
+    function run(event, type) {
       const name = typeof type === "string" && Object.prototype.hasOwnProperty.call(handlerNames, type) ? handlerNames[type] : undefined;
       const handler = name === undefined ? undefined : handlers[name];
       if (typeof handler !== "function") {

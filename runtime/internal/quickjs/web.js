@@ -1,0 +1,2302 @@
+// The web platform's parts that Segment's functions use: fetch, Headers,
+// Request, Response, URL, URLSearchParams, btoa and atob. Evaluated once
+// per instance, after the prelude and before the function's file.
+//
+// QuickJS-ng is the language alone (ES2023, with DOMException, performance
+// and queueMicrotask); what a browser or Node adds is written here, after
+// the WHATWG standards (URL, Fetch, HTML's base64, Encoding, DOM's abort),
+// as far as a function running on a server can tell:
+//
+//   - URL and URLSearchParams: the URL standard's parser, for every scheme,
+//     with its setters and the two-way link between url.search and
+//     url.searchParams; URL.canParse and URL.parse. Hosts with non-ASCII
+//     code points are lowercased, NFKC-normalized and Punycode-encoded:
+//     an approximation of UTS #46, without its mapping table.
+//   - Headers (names lowercased, combined values, sorted iteration,
+//     getSetCookie), Request and Response (text, json, arrayBuffer, bytes,
+//     clone, bodyUsed; Response.json, Response.error, Response.redirect).
+//     A body is a string, URLSearchParams, ArrayBuffer or typed array; any
+//     other object is its string, as the standard converts it.
+//   - fetch: one synchronous call to the host (hostFetch below), which
+//     checks the URL against the function's configuration, follows
+//     redirects (init.redirect) and bounds time and size. The response's
+//     body is text. init.signal is checked before the call; mode,
+//     credentials, cache, keepalive, referrer and integrity are accepted
+//     and ignored.
+//   - btoa and atob (HTML's forgiving base64), TextEncoder and TextDecoder
+//     (UTF-8 only), AbortController and AbortSignal (AbortSignal.timeout
+//     never aborts: there are no timers).
+//
+// Not here: streams (response.body, ReadableStream), Blob, FormData, File,
+// EventTarget and Event, setTimeout, Buffer, crypto, and the browser's
+// rules (CORS, forbidden header names, cookies).
+(function (g) {
+  "use strict";
+  function define(name, value) {
+    Object.defineProperty(g, name, { value: value, writable: true, configurable: true, enumerable: false });
+  }
+  // The host's fetch, which the prelude's __insertfn_install hands over.
+  let hostFetch;
+  define("__insertfn_web_install", function (f) {
+    delete g.__insertfn_web_install;
+    hostFetch = f;
+  });
+
+  // INTERNAL, as a constructor's first argument, makes an object without
+  // the checks of the public constructor.
+  const INTERNAL = Object.freeze({});
+  const fromCharCode = String.fromCharCode;
+  const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
+  function tag(C, name) {
+    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: name, configurable: true });
+  }
+  function needArgs(n, got, what) {
+    if (got < n) throw new TypeError(what + ": " + n + " argument" + (n > 1 ? "s" : "") + " required, but only " + got + " present");
+  }
+
+  // ---- Strings --------------------------------------------------------
+
+  // str is WebIDL's DOMString (a symbol throws, as ToString does).
+  function str(v) {
+    return typeof v === "string" ? v : `${v}`;
+  }
+  // usv is WebIDL's USVString: a lone surrogate becomes U+FFFD.
+  function usv(v) {
+    const s = typeof v === "string" ? v : `${v}`;
+    return s.isWellFormed() ? s : s.toWellFormed();
+  }
+  // bytestr is WebIDL's ByteString: a code unit past U+00FF throws.
+  function bytestr(v, what) {
+    const s = typeof v === "string" ? v : `${v}`;
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0xff) throw new TypeError(what + ": " + JSON.stringify(s) + " has a character past U+00FF");
+    }
+    return s;
+  }
+  // codesToString makes a string of the code units in a (a typed array),
+  // n of them.
+  function codesToString(a, n) {
+    let s = "";
+    for (let i = 0; i < n; i += 8192) s += fromCharCode.apply(null, a.subarray(i, Math.min(n, i + 8192)));
+    return s;
+  }
+  // dict is WebIDL's dictionary conversion: undefined and null are empty.
+  function dict(v, what) {
+    if (v === undefined || v === null) return {};
+    if (typeof v !== "object" && typeof v !== "function") throw new TypeError(what + " must be an object");
+    return v;
+  }
+  // pairsOf calls add(name, value) for each pair of a sequence of pairs
+  // or each entry of a record (WebIDL's union of both).
+  function pairsOf(init, what, conv, add) {
+    if (typeof init !== "object" && typeof init !== "function" || init === null) {
+      throw new TypeError(what + ": expected an object, an array of pairs or a record");
+    }
+    const it = init[Symbol.iterator];
+    if (it !== undefined && it !== null) {
+      if (typeof it !== "function") throw new TypeError(what + ": Symbol.iterator is not a function");
+      for (const pair of init) {
+        if (typeof pair !== "object" && typeof pair !== "function" || pair === null || typeof pair[Symbol.iterator] !== "function") {
+          throw new TypeError(what + ": each pair must be a sequence of a name and a value");
+        }
+        const p = Array.isArray(pair) ? pair : Array.from(pair);
+        if (p.length !== 2) throw new TypeError(what + ": each pair must have exactly two items, a name and a value, not " + p.length);
+        add(conv(p[0]), conv(p[1]));
+      }
+      return;
+    }
+    const keys = Reflect.ownKeys(init);
+    for (let i = 0; i < keys.length; i++) {
+      const d = Reflect.getOwnPropertyDescriptor(init, keys[i]);
+      if (d !== undefined && d.enumerable) add(conv(keys[i]), conv(init[keys[i]]));
+    }
+  }
+
+  // ---- UTF-8 ----------------------------------------------------------
+
+  // utf8Encode encodes a string's code points, a lone surrogate as U+FFFD.
+  function utf8Encode(s) {
+    const n = s.length;
+    let size = 0;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c < 0x80) size++;
+      else if (c < 0x800) size += 2;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < n && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { size += 4; i++; }
+      else size += 3;
+    }
+    const b = new Uint8Array(size);
+    for (let i = 0, j = 0; i < n; i++) {
+      let c = s.charCodeAt(i);
+      if (c < 0x80) {
+        b[j++] = c;
+      } else if (c < 0x800) {
+        b[j++] = 0xc0 | (c >> 6);
+        b[j++] = 0x80 | (c & 63);
+      } else {
+        if (c >= 0xd800 && c <= 0xdfff) {
+          const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+          if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
+            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            i++;
+            b[j++] = 0xf0 | (c >> 18);
+            b[j++] = 0x80 | ((c >> 12) & 63);
+            b[j++] = 0x80 | ((c >> 6) & 63);
+            b[j++] = 0x80 | (c & 63);
+            continue;
+          }
+          c = 0xfffd;
+        }
+        b[j++] = 0xe0 | (c >> 12);
+        b[j++] = 0x80 | ((c >> 6) & 63);
+        b[j++] = 0x80 | (c & 63);
+      }
+    }
+    return b;
+  }
+
+  // A UTF-8 decoder's state between chunks (the Encoding standard's
+  // decoder: an invalid sequence is one U+FFFD, its maximal subpart).
+  function DecoderState() {
+    this.cp = 0;
+    this.seen = 0;
+    this.needed = 0;
+    this.lower = 0x80;
+    this.upper = 0xbf;
+    this.error = false; // set when fatal decoding met an error
+  }
+  // utf8Decode decodes bytes with st; flush ends the stream; fatal stops at
+  // the first error (st.error).
+  function utf8Decode(bytes, st, flush, fatal) {
+    const n = bytes.length;
+    const out = new Uint16Array(2 * n + 1);
+    let j = 0;
+    for (let i = 0; i < n;) {
+      const b = bytes[i];
+      if (st.needed === 0) {
+        i++;
+        if (b < 0x80) { out[j++] = b; continue; }
+        if (b >= 0xc2 && b <= 0xdf) {
+          st.needed = 1;
+          st.cp = b & 0x1f;
+        } else if (b >= 0xe0 && b <= 0xef) {
+          if (b === 0xe0) st.lower = 0xa0;
+          else if (b === 0xed) st.upper = 0x9f;
+          st.needed = 2;
+          st.cp = b & 0xf;
+        } else if (b >= 0xf0 && b <= 0xf4) {
+          if (b === 0xf0) st.lower = 0x90;
+          else if (b === 0xf4) st.upper = 0x8f;
+          st.needed = 3;
+          st.cp = b & 7;
+        } else {
+          if (fatal) { st.error = true; return ""; }
+          out[j++] = 0xfffd;
+        }
+        continue;
+      }
+      if (b < st.lower || b > st.upper) {
+        // The byte starts again, after the error.
+        st.cp = st.needed = st.seen = 0;
+        st.lower = 0x80;
+        st.upper = 0xbf;
+        if (fatal) { st.error = true; return ""; }
+        out[j++] = 0xfffd;
+        continue;
+      }
+      i++;
+      st.lower = 0x80;
+      st.upper = 0xbf;
+      st.cp = (st.cp << 6) | (b & 0x3f);
+      if (++st.seen !== st.needed) continue;
+      const cp = st.cp;
+      st.cp = st.needed = st.seen = 0;
+      if (cp < 0x10000) {
+        out[j++] = cp;
+      } else {
+        out[j++] = 0xd800 + ((cp - 0x10000) >> 10);
+        out[j++] = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+      }
+    }
+    if (flush && st.needed !== 0) {
+      st.cp = st.needed = st.seen = 0;
+      st.lower = 0x80;
+      st.upper = 0xbf;
+      if (fatal) { st.error = true; return ""; }
+      out[j++] = 0xfffd;
+    }
+    return codesToString(out, j);
+  }
+  // decodeText is the Encoding standard's "UTF-8 decode" of a whole body:
+  // a leading BOM is dropped.
+  function decodeText(bytes) {
+    if (bytes.length >= 3 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) bytes = bytes.subarray(3);
+    return utf8Decode(bytes, new DecoderState(), true, false);
+  }
+  // bytesOf copies an ArrayBuffer's or a view's bytes.
+  function bytesOf(v, what) {
+    if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer) return new Uint8Array(v.slice(0));
+    if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+    throw new TypeError(what + ": expected an ArrayBuffer or a typed array");
+  }
+
+  // ---- Percent-encoding -----------------------------------------------
+
+  // The URL standard's percent-encode sets, one bit each, for ASCII; every
+  // code point past U+007E is in all of them.
+  const C0 = 1, FRAGMENT_SET = 2, QUERY_SET = 4, SPECIAL_QUERY_SET = 8, PATH_SET = 16, USERINFO_SET = 32,
+    COMPONENT_SET = 64, FORM_SET = 128;
+  const encodeSets = new Uint8Array(128);
+  (function () {
+    function add(bits, chars) {
+      for (let i = 0; i < chars.length; i++) encodeSets[chars.charCodeAt(i)] |= bits;
+    }
+    for (let c = 0; c < 0x20; c++) encodeSets[c] = 0xff;
+    encodeSets[0x7f] = 0xff;
+    add(FRAGMENT_SET, " \"<>`");
+    add(QUERY_SET | SPECIAL_QUERY_SET | PATH_SET | USERINFO_SET | COMPONENT_SET | FORM_SET, " \"#<>");
+    add(SPECIAL_QUERY_SET, "'");
+    add(PATH_SET | USERINFO_SET | COMPONENT_SET | FORM_SET, "?^`{}");
+    add(USERINFO_SET | COMPONENT_SET | FORM_SET, "/:;=@[\\]|");
+    add(COMPONENT_SET | FORM_SET, "$%&+,");
+    add(FORM_SET, "!'()~");
+  })();
+  const HEX = "0123456789ABCDEF";
+  function pct(b) {
+    return "%" + HEX[b >> 4] + HEX[b & 15];
+  }
+  // encode is UTF-8 percent-encoding of s with the set's bit; plus makes a
+  // space "+" (application/x-www-form-urlencoded).
+  function encode(s, set, plus) {
+    const n = s.length;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7e || (encodeSets[c] & set) !== 0 || (plus && c === 0x20)) break;
+    }
+    if (i === n) return s;
+    let out = s.slice(0, i);
+    for (; i < n; i++) {
+      let c = s.charCodeAt(i);
+      if (c < 0x80) {
+        if (plus && c === 0x20) out += "+";
+        else if ((encodeSets[c] & set) !== 0) out += pct(c);
+        else out += s[i];
+      } else if (c < 0x800) {
+        out += pct(0xc0 | (c >> 6)) + pct(0x80 | (c & 63));
+      } else {
+        if (c >= 0xd800 && c <= 0xdfff) {
+          const d = i + 1 < n ? s.charCodeAt(i + 1) : 0;
+          if (c <= 0xdbff && (d & 0xfc00) === 0xdc00) {
+            c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+            i++;
+            out += pct(0xf0 | (c >> 18)) + pct(0x80 | ((c >> 12) & 63)) + pct(0x80 | ((c >> 6) & 63)) + pct(0x80 | (c & 63));
+            continue;
+          }
+          c = 0xfffd;
+        }
+        out += pct(0xe0 | (c >> 12)) + pct(0x80 | ((c >> 6) & 63)) + pct(0x80 | (c & 63));
+      }
+    }
+    return out;
+  }
+  function hexValue(c) {
+    if (c >= 0x30 && c <= 0x39) return c - 0x30;
+    c |= 0x20;
+    if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
+    return -1;
+  }
+  // decode percent-decodes s's UTF-8 bytes and decodes them as UTF-8
+  // (without BOM); an invalid escape stays as it is.
+  function decode(s) {
+    if (s.indexOf("%") < 0) return s;
+    const bytes = utf8Encode(s);
+    const n = bytes.length;
+    let j = 0;
+    for (let i = 0; i < n; i++) {
+      const b = bytes[i];
+      if (b === 0x25 && i + 2 < n) {
+        const h = hexValue(bytes[i + 1]), l = hexValue(bytes[i + 2]);
+        if (h >= 0 && l >= 0) {
+          bytes[j++] = (h << 4) | l;
+          i += 2;
+          continue;
+        }
+      }
+      bytes[j++] = b;
+    }
+    return utf8Decode(bytes.subarray(0, j), new DecoderState(), true, false);
+  }
+
+  // ---- application/x-www-form-urlencoded -------------------------------
+
+  // The list of a URLSearchParams is flat: name, value, name, value...
+  function formParse(s) {
+    const list = [];
+    const n = s.length;
+    for (let start = 0; start < n;) {
+      let amp = s.indexOf("&", start);
+      if (amp < 0) amp = n;
+      if (amp > start) {
+        const eq = s.indexOf("=", start);
+        if (eq >= 0 && eq < amp) list.push(formDecode(s.slice(start, eq)), formDecode(s.slice(eq + 1, amp)));
+        else list.push(formDecode(s.slice(start, amp)), "");
+      }
+      start = amp + 1;
+    }
+    return list;
+  }
+  function formDecode(s) {
+    if (s.indexOf("+") >= 0) s = s.replaceAll("+", " ");
+    return decode(s);
+  }
+  function formSerialize(list) {
+    let out = "";
+    for (let i = 0; i < list.length; i += 2) {
+      if (i > 0) out += "&";
+      out += encode(list[i], FORM_SET, true) + "=" + encode(list[i + 1], FORM_SET, true);
+    }
+    return out;
+  }
+
+  // ---- base64 ---------------------------------------------------------
+
+  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const b64Codes = new Uint8Array(64);
+  const b64Values = new Int8Array(128).fill(-1);
+  for (let i = 0; i < 64; i++) {
+    b64Codes[i] = B64.charCodeAt(i);
+    b64Values[B64.charCodeAt(i)] = i;
+  }
+  // base64 encodes bytes (a typed array, or a string of code units up to
+  // 0xFF), with padding.
+  function base64(bytes, n, at) {
+    const out = new Uint8Array(Math.ceil(n / 3) * 4);
+    let j = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+      const v = (at(bytes, i) << 16) | (at(bytes, i + 1) << 8) | at(bytes, i + 2);
+      out[j++] = b64Codes[v >> 18];
+      out[j++] = b64Codes[(v >> 12) & 63];
+      out[j++] = b64Codes[(v >> 6) & 63];
+      out[j++] = b64Codes[v & 63];
+    }
+    if (i < n) {
+      const v = (at(bytes, i) << 16) | (i + 1 < n ? at(bytes, i + 1) << 8 : 0);
+      out[j++] = b64Codes[v >> 18];
+      out[j++] = b64Codes[(v >> 12) & 63];
+      out[j++] = i + 1 < n ? b64Codes[(v >> 6) & 63] : 61;
+      out[j++] = 61;
+    }
+    return codesToString(out, j);
+  }
+  function byteAt(b, i) { return b[i]; }
+  function codeAt(s, i) { return s.charCodeAt(i); }
+  // QuickJS-ng has DOMException; a minimal one stands in otherwise.
+  const DOMException = typeof g.DOMException === "function" ? g.DOMException : (function () {
+    const codes = { InvalidCharacterError: 5, NotSupportedError: 9, InvalidStateError: 11, SyntaxError: 12,
+      NetworkError: 19, AbortError: 20, TimeoutError: 23 };
+    const D = class DOMException extends Error {
+      constructor(message = "", name = "Error") {
+        super(str(message));
+        Object.defineProperty(this, "name", { value: str(name), writable: true, configurable: true });
+      }
+      get code() {
+        return codes[this.name] || 0;
+      }
+    };
+    define("DOMException", D);
+    return D;
+  })();
+  function invalidCharacter(msg) {
+    return new DOMException(msg, "InvalidCharacterError");
+  }
+  function btoa(data) {
+    needArgs(1, arguments.length, "btoa");
+    const s = str(data);
+    for (let i = 0; i < s.length; i++) {
+      if (s.charCodeAt(i) > 0xff) {
+        throw invalidCharacter("btoa: the string has a character past U+00FF (at " + i + "): encode it as UTF-8 first");
+      }
+    }
+    return base64(s, s.length, codeAt);
+  }
+  // forgivingBase64 is the forgiving-base64 decode of the infra standard:
+  // the bytes, or null for an invalid input.
+  function forgivingBase64(s) {
+    let n = s.length;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d) {
+        let t = "";
+        for (let k = 0; k < n; k++) {
+          const d = s.charCodeAt(k);
+          if (!(d === 0x20 || d === 0x09 || d === 0x0a || d === 0x0c || d === 0x0d)) t += s[k];
+        }
+        s = t;
+        n = s.length;
+        break;
+      }
+    }
+    if (n % 4 === 0 && n > 0 && s.charCodeAt(n - 1) === 0x3d) {
+      n--;
+      if (s.charCodeAt(n - 1) === 0x3d) n--;
+    }
+    if (n % 4 === 1) return null;
+    const out = new Uint8Array((n * 3) >> 2);
+    let acc = 0, bits = 0, j = 0;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      const v = c < 128 ? b64Values[c] : -1;
+      if (v < 0) return null;
+      acc = ((acc << 6) | v) & 0xffffff;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[j++] = (acc >> bits) & 0xff;
+      }
+    }
+    return out.subarray(0, j);
+  }
+  function atob(data) {
+    needArgs(1, arguments.length, "atob");
+    const b = forgivingBase64(str(data));
+    if (b === null) throw invalidCharacter("atob: the string is not valid base64");
+    return codesToString(b, b.length);
+  }
+
+  // ---- URL parsing (the URL standard's basic URL parser) --------------
+
+  // A URL record. path is an array of segments, or a string: an opaque
+  // path (mailto:x). host is serialized (an IPv6 address in brackets), ""
+  // an empty host, null none; port a number or null.
+  function Rec() {
+    this.scheme = "";
+    this.username = "";
+    this.password = "";
+    this.host = null;
+    this.port = null;
+    this.path = [];
+    this.query = null;
+    this.fragment = null;
+  }
+  function isSpecial(scheme) {
+    switch (scheme) {
+      case "http": case "https": case "ws": case "wss": case "ftp": case "file": return true;
+    }
+    return false;
+  }
+  function defaultPort(scheme) {
+    switch (scheme) {
+      case "http": case "ws": return 80;
+      case "https": case "wss": return 443;
+      case "ftp": return 21;
+    }
+    return null;
+  }
+  function hasCredentials(u) {
+    return u.username !== "" || u.password !== "";
+  }
+  function cannotHaveCredentialsOrPort(u) {
+    return u.host === null || u.host === "" || u.scheme === "file";
+  }
+  function isAlpha(c) {
+    return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+  }
+  function isDigit(c) {
+    return c >= 0x30 && c <= 0x39;
+  }
+  // A Windows drive letter: "c:" or "c|"; normalized: "c:".
+  function isDriveLetter(s, normalized) {
+    return s.length === 2 && isAlpha(s.charCodeAt(0)) && (s[1] === ":" || (!normalized && s[1] === "|"));
+  }
+  function startsWithDriveLetter(s, p) {
+    if (s.length - p < 2 || !isAlpha(s.charCodeAt(p))) return false;
+    const c = s.charCodeAt(p + 1);
+    if (c !== 0x3a && c !== 0x7c) return false;
+    if (s.length - p === 2) return true;
+    const d = s.charCodeAt(p + 2);
+    return d === 0x2f || d === 0x5c || d === 0x3f || d === 0x23;
+  }
+  function isSingleDot(s) {
+    return s === "." || (s.length === 3 && s[0] === "%" && s[1] === "2" && (s[2] === "e" || s[2] === "E"));
+  }
+  function isDoubleDot(s) {
+    switch (s.length) {
+      case 2: return s === "..";
+      case 4: return s[0] === "." ? isSingleDot(s.slice(1)) : s[3] === "." && isSingleDot(s.slice(0, 3));
+      case 6: return isSingleDot(s.slice(0, 3)) && isSingleDot(s.slice(3));
+    }
+    return false;
+  }
+  function shorten(u) {
+    const path = u.path;
+    if (u.scheme === "file" && path.length === 1 && isDriveLetter(path[0], true)) return;
+    path.pop();
+  }
+
+  // The parser's states; a setter starts at one of them (override).
+  const SCHEME_START = 1, SCHEME = 2, NO_SCHEME = 3, SPECIAL_RELATIVE_OR_AUTHORITY = 4, PATH_OR_AUTHORITY = 5,
+    RELATIVE = 6, RELATIVE_SLASH = 7, SPECIAL_AUTHORITY_SLASHES = 8, SPECIAL_AUTHORITY_IGNORE_SLASHES = 9,
+    AUTHORITY = 10, HOST = 11, HOSTNAME = 12, PORT = 13, FILE = 14, FILE_SLASH = 15, FILE_HOST = 16,
+    PATH_START = 17, PATH = 18, OPAQUE_PATH = 19, QUERY = 20, FRAGMENT = 21;
+  const EOF = -1;
+
+  // parse is the basic URL parser: input a USVString, base a record or
+  // null. Without url it returns a new record, or null when input is not
+  // a URL. With url and override (a setter) it changes url in place and
+  // returns null where the standard returns failure.
+  function parse(input, base, url, override) {
+    if (url === undefined) {
+      url = new Rec();
+      override = 0;
+      // Leading and trailing C0 controls and spaces go.
+      let a = 0, b = input.length;
+      while (a < b && input.charCodeAt(a) <= 0x20) a++;
+      while (b > a && input.charCodeAt(b - 1) <= 0x20) b--;
+      if (a !== 0 || b !== input.length) input = input.slice(a, b);
+    }
+    if (input.indexOf("\t") >= 0 || input.indexOf("\n") >= 0 || input.indexOf("\r") >= 0) {
+      let t = "";
+      for (let i = 0; i < input.length; i++) {
+        const c = input.charCodeAt(i);
+        if (c !== 0x09 && c !== 0x0a && c !== 0x0d) t += input[i];
+      }
+      input = t;
+    }
+    const len = input.length;
+    let state = override || SCHEME_START;
+    let buffer = "";
+    let atSignSeen = false, insideBrackets = false, passwordTokenSeen = false;
+    for (let p = 0; ; p++) {
+      const c = p < len ? input.charCodeAt(p) : EOF;
+      switch (state) {
+        case SCHEME_START:
+          if (isAlpha(c)) {
+            buffer += fromCharCode(c | 0x20);
+            state = SCHEME;
+          } else if (!override) {
+            state = NO_SCHEME;
+            p--;
+          } else {
+            return null;
+          }
+          break;
+        case SCHEME:
+          if (isAlpha(c) || isDigit(c) || c === 0x2b || c === 0x2d || c === 0x2e) {
+            buffer += fromCharCode(isAlpha(c) ? c | 0x20 : c);
+          } else if (c === 0x3a) {
+            if (override) {
+              if (isSpecial(url.scheme) !== isSpecial(buffer)) return url;
+              if ((hasCredentials(url) || url.port !== null) && buffer === "file") return url;
+              if (url.scheme === "file" && url.host === "") return url;
+            }
+            url.scheme = buffer;
+            if (override) {
+              if (url.port === defaultPort(url.scheme)) url.port = null;
+              return url;
+            }
+            buffer = "";
+            if (url.scheme === "file") {
+              state = FILE;
+            } else if (isSpecial(url.scheme)) {
+              state = base !== null && base.scheme === url.scheme ? SPECIAL_RELATIVE_OR_AUTHORITY : SPECIAL_AUTHORITY_SLASHES;
+            } else if (input.charCodeAt(p + 1) === 0x2f) {
+              state = PATH_OR_AUTHORITY;
+              p++;
+            } else {
+              url.path = "";
+              state = OPAQUE_PATH;
+            }
+          } else if (!override) {
+            buffer = "";
+            state = NO_SCHEME;
+            p = -1;
+          } else {
+            return null;
+          }
+          break;
+        case NO_SCHEME:
+          if (base === null || (typeof base.path === "string" && c !== 0x23)) return null;
+          if (typeof base.path === "string") {
+            url.scheme = base.scheme;
+            url.path = base.path;
+            url.query = base.query;
+            url.fragment = "";
+            state = FRAGMENT;
+          } else {
+            state = base.scheme !== "file" ? RELATIVE : FILE;
+            p--;
+          }
+          break;
+        case SPECIAL_RELATIVE_OR_AUTHORITY:
+          if (c === 0x2f && input.charCodeAt(p + 1) === 0x2f) {
+            state = SPECIAL_AUTHORITY_IGNORE_SLASHES;
+            p++;
+          } else {
+            state = RELATIVE;
+            p--;
+          }
+          break;
+        case PATH_OR_AUTHORITY:
+          if (c === 0x2f) {
+            state = AUTHORITY;
+          } else {
+            state = PATH;
+            p--;
+          }
+          break;
+        case RELATIVE:
+          url.scheme = base.scheme;
+          if (c === 0x2f || (c === 0x5c && isSpecial(url.scheme))) {
+            state = RELATIVE_SLASH;
+          } else {
+            url.username = base.username;
+            url.password = base.password;
+            url.host = base.host;
+            url.port = base.port;
+            url.path = base.path.slice();
+            url.query = base.query;
+            if (c === 0x3f) {
+              url.query = "";
+              state = QUERY;
+            } else if (c === 0x23) {
+              url.fragment = "";
+              state = FRAGMENT;
+            } else if (c !== EOF) {
+              url.query = null;
+              shorten(url);
+              state = PATH;
+              p--;
+            }
+          }
+          break;
+        case RELATIVE_SLASH:
+          if (isSpecial(url.scheme) && (c === 0x2f || c === 0x5c)) {
+            state = SPECIAL_AUTHORITY_IGNORE_SLASHES;
+          } else if (c === 0x2f) {
+            state = AUTHORITY;
+          } else {
+            url.username = base.username;
+            url.password = base.password;
+            url.host = base.host;
+            url.port = base.port;
+            state = PATH;
+            p--;
+          }
+          break;
+        case SPECIAL_AUTHORITY_SLASHES:
+          state = SPECIAL_AUTHORITY_IGNORE_SLASHES;
+          if (c === 0x2f && input.charCodeAt(p + 1) === 0x2f) p++;
+          else p--;
+          break;
+        case SPECIAL_AUTHORITY_IGNORE_SLASHES:
+          if (c !== 0x2f && c !== 0x5c) {
+            state = AUTHORITY;
+            p--;
+          }
+          break;
+        case AUTHORITY:
+          if (c === 0x40) {
+            if (atSignSeen) buffer = "%40" + buffer;
+            atSignSeen = true;
+            const colon = passwordTokenSeen ? -1 : buffer.indexOf(":");
+            if (passwordTokenSeen) {
+              url.password += encode(buffer, USERINFO_SET);
+            } else if (colon >= 0) {
+              passwordTokenSeen = true;
+              url.username += encode(buffer.slice(0, colon), USERINFO_SET);
+              url.password += encode(buffer.slice(colon + 1), USERINFO_SET);
+            } else {
+              url.username += encode(buffer, USERINFO_SET);
+            }
+            buffer = "";
+          } else if (c === EOF || c === 0x2f || c === 0x3f || c === 0x23 || (c === 0x5c && isSpecial(url.scheme))) {
+            if (atSignSeen && buffer === "") return null;
+            p -= buffer.length + 1;
+            buffer = "";
+            state = HOST;
+          } else {
+            buffer += input[p];
+          }
+          break;
+        case HOST:
+        case HOSTNAME:
+          if (override && url.scheme === "file") {
+            p--;
+            state = FILE_HOST;
+          } else if (c === 0x3a && !insideBrackets) {
+            if (buffer === "" || override === HOSTNAME) return null;
+            const host = parseHost(buffer, !isSpecial(url.scheme));
+            if (host === null) return null;
+            url.host = host;
+            buffer = "";
+            state = PORT;
+          } else if (c === EOF || c === 0x2f || c === 0x3f || c === 0x23 || (c === 0x5c && isSpecial(url.scheme))) {
+            p--;
+            if (buffer === "" && (isSpecial(url.scheme) || (override && (hasCredentials(url) || url.port !== null)))) return null;
+            const host = parseHost(buffer, !isSpecial(url.scheme));
+            if (host === null) return null;
+            url.host = host;
+            buffer = "";
+            state = PATH_START;
+            if (override) return url;
+          } else {
+            if (c === 0x5b) insideBrackets = true;
+            else if (c === 0x5d) insideBrackets = false;
+            buffer += input[p];
+          }
+          break;
+        case PORT:
+          if (isDigit(c)) {
+            buffer += input[p];
+          } else if (c === EOF || c === 0x2f || c === 0x3f || c === 0x23 || (c === 0x5c && isSpecial(url.scheme)) || override) {
+            if (buffer !== "") {
+              const port = parseInt(buffer, 10);
+              if (port > 65535) return null;
+              url.port = port === defaultPort(url.scheme) ? null : port;
+              buffer = "";
+              if (override) return url;
+            }
+            if (override) return null;
+            state = PATH_START;
+            p--;
+          } else {
+            return null;
+          }
+          break;
+        case FILE:
+          url.scheme = "file";
+          url.host = "";
+          if (c === 0x2f || c === 0x5c) {
+            state = FILE_SLASH;
+          } else if (base !== null && base.scheme === "file") {
+            url.host = base.host;
+            url.path = base.path.slice();
+            url.query = base.query;
+            if (c === 0x3f) {
+              url.query = "";
+              state = QUERY;
+            } else if (c === 0x23) {
+              url.fragment = "";
+              state = FRAGMENT;
+            } else if (c !== EOF) {
+              url.query = null;
+              if (!startsWithDriveLetter(input, p)) shorten(url);
+              else url.path = [];
+              state = PATH;
+              p--;
+            }
+          } else {
+            state = PATH;
+            p--;
+          }
+          break;
+        case FILE_SLASH:
+          if (c === 0x2f || c === 0x5c) {
+            state = FILE_HOST;
+          } else {
+            if (base !== null && base.scheme === "file") {
+              url.host = base.host;
+              if (!startsWithDriveLetter(input, p) && base.path.length > 0 && isDriveLetter(base.path[0], true)) {
+                url.path.push(base.path[0]);
+              }
+            }
+            state = PATH;
+            p--;
+          }
+          break;
+        case FILE_HOST:
+          if (c === EOF || c === 0x2f || c === 0x5c || c === 0x3f || c === 0x23) {
+            p--;
+            if (!override && isDriveLetter(buffer, false)) {
+              state = PATH; // the buffer is the path's first segment
+            } else if (buffer === "") {
+              url.host = "";
+              if (override) return url;
+              state = PATH_START;
+            } else {
+              let host = parseHost(buffer, false);
+              if (host === null) return null;
+              if (host === "localhost") host = "";
+              url.host = host;
+              if (override) return url;
+              buffer = "";
+              state = PATH_START;
+            }
+          } else {
+            buffer += input[p];
+          }
+          break;
+        case PATH_START:
+          if (isSpecial(url.scheme)) {
+            state = PATH;
+            if (c !== 0x2f && c !== 0x5c) p--;
+          } else if (!override && c === 0x3f) {
+            url.query = "";
+            state = QUERY;
+          } else if (!override && c === 0x23) {
+            url.fragment = "";
+            state = FRAGMENT;
+          } else if (c !== EOF) {
+            state = PATH;
+            if (c !== 0x2f) p--;
+          } else if (override && url.host === null) {
+            url.path.push("");
+          }
+          break;
+        case PATH: {
+          const special = isSpecial(url.scheme);
+          if (c === EOF || c === 0x2f || (special && c === 0x5c) || (!override && (c === 0x3f || c === 0x23))) {
+            const slash = c === 0x2f || (special && c === 0x5c);
+            // The segment is encoded as a whole: the dots' forms are the
+            // same encoded or not.
+            if (isDoubleDot(buffer)) {
+              shorten(url);
+              if (!slash) url.path.push("");
+            } else if (isSingleDot(buffer)) {
+              if (!slash) url.path.push("");
+            } else {
+              if (url.scheme === "file" && url.path.length === 0 && isDriveLetter(buffer, false)) buffer = buffer[0] + ":";
+              url.path.push(encode(buffer, PATH_SET));
+            }
+            buffer = "";
+            if (c === 0x3f) {
+              url.query = "";
+              state = QUERY;
+            } else if (c === 0x23) {
+              url.fragment = "";
+              state = FRAGMENT;
+            }
+          } else {
+            // The rest of the segment at once.
+            let q = p + 1;
+            for (; q < len; q++) {
+              const d = input.charCodeAt(q);
+              if (d === 0x2f || (special && d === 0x5c) || (!override && (d === 0x3f || d === 0x23))) break;
+            }
+            buffer += input.slice(p, q);
+            p = q - 1;
+          }
+          break;
+        }
+        case OPAQUE_PATH:
+          if (c === 0x3f) {
+            url.query = "";
+            state = QUERY;
+          } else if (c === 0x23) {
+            url.fragment = "";
+            state = FRAGMENT;
+          } else if (c !== EOF) {
+            let q = p + 1;
+            for (; q < len; q++) {
+              const d = input.charCodeAt(q);
+              if (d === 0x3f || d === 0x23) break;
+            }
+            url.path += encode(input.slice(p, q), C0);
+            p = q - 1;
+          }
+          break;
+        case QUERY: {
+          // The query up to "#" (all of it for a setter) at once.
+          let q = override ? -1 : input.indexOf("#", p);
+          if (q < 0) q = len;
+          if (q > p) url.query += encode(input.slice(p, q), isSpecial(url.scheme) ? SPECIAL_QUERY_SET : QUERY_SET);
+          p = q;
+          if (q < len) {
+            url.fragment = "";
+            state = FRAGMENT;
+          }
+          break;
+        }
+        case FRAGMENT:
+          if (c !== EOF) {
+            url.fragment += encode(input.slice(p), FRAGMENT_SET);
+            p = len;
+          }
+          break;
+      }
+      if (p >= len) break;
+    }
+    return url;
+  }
+
+  // ---- Hosts ----------------------------------------------------------
+
+  const FORBIDDEN_HOST = 1, FORBIDDEN_DOMAIN = 2;
+  const hostChars = new Uint8Array(128);
+  (function () {
+    for (let c = 0; c < 0x20; c++) hostChars[c] = FORBIDDEN_DOMAIN;
+    hostChars[0x7f] = FORBIDDEN_DOMAIN;
+    hostChars[0x25] = FORBIDDEN_DOMAIN;
+    const forbidden = "\u0000\t\n\r #/:<>?@[\\]^|";
+    for (let i = 0; i < forbidden.length; i++) hostChars[forbidden.charCodeAt(i)] = FORBIDDEN_HOST | FORBIDDEN_DOMAIN;
+  })();
+  // parseHost is the host parser: the serialized host, or null.
+  function parseHost(input, opaque) {
+    if (input.charCodeAt(0) === 0x5b) {
+      if (input.charCodeAt(input.length - 1) !== 0x5d) return null;
+      const a = parseIPv6(input.slice(1, -1));
+      return a === null ? null : "[" + serializeIPv6(a) + "]";
+    }
+    if (opaque) {
+      for (let i = 0; i < input.length; i++) {
+        const c = input.charCodeAt(i);
+        if (c < 128 && (hostChars[c] & FORBIDDEN_HOST) !== 0) return null;
+      }
+      return encode(input, C0);
+    }
+    const ascii = domainToASCII(decode(input));
+    if (ascii === null) return null;
+    if (endsInNumber(ascii)) {
+      const v4 = parseIPv4(ascii);
+      return v4 === null ? null : (v4 >>> 24) + "." + ((v4 >>> 16) & 255) + "." + ((v4 >>> 8) & 255) + "." + (v4 & 255);
+    }
+    return ascii;
+  }
+  // domainToASCII lowercases an ASCII domain; a domain with other code
+  // points is NFKC-normalized and lowercased (near UTS #46's mapping), and
+  // its labels Punycode-encoded. null: not a domain.
+  function domainToASCII(domain) {
+    let ascii = true, upper = false;
+    for (let i = 0; i < domain.length; i++) {
+      const c = domain.charCodeAt(i);
+      if (c >= 0x80) { ascii = false; break; }
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+    }
+    let result;
+    if (ascii) {
+      result = upper ? domain.toLowerCase() : domain;
+      if (result.indexOf("xn--") >= 0 && !checkPunycodeLabels(result)) return null;
+    } else {
+      result = idnaToASCII(domain);
+      if (result === null) return null;
+    }
+    for (let i = 0; i < result.length; i++) {
+      const c = result.charCodeAt(i);
+      if (c >= 0x80 || (hostChars[c] & FORBIDDEN_DOMAIN) !== 0) return null;
+    }
+    return result === "" ? null : result;
+  }
+  function checkPunycodeLabels(domain) {
+    const labels = domain.split(".");
+    for (let i = 0; i < labels.length; i++) {
+      const l = labels[i];
+      if (l.startsWith("xn--")) {
+        const u = punycodeDecode(l.slice(4));
+        if (u === null || u === "" || !/[^\0-\x7f]/.test(u)) return false;
+      }
+    }
+    return true;
+  }
+  // Code points UTS #46 maps to nothing: soft hyphen, zero width space,
+  // word joiner, variation selectors, BOM...
+  const idnaIgnored = /[\u00ad\u034f\u180b-\u180f\u200b\u2060\ufe00-\ufe0f\ufeff]/g;
+  function idnaToASCII(domain) {
+    const mapped = domain.normalize("NFKC").toLowerCase().replace(idnaIgnored, "").normalize("NFC");
+    const labels = mapped.replace(/[\u3002\uff0e\uff61]/g, ".").split(".");
+    for (let i = 0; i < labels.length; i++) {
+      const l = labels[i];
+      if (/^[\0-\x7f]*$/.test(l)) {
+        if (l.startsWith("xn--") && !checkPunycodeLabels(l)) return null;
+        continue;
+      }
+      if (l.indexOf("\ufffd") >= 0) return null;
+      const p = punycodeEncode(l);
+      if (p === null) return null;
+      labels[i] = "xn--" + p;
+    }
+    return labels.join(".");
+  }
+  // Punycode (RFC 3492).
+  function punyAdapt(delta, numPoints, first) {
+    delta = first ? Math.floor(delta / 700) : delta >> 1;
+    delta += Math.floor(delta / numPoints);
+    let k = 0;
+    for (; delta > 455; k += 36) delta = Math.floor(delta / 35);
+    return k + Math.floor((36 * delta) / (delta + 38));
+  }
+  function punyDigit(d) {
+    return fromCharCode(d < 26 ? d + 97 : d + 22);
+  }
+  function punycodeEncode(label) {
+    const cps = [];
+    for (const ch of label) cps.push(ch.codePointAt(0));
+    let out = "";
+    for (let i = 0; i < cps.length; i++) if (cps[i] < 0x80) out += fromCharCode(cps[i]);
+    const b = out.length;
+    let h = b;
+    if (b > 0) out += "-";
+    let n = 128, delta = 0, bias = 72;
+    while (h < cps.length) {
+      let m = 0x7fffffff;
+      for (let i = 0; i < cps.length; i++) if (cps[i] >= n && cps[i] < m) m = cps[i];
+      delta += (m - n) * (h + 1);
+      if (delta > 0x7fffffff) return null;
+      n = m;
+      for (let i = 0; i < cps.length; i++) {
+        const c = cps[i];
+        if (c < n) delta++;
+        if (c !== n) continue;
+        let q = delta;
+        for (let k = 36; ; k += 36) {
+          const t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
+          if (q < t) break;
+          out += punyDigit(t + ((q - t) % (36 - t)));
+          q = Math.floor((q - t) / (36 - t));
+        }
+        out += punyDigit(q);
+        bias = punyAdapt(delta, h + 1, h === b);
+        delta = 0;
+        h++;
+      }
+      delta++;
+      n++;
+    }
+    return out;
+  }
+  function punycodeDecode(s) {
+    const out = [];
+    const d = s.lastIndexOf("-");
+    for (let i = 0; i < d; i++) out.push(s.charCodeAt(i));
+    let n = 128, i = 0, bias = 72;
+    for (let pos = d > 0 ? d + 1 : 0; pos < s.length;) {
+      const oldi = i;
+      let w = 1;
+      for (let k = 36; ; k += 36) {
+        if (pos >= s.length) return null;
+        const c = s.charCodeAt(pos++);
+        const digit = isDigit(c) ? c - 22 : c >= 0x41 && c <= 0x5a ? c - 0x41 : c >= 0x61 && c <= 0x7a ? c - 0x61 : 36;
+        if (digit >= 36) return null;
+        i += digit * w;
+        if (i > 0x7fffffff) return null;
+        const t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
+        if (digit < t) break;
+        w *= 36 - t;
+      }
+      bias = punyAdapt(i - oldi, out.length + 1, oldi === 0);
+      n += Math.floor(i / (out.length + 1));
+      i %= out.length + 1;
+      if (n > 0x10ffff || (n >= 0xd800 && n <= 0xdfff)) return null;
+      out.splice(i++, 0, n);
+    }
+    return String.fromCodePoint.apply(null, out);
+  }
+  // endsInNumber: the last label (a trailing dot aside) is a number, so
+  // the host is an IPv4 address.
+  function endsInNumber(s) {
+    let end = s.length;
+    if (s.charCodeAt(end - 1) === 0x2e) end--;
+    const start = end === 0 ? 0 : s.lastIndexOf(".", end - 1) + 1;
+    if (start >= end) return false;
+    let digits = true;
+    for (let i = start; i < end; i++) {
+      if (!isDigit(s.charCodeAt(i))) { digits = false; break; }
+    }
+    return digits || parseIPv4Number(s.slice(start, end)) !== null;
+  }
+  function parseIPv4Number(s) {
+    if (s === "") return null;
+    let r = 10, i = 0;
+    if (s.length >= 2 && s[0] === "0" && (s[1] === "x" || s[1] === "X")) {
+      r = 16;
+      i = 2;
+    } else if (s.length >= 2 && s[0] === "0") {
+      r = 8;
+      i = 1;
+    }
+    let v = 0;
+    for (; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      const d = r === 16 ? hexValue(c) : isDigit(c) ? c - 0x30 : -1;
+      if (d < 0 || d >= r) return null;
+      v = v * r + d;
+    }
+    return v;
+  }
+  function parseIPv4(s) {
+    const parts = s.split(".");
+    if (parts[parts.length - 1] === "" && parts.length > 1) parts.pop();
+    if (parts.length > 4) return null;
+    const nums = [];
+    for (let i = 0; i < parts.length; i++) {
+      const v = parseIPv4Number(parts[i]);
+      if (v === null) return null;
+      nums.push(v);
+    }
+    for (let i = 0; i < nums.length - 1; i++) if (nums[i] > 255) return null;
+    let ipv4 = nums[nums.length - 1];
+    if (ipv4 >= Math.pow(256, 5 - nums.length)) return null;
+    for (let i = 0; i < nums.length - 1; i++) ipv4 += nums[i] * Math.pow(256, 3 - i);
+    return ipv4;
+  }
+  function parseIPv6(input) {
+    const address = [0, 0, 0, 0, 0, 0, 0, 0];
+    const len = input.length;
+    let piece = 0, compress = -1, p = 0;
+    const at = (i) => (i < len ? input.charCodeAt(i) : EOF);
+    if (at(0) === 0x3a) {
+      if (at(1) !== 0x3a) return null;
+      p = 2;
+      compress = ++piece;
+    }
+    while (at(p) !== EOF) {
+      if (piece === 8) return null;
+      if (at(p) === 0x3a) {
+        if (compress !== -1) return null;
+        p++;
+        compress = ++piece;
+        continue;
+      }
+      let value = 0, length = 0;
+      while (length < 4 && hexValue(at(p)) >= 0) {
+        value = value * 16 + hexValue(at(p));
+        p++;
+        length++;
+      }
+      if (at(p) === 0x2e) {
+        if (length === 0) return null;
+        p -= length;
+        if (piece > 6) return null;
+        let seen = 0;
+        while (at(p) !== EOF) {
+          let v4 = -1;
+          if (seen > 0) {
+            if (at(p) === 0x2e && seen < 4) p++;
+            else return null;
+          }
+          if (!isDigit(at(p))) return null;
+          while (isDigit(at(p))) {
+            const d = at(p) - 0x30;
+            if (v4 === -1) v4 = d;
+            else if (v4 === 0) return null;
+            else v4 = v4 * 10 + d;
+            if (v4 > 255) return null;
+            p++;
+          }
+          address[piece] = address[piece] * 0x100 + v4;
+          seen++;
+          if (seen === 2 || seen === 4) piece++;
+        }
+        if (seen !== 4) return null;
+        break;
+      } else if (at(p) === 0x3a) {
+        p++;
+        if (at(p) === EOF) return null;
+      } else if (at(p) !== EOF) {
+        return null;
+      }
+      address[piece++] = value;
+    }
+    if (compress !== -1) {
+      let swaps = piece - compress;
+      piece = 7;
+      while (piece !== 0 && swaps > 0) {
+        const t = address[piece];
+        address[piece] = address[compress + swaps - 1];
+        address[compress + swaps - 1] = t;
+        piece--;
+        swaps--;
+      }
+    } else if (piece !== 8) {
+      return null;
+    }
+    return address;
+  }
+  function serializeIPv6(a) {
+    let best = -1, bestLen = 1;
+    for (let i = 0; i < 8;) {
+      if (a[i] !== 0) { i++; continue; }
+      let j = i;
+      while (j < 8 && a[j] === 0) j++;
+      if (j - i > bestLen) {
+        best = i;
+        bestLen = j - i;
+      }
+      i = j;
+    }
+    let out = "";
+    for (let i = 0; i < 8; i++) {
+      if (i === best) {
+        out += i === 0 ? "::" : ":";
+        i += bestLen - 1;
+        continue;
+      }
+      out += a[i].toString(16);
+      if (i !== 7) out += ":";
+    }
+    return out;
+  }
+
+  // ---- URL serializing ------------------------------------------------
+
+  function pathString(u) {
+    const path = u.path;
+    if (typeof path === "string") return path;
+    let out = "";
+    for (let i = 0; i < path.length; i++) out += "/" + path[i];
+    return out;
+  }
+  function serialize(u, excludeFragment) {
+    let out = u.scheme + ":";
+    if (u.host !== null) {
+      out += "//";
+      if (u.username !== "" || u.password !== "") {
+        out += u.username;
+        if (u.password !== "") out += ":" + u.password;
+        out += "@";
+      }
+      out += u.host;
+      if (u.port !== null) out += ":" + u.port;
+    } else if (typeof u.path !== "string" && u.path.length > 1 && u.path[0] === "") {
+      out += "/.";
+    }
+    out += pathString(u);
+    if (u.query !== null) out += "?" + u.query;
+    if (!excludeFragment && u.fragment !== null) out += "#" + u.fragment;
+    return out;
+  }
+  function originOf(u) {
+    switch (u.scheme) {
+      case "http": case "https": case "ws": case "wss": case "ftp":
+        return u.scheme + "://" + u.host + (u.port !== null ? ":" + u.port : "");
+      case "blob": {
+        const inner = parse(pathString(u), null);
+        if (inner !== null && (inner.scheme === "http" || inner.scheme === "https")) return originOf(inner);
+      }
+    }
+    return "null";
+  }
+  function stripTrailingSpaces(u) {
+    if (typeof u.path !== "string" || u.fragment !== null || u.query !== null) return;
+    let end = u.path.length;
+    while (end > 0 && u.path.charCodeAt(end - 1) === 0x20) end--;
+    u.path = u.path.slice(0, end);
+  }
+  // parseWithBase parses url against base (undefined: none); null when
+  // either is not a URL.
+  function parseWithBase(url, base) {
+    let b = null;
+    if (base !== undefined) {
+      b = parse(usv(base), null);
+      if (b === null) return null;
+    }
+    return parse(usv(url), b);
+  }
+
+  // ---- URLSearchParams ------------------------------------------------
+
+  // Friends of the classes below, set in their static blocks.
+  let paramsList, paramsReset, newParams, urlSetQuery, urlRecord;
+
+  class URLSearchParams {
+    #list = [];
+    #url = null; // the URL whose query this is
+    constructor(init = "") {
+      if (init === INTERNAL) return;
+      if (typeof init === "object" && init !== null || typeof init === "function") {
+        if (init instanceof URLSearchParams) {
+          this.#list = init.#list.slice();
+          return;
+        }
+        const list = this.#list;
+        pairsOf(init, "URLSearchParams", usv, function (name, value) { list.push(name, value); });
+        return;
+      }
+      const s = usv(init);
+      this.#list = formParse(s.charCodeAt(0) === 0x3f ? s.slice(1) : s);
+    }
+    static {
+      paramsList = (p) => p.#list;
+      paramsReset = (p, query) => { p.#list = query === null ? [] : formParse(query); };
+      newParams = (url, query) => {
+        const p = new URLSearchParams(INTERNAL);
+        p.#url = url;
+        if (query !== null && query !== "") p.#list = formParse(query);
+        return p;
+      };
+    }
+    #update() {
+      if (this.#url === null) return;
+      const s = formSerialize(this.#list);
+      urlSetQuery(this.#url, s === "" ? null : s);
+    }
+    get size() {
+      return this.#list.length >> 1;
+    }
+    append(name, value) {
+      needArgs(2, arguments.length, "URLSearchParams.append");
+      this.#list.push(usv(name), usv(value));
+      this.#update();
+    }
+    delete(name, value = undefined) {
+      needArgs(1, arguments.length, "URLSearchParams.delete");
+      name = usv(name);
+      const any = value === undefined;
+      if (!any) value = usv(value);
+      const l = this.#list;
+      let j = 0;
+      for (let i = 0; i < l.length; i += 2) {
+        if (l[i] === name && (any || l[i + 1] === value)) continue;
+        l[j++] = l[i];
+        l[j++] = l[i + 1];
+      }
+      l.length = j;
+      this.#update();
+    }
+    get(name) {
+      needArgs(1, arguments.length, "URLSearchParams.get");
+      name = usv(name);
+      const l = this.#list;
+      for (let i = 0; i < l.length; i += 2) if (l[i] === name) return l[i + 1];
+      return null;
+    }
+    getAll(name) {
+      needArgs(1, arguments.length, "URLSearchParams.getAll");
+      name = usv(name);
+      const l = this.#list, out = [];
+      for (let i = 0; i < l.length; i += 2) if (l[i] === name) out.push(l[i + 1]);
+      return out;
+    }
+    has(name, value = undefined) {
+      needArgs(1, arguments.length, "URLSearchParams.has");
+      name = usv(name);
+      const any = value === undefined;
+      if (!any) value = usv(value);
+      const l = this.#list;
+      for (let i = 0; i < l.length; i += 2) if (l[i] === name && (any || l[i + 1] === value)) return true;
+      return false;
+    }
+    set(name, value) {
+      needArgs(2, arguments.length, "URLSearchParams.set");
+      name = usv(name);
+      value = usv(value);
+      const l = this.#list;
+      let found = false, j = 0;
+      for (let i = 0; i < l.length; i += 2) {
+        if (l[i] === name) {
+          if (found) continue;
+          found = true;
+          l[j++] = name;
+          l[j++] = value;
+        } else {
+          l[j++] = l[i];
+          l[j++] = l[i + 1];
+        }
+      }
+      l.length = j;
+      if (!found) l.push(name, value);
+      this.#update();
+    }
+    // sort is stable, by the names' UTF-16 code units.
+    sort() {
+      const l = this.#list, pairs = [];
+      for (let i = 0; i < l.length; i += 2) pairs.push([l[i], l[i + 1], i]);
+      pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[2] - b[2]));
+      for (let i = 0; i < pairs.length; i++) {
+        l[2 * i] = pairs[i][0];
+        l[2 * i + 1] = pairs[i][1];
+      }
+      this.#update();
+    }
+    toString() {
+      return formSerialize(this.#list);
+    }
+    forEach(callback, thisArg = undefined) {
+      needArgs(1, arguments.length, "URLSearchParams.forEach");
+      if (typeof callback !== "function") throw new TypeError("URLSearchParams.forEach: the callback is not a function");
+      for (let i = 0; i < this.#list.length; i += 2) callback.call(thisArg, this.#list[i + 1], this.#list[i], this);
+    }
+    #self() {
+      return this;
+    }
+    entries() {
+      return new ParamsIterator(this.#self(), 0);
+    }
+    keys() {
+      return new ParamsIterator(this.#self(), 1);
+    }
+    values() {
+      return new ParamsIterator(this.#self(), 2);
+    }
+  }
+  URLSearchParams.prototype[Symbol.iterator] = URLSearchParams.prototype.entries;
+  Object.defineProperty(URLSearchParams.prototype, Symbol.iterator, { enumerable: false });
+  tag(URLSearchParams, "URLSearchParams");
+
+  // iteratorClass makes the class of an interface's live pair iterator
+  // (WebIDL's): list(target) is the flat list at each step; kind 0 gives
+  // [name, value], 1 the name, 2 the value.
+  function iteratorClass(name, list) {
+    const C = class {
+      #target;
+      #kind;
+      #i = 0;
+      constructor(target, kind) {
+        this.#target = target;
+        this.#kind = kind;
+      }
+      next() {
+        const l = list(this.#target), i = this.#i;
+        if (i >= l.length) return { value: undefined, done: true };
+        this.#i = i + 2;
+        const k = this.#kind;
+        return { value: k === 0 ? [l[i], l[i + 1]] : k === 1 ? l[i] : l[i + 1], done: false };
+      }
+    };
+    Object.setPrototypeOf(C.prototype, IteratorPrototype);
+    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: name + " Iterator", configurable: true });
+    return C;
+  }
+  const ParamsIterator = iteratorClass("URLSearchParams", (p) => paramsList(p));
+
+  // ---- URL ------------------------------------------------------------
+
+  function invalidURL(input, base) {
+    return new TypeError("Invalid URL: " + JSON.stringify(input) + (base === undefined ? "" : " against the base " + JSON.stringify(str(base))));
+  }
+  class URL {
+    #u;
+    #q = null; // the searchParams, made when first read
+    constructor(url, base = undefined) {
+      if (url === INTERNAL) {
+        this.#u = base;
+        return;
+      }
+      needArgs(1, arguments.length, "URL");
+      const u = parseWithBase(url, base);
+      if (u === null) throw invalidURL(usv(url), base);
+      this.#u = u;
+    }
+    static {
+      urlSetQuery = (url, q) => {
+        url.#u.query = q;
+        if (q === null) stripTrailingSpaces(url.#u);
+      };
+      urlRecord = (url) => url.#u;
+    }
+    static canParse(url, base = undefined) {
+      needArgs(1, arguments.length, "URL.canParse");
+      return parseWithBase(url, base) !== null;
+    }
+    static parse(url, base = undefined) {
+      needArgs(1, arguments.length, "URL.parse");
+      const u = parseWithBase(url, base);
+      return u === null ? null : new URL(INTERNAL, u);
+    }
+    get href() {
+      return serialize(this.#u, false);
+    }
+    set href(v) {
+      const s = usv(v);
+      const u = parse(s, null);
+      if (u === null) throw invalidURL(s);
+      this.#u = u;
+      if (this.#q !== null) paramsReset(this.#q, u.query);
+    }
+    get origin() {
+      return originOf(this.#u);
+    }
+    get protocol() {
+      return this.#u.scheme + ":";
+    }
+    set protocol(v) {
+      parse(usv(v) + ":", null, this.#u, SCHEME_START);
+    }
+    get username() {
+      return this.#u.username;
+    }
+    set username(v) {
+      const u = this.#u;
+      if (!cannotHaveCredentialsOrPort(u)) u.username = encode(usv(v), USERINFO_SET);
+    }
+    get password() {
+      return this.#u.password;
+    }
+    set password(v) {
+      const u = this.#u;
+      if (!cannotHaveCredentialsOrPort(u)) u.password = encode(usv(v), USERINFO_SET);
+    }
+    get host() {
+      const u = this.#u;
+      if (u.host === null) return "";
+      return u.port === null ? u.host : u.host + ":" + u.port;
+    }
+    set host(v) {
+      const u = this.#u;
+      if (typeof u.path !== "string") parse(usv(v), null, u, HOST);
+    }
+    get hostname() {
+      const h = this.#u.host;
+      return h === null ? "" : h;
+    }
+    set hostname(v) {
+      const u = this.#u;
+      if (typeof u.path !== "string") parse(usv(v), null, u, HOSTNAME);
+    }
+    get port() {
+      const p = this.#u.port;
+      return p === null ? "" : String(p);
+    }
+    set port(v) {
+      const u = this.#u;
+      if (cannotHaveCredentialsOrPort(u)) return;
+      const s = usv(v);
+      if (s === "") u.port = null;
+      else parse(s, null, u, PORT);
+    }
+    get pathname() {
+      return pathString(this.#u);
+    }
+    set pathname(v) {
+      const u = this.#u;
+      if (typeof u.path === "string") return;
+      u.path = [];
+      parse(usv(v), null, u, PATH_START);
+    }
+    get search() {
+      const q = this.#u.query;
+      return q === null || q === "" ? "" : "?" + q;
+    }
+    set search(v) {
+      const u = this.#u;
+      const s = usv(v);
+      if (s === "") {
+        u.query = null;
+        if (this.#q !== null) paramsReset(this.#q, null);
+        stripTrailingSpaces(u);
+        return;
+      }
+      const input = s.charCodeAt(0) === 0x3f ? s.slice(1) : s;
+      u.query = "";
+      parse(input, null, u, QUERY);
+      if (this.#q !== null) paramsReset(this.#q, input);
+    }
+    get searchParams() {
+      if (this.#q === null) this.#q = newParams(this, this.#u.query);
+      return this.#q;
+    }
+    get hash() {
+      const f = this.#u.fragment;
+      return f === null || f === "" ? "" : "#" + f;
+    }
+    set hash(v) {
+      const u = this.#u;
+      const s = usv(v);
+      if (s === "") {
+        u.fragment = null;
+        stripTrailingSpaces(u);
+        return;
+      }
+      u.fragment = "";
+      parse(s.charCodeAt(0) === 0x23 ? s.slice(1) : s, null, u, FRAGMENT);
+    }
+    toString() {
+      return serialize(this.#u, false);
+    }
+    toJSON() {
+      return serialize(this.#u, false);
+    }
+  }
+  tag(URL, "URL");
+
+  // ---- Headers --------------------------------------------------------
+
+  // tchar of RFC 9110's token.
+  const tokenChars = new Uint8Array(128);
+  (function () {
+    const t = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    for (let i = 0; i < t.length; i++) tokenChars[t.charCodeAt(i)] = 1;
+  })();
+  function isToken(s) {
+    if (s === "") return false;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 128 || tokenChars[c] === 0) return false;
+    }
+    return true;
+  }
+  // headerName validates a name and lowercases it.
+  function headerName(v) {
+    const s = str(v);
+    let upper = false;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 128 || tokenChars[c] === 0) {
+        throw new TypeError("Headers: " + JSON.stringify(s) + " is not a valid header name");
+      }
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+    }
+    if (s === "") throw new TypeError("Headers: a header name cannot be empty");
+    return upper ? s.toLowerCase() : s;
+  }
+  function isHTTPSpace(c) {
+    return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+  }
+  // headerValue trims a value of HTTP whitespace and validates it.
+  function headerValue(v, name) {
+    let s = str(v);
+    let a = 0, b = s.length;
+    while (a < b && isHTTPSpace(s.charCodeAt(a))) a++;
+    while (b > a && isHTTPSpace(s.charCodeAt(b - 1))) b--;
+    if (a !== 0 || b !== s.length) s = s.slice(a, b);
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c === 0 || c === 0x0a || c === 0x0d || c > 0xff) {
+        throw new TypeError("Headers: the value of " + name + " has an invalid character (" +
+          (c > 0xff ? "past U+00FF: encode it first" : "NUL, CR or LF") + ")");
+      }
+    }
+    return s;
+  }
+
+  let headersMap, headersFill, headersList, newHeaders;
+
+  class Headers {
+    // name (lowercased) -> its values, in the order they came
+    #map = new Map();
+    #immutable = false;
+    #sorted = null; // the sorted and combined list, flat, while unchanged
+    constructor(init = undefined) {
+      if (init === undefined || init === INTERNAL) return;
+      this.#fill(init);
+    }
+    static {
+      headersMap = (h) => h.#map;
+      headersFill = (h, init) => h.#fill(init);
+      headersList = (h) => h.#list();
+      // newHeaders makes headers, a copy of from's if given, immutable
+      // or not (undefined: as from's are).
+      newHeaders = (immutable, from) => {
+        const h = new Headers(INTERNAL);
+        if (from !== undefined) {
+          for (const [k, v] of from.#map) h.#map.set(k, v.slice());
+          if (immutable === undefined) immutable = from.#immutable;
+        }
+        h.#immutable = !!immutable;
+        return h;
+      };
+    }
+    #fill(init) {
+      if (init instanceof Headers) {
+        for (const [k, v] of init.#map) {
+          const a = this.#map.get(k);
+          if (a === undefined) this.#map.set(k, v.slice());
+          else a.push(...v);
+        }
+        this.#sorted = null;
+        return;
+      }
+      pairsOf(init, "Headers", (x) => x, (name, value) => this.append(name, value));
+    }
+    #check() {
+      if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
+      this.#sorted = null;
+    }
+    append(name, value) {
+      needArgs(2, arguments.length, "Headers.append");
+      name = headerName(name);
+      value = headerValue(value, name);
+      this.#check();
+      const a = this.#map.get(name);
+      if (a === undefined) this.#map.set(name, [value]);
+      else a.push(value);
+    }
+    delete(name) {
+      needArgs(1, arguments.length, "Headers.delete");
+      name = headerName(name);
+      this.#check();
+      this.#map.delete(name);
+    }
+    get(name) {
+      needArgs(1, arguments.length, "Headers.get");
+      const a = this.#map.get(headerName(name));
+      if (a === undefined) return null;
+      return a.length === 1 ? a[0] : a.join(", ");
+    }
+    getSetCookie() {
+      const a = this.#map.get("set-cookie");
+      return a === undefined ? [] : a.slice();
+    }
+    has(name) {
+      needArgs(1, arguments.length, "Headers.has");
+      return this.#map.has(headerName(name));
+    }
+    set(name, value) {
+      needArgs(2, arguments.length, "Headers.set");
+      name = headerName(name);
+      value = headerValue(value, name);
+      this.#check();
+      this.#map.set(name, [value]);
+    }
+    forEach(callback, thisArg = undefined) {
+      needArgs(1, arguments.length, "Headers.forEach");
+      if (typeof callback !== "function") throw new TypeError("Headers.forEach: the callback is not a function");
+      for (let i = 0; i < this.#list().length; i += 2) {
+        const l = this.#list();
+        callback.call(thisArg, l[i + 1], l[i], this);
+      }
+    }
+    // #list is the standard's "sort and combine": by name, each name's
+    // values joined by ", ", but for set-cookie, whose values stay apart.
+    #list() {
+      if (this.#sorted !== null) return this.#sorted;
+      const names = Array.from(this.#map.keys()).sort();
+      const l = [];
+      for (let i = 0; i < names.length; i++) {
+        const vs = this.#map.get(names[i]);
+        if (names[i] === "set-cookie") for (let k = 0; k < vs.length; k++) l.push("set-cookie", vs[k]);
+        else l.push(names[i], vs.length === 1 ? vs[0] : vs.join(", "));
+      }
+      this.#sorted = l;
+      return l;
+    }
+    #self() {
+      return this;
+    }
+    entries() {
+      return new HeadersIterator(this.#self(), 0);
+    }
+    keys() {
+      return new HeadersIterator(this.#self(), 1);
+    }
+    values() {
+      return new HeadersIterator(this.#self(), 2);
+    }
+  }
+  Headers.prototype[Symbol.iterator] = Headers.prototype.entries;
+  Object.defineProperty(Headers.prototype, Symbol.iterator, { enumerable: false });
+  tag(Headers, "Headers");
+  const HeadersIterator = iteratorClass("Headers", (h) => headersList(h));
+
+  // ---- Bodies ---------------------------------------------------------
+
+  // extractBody returns a body (a string or bytes) and its content type
+  // (null: none).
+  function extractBody(v) {
+    if (typeof v === "string") return [usv(v), "text/plain;charset=UTF-8"];
+    if (v instanceof URLSearchParams) return [v.toString(), "application/x-www-form-urlencoded;charset=UTF-8"];
+    if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer || ArrayBuffer.isView(v)) return [bytesOf(v, "body"), null];
+    return [usv(v), "text/plain;charset=UTF-8"];
+  }
+  function unsupported(what) {
+    return Promise.reject(new TypeError(what + " is not supported here: read the body with text(), json(), arrayBuffer() or bytes()"));
+  }
+
+  let bodyOf, bodySet, bodyTake;
+
+  // Body is what Request and Response share: the Fetch standard's Body
+  // mixin, with the body held whole.
+  class Body {
+    #body = null; // null, a string or a Uint8Array
+    #used = false;
+    static {
+      bodyOf = (x) => x.#body;
+      bodySet = (x, b) => { x.#body = b; };
+      bodyTake = (x) => x.#take();
+    }
+    #take() {
+      const b = this.#body;
+      if (b === null) return null;
+      if (this.#used) throw new TypeError("body used already");
+      this.#used = true;
+      return b;
+    }
+    get bodyUsed() {
+      return this.#used;
+    }
+    text() {
+      try {
+        const b = this.#take();
+        return Promise.resolve(b === null ? "" : typeof b === "string" ? b : decodeText(b));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    json() {
+      try {
+        const b = this.#take();
+        return Promise.resolve(JSON.parse(b === null ? "" : typeof b === "string" ? b : decodeText(b)));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    arrayBuffer() {
+      try {
+        const b = this.#take();
+        return Promise.resolve(b === null ? new ArrayBuffer(0) : typeof b === "string" ? utf8Encode(b).buffer : b.slice().buffer);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    bytes() {
+      try {
+        const b = this.#take();
+        return Promise.resolve(b === null ? new Uint8Array(0) : typeof b === "string" ? utf8Encode(b) : b.slice());
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    blob() {
+      return unsupported("Blob");
+    }
+    formData() {
+      return unsupported("FormData");
+    }
+  }
+
+  // ---- Request --------------------------------------------------------
+
+  let requestParts;
+
+  class Request extends Body {
+    #url; // a URL record
+    #method = "GET";
+    #headers;
+    #redirect = "follow";
+    #signal = null;
+    constructor(input, init = undefined) {
+      super();
+      if (input === INTERNAL) return;
+      needArgs(1, arguments.length, "Request");
+      init = dict(init, "Request: init");
+      let inputBody = null;
+      if (input instanceof Request) {
+        this.#url = input.#url;
+        this.#method = input.#method;
+        this.#redirect = input.#redirect;
+        this.#signal = input.#signal;
+        inputBody = bodyOf(input);
+      } else {
+        const s = usv(input);
+        const u = parse(s, null);
+        if (u === null) throw new TypeError("Request: invalid URL " + JSON.stringify(s) + " (it must be absolute)");
+        if (hasCredentials(u)) throw new TypeError("Request: the URL " + JSON.stringify(s) + " has credentials: send them in an Authorization header");
+        this.#url = u;
+      }
+      if (init.method !== undefined) {
+        let m = bytestr(init.method, "Request: method");
+        if (!isToken(m)) throw new TypeError("Request: " + JSON.stringify(m) + " is not a valid method");
+        const up = m.toUpperCase();
+        switch (up) {
+          case "CONNECT": case "TRACE": case "TRACK":
+            throw new TypeError("Request: the method " + m + " is forbidden");
+          case "DELETE": case "GET": case "HEAD": case "OPTIONS": case "POST": case "PUT":
+            m = up;
+        }
+        this.#method = m;
+      }
+      if (init.redirect !== undefined) {
+        const r = str(init.redirect);
+        if (r !== "follow" && r !== "manual" && r !== "error") {
+          throw new TypeError("Request: redirect must be \"follow\", \"manual\" or \"error\", not " + JSON.stringify(r));
+        }
+        this.#redirect = r;
+      }
+      if (init.signal !== undefined) {
+        if (init.signal !== null && !(init.signal instanceof AbortSignal)) throw new TypeError("Request: signal is not an AbortSignal");
+        this.#signal = init.signal;
+      }
+      this.#headers = newHeaders(false, init.headers === undefined && input instanceof Request ? input.#headers : undefined);
+      if (init.headers !== undefined) headersFill(this.#headers, init.headers);
+      const initBody = init.body;
+      const hasInitBody = initBody !== undefined && initBody !== null;
+      if ((hasInitBody || inputBody !== null) && (this.#method === "GET" || this.#method === "HEAD")) {
+        throw new TypeError("Request: a " + this.#method + " request cannot have a body");
+      }
+      if (hasInitBody) {
+        const [b, type] = extractBody(initBody);
+        bodySet(this, b);
+        if (type !== null && !headersMap(this.#headers).has("content-type")) headersMap(this.#headers).set("content-type", [type]);
+      } else if (inputBody !== null) {
+        bodySet(this, bodyTake(input)); // the input's body moves here: it is used
+      }
+    }
+    static {
+      requestParts = (r) => [r.#url, r.#method, r.#headers, r.#redirect, r.#signal];
+    }
+    get method() {
+      return this.#method;
+    }
+    get url() {
+      return serialize(this.#url, false);
+    }
+    get headers() {
+      return this.#headers;
+    }
+    get redirect() {
+      return this.#redirect;
+    }
+    get signal() {
+      if (this.#signal === null) this.#signal = new AbortSignal(INTERNAL);
+      return this.#signal;
+    }
+    get credentials() { return "same-origin"; }
+    get mode() { return "cors"; }
+    get cache() { return "default"; }
+    get referrer() { return "about:client"; }
+    get referrerPolicy() { return ""; }
+    get integrity() { return ""; }
+    get keepalive() { return false; }
+    get destination() { return ""; }
+    get duplex() { return "half"; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Request.clone: body used already");
+      const r = new Request(INTERNAL);
+      r.#url = this.#url;
+      r.#method = this.#method;
+      r.#headers = newHeaders(false, this.#headers);
+      r.#redirect = this.#redirect;
+      r.#signal = this.#signal;
+      bodySet(r, bodyOf(this));
+      return r;
+    }
+  }
+  tag(Request, "Request");
+
+  // ---- Response -------------------------------------------------------
+
+  function nullBodyStatus(s) {
+    return s === 101 || s === 103 || s === 204 || s === 205 || s === 304;
+  }
+  // status is WebIDL's unsigned short.
+  function unsignedShort(v) {
+    let n = Number(v);
+    if (!Number.isFinite(n)) return 0;
+    n = Math.trunc(n) % 65536;
+    return n < 0 ? n + 65536 : n;
+  }
+
+  let newResponse;
+
+  class Response extends Body {
+    #type = "default";
+    #status = 200;
+    #statusText = "";
+    #headers;
+    #url = "";
+    #redirected = false;
+    constructor(body = null, init = undefined) {
+      super();
+      if (body === INTERNAL) return;
+      init = dict(init, "Response: init");
+      const status = init.status === undefined ? 200 : unsignedShort(init.status);
+      if (status < 200 || status > 599) throw new RangeError("Response: the status " + status + " is not in the range 200 to 599");
+      const statusText = init.statusText === undefined ? "" : bytestr(init.statusText, "Response: statusText");
+      for (let i = 0; i < statusText.length; i++) {
+        const c = statusText.charCodeAt(i);
+        if (c !== 0x09 && (c < 0x20 || c === 0x7f)) throw new TypeError("Response: the statusText " + JSON.stringify(statusText) + " has an invalid character");
+      }
+      this.#status = status;
+      this.#statusText = statusText;
+      this.#headers = newHeaders(false);
+      if (init.headers !== undefined) headersFill(this.#headers, init.headers);
+      if (body !== null && body !== undefined) {
+        if (nullBodyStatus(status)) throw new TypeError("Response: a response with the status " + status + " cannot have a body");
+        const [b, type] = extractBody(body);
+        bodySet(this, b);
+        if (type !== null && !headersMap(this.#headers).has("content-type")) headersMap(this.#headers).set("content-type", [type]);
+      }
+    }
+    static {
+      // newResponse makes a response of the host or of a static method.
+      newResponse = (type, status, statusText, headers, body, url, redirected) => {
+        const r = new Response(INTERNAL);
+        r.#type = type;
+        r.#status = status;
+        r.#statusText = statusText;
+        r.#headers = headers;
+        r.#url = url;
+        r.#redirected = redirected;
+        bodySet(r, body);
+        return r;
+      };
+    }
+    static error() {
+      return newResponse("error", 0, "", newHeaders(true), null, "", false);
+    }
+    static json(data, init = undefined) {
+      needArgs(1, arguments.length, "Response.json");
+      const text = JSON.stringify(data);
+      if (text === undefined) throw new TypeError("Response.json: the data cannot be written as JSON");
+      const r = new Response(null, init);
+      if (nullBodyStatus(r.#status)) throw new TypeError("Response.json: a response with the status " + r.#status + " cannot have a body");
+      bodySet(r, text);
+      if (!headersMap(r.#headers).has("content-type")) headersMap(r.#headers).set("content-type", ["application/json"]);
+      return r;
+    }
+    static redirect(url, status = 302) {
+      needArgs(1, arguments.length, "Response.redirect");
+      const s = usv(url);
+      const u = parse(s, null);
+      if (u === null) throw new TypeError("Response.redirect: invalid URL " + JSON.stringify(s));
+      status = unsignedShort(status);
+      if (status !== 301 && status !== 302 && status !== 303 && status !== 307 && status !== 308) {
+        throw new RangeError("Response.redirect: " + status + " is not a redirect status");
+      }
+      const h = newHeaders(true);
+      headersMap(h).set("location", [serialize(u, false)]);
+      return newResponse("default", status, "", h, null, "", false);
+    }
+    get type() {
+      return this.#type;
+    }
+    get url() {
+      return this.#url;
+    }
+    get redirected() {
+      return this.#redirected;
+    }
+    get status() {
+      return this.#status;
+    }
+    get ok() {
+      return this.#status >= 200 && this.#status <= 299;
+    }
+    get statusText() {
+      return this.#statusText;
+    }
+    get headers() {
+      return this.#headers;
+    }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Response.clone: body used already");
+      return newResponse(this.#type, this.#status, this.#statusText, newHeaders(undefined, this.#headers),
+        bodyOf(this), this.#url, this.#redirected);
+    }
+  }
+  tag(Response, "Response");
+
+  // ---- AbortController and AbortSignal --------------------------------
+
+  let signalAbort;
+
+  class AbortSignal {
+    #aborted = false;
+    #reason = undefined;
+    #listeners = [];
+    #onabort = null;
+    constructor(key) {
+      if (key !== INTERNAL) throw new TypeError("AbortSignal: Illegal constructor");
+    }
+    static {
+      signalAbort = (s, reason) => {
+        if (s.#aborted) return;
+        s.#aborted = true;
+        s.#reason = reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
+        const event = { type: "abort", target: s, currentTarget: s };
+        const ls = s.#listeners;
+        s.#listeners = [];
+        if (typeof s.#onabort === "function") ls.unshift(s.#onabort);
+        for (let i = 0; i < ls.length; i++) {
+          try {
+            if (typeof ls[i] === "function") ls[i].call(s, event);
+            else ls[i].handleEvent(event);
+          } catch (e) {
+            console.error(e);
+          }
+        }
+      };
+    }
+    static abort(reason = undefined) {
+      const s = new AbortSignal(INTERNAL);
+      signalAbort(s, reason);
+      return s;
+    }
+    // timeout returns a signal that never aborts: there are no timers
+    // (the host bounds each fetch's time).
+    static timeout(ms) {
+      needArgs(1, arguments.length, "AbortSignal.timeout");
+      return new AbortSignal(INTERNAL);
+    }
+    static any(signals) {
+      needArgs(1, arguments.length, "AbortSignal.any");
+      const s = new AbortSignal(INTERNAL);
+      const list = Array.from(signals);
+      for (let i = 0; i < list.length; i++) {
+        if (!(list[i] instanceof AbortSignal)) throw new TypeError("AbortSignal.any: not an AbortSignal");
+        if (list[i].#aborted) {
+          signalAbort(s, list[i].#reason);
+          return s;
+        }
+      }
+      for (let i = 0; i < list.length; i++) list[i].addEventListener("abort", () => signalAbort(s, list[i].#reason));
+      return s;
+    }
+    get aborted() {
+      return this.#aborted;
+    }
+    get reason() {
+      return this.#reason;
+    }
+    get onabort() {
+      return this.#onabort;
+    }
+    set onabort(f) {
+      this.#onabort = typeof f === "function" ? f : null;
+    }
+    throwIfAborted() {
+      if (this.#aborted) throw this.#reason;
+    }
+    addEventListener(type, listener, options = undefined) {
+      if (str(type) !== "abort" || listener === null || listener === undefined || this.#aborted) return;
+      if (this.#listeners.indexOf(listener) >= 0) return;
+      this.#listeners.push(listener);
+    }
+    removeEventListener(type, listener) {
+      if (str(type) !== "abort") return;
+      const i = this.#listeners.indexOf(listener);
+      if (i >= 0) this.#listeners.splice(i, 1);
+    }
+  }
+  tag(AbortSignal, "AbortSignal");
+
+  class AbortController {
+    #signal = new AbortSignal(INTERNAL);
+    get signal() {
+      return this.#signal;
+    }
+    abort(reason = undefined) {
+      signalAbort(this.#signal, reason);
+    }
+  }
+  tag(AbortController, "AbortController");
+
+  // ---- TextEncoder and TextDecoder ------------------------------------
+
+  class TextEncoder {
+    get encoding() {
+      return "utf-8";
+    }
+    encode(input = "") {
+      return utf8Encode(usv(input));
+    }
+    encodeInto(source, destination) {
+      needArgs(2, arguments.length, "TextEncoder.encodeInto");
+      if (!(destination instanceof Uint8Array)) throw new TypeError("TextEncoder.encodeInto: the destination is not a Uint8Array");
+      const s = usv(source);
+      let read = 0, written = 0;
+      const room = destination.length;
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        const pair = c >= 0xd800 && c <= 0xdbff;
+        const size = c < 0x80 ? 1 : c < 0x800 ? 2 : pair ? 4 : 3;
+        if (written + size > room) break;
+        const b = utf8Encode(pair ? s.slice(i, i + 2) : s[i]);
+        destination.set(b, written);
+        written += size;
+        read += pair ? 2 : 1;
+        if (pair) i++;
+      }
+      return { read: read, written: written };
+    }
+  }
+  tag(TextEncoder, "TextEncoder");
+
+  const utf8Labels = ["unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "utf-8", "utf8", "x-unicode20utf8"];
+  class TextDecoder {
+    #fatal;
+    #ignoreBOM;
+    #state = new DecoderState();
+    #bomSeen = false;
+    #streaming = false;
+    constructor(label = "utf-8", options = undefined) {
+      const l = str(label).trim().toLowerCase();
+      if (utf8Labels.indexOf(l) < 0) throw new RangeError("TextDecoder: the encoding " + JSON.stringify(str(label)) + " is not supported here (only UTF-8)");
+      options = dict(options, "TextDecoder: options");
+      this.#fatal = !!options.fatal;
+      this.#ignoreBOM = !!options.ignoreBOM;
+    }
+    get encoding() {
+      return "utf-8";
+    }
+    get fatal() {
+      return this.#fatal;
+    }
+    get ignoreBOM() {
+      return this.#ignoreBOM;
+    }
+    decode(input = undefined, options = undefined) {
+      const stream = !!dict(options, "TextDecoder.decode: options").stream;
+      const bytes = input === undefined ? new Uint8Array(0)
+        : input instanceof ArrayBuffer || input instanceof SharedArrayBuffer ? new Uint8Array(input)
+        : ArrayBuffer.isView(input) ? new Uint8Array(input.buffer, input.byteOffset, input.byteLength)
+        : bytesOf(input, "TextDecoder.decode");
+      if (!this.#streaming) {
+        this.#state = new DecoderState();
+        this.#bomSeen = false;
+      }
+      this.#streaming = stream;
+      let out = utf8Decode(bytes, this.#state, !stream, this.#fatal);
+      if (this.#state.error) {
+        this.#state = new DecoderState();
+        this.#streaming = false;
+        throw new TypeError("TextDecoder.decode: the data is not valid UTF-8");
+      }
+      if (!this.#ignoreBOM && !this.#bomSeen && out.length > 0) {
+        this.#bomSeen = true;
+        if (out.charCodeAt(0) === 0xfeff) out = out.slice(1);
+      }
+      return out;
+    }
+  }
+  tag(TextDecoder, "TextDecoder");
+
+  // ---- fetch ----------------------------------------------------------
+
+  // fetch asks the host, once and synchronously: hostFetch(request JSON)
+  // returns "0" + the response's head as JSON + "\n" + its body, or
+  // another digit and the reason it failed.
+  async function fetch(input, init = undefined) {
+    needArgs(1, arguments.length, "fetch");
+    const req = new Request(input, init);
+    const [url, method, headers, redirect, signal] = requestParts(req);
+    if (signal !== null && signal.aborted) throw signal.reason;
+    if (typeof hostFetch !== "function") throw new TypeError("fetch is not available");
+    const pairs = [];
+    for (const [name, values] of headersMap(headers)) for (let i = 0; i < values.length; i++) pairs.push([name, values[i]]);
+    if (!headersMap(headers).has("accept")) pairs.push(["accept", "*/*"]);
+    const msg = { method: method, url: serialize(url, true), headers: pairs };
+    const body = bodyTake(req);
+    if (body !== null) {
+      if (typeof body === "string") msg.body = body;
+      else msg.body64 = base64(body, body.length, byteAt);
+    }
+    if (redirect !== "follow") msg.redirect = redirect;
+    const r = hostFetch(JSON.stringify(msg));
+    if (typeof r !== "string" || r === "") throw new TypeError("fetch failed");
+    if (r.charCodeAt(0) !== 0x30) throw new TypeError(r.slice(1));
+    const nl = r.indexOf("\n");
+    let head;
+    try {
+      head = JSON.parse(nl < 0 ? r.slice(1) : r.slice(1, nl));
+    } catch (e) {
+      throw new TypeError("fetch failed: the host's answer is not understood");
+    }
+    const h = newHeaders(true);
+    const map = headersMap(h);
+    const hs = head.headers || [];
+    for (let i = 0; i < hs.length; i++) {
+      const name = String(hs[i][0]).toLowerCase(), value = String(hs[i][1]);
+      const a = map.get(name);
+      if (a === undefined) map.set(name, [value]);
+      else a.push(value);
+    }
+    const status = head.status | 0;
+    const text = nl < 0 || nullBodyStatus(status) ? null : r.slice(nl + 1);
+    return newResponse("basic", status, head.statusText === undefined ? "" : String(head.statusText), h, text,
+      head.url === undefined ? serialize(url, true) : String(head.url), !!head.redirected);
+  }
+
+  define("URL", URL);
+  define("URLSearchParams", URLSearchParams);
+  define("Headers", Headers);
+  define("Request", Request);
+  define("Response", Response);
+  define("fetch", fetch);
+  define("btoa", btoa);
+  define("atob", atob);
+  define("AbortController", AbortController);
+  define("AbortSignal", AbortSignal);
+  define("TextEncoder", TextEncoder);
+  define("TextDecoder", TextDecoder);
+})(globalThis);
