@@ -152,7 +152,7 @@ test: vet js-engine examples browser-bundle fql-oracle ## vet, build the example
 bench: ## run the Go benchmarks (sandbox vs native, empty call, consent store, whole server)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
 
-bench-peers: $(C_WASM) $(AS_WASM) ## consent-match as insertfn wasm (Go, C, AssemblyScript) vs native Go, Extism and Node.js, one table (bench/peers)
+bench-peers: $(C_WASM) $(AS_WASM) | js-engine ## consent-match as insertfn wasm (Go, C, AssemblyScript) and JavaScript (fast and fetch paths) vs native Go, Extism and Node.js, one table (bench/peers)
 	cd bench/peers && $(GO) run ./cmd/peers -guests $(abspath $(BIN))/examples
 
 # The sample records are imported with --replace, so that every run starts
@@ -167,5 +167,5 @@ build-notice:
 	@$(MAKE) -q --no-print-directory build examples || \
 		echo "building bin/insertfn and the example functions (the first build takes a few minutes)..."
 
-clean: ## remove bin/ and the browser test's node_modules
-	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules $(FQLORACLE)/node_modules
+clean: ## remove bin/, the fetched JavaScript engine and the npm packages make fetched
+	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules $(FQLORACLE)/node_modules $(JSENGINE)/node_modules $(JSENGINE)/dist

@@ -116,11 +116,18 @@ type jsFetcher struct {
 	client   *webfetch.Client
 	deadline time.Time // set when the client allows any URL
 	n        webfetch.Counter
+	// expired is set when the event's time limit ended a request: the
+	// event timed out, whatever the handler made of fetch's error.
+	expired bool
 }
 
 // Fetch implements quickjs.Fetcher.
 func (j *jsFetcher) Fetch(req *webfetch.Request) (*webfetch.Response, error) {
-	return j.client.Fetch(j.deadline, &j.n, req)
+	resp, err := j.client.Fetch(j.deadline, &j.n, req)
+	if errors.Is(err, webfetch.ErrEventTimeLimit) {
+		j.expired = true
+	}
+	return resp, err
 }
 
 // loadJS is Load for a JavaScript function: the engine is compiled (once
@@ -237,6 +244,7 @@ func (f *Function) invokeJS(ctx context.Context, event []byte, res *Result) erro
 		start = time.Since(epoch)
 	}
 	inst.fetch.n.Reset()
+	inst.fetch.expired = false
 	if inst.fetch.client.AllowsAny() {
 		inst.fetch.deadline = time.Now().Add(timeout)
 	}
@@ -250,6 +258,16 @@ func (f *Function) invokeJS(ctx context.Context, event []byte, res *Result) erro
 	f.invocations.Add(1)
 	if callErr == nil && r.LogsCut {
 		callErr = &limitBroken{err: hostcall.ErrLogLimit}
+	}
+	if callErr == nil && !fired && inst.fetch.expired {
+		// A request ended by the event's time limit, before the watchdog
+		// stopped the handler: a timeout, the instance unharmed.
+		ferr := &Error{Function: f.name, Kind: KindTimeout, Message: fmt.Sprintf("the event took longer than %s (waiting for fetch)", timeout)}
+		res.fail(ferr, c)
+		res.Logs = appendJSLogs(res.Logs, r.Logs)
+		inst.end()
+		f.release(inst)
+		return ferr
 	}
 	if callErr != nil || fired {
 		ferr := f.classifyJS(inst, callErr, fired)

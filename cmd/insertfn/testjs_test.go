@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +76,41 @@ func TestTestJavaScriptConsentMatch(t *testing.T) {
 		if res.Verdict != tc.verdict || res.Reason != tc.reason {
 			t.Errorf("%s: %s %q, want %s %q", tc.event, res.Verdict, res.Reason, tc.verdict, tc.reason)
 		}
+	}
+}
+
+// TestTestJavaScriptFetch runs the fetching example
+// (examples/consent-match-js-fetch) as its user tries it before deploying:
+// against their consent service (here a local one), with --fetch-allow;
+// without it, the fetch is refused and the error names the setting.
+func TestTestJavaScriptFetch(t *testing.T) {
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/consent/u1" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"categoryPreferences":{"Advertising":false}}`)
+	}))
+	defer svc.Close()
+	fn := filepath.Join("..", "..", "examples", "consent-match-js-fetch", "index.js")
+	settings := fmt.Sprintf(`{"consentServiceUrl":%q,"apiKey":"k"}`, svc.URL+"/v1/")
+	mismatch := `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`
+	args := []string{"test", fn, "--json", "--cache-dir", cacheDir, "--event", mismatch, "--settings", settings}
+
+	code, stdout, stderr := runCLI(t, append(args, "--fetch-allow", svc.URL+"/v1/")...)
+	skipWithoutJSEngine(t, stderr)
+	var res testResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != 0 || res.Verdict != "drop" || res.Reason != "Consent mismatch" {
+		t.Errorf("with --fetch-allow: exit %d, %v\nstdout: %s\nstderr: %s\nwant a drop for Consent mismatch", code, err, stdout, stderr)
+	}
+	if len(res.Logs) != 1 || !strings.Contains(res.Logs[0].Message, "Advertising is true in the event, false stored") {
+		t.Errorf("logs %+v", res.Logs)
+	}
+
+	code, stdout, stderr = runCLI(t, args...)
+	res = testResult{}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != exitFail || res.ErrorKind != "FetchForbidden" ||
+		!strings.Contains(res.Reason, "fetch.allow") {
+		t.Errorf("without --fetch-allow: exit %d, %v\nstdout: %s\nstderr: %s\nwant a FetchForbidden error naming fetch.allow", code, err, stdout, stderr)
 	}
 }

@@ -3,15 +3,21 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/admin"
@@ -169,5 +175,79 @@ func TestJSDeployThroughTheAdminAPI(t *testing.T) {
 	})
 	if slices.Contains(out.ids(), "closed") {
 		t.Error("the event reached the destination; the uploaded function drops every event")
+	}
+}
+
+// TestJSFetchExampleThroughTheServer runs examples/consent-match-js-fetch,
+// a Segment function that fetches stored consent from the user's consent
+// service, in the real server: configured in YAML with its fetch.allow,
+// against a local service standing in for theirs.
+func TestJSFetchExampleThroughTheServer(t *testing.T) {
+	var requests atomic.Int64
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if user, _, _ := r.BasicAuth(); user != "key-1" {
+			http.Error(w, "bad key", http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/v1/consent/u1":
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"categoryPreferences":{"Advertising":false,"Analytics":true}}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer svc.Close()
+	example, err := filepath.Abs(filepath.Join("..", "..", "examples", "consent-match-js-fetch", "index.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fn config.Function
+	y := fmt.Sprintf("name: consent\nwasm: %s\nsettings: {consentServiceUrl: %q, apiKey: key-1}\nfetch: {allow: [%q], timeout: 1s}\n",
+		example, svc.URL+"/v1/", svc.URL+"/v1/")
+	if err := yaml.Unmarshal([]byte(y), &fn); err != nil {
+		t.Fatal(err)
+	}
+	out := newSink(t)
+	c := baseConfig(t, []config.Function{fn}, []string{"consent"}, webhookDest("out", out.srv.URL))
+	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if errors.Is(err, runtime.ErrNoJSEngine) {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	events := []string{
+		`{"userId":"u1","event":"Order Completed","messageId":"match","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}`,
+		`{"userId":"u1","event":"Order Completed","messageId":"mismatch","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+		`{"userId":"u2","event":"Order Completed","messageId":"no-record","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+	}
+	for _, ev := range events {
+		if code := post(t, h, "/v1/track", ev); code != 200 {
+			t.Fatalf("POST %s: %d", ev, code)
+		}
+	}
+	waitFor(t, "the events to settle", func() bool { return settled(h, len(events)) })
+	got := out.ids()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"match", "no-record"}) {
+		t.Errorf("delivered %v, want match and no-record", got)
+	}
+	if s := h.Counters().Snapshot(); s.Dropped["Consent mismatch"] != 1 {
+		t.Errorf("drops by reason %v, want one Consent mismatch", s.Dropped)
+	}
+	if n := requests.Load(); n != 3 {
+		t.Errorf("the consent service got %d requests, want 3", n)
 	}
 }

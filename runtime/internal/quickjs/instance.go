@@ -25,9 +25,9 @@ import (
 //go:embed prelude.js
 var prelude string
 
-// web is evaluated after the prelude: the web platform's parts Segment's
-// functions use (fetch, Headers, Request, Response, URL, URLSearchParams,
-// btoa, atob).
+// web is the web platform's parts Segment's functions use (fetch, Headers,
+// Request, Response, URL, URLSearchParams, btoa, atob, ...), which the
+// prelude evaluates when the function first touches one of them.
 //
 //go:embed web.js
 var web string
@@ -255,7 +255,7 @@ func (m *Module) NewInstance(ctx context.Context, src Source, limits Limits) (*I
 	inst.isJobPending, inst.executeJobs = fn(expIsJobPending), fn(expExecutePending)
 	inst.call, inst.resolveException = fn(expCall), fn(expResolveException)
 	inst.argvGet, inst.newFunction = fn(expArgvGet), fn(expNewFunction)
-	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet, inst.hostConsent, inst.hostFetch}
+	inst.hostFns = []func(argc, argv uint32) (uint32, error){inst.hostGet, inst.hostConsent, inst.hostFetch, inst.hostWeb}
 	if err := inst.start(ctx, m, src, settings); err != nil {
 		inst.Close(ctx)
 		return nil, err
@@ -300,9 +300,6 @@ func (inst *Instance) start(ctx context.Context, m *Module, src Source, settings
 	inst.scratch = inst.argv + 4
 	if err := inst.evalFree("insertfn:prelude.js", prelude, nil); err != nil {
 		return fmt.Errorf("quickjs: the prelude: %w", err)
-	}
-	if err := inst.evalFree("insertfn:web.js", web, nil); err != nil {
-		return fmt.Errorf("quickjs: web.js: %w", err)
 	}
 	if err := inst.installHostFunctions(); err != nil {
 		return err
@@ -546,7 +543,7 @@ func isObject(event []byte) bool {
 // hostFunctionNames are the host functions' names, by id (the index of
 // their function in Instance.hostFns), in the order __insertfn_install
 // takes them.
-var hostFunctionNames = []string{"get", "consent", "fetch"}
+var hostFunctionNames = []string{"get", "consent", "fetch", "webSource"}
 
 // installHostFunctions makes the host functions JavaScript functions and
 // gives them to the prelude.
@@ -646,6 +643,12 @@ func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
 		return 0, nil // undefined
 	}
 	return inst.newJSString(raw)
+}
+
+// hostWeb is JavaScript's webSource(): web.js's text, which the prelude
+// evaluates on first use of one of its globals.
+func (inst *Instance) hostWeb(uint32, uint32) (uint32, error) {
+	return inst.newJSString(web)
 }
 
 // unsafeString is b as a string without a copy, for a lookup that does not

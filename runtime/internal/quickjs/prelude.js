@@ -60,13 +60,39 @@
   }
   // The host's functions, which it installs after the prelude.
   let hostGet, hostConsent;
-  define("__insertfn_install", function (get, consent, fetch) {
+  define("__insertfn_install", function (get, consent, fetch, webSource) {
     delete g.__insertfn_install;
     hostGet = get;
     hostConsent = consent;
-    const web = g.__insertfn_web_install; // web.js's, evaluated after this file
-    if (typeof web === "function") web(fetch);
+    installWeb(fetch, webSource);
   });
+
+  // The web platform's globals (web.js: fetch, URL, Headers, ...) are
+  // evaluated on first use: compiling web.js costs an instance about
+  // 12 ms, which a function that never touches them should not pay. Until
+  // then each is an accessor that evaluates web.js (whose source the host
+  // gives) and returns what it defined.
+  const webNames = ["URL", "URLSearchParams", "Headers", "Request", "Response", "fetch", "btoa", "atob",
+    "AbortController", "AbortSignal", "TextEncoder", "TextDecoder"];
+  function installWeb(hostFetch, webSource) {
+    let loaded = false;
+    function load() {
+      if (loaded) return;
+      loaded = true;
+      for (const n of webNames) delete g[n];
+      (0, eval)(webSource()); // indirect: a global script
+      const install = g.__insertfn_web_install;
+      install(hostFetch);
+    }
+    for (const n of webNames) {
+      Object.defineProperty(g, n, {
+        get() { load(); return g[n]; },
+        set(v) { load(); g[n] = v; },
+        enumerable: false,
+        configurable: true,
+      });
+    }
+  }
 
   // insertfn.consent: the host's consent store, looked up and compared
   // with the event on the host (as the Go SDK's LookupConsent and

@@ -8,8 +8,8 @@
 // its default port dropped, and a path with dot segments (raw or
 // percent-encoded), user information or a backslash is refused, so that
 // "https://consent.internal.evil.example/", "https://x@consent.internal/"
-// and "https://consent.internal/v1/../admin" do not pass for
-// "https://consent.internal/v1/". Every redirect's target is checked
+// and "https://consent.internal/v1/../admin" (or ".../v1/%2e%2e%2fadmin")
+// do not pass for "https://consent.internal/v1/". Every redirect's target is checked
 // again.
 package webfetch
 
@@ -105,6 +105,10 @@ type ForbiddenError struct {
 func (e *ForbiddenError) Error() string {
 	return fmt.Sprintf("fetch %s: %s: the function's fetch.allow setting lists the URL prefixes it may fetch", e.URL, e.Reason)
 }
+
+// ErrEventTimeLimit is the error of a request the event's time limit
+// ended (rather than Policy.Timeout): the event itself has timed out.
+var ErrEventTimeLimit = errors.New("the event's time limit ended the request")
 
 // ErrTooManyRequests is the error of a request past Policy.MaxRequests in
 // one event.
@@ -226,17 +230,18 @@ func hostKey(u *url.URL) string {
 }
 
 // badPath says what is wrong with an escaped path a server could read as
-// another one: dot segments, raw or percent-encoded, encoded slashes and
-// backslashes; "" when nothing is.
+// another one: a dot segment (. or ..), raw or percent-encoded, between
+// slashes that may be raw, percent-encoded or backslashes (servers and
+// proxies that decode %2F or take \\ for / would resolve it); "" when
+// nothing is.
 func badPath(escaped string) string {
-	lower := strings.ToLower(escaped)
-	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(escaped, "\\") {
-		return "an encoded slash or a backslash in the path is not allowed"
+	p := strings.ToLower(escaped)
+	if strings.Contains(p, "%") || strings.Contains(p, "\\") {
+		p = strings.NewReplacer("%2f", "/", "%5c", "/", "\\", "/", "%2e", ".").Replace(p)
 	}
-	for seg := range strings.SplitSeq(lower, "/") {
-		seg = strings.ReplaceAll(seg, "%2e", ".")
+	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
-			return "a dot segment (. or ..) in the path is not allowed"
+			return "a dot segment (. or .., raw or percent-encoded) in the path is not allowed"
 		}
 	}
 	return ""
@@ -310,8 +315,9 @@ func (c *Client) Fetch(deadline time.Time, n *Counter, req *Request) (*Response,
 		return nil, ErrTooManyRequests
 	}
 	n.n++
+	eventBound := true // the event's time limit ends first
 	if d := time.Now().Add(c.timeout); deadline.IsZero() || d.Before(deadline) {
-		deadline = d
+		deadline, eventBound = d, false
 	}
 	method := req.Method
 	if method == "" {
@@ -337,7 +343,7 @@ func (c *Client) Fetch(deadline time.Time, n *Counter, req *Request) (*Response,
 			hreq.SetBodyRaw(body)
 		}
 		if err := c.http.DoDeadline(hreq, hresp, deadline); err != nil {
-			return nil, describe(err, u, deadline)
+			return nil, describe(err, u, eventBound)
 		}
 		status := hresp.StatusCode()
 		location := hresp.Header.Peek(fasthttp.HeaderLocation)
@@ -403,11 +409,12 @@ func response(hresp *fasthttp.Response, u *url.URL, redirected bool) *Response {
 }
 
 // describe turns fasthttp's error into one that says what happened.
-func describe(err error, u *url.URL, deadline time.Time) error {
+func describe(err error, u *url.URL, eventBound bool) error {
 	switch {
+	case (errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout)) && eventBound:
+		return fmt.Errorf("fetch %s: no answer before the event's time limit: %w (%w)", u, ErrEventTimeLimit, err)
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
-		return fmt.Errorf("fetch %s: no answer before the deadline (fetch.timeout, or the event's time limit), %s from now: %w",
-			u, max(time.Until(deadline), 0).Round(time.Millisecond), err)
+		return fmt.Errorf("fetch %s: no answer within fetch.timeout: %w", u, err)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fmt.Errorf("fetch %s: the response's body is larger than fetch.max_response_bytes: %w", u, err)
 	}
