@@ -25,7 +25,8 @@ var (
 	deployCmd = &command{
 		name:  "deploy",
 		short: "upload a function version to a running server and make it live",
-		usage: `usage: insertfn deploy FILE.wasm --name NAME [--settings FILE] [--on-error drop|deliver] [--retries N] [admin flags]
+		usage: `usage: insertfn deploy FILE.wasm|FILE.js --name NAME [--settings FILE] [--on-error drop|deliver] [--retries N]
+                      [--fetch-allow PREFIX ...] [--fetch-timeout D] [admin flags]
 
 Uploads FILE.wasm as a new version of function NAME. The server compiles and
 starts it before it goes live; a module that fails to compile, fails the ABI
@@ -34,6 +35,10 @@ live keeps serving. Events in flight are never dropped by the swap. A file
 and settings identical to the live version's change nothing (it says
 "already live"); a version deployed before is made live again, and
 'insertfn rollback' goes back to the one it replaced.
+
+A JavaScript function's fetch reaches only the URL prefixes --fetch-allow
+gives (repeatable; its manifest's fetch.allow), each request within
+--fetch-timeout (default 2s).
 ` + adminFlagsHelp,
 		run: runDeploy,
 	}
@@ -117,7 +122,11 @@ func adminFailed(stderr io.Writer, name string, err error) int {
 func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 	var name, settings, onError string
 	var retries int
+	var fetchAllow stringList
+	var fetchTimeout time.Duration
 	af, pos, code, ok := parseAdmin(c, args, stdout, stderr, func(fs *flag.FlagSet) {
+		fs.Var(&fetchAllow, "fetch-allow", "")
+		fs.DurationVar(&fetchTimeout, "fetch-timeout", 0, "")
 		fs.StringVar(&name, "name", "", "")
 		fs.StringVar(&settings, "settings", "", "")
 		fs.StringVar(&onError, "on-error", "", "")
@@ -135,7 +144,8 @@ func runDeploy(c *command, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "insertfn deploy: %v\n", err)
 		return exitUsage
 	}
-	m := functions.Manifest{Name: name, OnError: functions.FailurePolicy(onError), Retries: retries}
+	m := functions.Manifest{Name: name, OnError: functions.FailurePolicy(onError), Retries: retries,
+		Fetch: functions.ManifestFetch{Allow: fetchAllow, Timeout: functions.Duration{Duration: fetchTimeout}}}
 	if strings.HasSuffix(strings.ToLower(pos[0]), ".js") {
 		m.Runtime = functions.RuntimeJS // a Segment function file, as it is
 	}

@@ -77,6 +77,21 @@ func TestAdminCommands(t *testing.T) {
 	if code != exitUsage || stderr == "" {
 		t.Errorf("broken deploy: exit %d, stderr %q", code, stderr)
 	}
+	// A JavaScript function with its fetch allow-list; a bad prefix is
+	// refused, naming the entry.
+	fetchJS := filepath.Join("..", "..", "examples", "consent-match-js-fetch", "index.js")
+	code, stdout, stderr = runCLI(t, "deploy", fetchJS, "--name", "fetcher", "--fetch-allow", "http://127.0.0.1:9/v1/", "--fetch-timeout", "300ms", "--admin", adminURL, "--data", data)
+	skipWithoutJSEngine(t, stderr)
+	if code != 0 {
+		t.Errorf("deploy with --fetch-allow: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if _, stdout, _ = runCLI(t, "functions", "--json", "--admin", adminURL, "--data", data); !strings.Contains(stdout, `"fetch":{"allow":["http://127.0.0.1:9/v1/"],"timeout":"300ms"}`) {
+		t.Errorf("functions --json: %s\nwant the fetch policy deployed", stdout)
+	}
+	code, _, stderr = runCLI(t, "deploy", fetchJS, "--name", "fetcher", "--fetch-allow", "127.0.0.1/v1/", "--admin", adminURL, "--data", data)
+	if code != exitUsage || !strings.Contains(stderr, "fetch.allow[0]") {
+		t.Errorf("a bad --fetch-allow: exit %d, stderr %q, want exit 2 naming fetch.allow[0]", code, stderr)
+	}
 	// No token anywhere: a clear error.
 	code, _, stderr = runCLI(t, "functions", "--admin", adminURL, "--data", t.TempDir())
 	if code != exitUsage || !strings.Contains(stderr, "INSERTFN_ADMIN_TOKEN") {
