@@ -71,6 +71,15 @@ async function onTrack(event, settings) {
   case "slow":
     try { await fetch(base + "slow") } catch (e) { throw new RetryError(e.message) }
     return event;
+  case "enrich": {
+    // An enrichment as Segment users write one: look the user up, drop
+    // what must not leave, return a new event.
+    const res = await fetch(` + "`${base}echo?user=${encodeURIComponent(event.userId)}`" + `);
+    if (!res.ok) throw new RetryError(` + "`lookup failed: ${res.status}`" + `);
+    const { query } = await res.json();
+    delete event.context.ip;
+    return { ...event, traits: { ...event.traits, lookedUp: new URLSearchParams(query).get("user") } };
+  }
   case "many":
     for (let i = 0; i < 20; i++) await fetch(base + "echo");
     return event;
@@ -90,6 +99,11 @@ func TestJSFetch(t *testing.T) {
 		`"got":{"method":"POST","auth":"Basic a2V5Og==","query":"user=u+1","body":"{\"userId\":\"u 1\"}"}}}`
 	if string(res.Event) != want {
 		t.Errorf("POST with Headers, btoa and URLSearchParams:\n got %s\nwant %s", res.Event, want)
+	}
+
+	res = mustDeliver(t, f, `{"type":"track","event":"enrich","userId":"a&b","context":{"ip":"203.0.113.7","locale":"fr"},"traits":{"plan":"pro"}}`)
+	if want := `{"type":"track","event":"enrich","userId":"a&b","context":{"locale":"fr"},"traits":{"plan":"pro","lookedUp":"a&b"}}`; string(res.Event) != want {
+		t.Errorf("enrichment:\n got %s\nwant %s", res.Event, want)
 	}
 
 	for _, ev := range []string{"forbidden-caught", "redirect-out"} {
