@@ -140,7 +140,7 @@ type Deps struct {
 	// Store is the consent store of /admin/consent.
 	Store *consentstore.Store
 	// Queue holds the destinations' dead letters.
-	Queue *queue.Queue
+	Queue queue.Queue
 	// Destinations are the names of the configured destinations: the
 	// ones /admin/dead knows.
 	Destinations []string

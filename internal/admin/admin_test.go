@@ -37,7 +37,7 @@ type env struct {
 	reg     *functions.Registry
 	vs      *functions.VersionStore
 	store   *consentstore.Store
-	q       *queue.Queue
+	q       queue.Queue
 	admin   *admin.Admin
 	srv     *httptest.Server
 	metrics http.Handler

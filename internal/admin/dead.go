@@ -53,7 +53,7 @@ type DeadSettled struct {
 }
 
 // deadTopic returns the queue and topic of {destination}, or answers.
-func (a *Admin) deadTopic(w http.ResponseWriter, r *http.Request) (*queue.Queue, queue.Topic, string, bool) {
+func (a *Admin) deadTopic(w http.ResponseWriter, r *http.Request) (queue.Queue, queue.Topic, string, bool) {
 	if a.deps.Queue == nil {
 		writeError(w, http.StatusNotImplemented, "no queue is configured")
 		return nil, "", "", false

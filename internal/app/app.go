@@ -58,7 +58,7 @@ type Server struct {
 	store    *consentstore.Store
 	engine   *runtime.Engine
 	registry *functions.Registry
-	queue    *queue.Queue
+	queue    queue.Queue
 	sinks    []delivery.Sink
 	proc     *pipeline.Processor
 	filters  *filterStore // the destinations' filters, as the admin API sets them
@@ -401,7 +401,7 @@ func (h *Server) Tap() *tap.Tap { return h.tap }
 func (h *Server) Store() *consentstore.Store { return h.store }
 
 // Queue returns the durable queue.
-func (h *Server) Queue() *queue.Queue { return h.queue }
+func (h *Server) Queue() queue.Queue { return h.queue }
 
 // Wait blocks until the server stops serving on its own (its listener
 // failed) and returns why, or until ctx is done.

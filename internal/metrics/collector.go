@@ -29,7 +29,7 @@ type collector struct {
 type sourceSet struct {
 	counters     *pipeline.Counters
 	server       *ingest.Server
-	queue        *queue.Queue
+	queue        queue.Queue
 	functions    *functions.Registry
 	destinations []string
 }

@@ -35,7 +35,7 @@ type HealthConfig struct {
 	// Queue must take a write: the check appends one small item to
 	// [queue.HealthTopic] and acknowledges it (two commits, synced per the
 	// queue's policy). nil: not checked.
-	Queue *queue.Queue
+	Queue queue.Queue
 	// Functions must hold an active version of every name in
 	// FunctionNames (the functions the configuration names).
 	Functions     *functions.Registry

@@ -26,7 +26,7 @@ type Sources struct {
 	Server *ingest.Server
 	// Queue is the durable queue: the inbox's and each destination's
 	// backlog, dead letters, and the bytes stored.
-	Queue *queue.Queue
+	Queue queue.Queue
 	// Functions is the function registry: each active version's pool of
 	// instances.
 	Functions *functions.Registry

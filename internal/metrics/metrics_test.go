@@ -44,7 +44,7 @@ func newRegistry(t *testing.T, names ...string) *functions.Registry {
 	return reg
 }
 
-func openQueue(t *testing.T) *queue.Queue {
+func openQueue(t *testing.T) queue.Queue {
 	t.Helper()
 	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever, MaxBytes: 1 << 20})
 	if err != nil {

@@ -71,7 +71,7 @@ const (
 // has it, so a crash at any point redelivers what was not yet delivered
 // (at least once; receivers deduplicate by messageId).
 type Pipeline struct {
-	q     *queue.Queue
+	q     queue.Queue
 	proc  *Processor
 	sinks []delivery.Sink // by destination index
 	opts  Options
@@ -96,7 +96,7 @@ var ErrFull = errors.New("pipeline: the queue is full (queue.max_bytes reached);
 
 // New returns a pipeline over q. sinks holds one sink per destination of
 // proc, in the same order; the pipeline does not close them.
-func New(q *queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (*Pipeline, error) {
+func New(q queue.Queue, proc *Processor, sinks []delivery.Sink, opts Options) (*Pipeline, error) {
 	if len(sinks) != len(proc.Destinations()) {
 		return nil, fmt.Errorf("pipeline: %d sinks for %d destinations", len(sinks), len(proc.Destinations()))
 	}
@@ -232,7 +232,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 }
 
 // process takes batches from the inbox until ctx is done.
-func (p *Pipeline) process(ctx context.Context, inbox *queue.Consumer) {
+func (p *Pipeline) process(ctx context.Context, inbox queue.Consumer) {
 	var res Result
 	var enc encoder
 	var events [][]byte      // the events of the item at hand
@@ -340,7 +340,7 @@ func (p *Pipeline) processItem(ctx context.Context, now time.Time, source string
 
 // deliver takes batches from one destination's backlog to its sink until
 // ctx is done.
-func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
+func (p *Pipeline) deliver(ctx context.Context, dest int, c queue.Consumer) {
 	name := p.proc.Destinations()[dest].Name
 	var events [][]byte
 	var sources []string
@@ -384,7 +384,7 @@ func (p *Pipeline) deliver(ctx context.Context, dest int, c *queue.Consumer) {
 // dead-lettered whole (a destination that refuses everything costs a few
 // dozen requests per batch, not 2n). A failure that may pass stops the
 // batch: what was not sent yet waits for its retry with the rest.
-func (p *Pipeline) send(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
+func (p *Pipeline) send(ctx context.Context, dest int, c queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
 	sink := p.sinks[dest]
 	type span struct{ lo, hi int }
 	pending := []span{{0, len(items)}}
@@ -440,7 +440,7 @@ func narrowBudget(n int) int { return 8 * bits.Len(uint(n)) }
 
 // delivered acknowledges items delivered to destination dest and counts
 // them.
-func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
+func (p *Pipeline) delivered(ctx context.Context, dest int, c queue.Consumer, items []queue.Item, events [][]byte, sources []string) {
 	if len(items) == 0 {
 		return
 	}
@@ -460,7 +460,7 @@ func (p *Pipeline) delivered(ctx context.Context, dest int, c *queue.Consumer, i
 // failed settles items whose delivery to destination dest failed with err:
 // each is retried with backoff while the backoff allows and err may pass,
 // else moved to the dead letters.
-func (p *Pipeline) failed(ctx context.Context, dest int, c *queue.Consumer, items []queue.Item, events [][]byte, sources []string, err error) {
+func (p *Pipeline) failed(ctx context.Context, dest int, c queue.Consumer, items []queue.Item, events [][]byte, sources []string, err error) {
 	if len(items) == 0 {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // openQueue opens a queue without fsyncs for the test.
-func openQueue(t *testing.T) *queue.Queue {
+func openQueue(t *testing.T) queue.Queue {
 	t.Helper()
 	q, err := queue.Open(filepath.Join(t.TempDir(), queue.DirName), queue.Options{Sync: queue.SyncNever})
 	if err != nil {

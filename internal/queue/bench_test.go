@@ -48,7 +48,7 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkNextAck(b *testing.B) {
 	for _, consumers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("consumers=%d", consumers), func(b *testing.B) {
-			benchConsume(b, consumers, func(ctx context.Context, q *Queue, c *Consumer, items []Item) error {
+			benchConsume(b, consumers, func(ctx context.Context, q *Pebble, c Consumer, items []Item) error {
 				return c.Ack(ctx, items...)
 			})
 		})
@@ -58,7 +58,7 @@ func BenchmarkNextAck(b *testing.B) {
 // BenchmarkMove is the pipeline's step: Next 100 items of the inbox and
 // Move them to a destination topic, with SyncAlways. One op is one item.
 func BenchmarkMove(b *testing.B) {
-	benchConsume(b, 4, func(ctx context.Context, q *Queue, c *Consumer, items []Item) error {
+	benchConsume(b, 4, func(ctx context.Context, q *Pebble, c Consumer, items []Item) error {
 		out := make([][]byte, len(items))
 		for i, it := range items {
 			out[i] = it.Data
@@ -67,7 +67,7 @@ func BenchmarkMove(b *testing.B) {
 	})
 }
 
-func benchConsume(b *testing.B, consumers int, settle func(context.Context, *Queue, *Consumer, []Item) error) {
+func benchConsume(b *testing.B, consumers int, settle func(context.Context, *Pebble, Consumer, []Item) error) {
 	q, _ := open(b, Options{Sync: SyncNever, MaxBytes: -1})
 	ctx := context.Background()
 	batch := make([][]byte, 0, 1000)

@@ -27,12 +27,12 @@ type Item struct {
 	Attempts int
 }
 
-// Consumer hands out a topic's items and settles them. Each topic has
+// pebbleConsumer is the [Consumer] of a Pebble topic. Each topic has
 // one consumer ([Queue.Consumer] returns the same one each time); it is
 // safe for use by several goroutines, which then share the topic's items,
 // each item going to one of them.
-type Consumer struct {
-	q   *Queue
+type pebbleConsumer struct {
+	q   *Pebble
 	t   *topic
 	err error // the topic name's error
 }
@@ -40,21 +40,21 @@ type Consumer struct {
 // Consumer returns the consumer of the named topic, creating the topic
 // when needed. An invalid name gives a consumer whose every call fails
 // with the name's error.
-func (q *Queue) Consumer(topic Topic) *Consumer {
+func (q *Pebble) Consumer(topic Topic) Consumer {
 	if err := checkTopic(topic); err != nil {
-		return &Consumer{q: q, err: err}
+		return &pebbleConsumer{q: q, err: err}
 	}
 	t := q.topic(topic, true)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.consumer == nil {
-		t.consumer = &Consumer{q: q, t: t}
+		t.consumer = &pebbleConsumer{q: q, t: t}
 	}
 	return t.consumer
 }
 
 // Topic returns the consumer's topic.
-func (c *Consumer) Topic() Topic {
+func (c *pebbleConsumer) Topic() Topic {
 	if c.t == nil {
 		return ""
 	}
@@ -76,7 +76,7 @@ func (c *Consumer) Topic() Topic {
 // The items, each with a copy of its data (see [Item]); or ctx's error
 // when it is done first; or [ErrClosed] when the queue is closed, also
 // while Next waits.
-func (c *Consumer) Next(ctx context.Context, maxItems, maxBytes int) ([]Item, error) {
+func (c *pebbleConsumer) Next(ctx context.Context, maxItems, maxBytes int) ([]Item, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -153,7 +153,7 @@ const (
 // header cannot be decoded are put in flight and returned in corrupt,
 // with the decoding error as Data, for the caller to move to the dead
 // letters. Called with t.mu held.
-func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err error) {
+func (q *Pebble) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err error) {
 	iter, err := q.db.NewIter(&pebble.IterOptions{LowerBound: t.itemKey(t.head), UpperBound: t.itemEnd})
 	if err != nil {
 		return nil, nil, err
@@ -255,7 +255,7 @@ func (q *Queue) take(t *topic, maxItems, maxBytes int) (out, corrupt []Item, err
 // of them is not in flight on this consumer nothing is acknowledged and
 // the error wraps [ErrNotInFlight]. When the write fails the items stay
 // in flight.
-func (c *Consumer) Ack(ctx context.Context, items ...Item) error {
+func (c *pebbleConsumer) Ack(ctx context.Context, items ...Item) error {
 	return c.q.Move(ctx, c, items, nil)
 }
 
@@ -263,7 +263,7 @@ func (c *Consumer) Ack(ctx context.Context, items ...Item) error {
 // (at once when notBefore is zero or past), also after a restart: its
 // Attempts, plus one, and notBefore are stored. A waiting Next is woken
 // at that time.
-func (c *Consumer) Retry(ctx context.Context, item Item, notBefore time.Time) error {
+func (c *pebbleConsumer) Retry(ctx context.Context, item Item, notBefore time.Time) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -309,7 +309,7 @@ func (c *Consumer) Retry(ctx context.Context, item Item, notBefore time.Time) er
 // Dead moves an item handed out by this consumer to its topic's dead
 // letters, with reason, the time and its Attempts (see
 // [Queue.DeadLetters]). It is not handed out again unless replayed.
-func (c *Consumer) Dead(ctx context.Context, item Item, reason string) error {
+func (c *pebbleConsumer) Dead(ctx context.Context, item Item, reason string) error {
 	if c.err != nil {
 		return c.err
 	}
@@ -342,7 +342,7 @@ func (c *Consumer) Dead(ctx context.Context, item Item, reason string) error {
 
 // bury adds to b the move of stored item seq of t to its dead letters.
 // An item whose header cannot be decoded is stored whole as the data.
-func (q *Queue) bury(b *pebble.Batch, t *topic, seq uint64, reason string, at int64) error {
+func (q *Pebble) bury(b *pebble.Batch, t *topic, seq uint64, reason string, at int64) error {
 	key := t.itemKey(seq)
 	v, closer, err := q.db.Get(key)
 	if err != nil {
@@ -385,7 +385,11 @@ func storedErr(seq uint64, err error) error {
 // flight on c (nothing is done); [ErrClosed] after Close; ctx's error
 // when it is done before the write is queued. When the write fails, done
 // stays in flight and nothing is appended.
-func (q *Queue) Move(ctx context.Context, c *Consumer, done []Item, to map[Topic][][]byte) error {
+func (q *Pebble) Move(ctx context.Context, qc Consumer, done []Item, to map[Topic][][]byte) error {
+	c, ok := qc.(*pebbleConsumer)
+	if !ok {
+		return fmt.Errorf("queue: move from %q: the consumer is of another queue", qc.Topic())
+	}
 	if c.err != nil {
 		return c.err
 	}

@@ -87,7 +87,7 @@ type DeadPage struct {
 // topic does not exist (nothing was ever queued for it), else whatever
 // [Queue.DeadLetters] returns. A query of every topic skips an inbox that
 // does not exist.
-func (q *Queue) ListDead(query DeadQuery) (DeadPage, error) {
+func (q *Pebble) ListDead(query DeadQuery) (DeadPage, error) {
 	if query.Topic != "" {
 		return q.listDead(query.Topic, query.After, query.Limit)
 	}
@@ -109,7 +109,7 @@ func (q *Queue) ListDead(query DeadQuery) (DeadPage, error) {
 }
 
 // listDead returns a page of the dead letters of topic.
-func (q *Queue) listDead(topic Topic, after uint64, limit int) (DeadPage, error) {
+func (q *Pebble) listDead(topic Topic, after uint64, limit int) (DeadPage, error) {
 	fetch := limit
 	if limit > 0 {
 		fetch++ // one more tells whether a next page exists
@@ -153,7 +153,7 @@ func (q *Queue) listDead(topic Topic, after uint64, limit int) (DeadPage, error)
 // An error wrapping [ErrNotFound] for a topic that does not exist. A
 // dead letter that cannot be decoded is returned with its raw bytes as
 // Data and the problem as Reason.
-func (q *Queue) DeadLetters(topic Topic, after uint64, limit int) ([]DeadItem, error) {
+func (q *Pebble) DeadLetters(topic Topic, after uint64, limit int) ([]DeadItem, error) {
 	if q.isClosed.Load() {
 		return nil, ErrClosed
 	}
@@ -207,18 +207,18 @@ func (q *Queue) DeadLetters(topic Topic, after uint64, limit int) ([]DeadItem, e
 // The number of items replayed. When a seq is not a dead letter of the
 // topic nothing is replayed and the error wraps [ErrNotFound]; so does a
 // topic that does not exist.
-func (q *Queue) Replay(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
+func (q *Pebble) Replay(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
 	return q.settleDead(ctx, topic, seqs, true)
 }
 
 // DropDead deletes dead letters of the named topic: those of seqs, or
 // all of them when seqs is empty. Results as [Queue.Replay].
-func (q *Queue) DropDead(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
+func (q *Pebble) DropDead(ctx context.Context, topic Topic, seqs ...uint64) (int, error) {
 	return q.settleDead(ctx, topic, seqs, false)
 }
 
 // settleDead replays (or drops) dead letters.
-func (q *Queue) settleDead(ctx context.Context, topic Topic, seqs []uint64, replay bool) (int, error) {
+func (q *Pebble) settleDead(ctx context.Context, topic Topic, seqs []uint64, replay bool) (int, error) {
 	verb := "drop dead letters of "
 	if replay {
 		verb = "replay dead letters of "
@@ -255,7 +255,7 @@ func (q *Queue) settleDead(ctx context.Context, topic Topic, seqs []uint64, repl
 
 // settleDeadTx replays or drops the dead letters seqs of t, or the first
 // replayChunk of them when seqs is nil, in one durable write.
-func (q *Queue) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, replay bool) (int, error) {
+func (q *Pebble) settleDeadTx(ctx context.Context, t *topic, seqs []uint64, replay bool) (int, error) {
 	var n int
 	var size int64
 	err := q.write(ctx, true, func(b *pebble.Batch) error {

@@ -191,10 +191,10 @@ type Options struct {
 	LockTimeout time.Duration `json:"lock_timeout" yaml:"lock_timeout"`
 }
 
-// Queue is a durable queue of named topics in one Pebble store. It is
+// Pebble is the [Queue] of one host: named topics in one Pebble store. It is
 // safe for concurrent use by many goroutines. Only one process may have
 // the store open.
-type Queue struct {
+type Pebble struct {
 	db       *pebble.DB
 	lock     *pebble.Lock
 	path     string
@@ -274,13 +274,13 @@ const layoutVersion = "2"
 // An error wrapping [ErrLocked] when another process holds the directory
 // after opts.LockTimeout; an error wrapping [ErrCorrupt] for a store of
 // an unknown layout.
-func Open(path string, opts Options) (*Queue, error) {
+func Open(path string, opts Options) (*Pebble, error) {
 	return openOn(vfs.Default, path, opts)
 }
 
 // openOn is Open on the file system fs (tests pass one that simulates a
 // power loss).
-func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
+func openOn(fs vfs.FS, path string, opts Options) (*Pebble, error) {
 	if path == "" {
 		return nil, errors.New("queue: no directory configured")
 	}
@@ -323,7 +323,7 @@ func openOn(fs vfs.FS, path string, opts Options) (*Queue, error) {
 		lock.Close()
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
-	q := &Queue{
+	q := &Pebble{
 		ifs:          ifs,
 		batchOptions: []pebble.BatchOption{pebble.WithMaxRetainedSizeBytes(batchRetained)},
 		spare:        make(chan *pebble.Batch, spareBatches),
@@ -429,7 +429,7 @@ func (quietLogger) Fatalf(format string, args ...any) {
 // load writes the layout version of a new store, or checks that of an
 // existing one, and rebuilds the in-memory state of every topic from the
 // stored items.
-func (q *Queue) load() error {
+func (q *Pebble) load() error {
 	switch v, closer, err := q.db.Get([]byte(keyFormat)); {
 	case errors.Is(err, pebble.ErrNotFound):
 		if err := q.db.Set([]byte(keyFormat), []byte(layoutVersion), pebble.Sync); err != nil {
@@ -494,7 +494,7 @@ func (q *Queue) load() error {
 
 // commitLoop runs every write: it takes all the writes waiting, up to
 // maxOpsPerCommit, into one batch, so they share its fsync.
-func (q *Queue) commitLoop() {
+func (q *Pebble) commitLoop() {
 	defer close(q.commitDone)
 	defer close(q.syncs)
 	batch := make([]*op, 0, maxOpsPerCommit)
@@ -522,7 +522,7 @@ func (q *Queue) commitLoop() {
 // that must be durable are answered by the syncer after the batch's
 // fsync; the others as soon as the batch is applied, while the fsync
 // runs.
-func (q *Queue) commit(ops []*op) {
+func (q *Pebble) commit(ops []*op) {
 	var b *pebble.Batch
 	select {
 	case b = <-q.spare:
@@ -579,7 +579,7 @@ const spareBatches = 8
 // recycle keeps b, done with (applied and synced, or empty) with result
 // err, for a later commit, or closes it. A batch whose write failed is
 // not reused.
-func (q *Queue) recycle(b *pebble.Batch, err error) {
+func (q *Pebble) recycle(b *pebble.Batch, err error) {
 	if err == nil {
 		b.Reset()
 		select {
@@ -593,7 +593,7 @@ func (q *Queue) recycle(b *pebble.Batch, err error) {
 
 // syncer answers the durable writes of each batch, in order, once the
 // batch's fsync is done.
-func (q *Queue) syncer() {
+func (q *Pebble) syncer() {
 	defer close(q.syncerDone)
 	for g := range q.syncs {
 		err := g.b.SyncWait()
@@ -609,7 +609,7 @@ func (q *Queue) syncer() {
 // durable write also fsynced under SyncAlways. ctx is checked before the
 // write is queued; once queued, write waits for it (milliseconds), so
 // its result is always true.
-func (q *Queue) write(ctx context.Context, durable bool, fn func(b *pebble.Batch) error) error {
+func (q *Pebble) write(ctx context.Context, durable bool, fn func(b *pebble.Batch) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -635,7 +635,7 @@ func (q *Queue) write(ctx context.Context, durable bool, fn func(b *pebble.Batch
 }
 
 // syncLog fsyncs the write-ahead log.
-func (q *Queue) syncLog() error {
+func (q *Pebble) syncLog() error {
 	if err := q.db.LogData(nil, pebble.Sync); err != nil || q.ifs == nil {
 		return err
 	}
@@ -643,7 +643,7 @@ func (q *Queue) syncLog() error {
 }
 
 // syncLoop fsyncs the log every period, for SyncInterval.
-func (q *Queue) syncLoop(every time.Duration) {
+func (q *Pebble) syncLoop(every time.Duration) {
 	defer close(q.syncDone)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -665,7 +665,7 @@ func (q *Queue) syncLoop(every time.Duration) {
 // (SyncAlways and SyncInterval) and closes the store. Later calls of any
 // method fail with ErrClosed. Items in flight stay stored and are handed
 // out again after the next Open. Close is safe to call more than once.
-func (q *Queue) Close() error {
+func (q *Pebble) Close() error {
 	q.closeOnce.Do(func() {
 		q.closeMu.Lock()
 		q.closed = true
@@ -702,7 +702,7 @@ func (q *Queue) Close() error {
 }
 
 // Path returns the queue's directory.
-func (q *Queue) Path() string { return q.path }
+func (q *Pebble) Path() string { return q.path }
 
 // checkTopic reports whether name is a valid topic name.
 func checkTopic(name Topic) error {
@@ -717,7 +717,7 @@ func checkTopic(name Topic) error {
 
 // topic returns the in-memory state of the named topic, creating it when
 // create is set; nil when it does not exist and create is not set.
-func (q *Queue) topic(name Topic, create bool) *topic {
+func (q *Pebble) topic(name Topic, create bool) *topic {
 	q.topicsMu.RLock()
 	t := q.topics[name]
 	q.topicsMu.RUnlock()
@@ -735,7 +735,7 @@ func (q *Queue) topic(name Topic, create bool) *topic {
 
 // reserve counts n more stored bytes against MaxBytes, or fails with
 // ErrFull.
-func (q *Queue) reserve(n int64) error {
+func (q *Pebble) reserve(n int64) error {
 	for {
 		used := q.used.Load()
 		if q.maxBytes >= 0 && used+n > q.maxBytes {
@@ -759,7 +759,7 @@ func (q *Queue) reserve(n int64) error {
 //     bytes over [Options.MaxBytes]; nothing is stored.
 //   - [ErrClosed] after Close; ctx's error when it is done before the
 //     write is queued.
-func (q *Queue) Append(ctx context.Context, topic Topic, items ...[]byte) error {
+func (q *Pebble) Append(ctx context.Context, topic Topic, items ...[]byte) error {
 	if q.isClosed.Load() {
 		return ErrClosed
 	}
@@ -812,7 +812,7 @@ func (t *topic) putFresh(b *pebble.Batch, items [][]byte) {
 
 // dbErr turns an error of a call into the queue's: ErrClosed after
 // Close, otherwise the error with what was being done.
-func (q *Queue) dbErr(what string, err error) error {
+func (q *Pebble) dbErr(what string, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -826,7 +826,7 @@ func (q *Queue) dbErr(what string, err error) error {
 
 // Topics returns the topics, sorted by name: those stored, and those
 // named in a call since Open.
-func (q *Queue) Topics() []Topic {
+func (q *Pebble) Topics() []Topic {
 	q.topicsMu.RLock()
 	names := make([]Topic, 0, len(q.topics))
 	for name := range q.topics {
@@ -855,7 +855,7 @@ type Stats struct {
 
 // Stats returns the counts of the named topic, or an error wrapping
 // [ErrNotFound] for a topic that does not exist.
-func (q *Queue) Stats(topic Topic) (Stats, error) {
+func (q *Pebble) Stats(topic Topic) (Stats, error) {
 	if q.isClosed.Load() {
 		return Stats{}, ErrClosed
 	}
@@ -882,6 +882,6 @@ func (q *Queue) Stats(topic Topic) (Stats, error) {
 // Usage returns the stored bytes counted against [Options.MaxBytes]
 // (data plus ItemOverhead per item, all topics, dead letters included)
 // and the bound (negative: none).
-func (q *Queue) Usage() (used, limit int64) {
+func (q *Pebble) Usage() (used, limit int64) {
 	return q.used.Load(), q.maxBytes
 }

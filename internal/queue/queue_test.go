@@ -16,7 +16,7 @@ import (
 
 // open opens a queue in a new temporary directory, closed at the end of
 // the test.
-func open(t testing.TB, opts Options) (*Queue, string) {
+func open(t testing.TB, opts Options) (*Pebble, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), DirName)
 	q, err := Open(path, opts)
@@ -28,7 +28,7 @@ func open(t testing.TB, opts Options) (*Queue, string) {
 }
 
 // reopen closes q and opens its file again.
-func reopen(t testing.TB, q *Queue, opts Options) *Queue {
+func reopen(t testing.TB, q *Pebble, opts Options) *Pebble {
 	t.Helper()
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
@@ -64,7 +64,7 @@ func datas(items []Item) []string {
 }
 
 // next calls Next with a timeout of d and fails the test on an error.
-func next(t testing.TB, c *Consumer, max int, d time.Duration) []Item {
+func next(t testing.TB, c Consumer, max int, d time.Duration) []Item {
 	t.Helper()
 	items, err := c.Next(ctxT(t, d), max, 0)
 	if err != nil {
@@ -74,7 +74,7 @@ func next(t testing.TB, c *Consumer, max int, d time.Duration) []Item {
 }
 
 // expectEmpty checks that Next hands out nothing within a short time.
-func expectEmpty(t testing.TB, c *Consumer) {
+func expectEmpty(t testing.TB, c Consumer) {
 	t.Helper()
 	items, err := c.Next(ctxT(t, 30*time.Millisecond), 100, 0)
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -82,7 +82,7 @@ func expectEmpty(t testing.TB, c *Consumer) {
 	}
 }
 
-func stats(t testing.TB, q *Queue, topic Topic) Stats {
+func stats(t testing.TB, q *Pebble, topic Topic) Stats {
 	t.Helper()
 	s, err := q.Stats(topic)
 	if err != nil {

@@ -53,7 +53,7 @@ type topic struct {
 	deadBytes int64
 
 	notify   chan struct{} // closed by wake; nil when nobody waits
-	consumer *Consumer
+	consumer *pebbleConsumer
 }
 
 func newTopic(name Topic) *topic {

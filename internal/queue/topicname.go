@@ -51,7 +51,7 @@ func (t Topic) IsInbox() bool { return t == InboxTopic }
 // q (a backlog, dead letters, or a consumer since Open), sorted. A
 // destination removed from the configuration is among them while its
 // topic is stored.
-func (q *Queue) Destinations() []string {
+func (q *Pebble) Destinations() []string {
 	var names []string
 	for _, t := range q.Topics() {
 		if name, ok := t.Destination(); ok {

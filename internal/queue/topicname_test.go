@@ -47,7 +47,7 @@ func TestTopicNames(t *testing.T) {
 }
 
 // deadOf appends items to topic and moves them to its dead letters.
-func deadOf(t *testing.T, q *Queue, topic Topic, items ...[]byte) {
+func deadOf(t *testing.T, q *Pebble, topic Topic, items ...[]byte) {
 	t.Helper()
 	ctx := context.Background()
 	if err := q.Append(ctx, topic, items...); err != nil {
