@@ -406,3 +406,55 @@ func TestCacheRace(t *testing.T) {
 		t.Errorf("final Get(x1) = %+v, want Advertising@%d", c, writes)
 	}
 }
+
+// peerBus is Peers for two hosts in one process: a write on one has the
+// other Forget, or fails as a bus that is down does.
+type peerBus struct {
+	other *Store
+	down  error
+	told  [][]string
+}
+
+func (p *peerBus) Forget(_ context.Context, ids []string) error {
+	if p.down != nil {
+		return p.down
+	}
+	p.told = append(p.told, ids)
+	p.other.Forget(ids...)
+	return nil
+}
+
+// TestCachePeersForgetWrites: two hosts cache one backend; a write through
+// one is dropped from the other's cache before the write returns, and a
+// write whose peers could not be told fails (the client retries).
+func TestCachePeersForgetWrites(t *testing.T) {
+	b := &countingBackend{Memory: NewMemory()}
+	cfg := CacheConfig{Size: 10, TTL: time.Hour}
+	busA, busB := &peerBus{}, &peerBus{}
+	a := New(b, Options{Cache: cfg, Peers: busA})
+	hostB := New(b, Options{Cache: cfg, Peers: busB})
+	busA.other, busB.other = hostB, a
+	cacheUpdate(t, a, `{"id":"u1","aliases":["a1"],"categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":100}}}`)
+	if c, ok := advertising(t, hostB, "a1"); !ok || !c.Consented {
+		t.Fatalf("B reads %+v %t", c, ok)
+	}
+	cacheUpdate(t, a, `{"id":"u1","categoryPreferences":{"Advertising":{"consented":false,"timestamp_unixtime_ms":200}}}`)
+	if c, ok := advertising(t, hostB, "a1"); !ok || c.Consented || c.Timestamp != 200 {
+		t.Errorf("after A's update, B reads %+v %t from its cache; want Advertising false@200", c, ok)
+	}
+	if _, err := hostB.Delete(ctx, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := advertising(t, a, "u1"); ok {
+		t.Error("after B's delete, A still finds u1 in its cache")
+	}
+	if len(busA.told) != 2 || len(busB.told) != 1 {
+		t.Errorf("told %v and %v", busA.told, busB.told)
+	}
+
+	busA.down = errors.New("nats: connection closed")
+	_, err := a.Update(ctx, Update{Record: *rec(t, `{"id":"u2","categoryPreferences":{"Advertising":{"consented":true,"timestamp_unixtime_ms":300}}}`), Source: "test"})
+	if err == nil || !errors.Is(err, busA.down) {
+		t.Errorf("an update whose peers could not be told: %v, want an error wrapping the bus's", err)
+	}
+}

@@ -183,6 +183,19 @@ type Options struct {
 	Cache CacheConfig
 	// Now returns the current time; nil is time.Now.
 	Now func() time.Time
+	// Peers, in cluster mode, are the other hosts that cache the same
+	// backend's records: every write this store makes is told to them, so
+	// that they drop what it changed from their caches. nil: none.
+	Peers Peers
+}
+
+// Peers are a store's other hosts (cluster mode), which keep caches of the
+// same backend.
+type Peers interface {
+	// Forget tells every other host to drop ids from its cache (none:
+	// everything), and returns once the message is with the cluster's bus,
+	// or with the error that kept it from getting there.
+	Forget(ctx context.Context, ids []string) error
 }
 
 // Store is the consent store the host uses: a [Backend], the optional
@@ -192,6 +205,7 @@ type Options struct {
 type Store struct {
 	b      Backend
 	cache  *recordCache // nil without a cache
+	peers  Peers        // nil: no other host
 	now    func() time.Time
 	closed atomic.Bool
 }
@@ -200,7 +214,7 @@ var _ consent.AsOfStore = (*Store)(nil)
 
 // New returns a Store over b. The Store owns b: [Store.Close] closes it.
 func New(b Backend, opts Options) *Store {
-	s := &Store{b: b, now: opts.Now}
+	s := &Store{b: b, now: opts.Now, peers: opts.Peers}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -263,15 +277,48 @@ func (s *Store) Update(ctx context.Context, u Update) ([]consent.Change, error) 
 	}
 	rec, changes, err := s.b.Update(ctx, &u)
 	if s.cache != nil {
+		var ids []string // nil: everything
 		if err != nil {
 			// The backend may have applied it (a reply lost to a
 			// timeout) and merged records whose ids we do not know.
 			s.cache.purge()
 		} else {
-			s.cache.invalidate(append(u.Record.IDs(), rec.IDs()...)...)
+			ids = append(u.Record.IDs(), rec.IDs()...)
+			s.cache.invalidate(ids...)
+		}
+		if perr := s.tellPeers(ctx, ids); err == nil && perr != nil {
+			return nil, perr
 		}
 	}
 	return changes, err
+}
+
+// tellPeers has the other hosts drop ids (nil: everything) from their
+// caches. Its error is the write's: the write is stored, but a host that
+// was not told could judge events by the record it cached before for up
+// to the cache's TTL, so the caller must not acknowledge the write (the
+// client retries, and a write applied twice changes nothing).
+func (s *Store) tellPeers(ctx context.Context, ids []string) error {
+	if s.peers == nil {
+		return nil
+	}
+	if err := s.peers.Forget(ctx, ids); err != nil {
+		return fmt.Errorf("consent store: the write is stored, but the other hosts could not be told to drop their cached copies (retry it): %w", err)
+	}
+	return nil
+}
+
+// Forget drops ids (none: everything) from this host's cache: what the
+// message of a peer's write does (see [Options.Peers]).
+func (s *Store) Forget(ids ...string) {
+	if s.cache == nil {
+		return
+	}
+	if len(ids) == 0 {
+		s.cache.purge()
+		return
+	}
+	s.cache.invalidate(ids...)
 }
 
 // Link records that aliases are other ids of the person id names (an
@@ -293,13 +340,19 @@ func (s *Store) Delete(ctx context.Context, id string) (bool, error) {
 	}
 	rec, err := s.b.Delete(ctx, id)
 	if s.cache != nil {
+		var ids []string // nil: everything
 		switch {
 		case err == nil:
-			s.cache.invalidate(append(rec.IDs(), id)...)
+			ids = append(rec.IDs(), id)
+			s.cache.invalidate(ids...)
 		case errors.Is(err, consent.ErrNotFound):
+			ids = []string{id}
 			s.cache.invalidate(id)
 		default:
 			s.cache.purge()
+		}
+		if perr := s.tellPeers(ctx, ids); perr != nil && (err == nil || errors.Is(err, consent.ErrNotFound)) {
+			return false, perr
 		}
 	}
 	if errors.Is(err, consent.ErrNotFound) {
