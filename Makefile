@@ -168,4 +168,4 @@ build-notice:
 		echo "building bin/insertfn and the example functions (the first build takes a few minutes)..."
 
 clean: ## remove bin/, the fetched JavaScript engine and the npm packages make fetched
-	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules $(FQLORACLE)/node_modules $(JSENGINE)/node_modules $(JSENGINE)/dist
+	rm -rf $(BIN) $(BROWSER)/node_modules $(ASDK)/node_modules $(FQLORACLE)/node_modules $(JSENGINE)/node_modules $(JSENGINE)/dist/emscripten-module.*

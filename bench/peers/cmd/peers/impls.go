@@ -29,7 +29,10 @@ type impl struct {
 	pass func(ctx context.Context) (counts, error)
 	// round, when set, measures one round itself.
 	round func(ctx context.Context, d time.Duration) (nsPerEvent float64, c counts, err error)
-	close func()
+	// sample, when set, runs one pass as pass does and puts the time of
+	// each event's call in lat (one per event): the per-event percentiles.
+	sample func(ctx context.Context, lat []time.Duration) (counts, error)
+	close  func()
 }
 
 // measure runs one round of im for at least d: whole passes over the

@@ -1,7 +1,8 @@
 // Command peers runs the consent-match check on the same events and the same
 // stored consent as native Go, insertfn's sandbox (one call per event and in
-// batches), an Extism plug-in and a JavaScript function in Node.js, and
-// prints one table: ns/event (median of the rounds) and the ratio to native.
+// batches; Go, C, AssemblyScript and JavaScript functions), an Extism
+// plug-in and a JavaScript function in Node.js, and prints one table:
+// ns/event (median of the rounds) and the ratio to native.
 //
 // Run it from bench/peers:
 //
@@ -12,10 +13,18 @@
 // consent-match are taken as make examples builds them
 // (bin/examples/consent-match-c.wasm and consent-match-as.wasm; make
 // bench-peers builds them first): each present one adds a row, one call
-// per event, beside the Go guest's. The rounds are interleaved (every
-// implementation once per round, in a rotating order) so that the machine's
-// drift hits all alike. Every pass over the events checks the verdict
-// counts; the program fails when an implementation disagrees.
+// per event, beside the Go guest's. The JavaScript versions add two more
+// rows, one call per event too: examples/consent-match-js (the fast path,
+// the host's consent store through insertfn.consent.compare) and
+// examples/consent-match-js-fetch (the fetch path: the function fetches
+// the stored consent from a consent service, here a local HTTP server in
+// this process that serves the same records); for these two the program
+// also times every call of one pass per round and prints the per-event
+// p50. A binary built without the JavaScript engine (make js-engine) leaves
+// them out. The rounds are interleaved (every implementation once per
+// round, in a rotating order) so that the machine's drift hits all alike.
+// Every pass over the events checks the verdict counts; the program fails
+// when an implementation disagrees.
 package main
 
 import (
@@ -34,6 +43,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/internal/wasmbuild/recipe"
+	"github.com/insertfn/insertfn/runtime"
 )
 
 func main() {
@@ -141,6 +151,24 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		impls = append(impls, one)
 		langs = append(langs, g.lang)
 	}
+	// The JavaScript versions, after them.
+	jsFast, jsFetch := -1, -1
+	svc, err := newConsentService(w)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	fast, fetch, closeJS, err := newJavaScript(ctx, w, cfg.dir, svc)
+	switch {
+	case errors.Is(err, runtime.ErrNoJSEngine):
+		fmt.Fprintf(os.Stderr, "the JavaScript rows are left out: %v\n", err)
+	case err != nil:
+		return err
+	default:
+		defer closeJS()
+		jsFast, jsFetch = len(impls), len(impls)+1
+		impls = append(impls, fast, fetch)
+	}
 
 	// One untimed pass each: the verdicts must agree before any clock runs.
 	for _, im := range impls {
@@ -157,6 +185,7 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 	}
 
 	figures := make([][]float64, len(impls))
+	latencies := make([][]time.Duration, len(impls)) // of the implementations that sample
 	for r := range cfg.rounds {
 		fmt.Fprintf(os.Stderr, "round %d/%d ...\n", r+1, cfg.rounds)
 		for k := range impls {
@@ -167,6 +196,17 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 				return err
 			}
 			figures[i] = append(figures[i], ns)
+			if im := impls[i]; im.sample != nil {
+				lat := make([]time.Duration, users)
+				c, err := im.sample(ctx, lat)
+				if err != nil {
+					return fmt.Errorf("%s: %w", im.name, err)
+				}
+				if c != want {
+					return fmt.Errorf("%s: verdicts %+v, want %+v", im.name, c, want)
+				}
+				latencies[i] = append(latencies[i], lat...)
+			}
 		}
 	}
 
@@ -195,6 +235,15 @@ func run(ctx context.Context, out io.Writer, cfg config) error {
 		fmt.Fprintf(out, "insertfn %s guest / Go guest: %.2fx (Invoke per event); target <= 1.2x: %s\n",
 			lang, m/one, map[bool]string{true: "met", false: "NOT met"}[m/one <= 1.2])
 	}
+	if jsFast >= 0 {
+		p50 := median(microseconds(latencies[jsFast]))
+		fmt.Fprintf(out, "insertfn JavaScript (fast path): p50 %.1f µs (the table's mean %.1f µs); target <= 25 µs: %s\n",
+			p50, medians[jsFast]/1000, map[bool]string{true: "met", false: "NOT met"}[p50 <= 25])
+		fmt.Fprintf(out, "insertfn JavaScript (fetch path): p50 %.1f µs (the table's mean %.1f µs); no target\n",
+			median(microseconds(latencies[jsFetch])), medians[jsFetch]/1000)
+	} else {
+		fmt.Fprintln(out, "insertfn JavaScript: not run (this binary was built without the JavaScript engine: make js-engine)")
+	}
 	fmt.Fprintf(out, "total time: %v\n", time.Since(began).Round(time.Second))
 	return nil
 }
@@ -220,6 +269,15 @@ func median(xs []float64) float64 {
 	} else {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
+}
+
+// microseconds returns ds in µs.
+func microseconds(ds []time.Duration) []float64 {
+	us := make([]float64, len(ds))
+	for i, d := range ds {
+		us[i] = float64(d.Nanoseconds()) / 1000
+	}
+	return us
 }
 
 // buildWasm compiles the Go package in dir into out with the recipe of
