@@ -22,7 +22,9 @@ import (
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/admin"
 	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/runtime"
+	"github.com/insertfn/insertfn/sdk/consent"
 )
 
 // jsCheck is a Segment-style JavaScript function: it drops an event whose
@@ -249,5 +251,69 @@ func TestJSFetchExampleThroughTheServer(t *testing.T) {
 	}
 	if n := requests.Load(); n != 3 {
 		t.Errorf("the consent service got %d requests, want 3", n)
+	}
+}
+
+// TestJSFastPathExampleThroughTheServer runs examples/consent-match-js,
+// which asks the server's own consent store through
+// insertfn.consent.compare, in the real server: a stale event is dropped,
+// a matching one delivered, and a consent update sent to the tracking API
+// is what the next event is judged by.
+func TestJSFastPathExampleThroughTheServer(t *testing.T) {
+	example, err := filepath.Abs(filepath.Join("..", "..", "examples", "consent-match-js", "index.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := newSink(t)
+	c := baseConfig(t, []config.Function{{Name: "consent-match-js", Wasm: example}}, []string{"consent-match-js"}, webhookDest("out", out.srv.URL))
+	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if errors.Is(err, runtime.ErrNoJSEngine) {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	}()
+	if _, err := h.Store().Update(context.Background(), consentstore.Update{Source: "test", Record: consent.Record{ID: "u1",
+		Categories: []consent.Category{{Name: "Advertising", Consented: false, Timestamp: 1000}}}}); err != nil {
+		t.Fatal(err)
+	}
+	events := []string{
+		`{"userId":"u1","event":"Order Completed","messageId":"match","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}`,
+		`{"userId":"u1","event":"Order Completed","messageId":"stale","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
+	}
+	for _, ev := range events {
+		if code := post(t, h, "/v1/track", ev); code != 200 {
+			t.Fatalf("POST %s: %d", ev, code)
+		}
+	}
+	waitFor(t, "the events to settle", func() bool { return settled(h, len(events)) })
+	// The person says yes to Advertising (Segment's consent update event);
+	// the next event with the new consent is delivered.
+	if code := post(t, h, "/v1/track", `{"userId":"u1","event":"Segment Consent Preference Updated","messageId":"update",`+
+		`"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`); code != 200 {
+		t.Fatal(code)
+	}
+	if code := post(t, h, "/v1/track", `{"userId":"u1","event":"Order Completed","messageId":"after",`+
+		`"context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`); code != 200 {
+		t.Fatal(code)
+	}
+	waitFor(t, "the events to settle", func() bool { return settled(h, len(events)+2) })
+	got := out.ids()
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"after", "match", "update"}) {
+		t.Errorf("delivered %v, want after, match and update", got)
+	}
+	if s := h.Counters().Snapshot(); s.Dropped["Consent mismatch"] != 1 {
+		t.Errorf("drops by reason %v, want one Consent mismatch", s.Dropped)
 	}
 }
