@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -78,6 +79,63 @@ func TestConsentPeers(t *testing.T) {
 	if g := got[2].get(); len(g) != 2 {
 		t.Errorf("host 2 forgot %q, want both writes", g)
 	}
+	for _, h := range hosts {
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestDedupePeers(t *testing.T) {
+	url := natsServer(t)
+	type got struct {
+		mu  sync.Mutex
+		ids map[string][]string
+	}
+	var hosts [2]*DedupePeers
+	var seen [2]got
+	for i := range hosts {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		if hosts[i], err = NewDedupePeers(nc, ""); err != nil {
+			t.Fatal(err)
+		}
+		g := &seen[i]
+		g.ids = make(map[string][]string)
+		hosts[i].SetRemember(func(source string, ids []string) {
+			g.mu.Lock()
+			g.ids[source] = append(g.ids[source], ids...)
+			g.mu.Unlock()
+		})
+	}
+	if err := hosts[0].nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1500 {
+		hosts[0].Accepted("web", []string{"m" + strconv.Itoa(i)})
+	}
+	hosts[0].Accepted("app", []string{"x"})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		seen[1].mu.Lock()
+		n, app := len(seen[1].ids["web"]), len(seen[1].ids["app"])
+		seen[1].mu.Unlock()
+		if n == 1500 && app == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host 1 remembered %d web ids and %d app ids, want 1500 and 1", n, app)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen[0].mu.Lock()
+	if len(seen[0].ids) != 0 {
+		t.Errorf("host 0 remembered its own ids: %v", seen[0].ids)
+	}
+	seen[0].mu.Unlock()
 	for _, h := range hosts {
 		if err := h.Close(); err != nil {
 			t.Error(err)

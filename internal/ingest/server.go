@@ -199,6 +199,22 @@ type Option func(*options)
 type options struct {
 	logger *slog.Logger
 	now    func() time.Time
+	peers  DedupePeers
+}
+
+// DedupePeers share the messageIds a host accepted with the other hosts of
+// a cluster, so that a client's retry that reaches another host is caught
+// there too (see [Server.RememberAccepted] for the other direction).
+type DedupePeers interface {
+	// Accepted is told the messageIds of the events a source accepted,
+	// once the Accepter took them. It must not block; ids are its own.
+	Accepted(source string, ids []string)
+}
+
+// WithDedupePeers shares accepted messageIds with the other hosts of a
+// cluster. The default shares nothing.
+func WithDedupePeers(p DedupePeers) Option {
+	return func(o *options) { o.peers = p }
 }
 
 // WithLogger sets where the server logs failures of the Accepter and of
@@ -230,6 +246,8 @@ type Server struct {
 	noisy   *logthrottle.Throttle // failures that repeat per request
 	now     func() time.Time
 	sources map[string]*source // by write key
+	byName  map[string]*source
+	peers   DedupePeers // nil: no other host
 	hash    hasher
 	srv     *fasthttp.Server
 	pool    sync.Pool // of *scratch
@@ -242,6 +260,37 @@ type Server struct {
 	mu        sync.Mutex
 	closed    bool           // Shutdown was called
 	listeners []net.Listener // given to Serve
+}
+
+// sharePeers tells the other hosts the messageIds of sc's accepted events.
+func (s *Server) sharePeers(sc *scratch, src *source) {
+	var ids []string
+	for _, sp := range sc.spans {
+		if sp.dedupe && !sp.dup {
+			ids = append(ids, gjson.GetBytes(sc.out[sp.start:sp.end], "messageId").String())
+		}
+	}
+	if len(ids) > 0 {
+		s.peers.Accepted(src.name, ids)
+	}
+}
+
+// RememberAccepted adds messageIds another host of the cluster accepted
+// for the named source to its dedupe window, so that a retry of one of
+// them sent here is answered as a duplicate. An unknown source, or one
+// without a window, changes nothing.
+func (s *Server) RememberAccepted(sourceName string, ids []string) {
+	src := s.byName[sourceName]
+	if src == nil || src.window == nil {
+		return
+	}
+	src.window.mu.Lock()
+	for _, id := range ids {
+		if id != "" {
+			src.window.addLocked(s.hash.key(id))
+		}
+	}
+	src.window.mu.Unlock()
 }
 
 // source is one configured source and its dedupe window (nil when
@@ -288,6 +337,8 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 		noisy:   logthrottle.New(o.logger, 10*time.Second),
 		now:     o.now,
 		sources: make(map[string]*source),
+		byName:  make(map[string]*source),
+		peers:   o.peers,
 		hash:    newHasher(),
 	}
 	s.pool.New = func() any { return new(scratch) }
@@ -300,6 +351,7 @@ func New(cfg Config, sources []Source, acc Accepter, opts ...Option) (*Server, e
 		for _, k := range src.WriteKeys {
 			s.sources[k] = st
 		}
+		s.byName[src.Name] = st
 	}
 	s.acceptCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
@@ -783,6 +835,9 @@ func (s *Server) accept(ctx *fasthttp.RequestCtx, sc *scratch, src *source) {
 				}
 			}
 			src.window.mu.Unlock()
+			if s.peers != nil {
+				s.sharePeers(sc, src)
+			}
 		}
 	}
 	s.stats.accepted.Add(uint64(len(sc.events)))

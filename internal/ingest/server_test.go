@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -647,5 +648,55 @@ func TestParseTimeField(t *testing.T) {
 	}
 	if _, form := parseTimeField(gjson.Parse(`"2024-05-01T12:00:00Z"`)); form != segment.TimeZoned {
 		t.Error("an RFC 3339 string was refused")
+	}
+}
+
+// peersTo is DedupePeers that hands every accepted id to other hosts at
+// once, as the cluster's bus does a moment later.
+type peersTo struct {
+	mu     sync.Mutex
+	others []*Server
+	told   int
+}
+
+func (p *peersTo) Accepted(source string, ids []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.told += len(ids)
+	for _, o := range p.others {
+		o.RememberAccepted(source, ids)
+	}
+}
+
+// TestDedupeAcrossHosts: an event accepted by one host of a cluster is a
+// duplicate when a retry of it reaches another, for the same source only.
+func TestDedupeAcrossHosts(t *testing.T) {
+	peersA, peersB := &peersTo{}, &peersTo{}
+	a, recA := newTestServer(t, Config{}, WithDedupePeers(peersA))
+	b, recB := newTestServer(t, Config{}, WithDedupePeers(peersB))
+	peersA.others, peersB.others = []*Server{b}, []*Server{a}
+	body := `{"batch":[{"type":"track","userId":"u","event":"e","messageId":"m1"},{"type":"track","userId":"u","event":"e"}]}`
+	if resp := do(t, a, request{path: "/v1/batch", auth: testKey, body: body}); resp.status != 200 {
+		t.Fatalf("A answered %d", resp.status)
+	}
+	if resp := do(t, b, request{path: "/v1/batch", auth: testKey, body: body}); resp.status != 200 {
+		t.Fatalf("B answered %d", resp.status)
+	}
+	if n := len(recA.events()); n != 2 {
+		t.Fatalf("A accepted %d events, want 2", n)
+	}
+	if evs := recB.events(); len(evs) != 1 || evs[0]["messageId"] == "m1" {
+		t.Errorf("B accepted %v, want only the event without a client messageId", evs)
+	}
+	if st := b.Stats(); st.Duplicates != 1 {
+		t.Errorf("B's stats %+v, want 1 duplicate", st)
+	}
+	if peersA.told != 1 {
+		t.Errorf("A told its peers %d ids, want 1 (the client's messageId only)", peersA.told)
+	}
+	// Another source's window is its own.
+	do(t, b, request{path: "/v1/batch", auth: otherKey, body: body})
+	if n := len(recB.events()); n != 3 {
+		t.Errorf("B accepted %d events after the other source's batch, want 3", n)
 	}
 }
