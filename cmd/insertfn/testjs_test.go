@@ -95,7 +95,7 @@ func TestTestJavaScriptFetch(t *testing.T) {
 	fn := filepath.Join("..", "..", "examples", "consent-match-js-fetch", "index.js")
 	settings := fmt.Sprintf(`{"consentServiceUrl":%q,"apiKey":"k"}`, svc.URL+"/v1/")
 	mismatch := `{"type":"track","userId":"u1","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`
-	args := []string{"test", fn, "--json", "--cache-dir", cacheDir, "--event", mismatch, "--settings", settings}
+	args := []string{"test", fn, "--json", "--cache-dir", cacheDir, "--event", mismatch, "--settings", settings, "--timeout", "10s"}
 
 	code, stdout, stderr := runCLI(t, append(args, "--fetch-allow", svc.URL+"/v1/")...)
 	skipWithoutJSEngine(t, stderr)

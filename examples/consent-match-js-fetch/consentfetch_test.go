@@ -82,6 +82,9 @@ func load(tb testing.TB, opts runtime.Options) *runtime.Function {
 	}
 	tb.Cleanup(func() { _ = eng.Close(context.Background()) })
 	opts.Name, opts.Language, opts.File = "consent-match-js-fetch", runtime.JavaScript, "index.js"
+	// The first fetch of an instance compiles the web globals (web.js),
+	// which a loaded machine may take a good part of a second to do.
+	opts.Limits.Timeout = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first compilation under -race
 	defer cancel()
 	f, err := eng.Load(ctx, code, opts)
@@ -214,7 +217,7 @@ func TestThroughTheRegistry(t *testing.T) {
 	reg := functions.NewRegistry(eng, nil)
 	defer reg.Close(context.Background())
 	m := functions.Manifest{Name: "consent-fetch", Wasm: "index.js", Settings: settings(base, apiKey),
-		Fetch: functions.ManifestFetch{Allow: []string{base}}}
+		Fetch: functions.ManifestFetch{Allow: []string{base}}, Limits: functions.ManifestLimits{Timeout: functions.Duration{Duration: 10 * time.Second}}}
 	ctx := context.Background()
 	if _, err := reg.Deploy(ctx, m, code); errors.Is(err, runtime.ErrNoJSEngine) {
 		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {

@@ -206,7 +206,7 @@ func TestJSFetchExampleThroughTheServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var fn config.Function
-	y := fmt.Sprintf("name: consent\nwasm: %s\nsettings: {consentServiceUrl: %q, apiKey: key-1}\nfetch: {allow: [%q], timeout: 1s}\n",
+	y := fmt.Sprintf("name: consent\nwasm: %s\nsettings: {consentServiceUrl: %q, apiKey: key-1}\nfetch: {allow: [%q], timeout: 1s}\nlimits: {timeout: 10s}\n",
 		example, svc.URL+"/v1/", svc.URL+"/v1/")
 	if err := yaml.Unmarshal([]byte(y), &fn); err != nil {
 		t.Fatal(err)
