@@ -12,7 +12,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -87,8 +86,8 @@ func (e *Error) ConfigProblem() string { return e.Msg }
 // filter is a compiled Filter.
 type filter struct {
 	Filter
-	cond *fql.Expr // nil: every event
-	path []string  // Sample: the gjson paths read, in order, until one has a value
+	cond *fql.Expr   // nil: every event
+	path []*fql.Expr // Sample: the fields read, in order, until one has a value
 	// fields: the gjson path of each object and the names, in order
 	objects []string
 	names   [][]string
@@ -140,13 +139,13 @@ func Compile(filters []Filter) (*Set, error) {
 			if math.IsNaN(f.Percent) || f.Percent < 0 || f.Percent > 1 {
 				bad("percent", "%v: want the share kept, from 0 to 1 (0.1 keeps one in ten)", f.Percent)
 			}
-			c.path = []string{"userId", "anonymousId"}
+			c.path = []*fql.Expr{userID, anonymousID}
 			if f.Path != "" {
-				p, err := fieldPath(f.Path)
+				p, err := field(f.Path)
 				if err != nil {
 					bad("path", "%v", err)
 				}
-				c.path = []string{p}
+				c.path = []*fql.Expr{p}
 			}
 		case DropProperties, AllowProperties:
 			if len(f.Fields) == 0 {
@@ -201,17 +200,37 @@ func (j joined) Unwrap() []error { return j }
 
 func joinErrors(errs []error) error { return joined(errs) }
 
-// fieldPath turns a dotted field path (names separated by dots, as FQL
-// writes them, with its backslash escapes) into a gjson path.
-func fieldPath(p string) (string, error) {
+// The fields a sample reads by default.
+var userID, anonymousID = mustField("userId"), mustField("anonymousId")
+
+func mustField(p string) *fql.Expr {
+	e, err := field(p)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// field parses a dotted field path (names separated by dots, as FQL
+// writes them, with its backslash escapes).
+func field(p string) (*fql.Expr, error) {
 	e, err := fql.Parse(p)
 	if err != nil {
-		return "", fmt.Errorf("%q is not a field path: %v", p, err)
+		return nil, fmt.Errorf("%q is not a field path: %v", p, err)
 	}
-	gp, ok := e.FieldPath()
-	if !ok {
-		return "", fmt.Errorf("%q is not a field path (names separated by dots)", p)
+	if _, ok := e.FieldPath(); !ok {
+		return nil, fmt.Errorf("%q is not a field path (names separated by dots)", p)
 	}
+	return e, nil
+}
+
+// fieldPath turns a dotted field path into a gjson path.
+func fieldPath(p string) (string, error) {
+	e, err := field(p)
+	if err != nil {
+		return "", err
+	}
+	gp, _ := e.FieldPath()
 	return gp, nil
 }
 
@@ -261,7 +280,7 @@ func (s *Set) Apply(ev *fql.Event, event []byte) ([]byte, string) {
 				return nil, f.Name
 			}
 		case Sample:
-			if matched && !f.sampled(event) {
+			if matched && !f.sampled(ev) {
 				return nil, f.Name
 			}
 		case DropProperties, AllowProperties:
@@ -280,23 +299,24 @@ func (s *Set) Apply(ev *fql.Event, event []byte) ([]byte, string) {
 	return event, ""
 }
 
-// sampled reports whether the event is among the Percent kept: a hash of
-// the value of the first of path the event has, mapped to [0, 1).
-func (f *filter) sampled(event []byte) bool {
+// sampled reports whether the event (read into ev) is among the Percent
+// kept: a hash of the JSON of the value of the first of path the event
+// has (not null), mapped to [0, 1).
+func (f *filter) sampled(ev *fql.Event) bool {
 	if f.Percent >= 1 {
 		return true
 	}
 	if f.Percent <= 0 {
 		return false
 	}
-	js := unsafe.String(unsafe.SliceData(event), len(event))
-	var v gjson.Result
+	var raw string
 	for _, p := range f.path {
-		if v = gjson.Get(js, p); v.Exists() && v.Type != gjson.Null {
+		var ok bool
+		if raw, ok = p.FieldJSON(ev); ok && raw != "null" {
 			break
 		}
 	}
-	return Share(v.Raw) < f.Percent
+	return Share(raw) < f.Percent
 }
 
 // Share maps a value (its JSON) to [0, 1), the same way everywhere: the

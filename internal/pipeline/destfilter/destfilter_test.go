@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/insertfn/insertfn/internal/pipeline/fql"
 )
 
@@ -107,6 +109,52 @@ func TestSampleIsDeterministic(t *testing.T) {
 	}
 	if kept < 400 || kept > 600 {
 		t.Errorf("sampling by messageId kept %d of 1000 events of one person, want about half", kept)
+	}
+}
+
+// TestSampleValue: a sample hashes the JSON of the value gjson reads
+// from the event, of the first of its fields the event has (not null),
+// else of the last: the same event is kept or not as before its fields
+// were read through the fql.Event.
+func TestSampleValue(t *testing.T) {
+	events := []string{
+		`{"userId":"u-1","anonymousId":"a-1"}`,
+		`{"userId":null,"anonymousId":"a-1"}`,
+		`{"anonymousId":"a-1"}`,
+		`{"userId":null,"anonymousId":null}`,
+		`{"userId":null}`,
+		`{}`,
+		`{"userId":12345.50,"anonymousId":"a"}`,
+		`{"userId":"\u0075-1"}`,
+		`{ "userId" : { "id" : [1, 2] } }`,
+		`{"type":"track","properties":{"account":{"id":"acc-9"}},"userId":true}`,
+	}
+	for _, path := range []string{"", "properties.account.id", "properties.account", "userId"} {
+		var ev fql.Event
+		s, err := Compile([]Filter{{Name: "s", Action: Sample, Percent: 0.5, Path: path}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &s.filters[0]
+		gpaths := []string{"userId", "anonymousId"}
+		if path != "" {
+			gpaths = []string{path}
+		}
+		for _, event := range events {
+			var v gjson.Result
+			for _, p := range gpaths {
+				if v = gjson.Get(event, p); v.Exists() && v.Type != gjson.Null {
+					break
+				}
+			}
+			for _, percent := range []float64{0.001, 0.25, 0.5, 0.75, 0.999} {
+				f.Percent = percent
+				ev.Reset([]byte(event))
+				if got, want := f.sampled(&ev), Share(v.Raw) < percent; got != want {
+					t.Errorf("path %q, %s, percent %v: sampled %v, want %v (the share of %s)", path, event, percent, got, want, v.Raw)
+				}
+			}
+		}
 	}
 }
 

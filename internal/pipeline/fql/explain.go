@@ -153,11 +153,11 @@ func appendJSON(b []byte, v value) []byte {
 	case kindString:
 		return appendString(b, v.str())
 	case kindList, kindObject:
-		if v.res.Exists() {
-			return append(b, v.res.Raw...)
+		if v.lit == nil {
+			return append(b, v.json()...)
 		}
 		b = append(b, '[')
-		for i, e := range v.lit {
+		for i, e := range *v.lit {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -254,7 +254,7 @@ func writeLiteral(b *strings.Builder, v value) {
 		b.WriteByte('\'')
 	case kindList:
 		b.WriteByte('[')
-		for i, e := range v.lit {
+		for i, e := range *v.lit {
 			if i > 0 {
 				b.WriteString(", ")
 			}

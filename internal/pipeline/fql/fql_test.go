@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -165,11 +167,36 @@ func TestGlob(t *testing.T) {
 		{"a", "", false},
 		{"", "", true},
 		{strings.Repeat("a", 50), strings.Repeat("*a", 20) + "b", false},
+		{"/checkout/done", "/checkout/*", true},
+		{"/cart", "/checkout/*", false},
+		{"jane@company.com", "*@company.com", true},
+		{"jane@company.co", "*@company.com", false},
+		{"an order", "*order*", true},
+		{"ab", "**", true},
+		{"x*", "*x**", true},
+		{"héllo", "h\u00e9*", true},
+		{"h\xffllo", "h\xfe*", true}, // invalid bytes are U+FFFD, alike
+		{"h\xffllo", "h\ufffd*", true},
 	} {
 		if got := globMatch(c.pattern, c.s); got != c.want {
 			t.Errorf("match(%q, %q) = %v, want %v", c.s, c.pattern, got, c.want)
 		}
+		if got := compileGlob(c.pattern).match(c.s); got != c.want {
+			t.Errorf("match(%q, %q) = %v as a literal pattern, want %v", c.s, c.pattern, got, c.want)
+		}
 	}
+}
+
+// FuzzGlob: a pattern read once matches as globMatch does.
+func FuzzGlob(f *testing.F) {
+	for _, p := range []string{"a*", "*a", "*a*", "a", "*", "", "a?*", "[a]*", "\\**", "\xfe*"} {
+		f.Add(p, "abc")
+	}
+	f.Fuzz(func(t *testing.T, pattern, s string) {
+		if got, want := compileGlob(pattern).match(s), globMatch(pattern, s); got != want {
+			t.Fatalf("match(%q, %q) = %v read once, %v by globMatch", s, pattern, got, want)
+		}
+	})
 }
 
 func TestSyntaxErrors(t *testing.T) {
@@ -303,6 +330,25 @@ func TestEventScan(t *testing.T) {
 		{`not json`, `type = null`, true},
 		{`{"a":{"b":"c"}}`, `a = null`, false},
 		{`{"a":-1.5e2,"b":true}`, `a < -100 and b`, true},
+		// A string compared as the event writes it: escapes, and where
+		// the event ends in the middle of it.
+		{`{"type":"tr\u0061ck"}`, `type = 'track'`, true},
+		{`{"type":"tr\u0061ck"}`, `type != 'track'`, false},
+		{`{"type":"tr\u0061ck"}`, `type in ['page', 'track']`, true},
+		{`{"type":"track\u0020"}`, `type = 'track'`, false},
+		{`{"type":"track\"x"}`, `type = 'track'`, false},
+		{`{"type":"trac"}`, `type = 'track'`, false},
+		{`{"type":"tracks"}`, `type = 'track'`, false},
+		{`{"type":"track"}`, `type in ['page', 'screen']`, false},
+		{`{"type":"track"}`, `type != 'track'`, false},
+		{`{"type":"track"}`, `type = 'track'`, true},
+		{`{"type":"track"}`, `event != 'track'`, true},
+		{`{"type":7}`, `type = '7'`, false},
+		{`{"type":["track"]}`, `type in ['track']`, false},
+		{`{"type":"track`, `type = 'track'`, true},
+		{`{"type":"it's \"x\""}`, `type = 'it\'s "x"'`, true},
+		{`{"a":{"b":{"c":"d\u00e9"}}}`, `a.b.c = 'dé'`, true},
+		{`{"a":{"b":[{"c":"x"},{"c":"y"}]}}`, `a.b.1.c = 'y' and a.b.0.c != 'y'`, true},
 	} {
 		if got := match(t, c.src, c.event); got != c.want {
 			t.Errorf("%s on %s = %v, want %v", c.src, c.event, got, c.want)
@@ -317,7 +363,7 @@ func FuzzEventLookup(f *testing.F) {
 	f.Add(` {"k\u0041":1, "kA":2} `, "kA", "")
 	f.Add(`{"x":"\\","y":[{"}":"]"}],"z":null}`, "y", "0")
 	f.Fuzz(func(t *testing.T, event, top, sub string) {
-		if !json.Valid([]byte(event)) || !strings.HasPrefix(strings.TrimSpace(event), "{") || top == "" {
+		if !json.Valid([]byte(event)) || !strings.HasPrefix(strings.TrimSpace(event), "{") || top == "" || repeatsName(event) {
 			return
 		}
 		names := []string{top}
@@ -332,9 +378,116 @@ func FuzzEventLookup(f *testing.F) {
 		if sub != "" {
 			full += "." + EscapeName(sub)
 		}
-		want := fromJSON(gjson.Get(event, full))
-		if got.kind != want.kind || got.s != want.s || got.b != want.b || (got.n != want.n && got.n == got.n) || got.res.Raw != want.res.Raw {
+		r := gjson.Get(event, full)
+		want := fromJSON(r)
+		if got.kind != want.kind || got.b != want.b || (got.n != want.n && got.n == got.n) || got.json() != want.json() {
 			t.Fatalf("%v on %s: %+v through the Event, %+v through gjson", names, event, got, want)
 		}
+		checkFieldJSON(t, n, event, r)
 	})
+}
+
+// FuzzEventPath: a field three names deep read through an Event is the
+// field gjson reads from the whole event, for valid JSON objects.
+func FuzzEventPath(f *testing.F) {
+	f.Add(`{"a":{"b":[1,"x\"y",{"c":true}]},"d":"e"}`, "a", "b", "2")
+	f.Add(`{"a":{"b":{"c":{"d":1},"c":{"e":2}}}}`, "a", "b", "c")
+	f.Add(`{"a":{"b":[{"c":1},{"c":2}]}}`, "a", "b", "c")
+	f.Add(`{"a":{"b":[[1],[2,3]]}}`, "a", "b", "01")
+	f.Add(`{"a":[{"b":{"c":"d"}}]}`, "a", "0", "b")
+	f.Add(`{"a":{"b":{"c\u0041":3}}}`, "a", "b", "cA")
+	f.Add(`{"a":{"b":[1,2]}}`, "a", "b", "#")
+	f.Add(`{"a":{"b":[1,2]}}`, "a", "b", "99999999999999999999999")
+	f.Fuzz(func(t *testing.T, event, a, b, c string) {
+		if !json.Valid([]byte(event)) || !strings.HasPrefix(strings.TrimSpace(event), "{") || a == "" || b == "" || c == "" || repeatsName(event) {
+			return
+		}
+		names := []string{a, b, c}
+		n := newPathNode(names)
+		var ev Event
+		ev.Reset([]byte(event))
+		got := n.eval(&ev)
+		r := gjson.Get(event, EscapeName(a)+"."+EscapeName(b)+"."+EscapeName(c))
+		want := fromJSON(r)
+		if got.kind != want.kind || got.b != want.b || (got.n != want.n && got.n == got.n) || got.json() != want.json() {
+			t.Fatalf("%v on %s: %+v through the Event, %+v through gjson", names, event, got, want)
+		}
+		checkFieldJSON(t, n, event, r)
+	})
+}
+
+// repeatsName reports whether an object of event (valid JSON) gives a
+// name twice, a list or an object first. There the Event and gjson part:
+// the Event reads the first member of a name, gjson goes on to the next
+// when the rest of the path is not under the first.
+func repeatsName(event string) bool {
+	dec := json.NewDecoder(strings.NewReader(event))
+	// value reads a value; it returns whether it was a list or an object,
+	// and whether a name is repeated in it.
+	var value func() (container, repeats bool)
+	value = func() (bool, bool) {
+		tok, err := dec.Token()
+		if d, ok := tok.(json.Delim); err != nil || !ok {
+			return false, false
+		} else if d == '[' {
+			for dec.More() {
+				if _, r := value(); r {
+					return true, true
+				}
+			}
+			_, _ = dec.Token()
+			return true, false
+		}
+		first := map[string]bool{} // a name: whether its first value is a container
+		for dec.More() {
+			tok, _ := dec.Token()
+			name, _ := tok.(string)
+			c, r := value()
+			if r || first[name] {
+				return true, true
+			}
+			if _, seen := first[name]; !seen {
+				first[name] = c
+			}
+		}
+		_, _ = dec.Token()
+		return true, false
+	}
+	_, r := value()
+	return r
+}
+
+// FuzzSimpleNumber: a number simpleNumber reads is the number
+// strconv.ParseFloat reads (gjson reads the others).
+func FuzzSimpleNumber(f *testing.F) {
+	for _, m := range []string{"0", "-0", "27.5", "19.99", "0.1", "-1.5", "123456789012345", "1234567890.12345", "0.000000000000001", "007", "1.", ".5", "-", "1e2", "9007199254740993"} {
+		f.Add(m)
+	}
+	f.Fuzz(func(t *testing.T, m string) {
+		if m == "" {
+			return
+		}
+		got, ok := simpleNumber(m)
+		if !ok {
+			return
+		}
+		want, err := strconv.ParseFloat(m, 64)
+		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("simpleNumber(%q) = %v, ParseFloat: %v, %v", m, got, want, err)
+		}
+	})
+}
+
+// checkFieldJSON checks that FieldJSON reads the field n as gjson read
+// it (r), on a fresh Event and on one that has read the field before.
+func checkFieldJSON(t *testing.T, n *pathNode, event string, r gjson.Result) {
+	t.Helper()
+	e := &Expr{root: n}
+	var ev Event
+	ev.Reset([]byte(event))
+	for range 2 {
+		if raw, ok := e.FieldJSON(&ev); raw != r.Raw || ok != r.Exists() {
+			t.Fatalf("FieldJSON of %v on %s: %q, %v; gjson: %q, %v", n.names, event, raw, ok, r.Raw, r.Exists())
+		}
+	}
 }

@@ -1,6 +1,9 @@
 package fql
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // globMatch reports whether the glob pattern matches all of s, by the
 // rules of Segment's glob matcher (Go's path.Match without a special
@@ -157,4 +160,74 @@ func matchSet(pattern string, p int, r rune) (bool, int) {
 			matched = true
 		}
 	}
+}
+
+// glob is a pattern given as a literal, read once, when the expression is
+// parsed: a well-formed pattern of literal characters with a star at
+// either end or both (the common ones: 'Order *', '*@company.com') is
+// matched as a comparison of bytes, which is what globMatch's runes come
+// to when those characters are valid UTF-8 without U+FFFD (an invalid
+// byte of s is read as U+FFFD, and could match one).
+type glob struct {
+	pattern string
+	how     globHow
+	lit     string // the characters between the stars
+}
+
+type globHow uint8
+
+const (
+	globAny      globHow = iota // globMatch
+	globNone                    // malformed: nothing matches
+	globExact                   // lit
+	globPrefix                  // lit*
+	globSuffix                  // *lit
+	globContains                // *lit*
+)
+
+func compileGlob(pattern string) *glob {
+	g := &glob{pattern: pattern}
+	if !validGlob(pattern) {
+		g.how = globNone
+		return g
+	}
+	lit, lead, trail := pattern, false, false
+	if strings.HasPrefix(lit, "*") {
+		lit, lead = lit[1:], true
+	}
+	if strings.HasSuffix(lit, "*") {
+		lit, trail = lit[:len(lit)-1], true
+	}
+	if strings.ContainsAny(lit, "*?[\\") || !utf8.ValidString(lit) || strings.ContainsRune(lit, utf8.RuneError) {
+		return g
+	}
+	g.lit = lit
+	switch {
+	case lead && trail:
+		g.how = globContains
+	case lead:
+		g.how = globSuffix
+	case trail:
+		g.how = globPrefix
+	default:
+		g.how = globExact
+	}
+	return g
+}
+
+// match reports whether the pattern matches all of s, as globMatch does.
+func (g *glob) match(s string) bool {
+	switch g.how {
+	case globNone:
+		return false
+	case globExact:
+		return s == g.lit
+	case globPrefix:
+		return strings.HasPrefix(s, g.lit)
+	case globSuffix:
+		return strings.HasSuffix(s, g.lit)
+	case globContains:
+		return strings.Contains(s, g.lit)
+	}
+	return globMatch(g.pattern, s)
 }

@@ -39,7 +39,7 @@ func appendValue(b []byte, v value) []byte {
 		return appendString(b, v.s)
 	}
 	b = append(b, '[')
-	for i, e := range v.lit {
+	for i, e := range *v.lit {
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -162,7 +162,7 @@ func (p *parser) comparison() (node, error) {
 			return nil, &SyntaxError{Pos: l.pos, Msg: "the right side of in must be a list: ['a', 'b'] or a field holding one"}
 		}
 	}
-	return &compareNode{op: o, l: left, r: right}, nil
+	return newCompareNode(o, left, right), nil
 }
 
 const valueWanted = "a value (a field, a string, a number, true, false, null, a list, a function or a parenthesized expression)"
@@ -238,7 +238,7 @@ func (p *parser) list() (node, error) {
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
-	return &literalNode{v: value{kind: kindList, lit: elems}, pos: start}, nil
+	return &literalNode{v: value{kind: kindList, lit: &elems}, pos: start}, nil
 }
 
 // functions are FQL's functions by name, with their number of arguments.
@@ -288,6 +288,9 @@ func (p *parser) call(t token) (node, error) {
 	}
 	if err := p.advance(); err != nil {
 		return nil, err
+	}
+	if l, ok := c.args[len(c.args)-1].(*literalNode); ok && c.fn == fnMatch && l.v.kind == kindString {
+		c.glob = compileGlob(l.v.s)
 	}
 	return c, nil
 }
