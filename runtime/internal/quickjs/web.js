@@ -17,7 +17,8 @@
 //     clone, bodyUsed; Response.json, Response.error, Response.redirect).
 //     A body is a string, URLSearchParams, ArrayBuffer or typed array; any
 //     other object is its string, as the standard converts it.
-//   - fetch: one synchronous call to the host (hostFetch below), which
+//   - fetch: one synchronous call to the host (hostFetch below, whose
+//     request and answer fetch.go's hostFetch describes), which
 //     checks the URL against the function's configuration, follows
 //     redirects (init.redirect) and bounds time and size. The response's
 //     body is text. init.signal is checked before the call; mode,
@@ -31,13 +32,20 @@
 // EventTarget and Event, setTimeout, Buffer, crypto, and the browser's
 // rules (CORS, forbidden header names, cookies).
 //
-// Costs: the engine runs in WebAssembly, where a JavaScript loop over a
-// string costs about 0.4 us a character, a regular expression's test or
-// indexOf a microsecond or two. The common cases go through such native
-// code (new URL of a plain https URL about 20 us, new Headers of two
-// about 12 us); percent-encoding, UTF-8 and base64 of long strings loop.
-// Bodies are held whole. Compiling this file costs about 12 ms an
-// instance, in proportion to its size.
+// Costs: the engine runs in WebAssembly, where a native call (indexOf, a
+// Map lookup, a property read) costs a few tenths of a microsecond, a
+// regular expression's test about 2 us and 50 ns a character, and a
+// JavaScript loop over a string about 0.3 us a character. The common
+// cases go through few native calls: a URL already as the parser writes
+// it, or a plain path against a base seen before, is kept as its text
+// (new URL about 5 to 10 us); header names and values seen before are not
+// checked again (new Headers of two about 12 us); fetch writes its request
+// and reads the host's answer as plain text (about 35 us with its await,
+// the request aside), and a response's headers are parsed when first
+// read. Other URLs go through the parser's state machine (100 us and
+// more, in proportion to their length); percent-encoding, UTF-8 and
+// base64 of long strings loop. Bodies are held whole. Compiling this file
+// costs about 13 ms an instance, in proportion to its size.
 (function (g) {
   "use strict";
   function define(name, value) {
@@ -94,12 +102,14 @@
     if (typeof v !== "object" && typeof v !== "function") throw new TypeError(what + " must be an object");
     return v;
   }
-  // pairsOf calls add(name, value) for each pair of a sequence of pairs
-  // or each entry of a record (WebIDL's union of both).
-  function pairsOf(init, what, conv, add) {
+  // pairsOf returns the pairs of a sequence of pairs or the entries of a
+  // record (WebIDL's union of both), flat: name, value, name, value...;
+  // USVStrings when usvs, as they are otherwise.
+  function pairsOf(init, what, usvs) {
     if (typeof init !== "object" && typeof init !== "function" || init === null) {
       throw new TypeError(what + ": expected an object, an array of pairs or a record");
     }
+    const out = [];
     const it = init[Symbol.iterator];
     if (it !== undefined && it !== null) {
       if (typeof it !== "function") throw new TypeError(what + ": Symbol.iterator is not a function");
@@ -109,13 +119,19 @@
         }
         const p = Array.isArray(pair) ? pair : Array.from(pair);
         if (p.length !== 2) throw new TypeError(what + ": each pair must have exactly two items, a name and a value, not " + p.length);
-        add(conv(p[0]), conv(p[1]));
+        if (usvs) out.push(usv(p[0]), usv(p[1]));
+        else out.push(p[0], p[1]);
       }
-      return;
+      return out;
     }
     // A record: its own enumerable string keys, in order.
     const keys = Object.keys(init);
-    for (let i = 0; i < keys.length; i++) add(conv(keys[i]), conv(init[keys[i]]));
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      if (usvs) out.push(usv(k), usv(init[k]));
+      else out.push(k, init[k]);
+    }
+    return out;
   }
 
   // ---- UTF-8 ----------------------------------------------------------
@@ -386,8 +402,27 @@
     const e = encodeURIComponent(s);
     return formExtra.test(e) ? e.replace(formExtras, formExtraEncoded) : e;
   }
+  // A short list's names and values are encoded one by one, and those
+  // seen are kept: they repeat ("source=segment"), and a lookup costs a
+  // fraction of a regular expression's test.
+  const formEncoded = new Map();
+  function formEncodeKept(s) {
+    let e = formEncoded.get(s);
+    if (e === undefined) {
+      e = needsEncoding[FORM_SET].test(s) ? formEncode(s) : s;
+      if (s.length <= 64) {
+        if (formEncoded.size >= 256) formEncoded.clear();
+        formEncoded.set(s, e);
+      }
+    }
+    return e;
+  }
   function formSerialize(list) {
     let out = "";
+    if (list.length <= 4) {
+      for (let i = 0; i < list.length; i += 2) out += (i > 0 ? "&" : "") + formEncodeKept(list[i]) + "=" + formEncodeKept(list[i + 1]);
+      return out;
+    }
     if (!needsEncoding[FORM_SET].test(list.join(""))) {
       // Nothing to encode, as is most often the case: one test for all.
       for (let i = 0; i < list.length; i += 2) out += (i > 0 ? "&" : "") + list[i] + "=" + list[i + 1];
@@ -462,13 +497,22 @@
   function invalidCharacter(msg) {
     return new DOMException(msg, "InvalidCharacterError");
   }
+  // The last string btoa encoded and its base64: a function's credentials
+  // are the same from event to event.
+  let btoaLast = "", btoaLastOut = "";
   function btoa(data) {
     needArgs(1, arguments.length, "btoa");
     const s = str(data);
+    if (s === btoaLast) return btoaLastOut;
     if (pastLatin1.test(s)) {
       throw invalidCharacter("btoa: the string has a character past U+00FF (at " + s.search(pastLatin1) + "): encode it as UTF-8 first");
     }
-    return base64(s, s.length, codeAt);
+    const out = base64(s, s.length, codeAt);
+    if (s.length <= 256) {
+      btoaLast = s;
+      btoaLastOut = out;
+    }
+    return out;
   }
   // forgivingBase64 is the forgiving-base64 decode of the infra standard:
   // the bytes, or null for an invalid input.
@@ -976,6 +1020,8 @@
   const absoluteURL = /^([A-Za-z]+):\/\/([A-Za-z0-9\-._~!$&'()*+,;=]+)(?::([0-9]{1,5}))?((?:\/[^\x00-\x20"#<>?^`{}\\\x7f-\uffff]*)?)(?:\?([^\x00-\x20"#'<>\x7f-\uffff]*))?(?:#([^\x00-\x20"<>`\x7f-\uffff]*))?$/;
   const pathURL = /^(\/(?:[^\x00-\x20"#<>?^`{}\\\/\x7f-\uffff][^\x00-\x20"#<>?^`{}\\\x7f-\uffff]*)?)(?:\?([^\x00-\x20"#'<>\x7f-\uffff]*))?(?:#([^\x00-\x20"<>`\x7f-\uffff]*))?$/;
   const dotSegment = /(?:^|\/)(?:\.|%2[eE]){1,2}(?:\/|$)/;
+  // An IPv4 address as the host parser writes it: four decimal numbers.
+  const ipv4Dotted = /^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$/;
   function parseAbsolute(input) {
     const m = absoluteURL.exec(input);
     if (m === null) return null;
@@ -983,7 +1029,7 @@
     const port = defaultPort(scheme);
     if (port === null) return null;
     const host = m[2].toLowerCase();
-    if (host.indexOf("xn--") >= 0 || endsInNumber(host) || (m[4] !== "" && dotSegment.test(m[4]))) return null;
+    if (host.indexOf("xn--") >= 0 || (endsInNumber(host) && !ipv4Dotted.test(host)) || (m[4] !== "" && dotSegment.test(m[4]))) return null;
     const u = new Rec();
     u.scheme = scheme;
     u.host = host;
@@ -1011,6 +1057,112 @@
     if (m[2] !== undefined) u.query = m[2];
     if (m[3] !== undefined) u.fragment = m[3];
     return u;
+  }
+
+  // The fastest path is for a URL that is already as the parser would write
+  // it (the serializer's output, or a plain URL in a function's settings):
+  // its serialization is the text itself, and the URL object keeps that
+  // text alone (no record) until something other than its href, search or
+  // searchParams is read. fastHref checks an absolute URL of a special
+  // scheme other than file in a few native calls: its scheme and authority
+  // ("https://h:8443", the origin) against a cache of those seen, whose
+  // first sight asks the parser; the rest for characters the parser would
+  // encode or read as a slash, and for dot segments. It returns the URL's
+  // serialization, or null (the parser's case), and sets fastCreds when the
+  // authority has credentials.
+  const origins = new Map(); // origin text -> 0: not canonical, 1: canonical, 2: canonical, with credentials
+  function originKind(prefix) {
+    if (prefix.length > 256) return 0; // not kept: the parser's
+    let k = origins.get(prefix);
+    if (k === undefined) {
+      const u = parse(prefix + "/", null);
+      k = u === null || u.scheme === "file" || !isSpecial(u.scheme) || serialize(u, false) !== prefix + "/" ? 0 : hasCredentials(u) ? 2 : 1;
+      if (origins.size >= 256) origins.clear();
+      origins.set(prefix, k);
+    }
+    return k;
+  }
+  // Anything the parser would change in a path, query or fragment (or
+  // read as a slash); "'" (encoded in a special URL's query) and ^`{} (in a
+  // path) count wherever they are.
+  const unsafeRest = /[\x00-\x20"'<>\\^`{}\x7f-\uffff]/;
+  // isSafe says whether s has none of unsafeRest's characters. A regular
+  // expression's test costs about 2 us and 50 ns a character, encodeURI
+  // (native code, which leaves all but "'" of those and a few more
+  // encoded) a third of that: it answers most.
+  function isSafe(s) {
+    return encodeURI(s) === s ? s.indexOf("'") < 0 : !unsafeRest.test(s);
+  }
+  const dotSegmentI = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+  // hasDotSegment says whether the path that starts at s[p] has a "." or
+  // ".." segment, raw or percent-encoded.
+  function hasDotSegment(s, p) {
+    if (s.indexOf("/.", p) < 0 && s.indexOf("/%2", p) < 0) return false;
+    let end = s.indexOf("?", p);
+    const f = s.indexOf("#", p);
+    if (end < 0 || (f >= 0 && f < end)) end = f;
+    return dotSegmentI.test(end < 0 ? s.slice(p) : s.slice(p, end));
+  }
+  // lastHref is the last URL a fast path found canonical, without
+  // credentials: fetch(url.href) finds it at once.
+  let fastCreds = false, lastHref = "";
+  function fastHref(s) {
+    if (s === lastHref) {
+      fastCreds = false;
+      return s;
+    }
+    const c = s.indexOf("://");
+    if (c <= 0) return null;
+    const p = s.indexOf("/", c + 3);
+    const k = originKind(p < 0 ? s : s.slice(0, p));
+    if (k === 0) return null;
+    fastCreds = k === 2;
+    if (p < 0) return s + "/";
+    if (!isSafe(s) || hasDotSegment(s, p)) return null;
+    if (k === 1) lastHref = s;
+    return s;
+  }
+  // A base URL's parts for fastRelative, by its text: its record (which the
+  // parser reads, never changes), and for a special URL other than file its
+  // origin (prefix) and its path up to its last slash (dir); both null
+  // otherwise.
+  const bases = new Map();
+  function baseOf(s) {
+    let b = bases.get(s);
+    if (b === undefined) {
+      const u = parse(s, null);
+      if (u === null) return null;
+      b = { rec: u, prefix: null, dir: null, creds: hasCredentials(u) };
+      if (u.host !== null && u.scheme !== "file" && isSpecial(u.scheme)) {
+        const ps = pathString(u);
+        b.prefix = authorityPrefix(u);
+        b.dir = ps.slice(0, ps.lastIndexOf("/") + 1);
+      }
+      if (s.length <= 2048) {
+        if (bases.size >= 64) bases.clear();
+        bases.set(s, b);
+      }
+    }
+    return b;
+  }
+  // fastRelative resolves s, a path without a scheme ("x/y?q" or "/x/y";
+  // the caller has found no ":" in it), against b as fastHref does, or
+  // returns null.
+  function fastRelative(s, b) {
+    if (b.prefix === null || s === "") return null;
+    const c = s.charCodeAt(0);
+    let h;
+    if (c === 0x2f) {
+      if (s.charCodeAt(1) === 0x2f) return null; // an authority
+      h = b.prefix + s;
+    } else {
+      if (c === 0x3f || c === 0x23) return null; // a query or fragment alone
+      h = b.prefix + b.dir + s;
+    }
+    if (!isSafe(s) || hasDotSegment(h, b.prefix.length)) return null;
+    fastCreds = b.creds;
+    if (!b.creds) lastHref = h;
+    return h;
   }
 
   // ---- Hosts ----------------------------------------------------------
@@ -1326,19 +1478,27 @@
     for (let i = 0; i < path.length; i++) out += "/" + path[i];
     return out;
   }
+  // authorityPrefix is a URL's scheme and authority, as serialized (its
+  // host is not null).
+  function authorityPrefix(u) {
+    let out = u.scheme + "://";
+    if (u.username !== "" || u.password !== "") {
+      out += u.username;
+      if (u.password !== "") out += ":" + u.password;
+      out += "@";
+    }
+    out += u.host;
+    if (u.port !== null) out += ":" + u.port;
+    return out;
+  }
   function serialize(u, excludeFragment) {
-    let out = u.scheme + ":";
+    let out;
     if (u.host !== null) {
-      out += "//";
-      if (u.username !== "" || u.password !== "") {
-        out += u.username;
-        if (u.password !== "") out += ":" + u.password;
-        out += "@";
-      }
-      out += u.host;
-      if (u.port !== null) out += ":" + u.port;
+      out = authorityPrefix(u);
     } else if (typeof u.path !== "string" && u.path.length > 1 && u.path[0] === "") {
-      out += "/.";
+      out = u.scheme + ":/.";
+    } else {
+      out = u.scheme + ":";
     }
     out += pathString(u);
     if (u.query !== null) out += "?" + u.query;
@@ -1362,23 +1522,29 @@
     while (end > 0 && u.path.charCodeAt(end - 1) === 0x20) end--;
     u.path = u.path.slice(0, end);
   }
-  // parseWithBase parses url against base (undefined: none); null when
-  // either is not a URL.
-  function parseWithBase(url, base) {
-    let b = null;
-    if (base instanceof URL) {
-      b = urlRecord(base);
-    } else if (base !== undefined) {
-      b = parse(usv(base), null);
-      if (b === null) return null;
+  // parseURL parses s (a USVString) against base (undefined: none, a URL
+  // or its text), as the URL constructor does: it sets parsedHref (a fast
+  // path's serialization) or parsedRec (the parser's record) and returns
+  // true, or returns false when either is not a URL.
+  let parsedHref = null, parsedRec = null;
+  function parseURL(s, base) {
+    parsedHref = parsedRec = null;
+    if (base === undefined) {
+      parsedHref = fastHref(s);
+      if (parsedHref === null) parsedRec = parse(s, null);
+    } else {
+      const b = baseOf(base instanceof URL ? hrefOf(base) : usv(base));
+      if (b === null) return false;
+      parsedHref = s.indexOf(":") >= 0 ? fastHref(s) : fastRelative(s, b);
+      if (parsedHref === null) parsedRec = parse(s, b.rec);
     }
-    return parse(usv(url), b);
+    return parsedHref !== null || parsedRec !== null;
   }
 
   // ---- URLSearchParams ------------------------------------------------
 
   // Friends of the classes below, set in their static blocks.
-  let paramsList, paramsReset, newParams, urlSetQuery, urlRecord;
+  let paramsList, paramsReset, newParams, urlSetQuery, hrefOf;
 
   class URLSearchParams {
     #list = [];
@@ -1390,8 +1556,7 @@
           this.#list = init.#list.slice();
           return;
         }
-        const list = this.#list;
-        pairsOf(init, "URLSearchParams", usv, function (name, value) { list.push(name, value); });
+        this.#list = pairsOf(init, "URLSearchParams", true);
         return;
       }
       const s = usv(init);
@@ -1547,110 +1712,149 @@
     return new TypeError("Invalid URL: " + JSON.stringify(input) + (base === undefined ? "" : " against the base " + JSON.stringify(str(base))));
   }
   class URL {
-    #u;
+    // The URL is its serialization alone (#href, #u null) while it is
+    // what a fast path made and only its href, search or searchParams are
+    // read or its query changed; otherwise its record (#u, #href null).
+    #u = null;
+    #href = null;
     #q = null; // the searchParams, made when first read
     constructor(url, base = undefined) {
       if (url === INTERNAL) {
         this.#u = base;
         return;
       }
-      needArgs(1, arguments.length, "URL");
-      const u = parseWithBase(url, base);
-      if (u === null) throw invalidURL(usv(url), base);
-      this.#u = u;
+      // new URL() and new URL(undefined) alike are invalid: no need of
+      // arguments.length (touching arguments costs a microsecond).
+      if (url === undefined && base === undefined) throw new TypeError("URL: the URL is undefined");
+      const s = usv(url);
+      if (!parseURL(s, base)) throw invalidURL(s, base);
+      this.#href = parsedHref;
+      this.#u = parsedRec;
     }
     static {
       urlSetQuery = (url, q) => {
+        const h = url.#href;
+        if (h !== null) {
+          // The query is between the first "?" and the first "#", which
+          // no other part of a serialized URL has.
+          const f = h.indexOf("#");
+          let qs = h.indexOf("?");
+          if (qs < 0 || (f >= 0 && qs > f)) qs = f < 0 ? h.length : f;
+          const n = h.slice(0, qs) + (q === null ? "" : "?" + q) + (f < 0 ? "" : h.slice(f));
+          if (h === lastHref) lastHref = n; // the form's serialization is safe
+          url.#href = n;
+          return;
+        }
         url.#u.query = q;
         if (q === null) stripTrailingSpaces(url.#u);
       };
-      urlRecord = (url) => url.#u;
+      hrefOf = (url) => (url.#href !== null ? url.#href : serialize(url.#u, false));
+    }
+    // #rec returns the URL's record, made of its serialization if need be.
+    #rec() {
+      let u = this.#u;
+      if (u === null) {
+        u = this.#u = parse(this.#href, null);
+        this.#href = null;
+      }
+      return u;
     }
     static canParse(url, base = undefined) {
       needArgs(1, arguments.length, "URL.canParse");
-      return parseWithBase(url, base) !== null;
+      return parseURL(usv(url), base);
     }
     static parse(url, base = undefined) {
       needArgs(1, arguments.length, "URL.parse");
-      const u = parseWithBase(url, base);
-      return u === null ? null : new URL(INTERNAL, u);
+      if (!parseURL(usv(url), base)) return null;
+      const u = new URL(INTERNAL, parsedRec);
+      u.#href = parsedHref;
+      return u;
     }
     get href() {
-      return serialize(this.#u, false);
+      return this.#href !== null ? this.#href : serialize(this.#u, false);
     }
     set href(v) {
       const s = usv(v);
-      const u = parse(s, null);
-      if (u === null) throw invalidURL(s);
-      this.#u = u;
-      if (this.#q !== null) paramsReset(this.#q, u.query);
+      if (!parseURL(s, undefined)) throw invalidURL(s);
+      this.#href = parsedHref;
+      this.#u = parsedRec;
+      if (this.#q !== null) paramsReset(this.#q, this.#query());
+    }
+    // #query is the URL's query, null when none.
+    #query() {
+      const h = this.#href;
+      if (h === null) return this.#u.query;
+      const f = h.indexOf("#");
+      const qs = h.indexOf("?");
+      if (qs < 0 || (f >= 0 && qs > f)) return null;
+      return f < 0 ? h.slice(qs + 1) : h.slice(qs + 1, f);
     }
     get origin() {
-      return originOf(this.#u);
+      return originOf(this.#rec());
     }
     get protocol() {
-      return this.#u.scheme + ":";
+      return this.#rec().scheme + ":";
     }
     set protocol(v) {
-      parse(usv(v) + ":", null, this.#u, SCHEME_START);
+      parse(usv(v) + ":", null, this.#rec(), SCHEME_START);
     }
     get username() {
-      return this.#u.username;
+      return this.#rec().username;
     }
     set username(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (!cannotHaveCredentialsOrPort(u)) u.username = encode(usv(v), USERINFO_SET);
     }
     get password() {
-      return this.#u.password;
+      return this.#rec().password;
     }
     set password(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (!cannotHaveCredentialsOrPort(u)) u.password = encode(usv(v), USERINFO_SET);
     }
     get host() {
-      const u = this.#u;
+      const u = this.#rec();
       if (u.host === null) return "";
       return u.port === null ? u.host : u.host + ":" + u.port;
     }
     set host(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (typeof u.path !== "string") parse(usv(v), null, u, HOST);
     }
     get hostname() {
-      const h = this.#u.host;
+      const h = this.#rec().host;
       return h === null ? "" : h;
     }
     set hostname(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (typeof u.path !== "string") parse(usv(v), null, u, HOSTNAME);
     }
     get port() {
-      const p = this.#u.port;
+      const p = this.#rec().port;
       return p === null ? "" : String(p);
     }
     set port(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (cannotHaveCredentialsOrPort(u)) return;
       const s = usv(v);
       if (s === "") u.port = null;
       else parse(s, null, u, PORT);
     }
     get pathname() {
-      return pathString(this.#u);
+      return pathString(this.#rec());
     }
     set pathname(v) {
-      const u = this.#u;
+      const u = this.#rec();
       if (typeof u.path === "string") return;
       u.path = [];
       parse(usv(v), null, u, PATH_START);
     }
     get search() {
-      const q = this.#u.query;
+      const q = this.#query();
       return q === null || q === "" ? "" : "?" + q;
     }
     set search(v) {
-      const u = this.#u;
+      const u = this.#rec();
       const s = usv(v);
       if (s === "") {
         u.query = null;
@@ -1664,15 +1868,15 @@
       if (this.#q !== null) paramsReset(this.#q, input);
     }
     get searchParams() {
-      if (this.#q === null) this.#q = newParams(this, this.#u.query);
+      if (this.#q === null) this.#q = newParams(this, this.#query());
       return this.#q;
     }
     get hash() {
-      const f = this.#u.fragment;
+      const f = this.#rec().fragment;
       return f === null || f === "" ? "" : "#" + f;
     }
     set hash(v) {
-      const u = this.#u;
+      const u = this.#rec();
       const s = usv(v);
       if (s === "") {
         u.fragment = null;
@@ -1683,10 +1887,10 @@
       parse(s.charCodeAt(0) === 0x23 ? s.slice(1) : s, null, u, FRAGMENT);
     }
     toString() {
-      return serialize(this.#u, false);
+      return this.#href !== null ? this.#href : serialize(this.#u, false);
     }
     toJSON() {
-      return serialize(this.#u, false);
+      return this.#href !== null ? this.#href : serialize(this.#u, false);
     }
   }
   tag(URL, "URL");
@@ -1710,9 +1914,14 @@
     return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
   }
   const invalidValue = /[\0\n\r\u0100-\uffff]/;
-  // headerValue trims a value of HTTP whitespace and validates it.
+  // headerValue trims a value of HTTP whitespace and validates it. Values
+  // repeat too (a key, a content type): the short ones seen are kept.
+  const headerValues = new Map();
   function headerValue(v, name) {
-    let s = str(v);
+    const raw = str(v);
+    const known = headerValues.get(raw);
+    if (known !== undefined) return known;
+    let s = raw;
     const n = s.length;
     if (n > 0 && (isHTTPSpace(s.charCodeAt(0)) || isHTTPSpace(s.charCodeAt(n - 1)))) {
       let a = 0, b = n;
@@ -1723,47 +1932,73 @@
     if (invalidValue.test(s)) {
       throw new TypeError("Headers: the value of " + name + " has an invalid character (NUL, CR, LF or one past U+00FF)");
     }
+    if (n <= 256) {
+      if (headerValues.size >= 256) headerValues.clear();
+      headerValues.set(raw, s);
+    }
     return s;
   }
+  // headersInto appends init's headers (Headers, pairs or a record) to a
+  // header list, validated.
+  function headersInto(list, init) {
+    if (init instanceof Headers) {
+      const l = headersListOf(init);
+      for (let i = 0; i < l.length; i++) list.push(l[i]);
+      return;
+    }
+    if (typeof init === "object" && init !== null && init[Symbol.iterator] === undefined) {
+      // A record, as most often: its own enumerable string keys, in order.
+      const keys = Object.keys(init);
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i];
+        const name = headerName(k);
+        list.push(name, headerValue(init[k], name));
+      }
+      return;
+    }
+    const kv = pairsOf(init, "Headers", false);
+    for (let i = 0; i < kv.length; i += 2) {
+      const name = headerName(kv[i]);
+      list.push(name, headerValue(kv[i + 1], name));
+    }
+  }
+  // listHas says whether a header list has a header of the (lowercased)
+  // name.
+  function listHas(l, name) {
+    for (let i = 0; i < l.length; i += 2) if (l[i] === name) return true;
+    return false;
+  }
 
-  let headersMap, headersFill, headersList, newHeaders;
+  let headersListOf, headersFill, headersSorted, newHeaders;
 
   class Headers {
-    // name (lowercased) -> its values, in the order they came
-    #map = new Map();
+    // The header list, flat: name (lowercased), value, name, value..., in
+    // the order they came.
+    #list = [];
     #immutable = false;
     #sorted = null; // the sorted and combined list, flat, while unchanged
     constructor(init = undefined) {
       if (init === undefined || init === INTERNAL) return;
-      this.#fill(init);
+      headersInto(this.#list, init);
     }
     static {
-      headersMap = (h) => h.#map;
-      headersFill = (h, init) => h.#fill(init);
-      headersList = (h) => h.#list();
+      headersListOf = (h) => h.#list;
+      headersFill = (h, init) => {
+        headersInto(h.#list, init);
+        h.#sorted = null;
+      };
+      headersSorted = (h) => h.#sortedList();
       // newHeaders makes headers, a copy of from's if given, immutable
       // or not (undefined: as from's are).
       newHeaders = (immutable, from) => {
         const h = new Headers(INTERNAL);
         if (from !== undefined) {
-          for (const [k, v] of from.#map) h.#map.set(k, v.slice());
+          h.#list = from.#list.slice();
           if (immutable === undefined) immutable = from.#immutable;
         }
         h.#immutable = !!immutable;
         return h;
       };
-    }
-    #fill(init) {
-      if (init instanceof Headers) {
-        for (const [k, v] of init.#map) {
-          const a = this.#map.get(k);
-          if (a === undefined) this.#map.set(k, v.slice());
-          else a.push(...v);
-        }
-        this.#sorted = null;
-        return;
-      }
-      pairsOf(init, "Headers", (x) => x, (name, value) => this.append(name, value));
     }
     #check() {
       if (this.#immutable) throw new TypeError("Headers: these headers are immutable");
@@ -1774,55 +2009,86 @@
       name = headerName(name);
       value = headerValue(value, name);
       this.#check();
-      const a = this.#map.get(name);
-      if (a === undefined) this.#map.set(name, [value]);
-      else a.push(value);
+      this.#list.push(name, value);
     }
     delete(name) {
       needArgs(1, arguments.length, "Headers.delete");
       name = headerName(name);
       this.#check();
-      this.#map.delete(name);
+      const l = this.#list;
+      let j = 0;
+      for (let i = 0; i < l.length; i += 2) {
+        if (l[i] === name) continue;
+        l[j++] = l[i];
+        l[j++] = l[i + 1];
+      }
+      l.length = j;
     }
     get(name) {
       needArgs(1, arguments.length, "Headers.get");
-      const a = this.#map.get(headerName(name));
-      if (a === undefined) return null;
-      return a.length === 1 ? a[0] : a.join(", ");
+      name = headerName(name);
+      const l = this.#list;
+      let v = null;
+      for (let i = 0; i < l.length; i += 2) if (l[i] === name) v = v === null ? l[i + 1] : v + ", " + l[i + 1];
+      return v;
     }
     getSetCookie() {
-      const a = this.#map.get("set-cookie");
-      return a === undefined ? [] : a.slice();
+      const l = this.#list, out = [];
+      for (let i = 0; i < l.length; i += 2) if (l[i] === "set-cookie") out.push(l[i + 1]);
+      return out;
     }
     has(name) {
       needArgs(1, arguments.length, "Headers.has");
-      return this.#map.has(headerName(name));
+      return listHas(this.#list, headerName(name));
     }
     set(name, value) {
       needArgs(2, arguments.length, "Headers.set");
       name = headerName(name);
       value = headerValue(value, name);
       this.#check();
-      this.#map.set(name, [value]);
+      // The first header of the name takes the value, the others go.
+      const l = this.#list;
+      let found = false, j = 0;
+      for (let i = 0; i < l.length; i += 2) {
+        if (l[i] === name) {
+          if (found) continue;
+          found = true;
+          l[j++] = name;
+          l[j++] = value;
+        } else {
+          l[j++] = l[i];
+          l[j++] = l[i + 1];
+        }
+      }
+      l.length = j;
+      if (!found) l.push(name, value);
     }
     forEach(callback, thisArg = undefined) {
       needArgs(1, arguments.length, "Headers.forEach");
       if (typeof callback !== "function") throw new TypeError("Headers.forEach: the callback is not a function");
-      for (let i = 0; i < this.#list().length; i += 2) {
-        const l = this.#list();
+      for (let i = 0; i < this.#sortedList().length; i += 2) {
+        const l = this.#sortedList();
         callback.call(thisArg, l[i + 1], l[i], this);
       }
     }
-    // #list is the standard's "sort and combine": by name, each name's
-    // values joined by ", ", but for set-cookie, whose values stay apart.
-    #list() {
+    // #sortedList is the standard's "sort and combine": by name, each
+    // name's values joined by ", ", but for set-cookie, whose values stay
+    // apart.
+    #sortedList() {
       if (this.#sorted !== null) return this.#sorted;
-      const names = Array.from(this.#map.keys()).sort();
+      const list = this.#list, names = [];
+      for (let i = 0; i < list.length; i += 2) if (names.indexOf(list[i]) < 0) names.push(list[i]);
+      names.sort();
       const l = [];
-      for (let i = 0; i < names.length; i++) {
-        const vs = this.#map.get(names[i]);
-        if (names[i] === "set-cookie") for (let k = 0; k < vs.length; k++) l.push("set-cookie", vs[k]);
-        else l.push(names[i], vs.length === 1 ? vs[0] : vs.join(", "));
+      for (let k = 0; k < names.length; k++) {
+        const name = names[k];
+        let v = null;
+        for (let i = 0; i < list.length; i += 2) {
+          if (list[i] !== name) continue;
+          if (name === "set-cookie") l.push(name, list[i + 1]);
+          else v = v === null ? list[i + 1] : v + ", " + list[i + 1];
+        }
+        if (v !== null) l.push(name, v);
       }
       this.#sorted = l;
       return l;
@@ -1843,17 +2109,37 @@
   Headers.prototype[Symbol.iterator] = Headers.prototype.entries;
   Object.defineProperty(Headers.prototype, Symbol.iterator, { enumerable: false });
   tag(Headers, "Headers");
-  const HeadersIterator = iteratorClass("Headers", (h) => headersList(h));
+  const HeadersIterator = iteratorClass("Headers", (h) => headersSorted(h));
+  // hostHeaders makes a response's immutable headers of the host's lines
+  // (fetch.go's hostFetch): "name:value\n" each, names lowercased.
+  function hostHeaders(raw) {
+    const h = newHeaders(true);
+    const l = headersListOf(h);
+    for (let p = 0; p < raw.length;) {
+      const nl = raw.indexOf("\n", p);
+      const c = raw.indexOf(":", p);
+      l.push(raw.slice(p, c), raw.slice(c + 1, nl));
+      p = nl + 1;
+    }
+    return h;
+  }
 
   // ---- Bodies ---------------------------------------------------------
 
-  // extractBody returns a body (a string or bytes) and its content type
-  // (null: none).
+  // extractBody returns a body (a string or bytes) and sets bodyType, its
+  // content type (null: none).
+  let bodyType = null;
   function extractBody(v) {
-    if (typeof v === "string") return [usv(v), "text/plain;charset=UTF-8"];
-    if (v instanceof URLSearchParams) return [v.toString(), "application/x-www-form-urlencoded;charset=UTF-8"];
-    if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer || ArrayBuffer.isView(v)) return [bytesOf(v, "body"), null];
-    return [usv(v), "text/plain;charset=UTF-8"];
+    if (v instanceof URLSearchParams) {
+      bodyType = "application/x-www-form-urlencoded;charset=UTF-8";
+      return v.toString();
+    }
+    if (v instanceof ArrayBuffer || v instanceof SharedArrayBuffer || ArrayBuffer.isView(v)) {
+      bodyType = null;
+      return bytesOf(v, "body");
+    }
+    bodyType = "text/plain;charset=UTF-8";
+    return usv(v);
   }
   function unsupported(what) {
     return Promise.reject(new TypeError(what + " is not supported here: read the body with text(), json(), arrayBuffer() or bytes()"));
@@ -1923,10 +2209,52 @@
 
   // ---- Request --------------------------------------------------------
 
+  // requestURL is the serialization of a request's URL (s), which must be
+  // absolute, without credentials.
+  function requestURL(s) {
+    let h = fastHref(s), creds = fastCreds;
+    if (h === null) {
+      const u = parse(s, null);
+      if (u === null) throw new TypeError("Request: invalid URL " + JSON.stringify(s) + " (it must be absolute)");
+      creds = hasCredentials(u);
+      h = serialize(u, false);
+    }
+    if (creds) throw new TypeError("Request: the URL " + JSON.stringify(s) + " has credentials: send them in an Authorization header");
+    return h;
+  }
+  // requestMethod checks init.method and normalizes it.
+  function requestMethod(v) {
+    switch (v) {
+      case "GET": case "POST": case "PUT": case "DELETE": case "HEAD": case "OPTIONS": case "PATCH":
+        return v;
+    }
+    let m = bytestr(v, "Request: method");
+    if (!token.test(m)) throw new TypeError("Request: " + JSON.stringify(m) + " is not a valid method");
+    const up = m.toUpperCase();
+    switch (up) {
+      case "CONNECT": case "TRACE": case "TRACK":
+        throw new TypeError("Request: the method " + m + " is forbidden");
+      case "DELETE": case "GET": case "HEAD": case "OPTIONS": case "POST": case "PUT":
+        m = up;
+    }
+    return m;
+  }
+  function requestRedirect(v) {
+    const r = str(v);
+    if (r !== "follow" && r !== "manual" && r !== "error") {
+      throw new TypeError("Request: redirect must be \"follow\", \"manual\" or \"error\", not " + JSON.stringify(r));
+    }
+    return r;
+  }
+  function requestSignal(v) {
+    if (v !== null && !(v instanceof AbortSignal)) throw new TypeError("Request: signal is not an AbortSignal");
+    return v;
+  }
+
   let requestParts;
 
   class Request extends Body {
-    #url; // a URL record
+    #url; // its serialization
     #method = "GET";
     #headers;
     #redirect = "follow";
@@ -1934,7 +2262,7 @@
     constructor(input, init = undefined) {
       super();
       if (input === INTERNAL) return;
-      needArgs(1, arguments.length, "Request");
+      if (input === undefined) throw new TypeError("Request: the URL is undefined"); // as new Request(undefined) is
       init = dict(init, "Request: init");
       let inputBody = null;
       if (input instanceof Request) {
@@ -1943,41 +2271,12 @@
         this.#redirect = input.#redirect;
         this.#signal = input.#signal;
         inputBody = bodyOf(input);
-      } else if (input instanceof URL) {
-        const u = Object.assign(new Rec(), urlRecord(input)); // a copy: the URL may change
-        if (typeof u.path !== "string") u.path = u.path.slice();
-        if (hasCredentials(u)) throw new TypeError("Request: the URL " + JSON.stringify(serialize(u, false)) + " has credentials: send them in an Authorization header");
-        this.#url = u;
       } else {
-        const s = usv(input);
-        const u = parse(s, null);
-        if (u === null) throw new TypeError("Request: invalid URL " + JSON.stringify(s) + " (it must be absolute)");
-        if (hasCredentials(u)) throw new TypeError("Request: the URL " + JSON.stringify(s) + " has credentials: send them in an Authorization header");
-        this.#url = u;
+        this.#url = requestURL(input instanceof URL ? hrefOf(input) : usv(input));
       }
-      if (init.method !== undefined) {
-        let m = bytestr(init.method, "Request: method");
-        if (!token.test(m)) throw new TypeError("Request: " + JSON.stringify(m) + " is not a valid method");
-        const up = m.toUpperCase();
-        switch (up) {
-          case "CONNECT": case "TRACE": case "TRACK":
-            throw new TypeError("Request: the method " + m + " is forbidden");
-          case "DELETE": case "GET": case "HEAD": case "OPTIONS": case "POST": case "PUT":
-            m = up;
-        }
-        this.#method = m;
-      }
-      if (init.redirect !== undefined) {
-        const r = str(init.redirect);
-        if (r !== "follow" && r !== "manual" && r !== "error") {
-          throw new TypeError("Request: redirect must be \"follow\", \"manual\" or \"error\", not " + JSON.stringify(r));
-        }
-        this.#redirect = r;
-      }
-      if (init.signal !== undefined) {
-        if (init.signal !== null && !(init.signal instanceof AbortSignal)) throw new TypeError("Request: signal is not an AbortSignal");
-        this.#signal = init.signal;
-      }
+      if (init.method !== undefined) this.#method = requestMethod(init.method);
+      if (init.redirect !== undefined) this.#redirect = requestRedirect(init.redirect);
+      if (init.signal !== undefined) this.#signal = requestSignal(init.signal);
       this.#headers = newHeaders(false, init.headers === undefined && input instanceof Request ? input.#headers : undefined);
       if (init.headers !== undefined) headersFill(this.#headers, init.headers);
       const initBody = init.body;
@@ -1986,9 +2285,9 @@
         throw new TypeError("Request: a " + this.#method + " request cannot have a body");
       }
       if (hasInitBody) {
-        const [b, type] = extractBody(initBody);
-        bodySet(this, b);
-        if (type !== null && !headersMap(this.#headers).has("content-type")) headersMap(this.#headers).set("content-type", [type]);
+        bodySet(this, extractBody(initBody));
+        const l = headersListOf(this.#headers);
+        if (bodyType !== null && !listHas(l, "content-type")) l.push("content-type", bodyType);
       } else if (inputBody !== null) {
         bodySet(this, bodyTake(input)); // the input's body moves here: it is used
       }
@@ -2000,7 +2299,7 @@
       return this.#method;
     }
     get url() {
-      return serialize(this.#url, false);
+      return this.#url;
     }
     get headers() {
       return this.#headers;
@@ -2054,7 +2353,7 @@
     #type = "default";
     #status = 200;
     #statusText = "";
-    #headers;
+    #headers; // Headers, or the host's text of them (hostHeaders)
     #url = "";
     #redirected = false;
     constructor(body = null, init = undefined) {
@@ -2074,9 +2373,9 @@
       if (init.headers !== undefined) headersFill(this.#headers, init.headers);
       if (body !== null && body !== undefined) {
         if (nullBodyStatus(status)) throw new TypeError("Response: a response with the status " + status + " cannot have a body");
-        const [b, type] = extractBody(body);
-        bodySet(this, b);
-        if (type !== null && !headersMap(this.#headers).has("content-type")) headersMap(this.#headers).set("content-type", [type]);
+        bodySet(this, extractBody(body));
+        const l = headersListOf(this.#headers);
+        if (bodyType !== null && !listHas(l, "content-type")) l.push("content-type", bodyType);
       }
     }
     static {
@@ -2103,7 +2402,8 @@
       const r = new Response(null, init);
       if (nullBodyStatus(r.#status)) throw new TypeError("Response.json: a response with the status " + r.#status + " cannot have a body");
       bodySet(r, text);
-      if (!headersMap(r.#headers).has("content-type")) headersMap(r.#headers).set("content-type", ["application/json"]);
+      const l = headersListOf(r.#headers);
+      if (!listHas(l, "content-type")) l.push("content-type", "application/json");
       return r;
     }
     static redirect(url, status = 302) {
@@ -2116,7 +2416,7 @@
         throw new RangeError("Response.redirect: " + status + " is not a redirect status");
       }
       const h = newHeaders(true);
-      headersMap(h).set("location", [serialize(u, false)]);
+      headersListOf(h).push("location", serialize(u, false));
       return newResponse("default", status, "", h, null, "", false);
     }
     get type() {
@@ -2138,11 +2438,15 @@
       return this.#statusText;
     }
     get headers() {
-      return this.#headers;
+      // A fetch's headers are the host's text until read.
+      let h = this.#headers;
+      if (typeof h === "string") h = this.#headers = hostHeaders(h);
+      return h;
     }
     clone() {
       if (this.bodyUsed) throw new TypeError("Response.clone: body used already");
-      return newResponse(this.#type, this.#status, this.#statusText, newHeaders(undefined, this.#headers),
+      const h = this.#headers;
+      return newResponse(this.#type, this.#status, this.#statusText, typeof h === "string" ? h : newHeaders(undefined, h),
         bodyOf(this), this.#url, this.#redirected);
     }
   }
@@ -2325,48 +2629,95 @@
 
   // ---- fetch ----------------------------------------------------------
 
-  // fetch asks the host, once and synchronously: hostFetch(request JSON)
-  // returns "0" + the response's head as JSON + "\n" + its body, or
-  // another digit and the reason it failed.
+  // fetch asks the host, once and synchronously: hostFetch(request)
+  // returns the response or the reason the request failed, both as
+  // fetch.go's hostFetch writes them. The common call (a URL and at most a
+  // method, headers and a body) makes no Request: its parts are checked
+  // as Request's constructor checks them and written at once.
   async function fetch(input, init = undefined) {
-    needArgs(1, arguments.length, "fetch");
-    const req = new Request(input, init);
-    const [url, method, headers, redirect, signal] = requestParts(req);
+    if (input === undefined) throw new TypeError("fetch: the URL is undefined");
+    let url, method = "GET", list = null, body = null, type = null, redirect = "follow", signal = null;
+    if (input instanceof Request) {
+      const req = new Request(input, init);
+      const parts = requestParts(req);
+      url = parts[0];
+      method = parts[1];
+      list = headersListOf(parts[2]);
+      redirect = parts[3];
+      signal = parts[4];
+      body = bodyTake(req);
+    } else {
+      url = requestURL(input instanceof URL ? hrefOf(input) : usv(input));
+      if (init !== undefined && init !== null) {
+        if (typeof init !== "object" && typeof init !== "function") throw new TypeError("Request: init must be an object");
+        const m = init.method;
+        if (m !== undefined) method = requestMethod(m);
+        const r = init.redirect;
+        if (r !== undefined) redirect = requestRedirect(r);
+        const sg = init.signal;
+        if (sg !== undefined) signal = requestSignal(sg);
+        const h = init.headers;
+        if (h instanceof Headers) {
+          list = headersListOf(h);
+        } else if (h !== undefined) {
+          list = [];
+          headersInto(list, h);
+        }
+        const b = init.body;
+        if (b !== undefined && b !== null) {
+          if (method === "GET" || method === "HEAD") throw new TypeError("Request: a " + method + " request cannot have a body");
+          body = extractBody(b);
+          type = bodyType;
+        }
+      }
+    }
     if (signal !== null && signal.aborted) throw signal.reason;
     if (typeof hostFetch !== "function") throw new TypeError("fetch is not available");
-    const pairs = [];
-    for (const [name, values] of headersMap(headers)) for (let i = 0; i < values.length; i++) pairs.push([name, values[i]]);
-    if (!headersMap(headers).has("accept")) pairs.push(["accept", "*/*"]);
-    const msg = { method: method, url: serialize(url, true), headers: pairs };
-    const body = bodyTake(req);
-    if (body !== null) {
-      if (typeof body === "string") msg.body = body;
-      else msg.body64 = base64(body, body.length, byteAt);
+    // The request: method, URL (without its fragment) and redirect ("" for
+    // follow) on a line each, then a line a header (name:value), an empty
+    // line, and the body: "t" and its text, "b" and its bytes in base64, or
+    // nothing when there is none.
+    const f = url.indexOf("#");
+    let msg = method + "\n" + (f < 0 ? url : url.slice(0, f)) + "\n" + (redirect === "follow" ? "" : redirect) + "\n";
+    let accept = false, ctype = false;
+    if (list !== null) {
+      for (let i = 0; i < list.length; i += 2) {
+        const n = list[i];
+        if (n === "accept") accept = true;
+        else if (n === "content-type") ctype = true;
+        msg += n + ":" + list[i + 1] + "\n";
+      }
     }
-    if (redirect !== "follow") msg.redirect = redirect;
-    const r = hostFetch(JSON.stringify(msg));
+    if (type !== null && !ctype) msg += "content-type:" + type + "\n";
+    if (!accept) msg += "accept:*/*\n";
+    msg += "\n";
+    if (body !== null) {
+      if (typeof body !== "string") msg += "b" + base64(body, body.length, byteAt);
+      else if (body.indexOf("\0") < 0) msg += "t" + body;
+      else {
+        const bytes = utf8Encode(body); // a NUL would end the host's C string
+        msg += "b" + base64(bytes, bytes.length, byteAt);
+      }
+    }
+    const r = hostFetch(msg);
     if (typeof r !== "string" || r === "") throw new TypeError("fetch failed");
     if (r.charCodeAt(0) !== 0x30) throw new TypeError(r.slice(1));
-    const nl = r.indexOf("\n");
-    let head;
-    try {
-      head = JSON.parse(nl < 0 ? r.slice(1) : r.slice(1, nl));
-    } catch (e) {
-      throw new TypeError("fetch failed: the host's answer is not understood");
+    // "0", the status in 3 digits, "1" if redirected ("0" if not), the
+    // status text, "\n", the URL, "\n", a line a header (name:value), an
+    // empty line and the body's text.
+    const a = r.indexOf("\n", 5);
+    const e = a < 0 ? -1 : r.indexOf("\n", a + 1);
+    if (e < 0) throw new TypeError("fetch failed: the host's answer is not understood");
+    let headers = "", start = e + 2;
+    if (r.charCodeAt(e + 1) !== 0x0a) {
+      const end = r.indexOf("\n\n", e + 1);
+      if (end < 0) throw new TypeError("fetch failed: the host's answer is not understood");
+      headers = r.slice(e + 1, end + 1);
+      start = end + 2;
     }
-    const h = newHeaders(true);
-    const map = headersMap(h);
-    const hs = head.headers || [];
-    for (let i = 0; i < hs.length; i++) {
-      const name = String(hs[i][0]).toLowerCase(), value = String(hs[i][1]);
-      const a = map.get(name);
-      if (a === undefined) map.set(name, [value]);
-      else a.push(value);
-    }
-    const status = head.status | 0;
-    const text = nl < 0 || nullBodyStatus(status) ? null : r.slice(nl + 1);
-    return newResponse("basic", status, head.statusText === undefined ? "" : String(head.statusText), h, text,
-      head.url === undefined ? serialize(url, true) : String(head.url), !!head.redirected);
+    const status = (r.charCodeAt(1) - 48) * 100 + (r.charCodeAt(2) - 48) * 10 + (r.charCodeAt(3) - 48);
+    return newResponse("basic", status, r.slice(5, a), headers, nullBodyStatus(status) ? null : r.slice(start),
+      r.slice(a + 1, e), r.charCodeAt(4) === 0x31);
   }
 
   define("URL", URL);

@@ -217,6 +217,133 @@ func TestWebFetch(t *testing.T) {
 	}
 }
 
+// TestWebFetchWire checks what crosses between web.js and the host: a
+// request's URL, headers and body as the Fetcher gets them, and a
+// response's odd parts (empty lines, separators in values, characters
+// that cannot cross) as JavaScript reads them.
+func TestWebFetchWire(t *testing.T) {
+	f := &fakeFetcher{answer: func(r *webfetch.Request) (*webfetch.Response, error) {
+		switch {
+		case strings.HasSuffix(r.URL, "/odd"):
+			return &webfetch.Response{Status: 299, URL: "", Header: [][2]string{
+				{"X-Upper", "a:b: c"}, {"x-empty", ""}, {"bad name", "dropped"}, {"", "dropped"}, {"x-crlf", "a\r\nb\x00c"},
+				{"x-latin", "caf\xe9"}, {"x-utf8", "café ✓"}},
+				Body: []byte("line\n\nafter an empty line\x00 \xff")}, nil
+		case strings.HasSuffix(r.URL, "/status"):
+			return &webfetch.Response{Status: 404, StatusText: "Not\nFound \xff", URL: r.URL}, nil
+		case strings.HasSuffix(r.URL, "/huge-status"):
+			return &webfetch.Response{Status: 1000, URL: r.URL}, nil
+		}
+		return &webfetch.Response{Status: 200, StatusText: "OK", URL: r.URL, Body: []byte("ok")}, nil
+	}}
+	inst := load(t, webRunner, "")
+	inst.SetFetcher(f)
+	for _, c := range []struct {
+		webCase
+		req string
+	}{
+		{webCase{"a URL made against a base, its fragment left out",
+			`const u = new URL("consent/a%40b?x=1#frag", "http://127.0.0.1:40123/v1/"); u.searchParams.set("source", "segment"); const r = await fetch(u.toString(), {method: "GET", headers: new Headers({Authorization: "Basic " + btoa("k:"), Accept: "application/json"})}); return [u.href, r.url]`,
+			`["http://127.0.0.1:40123/v1/consent/a%40b?x=1&source=segment#frag","http://127.0.0.1:40123/v1/consent/a%40b?x=1&source=segment"]`},
+			`GET http://127.0.0.1:40123/v1/consent/a%40b?x=1&source=segment [["authorization","Basic azo="],["accept","application/json"]]`},
+		{webCase{"a URL object, and values with colons or empty",
+			`await fetch(new URL("https://h/a b"), {headers: [["X-A", "b:c: d"], ["X-Empty", ""], ["x-latin", "caf\u00e9"]]}); return 1`,
+			`1`},
+			`GET https://h/a%20b [["x-a","b:c: d"],["x-empty",""],["x-latin","café"],["accept","*/*"]]`},
+		{webCase{"a body with NUL goes as bytes",
+			`await fetch("https://h/nul", {method: "POST", body: "a\u0000b\né"}); return 1`,
+			`1`},
+			`POST https://h/nul [["content-type","text/plain;charset=UTF-8"],["accept","*/*"]] body "a\x00b\né"`},
+		{webCase{"an empty body is a body",
+			`await fetch("https://h/empty-body", {method: "PUT", body: "", headers: {"content-type": "x/y"}}); return 1`,
+			`1`},
+			`PUT https://h/empty-body [["content-type","x/y"],["accept","*/*"]] body ""`},
+		{webCase{"the headers given are not changed by the body's type",
+			`const h = new Headers({a: "1"}); await fetch("https://h/p", {method: "POST", headers: h, body: new URLSearchParams("q=1")}); return [...h]`,
+			`[["a","1"]]`},
+			`POST https://h/p [["a","1"],["content-type","application/x-www-form-urlencoded;charset=UTF-8"],["accept","*/*"]] body "q=1"`},
+		{webCase{"credentials in the URL reject before the host",
+			`return Promise.all([fetch("https://u:p@h/").catch(e => e.name), fetch(new URL("https://u@h/x")).catch(e => e.name), fetch(new URL("x", "https://u:p@h/")).catch(e => e.name), fetch(undefined).catch(e => e.name), fetch().catch(e => e.name)])`,
+			`["TypeError","TypeError","TypeError","TypeError","TypeError"]`}, ``},
+		{webCase{"an odd response",
+			`const r = await fetch("https://h/odd"); const c = r.clone(); return [r.status, r.ok, r.statusText, r.url, [...r.headers], c.headers.get("x-upper"), await r.text()]`,
+			`[299,true,"","",[["x-crlf","a  b c"],["x-empty",""],["x-latin","caf�"],["x-upper","a:b: c"],["x-utf8","café ✓"]],"a:b: c","line\n\nafter an empty line� �"]`},
+			`GET https://h/odd [["accept","*/*"]]`},
+		{webCase{"a status text that cannot cross as it is",
+			`const r = await fetch("https://h/status"); return [r.status, r.ok, r.statusText, r.url, [...r.headers], await r.text()]`,
+			`[404,false,"Not Found �","https://h/status",[],""]`},
+			`GET https://h/status [["accept","*/*"]]`},
+		{webCase{"a status past three digits rejects",
+			`return fetch("https://h/huge-status").catch(e => e.name + ": " + e.message)`,
+			`"TypeError: the response's status 1000 is not three digits"`},
+			`GET https://h/huge-status [["accept","*/*"]]`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.reqs = nil
+			ev, _ := json.Marshal(map[string]string{"type": "track", "code": c.code})
+			res := handle(t, inst, string(ev))
+			if got := gjson.GetBytes(res.Event, "out").Raw; res.Verdict != abi.ResultDeliver || got != c.want {
+				t.Errorf("got  %v %s %s\nwant %s", res.Verdict, res.Reason, got, c.want)
+			}
+			var req string
+			if len(f.reqs) > 0 {
+				req = describeRequest(f.reqs[0])
+			}
+			if len(f.reqs) > 1 || req != c.req {
+				t.Errorf("request %s (%d)\nwant    %s", req, len(f.reqs), c.req)
+			}
+		})
+	}
+}
+
+// TestFetchRequestFormat checks parseFetchRequest on what web.js writes
+// and on what it never writes.
+func TestFetchRequestFormat(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"GET\nhttps://h/\n\n\n", `GET https://h/ null`},
+		{"POST\nhttps://h/p?q\nmanual\na:b:c\nx-e:\n\ntline 1\n\nline 3", `POST https://h/p?q [["a","b:c"],["x-e",""]] body "line 1\n\nline 3" redirect manual`},
+		{"PUT\nhttps://h/\nerror\n\nbAP8K", `PUT https://h/ null body "\x00\xff\n" redirect error`},
+		{"PUT\nhttps://h/\n\n\nt", `PUT https://h/ null body ""`},
+		{"GET\nhttps://h/", `error: it ends before its headers`},
+		{"GET\nhttps://h/\n\na:b\n", `error: its headers do not end`},
+		{"GET\nhttps://h/\n\nab\n\n", `error: the header line "ab" has no name`},
+		{"GET\nhttps://h/\n\n:b\n\n", `error: the header line ":b" has no name`},
+		{"GET\nhttps://h/\n\n\nb@@", `error: its body is not base64: illegal base64 data at input byte 0`},
+		{"GET\nhttps://h/\n\n\nxyz", `error: its body starts with 'x'`},
+	} {
+		r, err := parseFetchRequest([]byte(c.in))
+		got := ""
+		if err != nil {
+			got = "error: " + err.Error()
+		} else {
+			got = describeRequest(r)
+		}
+		if got != c.want {
+			t.Errorf("%q:\n got %s\nwant %s", c.in, got, c.want)
+		}
+	}
+}
+
+// TestFetchResponseFormat checks writeFetchResponse's lines.
+func TestFetchResponseFormat(t *testing.T) {
+	for _, c := range []struct {
+		resp webfetch.Response
+		want string
+	}{
+		{webfetch.Response{Status: 200, StatusText: "OK", URL: "https://h/", Header: [][2]string{{"content-type", "application/json"}}, Body: []byte(`{"a":1}`)},
+			"02000OK\nhttps://h/\ncontent-type:application/json\n\n{\"a\":1}"},
+		{webfetch.Response{Status: 7, URL: "https://h/x", Redirected: true},
+			"00071\nhttps://h/x\n\n"},
+		{webfetch.Response{Status: 500, StatusText: "a\rb\nc\x00d\xffe", URL: "u\nv", Header: [][2]string{{"X-Y", "v\n"}, {"a b", "c"}, {"", "d"}, {"é", "e"}, {"k", "\xe9\x00"}},
+			Body: []byte("x\x00\xffy")},
+			"05000a b c d\ufffde\nu v\nx-y:v \nk:\ufffd \n\nx\ufffd\ufffdy"},
+	} {
+		if got := writeFetchResponse(&c.resp); got != c.want {
+			t.Errorf("%+v:\n got %q\nwant %q", c.resp, got, c.want)
+		}
+	}
+}
+
 // Without a Fetcher, fetch rejects: the function may fetch nothing.
 func TestWebFetchWithoutFetcher(t *testing.T) {
 	inst := load(t, `async function onTrack(e) { return { type: "track", out: await fetch("https://api.example/").then(() => "fetched", e => e.name) } }`, "")
@@ -289,6 +416,9 @@ func TestWebURL(t *testing.T) {
 		{"invalid URLs throw a TypeError",
 			`return ["", "not a url", "/relative", "http://", "https://h:99999", "http://a b/", "http://[::1", "http://1.2.3.256", "http://h:x/", "http://xn--/", "http://%zz/", "http://a\u0000b/"].map(s => err(() => new URL(s)))`,
 			`["TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError","TypeError"]`},
+		{"an undefined URL",
+			`return [err(() => new URL()), err(() => new URL(undefined)), new URL(undefined, "http://h/a/").href, err(() => new Request()), err(() => new Request(undefined))]`,
+			`["TypeError","TypeError","http://h/a/undefined","TypeError","TypeError"]`},
 		{"the error names the input",
 			`return err(() => new URL("/x"), true)`,
 			`"TypeError: Invalid URL: \"/x\""`},
@@ -320,6 +450,96 @@ func TestWebURL(t *testing.T) {
 			`const u = new URL("https://h/p?a=1#f"); u.searchParams.append("q", "ü & +"); const r = [u.href]; u.searchParams.delete("a"); u.searchParams.delete("q"); r.push(u.href, u.search); u.searchParams.set("z", "1"); u.searchParams.sort(); r.push(u.href); return r`,
 			`["https://h/p?a=1&q=%C3%BC+%26+%2B#f","https://h/p#f","","https://h/p?z=1#f"]`},
 	})
+}
+
+// withWebInternals loads an instance whose web.js also defines
+// globalThis.__t, an object of the names given (expose, "a, b: expr"), and
+// makes it load web.js.
+func withWebInternals(t *testing.T, code, expose string) *Instance {
+	t.Helper()
+	orig := web
+	i := strings.LastIndex(web, "})(globalThis);")
+	web = web[:i] + "g.__t = {" + expose + "};\n" + web[i:]
+	defer func() { web = orig }()
+	inst := load(t, code, "")
+	handle(t, inst, `{"type":"identify"}`) // evaluates web.js (onIdentify touches URL)
+	return inst
+}
+
+// TestWebURLFastPaths compares the URLs the fast paths make (a URL as the
+// serializer writes it, a path against a cached base) with the URL
+// standard's parser's, for URLs on both sides of each of their checks.
+func TestWebURLFastPaths(t *testing.T) {
+	inst := withWebInternals(t, `function onIdentify() { URL; return null }
+async function onTrack(event) {
+  const T = globalThis.__t;
+  // slow is the parser's state machine alone, without the fast paths.
+  function slow(input, base) {
+    input = input.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, "");
+    let b = null;
+    if (base !== undefined) {
+      b = T.parse(base.replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, ""), null, new T.Rec(), 0);
+      if (b === null) return "invalid";
+    }
+    const u = T.parse(input, b, new T.Rec(), 0);
+    return u === null ? "invalid" : T.serialize(u, false);
+  }
+  function fast(input, base) {
+    try { return new URL(input, base).href } catch (e) { return "invalid" }
+  }
+  // materialized reads a part, which makes the URL's record of its text.
+  function materialized(input, base) {
+    try { const u = new URL(input, base); u.pathname; return u.href } catch (e) { return "invalid" }
+  }
+  const out = [];
+  const check = (input, base) => {
+    const want = slow(input, base);
+    for (let round = 0; round < 2; round++) { // the second time with the caches warm
+      const got = fast(input, base), got2 = materialized(input, base);
+      if (got !== want || got2 !== want) out.push(JSON.stringify([input, base, got, got2, want]));
+    }
+  };
+  for (const s of event.absolute) check(s, undefined);
+  for (const b of event.bases) for (const s of event.relative) check(s, b);
+  for (const s of event.absolute) check(s, event.bases[0]);
+  return { type: "track", out };
+}`, "parse, serialize, Rec")
+	absolute := []string{
+		"http://127.0.0.1:40123/v1/consent/u1?source=segment", "http://127.0.0.1/", "http://127.1/", "http://0x7f.0.0.1/",
+		"http://127.000.0.1/", "http://127.0.0.01/", "http://1.2.3.4.5/", "http://256.0.0.1/", "http://4294967295/",
+		"http://01.2.3.4/", "http://1.2.3.4./", "http://255.255.255.255/x", "https://h:443/", "https://h:0443/", "http://h:80/x", "http://h:8080/x",
+		"https://H/x", "HTTPS://h/x", "Https://h/x", "https://h", "https://h?x", "https://h#x", "https://h?x=/y", "https://h#/x",
+		"https://h/a/../b", "https://h/a/%2e%2E/b", "https://h/.well-known/x", "https://h/a/./", "https://h/a/.", "https://h/a/..",
+		"https://h/a%2e/b", "https://h/a%2E%2E/b", "https://h/..%2f", "https://h/%2e/x", "https://h/%2e", "https://h/.%2e/x", "https://h/x?a=/../b#/./c",
+		"https://h/a b", "https://h/a'b?c'd#e'f", "https://h/a\"b", "https://h/a<b>", "https://h/a\\b", "https://h/a^b",
+		"https://h/a`b", "https://h/a{b}", "https://h/a|b?c|d#e|f", "https://h/é", "https://h/a\tb", "https://h/a\nb", "https://h/a\u0000b",
+		"https://h/%zz", "https://h/a%20b?c%20d#e%20f", "https://h/a[b]?c[d]", "https://h/a?b^c{d}`e", "https://h/a#b^c{d}`e",
+		"https://u:p@h/x", "https://u@h/x", "https://@h/x", "https://u:@h/x", "https://:p@h/x", "https://h:/x", "https://h:65535/x", "https://h:65536/x",
+		"https://xn--bcher-kva.example/", "https://xn--zz/", "https://a'b/", "https://a\\b/c", "https://[::1]/x", "https://[::1]:8080/x",
+		"https://[0:0::1]/x", "ws://h/x", "wss://h:443/x", "ws://h:443/x", "ftp://h:21/x", "file:///a/b", "file://h/a", "foo://h/a/../b", "foo://H/x",
+		"mailto:x", "https://h/a?b#c?d", "https://h//x", "https:h/x", "https:/h/x", "https:///h/x", "https://h/a#b#c",
+		"https://ex.com/a%2fb", "https://exa mple.com/", "https://ex%41mple.com/", "https://h/~user/!$&()*+,;=:@", "https://h/ x", "https://h/x ",
+		" https://h/x", "https://h/\u007f", "https://h.example.com./x", "https://h..example/x", "https://-h/x", "https://h_x/y",
+		"https://h:8080", "https://h:8080?q", "https://u:p@h", "https://h/?a='b'", "https://h/#'",
+	}
+	relative := []string{
+		"consent/u1", "consent/a%40b.com", "consent/a@b.com", "/v1/x", "x", "./x", "../x", ".", "..", "%2e/x", "%2E%2e/x",
+		"x/..", "x/./y", "x/%2e/y", "x?y", "x?y#z", "x#z", "?q", "#f", "", "//other/p", "/", "//", "a:b", "x:y/z", "x/y:z",
+		"a b", "a'b", "x?a'b", "é", "x\\y", "\\x", "/\\x", "x%zz", "x/.hidden", ".hidden", "..hidden", "x?a=/./b", "x#/../",
+		"x\ty", " x", "x ", "x^y", "x{y}", "x|y", "/x?y#z", "/x/../y", "/x/%2e%2e/y", "?", "#", "x/", "x//y", "/.", "/..",
+	}
+	bases := []string{
+		"http://127.0.0.1:40123/v1/", "https://consent.example.com/", "https://h/a/b?q#f", "https://u:p@h:8080/base?q#f", "https://h",
+		"foo://h/a/b", "mailto:x", "file:///C:/a/b", "http://[::1]/a/", "https://h/a/b/", "https://h/a%20b/c", "not a url", "HTTPS://H:443/A/",
+	}
+	ev, _ := json.Marshal(map[string]any{"type": "track", "absolute": absolute, "relative": relative, "bases": bases})
+	res := handle(t, inst, string(ev))
+	if res.Verdict != abi.ResultDeliver {
+		t.Fatalf("%v %s", res.Verdict, res.Reason)
+	}
+	for _, d := range gjson.GetBytes(res.Event, "out").Array() {
+		t.Errorf("[input, base, fast, fast then read, parser]: %s", d.Str)
+	}
 }
 
 // TestWebURLSearchParams checks URLSearchParams: parsing, the form encoding, the methods, sort and iteration.
