@@ -88,15 +88,28 @@ type DeadPage struct {
 // [Queue.DeadLetters] returns. A query of every topic skips an inbox that
 // does not exist.
 func (q *Pebble) ListDead(query DeadQuery) (DeadPage, error) {
+	return ListDeadLetters(q, query)
+}
+
+// DeadLister is the part of a [Queue] that [ListDeadLetters] reads.
+type DeadLister interface {
+	Topics() []Topic
+	DeadLetters(topic Topic, after uint64, limit int) ([]DeadItem, error)
+}
+
+// ListDeadLetters is [Queue.ListDead] for any queue: the dead letters query
+// selects, read with q.DeadLetters, their items decoded (see
+// [DeadLetter]). Every backend's ListDead is this.
+func ListDeadLetters(q DeadLister, query DeadQuery) (DeadPage, error) {
 	if query.Topic != "" {
-		return q.listDead(query.Topic, query.After, query.Limit)
+		return listDead(q, query.Topic, query.After, query.Limit)
 	}
 	if query.After != 0 || query.Limit != 0 {
 		return DeadPage{}, errors.New("queue: dead letters of every topic are listed whole: name a topic to page through it")
 	}
 	var page DeadPage
 	for _, t := range append(slices.DeleteFunc(q.Topics(), Topic.IsInbox), InboxTopic) {
-		p, err := q.listDead(t, 0, 0)
+		p, err := listDead(q, t, 0, 0)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
@@ -109,7 +122,7 @@ func (q *Pebble) ListDead(query DeadQuery) (DeadPage, error) {
 }
 
 // listDead returns a page of the dead letters of topic.
-func (q *Pebble) listDead(topic Topic, after uint64, limit int) (DeadPage, error) {
+func listDead(q DeadLister, topic Topic, after uint64, limit int) (DeadPage, error) {
 	fetch := limit
 	if limit > 0 {
 		fetch++ // one more tells whether a next page exists
