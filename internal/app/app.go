@@ -25,6 +25,7 @@ import (
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/admin"
 	"github.com/insertfn/insertfn/internal/admin/overview"
+	"github.com/insertfn/insertfn/internal/cluster"
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/delivery"
@@ -33,7 +34,9 @@ import (
 	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/pipeline/tap"
 	"github.com/insertfn/insertfn/internal/queue"
+	"github.com/insertfn/insertfn/internal/queue/jetstream"
 	"github.com/insertfn/insertfn/runtime"
+	"github.com/nats-io/nats.go"
 )
 
 // pipelineAccepter adapts the pipeline to the ingest's [ingest.Accepter]:
@@ -59,6 +62,12 @@ type Server struct {
 	engine   *runtime.Engine
 	registry *functions.Registry
 	queue    queue.Queue
+	// nc and peers are cluster mode's (queue.backend: jetstream): the
+	// connection to NATS that tells the other hosts what this one's
+	// consent writes changed.
+	nc       *nats.Conn
+	peers    *cluster.ConsentPeers
+	dedupe   *cluster.DedupePeers
 	sinks    []delivery.Sink
 	proc     *pipeline.Processor
 	filters  *filterStore // the destinations' filters, as the admin API sets them
@@ -128,8 +137,23 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: metrics: %w", err)
 	}
 	sc := cfg.ConsentStore().WithDefaults() // the backend named, for the metrics label too
-	if h.store, err = sc.Open(ctx); err != nil {
+	if cfg.Cluster() {
+		if h.nc, err = cfg.JetStream().Connect(ctx); err != nil {
+			return nil, fmt.Errorf("insertfn: cluster: %w", err)
+		}
+		if h.peers, err = cluster.NewConsentPeers(h.nc, ""); err != nil {
+			return nil, fmt.Errorf("insertfn: %w", err)
+		}
+	}
+	var peers consentstore.Peers
+	if h.peers != nil {
+		peers = h.peers
+	}
+	if h.store, err = sc.OpenWithPeers(ctx, peers); err != nil {
 		return nil, fmt.Errorf("insertfn: consent store (%s): %w", sc.Backend, err)
+	}
+	if h.peers != nil {
+		h.peers.SetForget(h.store.Forget)
 	}
 	if h.engine, err = runtime.NewEngine(cfg.RuntimeConfig()); err != nil {
 		return nil, fmt.Errorf("insertfn: runtime: %w", err)
@@ -158,7 +182,11 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 		return nil, fmt.Errorf("insertfn: loading the functions deployed through the admin API: %w", err)
 	}
 
-	if h.queue, err = queue.Open(cfg.QueuePath(), cfg.Queue); err != nil {
+	if cfg.Cluster() {
+		if h.queue, err = jetstream.Open(ctx, cfg.JetStream()); err != nil {
+			return nil, fmt.Errorf("insertfn: queue: %w", err)
+		}
+	} else if h.queue, err = queue.Open(cfg.QueuePath(), cfg.Queue.Options); err != nil {
 		return nil, fmt.Errorf("insertfn: queue: %w", err)
 	}
 	var dests []pipeline.Destination
@@ -193,8 +221,18 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log, Tap: h.tap}); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
 	}
-	if h.srv, err = ingest.New(cfg.Server, ingestSources, pipelineAccepter(h.pipe), ingest.WithLogger(h.log)); err != nil {
+	ingestOpts := []ingest.Option{ingest.WithLogger(h.log)}
+	if h.nc != nil { // a retry that reaches another host is a duplicate there too
+		if h.dedupe, err = cluster.NewDedupePeers(h.nc, ""); err != nil {
+			return nil, fmt.Errorf("insertfn: %w", err)
+		}
+		ingestOpts = append(ingestOpts, ingest.WithDedupePeers(h.dedupe))
+	}
+	if h.srv, err = ingest.New(cfg.Server, ingestSources, pipelineAccepter(h.pipe), ingestOpts...); err != nil {
 		return nil, fmt.Errorf("insertfn: server: %w", err)
+	}
+	if h.dedupe != nil {
+		h.dedupe.SetRemember(h.srv.RememberAccepted)
 	}
 	var destNames, fnNames []string
 	for _, d := range cfg.Destinations {
@@ -465,6 +503,15 @@ func (h *Server) closeAll(ctx context.Context) error {
 	}
 	if h.store != nil {
 		errs = append(errs, h.store.Close())
+	}
+	if h.peers != nil {
+		errs = append(errs, h.peers.Close())
+	}
+	if h.dedupe != nil {
+		errs = append(errs, h.dedupe.Close())
+	}
+	if h.nc != nil {
+		h.nc.Close()
 	}
 	return errors.Join(errs...)
 }

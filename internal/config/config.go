@@ -34,6 +34,7 @@ import (
 	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 	"github.com/insertfn/insertfn/internal/queue"
+	"github.com/insertfn/insertfn/internal/queue/jetstream"
 	"github.com/insertfn/insertfn/runtime"
 )
 
@@ -53,8 +54,9 @@ type Config struct {
 	// Consent chooses and configures the consent store. With the embedded
 	// backend and no dir, the store lives in DATA/consent.
 	Consent storeconfig.Config `yaml:"consent"`
-	// Queue configures the durable queue in DATA/queue.
-	Queue queue.Options `yaml:"queue"`
+	// Queue configures the durable queue: one host's in DATA/queue (the
+	// default), or a cluster's on NATS JetStream.
+	Queue Queue `yaml:"queue"`
 	// Functions are the functions sources and destinations may name.
 	Functions []Function `yaml:"functions"`
 	// Sources are where events come from: write keys and source functions.
@@ -266,6 +268,42 @@ func (c *Config) ConsentStore() storeconfig.Config {
 	return s
 }
 
+// The values of Queue.Backend.
+const (
+	QueuePebble    = "pebble"
+	QueueJetStream = "jetstream"
+)
+
+// Queue configures the durable queue. Its keys beside backend and
+// jetstream (sync, interval, max_bytes, ...) are the Pebble queue's;
+// max_bytes bounds the JetStream queue too, unless jetstream.max_bytes
+// says otherwise.
+type Queue struct {
+	queue.Options `yaml:",inline"`
+	// Backend is "pebble" (the default: this host's queue, in
+	// DATA/queue) or "jetstream" (cluster mode: every host of the cluster
+	// shares one queue on a NATS JetStream cluster, and its consent store
+	// must be one they share too, redis or http).
+	Backend string `yaml:"backend"`
+	// JetStream is the NATS JetStream queue's configuration (backend:
+	// jetstream).
+	JetStream jetstream.Options `yaml:"jetstream"`
+}
+
+// Cluster reports whether the configuration runs the host in cluster
+// mode (the JetStream queue).
+func (c *Config) Cluster() bool { return c.Queue.Backend == QueueJetStream }
+
+// JetStream returns the JetStream queue's options, max_bytes filled in
+// from queue.max_bytes when jetstream.max_bytes is not set.
+func (c *Config) JetStream() jetstream.Options {
+	o := c.Queue.JetStream
+	if o.MaxBytes == 0 {
+		o.MaxBytes = c.Queue.MaxBytes
+	}
+	return o
+}
+
 // QueuePath returns where the durable queue lives.
 func (c *Config) QueuePath() string { return filepath.Join(c.DataDir(), queue.DirName) }
 
@@ -365,6 +403,16 @@ func (c *Config) Validate() error {
 	under("delivery", c.Delivery.Validate())
 	if c.Queue.Interval < 0 {
 		bad("queue.interval", "must not be negative (0 means the default)")
+	}
+	switch c.Queue.Backend {
+	case "", QueuePebble:
+	case QueueJetStream:
+		under("queue.jetstream", c.Queue.JetStream.Validate())
+		if b := c.ConsentStore().WithDefaults().Backend; b != storeconfig.Redis && b != storeconfig.HTTP {
+			bad("consent.backend", "%q keeps consent on one host; in cluster mode (queue.backend: jetstream) the hosts must share their consent store: use redis or http", b)
+		}
+	default:
+		bad("queue.backend", "%q: want %q (this host's queue, the default) or %q (cluster mode)", c.Queue.Backend, QueuePebble, QueueJetStream)
 	}
 	return errors.Join(errs...)
 }

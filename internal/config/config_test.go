@@ -124,3 +124,35 @@ func TestDefault(t *testing.T) {
 		t.Errorf("default config %+v", c)
 	}
 }
+
+// TestClusterMode: queue.backend jetstream runs the host in cluster mode,
+// whose hosts must share their consent store; each mistake names its key.
+func TestClusterMode(t *testing.T) {
+	base := "sources: [{name: web, write_keys: [k]}]\n"
+	c, err := Parse([]byte(base + "queue: {backend: jetstream, max_bytes: 1048576, jetstream: {urls: [nats://a:4222], replicas: 3}}\nconsent: {backend: redis, redis: {addrs: [r:6379]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || !c.Cluster() {
+		t.Fatalf("a cluster configuration: %v (cluster %v)", err, c.Cluster())
+	}
+	if js := c.JetStream(); js.MaxBytes != 1<<20 || js.Replicas != 3 || js.URLs[0] != "nats://a:4222" {
+		t.Errorf("JetStream options %+v, want queue.max_bytes carried over", js)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"queue: {backend: jetstream}\n", "consent.backend"},
+		{"queue: {backend: kafka}\n", "queue.backend"},
+		{"queue: {backend: jetstream, jetstream: {replicas: 7}}\nconsent: {backend: redis, redis: {addrs: [r:6379]}}\n", "queue.jetstream.replicas"},
+	} {
+		c, err := Parse([]byte(base + tc.yaml))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: %v, want an error naming %s", tc.yaml, err, tc.key)
+		}
+	}
+	if c, err := Parse([]byte(base)); err != nil || c.Cluster() {
+		t.Errorf("the default queue is the host's own: %v %v", err, c.Cluster())
+	}
+}

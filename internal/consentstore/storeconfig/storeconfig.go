@@ -179,6 +179,13 @@ func unjoin(err error) []error {
 // it, with the cache in front as Config.Cache says. ctx bounds the opening
 // (connecting to Redis); the Store does not keep it.
 func (c Config) Open(ctx context.Context) (*consentstore.Store, error) {
+	return c.OpenWithPeers(ctx, nil)
+}
+
+// OpenWithPeers is Open for a host of a cluster: peers are told what each
+// write changes, so that they drop it from their caches
+// (consentstore.Options.Peers).
+func (c Config) OpenWithPeers(ctx context.Context, peers consentstore.Peers) (*consentstore.Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("consent store: configuration: %w", err)
 	}
@@ -214,5 +221,5 @@ func (c Config) Open(ctx context.Context) (*consentstore.Store, error) {
 		}
 		b = s
 	}
-	return consentstore.New(b, consentstore.Options{Cache: c.Cache}), nil
+	return consentstore.New(b, consentstore.Options{Cache: c.Cache, Peers: peers}), nil
 }

@@ -1,0 +1,272 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/insertfn/insertfn/internal/config"
+	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
+	"github.com/insertfn/insertfn/internal/testkit/redistest"
+)
+
+// TestCluster is cluster mode with real processes: three JetStream
+// servers (embedded in this process, a real Raft cluster, R3 streams), a
+// real redis-server, and three insertfn hosts, each a process of its own
+// on the shared queue and consent store. A client sends batches round-
+// robin over the hosts and records every messageId that got a 200; mid-
+// load one host is killed with SIGKILL and the servers' stream leaders
+// are stopped. Every acknowledged event must reach the sink; duplicates
+// are counted. Then a consent update sent through one host judges the
+// next event of that person sent through another.
+func TestCluster(t *testing.T) {
+	if os.Getenv("INSERTFN_CLUSTER_CHILD") != "" {
+		t.Skip("running as a cluster host")
+	}
+	if testing.Short() {
+		t.Skip("-short: the cluster test starts processes")
+	}
+	nats := jstest.Start(t, 3)
+	if err := nats.WaitMetaLeader(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	redis := redistest.Start(t)
+	out := newSink(t)
+	fn := consentMatch(t)
+
+	type host struct {
+		cmd  *exec.Cmd
+		addr string
+	}
+	startHost := func(i int) *host {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.v")
+		cmd.Env = append(os.Environ(), "INSERTFN_CLUSTER_CHILD=1",
+			"INSERTFN_CLUSTER_DATA="+t.TempDir(),
+			"INSERTFN_CLUSTER_NATS="+strings.Join(nats.URLsFrom(i%nats.N()), ","),
+			"INSERTFN_CLUSTER_REDIS="+redis.Addr,
+			"INSERTFN_CLUSTER_SINK="+out.srv.URL,
+			"INSERTFN_CLUSTER_FUNCTION="+fn.Wasm)
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stdout)
+		var said strings.Builder
+		for sc.Scan() {
+			if addr, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				go func() {
+					for sc.Scan() {
+					}
+				}()
+				return &host{cmd: cmd, addr: addr}
+			}
+			said.WriteString(sc.Text() + "\n")
+		}
+		_ = cmd.Wait()
+		t.Fatalf("host %d did not start:\n%s", i, said.String())
+		return nil
+	}
+	hosts := make([]*host, 3)
+	for i := range hosts {
+		hosts[i] = startHost(i)
+	}
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			if h != nil {
+				_ = h.cmd.Process.Signal(syscall.SIGTERM)
+				_ = h.cmd.Wait()
+			}
+		}
+	})
+
+	// The load: batches of ten round-robin over the live hosts; a request
+	// that fails or is refused goes to the next host.
+	var (
+		acked   sync.Map // messageId -> true
+		nAcked  atomic.Int64
+		seq     atomic.Int64
+		liveMu  sync.Mutex
+		live    = []string{hosts[0].addr, hosts[1].addr, hosts[2].addr}
+		stop    = make(chan struct{})
+		loadWG  sync.WaitGroup
+		refused atomic.Int64
+	)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for w := range 3 {
+		loadWG.Go(func() {
+			for n := w; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ids := make([]string, 10)
+				var b strings.Builder
+				b.WriteString(`{"batch":[`)
+				for j := range ids {
+					ids[j] = fmt.Sprintf("c-%d", seq.Add(1))
+					if j > 0 {
+						b.WriteByte(',')
+					}
+					b.WriteString(`{"type":"track","userId":"u` + fmt.Sprint(j) + `","event":"e","messageId":"` + ids[j] + `"}`)
+				}
+				b.WriteString(`]}`)
+				for try := 0; try < 6; try++ {
+					liveMu.Lock()
+					addr := live[(n+try)%len(live)]
+					liveMu.Unlock()
+					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", strings.NewReader(b.String()))
+					req.SetBasicAuth(writeKey, "")
+					resp, err := client.Do(req)
+					if err != nil {
+						refused.Add(1)
+						continue
+					}
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						for _, id := range ids {
+							acked.Store(id, true)
+						}
+						nAcked.Add(int64(len(ids)))
+						break
+					}
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	waitFor(t, "the load to get going", func() bool { return nAcked.Load() > 300 })
+	// Kill host 2 mid-load: its unacknowledged items come back to the
+	// others after the ack wait.
+	_ = hosts[2].cmd.Process.Signal(syscall.SIGKILL)
+	_ = hosts[2].cmd.Wait()
+	liveMu.Lock()
+	live = live[:2]
+	liveMu.Unlock()
+	hosts[2] = nil
+	before := nAcked.Load()
+	waitFor(t, "the load to go on without host 2", func() bool { return nAcked.Load() > before+300 })
+	// Stop one NATS server (the leader of some streams); R3 streams elect
+	// another.
+	nats.Stop(0)
+	before = nAcked.Load()
+	waitFor(t, "the load to go on without NATS server 0", func() bool { return nAcked.Load() > before+300 })
+	close(stop)
+	loadWG.Wait()
+
+	var want []string
+	acked.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		counts := out.counts()
+		var missing []string
+		for _, id := range want {
+			if counts[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			dups := 0
+			for _, n := range counts {
+				dups += n - 1
+			}
+			t.Logf("%d events acknowledged (%d refusals retried elsewhere), all delivered; %d delivered more than once", len(want), refused.Load(), dups)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged events never reached the sink, e.g. %v", len(missing), len(want), missing[:min(5, len(missing))])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Consent: host 0 caches u-consent's record (Advertising false), then
+	// the person's update reaches host 1; the next event, sent through
+	// host 0 with the new consent, is judged by the new record.
+	send := func(addr, event, id, ads string) {
+		t.Helper()
+		body := `{"userId":"u-consent","event":"` + event + `","messageId":"` + id + `","context":{"consent":{"categoryPreferences":{"Advertising":` + ads + `}}}}`
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/track", strings.NewReader(body))
+		req.SetBasicAuth(writeKey, "")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s to %s: %d", id, addr, resp.StatusCode)
+		}
+	}
+	const updated, order = "Segment Consent Preference Updated", "Order Completed"
+	send(hosts[0].addr, updated, "consent-1", "false") // the first decision, through host 0
+	waitFor(t, "consent-1", func() bool { return out.has("consent-1") })
+	for i := range 4 { // read (and cached) by the hosts that process them
+		send(hosts[i%2].addr, order, fmt.Sprintf("consent-2-%d", i), "false")
+	}
+	waitFor(t, "consent-2-*", func() bool { return out.has("consent-2-3") })
+	send(hosts[1].addr, updated, "consent-update", "true") // the person changes their mind, through host 1
+	waitFor(t, "consent-update", func() bool { return out.has("consent-update") })
+	send(hosts[0].addr, order, "consent-3", "true") // through host 0: matches the new record
+	send(hosts[0].addr, order, "consent-stale", "false")
+	waitFor(t, "consent-3", func() bool { return out.has("consent-3") })
+	time.Sleep(500 * time.Millisecond)
+	if out.has("consent-stale") {
+		t.Error("an event with the old consent, sent after the update through another host, was delivered")
+	}
+}
+
+// TestClusterChild is one host of TestCluster.
+func TestClusterChild(t *testing.T) {
+	data := os.Getenv("INSERTFN_CLUSTER_DATA")
+	if os.Getenv("INSERTFN_CLUSTER_CHILD") == "" || data == "" {
+		t.Skip("only run by TestCluster")
+	}
+	urls := strings.Split(os.Getenv("INSERTFN_CLUSTER_NATS"), ",")
+	y := fmt.Sprintf(`data: %s
+delivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}
+queue:
+  backend: jetstream
+  jetstream: {urls: [%s], replicas: 3, ack_wait: 2s, duplicate_window: 30s}
+consent:
+  backend: redis
+  redis: {addrs: [%s]}
+  cache: {size: 1000, ttl: 1h}
+`, data, strings.Join(urls, ", "), os.Getenv("INSERTFN_CLUSTER_REDIS"))
+	c, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Functions = []config.Function{{Name: "consent-match", Wasm: os.Getenv("INSERTFN_CLUSTER_FUNCTION")}}
+	c.Sources = []config.Source{{Source: serverSource("web", writeKey), Functions: []string{"consent-match"}}}
+	c.Destinations = []config.Destination{webhookDest("sink", os.Getenv("INSERTFN_CLUSTER_SINK"))}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	h, err := Start(ctx, c, Options{Listener: ln, AdminListener: loopback(t)})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("ADDR %s\n", h.Addr())
+	os.Stdout.Sync()
+	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	<-sctx.Done()
+	h.Shutdown(context.Background())
+}
