@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,8 @@ import (
 	"github.com/insertfn/insertfn/internal/delivery"
 	"github.com/insertfn/insertfn/internal/ingest"
 	"github.com/insertfn/insertfn/internal/pipeline"
+	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
+	"github.com/insertfn/insertfn/internal/testkit/redistest"
 )
 
 const benchWriteKey = "bench-key"
@@ -57,13 +60,20 @@ func newCountingSink(b *testing.B) *countingSink {
 // holding the benchmark's users, consent-match as the source function, one
 // webhook destination) and returns its address.
 func startServer(b *testing.B, sink *countingSink) (*app.Server, string) {
+	return startServerWith(b, sink, "", "")
+}
+
+// startServerWith is startServer with more configuration: queueKeys are
+// more keys of queue (YAML flow mapping entries, each after a comma),
+// extra more top-level YAML.
+func startServerWith(b *testing.B, sink *countingSink, queueKeys, extra string) (*app.Server, string) {
 	wasm := guest(b, "../examples/consent-match")
 	dir := b.TempDir()
 	wasmPath := filepath.Join(dir, "consent-match.wasm")
 	if err := os.WriteFile(wasmPath, wasm, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	c, err := config.Parse(fmt.Appendf(nil, "data: %s\nqueue: {sync: \"%s\", interval: 100ms}\n", dir, benchSync()))
+	c, err := config.Parse(fmt.Appendf(nil, "data: %s\nqueue: {sync: \"%s\", interval: 100ms%s}\n%s", dir, benchSync(), queueKeys, extra))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +121,26 @@ func postReq(addr, path string, body []byte) *fasthttp.Request {
 // default sync policy, see benchSync), consent-match in the sandbox,
 // routing, delivery to one webhook on loopback. One op is one
 // batch; the clock stops when the sink has every event.
-func BenchmarkServeBatch(b *testing.B) { serveBatch(b, "") }
+func BenchmarkServeBatch(b *testing.B) { serveBatch(b, "", "", "") }
+
+// BenchmarkServeBatchCluster: BenchmarkServeBatch on one host's Pebble
+// queue with the embedded consent store (the default), and on cluster
+// mode's queue: three JetStream servers in this process (R3 streams, file
+// storage), the consent store on a real redis-server (with the host's
+// cache, invalidated over NATS). One insertfn host in both, the same
+// workload: what cluster mode costs a host.
+func BenchmarkServeBatchCluster(b *testing.B) {
+	b.Run("pebble", func(b *testing.B) { serveBatch(b, "", "", "") })
+	b.Run("jetstream-r3", func(b *testing.B) {
+		nats := jstest.Start(b, 3)
+		if err := nats.WaitMetaLeader(30 * time.Second); err != nil {
+			b.Fatal(err)
+		}
+		redis := redistest.Start(b)
+		serveBatch(b, "", fmt.Sprintf(", backend: jetstream, jetstream: {urls: [%s], replicas: 3}", strings.Join(nats.URLs(), ", ")),
+			fmt.Sprintf("consent: {backend: redis, redis: {addrs: [%s]}, cache: {size: 100000, ttl: 1m}}\n", redis.Addr))
+	})
+}
 
 // BenchmarkServeBatchWatched: BenchmarkServeBatch with a live event
 // debugger attached, as `insertfn tail --full` attaches (GET /admin/tail
@@ -124,7 +153,7 @@ func BenchmarkServeBatchWatched(b *testing.B) {
 		{"default-rate", "full=1"},
 		{"max-rate", "full=1&rate=2000"},
 	} {
-		b.Run(c.name, func(b *testing.B) { serveBatch(b, c.query) })
+		b.Run(c.name, func(b *testing.B) { serveBatch(b, c.query, "", "") })
 	}
 }
 
@@ -165,10 +194,11 @@ func watch(b *testing.B, h *app.Server, query string) *atomic.Int64 {
 }
 
 // serveBatch is BenchmarkServeBatch, with a watcher attached to the live
-// event stream with query when query is not empty.
-func serveBatch(b *testing.B, query string) {
+// event stream with query when query is not empty, and the server's
+// configuration extended as startServerWith extends it.
+func serveBatch(b *testing.B, query, queueKeys, extra string) {
 	sink := newCountingSink(b)
-	h, addr := startServer(b, sink)
+	h, addr := startServerWith(b, sink, queueKeys, extra)
 	var watched *atomic.Int64
 	if query != "" {
 		watched = watch(b, h, query)
