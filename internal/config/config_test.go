@@ -156,3 +156,24 @@ func TestClusterMode(t *testing.T) {
 		t.Errorf("the default queue is the host's own: %v %v", err, c.Cluster())
 	}
 }
+
+// TestClusterPageConfiguration: the three-host configuration of
+// docs/cluster.md is valid, in cluster mode.
+func TestClusterPageConfiguration(t *testing.T) {
+	page, err := os.ReadFile("../../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(page), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in docs/cluster.md")
+	}
+	c, err := Parse([]byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil || !c.Cluster() || c.JetStream().Replicas != 3 {
+		t.Errorf("the page's configuration: %v (cluster %v)", err, c.Cluster())
+	}
+}
