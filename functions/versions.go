@@ -84,6 +84,50 @@ type VersionStore struct {
 	reg *Registry
 	now func() time.Time
 	mu  sync.Mutex // serialises changes, so the registry and the files agree
+	pub Publisher  // nil: nobody else is told
+}
+
+// Publisher is told what a VersionStore's methods made live or deleted,
+// so that the other hosts of a cluster make the same change (they call
+// [VersionStore.Apply] and [VersionStore.ApplyDelete], which tell it
+// nothing).
+type Publisher interface {
+	// Live is told that wasm (of hash), with manifest m, is now the live
+	// version of function m.Name.
+	Live(ctx context.Context, m Manifest, hash string, wasm []byte) error
+	// Deleted is told that the function is gone.
+	Deleted(ctx context.Context, name string) error
+}
+
+// SetPublisher makes p hear of every change made through Deploy,
+// Activate, Rollback and Delete. Set it before the store is used.
+func (s *VersionStore) SetPublisher(p Publisher) {
+	s.mu.Lock()
+	s.pub = p
+	s.mu.Unlock()
+}
+
+// published reports a publisher's failure: the change is made here, not
+// elsewhere.
+func published(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("functions: %s changed on this host, but the other hosts could not be told (repeat the change): %w", name, err)
+}
+
+// publishLive tells the publisher, if any, that info is live.
+func (s *VersionStore) publishLive(ctx context.Context, info VersionInfo, wasm []byte) error {
+	if s.pub == nil {
+		return nil
+	}
+	if wasm == nil {
+		var err error
+		if wasm, err = s.Wasm(info.Name, info.Hash); err != nil {
+			return published(info.Name, err)
+		}
+	}
+	return published(info.Name, s.pub.Live(ctx, info.Manifest, info.Hash, wasm))
 }
 
 // activeFile is the name of the file recording a function's active version.
@@ -220,6 +264,22 @@ func (s *VersionStore) save(m Manifest, wasm []byte) (VersionInfo, error) {
 func (s *VersionStore) Deploy(ctx context.Context, m Manifest, wasm []byte) (VersionInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	info, err := s.deploy(ctx, m, wasm)
+	if err == nil && !info.Unchanged {
+		err = s.publishLive(ctx, info, wasm)
+	}
+	return info, err
+}
+
+// Apply is Deploy for a change another host of the cluster made: its
+// Publisher is not told.
+func (s *VersionStore) Apply(ctx context.Context, m Manifest, wasm []byte) (VersionInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deploy(ctx, m, wasm)
+}
+
+func (s *VersionStore) deploy(ctx context.Context, m Manifest, wasm []byte) (VersionInfo, error) {
 	if err := m.Validate(); err != nil {
 		return VersionInfo{}, &RefusedError{err}
 	}
@@ -305,7 +365,11 @@ func (s *VersionStore) Activate(ctx context.Context, name, hash string) (Version
 		return VersionInfo{}, err
 	}
 	next := liveVersion{Hash: hash, Manifest: vf.Manifest}
-	return s.switchTo(ctx, name, prev, next, vf)
+	info, err := s.switchTo(ctx, name, prev, next, vf)
+	if err == nil {
+		err = s.publishLive(ctx, info, nil)
+	}
+	return info, err
 }
 
 // Rollback makes the previous version of a function live again, with the
@@ -340,7 +404,11 @@ func (s *VersionStore) Rollback(ctx context.Context, name string) (VersionInfo, 
 	if err != nil {
 		return VersionInfo{}, err
 	}
-	return s.switchTo(ctx, name, rec, *rec.Previous, vf)
+	info, err := s.switchTo(ctx, name, rec, *rec.Previous, vf)
+	if err == nil {
+		err = s.publishLive(ctx, info, nil)
+	}
+	return info, err
 }
 
 // switchTo deploys a stored version and records it as active.
@@ -532,6 +600,29 @@ func (s *VersionStore) Delete(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	err := s.delete(ctx, name)
+	if err == nil && s.pub != nil {
+		err = published(name, s.pub.Deleted(ctx, name))
+	}
+	return err
+}
+
+// ApplyDelete is Delete for a deletion another host of the cluster made:
+// its Publisher is not told, and a function this host does not have is
+// not an error.
+func (s *VersionStore) ApplyDelete(ctx context.Context, name string) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.delete(ctx, name); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+func (s *VersionStore) delete(ctx context.Context, name string) error {
 	regErr := s.reg.Remove(ctx, name)
 	if regErr != nil && !errors.Is(regErr, ErrNotFound) {
 		return regErr

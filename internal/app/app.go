@@ -68,6 +68,7 @@ type Server struct {
 	nc       *nats.Conn
 	peers    *cluster.ConsentPeers
 	dedupe   *cluster.DedupePeers
+	shared   *cluster.Versions
 	sinks    []delivery.Sink
 	proc     *pipeline.Processor
 	filters  *filterStore // the destinations' filters, as the admin API sets them
@@ -180,6 +181,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	}
 	if err := h.versions.Load(ctx); err != nil {
 		return nil, fmt.Errorf("insertfn: loading the functions deployed through the admin API: %w", err)
+	}
+	if h.nc != nil { // the cluster's versions win, and this host's deploys reach the others
+		js := cfg.JetStream()
+		if h.shared, err = cluster.NewVersions(ctx, h.nc, js.StreamPrefix(), js.StreamReplicas(h.nc), h.versions, h.log); err != nil {
+			return nil, fmt.Errorf("insertfn: %w", err)
+		}
 	}
 
 	if cfg.Cluster() {
@@ -509,6 +516,9 @@ func (h *Server) closeAll(ctx context.Context) error {
 	}
 	if h.dedupe != nil {
 		errs = append(errs, h.dedupe.Close())
+	}
+	if h.shared != nil {
+		errs = append(errs, h.shared.Close())
 	}
 	if h.nc != nil {
 		h.nc.Close()
