@@ -1,12 +1,14 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -20,32 +22,58 @@ import (
 
 // consumer is the [queue.Consumer] of a topic on this handle: its share
 // of the durable pull consumer every host uses on the topic's stream.
+//
+// A message delivered here (a flight) holds one item or several (see
+// pack.go); its items (parts) are handed out and settled one by one, and
+// the message is acknowledged once every one of them is settled.
 type consumer struct {
 	t   *topic
 	err error // the topic name's error
 
 	mu       sync.Mutex
-	buf      []*flight           // delivered to this handle, not handed out yet
-	inflight map[uint64]*flight  // handed out by Next, by stream sequence
-	settling map[uint64]*flight  // claimed by a settle under way
-	retrying map[uint64]waitItem // retried by this handle for later
+	buf      []*part             // delivered to this handle, not handed out yet
+	bufSeqs  map[uint64]*part    // buf by item Seq
+	inflight map[uint64]*part    // handed out by Next, by item Seq
+	settling map[uint64]*part    // claimed by a settle under way
+	held     map[uint64]*flight  // messages held, by stream sequence
+	retrying map[uint64]waitItem // retried by this handle for later, by item Seq
 	waiting  chan struct{}       // closed when the pull under way ends; nil: none
+	perMsg   float64             // items per message, a moving average (sizes the fetches)
 }
 
-// flight is a message delivered to this handle.
+// flight is a message delivered to this handle and not acknowledged yet.
 type flight struct {
-	msg       jetstream.Msg
-	seq       uint64 // stream sequence: the item's Seq
-	delivered uint64 // deliveries so far, this one included
-	size      int
-	attempts  int       // Retry calls (see attempts)
-	record    bool      // a Retry count is stored for it
-	touched   time.Time // when delivered, or last kept alive
-	// stale is set when a settle failed: the item stays in flight, but
-	// is no longer kept alive, so that it comes back after AckWait to
+	msg     jetstream.Msg
+	sseq    uint64 // stream sequence
+	stored  int64  // its bytes as the stream counts them (see msgSize)
+	parts   []*part
+	open    int       // parts not settled
+	handed  bool      // a part was handed out
+	touched time.Time // when delivered, or last kept alive
+	// stale is set when a settle failed: the message stays held, but is
+	// no longer kept alive, so that it comes back after AckWait to
 	// whichever host asks (the pipeline does not settle it again).
 	stale bool
 }
+
+// part is an item of a flight.
+type part struct {
+	f        *flight
+	idx      int
+	seq      uint64 // the item's Seq
+	attempts int    // its Retry calls
+	data     []byte // a slice of the message's data
+	state    partState
+}
+
+type partState uint8
+
+const (
+	partBuffered partState = iota
+	partInFlight
+	partSettling
+	partSettled
+)
 
 // waitItem is an item retried for later.
 type waitItem struct {
@@ -66,9 +94,12 @@ func (q *Queue) Consumer(name queue.Topic) queue.Consumer {
 	if t.c == nil {
 		t.c = &consumer{
 			t:        t,
-			inflight: make(map[uint64]*flight),
-			settling: make(map[uint64]*flight),
+			bufSeqs:  make(map[uint64]*part),
+			inflight: make(map[uint64]*part),
+			settling: make(map[uint64]*part),
+			held:     make(map[uint64]*flight),
 			retrying: make(map[uint64]waitItem),
+			perMsg:   1,
 		}
 	}
 	return t.c
@@ -94,7 +125,9 @@ const pullWait = 2 * time.Second
 // those retried whose time has come, and those a host gave back. Each
 // call takes what the stream has at that moment (a call may hand out
 // fewer than are ready); when it has nothing, Next waits on a pull
-// request that the stream answers as soon as an item is ready.
+// request that the stream answers as soon as an item is ready. A
+// message of several items (a Move's pack) is fetched whole: the items
+// beyond the bounds stay with this handle for the next calls.
 //
 // Errors of the servers that pass (an election, a reconnection) make
 // Next try again; it returns only ctx's error, queue.ErrClosed (also
@@ -184,21 +217,24 @@ func (c *consumer) tryNext(ctx context.Context, maxItems, maxBytes int) ([]queue
 	}
 	c.mu.Lock()
 	held := len(c.buf)
+	perMsg := c.perMsg
 	c.mu.Unlock()
 	var ferr error
 	if held < maxItems {
+		// As many messages as should hold the items missing.
+		n := max(1, int(math.Ceil(float64(maxItems-held)/max(perMsg, 1))))
 		var msgs []jetstream.Msg
-		msgs, ferr = fetchNow(cons, maxItems-held)
+		msgs, ferr = fetchNow(cons, min(n, maxItems-held))
 		if ferr != nil {
 			c.t.forget(ferr)
 		}
 		c.add(msgs)
 	}
-	fl := c.take(maxItems, maxBytes)
-	if len(fl) == 0 {
+	parts := c.take(maxItems, maxBytes)
+	if len(parts) == 0 {
 		return nil, ferr
 	}
-	return c.handOut(ctx, fl), nil
+	return c.handOut(parts), nil
 }
 
 // fetchNow returns up to n messages the consumer has ready now.
@@ -276,21 +312,45 @@ func (c *consumer) pull(ch chan struct{}) {
 	}
 }
 
-// add puts messages delivered to this handle in its buffer. A message
-// already in flight here whose settle did not fail stays with its
-// holder (it came back because a keep-alive was lost); one whose settle
-// failed is handed out again.
+// add puts the items of messages delivered to this handle in its
+// buffer.
+//
+//   - A message already held here whose settles did not fail stays
+//     with its holder (it came back because a keep-alive was lost); one
+//     whose settle failed is taken afresh, less the items settled here
+//     since.
+//   - A message retried for a time still to come is given back with the
+//     delay left.
+//   - An item of the same Seq as one this handle holds (the original and
+//     the Retry copy of an item, both there after a host died between
+//     the copy's publish and the original's acknowledgement) is a
+//     duplicate: it is settled at once in its message.
 func (c *consumer) add(msgs []jetstream.Msg) {
 	if len(msgs) == 0 {
 		return
 	}
 	now := time.Now()
+	q := c.t.q
+	var acks []jetstream.Msg
+	type later struct {
+		m jetstream.Msg
+		d time.Duration
+	}
+	var naks []later
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.t.q.closed.Load() {
+	defer func() {
+		c.mu.Unlock()
+		for _, m := range acks {
+			_ = m.Ack()
+		}
+		for _, l := range naks {
+			_ = m2nak(l.m, l.d)
+		}
+	}()
+	if q.closed.Load() {
 		// Close released what it found: hand these back too, unasked.
 		for _, m := range msgs {
-			_ = m.Nak()
+			naks = append(naks, later{m, 0})
 		}
 		return
 	}
@@ -299,73 +359,131 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 		if err != nil {
 			continue // not a JetStream message: nothing to settle
 		}
-		f := &flight{msg: m, seq: md.Sequence.Stream, delivered: md.NumDelivered, size: len(m.Data()), touched: now}
-		delete(c.retrying, f.seq)
-		if _, ok := c.settling[f.seq]; ok {
-			continue // its settle is under way
-		}
-		if old, ok := c.inflight[f.seq]; ok {
-			if !old.stale {
+		sseq := md.Sequence.Stream
+		var settledBefore []bool
+		if old, ok := c.held[sseq]; ok {
+			if !old.stale || slices.ContainsFunc(old.parts, func(p *part) bool { return p.state == partSettling }) {
 				old.msg, old.touched = m, now
 				continue
 			}
-			delete(c.inflight, f.seq)
+			settledBefore = make([]bool, len(old.parts))
+			for i, p := range old.parts {
+				settledBefore[i] = p.state == partSettled
+				c.drop(p)
+			}
+			delete(c.held, sseq)
 		}
-		if i := slices.IndexFunc(c.buf, func(b *flight) bool { return b.seq == f.seq }); i >= 0 {
-			c.buf[i] = f
+		items, notBefore, err := unpack(m.Headers(), m.Data(), sseq)
+		if err != nil {
+			items = []unpacked{{seq: sseq << seqShift, data: m.Data()}}
+		}
+		if d := time.Until(notBefore); d > 0 {
+			naks = append(naks, later{m, d})
 			continue
 		}
-		c.buf = append(c.buf, f)
+		f := &flight{msg: m, sseq: sseq, touched: now, parts: make([]*part, len(items))}
+		f.stored = q.msgSize(m.Subject(), headerLen(m.Headers()), len(m.Data()))
+		c.perMsg = 0.9*c.perMsg + 0.1*float64(len(items))
+		for i, it := range items {
+			p := &part{f: f, idx: i, seq: it.seq, attempts: it.attempts, data: it.data}
+			f.parts[i] = p
+			delete(c.retrying, p.seq)
+			if i < len(settledBefore) && settledBefore[i] || c.holds(p.seq) {
+				p.state = partSettled
+				continue
+			}
+			f.open++
+			c.buf = append(c.buf, p)
+			c.bufSeqs[p.seq] = p
+		}
+		if f.open == 0 {
+			acks = append(acks, m)
+			continue
+		}
+		c.held[sseq] = f
+	}
+}
+
+// m2nak gives a message back, after d.
+func m2nak(m jetstream.Msg, d time.Duration) error {
+	if d > 0 {
+		return m.NakWithDelay(d)
+	}
+	return m.Nak()
+}
+
+// holds reports whether an item of this Seq is buffered, in flight or
+// settling here.
+func (c *consumer) holds(seq uint64) bool {
+	if _, ok := c.bufSeqs[seq]; ok {
+		return true
+	}
+	if _, ok := c.inflight[seq]; ok {
+		return true
+	}
+	_, ok := c.settling[seq]
+	return ok
+}
+
+// drop forgets a part of a flight that is dropped (c.mu held).
+func (c *consumer) drop(p *part) {
+	switch p.state {
+	case partBuffered:
+		if c.bufSeqs[p.seq] == p {
+			delete(c.bufSeqs, p.seq)
+			c.buf = slices.DeleteFunc(c.buf, func(b *part) bool { return b == p })
+		}
+	case partInFlight:
+		if c.inflight[p.seq] == p {
+			delete(c.inflight, p.seq)
+		}
 	}
 }
 
 // take removes from the buffer what one Next hands out: the lowest
 // sequence numbers first, up to maxItems and maxBytes.
-func (c *consumer) take(maxItems, maxBytes int) []*flight {
+func (c *consumer) take(maxItems, maxBytes int) []*part {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	slices.SortFunc(c.buf, func(a, b *flight) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(c.buf, func(a, b *part) int { return cmp.Compare(a.seq, b.seq) })
 	n, size := 0, 0
 	for n < len(c.buf) && n < maxItems {
-		if maxBytes > 0 && n > 0 && size+c.buf[n].size > maxBytes {
+		if maxBytes > 0 && n > 0 && size+len(c.buf[n].data) > maxBytes {
 			break
 		}
-		size += c.buf[n].size
+		size += len(c.buf[n].data)
 		n++
 	}
 	out := slices.Clone(c.buf[:n])
 	c.buf = slices.Delete(c.buf, 0, n)
+	for _, p := range out {
+		delete(c.bufSeqs, p.seq)
+	}
 	return out
 }
 
-// handOut puts fl in flight and returns their items, each with a copy of
-// its data and its Retry count.
-func (c *consumer) handOut(ctx context.Context, fl []*flight) []queue.Item {
-	// Fetched: they are handed out even when ctx ends now.
-	c.t.q.attempts(context.WithoutCancel(ctx), c.t, fl)
+// handOut puts parts in flight and returns their items, each with a copy
+// of its data.
+func (c *consumer) handOut(parts []*part) []queue.Item {
 	total := 0
-	for _, f := range fl {
-		total += f.size
+	for _, p := range parts {
+		total += len(p.data)
 	}
 	data := make([]byte, 0, total)
-	items := make([]queue.Item, len(fl))
+	items := make([]queue.Item, len(parts))
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i, f := range fl {
+	for i, p := range parts {
 		start := len(data)
-		data = append(data, f.msg.Data()...)
-		items[i] = queue.Item{Seq: f.seq, Data: data[start:len(data):len(data)], Attempts: f.attempts}
-		f.touched = now
-		c.inflight[f.seq] = f
+		data = append(data, p.data...)
+		items[i] = queue.Item{Seq: p.seq, Data: data[start:len(data):len(data)], Attempts: p.attempts}
+		p.state = partInFlight
+		p.f.handed = true
+		if !p.f.stale {
+			p.f.touched = now
+		}
+		c.inflight[p.seq] = p
 	}
 	c.t.q.reports.dirty()
 	return items
@@ -374,78 +492,190 @@ func (c *consumer) handOut(ctx context.Context, fl []*flight) []queue.Item {
 // claim takes items out of flight for a settle. When one is not in
 // flight on this handle, nothing is claimed and the error wraps
 // queue.ErrNotInFlight.
-func (c *consumer) claim(items []queue.Item) ([]*flight, error) {
+func (c *consumer) claim(items []queue.Item) ([]*part, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fl := make([]*flight, 0, len(items))
+	parts := make([]*part, 0, len(items))
 	for _, it := range items {
-		f, ok := c.inflight[it.Seq]
-		if !ok || slices.Contains(fl, f) {
+		p, ok := c.inflight[it.Seq]
+		if !ok || slices.Contains(parts, p) {
 			return nil, fmt.Errorf("%w: topic %q item %d", queue.ErrNotInFlight, c.t.topic, it.Seq)
 		}
-		fl = append(fl, f)
+		parts = append(parts, p)
 	}
-	for _, f := range fl {
-		delete(c.inflight, f.seq)
-		c.settling[f.seq] = f
+	for _, p := range parts {
+		delete(c.inflight, p.seq)
+		p.state = partSettling
+		c.settling[p.seq] = p
 	}
-	return fl, nil
+	return parts, nil
 }
 
 // unclaim puts claimed items back in flight after their settle failed,
-// no longer kept alive (see flight.stale).
-func (c *consumer) unclaim(fl []*flight) {
+// their messages no longer kept alive (see flight.stale).
+func (c *consumer) unclaim(parts []*part) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, f := range fl {
-		delete(c.settling, f.seq)
-		f.stale = true
-		c.inflight[f.seq] = f
+	for _, p := range parts {
+		if p.state == partSettled {
+			p.f.open++
+		}
+		if c.settling[p.seq] == p {
+			delete(c.settling, p.seq)
+		}
+		p.state = partInFlight
+		p.f.stale = true
+		c.inflight[p.seq] = p
 	}
 }
 
-// settled ends the settle of claimed items: their Retry counts are
-// dropped and their bytes no longer counted.
-func (c *consumer) settled(fl []*flight) {
-	q := c.t.q
+// finish settles claimed parts and returns the messages that have no
+// item left to settle: the caller acknowledges them (see ackAll).
+func (c *consumer) finish(parts []*part) []*flight {
 	c.mu.Lock()
-	var size int64
-	var records []uint64
-	for _, f := range fl {
-		delete(c.settling, f.seq)
-		size += q.msgSize(c.t.subject, 0, f.size)
-		if f.record {
-			records = append(records, f.seq)
+	defer c.mu.Unlock()
+	var done []*flight
+	for _, p := range parts {
+		if c.settling[p.seq] == p {
+			delete(c.settling, p.seq)
+		}
+		p.state = partSettled
+		p.f.open--
+		if p.f.open == 0 {
+			done = append(done, p.f)
 		}
 	}
-	c.mu.Unlock()
-	q.used.Add(-size)
-	q.reports.dirty()
-	if len(records) > 0 {
-		q.dropAttempts(c.t, records)
-	}
+	return done
 }
 
-// release takes every message this handle holds, in flight or buffered,
-// for Close to give back.
+// ackAll acknowledges messages whose every item is settled, and waits
+// for the confirmations. Those acknowledged are no longer held; when one
+// fails, the parts of parts in the messages that failed are put back in
+// flight (not kept alive), and the error returned.
+func (c *consumer) ackAll(ctx context.Context, done []*flight, parts []*part) error {
+	if len(done) == 0 {
+		c.t.q.reports.dirty()
+		return nil
+	}
+	q := c.t.q
+	errs := make([]error, len(done))
+	if len(done) == 1 {
+		errs[0] = q.settleMsg(ctx, done[0].msg, ackAck, 0)
+	} else {
+		_ = parallel(len(done), func(i int) error {
+			errs[i] = q.settleMsg(ctx, done[i].msg, ackAck, 0)
+			return nil
+		})
+	}
+	var first error
+	var freed int64
+	var back []*part
+	c.mu.Lock()
+	for i, f := range done {
+		if errs[i] != nil {
+			if first == nil {
+				first = errs[i]
+			}
+			for _, p := range parts {
+				if p.f == f {
+					back = append(back, p)
+				}
+			}
+			continue
+		}
+		if c.held[f.sseq] == f {
+			delete(c.held, f.sseq)
+		}
+		freed += f.stored
+	}
+	c.mu.Unlock()
+	q.used.Add(-freed)
+	if len(back) > 0 {
+		c.unclaim(back)
+	}
+	q.reports.dirty()
+	return first
+}
+
+// release takes every message this handle holds, for Close to give
+// back.
 func (c *consumer) release() []*flight {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := c.buf
-	c.buf = nil
-	for seq, f := range c.inflight {
+	out := make([]*flight, 0, len(c.held))
+	for sseq, f := range c.held {
 		out = append(out, f)
-		delete(c.inflight, seq)
+		delete(c.held, sseq)
 	}
+	c.buf = nil
+	clear(c.bufSeqs)
+	clear(c.inflight)
 	return out
 }
 
-// Ack settles items handed out by this consumer as done: the stream
-// deletes them. It returns once the consumer's leader confirmed every
-// acknowledgement. When one item is not in flight on this handle,
-// nothing is acknowledged and the error wraps queue.ErrNotInFlight. When
-// an acknowledgement fails, the items stay in flight, no longer kept
-// alive: those not acknowledged come back after AckWait.
+// giveBack hands messages a closing handle holds back to the stream: a
+// message none of whose items was settled is given back whole; one with
+// items settled (a pack partly acknowledged) is split, the items not
+// settled published again as a pack of their own (with their Seq and
+// Attempts) and the message acknowledged, so that the items settled do
+// not come back. When that publish fails, the message is given back
+// whole (its items settled are handed out again: at least once).
+func (q *Queue) giveBack(ctx context.Context, t *topic, fl []*flight) error {
+	var whole []*flight
+	var rest []*flight
+	for _, f := range fl {
+		if f.open == len(f.parts) {
+			whole = append(whole, f)
+		} else {
+			rest = append(rest, f)
+		}
+	}
+	var first error
+	for _, f := range rest {
+		var entries []entry
+		for _, p := range f.parts {
+			if p.state != partSettled {
+				entries = append(entries, entry{seq: p.seq, attempts: p.attempts, data: p.data})
+			}
+		}
+		m := packMsg(t, entries)
+		m.Header.Set(jetstream.MsgIDHeader, "rest."+strconv.FormatUint(f.sseq, 10))
+		size := q.pubSize(t.itemsName, m)
+		err := q.publish(ctx, t, []*nats.Msg{m})
+		if err == nil {
+			q.used.Add(size)
+			err = q.settleMsg(ctx, f.msg, ackAck, 0)
+			if err == nil {
+				q.used.Add(-f.stored)
+			}
+		} else {
+			whole = append(whole, f)
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if len(whole) > 0 {
+		err := parallel(len(whole), func(i int) error { return q.settleMsg(ctx, whole[i].msg, ackNak, 0) })
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Ack settles items handed out by this consumer as done; a message is
+// acknowledged (the stream deletes it) once every item of it is settled,
+// and Ack returns once the consumer's leader confirmed those
+// acknowledgements. When one item is not in flight on this handle,
+// nothing is settled and the error wraps queue.ErrNotInFlight. When an
+// acknowledgement fails, the items of its message stay in flight, no
+// longer kept alive: the message comes back after AckWait.
+//
+// The items of a message of several settled before the last are settled
+// on this handle only until the message is acknowledged: if this host
+// dies in between, the whole message comes back to another after
+// AckWait, those items included (at least once).
 func (c *consumer) Ack(ctx context.Context, items ...queue.Item) error {
 	if c.err != nil {
 		return c.err
@@ -461,23 +691,27 @@ func (c *consumer) Ack(ctx context.Context, items ...queue.Item) error {
 		return err
 	}
 	defer q.leave()
-	fl, err := c.claim(items)
+	parts, err := c.claim(items)
 	if err != nil {
 		return err
 	}
-	if err := q.settle(ctx, fl, ackAck); err != nil {
-		c.unclaim(fl)
+	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
 		return q.wrapErr("acknowledge items of "+string(c.t.topic), err)
 	}
-	c.settled(fl)
 	return nil
 }
 
 // Retry gives an item back, to be handed out again (to any host) at
-// notBefore or after (at once when notBefore is zero or past), before
-// the items appended after it; its Attempts, plus one, is stored first
-// (in the stream of Retry counts), and the stream keeps its time (a
-// negative acknowledgement with that delay), also across restarts.
+// notBefore or after (at once when notBefore is zero or past), with its
+// Seq and its Attempts one more: it publishes the item alone, as a pack
+// of one that carries its Seq, Attempts and time (a host that gets it
+// before its time gives it back to the stream with the delay left), then
+// settles it in its message. The copy's message id is named by the
+// item's Seq and Attempts, so that a Retry done again (after a failure,
+// or by another host after this one died before its message was
+// acknowledged and the message came back) publishes no second copy
+// within DuplicateWindow. A retried item is handed out after the items
+// already in the stream (within one Next, in Seq order).
 func (c *consumer) Retry(ctx context.Context, item queue.Item, notBefore time.Time) error {
 	if c.err != nil {
 		return c.err
@@ -490,32 +724,31 @@ func (c *consumer) Retry(ctx context.Context, item queue.Item, notBefore time.Ti
 		return err
 	}
 	defer q.leave()
-	fl, err := c.claim([]queue.Item{item})
+	parts, err := c.claim([]queue.Item{item})
 	if err != nil {
 		return err
 	}
-	f := fl[0]
-	if err := q.putAttempts(ctx, c.t, f.seq, f.attempts+1); err != nil {
-		c.unclaim(fl)
-		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, f.seq), err)
+	p := parts[0]
+	m := packMsg(c.t, []entry{{seq: p.seq, attempts: p.attempts + 1, data: p.data}})
+	m.Header.Set(jetstream.MsgIDHeader, "retry."+strconv.FormatUint(p.seq, 10)+"."+strconv.Itoa(p.attempts+1))
+	later := !notBefore.IsZero() && time.Until(notBefore) > 0
+	if later {
+		m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
 	}
-	f.record = true
-	kind := ackNak
-	delay := time.Until(notBefore)
-	if notBefore.IsZero() || delay <= 0 {
-		delay = 0
+	size := q.pubSize(c.t.itemsName, m)
+	if err := q.publish(ctx, c.t, []*nats.Msg{m}); err != nil {
+		c.unclaim(parts)
+		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, p.seq), err)
 	}
-	if err := q.settleOne(ctx, f, kind, delay); err != nil {
-		c.unclaim(fl)
-		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, f.seq), err)
+	q.used.Add(size)
+	if later {
+		c.mu.Lock()
+		c.retrying[p.seq] = waitItem{at: notBefore, size: len(p.data)}
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	delete(c.settling, f.seq)
-	if delay > 0 {
-		c.retrying[f.seq] = waitItem{at: notBefore, size: f.size}
+	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
+		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, p.seq), err)
 	}
-	c.mu.Unlock()
-	q.reports.dirty()
 	return nil
 }
 
@@ -523,20 +756,17 @@ func (c *consumer) Retry(ctx context.Context, item queue.Item, notBefore time.Ti
 type ackKind int
 
 const (
-	ackAck  ackKind = iota // done: the stream deletes it
-	ackNak                 // again, now or after a delay
-	ackTerm                // never again: the stream deletes it
+	ackAck ackKind = iota // done: the stream deletes it
+	ackNak                // again, now or after a delay
 )
 
-// settleOne settles one message and waits for the consumer's leader to
+// settleMsg settles one message and waits for the consumer's leader to
 // confirm it.
-func (q *Queue) settleOne(ctx context.Context, f *flight, kind ackKind, delay time.Duration) error {
+func (q *Queue) settleMsg(ctx context.Context, m jetstream.Msg, kind ackKind, delay time.Duration) error {
 	var body []byte
 	switch kind {
 	case ackAck:
 		body = []byte("+ACK")
-	case ackTerm:
-		body = []byte("+TERM")
 	case ackNak:
 		body = []byte("-NAK")
 		if delay > 0 {
@@ -545,20 +775,8 @@ func (q *Queue) settleOne(ctx context.Context, f *flight, kind ackKind, delay ti
 	}
 	ctx, cancel := q.opCtx(ctx)
 	defer cancel()
-	_, err := q.nc.RequestWithContext(ctx, f.msg.Reply(), body)
+	_, err := q.nc.RequestWithContext(ctx, m.Reply(), body)
 	return err
-}
-
-// settle settles messages, concurrently, and waits for every
-// confirmation; it returns the first error.
-func (q *Queue) settle(ctx context.Context, fl []*flight, kind ackKind) error {
-	if len(fl) == 0 {
-		return nil
-	}
-	if len(fl) == 1 {
-		return q.settleOne(ctx, fl[0], kind, 0)
-	}
-	return parallel(len(fl), func(i int) error { return q.settleOne(ctx, fl[i], kind, 0) })
 }
 
 // parallel runs f(0) to f(n-1), at most 64 at a time, and returns the
@@ -584,9 +802,10 @@ func parallel(n int, f func(i int) error) error {
 }
 
 // keepAliveLoop tells the streams, every third of AckWait, that the
-// items this handle holds are still being worked on, so that they are
-// not handed to another host; and gives back the items a pull left in
-// the buffer that no Next took meanwhile.
+// messages this handle holds are still being worked on (while any item
+// of one is held), so that they are not handed to another host; and
+// gives back the messages a pull left in the buffer that no Next took
+// from meanwhile.
 func (q *Queue) keepAliveLoop() {
 	defer q.wg.Done()
 	every := max(q.ackWait/3, 20*time.Millisecond)
@@ -606,27 +825,23 @@ func (q *Queue) keepAliveLoop() {
 			}
 			var alive, back []jetstream.Msg
 			c.mu.Lock()
-			// Every item held half a period or more: each is kept alive
-			// at least once a period.
-			for _, f := range c.inflight {
-				if !f.stale && now.Sub(f.touched) >= every/2 {
-					alive = append(alive, f.msg)
-					f.touched = now
-				}
-			}
-			for _, f := range c.settling {
-				if now.Sub(f.touched) >= every/2 {
-					alive = append(alive, f.msg)
-					f.touched = now
-				}
-			}
-			c.buf = slices.DeleteFunc(c.buf, func(f *flight) bool {
-				if now.Sub(f.touched) >= every {
+			for sseq, f := range c.held {
+				switch {
+				case f.stale:
+				case !f.handed && now.Sub(f.touched) >= every:
+					// Buffered whole a period and more: back to the stream.
 					back = append(back, f.msg)
-					return true
+					for _, p := range f.parts {
+						c.drop(p)
+					}
+					delete(c.held, sseq)
+				case f.handed && now.Sub(f.touched) >= every/2:
+					// Every message held half a period or more: each is
+					// kept alive at least once a period.
+					alive = append(alive, f.msg)
+					f.touched = now
 				}
-				return false
-			})
+			}
 			for seq, w := range c.retrying {
 				if now.After(w.at) {
 					delete(c.retrying, seq)
@@ -646,10 +861,10 @@ func (q *Queue) keepAliveLoop() {
 // Dead moves an item handed out by this consumer to its topic's dead
 // letters: it publishes the dead letter (the item's data, with its
 // topic, sequence number, reason, Attempts and time in headers) to the
-// topic's dead-letter stream, then terminates the item (the stream
-// deletes it). A Dead that fails after the publish leaves the item in
-// flight (not kept alive): it comes back after AckWait, and a second
-// Dead within DuplicateWindow does not add a second dead letter.
+// topic's dead-letter stream, then settles the item in its message. A
+// Dead that fails after the publish leaves the item in flight (not kept
+// alive): it comes back after AckWait, and a second Dead within
+// DuplicateWindow does not add a second dead letter.
 func (c *consumer) Dead(ctx context.Context, item queue.Item, reason string) error {
 	if c.err != nil {
 		return c.err
@@ -662,29 +877,39 @@ func (c *consumer) Dead(ctx context.Context, item queue.Item, reason string) err
 		return err
 	}
 	defer q.leave()
-	fl, err := c.claim([]queue.Item{item})
+	parts, err := c.claim([]queue.Item{item})
 	if err != nil {
 		return err
 	}
-	f := fl[0]
-	m, err := c.t.deadLetter(f, reason, time.Now())
-	if err == nil {
-		err = q.publishDead(ctx, c.t, m)
+	p := parts[0]
+	m := c.t.deadLetter(p, reason, time.Now())
+	size := q.pubSize(c.t.deadName, m)
+	if err := q.publishDead(ctx, c.t, m); err != nil {
+		c.unclaim(parts)
+		return q.wrapErr(fmt.Sprintf("dead letter of %s item %d", c.t.topic, p.seq), err)
 	}
-	if err == nil {
-		err = q.settleOne(ctx, f, ackTerm, 0)
+	q.used.Add(size)
+	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
+		return q.wrapErr(fmt.Sprintf("dead letter of %s item %d", c.t.topic, p.seq), err)
 	}
-	if err != nil {
-		c.unclaim(fl)
-		return q.wrapErr(fmt.Sprintf("dead letter of %s item %d", c.t.topic, f.seq), err)
-	}
-	c.settled(fl)
-	q.used.Add(q.msgSize(m.Subject, headerLen(m.Header), len(m.Data)))
 	return nil
+}
+
+// pubSize is what m takes in the stream once published to it: with the
+// header the publish adds, naming the stream.
+func (q *Queue) pubSize(stream string, m *nats.Msg) int64 {
+	h := headerLen(m.Header)
+	if m.Header.Get(jetstream.ExpectedStreamHeader) == "" {
+		h += len(jetstream.ExpectedStreamHeader) + len(stream) + 4
+	}
+	return q.msgSize(m.Subject, h, len(m.Data))
 }
 
 // headerLen is about the length of the encoded headers h.
 func headerLen(h nats.Header) int {
+	if len(h) == 0 {
+		return len("NATS/1.0\r\n\r\n")
+	}
 	n := len("NATS/1.0\r\n\r\n")
 	for k, vs := range h {
 		for _, v := range vs {

@@ -28,23 +28,23 @@ const (
 	hdrAt       = "Insertfn-At"       // when it died, RFC 3339 with nanoseconds
 )
 
-// deadLetter returns the message of the dead letter of f, an item of t.
-func (t *topic) deadLetter(f *flight, reason string, at time.Time) (*nats.Msg, error) {
-	seq := strconv.FormatUint(f.seq, 10)
+// deadLetter returns the message of the dead letter of p, an item of t.
+func (t *topic) deadLetter(p *part, reason string, at time.Time) *nats.Msg {
+	seq := strconv.FormatUint(p.seq, 10)
 	return &nats.Msg{
 		Subject: t.deadSubject + "." + seq,
-		Data:    f.msg.Data(),
+		Data:    p.data,
 		Header: nats.Header{
 			hdrTopic:    {t.escaped},
 			hdrSeq:      {seq},
 			hdrReason:   {strconv.Quote(reason)},
-			hdrAttempts: {strconv.Itoa(f.attempts)},
+			hdrAttempts: {strconv.Itoa(p.attempts)},
 			hdrAt:       {at.UTC().Format(time.RFC3339Nano)},
-			// A Dead whose Term was lost, done again once the item came
-			// back, adds nothing.
+			// A Dead whose acknowledgement was lost, done again once the
+			// item came back, adds nothing.
 			jetstream.MsgIDHeader: {"dead." + seq},
 		},
-	}, nil
+	}
 }
 
 // deadStream returns the topic's dead-letter stream, creating it when
@@ -338,7 +338,7 @@ func (q *Queue) settleDeadChunk(ctx context.Context, t *topic, s jetstream.Strea
 		for i, m := range msgs {
 			id := "replay." + t.deadName + "." + strconv.FormatUint(m.Sequence, 10)
 			out[i] = &nats.Msg{Subject: t.subject, Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: {id}}}
-			charge += q.msgSize(t.subject, len(jetstream.MsgIDHeader)+len(id)+16, len(m.Data))
+			charge += q.pubSize(t.itemsName, out[i])
 		}
 		if err := q.publish(ctx, t, out); err != nil {
 			return 0, err

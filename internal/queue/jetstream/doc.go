@@ -12,36 +12,57 @@
 //     a topic name becomes a stream name and a subject), created at the
 //     topic's first write or Next, with a durable pull consumer that
 //     every host shares ("insertfn"; explicit acks, no delivery limit).
-//     Item.Seq is the stream sequence.
-//   - Append publishes to the stream and waits for its acknowledgement:
-//     the item is on a quorum of the stream's replicas.
-//   - Next pulls: first what the consumer has at once (a no-wait fetch of
-//     up to maxItems), else one pull request that the stream answers as
-//     soon as an item is ready (see consumer.Next); maxBytes is applied
-//     on this side, the items beyond it kept for the next call.
-//   - An item handed out stays with its host: the host keeps it alive
-//     (in-progress acknowledgements every third of AckWait) until it is
-//     settled. A host that dies stops doing so, and its items come back
-//     to the other hosts after AckWait; one that closes hands them back
-//     at once (negative acknowledgements).
-//   - Ack acknowledges and waits for the consumer leader's confirmation
-//     (the stream then deletes the items).
-//   - Retry stores the item's Attempts + 1 (see attempts.go) and gives
-//     the item back with a negative acknowledgement delayed to notBefore:
-//     the stream redelivers it then, before the items appended after it,
-//     with the same sequence number. Attempts counts the Retry calls
-//     only, as the contract wants: a redelivery after a host died or
-//     closed does not count (the stream's delivery count would: it counts
-//     every delivery alike).
+//   - A message of the stream holds one item (Append, Replay) or a pack
+//     of several (Move: see pack.go). Item.Seq is the message's stream
+//     sequence << 16 | the item's index in it: unique in the topic, and
+//     ascending in the order of the appends. A copy of an item (a Retry,
+//     a remainder given back) keeps the item's Seq and Attempts in its
+//     pack.
+//   - Append publishes one message per item and waits for the
+//     acknowledgements: the items are on a quorum of the stream's
+//     replicas.
+//   - Next pulls messages: first what the consumer has at once (a
+//     no-wait fetch of about as many messages as should hold maxItems
+//     items), else one pull request that the stream answers as soon as a
+//     message is ready (see consumer.Next); maxItems and maxBytes are
+//     applied on this side to the items unpacked, those beyond them kept
+//     for the next call.
+//   - A message handed out (any of its items) stays with its host: the
+//     host keeps it alive (in-progress acknowledgements every third of
+//     AckWait) while any of its items is held. A host that dies stops
+//     doing so, and its messages come back whole to the other hosts
+//     after AckWait; one that closes hands them back at once (negative
+//     acknowledgements), or, for a pack some of whose items were
+//     settled, publishes the others as a pack of their own and
+//     acknowledges it.
+//   - Ack settles items; a message is acknowledged once all its items
+//     are settled, and Ack waits for the consumer leader's confirmation
+//     (the stream then deletes the message). The items of a pack
+//     settled before its last are settled on their host only until
+//     then: when the host dies in between, the pack comes back whole, so
+//     they are handed out again (at least once).
+//   - Retry publishes the item alone, a pack of one with its Seq, its
+//     Attempts + 1 and, when it is for later, its time: a host that gets
+//     it before then gives it back with the delay left (a negative
+//     acknowledgement with a delay). The item is then settled in its
+//     message. Attempts counts the Retry calls only, as the contract
+//     wants (a redelivery after a host died or closed does not count).
+//     If the host dies after the copy's publish and before its message
+//     is acknowledged, the message comes back with the item too: one
+//     delivery attempt more (at least once); the copy's message id
+//     (named by Seq and Attempts) keeps a second Retry of it from
+//     publishing a second copy within DuplicateWindow, and a host that
+//     holds both an item and its copy hands out one of them.
 //   - Dead publishes the dead letter to the topic's dead-letter stream,
-//     P_D_<topic>, on a subject named by the item's sequence number
-//     (reason, original topic and sequence, Attempts and time in
-//     headers), then terminates the item. DeadLetters, ListDead, Replay
-//     and DropDead work on that stream; dead letters keep their items'
-//     sequence numbers and order, as queue.Pebble's do.
-//   - Move publishes the outputs, each with a message id derived from
-//     the items it acknowledges and from the output itself, then
-//     acknowledges the items: a Move replayed after a crash (its
+//     P_D_<topic>, on a subject named by the item's Seq (reason,
+//     original topic and sequence, Attempts and time in headers), then
+//     settles the item. DeadLetters, ListDead, Replay and DropDead work
+//     on that stream; dead letters keep their items' Seq and order, as
+//     queue.Pebble's do.
+//   - Move publishes the outputs to each topic as one pack (split past
+//     65535 items or the servers' largest message), each pack with a
+//     message id derived from the items it settles and from the pack
+//     itself, then settles the items: a Move replayed after a crash (its
 //     acknowledgement lost, the items back after AckWait) adds nothing
 //     twice within DuplicateWindow. It is not atomic across streams as
 //     Pebble's one batch is; see Queue.Move for what takes its place.
@@ -66,14 +87,15 @@
 //
 // # Costs
 //
-// Three streams at most per topic's life (items, dead letters when one
-// dies) plus two for the queue (Retry counts, host reports), each a Raft
-// group when replicated. Every handle measures the streams' bytes every
-// second (a stream list, one request per 256 streams) and reports what
-// it holds at most ten times a second while it changes; Stats costs up to
-// three requests per topic and one per other host, at most every 100 ms.
-// An item costs a publish to append, a fetch and an acknowledgement (a
+// Two streams at most per topic's life (items, dead letters when one
+// dies) plus one for the queue (host reports), each a Raft group when
+// replicated. Every handle measures the streams' bytes every second (a
+// stream list, one request per 256 streams) and reports what it holds
+// at most ten times a second while it changes; Stats costs up to two
+// requests per topic and one per other host, at most every 100 ms. A
+// message costs a publish to append, a fetch and an acknowledgement (a
 // request each, batched per Next and per Ack, but each acknowledged and
-// replicated by itself) to consume; a retried one a publish more and a
-// read when it comes back.
+// replicated by itself) to consume: a Move's pack of a request's events
+// is one message for all of them. A retried item costs a publish and an
+// acknowledgement more.
 package jetstream

@@ -322,7 +322,8 @@ func TestLeaderLoss(t *testing.T) {
 // TestMoveReplayed: a Move whose acknowledgement is lost (its host dies
 // after the publishes) is done again by another host once the items come
 // back, with the same outputs: the destinations get each output once.
-// An output that differs the second time is appended.
+// The outputs to a topic are one message (a pack): when one of them
+// differs the second time, the pack is appended again, whole.
 func TestMoveReplayed(t *testing.T) {
 	cl := sharedCluster(t)
 	opts := testOptions([]string{cl.URL(0)})
@@ -361,7 +362,9 @@ func TestMoveReplayed(t *testing.T) {
 	if got := takeN(t, cx, 3, 5*time.Second); !slices.Equal(datas(got), []string{"e1>x", "same", "same"}) {
 		t.Fatalf("%s: %q", x, datas(got))
 	}
-	if got := takeN(t, cy, 3, 5*time.Second); !slices.Equal(datas(got), []string{"e2>y", "v1", "v2"}) {
+	// y's outputs are one pack, which changed the second time: appended
+	// again whole.
+	if got := takeN(t, cy, 4, 5*time.Second); !slices.Equal(datas(got), []string{"e2>y", "v1", "e2>y", "v2"}) {
 		t.Fatalf("%s: %q", y, datas(got))
 	}
 	nothing(t, cx, 200*time.Millisecond)
@@ -431,5 +434,162 @@ func TestNextRefused(t *testing.T) {
 	defer cancel()
 	if _, err := q.Consumer("r3").Next(ctx, 1, 0); err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Next of a stream of 3 replicas on a lone server: %v", err)
+	}
+}
+
+// TestPacks: a Move's outputs to a topic are one message, unpacked into
+// items of ascending Seq that Next hands out within its bounds; a Retry
+// of one item comes back alone with its Seq and Attempts one more, a Dead
+// one is a dead letter under its Seq, and the message is acknowledged
+// once every item is settled. A handle that closes holding a pack partly
+// settled gives back only the items not settled; one that dies gives
+// back the whole pack.
+func TestPacks(t *testing.T) {
+	cl := sharedCluster(t)
+	opts := testOptions([]string{cl.URL(0)})
+	q1 := openQueue(t, opts)
+	ctx := context.Background()
+	const topic = queue.Topic("packs")
+	move := func(q *Queue, n int, tag string) {
+		t.Helper()
+		if err := q.Append(ctx, queue.InboxTopic, []byte(tag)); err != nil {
+			t.Fatal(err)
+		}
+		in := q.Consumer(queue.InboxTopic)
+		done := takeN(t, in, 1, 5*time.Second)
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = fmt.Appendf(nil, "%s-%03d", tag, i)
+		}
+		if err := q.Move(ctx, in, done, map[queue.Topic][][]byte{topic: out}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	move(q1, 300, "a")
+	info, err := q1.js.Stream(ctx, namesOf(opts.Prefix, topic).itemsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si, err := info.Info(ctx); err != nil || si.State.Msgs != 1 {
+		t.Fatalf("300 items moved: %d messages, %v; want 1", si.State.Msgs, err)
+	}
+	c := q1.Consumer(topic)
+	first := next(t, c, 100, 5*time.Second)
+	if len(first) != 100 || string(first[0].Data) != "a-000" || string(first[99].Data) != "a-099" {
+		t.Fatalf("Next of 100: %d items, %q...", len(first), datas(first[:1]))
+	}
+	for i := 1; i < len(first); i++ {
+		if first[i].Seq <= first[i-1].Seq {
+			t.Fatalf("seq %d after %d", first[i].Seq, first[i-1].Seq)
+		}
+	}
+	eventuallyStats(t, q1, topic, queue.Stats{Ready: 200, InFlight: 100})
+	if err := c.Retry(ctx, first[0], time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Dead(ctx, first[1], "dead one"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ack(ctx, first[2:]...); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyStats(t, q1, topic, queue.Stats{Ready: 201, Dead: 1})
+	rest := takeN(t, c, 201, 5*time.Second)
+	var retried *queue.Item
+	for i, it := range rest {
+		if it.Seq == first[0].Seq {
+			retried = &rest[i]
+		}
+	}
+	if retried == nil || string(retried.Data) != "a-000" || retried.Attempts != 1 {
+		t.Fatalf("retried item: %+v", retried)
+	}
+	if dead, err := q1.DeadLetters(topic, 0, 0); err != nil || len(dead) != 1 || dead[0].Seq != first[1].Seq || string(dead[0].Data) != "a-001" {
+		t.Fatalf("dead letters: %+v, %v", dead, err)
+	}
+	if err := c.Ack(ctx, rest...); err != nil {
+		t.Fatal(err)
+	}
+	nothing(t, c, 100*time.Millisecond)
+	if si, err := info.Info(ctx); err != nil || si.State.Msgs != 0 {
+		t.Fatalf("every item settled: %d messages left, %v", si.State.Msgs, err)
+	}
+
+	// Closes with a pack partly settled: the others come back at once.
+	move(q1, 3, "b")
+	b := takeN(t, c, 3, 5*time.Second)
+	if err := c.Ack(ctx, b[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := q1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts.URLs = []string{cl.URL(1)}
+	q2 := openQueue(t, opts)
+	c2 := q2.Consumer(topic)
+	back := takeN(t, c2, 2, 5*time.Second)
+	if !slices.Equal(datas(back), []string{"b-000", "b-002"}) || back[0].Seq != b[0].Seq || back[1].Seq != b[2].Seq {
+		t.Fatalf("after Close: %q seqs %d, %d; want b-000, b-002 seqs %d, %d", datas(back), back[0].Seq, back[1].Seq, b[0].Seq, b[2].Seq)
+	}
+	// Dies holding a pack: it comes back whole to another.
+	move(q2, 2, "c")
+	held := takeN(t, c2, 2, 5*time.Second)
+	if err := c2.Ack(ctx, held[0]); err != nil {
+		t.Fatal(err)
+	}
+	q2.crash()
+	opts.URLs = []string{cl.URL(2)}
+	q3 := openQueue(t, opts)
+	c3 := q3.Consumer(topic)
+	again := takeN(t, c3, 4, 5*time.Second)
+	if got := datas(again); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"b-000", "b-002", "c-000", "c-001"}) {
+		t.Fatalf("after the crash: %q", got)
+	}
+	if err := c3.Ack(ctx, again...); err != nil {
+		t.Fatal(err)
+	}
+	nothing(t, c3, 100*time.Millisecond)
+}
+
+// eventuallyStats waits until the topic's Stats are want (the byte
+// counts not compared).
+func eventuallyStats(t testing.TB, q *Queue, topic queue.Topic, want queue.Stats) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, err := q.Stats(topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ReadyBytes, s.InFlightBytes, s.RetryingBytes, s.DeadBytes = 0, 0, 0, 0
+		if s == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Stats of %q: %+v, want %+v", topic, s, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestUnpack(t *testing.T) {
+	tp := &topic{names: namesOf("P", "x")}
+	m := packMsg(tp, []entry{{data: []byte("a")}, {seq: 7, attempts: 2, data: []byte("")}, {data: []byte("ccc")}})
+	if m.Subject != "P.q.x.3" {
+		t.Fatalf("subject %q", m.Subject)
+	}
+	got, nb, err := unpack(m.Header, m.Data, 5)
+	if err != nil || !nb.IsZero() || len(got) != 3 {
+		t.Fatalf("unpack: %+v, %v, %v", got, nb, err)
+	}
+	if got[0].seq != 5<<16 || string(got[0].data) != "a" || got[1].seq != 7 || got[1].attempts != 2 || got[2].seq != 5<<16|2 || string(got[2].data) != "ccc" {
+		t.Fatalf("unpack: %+v", got)
+	}
+	if _, _, err := unpack(m.Header, m.Data[:len(m.Data)-1], 5); err == nil {
+		t.Fatal("a truncated pack unpacks")
+	}
+	plain, _, err := unpack(nil, []byte("raw"), 9)
+	if err != nil || len(plain) != 1 || plain[0].seq != 9<<16 || string(plain[0].data) != "raw" {
+		t.Fatalf("plain: %+v, %v", plain, err)
 	}
 }

@@ -21,8 +21,8 @@ import (
 // With the prefix P, a topic T whose token is t has:
 //
 //	stream P_Q_t   subject P.q.t          its items (work-queue retention)
+//	               subjects P.q.t.<n>     its packs of n items (see pack.go)
 //	stream P_D_t   subjects P.d.t.<seq>   its dead letters (created when needed)
-//	               subjects P.a.t.<seq>   in stream P_ATTEMPTS: Retry counts
 //
 // Each stream's metadata holds the topic's full escape under metaTopic,
 // so that Topics can name a topic whose token was cut.
@@ -32,9 +32,8 @@ const (
 	metaTopic = "insertfn.topic"
 	metaKind  = "insertfn.kind"
 
-	kindItems    = "items"
-	kindDead     = "dead"
-	kindAttempts = "attempts"
+	kindItems = "items"
+	kindDead  = "dead"
 
 	// consumerName is the durable pull consumer every host shares on each
 	// items stream.
@@ -49,7 +48,6 @@ type names struct {
 	subject     string // its subject
 	deadName    string // dead-letter stream
 	deadSubject string // prefix of the dead letters' subjects: deadSubject + "." + seq
-	attempts    string // prefix of the Retry counts' subjects: attempts + "." + seq
 }
 
 // namesOf returns the names of topic under prefix.
@@ -67,12 +65,8 @@ func namesOf(prefix string, topic queue.Topic) names {
 		subject:     prefix + ".q." + tok,
 		deadName:    prefix + "_D_" + tok,
 		deadSubject: prefix + ".d." + tok,
-		attempts:    prefix + ".a." + tok,
 	}
 }
-
-// attemptsStream is the name of the stream of Retry counts.
-func attemptsStream(prefix string) string { return prefix + "_ATTEMPTS" }
 
 // escapeTopic returns the escape of a topic name (see names).
 func escapeTopic(t queue.Topic) string {

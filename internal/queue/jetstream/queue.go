@@ -36,11 +36,6 @@ type Queue struct {
 	topicsMu sync.Mutex
 	topics   map[queue.Topic]*topic
 
-	sharedMu    sync.Mutex // guards the creation of the shared streams
-	attemptsOK  bool       // the stream of Retry counts exists
-	hostsOK     bool       // the stream of host reports exists
-	attemptsStr jetstream.Stream
-
 	// used is the bytes the queue's streams hold as last measured, plus
 	// what this handle wrote or removed since (see usageLoop).
 	used atomic.Int64
@@ -116,8 +111,7 @@ func (o Options) Connect(ctx context.Context) (*nats.Conn, error) {
 
 // Open connects to the NATS servers of opts and returns the queue named
 // by opts.Prefix, which other hosts may have open too. A topic's streams
-// are created when it is first written or consumed; Open creates the
-// stream of Retry counts only (see attempts.go).
+// are created when it is first written or consumed.
 //
 // # Results
 //
@@ -170,11 +164,6 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	q.bg, q.stopBg = context.WithCancel(context.Background())
 	q.reports.init(q)
 	q.refreshUsage(ctx)
-	// The stream of Retry counts, now rather than at the first Retry,
-	// whose time it would delay; a failure here is tried again then.
-	actx, cancel = q.opCtx(ctx)
-	_, _ = q.attemptsStream(actx, true)
-	cancel()
 	q.wg.Add(3)
 	go q.usageLoop()
 	go q.keepAliveLoop()
@@ -198,13 +187,12 @@ func (q *Queue) Close() error {
 		defer q.closeMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
 		defer cancel()
-		var held []*flight
+		var errs []error
 		for _, t := range q.topicList() {
 			if c := t.consumerIfAny(); c != nil {
-				held = append(held, c.release()...)
+				errs = append(errs, q.giveBack(ctx, t, c.release()))
 			}
 		}
-		errs := []error{q.settle(ctx, held, ackNak)}
 		q.wg.Wait()
 		errs = append(errs, q.reports.final(ctx), q.nc.FlushWithContext(ctx))
 		q.nc.Close()
@@ -353,7 +341,7 @@ func (t *topic) ensureStreamLocked(ctx context.Context) (jetstream.Stream, error
 		return t.items, nil
 	}
 	q := t.q
-	cfg := q.streamConfig(t.itemsName, kindItems, &t.names, t.subject)
+	cfg := q.streamConfig(t.itemsName, kindItems, &t.names, t.subject, t.subject+".*")
 	cfg.Retention = jetstream.WorkQueuePolicy
 	s, err := q.createStream(ctx, cfg)
 	if err != nil {
@@ -378,16 +366,16 @@ func (t *topic) ensureItems(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		Description:   "the hosts of insertfn, sharing the topic's items",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.ackWait,
-		MaxDeliver:    -1,
-		FilterSubject: t.subject,
-		ReplayPolicy:  jetstream.ReplayInstantPolicy,
-		MaxAckPending: -1,
-		MaxWaiting:    maxWaiting,
+		Durable:        consumerName,
+		Description:    "the hosts of insertfn, sharing the topic's items",
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        q.ackWait,
+		MaxDeliver:     -1,
+		FilterSubjects: []string{t.subject, t.subject + ".*"},
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+		MaxAckPending:  -1,
+		MaxWaiting:     maxWaiting,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create the consumer of %s: %w", t.itemsName, err)
@@ -495,11 +483,13 @@ func (q *Queue) Append(ctx context.Context, name queue.Topic, items ...[]byte) e
 	}
 	t := q.topic(name, true)
 	var charge int64
+	msgs := make([]*nats.Msg, len(items))
 	for i, it := range items {
 		if err := q.checkItem(it); err != nil {
 			return fmt.Errorf("queue: append to %q: item %d: %w", name, i, err)
 		}
-		charge += q.msgSize(t.subject, 0, len(it))
+		msgs[i] = &nats.Msg{Subject: t.subject, Data: it}
+		charge += q.pubSize(t.itemsName, msgs[i])
 	}
 	if err := q.reserve(charge); err != nil {
 		return fmt.Errorf("queue: append to %q: %w", name, err)
@@ -509,10 +499,6 @@ func (q *Queue) Append(ctx context.Context, name queue.Topic, items ...[]byte) e
 		return err
 	}
 	defer q.leave()
-	msgs := make([]*nats.Msg, len(items))
-	for i, it := range items {
-		msgs[i] = &nats.Msg{Subject: t.subject, Data: it}
-	}
 	if err := q.publish(ctx, t, msgs); err != nil {
 		q.used.Add(-charge)
 		return q.wrapErr("append to "+string(name), err)
@@ -623,15 +609,18 @@ func (q *Queue) publishAsync(ctx context.Context, msgs []*nats.Msg, opts []jetst
 // streams are separate, so the step is not atomic as Pebble's is; what
 // takes its place:
 //
-//   - Every item of to carries a message id derived from done (the
-//     stream and sequence of each item) and from the item itself (its
-//     topic, a hash of its data, and how many identical items precede
+//   - The items to one topic are published as one message, a pack (see
+//     pack.go; several past 65535 items or the servers' largest
+//     message). Every message carries a message id derived from done
+//     (the stream and Seq of each item) and from the message itself (its
+//     topic, a hash of its data, and how many identical messages precede
 //     it). When the acknowledgement is lost (a crash after the
 //     publishes), done comes back after AckWait, the pipeline moves it
-//     again, and each stream drops the items whose ids it saw within
-//     DuplicateWindow: the same outputs are not appended twice. An item
-//     whose output changed the second time (a function that is not
-//     deterministic) gets a new id: appended again, never lost.
+//     again, and each stream drops the messages whose ids it saw within
+//     DuplicateWindow: the same outputs are not appended twice. A pack
+//     one of whose items changed the second time (a function that is
+//     not deterministic) gets a new id: appended again whole, never
+//     lost (its other items then twice).
 //   - When a publish fails, nothing is acknowledged: done stays in flight
 //     (and is no longer kept alive, so it comes back after AckWait, to
 //     be moved again), and the outputs already published are deduplicated
@@ -679,41 +668,71 @@ func (q *Queue) Move(ctx context.Context, qc queue.Consumer, done []queue.Item, 
 		return err
 	}
 	defer q.leave()
-	fl, err := c.claim(done)
+	parts, err := c.claim(done)
 	if err != nil {
 		return err
 	}
 	ids := newMoveIDs(c.t.itemsName, done)
 	for _, d := range dests {
-		msgs := make([]*nats.Msg, len(d.items))
-		for i, it := range d.items {
-			m := &nats.Msg{Subject: d.t.subject, Data: it}
-			if id := ids.next(d.t.topic, it); id != "" {
-				m.Header = nats.Header{jetstream.MsgIDHeader: []string{id}}
-				charge += q.msgSize(d.t.subject, len(jetstream.MsgIDHeader)+len(id)+16, len(it))
+		var msgs []*nats.Msg
+		for _, chunk := range q.packs(d.items) {
+			var m *nats.Msg
+			if len(chunk) == 1 {
+				m = &nats.Msg{Subject: d.t.subject, Data: chunk[0]}
 			} else {
-				charge += q.msgSize(d.t.subject, 0, len(it))
+				entries := make([]entry, len(chunk))
+				for i, it := range chunk {
+					entries[i] = entry{data: it}
+				}
+				m = packMsg(d.t, entries)
 			}
-			msgs[i] = m
+			if id := ids.next(d.t.topic, m.Data); id != "" {
+				if m.Header == nil {
+					m.Header = nats.Header{}
+				}
+				m.Header.Set(jetstream.MsgIDHeader, id)
+			}
+			charge += q.pubSize(d.t.itemsName, m)
+			msgs = append(msgs, m)
 		}
 		if err := q.publish(ctx, d.t, msgs); err != nil {
-			c.unclaim(fl)
+			c.unclaim(parts)
 			return q.wrapErr(fmt.Sprintf("move from %q to %q", c.t.topic, d.t.topic), err)
 		}
 	}
 	q.used.Add(charge)
 	if q.beforeMoveAck != nil {
 		if err := q.beforeMoveAck(); err != nil {
-			c.unclaim(fl)
+			c.unclaim(parts)
 			return err
 		}
 	}
-	if err := q.settle(ctx, fl, ackAck); err != nil {
-		c.unclaim(fl)
+	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
 		return q.wrapErr(fmt.Sprintf("move from %q: acknowledge", c.t.topic), err)
 	}
-	c.settled(fl)
 	return nil
+}
+
+// packs splits a Move's items to one topic into the packs it publishes:
+// at most maxPack items each, and at most what the servers take in one
+// message (less 1 KiB for headers).
+func (q *Queue) packs(items [][]byte) [][][]byte {
+	limit := 1 << 20
+	if mp := q.nc.MaxPayload(); mp > 0 {
+		limit = int(mp)
+	}
+	limit -= 1024
+	var out [][][]byte
+	start, size := 0, 0
+	for i, it := range items {
+		n := entryLen(entry{data: it})
+		if i > start && (i-start >= maxPack || size+n > limit) {
+			out = append(out, items[start:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	return append(out, items[start:])
 }
 
 // Topics returns the topics that have a stream (items or dead letters),

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,14 +30,20 @@ import (
 // no longer its items as in flight. Stats reads them all (every 100 ms
 // at most) and counts:
 //
-//	InFlight = items the live handles hold
+//	InFlight = items the live handles hold (handed out, not settled)
 //	Retrying = items retried for a time still to come
-//	Ready    = the stream's messages less those two
+//	Ready    = the items of the stream's messages (a pack's subject
+//	           names its count: see pack.go) less those two, and less
+//	           the items already settled in the packs the live handles
+//	           hold (reported as Done)
 //	Dead     = the messages of the dead-letter stream
 //
 // The byte counts of InFlight and Retrying are the items' data; those
 // of Ready and Dead are what the streams count (their overhead
-// included), Ready's in proportion to its items.
+// included), Ready's in proportion to its items. Approximate: the items
+// a handle fetched and has not handed out yet count as Ready; a retried
+// item whose host died counts as Ready until its time; and while a host
+// that died holds a pack, its items count as Ready before AckWait ends.
 
 // hostReport is a handle's report.
 type hostReport struct {
@@ -48,6 +56,9 @@ type hostReport struct {
 type topicReport struct {
 	Held      int   `json:"held,omitempty"`
 	HeldBytes int64 `json:"held_bytes,omitempty"`
+	// Done is the items settled in messages held and not yet
+	// acknowledged (a pack some of whose items are still held).
+	Done int `json:"done,omitempty"`
 	// Waits are the items retried for later: [time (Unix ms), count,
 	// bytes], by time.
 	Waits [][3]int64 `json:"waits,omitempty"`
@@ -162,14 +173,7 @@ func (q *Queue) localReport(now time.Time, live bool) hostReport {
 		waits := make(map[int64][2]int64)
 		c.mu.Lock()
 		if live {
-			for _, f := range c.inflight {
-				tr.Held++
-				tr.HeldBytes += int64(f.size)
-			}
-			for _, f := range c.settling {
-				tr.Held++
-				tr.HeldBytes += int64(f.size)
-			}
+			tr.Held, tr.HeldBytes, tr.Done = c.heldCounts()
 		}
 		for _, w := range c.retrying {
 			if w.at.After(now) {
@@ -284,7 +288,7 @@ func (r *reports) read(ctx context.Context) ([]hostReport, error) {
 type statsCache struct {
 	mu        sync.Mutex
 	at        time.Time
-	msgs      uint64
+	items     uint64 // items in the stream's messages (see readStats)
 	bytes     uint64
 	dead      uint64
 	deadBytes uint64
@@ -317,7 +321,7 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 		}
 		sc.at = time.Now()
 	}
-	msgs, bytes, dead, deadBytes, found := sc.msgs, sc.bytes, sc.dead, sc.deadBytes, sc.found
+	items, bytes, dead, deadBytes, found := sc.items, sc.bytes, sc.dead, sc.deadBytes, sc.found
 	sc.mu.Unlock()
 	if !found && !t.named.Load() {
 		return queue.Stats{}, fmt.Errorf("%w: topic %q", queue.ErrNotFound, name)
@@ -328,6 +332,7 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 	}
 	now := time.Now()
 	var s queue.Stats
+	done := 0 // items settled in messages not yet acknowledged
 	count := func(rep hostReport) {
 		tr, ok := rep.Topics[t.escaped]
 		if !ok {
@@ -336,6 +341,7 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 		if rep.Live > now.UnixMilli() {
 			s.InFlight += tr.Held
 			s.InFlightBytes += tr.HeldBytes
+			done += tr.Done
 		}
 		for _, w := range tr.Waits {
 			if w[0] > now.UnixMilli() {
@@ -349,14 +355,10 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 	}
 	if c := t.consumerIfAny(); c != nil {
 		c.mu.Lock()
-		for _, f := range c.inflight {
-			s.InFlight++
-			s.InFlightBytes += int64(f.size)
-		}
-		for _, f := range c.settling {
-			s.InFlight++
-			s.InFlightBytes += int64(f.size)
-		}
+		held, heldBytes, doneHere := c.heldCounts()
+		s.InFlight += held
+		s.InFlightBytes += heldBytes
+		done += doneHere
 		for _, w := range c.retrying {
 			if w.at.After(now) {
 				s.Retrying++
@@ -365,9 +367,9 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 		}
 		c.mu.Unlock()
 	}
-	s.Ready = max(0, int(msgs)-s.InFlight-s.Retrying)
-	if msgs > 0 {
-		s.ReadyBytes = int64(bytes) * int64(s.Ready) / int64(msgs)
+	s.Ready = max(0, int(items)-s.InFlight-s.Retrying-done)
+	if items > 0 {
+		s.ReadyBytes = int64(bytes) * int64(s.Ready) / int64(items)
 	}
 	s.Dead, s.DeadBytes = int(dead), int64(deadBytes)
 	return s, nil
@@ -375,16 +377,22 @@ func (q *Queue) Stats(name queue.Topic) (queue.Stats, error) {
 
 // readStats reads the counts of t's streams.
 func (q *Queue) readStats(ctx context.Context, t *topic, sc *statsCache) error {
-	sc.msgs, sc.bytes, sc.dead, sc.deadBytes, sc.found = 0, 0, 0, 0, false
+	sc.items, sc.bytes, sc.dead, sc.deadBytes, sc.found = 0, 0, 0, 0, false
 	if s, err := t.itemsStream(ctx); err == nil {
-		info, err := s.Info(ctx)
+		// The packs' subjects name their counts of items (pack.go).
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(t.subject+".*"))
 		if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
 		if err != nil {
 			t.forget(err)
 		} else {
-			sc.msgs, sc.bytes, sc.found = info.State.Msgs, info.State.Bytes, true
+			sc.items, sc.bytes, sc.found = info.State.Msgs, info.State.Bytes, true
+			for subj, n := range info.State.Subjects {
+				if k, err := strconv.ParseUint(subj[strings.LastIndexByte(subj, '.')+1:], 10, 64); err == nil && k > 1 {
+					sc.items += (k - 1) * n
+				}
+			}
 		}
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err
@@ -403,4 +411,21 @@ func (q *Queue) readStats(ctx context.Context, t *topic, sc *statsCache) error {
 		return err
 	}
 	return nil
+}
+
+// heldCounts returns the items in flight here and their bytes, and the
+// items settled in messages held here.
+func (c *consumer) heldCounts() (held int, heldBytes int64, done int) {
+	for _, f := range c.held {
+		for _, p := range f.parts {
+			switch p.state {
+			case partInFlight, partSettling:
+				held++
+				heldBytes += int64(len(p.data))
+			case partSettled:
+				done++
+			}
+		}
+	}
+	return held, heldBytes, done
 }
