@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -66,20 +65,6 @@ func (s *sink) setStatus(code int) {
 	s.mu.Lock()
 	s.status = code
 	s.mu.Unlock()
-}
-
-// counts returns how many times the sink got each messageId.
-func (s *sink) counts() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.got)
-}
-
-// has reports whether the sink got the event with messageId id.
-func (s *sink) has(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got[id] > 0
 }
 
 func (s *sink) ids() []string {

@@ -1,14 +1,16 @@
-package app
+package main
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"fmt"
-	"net"
+	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
-	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,24 +18,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
 	"github.com/insertfn/insertfn/internal/testkit/redistest"
+	"github.com/tidwall/gjson"
 )
 
 // TestCluster is cluster mode with real processes: three JetStream
 // servers (embedded in this process, a real Raft cluster, R3 streams), a
-// real redis-server, and three insertfn hosts, each a process of its own
-// on the shared queue and consent store. A client sends batches round-
-// robin over the hosts and records every messageId that got a 200; mid-
-// load one host is killed with SIGKILL and the servers' stream leaders
-// are stopped. Every acknowledged event must reach the sink; duplicates
+// real redis-server, and three `insertfn serve --config FILE` processes on
+// the shared queue and consent store, configured as docs/cluster.md says.
+// A client sends batches round-robin over the hosts and records every
+// messageId that got a 200; mid-load one host is killed with SIGKILL and
+// one NATS server (the leader of some streams) is stopped. Every acknowledged event must reach the sink; duplicates
 // are counted. Then a consent update sent through one host judges the
 // next event of that person sent through another.
 func TestCluster(t *testing.T) {
-	if os.Getenv("INSERTFN_CLUSTER_CHILD") != "" {
-		t.Skip("running as a cluster host")
-	}
 	if testing.Short() {
 		t.Skip("-short: the cluster test starts processes")
 	}
@@ -42,40 +41,55 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	redis := redistest.Start(t)
-	out := newSink(t)
-	fn := consentMatch(t)
+	out := newClusterSink(t)
 
 	type host struct {
 		cmd  *exec.Cmd
 		addr string
 	}
 	startHost := func(i int) *host {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestClusterChild$", "-test.v")
-		cmd.Env = append(os.Environ(), "INSERTFN_CLUSTER_CHILD=1",
-			"INSERTFN_CLUSTER_DATA="+t.TempDir(),
-			"INSERTFN_CLUSTER_NATS="+strings.Join(nats.URLsFrom(i%nats.N()), ","),
-			"INSERTFN_CLUSTER_REDIS="+redis.Addr,
-			"INSERTFN_CLUSTER_SINK="+out.srv.URL,
-			"INSERTFN_CLUSTER_FUNCTION="+fn.Wasm)
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "insertfn.yaml")
+		y := fmt.Sprintf(`data: %s
+sources:
+  - {name: web, write_keys: [%s], functions: [consent-match]}
+functions:
+  - {name: consent-match, wasm: %s}
+destinations:
+  - {name: sink, type: webhook, url: %s}
+delivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}
+queue:
+  backend: jetstream
+  jetstream: {urls: [%s], replicas: 3, ack_wait: 2s, duplicate_window: 30s}
+consent:
+  backend: redis
+  redis: {addrs: [%s]}
+  cache: {size: 1000, ttl: 1h}
+`, filepath.Join(dir, "data"), clusterWriteKey, consentMatchWasm, out.srv.URL, strings.Join(nats.URLsFrom(i%nats.N()), ", "), redis.Addr)
+		if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "INSERTFN_RUN_MAIN="+strings.Join([]string{"serve", "--config", cfg,
+			"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, "\n"))
 		stdout, _ := cmd.StdoutPipe()
-		cmd.Stderr = os.Stderr
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(stdout)
-		var said strings.Builder
 		for sc.Scan() {
-			if addr, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+			if a, ok := strings.CutPrefix(sc.Text(), "insertfn serving on http://"); ok {
 				go func() {
 					for sc.Scan() {
 					}
 				}()
-				return &host{cmd: cmd, addr: addr}
+				return &host{cmd: cmd, addr: strings.Fields(a)[0]}
 			}
-			said.WriteString(sc.Text() + "\n")
 		}
 		_ = cmd.Wait()
-		t.Fatalf("host %d did not start:\n%s", i, said.String())
+		t.Fatalf("host %d did not start:\n%s", i, stderr.String())
 		return nil
 	}
 	hosts := make([]*host, 3)
@@ -128,7 +142,7 @@ func TestCluster(t *testing.T) {
 					addr := live[(n+try)%len(live)]
 					liveMu.Unlock()
 					req, _ := http.NewRequest("POST", "http://"+addr+"/v1/batch", strings.NewReader(b.String()))
-					req.SetBasicAuth(writeKey, "")
+					req.SetBasicAuth(clusterWriteKey, "")
 					resp, err := client.Do(req)
 					if err != nil {
 						refused.Add(1)
@@ -198,7 +212,7 @@ func TestCluster(t *testing.T) {
 		t.Helper()
 		body := `{"userId":"u-consent","event":"` + event + `","messageId":"` + id + `","context":{"consent":{"categoryPreferences":{"Advertising":` + ads + `}}}}`
 		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/track", strings.NewReader(body))
-		req.SetBasicAuth(writeKey, "")
+		req.SetBasicAuth(clusterWriteKey, "")
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -226,47 +240,52 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// TestClusterChild is one host of TestCluster.
-func TestClusterChild(t *testing.T) {
-	data := os.Getenv("INSERTFN_CLUSTER_DATA")
-	if os.Getenv("INSERTFN_CLUSTER_CHILD") == "" || data == "" {
-		t.Skip("only run by TestCluster")
+const clusterWriteKey = "wk-cluster"
+
+// clusterSink is a webhook destination that counts the messageIds it
+// receives.
+type clusterSink struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func newClusterSink(t *testing.T) *clusterSink {
+	s := &clusterSink{got: make(map[string]int)}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ev := range gjson.GetBytes(body, "batch").Array() {
+			s.got[ev.Get("messageId").String()]++
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// counts returns how many times the sink got each messageId.
+func (s *clusterSink) counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.got)
+}
+
+// has reports whether the sink got the event with messageId id.
+func (s *clusterSink) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.got[id] > 0
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	urls := strings.Split(os.Getenv("INSERTFN_CLUSTER_NATS"), ",")
-	y := fmt.Sprintf(`data: %s
-delivery: {backoff: {initial: 20ms, max: 200ms, max_attempts: -1}}
-queue:
-  backend: jetstream
-  jetstream: {urls: [%s], replicas: 3, ack_wait: 2s, duplicate_window: 30s}
-consent:
-  backend: redis
-  redis: {addrs: [%s]}
-  cache: {size: 1000, ttl: 1h}
-`, data, strings.Join(urls, ", "), os.Getenv("INSERTFN_CLUSTER_REDIS"))
-	c, err := config.Parse([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Functions = []config.Function{{Name: "consent-match", Wasm: os.Getenv("INSERTFN_CLUSTER_FUNCTION")}}
-	c.Sources = []config.Source{{Source: serverSource("web", writeKey), Functions: []string{"consent-match"}}}
-	c.Destinations = []config.Destination{webhookDest("sink", os.Getenv("INSERTFN_CLUSTER_SINK"))}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	h, err := Start(ctx, c, Options{Listener: ln, AdminListener: loopback(t)})
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("ADDR %s\n", h.Addr())
-	os.Stdout.Sync()
-	sctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	<-sctx.Done()
-	h.Shutdown(context.Background())
 }
