@@ -101,6 +101,15 @@ type Config struct {
 	// PoolSize is the number of connections per server. Zero: go-redis's
 	// default, 10 per CPU.
 	PoolSize int `yaml:"pool_size" json:"pool_size"`
+	// WaitReplicas makes every write (update, delete) wait, with Redis's
+	// WAIT, until that many replicas of the primary have it, within the
+	// timeout; a write fewer replicas confirmed fails (the caller
+	// answers an error and the client retries; the write is on the
+	// primary, and applying it again changes nothing). With 1, an
+	// acknowledged consent decision survives the primary's failover to a
+	// replica that had it. Zero: writes do not wait (Redis replicates
+	// asynchronously, and a failover may lose the last writes).
+	WaitReplicas int `yaml:"wait_replicas" json:"wait_replicas"`
 }
 
 // Store is the Redis [consentstore.Backend]. It is safe for concurrent
@@ -109,6 +118,7 @@ type Store struct {
 	c       redis.UniversalClient
 	addrs   string // for error messages
 	timeout time.Duration
+	wait    int    // Config.WaitReplicas
 	prefix  string // "{KeyPrefix}"
 	all     string // key of the set of primary ids
 	closed  atomic.Bool
@@ -135,6 +145,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("consent store: redis: negative timeout %v", cfg.Timeout)
 	case cfg.PoolSize < 0:
 		return nil, fmt.Errorf("consent store: redis: negative pool size %d", cfg.PoolSize)
+	case cfg.WaitReplicas < 0:
+		return nil, fmt.Errorf("consent store: redis: wait_replicas: %d is negative", cfg.WaitReplicas)
 	case cluster && cfg.DB != 0:
 		return nil, fmt.Errorf("consent store: redis: database %d on the cluster %s: a Redis Cluster has only database 0; use a key prefix instead", cfg.DB, addrs)
 	}
@@ -163,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialerRetries: 1, DialerRetryTimeout: time.Millisecond, MaxRetries: 1, PoolSize: cfg.PoolSize,
 		})
 	}
-	s := &Store{c: c, addrs: addrs, timeout: t, prefix: "{" + cfg.KeyPrefix + "}"}
+	s := &Store{c: c, addrs: addrs, timeout: t, wait: cfg.WaitReplicas, prefix: "{" + cfg.KeyPrefix + "}"}
 	s.all = s.prefix + "all"
 	cctx, cancel := context.WithTimeout(ctx, t)
 	defer cancel()
@@ -198,12 +210,45 @@ func (s *Store) fail(ctx, cctx context.Context, op string, err error) error {
 // run runs a script with the store's prefix as its first argument and
 // returns its reply, or redis.Nil for a nil reply.
 func (s *Store) run(ctx context.Context, op, id string, sc *redis.Script, key string, args ...any) (any, error) {
+	return s.script(ctx, op, id, false, sc, key, args...)
+}
+
+// write is run for a script that writes: with Config.WaitReplicas, on
+// one connection to the key's primary, followed by a WAIT there.
+func (s *Store) write(ctx context.Context, op, id string, sc *redis.Script, key string, args ...any) (any, error) {
+	return s.script(ctx, op, id, s.wait > 0, sc, key, args...)
+}
+
+// pinned returns one connection to the primary that holds key, for a
+// write and its WAIT (which counts the replicas that have the
+// connection's writes).
+func (s *Store) pinned(ctx context.Context, key string) (*redis.Conn, error) {
+	switch c := s.c.(type) {
+	case *redis.Client:
+		return c.Conn(), nil
+	case *redis.ClusterClient:
+		node, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		return node.Conn(), nil
+	}
+	return nil, fmt.Errorf("a client of type %T", s.c)
+}
+
+func (s *Store) script(ctx context.Context, op, id string, wait bool, sc *redis.Script, key string, args ...any) (any, error) {
 	if s.closed.Load() {
 		return nil, consentstore.ErrClosed
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	res, err := sc.Run(cctx, s.c, []string{key}, append([]any{s.prefix}, args...)...).Result()
+	var res any
+	var err error
+	if wait {
+		res, err = s.waited(cctx, sc, key, append([]any{s.prefix}, args...))
+	} else {
+		res, err = sc.Run(cctx, s.c, []string{key}, append([]any{s.prefix}, args...)...).Result()
+	}
 	if err == redis.Nil {
 		return nil, err
 	}
@@ -214,6 +259,42 @@ func (s *Store) run(ctx context.Context, op, id string, sc *redis.Script, key st
 		return nil, s.fail(ctx, cctx, op, err)
 	}
 	return res, nil
+}
+
+// errTooFewReplicas is the error of a write WAIT did not see on enough
+// replicas.
+var errTooFewReplicas = errors.New("fewer replicas than wait_replicas confirmed the write within the timeout")
+
+// waited runs the script on a connection pinned to the key's primary, then
+// WAITs for s.wait replicas until the call's deadline.
+func (s *Store) waited(ctx context.Context, sc *redis.Script, key string, args []any) (any, error) {
+	conn, err := s.pinned(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	res, err := sc.Run(ctx, conn, []string{key}, args...).Result()
+	if err != nil {
+		return res, err
+	}
+	// WAIT answers at its timeout: leave the answer a fifth of the call's
+	// time to come back before the connection's read deadline.
+	left := time.Until(deadlineOf(ctx)) - max(s.timeout/5, 20*time.Millisecond)
+	n, err := conn.Wait(ctx, s.wait, max(left, time.Millisecond)).Result()
+	if err != nil {
+		return nil, err
+	}
+	if int(n) < s.wait {
+		return nil, fmt.Errorf("%w (%d of %d)", errTooFewReplicas, n, s.wait)
+	}
+	return res, nil
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return time.Now().Add(DefaultTimeout)
 }
 
 // Get returns the record whose id or alias is id.
@@ -253,7 +334,7 @@ func (s *Store) Update(ctx context.Context, u *consentstore.Update) (*consent.Re
 		return nil, nil, fmt.Errorf("consent store: redis: update %q: %w", u.Record.ID, err)
 	}
 	op := "update " + quote(u.Record.ID)
-	res, err := s.run(ctx, "update", u.Record.ID, updateScript, s.prefix+"i:"+u.Record.ID, args...)
+	res, err := s.write(ctx, "update", u.Record.ID, updateScript, s.prefix+"i:"+u.Record.ID, args...)
 	if err == redis.Nil {
 		return nil, nil, s.corrupt(op, errors.New("empty reply"))
 	}
@@ -285,7 +366,7 @@ func (s *Store) Update(ctx context.Context, u *consentstore.Update) (*consent.Re
 // Delete removes the record that id finds, its aliases and its history.
 func (s *Store) Delete(ctx context.Context, id string) (*consent.Record, error) {
 	op := "delete " + quote(id)
-	res, err := s.run(ctx, "delete", id, deleteScript, s.prefix+"i:"+id, id)
+	res, err := s.write(ctx, "delete", id, deleteScript, s.prefix+"i:"+id, id)
 	if err == redis.Nil {
 		return nil, fmt.Errorf("consent store: redis: delete %q: %w", id, consent.ErrNotFound)
 	}

@@ -598,3 +598,50 @@ func TestKeysShareOneSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitReplicas: with wait_replicas a write returns once a replica has
+// it, and fails when none confirms it in time; without, it does not wait.
+func TestWaitReplicas(t *testing.T) {
+	primary := redistest.Start(t)
+	_, port, _ := net.SplitHostPort(primary.Addr)
+	replica := redistest.Start(t, "--replicaof", "127.0.0.1", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err := redistest.Do(ctx, primary.Addr, "INFO", "replication")
+		if err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not come online: %s %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := redisstore.Config{Addrs: []string{primary.Addr}, KeyPrefix: "wait:", Timeout: 500 * time.Millisecond, WaitReplicas: 1}
+	s := open(t, cfg)
+	u := func(id string) *consentstore.Update {
+		return &consentstore.Update{Source: "test", Record: consent.Record{ID: id,
+			Categories: []consent.Category{{Name: "Advertising", Consented: true, Timestamp: 1}}}}
+	}
+	if _, _, err := s.Update(ctx, u("u1")); err != nil {
+		t.Fatalf("an update with a replica online: %v", err)
+	}
+	if got, err := redistest.Do(ctx, replica.Addr, "EXISTS", "{wait:}i:u1"); err != nil || got != "1" {
+		t.Errorf("the replica has %q (%v) for the update's key", got, err)
+	}
+	replica.Stop()
+	start := time.Now()
+	_, _, err := s.Update(ctx, u("u2"))
+	if err == nil || !strings.Contains(err.Error(), "wait_replicas") || !errors.Is(err, consentstore.ErrUnavailable) {
+		t.Errorf("an update with no replica: %v, want an unavailable error naming wait_replicas", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the update waited %s, past the 500ms timeout", d)
+	}
+	if _, err := s.Delete(ctx, "u1"); err == nil {
+		t.Error("a delete with no replica succeeded")
+	}
+	cfg.WaitReplicas = 0
+	if _, _, err := open(t, cfg).Update(ctx, u("u3")); err != nil {
+		t.Errorf("an update that does not wait: %v", err)
+	}
+}
