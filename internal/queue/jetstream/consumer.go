@@ -321,10 +321,15 @@ func (c *consumer) pull(ch chan struct{}) {
 //     since.
 //   - A message retried for a time still to come is given back with the
 //     delay left.
-//   - An item of the same Seq as one this handle holds (the original and
-//     the Retry copy of an item, both there after a host died between
-//     the copy's publish and the original's acknowledgement) is a
-//     duplicate: it is settled at once in its message.
+//   - A message with an item of the same Seq as one this handle holds
+//     is given back for a moment (heldBackoff), until that one is
+//     settled: it is the Retry copy of an item whose original this
+//     handle is settling right now, or the original of an item whose
+//     copy it holds (both there after a host died between the copy's
+//     publish and the original's acknowledgement). Settling it here as a
+//     duplicate would lose the item when the one held is the original
+//     being retried; taken later it is at worst delivered twice, which
+//     at-least-once allows.
 func (c *consumer) add(msgs []jetstream.Msg) {
 	if len(msgs) == 0 {
 		return
@@ -381,6 +386,10 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 			naks = append(naks, later{m, d})
 			continue
 		}
+		if settledBefore == nil && slices.ContainsFunc(items, func(it unpacked) bool { return c.holds(it.seq) }) {
+			naks = append(naks, later{m, heldBackoff})
+			continue
+		}
 		f := &flight{msg: m, sseq: sseq, touched: now, parts: make([]*part, len(items))}
 		f.stored = q.msgSize(m.Subject(), headerLen(m.Headers()), len(m.Data()))
 		c.perMsg = 0.9*c.perMsg + 0.1*float64(len(items))
@@ -388,7 +397,7 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 			p := &part{f: f, idx: i, seq: it.seq, attempts: it.attempts, data: it.data}
 			f.parts[i] = p
 			delete(c.retrying, p.seq)
-			if i < len(settledBefore) && settledBefore[i] || c.holds(p.seq) {
+			if i < len(settledBefore) && settledBefore[i] {
 				p.state = partSettled
 				continue
 			}
@@ -403,6 +412,10 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 		c.held[sseq] = f
 	}
 }
+
+// heldBackoff is how long a message whose item this handle holds is given
+// back for (see add).
+const heldBackoff = 100 * time.Millisecond
 
 // m2nak gives a message back, after d.
 func m2nak(m jetstream.Msg, d time.Duration) error {
