@@ -19,6 +19,7 @@ require (
 	github.com/valyala/fasthttp v1.68.0
 	go.etcd.io/bbolt v1.4.3
 	go.yaml.in/yaml/v3 v3.0.5
+	golang.org/x/net v0.60.0
 )
 
 require (

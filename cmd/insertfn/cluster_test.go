@@ -161,7 +161,7 @@ consent:
 			}
 		})
 	}
-	waitFor(t, "the load to get going", func() bool { return nAcked.Load() > 300 })
+	waitUntil(t, "the load to get going", func() bool { return nAcked.Load() > 300 })
 	// Kill host 2 mid-load: its unacknowledged items come back to the
 	// others after the ack wait.
 	_ = hosts[2].cmd.Process.Signal(syscall.SIGKILL)
@@ -171,12 +171,12 @@ consent:
 	liveMu.Unlock()
 	hosts[2] = nil
 	before := nAcked.Load()
-	waitFor(t, "the load to go on without host 2", func() bool { return nAcked.Load() > before+300 })
+	waitUntil(t, "the load to go on without host 2", func() bool { return nAcked.Load() > before+300 })
 	// Stop one NATS server (the leader of some streams); R3 streams elect
 	// another.
 	nats.Stop(0)
 	before = nAcked.Load()
-	waitFor(t, "the load to go on without NATS server 0", func() bool { return nAcked.Load() > before+300 })
+	waitUntil(t, "the load to go on without NATS server 0", func() bool { return nAcked.Load() > before+300 })
 	close(stop)
 	loadWG.Wait()
 
@@ -224,16 +224,16 @@ consent:
 	}
 	const updated, order = "Segment Consent Preference Updated", "Order Completed"
 	send(hosts[0].addr, updated, "consent-1", "false") // the first decision, through host 0
-	waitFor(t, "consent-1", func() bool { return out.has("consent-1") })
+	waitUntil(t, "consent-1", func() bool { return out.has("consent-1") })
 	for i := range 4 { // read (and cached) by the hosts that process them
 		send(hosts[i%2].addr, order, fmt.Sprintf("consent-2-%d", i), "false")
 	}
-	waitFor(t, "consent-2-*", func() bool { return out.has("consent-2-3") })
+	waitUntil(t, "consent-2-*", func() bool { return out.has("consent-2-3") })
 	send(hosts[1].addr, updated, "consent-update", "true") // the person changes their mind, through host 1
-	waitFor(t, "consent-update", func() bool { return out.has("consent-update") })
+	waitUntil(t, "consent-update", func() bool { return out.has("consent-update") })
 	send(hosts[0].addr, order, "consent-3", "true") // through host 0: matches the new record
 	send(hosts[0].addr, order, "consent-stale", "false")
-	waitFor(t, "consent-3", func() bool { return out.has("consent-3") })
+	waitUntil(t, "consent-3", func() bool { return out.has("consent-3") })
 	time.Sleep(500 * time.Millisecond)
 	if out.has("consent-stale") {
 		t.Error("an event with the old consent, sent after the update through another host, was delivered")
@@ -276,16 +276,4 @@ func (s *clusterSink) has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.got[id] > 0
-}
-
-// waitFor polls cond until it holds, failing the test after a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

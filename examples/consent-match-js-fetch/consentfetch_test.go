@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/insertfn/insertfn/functions"
+	"github.com/insertfn/insertfn/internal/testkit/exampletest"
 	"github.com/insertfn/insertfn/internal/wasmbuild"
 	"github.com/insertfn/insertfn/runtime"
 )
@@ -81,24 +82,11 @@ func load(tb testing.TB, opts runtime.Options) *runtime.Function {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = eng.Close(context.Background()) })
-	opts.Name, opts.Language, opts.File = "consent-match-js-fetch", runtime.JavaScript, "index.js"
+	opts.Name = "consent-match-js-fetch"
 	// The first fetch of an instance compiles the web globals (web.js),
 	// which a loaded machine may take a good part of a second to do.
 	opts.Limits.Timeout = 10 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first compilation under -race
-	defer cancel()
-	f, err := eng.Load(ctx, code, opts)
-	if errors.Is(err, runtime.ErrNoJSEngine) {
-		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
-			tb.Fatal(err)
-		}
-		tb.Skip(err)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = f.Close(context.Background()) })
-	return f
+	return exampletest.LoadJS(tb, eng, code, opts)
 }
 
 func settings(url, key string) []byte {

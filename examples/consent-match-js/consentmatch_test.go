@@ -11,7 +11,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/insertfn/insertfn/functions"
 	"github.com/insertfn/insertfn/internal/consentstore"
@@ -50,25 +49,6 @@ func setup(tb testing.TB) ([]byte, *runtime.Engine, consent.Store) {
 	return code, eng, store
 }
 
-func load(tb testing.TB, eng *runtime.Engine, code []byte, opts runtime.Options) *runtime.Function {
-	tb.Helper()
-	opts.Language, opts.File = runtime.JavaScript, "index.js"
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first compilation under -race
-	defer cancel()
-	f, err := eng.Load(ctx, code, opts)
-	if errors.Is(err, runtime.ErrNoJSEngine) {
-		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
-			tb.Fatal(err)
-		}
-		tb.Skip(err)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = f.Close(context.Background()) })
-	return f
-}
-
 // errStore fails every lookup with err, as an unavailable store does.
 type errStore struct{ err error }
 
@@ -88,7 +68,7 @@ func TestTable(t *testing.T) {
 			if c.StoreErr != nil {
 				opts.Store = errStore{c.StoreErr}
 			}
-			fns[keyOf(c)] = load(t, eng, code, opts)
+			fns[keyOf(c)] = exampletest.LoadJS(t, eng, code, opts)
 		}
 	}
 	var res runtime.Result

@@ -103,13 +103,20 @@ func baseConfig(t *testing.T, fns []config.Function, sourceFns []string, dests .
 
 func start(t *testing.T, c *config.Config) *Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h, err := tryStart(t, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Start(context.Background(), c, Options{Listener: ln, AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return h
+}
+
+// tryStart starts a server of c on loopback listeners, shut down when the
+// test ends, or returns Start's error.
+func tryStart(t *testing.T, c *config.Config) (*Server, error) {
+	t.Helper()
+	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -118,7 +125,7 @@ func start(t *testing.T, c *config.Config) *Server {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return h
+	return h, nil
 }
 
 // loopback returns a listener on a free loopback port.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -49,12 +48,15 @@ func startJS(t *testing.T, code string, dests ...config.Destination) *Server {
 	}
 	fn := config.Function{Name: "check", Wasm: path, Settings: []byte(`{"analytics":false}`),
 		Limits: functions.ManifestLimits{Timeout: functions.Duration{Duration: 200 * time.Millisecond}}}
-	c := baseConfig(t, []config.Function{fn}, []string{"check"}, dests...)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := Start(context.Background(), c, Options{Listener: ln, AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startJSConfig(t, baseConfig(t, []config.Function{fn}, []string{"check"}, dests...))
+}
+
+// startJSConfig starts a server of c, whose functions are JavaScript,
+// stopped when the test ends; it skips the test in a build without the
+// engine (make js-engine), unless INSERTFN_REQUIRE_NODE=1.
+func startJSConfig(t *testing.T, c *config.Config) *Server {
+	t.Helper()
+	h, err := tryStart(t, c)
 	if errors.Is(err, runtime.ErrNoJSEngine) {
 		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
 			t.Fatal(err)
@@ -64,13 +66,6 @@ func startJS(t *testing.T, code string, dests ...config.Destination) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
 	return h
 }
 
@@ -213,23 +208,7 @@ func TestJSFetchExampleThroughTheServer(t *testing.T) {
 	}
 	out := newSink(t)
 	c := baseConfig(t, []config.Function{fn}, []string{"consent"}, webhookDest("out", out.srv.URL))
-	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if errors.Is(err, runtime.ErrNoJSEngine) {
-		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
+	h := startJSConfig(t, c)
 	events := []string{
 		`{"userId":"u1","event":"Order Completed","messageId":"match","context":{"consent":{"categoryPreferences":{"Advertising":false}}}}`,
 		`{"userId":"u1","event":"Order Completed","messageId":"mismatch","context":{"consent":{"categoryPreferences":{"Advertising":true}}}}`,
@@ -266,23 +245,7 @@ func TestJSFastPathExampleThroughTheServer(t *testing.T) {
 	}
 	out := newSink(t)
 	c := baseConfig(t, []config.Function{{Name: "consent-match-js", Wasm: example}}, []string{"consent-match-js"}, webhookDest("out", out.srv.URL))
-	h, err := Start(context.Background(), c, Options{Listener: loopback(t), AdminListener: loopback(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if errors.Is(err, runtime.ErrNoJSEngine) {
-		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	}()
+	h := startJSConfig(t, c)
 	if _, err := h.Store().Update(context.Background(), consentstore.Update{Source: "test", Record: consent.Record{ID: "u1",
 		Categories: []consent.Category{{Name: "Advertising", Consented: false, Timestamp: 1000}}}}); err != nil {
 		t.Fatal(err)

@@ -43,6 +43,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/sdk/consent"
 )
@@ -220,7 +222,7 @@ func (c Config) Validate() error {
 		bad("format", "unknown format %q; want %q (the default) or %q", c.Format, FormatRecord, FormatCategories)
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Headers)) {
-		if !validHeaderName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			bad("headers", "%q is not a valid HTTP header name", k)
 		}
 		if strings.ContainsAny(c.Headers[k], "\r\n\x00") {
@@ -228,23 +230,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// validHeaderName reports whether name is an HTTP token (RFC 9110).
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // URL returns the URL a lookup of id requests.

@@ -690,28 +690,53 @@ func (q *Queue) giveBack(ctx context.Context, t *topic, fl []*flight) error {
 // dies in between, the whole message comes back to another after
 // AckWait, those items included (at least once).
 func (c *consumer) Ack(ctx context.Context, items ...queue.Item) error {
+	return c.settle(items, func(parts []*part) error {
+		if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
+			return c.t.q.wrapErr("acknowledge items of "+string(c.t.topic), err)
+		}
+		return nil
+	})
+}
+
+// settle runs do on the parts of items, claimed from this handle, while
+// the queue is open: the start Ack, Retry and Dead share. No items: nothing.
+func (c *consumer) settle(items []queue.Item, do func(parts []*part) error) error {
 	if c.err != nil {
 		return c.err
 	}
 	q := c.t.q
-	if q.closed.Load() {
-		return queue.ErrClosed
-	}
-	if len(items) == 0 {
-		return nil
-	}
 	if err := q.enter(); err != nil {
 		return err
 	}
 	defer q.leave()
+	if len(items) == 0 {
+		return nil
+	}
 	parts, err := c.claim(items)
 	if err != nil {
 		return err
 	}
-	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
-		return q.wrapErr("acknowledge items of "+string(c.t.topic), err)
-	}
-	return nil
+	return do(parts)
+}
+
+// replace settles one item by publishing something in its place (a Retry
+// copy, a dead letter): publish publishes it and returns the bytes it
+// stored; once it has, the item is settled in its message. A failed
+// publish leaves the item in flight. what names the step in errors.
+func (c *consumer) replace(ctx context.Context, item queue.Item, what string, publish func(p *part) (int64, error)) error {
+	return c.settle([]queue.Item{item}, func(parts []*part) error {
+		q, p := c.t.q, parts[0]
+		size, err := publish(p)
+		if err != nil {
+			c.unclaim(parts)
+			return q.wrapErr(fmt.Sprintf("%s of %s item %d", what, c.t.topic, p.seq), err)
+		}
+		q.used.Add(size)
+		if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
+			return q.wrapErr(fmt.Sprintf("%s of %s item %d", what, c.t.topic, p.seq), err)
+		}
+		return nil
+	})
 }
 
 // Retry gives an item back, to be handed out again (to any host) at
@@ -726,43 +751,25 @@ func (c *consumer) Ack(ctx context.Context, items ...queue.Item) error {
 // within DuplicateWindow. A retried item is handed out after the items
 // already in the stream (within one Next, in Seq order).
 func (c *consumer) Retry(ctx context.Context, item queue.Item, notBefore time.Time) error {
-	if c.err != nil {
-		return c.err
-	}
-	q := c.t.q
-	if q.closed.Load() {
-		return queue.ErrClosed
-	}
-	if err := q.enter(); err != nil {
-		return err
-	}
-	defer q.leave()
-	parts, err := c.claim([]queue.Item{item})
-	if err != nil {
-		return err
-	}
-	p := parts[0]
-	m := packMsg(c.t, []entry{{seq: p.seq, attempts: p.attempts + 1, data: p.data}})
-	m.Header.Set(jetstream.MsgIDHeader, "retry."+strconv.FormatUint(p.seq, 10)+"."+strconv.Itoa(p.attempts+1))
-	later := !notBefore.IsZero() && time.Until(notBefore) > 0
-	if later {
-		m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
-	}
-	size := q.pubSize(c.t.itemsName, m)
-	if err := q.publish(ctx, c.t, []*nats.Msg{m}); err != nil {
-		c.unclaim(parts)
-		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, p.seq), err)
-	}
-	q.used.Add(size)
-	if later {
-		c.mu.Lock()
-		c.retrying[p.seq] = waitItem{at: notBefore, size: len(p.data)}
-		c.mu.Unlock()
-	}
-	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
-		return q.wrapErr(fmt.Sprintf("retry of %s item %d", c.t.topic, p.seq), err)
-	}
-	return nil
+	return c.replace(ctx, item, "retry", func(p *part) (int64, error) {
+		q := c.t.q
+		m := packMsg(c.t, []entry{{seq: p.seq, attempts: p.attempts + 1, data: p.data}})
+		m.Header.Set(jetstream.MsgIDHeader, "retry."+strconv.FormatUint(p.seq, 10)+"."+strconv.Itoa(p.attempts+1))
+		later := !notBefore.IsZero() && time.Until(notBefore) > 0
+		if later {
+			m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
+		}
+		size := q.pubSize(c.t.itemsName, m)
+		if err := q.publish(ctx, c.t, []*nats.Msg{m}); err != nil {
+			return 0, err
+		}
+		if later {
+			c.mu.Lock()
+			c.retrying[p.seq] = waitItem{at: notBefore, size: len(p.data)}
+			c.mu.Unlock()
+		}
+		return size, nil
+	})
 }
 
 // The settles of a message.
@@ -879,33 +886,12 @@ func (q *Queue) keepAliveLoop() {
 // alive): it comes back after AckWait, and a second Dead within
 // DuplicateWindow does not add a second dead letter.
 func (c *consumer) Dead(ctx context.Context, item queue.Item, reason string) error {
-	if c.err != nil {
-		return c.err
-	}
-	q := c.t.q
-	if q.closed.Load() {
-		return queue.ErrClosed
-	}
-	if err := q.enter(); err != nil {
-		return err
-	}
-	defer q.leave()
-	parts, err := c.claim([]queue.Item{item})
-	if err != nil {
-		return err
-	}
-	p := parts[0]
-	m := c.t.deadLetter(p, reason, time.Now())
-	size := q.pubSize(c.t.deadName, m)
-	if err := q.publishDead(ctx, c.t, m); err != nil {
-		c.unclaim(parts)
-		return q.wrapErr(fmt.Sprintf("dead letter of %s item %d", c.t.topic, p.seq), err)
-	}
-	q.used.Add(size)
-	if err := c.ackAll(ctx, c.finish(parts), parts); err != nil {
-		return q.wrapErr(fmt.Sprintf("dead letter of %s item %d", c.t.topic, p.seq), err)
-	}
-	return nil
+	return c.replace(ctx, item, "dead letter", func(p *part) (int64, error) {
+		q := c.t.q
+		m := c.t.deadLetter(p, reason, time.Now())
+		size := q.pubSize(c.t.deadName, m)
+		return size, q.publishDead(ctx, c.t, m)
+	})
 }
 
 // pubSize is what m takes in the stream once published to it: with the

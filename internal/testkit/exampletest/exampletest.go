@@ -14,11 +14,14 @@ package exampletest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/wasmbuild"
@@ -340,3 +343,25 @@ type errStore struct{ err error }
 func (s errStore) Get(context.Context, string) (*consent.Record, error) { return nil, s.err }
 
 var _ consent.Store = errStore{}
+
+// LoadJS loads a JavaScript example's file (index.js) on eng, closed when
+// tb ends. A build without the JavaScript engine (make js-engine) skips
+// tb, unless INSERTFN_REQUIRE_NODE=1 (CI), where it fails.
+func LoadJS(tb testing.TB, eng *runtime.Engine, code []byte, opts runtime.Options) *runtime.Function {
+	tb.Helper()
+	opts.Language, opts.File = runtime.JavaScript, "index.js"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a first compilation under -race
+	defer cancel()
+	f, err := eng.Load(ctx, code, opts)
+	if errors.Is(err, runtime.ErrNoJSEngine) {
+		if os.Getenv("INSERTFN_REQUIRE_NODE") == "1" {
+			tb.Fatal(err)
+		}
+		tb.Skip(err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = f.Close(context.Background()) })
+	return f
+}

@@ -31,11 +31,12 @@ func (inst *Instance) SetHost(h Host) { inst.host = h }
 // of a found lookup ({"categories":{NAME:bool},"purposes":[...]}), or the
 // differences of a comparison ([{...}]), as prelude.js reads them.
 func (inst *Instance) hostConsent(argc, argv uint32) (uint32, error) {
-	if argc != 1 {
-		return 0, inst.failure(Trap, fmt.Sprintf("the host function consent was called with %d arguments", argc), nil)
-	}
-	arg, err := inst.stringArg(argv)
+	view, p, err := inst.argView("consent", argc, argv, 1<<20)
 	if err != nil {
+		return 0, err
+	}
+	arg := string(view)
+	if err := inst.freeArg(p); err != nil {
 		return 0, err
 	}
 	if len(arg) == 0 || (arg[0] != 'l' && arg[0] != 'c') {
@@ -180,26 +181,32 @@ func appendJSONString(dst, s []byte) []byte {
 	return append(dst, '"')
 }
 
-// stringArg returns a copy of the host function's first argument as a
-// string.
-func (inst *Instance) stringArg(argv uint32) (string, error) {
+// argView returns a view of the host function fn's one argument as a
+// string (at most limit bytes), and the C string it views, to give back
+// with freeArg once the view is no longer used.
+func (inst *Instance) argView(fn string, argc, argv, limit uint32) ([]byte, uint32, error) {
+	if argc != 1 {
+		return nil, 0, inst.failure(Trap, fmt.Sprintf("the host function %s was called with %d arguments", fn, argc), nil)
+	}
 	arg, err := inst.invoke32(inst.argvGet, uint64(argv), 0)
 	if err != nil {
-		return "", err
+		return nil, 0, err
 	}
 	p, err := inst.invoke32(inst.getString, uint64(inst.ctxPtr), uint64(arg))
 	if err != nil {
-		return "", err
+		return nil, 0, err
 	}
 	if p == 0 {
-		return "", inst.failure(MemoryLimit, inst.outOfMemory(), nil)
+		return nil, 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
 	}
-	b, _ := cBytes(inst.mem, p, 1<<20)
-	s := string(b)
-	if _, err := inst.invoke(inst.freeCString, uint64(inst.ctxPtr), uint64(p)); err != nil {
-		return "", err
-	}
-	return s, nil
+	b, _ := cBytes(inst.mem, p, limit)
+	return b, p, nil
+}
+
+// freeArg gives back the C string of an argView.
+func (inst *Instance) freeArg(p uint32) error {
+	_, err := inst.invoke(inst.freeCString, uint64(inst.ctxPtr), uint64(p))
+	return err
 }
 
 // newJSString returns a new JavaScript string of s (which holds no NUL),

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/insertfn/insertfn/runtime/internal/webfetch"
 )
 
@@ -37,23 +39,12 @@ func (inst *Instance) SetFetcher(f Fetcher) { inst.fetcher = f }
 // string calls to write and read, where JSON would cost it tens of
 // microseconds.
 func (inst *Instance) hostFetch(argc, argv uint32) (uint32, error) {
-	if argc != 1 {
-		return 0, inst.failure(Trap, fmt.Sprintf("the host function fetch was called with %d arguments", argc), nil)
-	}
-	arg, err := inst.invoke32(inst.argvGet, uint64(argv), 0)
+	raw, p, err := inst.argView("fetch", argc, argv, 64<<20)
 	if err != nil {
 		return 0, err
 	}
-	p, err := inst.invoke32(inst.getString, uint64(inst.ctxPtr), uint64(arg))
-	if err != nil {
-		return 0, err
-	}
-	if p == 0 {
-		return 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
-	}
-	raw, _ := cBytes(inst.mem, p, 64<<20)
 	req, perr := parseFetchRequest(raw)
-	if _, err := inst.invoke(inst.freeCString, uint64(inst.ctxPtr), uint64(p)); err != nil {
+	if err := inst.freeArg(p); err != nil {
 		return 0, err
 	}
 	var out string
@@ -133,7 +124,7 @@ func (inst *Instance) doFetch(r *webfetch.Request) string {
 	if inst.fetcher != nil {
 		resp, err = inst.fetcher.Fetch(r)
 	} else {
-		err = &webfetch.ForbiddenError{URL: r.URL, Reason: "the function may not fetch anything"}
+		err = webfetch.NothingAllowed(r.URL)
 	}
 	if err != nil {
 		var fe *webfetch.ForbiddenError
@@ -181,7 +172,7 @@ func writeFetchResponse(resp *webfetch.Response) string {
 	writeLine(&b, resp.URL)
 	b.WriteByte('\n')
 	for _, h := range resp.Header {
-		if !isToken(h[0]) {
+		if !httpguts.ValidHeaderFieldName(h[0]) {
 			continue
 		}
 		for i := 0; i < len(h[0]); i++ {
@@ -219,23 +210,6 @@ func writeLine(b *strings.Builder, s string) {
 		}
 		b.WriteRune(r)
 	}
-}
-
-// isToken says whether s is an HTTP token (a header name).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // writeText writes body as valid UTF-8 without NUL bytes (a JavaScript

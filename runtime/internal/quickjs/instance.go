@@ -604,21 +604,10 @@ func (inst *Instance) evalValue(file, code string) (uint32, error) {
 // event, as JSON, "{" for an object, "[" for an array, undefined when
 // there is none; the empty path is the whole event.
 func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
-	if argc != 1 {
-		return 0, inst.failure(Trap, fmt.Sprintf("the host function get was called with %d arguments", argc), nil)
-	}
-	arg, err := inst.invoke32(inst.argvGet, uint64(argv), 0)
+	path, p, err := inst.argView("get", argc, argv, 1<<20)
 	if err != nil {
 		return 0, err
 	}
-	p, err := inst.invoke32(inst.getString, uint64(inst.ctxPtr), uint64(arg))
-	if err != nil {
-		return 0, err
-	}
-	if p == 0 {
-		return 0, inst.failure(MemoryLimit, inst.outOfMemory(), nil)
-	}
-	path, _ := cBytes(inst.mem, p, 1<<20)
 	var raw string
 	if len(path) == 0 {
 		raw = unsafeString(inst.event) // the whole event: materialize
@@ -636,7 +625,7 @@ func (inst *Instance) hostGet(argc, argv uint32) (uint32, error) {
 			raw = r.Raw
 		}
 	}
-	if _, err := inst.invoke(inst.freeCString, uint64(inst.ctxPtr), uint64(p)); err != nil {
+	if err := inst.freeArg(p); err != nil {
 		return 0, err
 	}
 	if raw == "" {

@@ -106,6 +106,12 @@ func (e *ForbiddenError) Error() string {
 	return fmt.Sprintf("fetch %s: %s: the function's fetch.allow setting lists the URL prefixes it may fetch", e.URL, e.Reason)
 }
 
+// NothingAllowed is the error of a request of a function whose policy
+// allows no URL.
+func NothingAllowed(url string) *ForbiddenError {
+	return &ForbiddenError{URL: url, Reason: "the function may not fetch anything"}
+}
+
 // ErrEventTimeLimit is the error of a request the event's time limit
 // ended (rather than Policy.Timeout): the event itself has timed out.
 var ErrEventTimeLimit = errors.New("the event's time limit ended the request")
@@ -179,15 +185,14 @@ func New(p Policy) (*Client, error) {
 		maxBody = DefaultMaxResponseBytes
 	}
 	c.http = &fasthttp.Client{
-		Name:                     "insertfn",
-		MaxConnsPerHost:          64,
-		MaxConnWaitTimeout:       c.timeout,
-		ReadTimeout:              c.timeout,
-		WriteTimeout:             c.timeout,
-		MaxResponseBodySize:      maxBody,
-		ReadBufferSize:           8 << 10,
-		DisablePathNormalizing:   true,
-		NoDefaultUserAgentHeader: false,
+		Name:                   "insertfn",
+		MaxConnsPerHost:        64,
+		MaxConnWaitTimeout:     c.timeout,
+		ReadTimeout:            c.timeout,
+		WriteTimeout:           c.timeout,
+		MaxResponseBodySize:    maxBody,
+		ReadBufferSize:         8 << 10,
+		DisablePathNormalizing: true,
 	}
 	return c, nil
 }
@@ -229,15 +234,19 @@ func hostKey(u *url.URL) string {
 	return host + ":" + port
 }
 
+// decodedSeparators reads the (lowercased) encoded slashes, backslashes
+// and dots of a path as the separators and dots a server may take them for.
+var decodedSeparators = strings.NewReplacer("%2f", "/", "%5c", "/", "\\", "/", "%2e", ".")
+
 // badPath says what is wrong with an escaped path a server could read as
 // another one: a dot segment (. or ..), raw or percent-encoded, between
 // slashes that may be raw, percent-encoded or backslashes (servers and
-// proxies that decode %2F or take \\ for / would resolve it); "" when
-// nothing is.
+// proxies that decode %2F or take a backslash for / would resolve it);
+// "" when nothing is.
 func badPath(escaped string) string {
 	p := strings.ToLower(escaped)
 	if strings.Contains(p, "%") || strings.Contains(p, "\\") {
-		p = strings.NewReplacer("%2f", "/", "%5c", "/", "\\", "/", "%2e", ".").Replace(p)
+		p = decodedSeparators.Replace(p)
 	}
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "." || seg == ".." {
@@ -278,7 +287,7 @@ func (c *Client) check(raw string) (*url.URL, error) {
 		}
 	}
 	if len(c.allow) == 0 {
-		return nil, &ForbiddenError{URL: raw, Reason: "the function may not fetch anything"}
+		return nil, NothingAllowed(raw)
 	}
 	return nil, &ForbiddenError{URL: raw, Reason: "not under an allowed prefix"}
 }
