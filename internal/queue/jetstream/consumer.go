@@ -39,6 +39,8 @@ type consumer struct {
 	retrying map[uint64]waitItem // retried by this handle for later, by item Seq
 	waiting  chan struct{}       // closed when the pull under way ends; nil: none
 	perMsg   float64             // items per message, a moving average (sizes the fetches)
+	msgBytes float64             // data per message decoded, a moving average (sizes the fetches)
+	bufBytes int                 // the data of buf's items
 }
 
 // flight is a message delivered to this handle and not acknowledged yet.
@@ -147,6 +149,12 @@ func (c *consumer) Next(ctx context.Context, maxItems, maxBytes int) ([]queue.It
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		// A pull request under way gets the oldest ready message first:
+		// let it end before fetching what comes after, so that the
+		// items a Next hands out come after those of the Nexts before.
+		if err := c.awaitPull(ctx); err != nil {
+			return nil, err
+		}
 		items, err := c.tryNext(ctx, maxItems, maxBytes)
 		switch {
 		case len(items) > 0:
@@ -216,15 +224,12 @@ func (c *consumer) tryNext(ctx context.Context, maxItems, maxBytes int) ([]queue
 		return nil, err
 	}
 	c.mu.Lock()
-	held := len(c.buf)
-	perMsg := c.perMsg
+	n := c.fetchSize(maxItems, maxBytes)
 	c.mu.Unlock()
 	var ferr error
-	if held < maxItems {
-		// As many messages as should hold the items missing.
-		n := max(1, int(math.Ceil(float64(maxItems-held)/max(perMsg, 1))))
+	if n > 0 {
 		var msgs []jetstream.Msg
-		msgs, ferr = fetchNow(cons, min(n, maxItems-held))
+		msgs, ferr = fetchNow(cons, n)
 		if ferr != nil {
 			c.t.forget(ferr)
 		}
@@ -235,6 +240,29 @@ func (c *consumer) tryNext(ctx context.Context, maxItems, maxBytes int) ([]queue
 		return nil, ferr
 	}
 	return c.handOut(parts), nil
+}
+
+// fetchSize is how many messages a Next bounded by maxItems and maxBytes
+// fetches (c.mu held): as many as should hold the items and bytes
+// missing from the buffer, going by the messages seen so far, and none
+// when the buffer already holds enough. Bytes matter as much as items: a
+// topic of large messages (an inbox of batches of 100 KB) would otherwise
+// pull hundreds of them (tens of megabytes) for a Next that hands out
+// five, and keep the rest from the other hosts.
+func (c *consumer) fetchSize(maxItems, maxBytes int) int {
+	missing := maxItems - len(c.buf)
+	if missing <= 0 || (maxBytes > 0 && len(c.buf) > 0 && c.bufBytes >= maxBytes) {
+		return 0
+	}
+	n := int(math.Ceil(float64(missing) / max(c.perMsg, 1)))
+	switch {
+	case maxBytes <= 0:
+	case c.msgBytes == 0:
+		n = 1 // the first: sizes the next ones
+	default:
+		n = min(n, int(math.Ceil(float64(maxBytes-c.bufBytes)/c.msgBytes)))
+	}
+	return min(max(n, 1), missing)
 }
 
 // fetchNow returns up to n messages the consumer has ready now.
@@ -276,6 +304,18 @@ func (c *consumer) wait(ctx context.Context) error {
 	case <-q.done:
 		return queue.ErrClosed
 	}
+}
+
+// awaitPull waits for the pull request under way, if any, to end (see
+// wait), unless the buffer holds items.
+func (c *consumer) awaitPull(ctx context.Context) error {
+	c.mu.Lock()
+	pulling := c.waiting != nil
+	c.mu.Unlock()
+	if !pulling {
+		return nil
+	}
+	return c.wait(ctx)
 }
 
 // pull runs one pull request of one message, waiting up to pullWait on
@@ -342,6 +382,12 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 		d time.Duration
 	}
 	var naks []later
+	// Decoded before the lock: decompression takes a while.
+	datas := make([][]byte, len(msgs))
+	decodeErrs := make([]error, len(msgs))
+	for i, m := range msgs {
+		datas[i], decodeErrs[i] = expand(m.Headers(), m.Data(), q.maxDecoded())
+	}
 	c.mu.Lock()
 	defer func() {
 		c.mu.Unlock()
@@ -359,7 +405,7 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 		}
 		return
 	}
-	for _, m := range msgs {
+	for i, m := range msgs {
 		md, err := m.Metadata()
 		if err != nil {
 			continue // not a JetStream message: nothing to settle
@@ -378,8 +424,8 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 			}
 			delete(c.held, sseq)
 		}
-		items, notBefore, err := unpack(m.Headers(), m.Data(), sseq)
-		if err != nil {
+		items, notBefore, err := unpack(m.Headers(), datas[i], sseq)
+		if err = cmp.Or(decodeErrs[i], err); err != nil {
 			items = []unpacked{{seq: sseq << seqShift, data: m.Data()}}
 		}
 		if d := time.Until(notBefore); d > 0 {
@@ -393,6 +439,11 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 		f := &flight{msg: m, sseq: sseq, touched: now, parts: make([]*part, len(items))}
 		f.stored = q.msgSize(m.Subject(), headerLen(m.Headers()), len(m.Data()))
 		c.perMsg = 0.9*c.perMsg + 0.1*float64(len(items))
+		if c.msgBytes == 0 {
+			c.msgBytes = float64(len(datas[i]))
+		} else {
+			c.msgBytes = 0.9*c.msgBytes + 0.1*float64(len(datas[i]))
+		}
 		for i, it := range items {
 			p := &part{f: f, idx: i, seq: it.seq, attempts: it.attempts, data: it.data}
 			f.parts[i] = p
@@ -403,6 +454,7 @@ func (c *consumer) add(msgs []jetstream.Msg) {
 			}
 			f.open++
 			c.buf = append(c.buf, p)
+			c.bufBytes += len(p.data)
 			c.bufSeqs[p.seq] = p
 		}
 		if f.open == 0 {
@@ -445,6 +497,7 @@ func (c *consumer) drop(p *part) {
 		if c.bufSeqs[p.seq] == p {
 			delete(c.bufSeqs, p.seq)
 			c.buf = slices.DeleteFunc(c.buf, func(b *part) bool { return b == p })
+			c.bufBytes -= len(p.data)
 		}
 	case partInFlight:
 		if c.inflight[p.seq] == p {
@@ -469,6 +522,7 @@ func (c *consumer) take(maxItems, maxBytes int) []*part {
 	}
 	out := slices.Clone(c.buf[:n])
 	c.buf = slices.Delete(c.buf, 0, n)
+	c.bufBytes -= size
 	for _, p := range out {
 		delete(c.bufSeqs, p.seq)
 	}
@@ -620,7 +674,7 @@ func (c *consumer) release() []*flight {
 		out = append(out, f)
 		delete(c.held, sseq)
 	}
-	c.buf = nil
+	c.buf, c.bufBytes = nil, 0
 	clear(c.bufSeqs)
 	clear(c.inflight)
 	return out
@@ -653,6 +707,7 @@ func (q *Queue) giveBack(ctx context.Context, t *topic, fl []*flight) error {
 		}
 		m := packMsg(t, entries)
 		m.Header.Set(jetstream.MsgIDHeader, "rest."+strconv.FormatUint(f.sseq, 10))
+		q.compress(m)
 		size := q.pubSize(t.itemsName, m)
 		err := q.publish(ctx, t, []*nats.Msg{m})
 		if err == nil {
@@ -759,6 +814,7 @@ func (c *consumer) Retry(ctx context.Context, item queue.Item, notBefore time.Ti
 		if later {
 			m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
 		}
+		q.compress(m)
 		size := q.pubSize(c.t.itemsName, m)
 		if err := q.publish(ctx, c.t, []*nats.Msg{m}); err != nil {
 			return 0, err

@@ -338,6 +338,7 @@ func (q *Queue) settleDeadChunk(ctx context.Context, t *topic, s jetstream.Strea
 		for i, m := range msgs {
 			id := "replay." + t.deadName + "." + strconv.FormatUint(m.Sequence, 10)
 			out[i] = &nats.Msg{Subject: t.subject, Data: m.Data, Header: nats.Header{jetstream.MsgIDHeader: {id}}}
+			q.compress(out[i])
 			charge += q.pubSize(t.itemsName, out[i])
 		}
 		if err := q.publish(ctx, t, out); err != nil {

@@ -18,6 +18,10 @@
 //     ascending in the order of the appends. A copy of an item (a Retry,
 //     a remainder given back) keeps the item's Seq and Attempts in its
 //     pack.
+//   - A message's data may be compressed (S2, the header
+//     Insertfn-Encoding; see encoding.go and Options.Compression); a
+//     message that does not decode is handed out as it is stored, one
+//     item.
 //   - Append publishes one message per item and waits for the
 //     acknowledgements: the items are on a quorum of the stream's
 //     replicas.

@@ -1,7 +1,6 @@
 package jetstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -381,7 +380,7 @@ func TestFull(t *testing.T) {
 		opts.MaxBytes = 10 << 10
 		q := openQueue(t, opts)
 		ctx := context.Background()
-		item := bytes.Repeat([]byte("x"), 1000)
+		item := randomBytes(1000) // compression does not shrink it
 		n := 0
 		var err error
 		for ; n < 20; n++ {
@@ -406,7 +405,7 @@ func TestFull(t *testing.T) {
 		opts.MaxBytes = -1
 		q := openQueue(t, opts)
 		ctx := context.Background()
-		item := bytes.Repeat([]byte("x"), 1000)
+		item := randomBytes(1000) // compression does not shrink it
 		var err error
 		for n := 0; n < 200; n++ {
 			if err = q.Append(ctx, "full", item); err != nil {

@@ -93,6 +93,12 @@ type Options struct {
 	// default) or "memory" (lost when a server stops; for tests).
 	Storage string `json:"storage" yaml:"storage"`
 
+	// Compression is how items are stored: "s2" (the default) compresses
+	// each message's data with S2 when that makes it an eighth smaller
+	// or more, "none" stores it as it is. Each host reads both, whatever
+	// its own setting. See encoding.go.
+	Compression string `json:"compression" yaml:"compression"`
+
 	// Timeout bounds each request to the servers (a publish's
 	// acknowledgement, a stream's information) when the caller's context
 	// has no earlier deadline. 0: DefaultTimeout.
@@ -194,6 +200,11 @@ func (o *Options) Validate() error {
 	}
 	if d := o.duplicateWindow(); d <= o.ackWait() {
 		bad("duplicate_window", "%v must exceed ack_wait (%v): a Move replayed after a crash must still find the ids of its first try", d, o.ackWait())
+	}
+	switch o.Compression {
+	case "", CompressionS2, CompressionNone:
+	default:
+		bad("compression", "unknown compression %q; want s2 or none", o.Compression)
 	}
 	switch o.Storage {
 	case "", StorageFile, StorageMemory:

@@ -56,6 +56,9 @@ type Queue struct {
 	// beforeMoveAck, when set (by tests), runs in Move between the
 	// publishes and the acknowledgement; an error stops the Move there.
 	beforeMoveAck func() error
+	// compressAll, when set (by tests), compresses every message, however
+	// small and whatever the gain.
+	compressAll bool
 }
 
 var (
@@ -489,6 +492,7 @@ func (q *Queue) Append(ctx context.Context, name queue.Topic, items ...[]byte) e
 			return fmt.Errorf("queue: append to %q: item %d: %w", name, i, err)
 		}
 		msgs[i] = &nats.Msg{Subject: t.subject, Data: it}
+		q.compress(msgs[i])
 		charge += q.pubSize(t.itemsName, msgs[i])
 	}
 	if err := q.reserve(charge); err != nil {
@@ -692,6 +696,7 @@ func (q *Queue) Move(ctx context.Context, qc queue.Consumer, done []queue.Item, 
 				}
 				m.Header.Set(jetstream.MsgIDHeader, id)
 			}
+			q.compress(m)
 			charge += q.pubSize(d.t.itemsName, m)
 			msgs = append(msgs, m)
 		}

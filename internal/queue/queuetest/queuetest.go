@@ -45,6 +45,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -277,6 +278,18 @@ func take(t testing.TB, c queue.Consumer, n int, d time.Duration) []queue.Item {
 		out = append(out, items...)
 	}
 	return out
+}
+
+// incompressible returns n bytes that no compression shrinks (the same
+// pseudo-random ones each time): a backend may compress what it stores,
+// and the cases about the bytes stored count the bytes appended.
+func incompressible(n int) []byte {
+	r := rand.New(rand.NewPCG(uint64(n), 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
 }
 
 // none returns an error unless Next hands out nothing for d.
