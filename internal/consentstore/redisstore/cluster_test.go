@@ -3,6 +3,7 @@ package redisstore_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,4 +116,162 @@ func clusterSameAsMemory(t *testing.T, cfg redisstore.Config) {
 			}
 		}
 	}
+}
+
+// TestReplicaReads: with ReadFromReplicas on a cluster of three primaries
+// with a replica each, the store passes the suite (two stores on one
+// prefix see each other's writes at once), its lookups are served by the
+// replicas, a write returns only once every connected replica has it,
+// New refuses a replica that would answer while its link is down, and
+// with the replicas gone lookups go to the primaries.
+func TestReplicaReads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no cluster")
+	}
+	cl := redistest.StartClusterReplicas(t, 3, 1, "--replica-serve-stale-data", "no")
+	var n int
+	var mu sync.Mutex
+	config := func() redisstore.Config {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return redisstore.Config{Addrs: cl.Addrs(), KeyPrefix: fmt.Sprintf("replicas%d:", n), Timeout: 5 * time.Second, ReadFromReplicas: true}
+	}
+	storetest.Run(t, storetest.Backends{
+		Open: func(t *testing.T) (read, write consentstore.Backend) {
+			s := open(t, config())
+			return s, s
+		},
+		Pair: func(t *testing.T) (a, b consentstore.Backend) {
+			cfg := config()
+			return open(t, cfg), open(t, cfg)
+		},
+	})
+
+	ctx := context.Background()
+	roles := map[string]string{} // address: master or slave
+	for _, a := range cl.Addrs() {
+		info, err := redistest.Do(ctx, a, "INFO", "replication")
+		if err != nil {
+			t.Fatal(err)
+		}
+		roles[a] = "master"
+		if strings.Contains(info, "role:slave") {
+			roles[a] = "slave"
+		}
+	}
+	roCalls := func(role string) int {
+		total := 0
+		for a, r := range roles {
+			if r != role {
+				continue
+			}
+			stats, err := redistest.Do(ctx, a, "INFO", "commandstats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(stats, "\n") {
+				if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha_ro:calls="); ok {
+					var c int
+					fmt.Sscanf(rest, "%d", &c)
+					total += c
+				}
+			}
+		}
+		return total
+	}
+
+	t.Run("ReadAfterWrite", func(t *testing.T) {
+		cfg := config()
+		writer, reader := open(t, cfg), open(t, cfg)
+		before := roCalls("slave")
+		for i := range 300 {
+			id := fmt.Sprint("raw", i)
+			u := &consentstore.Update{RecordedAt: int64(i + 1), Source: "t", Record: consent.Record{ID: id,
+				Categories: []consent.Category{{Name: "C0004", Consented: i%2 == 0, Timestamp: int64(i + 1)}}}}
+			if _, _, err := writer.Update(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			r, err := reader.Get(ctx, id)
+			if err != nil || len(r.Categories) != 1 || r.Categories[0].Consented != (i%2 == 0) {
+				t.Fatalf("Get(%s) right after its update: %+v, %v", id, r, err)
+			}
+		}
+		if got := roCalls("slave") - before; got < 300 {
+			t.Errorf("the replicas served %d of 300 lookups", got)
+		}
+		if got := roCalls("master"); got != 0 {
+			t.Errorf("the primaries served %d read-only lookups", got)
+		}
+	})
+
+	// A replica that lags (its replication stream paused) holds the
+	// write up, rather than answering the next lookup without it.
+	t.Run("LaggingReplica", func(t *testing.T) {
+		cfg := config()
+		writer, reader := open(t, cfg), open(t, cfg)
+		for i := range 5 {
+			id := fmt.Sprint("lag", i)
+			u := &consentstore.Update{RecordedAt: int64(i + 1), Source: "t", Record: consent.Record{ID: id,
+				Categories: []consent.Category{{Name: "C0004", Consented: true, Timestamp: int64(i + 1)}}}}
+			for a, r := range roles {
+				if r == "slave" {
+					if _, err := redistest.Do(ctx, a, "CLIENT", "PAUSE", "300", "WRITE"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if _, _, err := writer.Update(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := reader.Get(ctx, id); err != nil || len(r.Categories) != 1 {
+				t.Fatalf("Get(%s) right after its update, the replicas lagging: %+v, %v", id, r, err)
+			}
+		}
+	})
+
+	t.Run("StaleReplicaRefused", func(t *testing.T) {
+		var replica string
+		for a, r := range roles {
+			if r == "slave" {
+				replica = a
+				break
+			}
+		}
+		if _, err := redistest.Do(ctx, replica, "CONFIG", "SET", "replica-serve-stale-data", "yes"); err != nil {
+			t.Fatal(err)
+		}
+		defer redistest.Do(ctx, replica, "CONFIG", "SET", "replica-serve-stale-data", "no")
+		_, err := redisstore.New(ctx, config())
+		if err == nil || !strings.Contains(err.Error(), replica) || !strings.Contains(err.Error(), "replica-serve-stale-data") {
+			t.Fatalf("New with a replica serving stale data: %v", err)
+		}
+		cfg := config()
+		cfg.Addrs, cfg.Cluster = cfg.Addrs[:1], false
+		if _, err := redisstore.New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "not a Redis Cluster") {
+			t.Fatalf("New with read_from_replicas on one server: %v", err)
+		}
+	})
+
+	t.Run("ReplicasGone", func(t *testing.T) {
+		cfg := config()
+		s := consentstore.New(open(t, cfg), consentstore.Options{})
+		ids := make([]string, 20)
+		for i := range ids {
+			ids[i] = fmt.Sprint("gone", i)
+			if err := s.Link(ctx, ids[i], "a"+ids[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, srv := range cl.Servers {
+			if roles[srv.Addr] == "slave" {
+				srv.Stop()
+			}
+		}
+		for _, id := range ids {
+			if r, err := s.Get(ctx, "a"+id); err != nil || r.ID != id {
+				t.Fatalf("Get(a%s) with the replicas gone: %v, %v", id, r, err)
+			}
+		}
+	})
 }

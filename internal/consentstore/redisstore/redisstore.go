@@ -45,6 +45,12 @@
 // prefixes land in different slots, so several stores (tenants,
 // environments) spread over a cluster.
 //
+// Reads can be spread all the same: with Config.ReadFromReplicas, lookups
+// (Get) run on the replicas of the store's primary (EVALSHA_RO of a
+// script flagged no-writes), and every write waits until every replica
+// connected to the primary has it, so that a lookup sees every write
+// acknowledged before it (see Store.waited for the one window left).
+//
 // # Timeouts
 //
 // Every call is bounded by Config.Timeout (and by its context, whichever
@@ -110,6 +116,16 @@ type Config struct {
 	// replica that had it. Zero: writes do not wait (Redis replicates
 	// asynchronously, and a failover may lose the last writes).
 	WaitReplicas int `yaml:"wait_replicas" json:"wait_replicas"`
+	// ReadFromReplicas sends consent lookups (Get) of a Redis Cluster to
+	// the replicas of the primary that holds the store, so that its
+	// replicas share the reads (a store's keys are all on one primary:
+	// see the package documentation). A lookup must still see every
+	// write acknowledged before it, so with it every write waits until
+	// every replica connected to the primary has it (at least
+	// WaitReplicas), and New refuses replicas that would answer while
+	// their link to the primary is down (replica-serve-stale-data must
+	// be "no"). A lookup a replica refuses goes to the primary.
+	ReadFromReplicas bool `yaml:"read_from_replicas" json:"read_from_replicas"`
 }
 
 // Store is the Redis [consentstore.Backend]. It is safe for concurrent
@@ -118,10 +134,13 @@ type Store struct {
 	c       redis.UniversalClient
 	addrs   string // for error messages
 	timeout time.Duration
-	wait    int    // Config.WaitReplicas
-	prefix  string // "{KeyPrefix}"
-	all     string // key of the set of primary ids
-	closed  atomic.Bool
+	wait    int // Config.WaitReplicas
+	// replicaReads is Config.ReadFromReplicas: Get runs on replicas, and
+	// writes wait for every replica connected.
+	replicaReads bool
+	prefix       string // "{KeyPrefix}"
+	all          string // key of the set of primary ids
+	closed       atomic.Bool
 }
 
 var _ consentstore.Backend = (*Store)(nil)
@@ -149,6 +168,8 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("consent store: redis: wait_replicas: %d is negative", cfg.WaitReplicas)
 	case cluster && cfg.DB != 0:
 		return nil, fmt.Errorf("consent store: redis: database %d on the cluster %s: a Redis Cluster has only database 0; use a key prefix instead", cfg.DB, addrs)
+	case cfg.ReadFromReplicas && !cluster:
+		return nil, fmt.Errorf("consent store: redis: read_from_replicas: %s is one server, not a Redis Cluster; replica reads need a cluster (several addrs, or cluster: true)", addrs)
 	}
 	for _, a := range cfg.Addrs {
 		if a == "" {
@@ -166,6 +187,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			Protocol: 2, DisableIdentity: true, MaintNotificationsConfig: noMaint,
 			DialTimeout: t, ReadTimeout: t, WriteTimeout: t, PoolTimeout: t, ContextTimeoutEnabled: true,
 			DialerRetries: 1, DialerRetryTimeout: time.Millisecond, MaxRetries: 1, PoolSize: cfg.PoolSize,
+			ReadOnly: cfg.ReadFromReplicas,
 		})
 	} else {
 		c = redis.NewClient(&redis.Options{
@@ -175,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 			DialerRetries: 1, DialerRetryTimeout: time.Millisecond, MaxRetries: 1, PoolSize: cfg.PoolSize,
 		})
 	}
-	s := &Store{c: c, addrs: addrs, timeout: t, wait: cfg.WaitReplicas, prefix: "{" + cfg.KeyPrefix + "}"}
+	s := &Store{c: c, addrs: addrs, timeout: t, wait: cfg.WaitReplicas, replicaReads: cfg.ReadFromReplicas, prefix: "{" + cfg.KeyPrefix + "}"}
 	s.all = s.prefix + "all"
 	cctx, cancel := context.WithTimeout(ctx, t)
 	defer cancel()
@@ -183,7 +205,31 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		c.Close()
 		return nil, s.fail(ctx, cctx, "connect", err)
 	}
+	if s.replicaReads {
+		if err := s.checkReplicas(cctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// checkReplicas checks that every replica of the cluster refuses reads
+// while its link to its primary is down, for ReadFromReplicas: one that
+// answers then may not have writes the primary acknowledged meanwhile.
+func (s *Store) checkReplicas(ctx context.Context) error {
+	c := s.c.(*redis.ClusterClient)
+	return c.ForEachSlave(ctx, func(ctx context.Context, r *redis.Client) error {
+		addr := r.Options().Addr
+		v, err := r.ConfigGet(ctx, "replica-serve-stale-data").Result()
+		if err != nil {
+			return fmt.Errorf("consent store: redis: read_from_replicas: cannot read replica-serve-stale-data of the replica %s (%w); replica reads are safe only with it set to no", addr, err)
+		}
+		if v["replica-serve-stale-data"] != "no" {
+			return fmt.Errorf("consent store: redis: read_from_replicas: the replica %s has replica-serve-stale-data %q: it would answer lookups with what it had when its link to the primary went down; set it to no (CONFIG SET replica-serve-stale-data no, and in redis.conf) or turn read_from_replicas off", addr, v["replica-serve-stale-data"])
+		}
+		return nil
+	})
 }
 
 // fail wraps the error of a call: ctx is the caller's context, cctx the
@@ -216,7 +262,7 @@ func (s *Store) run(ctx context.Context, op, id string, sc *redis.Script, key st
 // write is run for a script that writes: with Config.WaitReplicas, on
 // one connection to the key's primary, followed by a WAIT there.
 func (s *Store) write(ctx context.Context, op, id string, sc *redis.Script, key string, args ...any) (any, error) {
-	return s.script(ctx, op, id, s.wait > 0, sc, key, args...)
+	return s.script(ctx, op, id, s.wait > 0 || s.replicaReads, sc, key, args...)
 }
 
 // pinned returns one connection to the primary that holds key, for a
@@ -263,10 +309,21 @@ func (s *Store) script(ctx context.Context, op, id string, wait bool, sc *redis.
 
 // errTooFewReplicas is the error of a write WAIT did not see on enough
 // replicas.
-var errTooFewReplicas = errors.New("fewer replicas than wait_replicas confirmed the write within the timeout")
+var errTooFewReplicas = errors.New("fewer replicas than wait_replicas (or, with read_from_replicas, than are connected) confirmed the write within the timeout")
 
 // waited runs the script on a connection pinned to the key's primary, then
-// WAITs for s.wait replicas until the call's deadline.
+// WAITs for s.wait replicas until the call's deadline; with replica
+// reads, for every replica connected to the primary when the script ran,
+// if that is more.
+//
+// A replica that connects after the script ran gets the write with its
+// synchronization: it refuses lookups until its link is up
+// (replica-serve-stale-data no, checked by New), and the data it loads
+// then holds the write. One window stays: a replica that was
+// disconnected when the script ran and resumes its link (a partial
+// resynchronization) while the lookup arrives may answer it between the
+// resumption and the write in the backlog it is being sent, a matter of
+// microseconds after a network partition.
 func (s *Store) waited(ctx context.Context, sc *redis.Script, key string, args []any) (any, error) {
 	conn, err := s.pinned(ctx, key)
 	if err != nil {
@@ -277,17 +334,45 @@ func (s *Store) waited(ctx context.Context, sc *redis.Script, key string, args [
 	if err != nil {
 		return res, err
 	}
+	want := s.wait
+	if s.replicaReads {
+		n, err := connectedReplicas(ctx, conn)
+		if err != nil {
+			return nil, err
+		}
+		want = max(want, n)
+	}
+	if want == 0 {
+		return res, nil
+	}
 	// WAIT answers at its timeout: leave the answer a fifth of the call's
 	// time to come back before the connection's read deadline.
 	left := time.Until(deadlineOf(ctx)) - max(s.timeout/5, 20*time.Millisecond)
-	n, err := conn.Wait(ctx, s.wait, max(left, time.Millisecond)).Result()
+	n, err := conn.Wait(ctx, want, max(left, time.Millisecond)).Result()
 	if err != nil {
 		return nil, err
 	}
-	if int(n) < s.wait {
-		return nil, fmt.Errorf("%w (%d of %d)", errTooFewReplicas, n, s.wait)
+	if int(n) < want {
+		return nil, fmt.Errorf("%w (%d of %d)", errTooFewReplicas, n, want)
 	}
 	return res, nil
+}
+
+// connectedReplicas returns how many replicas are connected to the
+// primary conn is on (ROLE).
+func connectedReplicas(ctx context.Context, conn *redis.Conn) (int, error) {
+	role, err := conn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return 0, fmt.Errorf("ROLE: %w", err)
+	}
+	if len(role) < 3 || role[0] != "master" {
+		return 0, fmt.Errorf("ROLE of the key's primary: %.100v", role)
+	}
+	replicas, ok := role[2].([]any)
+	if !ok {
+		return 0, fmt.Errorf("ROLE of the key's primary: replicas %.100v", role[2])
+	}
+	return len(replicas), nil
 }
 
 func deadlineOf(ctx context.Context) time.Time {
@@ -305,7 +390,13 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 		}
 		return nil, consent.ErrNotFound
 	}
-	res, err := s.run(ctx, "get", id, getScript, s.prefix+"i:"+id, id)
+	var res any
+	var err error
+	if s.replicaReads {
+		res, err = s.readReplica(ctx, id)
+	} else {
+		res, err = s.run(ctx, "get", id, getScript, s.prefix+"i:"+id, id)
+	}
 	if err == redis.Nil {
 		return nil, fmt.Errorf("consent store: redis: get %q: %w", id, consent.ErrNotFound)
 	}
@@ -321,6 +412,24 @@ func (s *Store) Get(ctx context.Context, id string) (*consent.Record, error) {
 		return nil, s.corrupt("get "+quote(id), err)
 	}
 	return rec, nil
+}
+
+// readReplica runs getReplicaScript read-only, on a replica of the key's
+// primary when it has one; when that replica fails (it lost its primary,
+// it is gone), on the primary.
+func (s *Store) readReplica(ctx context.Context, id string) (any, error) {
+	if s.closed.Load() {
+		return nil, consentstore.ErrClosed
+	}
+	key := s.prefix + "i:" + id
+	args := []any{s.prefix, id}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	res, err := getReplicaScript.RunRO(cctx, s.c, []string{key}, args...).Result()
+	cancel()
+	if err == nil || err == redis.Nil || ctx.Err() != nil || s.closed.Load() {
+		return res, err
+	}
+	return s.run(ctx, "get", id, getScript, key, id)
 }
 
 // Update merges u into the record its ids find, linking the records they

@@ -141,11 +141,18 @@ return out
 
 // getScript finds a record. ARGV: P, id. It returns {primary, fields} or
 // nil.
-var getScript = redis.NewScript(luaCommon + `
+var getScript = redis.NewScript(luaCommon + getBody)
+
+// getReplicaScript is getScript for a replica (EVALSHA_RO, Redis 7): its
+// flags say that it writes nothing and, without allow-stale, make a
+// replica refuse it while its link to the primary is down.
+var getReplicaScript = redis.NewScript("#!lua flags=no-writes\n" + luaCommon + getBody)
+
+const getBody = `
 local p = redis.call('GET', P .. 'i:' .. ARGV[2])
 if not p then return false end
 return {p, redis.call('HGETALL', P .. 'r:' .. p)}
-`)
+`
 
 // historyScript finds a record and its history. ARGV: P, id. It returns
 // {primary, fields, history fields} or nil.

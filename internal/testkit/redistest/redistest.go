@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,8 +201,9 @@ func freePort() (int, error) {
 }
 
 // Do sends one command to addr in the Redis protocol and returns its reply
-// as text (a simple string, an integer, a bulk string; arrays are not
-// supported). A Redis error reply is returned as an error.
+// as text: a simple string, an integer or a bulk string as it is, an
+// array as its elements' texts one per line (nested arrays flattened). A
+// Redis error reply is returned as an error.
 func Do(ctx context.Context, addr string, args ...string) (string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
@@ -220,7 +222,11 @@ func Do(ctx context.Context, addr string, args ...string) (string, error) {
 	if _, err := conn.Write(b.Bytes()); err != nil {
 		return "", err
 	}
-	r := bufio.NewReader(conn)
+	return readReply(bufio.NewReader(conn))
+}
+
+// readReply reads one reply (see Do).
+func readReply(r *bufio.Reader) (string, error) {
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -244,6 +250,22 @@ func Do(ctx context.Context, addr string, args ...string) (string, error) {
 			return "", err
 		}
 		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", nil
+		}
+		elems := make([]string, 0, n)
+		for range n {
+			e, err := readReply(r)
+			if err != nil {
+				return "", err
+			}
+			if e != "" {
+				elems = append(elems, e)
+			}
+		}
+		return strings.Join(elems, "\n"), nil
 	}
 	return "", fmt.Errorf("redistest: unsupported reply %q", line)
 }
@@ -287,8 +309,8 @@ func (s *Shared) Close() {
 	}
 }
 
-// Cluster is a Redis Cluster of servers on loopback ports, one hash-slot
-// range per server, without replicas.
+// Cluster is a Redis Cluster of servers on loopback ports: primaries,
+// one hash-slot range each, and their replicas.
 type Cluster struct {
 	Servers []*Server
 }
@@ -302,11 +324,19 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// nodeID matches a cluster node's id in a reply.
+var nodeID = regexp.MustCompile(`(?m)^[0-9a-f]{40}$`)
+
 // StartCluster starts n servers with cluster mode enabled, joins them into
-// a cluster with `redis-cli --cluster create` and waits until the cluster
-// is ready. It skips t when redis-cli is missing (the servers alone cannot
-// form a cluster) and stops the servers when t ends.
-func StartCluster(t testing.TB, n int) *Cluster {
+// a cluster of n primaries with `redis-cli --cluster create` and waits
+// until the cluster is ready. It skips t when redis-cli is missing (the
+// servers alone cannot form a cluster) and stops the servers when t ends.
+func StartCluster(t testing.TB, n int) *Cluster { return StartClusterReplicas(t, n, 0) }
+
+// StartClusterReplicas is StartCluster with replicas per primary (so
+// primaries × (1 + replicas) servers), each server started with args
+// more; it waits until every replica is in sync with its primary.
+func StartClusterReplicas(t testing.TB, primaries, replicas int, args ...string) *Cluster {
 	t.Helper()
 	path := Require(t)
 	cli, err := exec.LookPath("redis-cli")
@@ -314,13 +344,13 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		t.Skipf("redis-cli is not installed (%v): cannot create a Redis Cluster; it comes with `apt-get install -y redis-server`", err)
 	}
 	c := &Cluster{}
-	for i := range n {
+	for i := range primaries * (1 + replicas) {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint("node", i))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		s, err := start(path, dir, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000")
+		s, err := start(path, dir, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "5000"}, args...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,21 +359,38 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	create := append([]string{"--cluster", "create"}, c.Addrs()...)
+	create = append(create, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	out, err := exec.CommandContext(ctx, cli, create...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
+	ready := func(s *Server) (string, bool) {
+		info, err := Do(ctx, s.Addr, "CLUSTER", "INFO")
+		if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Sprintf("CLUSTER INFO %q, %v", info, err), false
+		}
+		repl, err := Do(ctx, s.Addr, "INFO", "replication")
+		if err != nil || strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+			return fmt.Sprintf("INFO replication %q, %v", repl, err), false
+		}
+		// Every node tells clients of every replica: CLUSTER SLOTS lists a
+		// replica once the others learned its replication offset.
+		slots, err := Do(ctx, s.Addr, "CLUSTER", "SLOTS")
+		if err != nil || len(nodeID.FindAllString(slots, -1)) != primaries*(1+replicas) {
+			return fmt.Sprintf("CLUSTER SLOTS %q, %v", slots, err), false
+		}
+		return "", true
+	}
 	for _, s := range c.Servers {
 		for {
-			info, err := Do(ctx, s.Addr, "CLUSTER", "INFO")
-			if err == nil && strings.Contains(info, "cluster_state:ok") {
+			why, ok := ready(s)
+			if ok {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				t.Fatalf("redistest: cluster node %s not ready: %q, %v", s.Addr, info, err)
+				t.Fatalf("redistest: cluster node %s not ready: %s", s.Addr, why)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
