@@ -134,13 +134,13 @@ type Store struct {
 	c       redis.UniversalClient
 	addrs   string // for error messages
 	timeout time.Duration
-	wait    int // Config.WaitReplicas
+	wait    int    // Config.WaitReplicas
+	prefix  string // "{KeyPrefix}"
+	all     string // key of the set of primary ids
+	closed  atomic.Bool
 	// replicaReads is Config.ReadFromReplicas: Get runs on replicas, and
 	// writes wait for every replica connected.
 	replicaReads bool
-	prefix       string // "{KeyPrefix}"
-	all          string // key of the set of primary ids
-	closed       atomic.Bool
 }
 
 var _ consentstore.Backend = (*Store)(nil)
