@@ -44,8 +44,10 @@ func TestCluster(t *testing.T) {
 	out := newClusterSink(t)
 
 	type host struct {
-		cmd  *exec.Cmd
-		addr string
+		cmd   *exec.Cmd
+		addr  string
+		admin string // the admin API's address
+		token string
 	}
 	startHost := func(i int) *host {
 		dir := t.TempDir()
@@ -79,13 +81,23 @@ consent:
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(stdout)
+		h := &host{cmd: cmd}
 		for sc.Scan() {
 			if a, ok := strings.CutPrefix(sc.Text(), "insertfn serving on http://"); ok {
+				h.addr = strings.Fields(a)[0]
+			}
+			if a, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "admin API on http://"); ok {
+				h.admin = strings.Fields(a)[0]
+				token, err := os.ReadFile(filepath.Join(dir, "data", "admin-token"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.token = strings.TrimSpace(string(token))
 				go func() {
 					for sc.Scan() {
 					}
 				}()
-				return &host{cmd: cmd, addr: strings.Fields(a)[0]}
+				return h
 			}
 		}
 		_ = cmd.Wait()
@@ -238,6 +250,42 @@ consent:
 	if out.has("consent-stale") {
 		t.Error("an event with the old consent, sent after the update through another host, was delivered")
 	}
+
+	// Destination filters: set through host 0's admin API, they drop the
+	// matching events that host 1 processes; reset through host 1, host 0
+	// is back on the configuration's.
+	adminDo := func(h *host, method, body string) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+h.admin+"/admin/destinations/sink/filters", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+h.token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s filters on %s: %d %s", method, h.admin, resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	adminDo(hosts[0], "PUT", `[{"name": "no-previews", "if": "event = 'Preview'", "action": "drop"}]`)
+	waitUntil(t, "host 1 to apply host 0's filters", func() bool {
+		return strings.Contains(adminDo(hosts[1], "GET", ""), "no-previews")
+	})
+	send(hosts[1].addr, "Preview", "filtered", "true")
+	send(hosts[1].addr, order, "after-filtered", "true")
+	waitUntil(t, "after-filtered", func() bool { return out.has("after-filtered") })
+	time.Sleep(500 * time.Millisecond)
+	if out.has("filtered") {
+		t.Error("an event that host 0's filter drops was delivered through host 1")
+	}
+	adminDo(hosts[1], "DELETE", "")
+	waitUntil(t, "host 0 to apply host 1's reset", func() bool {
+		return strings.TrimSpace(adminDo(hosts[0], "GET", "")) == "[]"
+	})
+	send(hosts[0].addr, "Preview", "unfiltered", "true")
+	waitUntil(t, "unfiltered", func() bool { return out.has("unfiltered") })
 }
 
 const clusterWriteKey = "wk-cluster"

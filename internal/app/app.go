@@ -84,6 +84,10 @@ type Server struct {
 	adminCtx context.CancelFunc
 	adminErr chan error
 
+	// sharedFilters is cluster mode's: the destination filters the hosts
+	// share.
+	sharedFilters *cluster.Filters
+
 	overview     *overview.Overview
 	stopOverview context.CancelFunc
 	overviewDone chan struct{}
@@ -223,6 +227,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Server, er
 	// configuration's (DATA/filters).
 	if h.filters, err = newFilterStore(filepath.Join(cfg.DataDir(), "filters"), h.proc, dests, h.log); err != nil {
 		return nil, fmt.Errorf("insertfn: %w", err)
+	}
+	if h.nc != nil { // the cluster's filters win, and this host's changes reach the others
+		js := cfg.JetStream()
+		if h.sharedFilters, err = cluster.NewFilters(ctx, h.nc, js.StreamPrefix(), js.StreamReplicas(h.nc), h.filters, h.log); err != nil {
+			return nil, fmt.Errorf("insertfn: %w", err)
+		}
 	}
 	h.tap = tap.New()
 	if h.pipe, err = pipeline.New(h.queue, h.proc, h.sinks, pipeline.Options{Settings: cfg.Delivery, Logger: h.log, Tap: h.tap}); err != nil {
@@ -516,6 +526,9 @@ func (h *Server) closeAll(ctx context.Context) error {
 	}
 	if h.dedupe != nil {
 		errs = append(errs, h.dedupe.Close())
+	}
+	if h.sharedFilters != nil {
+		errs = append(errs, h.sharedFilters.Close())
 	}
 	if h.shared != nil {
 		errs = append(errs, h.shared.Close())

@@ -16,6 +16,7 @@ import (
 
 	"github.com/insertfn/insertfn/internal/admin"
 	"github.com/insertfn/insertfn/internal/atomicfile"
+	"github.com/insertfn/insertfn/internal/cluster"
 	"github.com/insertfn/insertfn/internal/pipeline"
 	"github.com/insertfn/insertfn/internal/pipeline/destfilter"
 )
@@ -31,7 +32,8 @@ type filterStore struct {
 	proc   *pipeline.Processor
 	config map[string][]destfilter.Filter // the configuration's, by destination
 	log    *slog.Logger
-	mu     sync.Mutex // one change at a time: the file and the processor agree
+	mu     sync.Mutex              // one change at a time: the file and the processor agree
+	pub    cluster.FilterPublisher // in a cluster: the other hosts (s.mu)
 }
 
 // savedFilters is the content of a destination's file.
@@ -86,9 +88,20 @@ func (s *filterStore) Filters(destination string) ([]destfilter.Filter, bool) {
 	return s.proc.Filters(destination)
 }
 
-// SetFilters implements admin.FilterStore: the file first (written
-// whole, then renamed over the old one), then the processor.
+// SetFilters implements admin.FilterStore: in a cluster, published to
+// the other hosts first; then the file (written whole, then renamed over
+// the old one), then the processor.
 func (s *filterStore) SetFilters(ctx context.Context, destination string, filters []destfilter.Filter) error {
+	return s.set(ctx, destination, filters, true)
+}
+
+// ApplyFilters implements cluster.FilterHost: SetFilters without
+// publishing.
+func (s *filterStore) ApplyFilters(ctx context.Context, destination string, filters []destfilter.Filter) error {
+	return s.set(ctx, destination, filters, false)
+}
+
+func (s *filterStore) set(ctx context.Context, destination string, filters []destfilter.Filter, publish bool) error {
 	if _, err := destfilter.Compile(filters); err != nil {
 		return err
 	}
@@ -99,6 +112,11 @@ func (s *filterStore) SetFilters(ctx context.Context, destination string, filter
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if publish && s.pub != nil {
+		if err := s.pub.PublishFilters(ctx, destination, filters); err != nil {
+			return err
+		}
 	}
 	path := s.path(destination)
 	old, readErr := os.ReadFile(path)
@@ -121,12 +139,31 @@ func (s *filterStore) SetFilters(ctx context.Context, destination string, filter
 	return nil
 }
 
-// ResetFilters implements admin.FilterStore.
+// ResetFilters implements admin.FilterStore: in a cluster, published to
+// the other hosts first.
 func (s *filterStore) ResetFilters(ctx context.Context, destination string) error {
+	return s.reset(ctx, destination, true)
+}
+
+// ApplyReset implements cluster.FilterHost: ResetFilters without
+// publishing.
+func (s *filterStore) ApplyReset(ctx context.Context, destination string) error {
+	return s.reset(ctx, destination, false)
+}
+
+func (s *filterStore) reset(ctx context.Context, destination string, publish bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if _, ok := s.config[destination]; !ok {
+		return fmt.Errorf("%w %q", pipeline.ErrUnknownDestination, destination)
+	}
+	if publish && s.pub != nil {
+		if err := s.pub.PublishReset(ctx, destination); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(s.path(destination)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the filters set through the admin API: %w", err)
@@ -134,4 +171,14 @@ func (s *filterStore) ResetFilters(ctx context.Context, destination string) erro
 	return s.proc.SetFilters(destination, s.config[destination])
 }
 
-var _ admin.FilterStore = (*filterStore)(nil)
+// SetFilterPublisher implements cluster.FilterHost.
+func (s *filterStore) SetFilterPublisher(p cluster.FilterPublisher) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pub = p
+}
+
+var (
+	_ admin.FilterStore  = (*filterStore)(nil)
+	_ cluster.FilterHost = (*filterStore)(nil)
+)
