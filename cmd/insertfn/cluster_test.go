@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insertfn/insertfn/internal/queue"
+	"github.com/insertfn/insertfn/internal/queue/jetstream"
 	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
 	"github.com/insertfn/insertfn/internal/testkit/redistest"
 	"github.com/tidwall/gjson"
@@ -29,9 +31,11 @@ import (
 // the shared queue and consent store, configured as docs/cluster.md says.
 // A client sends batches round-robin over the hosts and records every
 // messageId that got a 200; mid-load one host is killed with SIGKILL and
-// one NATS server (the leader of some streams) is stopped. Every acknowledged event must reach the sink; duplicates
-// are counted. Then a consent update sent through one host judges the
-// next event of that person sent through another.
+// the NATS server that leads the inbox's stream is stopped. Every
+// acknowledged event must reach the sink; duplicates are counted. Then a
+// consent update sent through one host judges the next event of that
+// person sent through another, and destination filters set through one
+// host's admin API apply on another.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the cluster test starts processes")
@@ -184,11 +188,19 @@ consent:
 	hosts[2] = nil
 	before := nAcked.Load()
 	waitUntil(t, "the load to go on without host 2", func() bool { return nAcked.Load() > before+300 })
-	// Stop one NATS server (the leader of some streams); R3 streams elect
-	// another.
-	nats.Stop(0)
+	// Stop the NATS server that leads the inbox's stream; the R3 stream
+	// elects another.
+	inbox := (&jetstream.Options{}).ItemsStream(queue.InboxTopic)
+	leader, err := nats.StreamLeader(inbox, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats.Stop(leader)
 	before = nAcked.Load()
-	waitUntil(t, "the load to go on without NATS server 0", func() bool { return nAcked.Load() > before+300 })
+	waitUntil(t, "the load to go on without the inbox's leader", func() bool { return nAcked.Load() > before+300 })
+	if now, err := nats.StreamLeader(inbox, 10*time.Second); err != nil || now == leader {
+		t.Fatalf("the inbox's stream is led by server %d (%v), was %d", now, err, leader)
+	}
 	close(stop)
 	loadWG.Wait()
 

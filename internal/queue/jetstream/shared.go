@@ -1,6 +1,10 @@
 package jetstream
 
-import "github.com/nats-io/nats.go"
+import (
+	"github.com/nats-io/nats.go"
+
+	"github.com/insertfn/insertfn/internal/queue"
+)
 
 // StreamPrefix returns the prefix of the queue's streams (Prefix, or
 // DefaultPrefix), which the cluster's other JetStream buckets (function
@@ -18,4 +22,10 @@ func (o *Options) StreamReplicas(nc *nats.Conn) int {
 		return DefaultReplicas
 	}
 	return 1
+}
+
+// ItemsStream returns the name of the stream that holds a topic's items
+// (for an operator's nats commands, or a test that stops its leader).
+func (o *Options) ItemsStream(topic queue.Topic) string {
+	return namesOf(o.prefix(), topic).itemsName
 }
