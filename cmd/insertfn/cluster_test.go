@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -22,6 +23,8 @@ import (
 	"github.com/insertfn/insertfn/internal/queue/jetstream"
 	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
 	"github.com/insertfn/insertfn/internal/testkit/redistest"
+	natsgo "github.com/nats-io/nats.go"
+	jsapi "github.com/nats-io/nats.go/jetstream"
 	"github.com/tidwall/gjson"
 )
 
@@ -227,6 +230,32 @@ consent:
 			t.Fatalf("%d of %d acknowledged events never reached the sink, e.g. %v", len(missing), len(want), missing[:min(5, len(missing))])
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The streams drain: every message of the inbox and of the sink's
+	// backlog is acknowledged, none left to a host that died.
+	nc, err := natsgo.Connect(strings.Join(nats.URLsFrom((leader+1)%nats.N()), ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jsapi.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []queue.Topic{queue.InboxTopic, queue.DestinationTopic("sink")} {
+		name := (&jetstream.Options{}).ItemsStream(topic)
+		waitUntil(t, "the stream "+name+" to drain", func() bool {
+			s, err := js.Stream(context.Background(), name)
+			if err != nil {
+				return false
+			}
+			info, err := s.Info(context.Background())
+			if err != nil {
+				return false
+			}
+			return info.State.Msgs == 0
+		})
 	}
 
 	// Consent: host 0 caches u-consent's record (Advertising false), then
