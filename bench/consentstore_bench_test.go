@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/insertfn/insertfn/bench/internal/workload"
 	"github.com/insertfn/insertfn/internal/consentstore"
 	"github.com/insertfn/insertfn/internal/consentstore/boltstore"
 	"github.com/insertfn/insertfn/internal/consentstore/httpstore"
@@ -41,22 +42,9 @@ func (l *latencies) report(b *testing.B, prefix string) {
 	b.ReportMetric(float64(l.d[len(l.d)*99/100].Nanoseconds()), prefix+"p99-ns")
 }
 
-// consentRecords are the benchmark's stored people: five categories, a
-// GDPR purpose and an alias each.
-func consentRecords(n int) []consentstore.Update {
-	out := make([]consentstore.Update, n)
-	for u := range n {
-		r := storedRecord(u)
-		r.Aliases = []string{fmt.Sprintf("anon-%d", u)}
-		r.Purposes = []consent.Purpose{{Regulation: "gdpr", Name: "location_collection", Consented: u%2 == 0, Timestamp: 1700000000000, Document: "v43"}}
-		out[u] = consentstore.Update{Record: *r, Source: "bench"}
-	}
-	return out
-}
-
 func fillStore(b *testing.B, s *consentstore.Store, n int) {
 	b.Helper()
-	for _, u := range consentRecords(n) {
+	for _, u := range workload.Records(n) {
 		if _, err := s.Update(context.Background(), u); err != nil {
 			b.Fatalf("fill: %v", err)
 		}
@@ -98,7 +86,7 @@ func benchUpdates(b *testing.B, s *consentstore.Store, n int) {
 		for pb.Next() {
 			i := seq.Add(1)
 			u := consentstore.Update{Source: "bench", Record: consent.Record{ID: fmt.Sprintf("user-%d", i%int64(n)),
-				Categories: []consent.Category{{Name: categories[i%int64(len(categories))], Consented: i%2 == 0, Timestamp: 1700000000000 + i}}}}
+				Categories: []consent.Category{{Name: workload.Categories[i%int64(len(workload.Categories))], Consented: i%2 == 0, Timestamp: 1700000000000 + i}}}}
 			if _, err := s.Update(ctx, u); err != nil {
 				b.Error(err)
 				return
@@ -206,7 +194,7 @@ func BenchmarkConsentUpdate(b *testing.B) {
 			for j := range batch {
 				n++
 				batch[j] = &consentstore.Update{Source: "bench", RecordedAt: 1, Record: consent.Record{ID: fmt.Sprintf("user-%d", n%storeUsers),
-					Categories: []consent.Category{{Name: categories[n%len(categories)], Consented: n%2 == 0, Timestamp: 1700000000000 + int64(n)}}}}
+					Categories: []consent.Category{{Name: workload.Categories[n%len(workload.Categories)], Consented: n%2 == 0, Timestamp: 1700000000000 + int64(n)}}}}
 			}
 			if _, err := bs.UpdateMany(ctx, batch); err != nil {
 				b.Fatal(err)

@@ -11,7 +11,7 @@ import (
 // consent comparison of package hostcall on the same events, with no guest.
 // Compare it with BenchmarkConsentMatch/native.
 func BenchmarkHostCompare(b *testing.B) {
-	events, records, _ := workload()
+	events, records, _ := runtimeWorkload()
 	var c hostcall.Call
 	buf := make([]byte, 512)
 	b.ReportAllocs()

@@ -2,9 +2,9 @@ package bench
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
+	"github.com/insertfn/insertfn/bench/internal/workload"
 	"github.com/insertfn/insertfn/runtime"
 	"github.com/insertfn/insertfn/sdk/abi"
 	"github.com/insertfn/insertfn/sdk/consent"
@@ -17,30 +17,9 @@ import (
 // with the stored consent of its user (the common case: most events pass),
 // among 1000 stored users.
 const (
-	users     = 1000
+	users     = workload.Users
 	batchSize = 64
 )
-
-var categories = []string{"C0001", "C0002", "C0003", "C0004", "C0005"}
-
-func event(user int) []byte {
-	return fmt.Appendf(nil, `{"type":"track","event":"Order Completed","userId":"user-%d","anonymousId":"0b5c7e4e-9f6a-4d3b-8c2a-%012d",`+
-		`"messageId":"ajs-next-1700000000000-%d","timestamp":"2026-11-23T10:00:00.000Z","sentAt":"2026-11-23T10:00:00.100Z",`+
-		`"properties":{"order_id":"50314b8e9bcf000000000000","total":27.5,"revenue":25,"currency":"USD","products":[{"product_id":"507f1f77bcf86cd799439011","sku":"45790-32","name":"Monopoly: 3rd Edition","price":19,"quantity":1}]},`+
-		`"context":{"library":{"name":"analytics.js","version":"next-1.55.0"},"page":{"path":"/checkout","url":"https://shop.example.com/checkout","title":"Checkout"},`+
-		`"userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36","ip":"203.0.113.7","locale":"en-US",`+
-		`"consent":{"categoryPreferences":{"C0001":true,"C0002":%t,"C0003":%t,"C0004":%t,"C0005":false}}},"integrations":{"All":true}}`,
-		user, user, user, user%2 == 0, user%3 == 0, user%5 == 0)
-}
-
-func storedRecord(user int) *consent.Record {
-	vals := []bool{true, user%2 == 0, user%3 == 0, user%5 == 0, false}
-	r := &consent.Record{ID: fmt.Sprintf("user-%d", user)}
-	for i, c := range categories {
-		r.Categories = append(r.Categories, consent.Category{Name: c, Consented: vals[i], Timestamp: 1700000000000})
-	}
-	return r
-}
 
 // recordStore is the consent store of the wasm runs: a map of shared,
 // read-only records.
@@ -53,12 +32,12 @@ func (s recordStore) Get(_ context.Context, id string) (*consent.Record, error) 
 	return nil, consent.ErrNotFound
 }
 
-func workload() (events [][]byte, records recordStore, native map[string]map[string]bool) {
+func runtimeWorkload() (events [][]byte, records recordStore, native map[string]map[string]bool) {
 	records = make(recordStore, users)
 	native = make(map[string]map[string]bool, users)
 	for u := range users {
-		events = append(events, event(u))
-		r := storedRecord(u)
+		events = append(events, workload.Event(u))
+		r := workload.StoredRecord(u)
 		records[r.ID] = r
 		native[r.ID] = r.CategoryMap()
 	}
@@ -105,7 +84,7 @@ func load(b *testing.B, dir string, store consent.Store) *runtime.Function {
 // three ways in one run: natively, through the sandbox one call per event,
 // and through the sandbox in batches. Compare the ns/event figures.
 func BenchmarkConsentMatch(b *testing.B) {
-	events, records, native := workload()
+	events, records, native := runtimeWorkload()
 	b.Run("native", func(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
@@ -156,7 +135,7 @@ func BenchmarkConsentMatch(b *testing.B) {
 // BenchmarkEmptyCall measures the sandbox's own cost: a guest that delivers
 // every event without reading it, called once per event and in batches.
 func BenchmarkEmptyCall(b *testing.B) {
-	ev := event(1)
+	ev := workload.Event(1)
 	for _, g := range []struct{ name, dir string }{
 		{"raw", "internal/guests/empty-raw"},
 		{"sdk", "internal/guests/empty-sdk"},

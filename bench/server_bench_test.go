@@ -3,13 +3,11 @@ package bench
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,9 +19,9 @@ import (
 	"time"
 
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 	"github.com/valyala/fasthttp"
 
+	"github.com/insertfn/insertfn/bench/internal/workload"
 	"github.com/insertfn/insertfn/internal/app"
 	"github.com/insertfn/insertfn/internal/config"
 	"github.com/insertfn/insertfn/internal/delivery"
@@ -100,7 +98,7 @@ func startServerWith(b *testing.B, sink *countingSink, queueKeys, extra string) 
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Shutdown(context.Background()) })
-	for _, u := range consentRecords(users) {
+	for _, u := range workload.Records(users) {
 		if _, err := h.Store().Update(context.Background(), u); err != nil {
 			b.Fatal(err)
 		}
@@ -124,7 +122,7 @@ func postReq(addr, path string, body []byte) *fasthttp.Request {
 // default sync policy, see benchSync), consent-match in the sandbox,
 // routing, delivery to one webhook on loopback. One op is one
 // batch; the clock stops when the sink has every event.
-func BenchmarkServeBatch(b *testing.B) { serveBatch(b, batchTemplate, "", "", "") }
+func BenchmarkServeBatch(b *testing.B) { serveBatch(b, workload.Batch, "", "", "") }
 
 // BenchmarkServeBatchCluster: BenchmarkServeBatch on one host's Pebble
 // queue with the embedded consent store (the default), and on cluster
@@ -134,7 +132,7 @@ func BenchmarkServeBatch(b *testing.B) { serveBatch(b, batchTemplate, "", "", ""
 // default) and not. One insertfn host in all, the same workload: what
 // cluster mode costs a host.
 func BenchmarkServeBatchCluster(b *testing.B) {
-	b.Run("pebble", func(b *testing.B) { serveBatch(b, variedBatchTemplate, "", "", "") })
+	b.Run("pebble", func(b *testing.B) { serveBatch(b, workload.VariedBatch, "", "", "") })
 	for _, c := range []struct{ name, compression string }{
 		{"jetstream-r3", ""},
 		{"jetstream-r3-uncompressed", "none"},
@@ -145,7 +143,7 @@ func BenchmarkServeBatchCluster(b *testing.B) {
 				b.Fatal(err)
 			}
 			redis := redistest.Start(b)
-			serveBatch(b, variedBatchTemplate, "", fmt.Sprintf(", backend: jetstream, jetstream: {urls: [%s], replicas: 3, compression: %q}", strings.Join(nats.URLs(), ", "), c.compression),
+			serveBatch(b, workload.VariedBatch, "", fmt.Sprintf(", backend: jetstream, jetstream: {urls: [%s], replicas: 3, compression: %q}", strings.Join(nats.URLs(), ", "), c.compression),
 				fmt.Sprintf("consent: {backend: redis, redis: {addrs: [%s]}, cache: {size: 100000, ttl: 1m}}\n", redis.Addr))
 		})
 	}
@@ -162,7 +160,7 @@ func BenchmarkServeBatchWatched(b *testing.B) {
 		{"default-rate", "full=1"},
 		{"max-rate", "full=1&rate=2000"},
 	} {
-		b.Run(c.name, func(b *testing.B) { serveBatch(b, batchTemplate, c.query, "", "") })
+		b.Run(c.name, func(b *testing.B) { serveBatch(b, workload.Batch, c.query, "", "") })
 	}
 }
 
@@ -256,102 +254,6 @@ func serveBatch(b *testing.B, batch func() ([]byte, []int), query, queueKeys, ex
 	}
 }
 
-// batchTemplate returns a /v1/batch body of 100 realistic events whose
-// messageIds start with 16 zeros, and the offsets of those zeros.
-func batchTemplate() ([]byte, []int) {
-	var buf bytes.Buffer
-	var slots []int
-	buf.WriteString(`{"batch":[`)
-	for j := range 100 {
-		if j > 0 {
-			buf.WriteByte(',')
-		}
-		ev := event(j * 7 % users)
-		id := gjson.GetBytes(ev, "messageId")
-		ev = bytes.Replace(ev, []byte(id.Raw), fmt.Appendf(nil, `"%016d-%03d"`, 0, j), 1)
-		slots = append(slots, buf.Len()+bytes.Index(ev, []byte(`"messageId":"`))+len(`"messageId":"`))
-		buf.Write(ev)
-	}
-	buf.WriteString(`]}`)
-	return buf.Bytes(), slots
-}
-
-// variedBatchTemplate is batchTemplate with events that differ as those
-// of a real batch do: each its own timestamp, order (id, total, one to
-// three products of a catalog with their quantities), page, browser,
-// address and locale, drawn from a fixed seed. batchTemplate's events
-// differ in their ids only, so its batches compress about 30 times,
-// which would flatter a queue that compresses; these compress about as
-// much as real batches of one source (see bench/README.md).
-func variedBatchTemplate() ([]byte, []int) {
-	r := rand.New(rand.NewPCG(1, 2))
-	type product struct {
-		id, sku, name string
-		price         float64
-	}
-	catalog := make([]product, 40)
-	for i := range catalog {
-		catalog[i] = product{fmt.Sprintf("%016x%08x", r.Uint64(), r.Uint32()), fmt.Sprintf("%05d-%02d", r.IntN(100000), r.IntN(100)),
-			[]string{"Monopoly", "Scrabble", "Catan", "Ticket to Ride", "Carcassonne", "Azul", "Pandemic", "Codenames"}[i%8] + fmt.Sprintf(": edition %d", 1+r.IntN(9)),
-			float64(r.IntN(20000)) / 100}
-	}
-	pages := []string{"/", "/checkout", "/cart", "/search", "/account", "/products/board-games", "/products/puzzles", "/sale", "/help/returns", "/blog/top-10-games"}
-	agents := []string{
-		"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-		"Mozilla/5.0 (Macintosh; Intel Mac OS X 14_2) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
-		"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
-		"Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
-		"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36",
-		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
-	}
-	locales := []string{"en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "nl-NL", "pt-BR"}
-	var buf bytes.Buffer
-	var slots []int
-	buf.WriteString(`{"batch":[`)
-	for j := range 100 {
-		if j > 0 {
-			buf.WriteByte(',')
-		}
-		ev := event(j * 7 % users)
-		id := gjson.GetBytes(ev, "messageId")
-		ev = bytes.Replace(ev, []byte(id.Raw), fmt.Appendf(nil, `"%016d-%03d"`, 0, j), 1)
-		ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(3_600_000)) * time.Millisecond)
-		page := pages[r.IntN(len(pages))]
-		var products []map[string]any
-		total := 0.0
-		for range 1 + r.IntN(3) {
-			p := catalog[r.IntN(len(catalog))]
-			q := 1 + r.IntN(4)
-			total += p.price * float64(q)
-			products = append(products, map[string]any{"product_id": p.id, "sku": p.sku, "name": p.name, "price": p.price, "quantity": q})
-		}
-		for _, set := range []struct {
-			path string
-			v    any
-		}{
-			{"timestamp", ts.Format("2006-01-02T15:04:05.000Z")},
-			{"sentAt", ts.Add(time.Duration(r.IntN(2000)) * time.Millisecond).Format("2006-01-02T15:04:05.000Z")},
-			{"properties.order_id", fmt.Sprintf("%016x%08x", r.Uint64(), r.Uint32())},
-			{"properties.total", float64(int(total*100)) / 100},
-			{"properties.revenue", float64(int(total*85)) / 100},
-			{"properties.products", products},
-			{"context.page", map[string]any{"path": page, "url": "https://shop.example.com" + page, "title": cmp.Or(strings.Trim(page, "/"), "home") + " | Shop", "referrer": "https://www.google.com/search?q=" + fmt.Sprint(r.Uint32())}},
-			{"context.userAgent", agents[r.IntN(len(agents))]},
-			{"context.ip", fmt.Sprintf("%d.%d.%d.%d", 1+r.IntN(223), r.IntN(256), r.IntN(256), 1+r.IntN(254))},
-			{"context.locale", locales[r.IntN(len(locales))]},
-		} {
-			var err error
-			if ev, err = sjson.SetBytes(ev, set.path, set.v); err != nil {
-				panic(err)
-			}
-		}
-		slots = append(slots, buf.Len()+bytes.Index(ev, []byte(`"messageId":"`))+len(`"messageId":"`))
-		buf.Write(ev)
-	}
-	buf.WriteString(`]}`)
-	return buf.Bytes(), slots
-}
-
 // BenchmarkServeTrackLatency: p50/p99 of single POST /v1/track calls (1 KB
 // event, 200 only once durable per the sync policy) sent at a fixed rate of 2000/s for b.N
 // calls, through the whole server as in BenchmarkServeBatch.
@@ -377,7 +279,7 @@ func BenchmarkServeTrackLatency(b *testing.B) {
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}
-		body := event(i % users)
+		body := workload.Event(i % users)
 		body = bytes.Replace(body, []byte(gjson.GetBytes(body, "messageId").Raw), fmt.Appendf(nil, `"track-%d"`, i), 1)
 		wg.Go(func() {
 			req := postReq(addr, "/v1/track", body)

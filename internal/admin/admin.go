@@ -13,7 +13,7 @@
 //
 // # Authentication
 //
-// Tools authenticate every request, /metrics included, with
+// Tools authenticate every request, /metrics and /debug/pprof/ included, with
 // "Authorization: Bearer TOKEN" (or the token as the password of Basic
 // auth, any user name); only the probes in [Deps.Public] (/healthz,
 // /readyz) answer without it. The token is compared in constant time (of
@@ -89,6 +89,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -287,6 +288,13 @@ func (a *Admin) routes() (err error) {
 	if a.deps.Metrics != nil {
 		mux.Handle("GET /metrics", a.deps.Metrics)
 	}
+	// Profiles of the running server (Go's net/http/pprof): `go tool
+	// pprof` reads them, bench/stages sorts them into an event's stages.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	for pattern, h := range a.deps.Handlers {
 		mux.Handle(pattern, h)
 	}

@@ -182,7 +182,7 @@ func TestUnauthorized(t *testing.T) {
 		{"bare token", token},
 		{"empty bearer", "Bearer "},
 	} {
-		for _, path := range []string{"/admin/functions", "/admin/consent/u1", "/admin/dead/hook", "/metrics", "/admin/nothing-here"} {
+		for _, path := range []string{"/admin/functions", "/admin/consent/u1", "/admin/dead/hook", "/metrics", "/debug/pprof/heap", "/admin/nothing-here"} {
 			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
 			if tc.header != "" {
 				req.Header.Set("Authorization", tc.header)
@@ -212,7 +212,19 @@ func TestUnauthorized(t *testing.T) {
 	if st, b := e.callAs(token, http.MethodGet, "/metrics", nil); st != http.StatusOK || string(b) != "insertfn_up 1\n" {
 		t.Fatalf("metrics: %d %s", st, b)
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/admin/functions", nil)
+	// And the profiles.
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/debug/pprof/goroutine?debug=1", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := e.srv.Client().Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "goroutine profile:") {
+			t.Fatalf("goroutine profile: %d %.200s", resp.StatusCode, b)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, e.srv.URL+"/admin/functions", nil)
 	req.Header.Set("Authorization", "bearer "+token)
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {
