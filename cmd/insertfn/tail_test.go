@@ -99,9 +99,18 @@ func TestTailCommand(t *testing.T) {
 	adminURL := "http://" + h.AdminAddr().String()
 	track(t, h, "m-agrees", false)
 	track(t, h, "m-stale", true)
-	waitUntil(t, "the delivery", func() bool { return h.Counters().Snapshot().Destinations["events-file"].Delivered == 1 })
-
-	code, stdout, stderr := runCLI(t, "tail", "--no-follow", "-n", "10", "--admin", adminURL, "--data", data)
+	// Both processed (the pipeline's workers take them in any order) and
+	// m-agrees delivered; the records are published just after the counts.
+	waitUntil(t, "the delivery and the drop", func() bool {
+		s := h.Counters().Snapshot()
+		return s.Destinations["events-file"].Delivered == 1 && s.Processed == 2
+	})
+	var code int
+	var stdout, stderr string
+	waitUntil(t, "the three records", func() bool {
+		code, stdout, stderr = runCLI(t, "tail", "--no-follow", "-n", "10", "--admin", adminURL, "--data", data)
+		return code != exitOK || strings.Count(stdout, "\n") >= 3
+	})
 	if code != exitOK {
 		t.Fatalf("tail --no-follow: exit %d\n%s%s", code, stdout, stderr)
 	}
