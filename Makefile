@@ -19,7 +19,7 @@ NPM      ?= npm
 JSENGINE := runtime/internal/quickjs/engine
 JSENGINE_WASM := $(JSENGINE)/dist/emscripten-module.wasm
 
-.PHONY: all build build-notice examples browser-bundle js-engine test vet bench bench-peers run clean help
+.PHONY: all build build-notice examples browser-bundle js-engine test vet bench bench-peers bench-stages run clean help
 
 all: build examples
 
@@ -151,6 +151,9 @@ test: vet js-engine examples browser-bundle fql-oracle ## vet, build the example
 
 bench: ## run the Go benchmarks (sandbox vs native, empty call, consent store, whole server)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./bench/
+
+bench-stages: build examples ## where the server's CPU goes per delivered event, by stage, in its own process, and the ratio to a fasthttp+gjson ceiling (bench/stages)
+	$(GO) run ./bench/stages -insertfn $(BIN)/insertfn -wasm $(BIN)/examples/consent-match.wasm
 
 bench-peers: $(C_WASM) $(AS_WASM) | js-engine ## consent-match as insertfn wasm (Go, C, AssemblyScript) and JavaScript (fast and fetch paths) vs native Go, Extism and Node.js, one table (bench/peers)
 	cd bench/peers && $(GO) run ./cmd/peers -guests $(abspath $(BIN))/examples
