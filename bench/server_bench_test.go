@@ -59,22 +59,20 @@ func newCountingSink(b *testing.B) *countingSink {
 
 // startServer starts a whole insertfn server (embedded consent store
 // holding the benchmark's users, consent-match as the source function, one
-// webhook destination) and returns its address.
-func startServer(b *testing.B, sink *countingSink) (*app.Server, string) {
-	return startServerWith(b, sink, "", "")
-}
-
-// startServerWith is startServer with more configuration: queueKeys are
-// more keys of queue (YAML flow mapping entries, each after a comma),
-// extra more top-level YAML.
-func startServerWith(b *testing.B, sink *countingSink, queueKeys, extra string) (*app.Server, string) {
+// webhook destination) and returns its address. policy is the queue's
+// sync policy ("": benchSync's), queueKeys more keys of queue (YAML flow
+// mapping entries, each after a comma), extra more top-level YAML.
+func startServer(b *testing.B, sink *countingSink, policy, queueKeys, extra string) (*app.Server, string) {
+	if policy == "" {
+		policy = benchSync()
+	}
 	wasm := guest(b, "../examples/consent-match")
 	dir := b.TempDir()
 	wasmPath := filepath.Join(dir, "consent-match.wasm")
 	if err := os.WriteFile(wasmPath, wasm, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	c, err := config.Parse(fmt.Appendf(nil, "data: %s\nqueue: {sync: \"%s\", interval: 100ms%s}\n%s", dir, benchSync(), queueKeys, extra))
+	c, err := config.Parse(fmt.Appendf(nil, "data: %s\nqueue: {sync: \"%s\", interval: 100ms%s}\n%s", dir, policy, queueKeys, extra))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -202,10 +200,10 @@ func watch(b *testing.B, h *app.Server, query string) *atomic.Int64 {
 
 // serveBatch is BenchmarkServeBatch, with a watcher attached to the live
 // event stream with query when query is not empty, and the server's
-// configuration extended as startServerWith extends it.
+// configuration extended as startServer extends it.
 func serveBatch(b *testing.B, batch func() ([]byte, []int), query, queueKeys, extra string) {
 	sink := newCountingSink(b)
-	h, addr := startServerWith(b, sink, queueKeys, extra)
+	h, addr := startServer(b, sink, "", queueKeys, extra)
 	var watched *atomic.Int64
 	if query != "" {
 		watched = watch(b, h, query)
@@ -255,27 +253,37 @@ func serveBatch(b *testing.B, batch func() ([]byte, []int), query, queueKeys, ex
 }
 
 // BenchmarkServeTrackLatency: p50/p99 of single POST /v1/track calls (1 KB
-// event, 200 only once durable per the sync policy) sent at a fixed rate of 2000/s for b.N
-// calls, through the whole server as in BenchmarkServeBatch.
+// event, 200 only once durable per the sync policy) sent at a fixed rate
+// for b.N calls, through the whole server as in BenchmarkServeBatch: at
+// 2000 and 5000 calls/s, with the queue's default sync policy (interval)
+// and with sync: always (an fsync before each 200).
 //
-// The i-th call is due at i/2000 s after the start and is sent then, or at
+// The i-th call is due at i/rate s after the start and is sent then, or at
 // once when the generator is late, whatever the answers before it: an
 // open loop, as real clients are. p50-ns and p99-ns are timed from the
 // send; sched-p50-ns and sched-p99-ns from when the call was due, which
 // also counts the time a late generator held it (a slow server that holds
 // up the generator cannot hide its delay). req/s is the rate achieved.
 func BenchmarkServeTrackLatency(b *testing.B) {
+	for _, policy := range []string{"interval", "always"} {
+		for _, rate := range []int{2000, 5000} {
+			b.Run(fmt.Sprintf("sync=%s/rate=%d", policy, rate), func(b *testing.B) { trackLatency(b, policy, rate) })
+		}
+	}
+}
+
+// trackLatency is BenchmarkServeTrackLatency at one sync policy and rate.
+func trackLatency(b *testing.B, policy string, rate int) {
 	sink := newCountingSink(b)
-	_, addr := startServer(b, sink)
+	_, addr := startServer(b, sink, policy, "", "")
 	client := &fasthttp.Client{MaxConnsPerHost: 256}
-	const rate = 2000
 	var mu sync.Mutex
 	var lat, sched latencies
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
 	for i := range b.N {
-		due := start.Add(time.Duration(i) * time.Second / rate)
+		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		if wait := time.Until(due); wait > 0 {
 			time.Sleep(wait)
 		}

@@ -17,7 +17,7 @@
 // Usage (Linux, for /proc):
 //
 //	make build examples
-//	go run ./bench/stages [-insertfn bin/insertfn] [-wasm bin/examples/consent-match.wasm] [-seconds 10] [-clients 32] [-sync interval|always|never]
+//	go run ./bench/stages [-insertfn bin/insertfn] [-wasm bin/examples/consent-match.wasm] [-seconds 10] [-clients 32] [-sync interval|always|never] [-profile FILE]
 package main
 
 import (
@@ -56,19 +56,20 @@ func main() {
 	seconds := flag.Int("seconds", 10, "seconds measured (after 3 of warm-up)")
 	clients := flag.Int("clients", 32, "concurrent clients")
 	syncPolicy := flag.String("sync", "", "the queue's sync policy (empty: the default)")
+	profileOut := flag.String("profile", "", "also write the server's CPU profile to this file (for go tool pprof)")
 	ceiling := flag.Bool("ceiling", false, "serve as the ceiling server (used by this program itself)")
 	flag.Parse()
 	if *ceiling {
 		serveCeiling()
 		return
 	}
-	if err := run(*insertfn, *wasm, time.Duration(*seconds)*time.Second, *clients, *syncPolicy); err != nil {
+	if err := run(*insertfn, *wasm, time.Duration(*seconds)*time.Second, *clients, *syncPolicy, *profileOut); err != nil {
 		fmt.Fprintln(os.Stderr, "stages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(insertfn, wasm string, window time.Duration, clients int, syncPolicy string) error {
+func run(insertfn, wasm string, window time.Duration, clients int, syncPolicy, profileOut string) error {
 	for _, p := range []string{insertfn, wasm} {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w (run `make build examples` first)", err)
@@ -100,6 +101,11 @@ func run(insertfn, wasm string, window time.Duration, clients int, syncPolicy st
 	})
 	if err != nil {
 		return err
+	}
+	if profileOut != "" {
+		if err := os.WriteFile(profileOut, m.profile, 0o644); err != nil {
+			return err
+		}
 	}
 	stages, err := classify(m.profile)
 	if err != nil {
