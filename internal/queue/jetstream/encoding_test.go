@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -32,16 +31,6 @@ func storedMsg(t *testing.T, q *Queue, topic queue.Topic, seq uint64) (nats.Head
 	return m.Header, m.Data
 }
 
-// randomBytes returns n bytes that compression does not shrink.
-func randomBytes(n int) []byte {
-	r := rand.New(rand.NewPCG(uint64(n), 2))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // jsonLike returns n bytes of events that differ only in their numbers:
 // data that compresses well.
 func jsonLike(n int) []byte {
@@ -66,7 +55,7 @@ func TestCompression(t *testing.T) {
 	qb := openQueue(t, plain)
 	ctx := context.Background()
 	const topic = queue.Topic("compressed")
-	random := randomBytes(20 << 10)
+	random := queuetest.Incompressible(20 << 10)
 	appended := [][]byte{jsonLike(20 << 10), random, []byte(`{"short":true}`)}
 	if err := qa.Append(ctx, topic, appended...); err != nil {
 		t.Fatal(err)

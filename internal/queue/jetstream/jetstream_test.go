@@ -14,6 +14,7 @@ import (
 
 	"github.com/insertfn/insertfn/internal/queue"
 	"github.com/insertfn/insertfn/internal/queue/jetstream/jstest"
+	"github.com/insertfn/insertfn/internal/queue/queuetest"
 )
 
 // next calls Next with a deadline of d and fails the test on an error.
@@ -380,7 +381,7 @@ func TestFull(t *testing.T) {
 		opts.MaxBytes = 10 << 10
 		q := openQueue(t, opts)
 		ctx := context.Background()
-		item := randomBytes(1000) // compression does not shrink it
+		item := queuetest.Incompressible(1000) // compression does not shrink it
 		n := 0
 		var err error
 		for ; n < 20; n++ {
@@ -405,7 +406,7 @@ func TestFull(t *testing.T) {
 		opts.MaxBytes = -1
 		q := openQueue(t, opts)
 		ctx := context.Background()
-		item := randomBytes(1000) // compression does not shrink it
+		item := queuetest.Incompressible(1000) // compression does not shrink it
 		var err error
 		for n := 0; n < 200; n++ {
 			if err = q.Append(ctx, "full", item); err != nil {

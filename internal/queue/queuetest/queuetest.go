@@ -280,10 +280,10 @@ func take(t testing.TB, c queue.Consumer, n int, d time.Duration) []queue.Item {
 	return out
 }
 
-// incompressible returns n bytes that no compression shrinks (the same
+// Incompressible returns n bytes that no compression shrinks (the same
 // pseudo-random ones each time): a backend may compress what it stores,
 // and the cases about the bytes stored count the bytes appended.
-func incompressible(n int) []byte {
+func Incompressible(n int) []byte {
 	r := rand.New(rand.NewPCG(uint64(n), 1))
 	b := make([]byte, n)
 	for i := range b {

@@ -85,7 +85,7 @@ func (s *suite) usage(t *testing.T) {
 	}
 
 	const topic = queue.Topic("conf-usage")
-	item := incompressible(1000)
+	item := Incompressible(1000)
 	for range 10 {
 		must(t, "Append", q.Append(ctx, topic, item))
 	}
@@ -120,7 +120,7 @@ func (s *suite) bound(t *testing.T) {
 	q := s.open(t, bound)
 	ctx := context.Background()
 	const topic = queue.Topic("conf-bound")
-	item := incompressible(size)
+	item := Incompressible(size)
 	fill := func() int {
 		t.Helper()
 		for n := 0; ; n++ {
