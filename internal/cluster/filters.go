@@ -46,11 +46,10 @@ type FilterPublisher interface {
 // which every host watches and applies. The bucket's last value wins, as
 // for Versions.
 type Filters struct {
-	kv     jetstream.KeyValue
-	host   FilterHost
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
+	kv    jetstream.KeyValue
+	host  FilterHost
+	log   *slog.Logger
+	watch *bucketWatch
 }
 
 // filterEntry is a destination's value in the bucket.
@@ -84,46 +83,11 @@ func NewFilters(ctx context.Context, nc *nats.Conn, prefix string, replicas int,
 	if err != nil {
 		return nil, fmt.Errorf("cluster: filters: the bucket %s_FILTERS: %w", prefix, err)
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(bg)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("cluster: filters: watch %s_FILTERS: %w", prefix, err)
-	}
-	f := &Filters{kv: kv, host: host, log: log, cancel: cancel, done: make(chan struct{})}
-	// The current values come first, then a nil.
-	for initial := true; initial; {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				initial = false
-				break
-			}
-			f.apply(ctx, e)
-		case <-ctx.Done():
-			_ = w.Stop()
-			cancel()
-			return nil, fmt.Errorf("cluster: filters: reading the cluster's filters: %w", ctx.Err())
-		}
+	f := &Filters{kv: kv, host: host, log: log}
+	if f.watch, err = watchBucket(ctx, kv, f.apply); err != nil {
+		return nil, fmt.Errorf("cluster: filters: %w", err)
 	}
 	host.SetFilterPublisher(f)
-	go func() {
-		defer close(f.done)
-		defer w.Stop() //nolint:errcheck // the watch ends with the connection or here
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					f.apply(bg, e)
-				}
-			case <-bg.Done():
-				return
-			}
-		}
-	}()
 	return f, nil
 }
 
@@ -181,7 +145,6 @@ func (f *Filters) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 // publishing its own.
 func (f *Filters) Close() error {
 	f.host.SetFilterPublisher(nil)
-	f.cancel()
-	<-f.done
+	f.watch.stop()
 	return nil
 }

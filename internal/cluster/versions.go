@@ -22,12 +22,11 @@ import (
 // version store. The bucket's last value wins: hosts that change one
 // function at once all end on the change the bucket kept last.
 type Versions struct {
-	kv     jetstream.KeyValue
-	obj    jetstream.ObjectStore
-	store  *functions.VersionStore
-	log    *slog.Logger
-	cancel context.CancelFunc
-	done   chan struct{}
+	kv    jetstream.KeyValue
+	obj   jetstream.ObjectStore
+	store *functions.VersionStore
+	log   *slog.Logger
+	watch *bucketWatch
 }
 
 // liveEntry is a function's value in the bucket.
@@ -62,47 +61,11 @@ func NewVersions(ctx context.Context, nc *nats.Conn, prefix string, replicas int
 	if err != nil {
 		return nil, fmt.Errorf("cluster: versions: the object store %s_WASM: %w", prefix, err)
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(bg)
-	if err != nil {
-		cancel()
-		return nil, fmt.Errorf("cluster: versions: watch %s_FUNCTIONS: %w", prefix, err)
-	}
-	v := &Versions{kv: kv, obj: obj, store: store, log: log, cancel: cancel, done: make(chan struct{})}
-	// The current values come first, then a nil: apply them before the
-	// host serves.
-	for initial := true; initial; {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				initial = false
-				break
-			}
-			v.apply(ctx, e)
-		case <-ctx.Done():
-			_ = w.Stop()
-			cancel()
-			return nil, fmt.Errorf("cluster: versions: reading the cluster's versions: %w", ctx.Err())
-		}
+	v := &Versions{kv: kv, obj: obj, store: store, log: log}
+	if v.watch, err = watchBucket(ctx, kv, v.apply); err != nil {
+		return nil, fmt.Errorf("cluster: versions: %w", err)
 	}
 	store.SetPublisher(v)
-	go func() {
-		defer close(v.done)
-		defer w.Stop() //nolint:errcheck // the watch ends with the connection or here
-		for {
-			select {
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e != nil {
-					v.apply(bg, e)
-				}
-			case <-bg.Done():
-				return
-			}
-		}
-	}()
 	return v, nil
 }
 
@@ -168,7 +131,6 @@ func (v *Versions) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 // publishing its own.
 func (v *Versions) Close() error {
 	v.store.SetPublisher(nil)
-	v.cancel()
-	<-v.done
+	v.watch.stop()
 	return nil
 }

@@ -49,7 +49,11 @@ func StoredRecord(user int) *consent.Record {
 
 // Batch returns a /v1/batch body of 100 realistic events whose
 // messageIds start with 16 zeros, and the offsets of those zeros.
-func Batch() ([]byte, []int) {
+func Batch() ([]byte, []int) { return batch(nil) }
+
+// batch builds Batch's body, each event passed through vary (when not
+// nil) after its messageId is set.
+func batch(vary func(ev []byte) []byte) ([]byte, []int) {
 	var buf bytes.Buffer
 	var slots []int
 	buf.WriteString(`{"batch":[`)
@@ -60,6 +64,9 @@ func Batch() ([]byte, []int) {
 		ev := Event(j * 7 % Users)
 		id := gjson.GetBytes(ev, "messageId")
 		ev = bytes.Replace(ev, []byte(id.Raw), fmt.Appendf(nil, `"%016d-%03d"`, 0, j), 1)
+		if vary != nil {
+			ev = vary(ev)
+		}
 		slots = append(slots, buf.Len()+bytes.Index(ev, []byte(`"messageId":"`))+len(`"messageId":"`))
 		buf.Write(ev)
 	}
@@ -96,16 +103,7 @@ func VariedBatch() ([]byte, []int) {
 		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 Edg/120.0",
 	}
 	locales := []string{"en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "nl-NL", "pt-BR"}
-	var buf bytes.Buffer
-	var slots []int
-	buf.WriteString(`{"batch":[`)
-	for j := range 100 {
-		if j > 0 {
-			buf.WriteByte(',')
-		}
-		ev := Event(j * 7 % Users)
-		id := gjson.GetBytes(ev, "messageId")
-		ev = bytes.Replace(ev, []byte(id.Raw), fmt.Appendf(nil, `"%016d-%03d"`, 0, j), 1)
+	return batch(func(ev []byte) []byte {
 		ts := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).Add(time.Duration(r.IntN(3_600_000)) * time.Millisecond)
 		page := pages[r.IntN(len(pages))]
 		var products []map[string]any
@@ -136,11 +134,8 @@ func VariedBatch() ([]byte, []int) {
 				panic(err)
 			}
 		}
-		slots = append(slots, buf.Len()+bytes.Index(ev, []byte(`"messageId":"`))+len(`"messageId":"`))
-		buf.Write(ev)
-	}
-	buf.WriteString(`]}`)
-	return buf.Bytes(), slots
+		return ev
+	})
 }
 
 // Records are the workload's stored people: five categories, a
